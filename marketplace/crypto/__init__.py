@@ -1,0 +1,1 @@
+"""Keys (keystore files), encrypted envelopes and signed announcements."""
