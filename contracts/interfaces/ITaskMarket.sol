@@ -1,0 +1,604 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+import {IParticipantRegistry} from "./IParticipantRegistry.sol";
+
+/// @title ITaskMarket
+/// @notice Federated-learning tasks: a requester escrows a budget, staked trainers join and commit
+///         their encrypted updates round by round, an oracle committee commits and reveals the
+///         Merkle root of the payout table, and trainers claim their share (pull payments). Cheaters
+///         flagged in the table are slashed; oracles that do not reveal or disagree with the final
+///         root are slashed; a dispute freezes claims until an arbiter picks one of the revealed roots.
+/// @dev Life of a task: Open → Training(round 1..R) → Committing → Revealing → Finalized → Closed,
+///      with Disputed between Finalized and claims, and Cancelled when too few trainers join, the
+///      requester cancels while Open, or no oracle reveals. No function loops over trainers; only
+///      `createTask` loops over the committee (at most 16).
+interface ITaskMarket {
+    /// @notice Where a task is in its life.
+    enum Phase {
+        Open,
+        Training,
+        Committing,
+        Revealing,
+        Finalized,
+        Disputed,
+        Closed,
+        Cancelled
+    }
+
+    /// @notice What a requester fixes when creating a task.
+    /// @dev Durations are seconds; `joinDeadline` is a unix time. Strings are emitted, not stored.
+    struct TaskParams {
+        IERC20 token;
+        uint256 budget;
+        string modelSpecCid;
+        string initialModelCid;
+        bytes32 initialModelDigest;
+        string configCid;
+        bytes32 validationCommitment;
+        uint16 rounds;
+        uint32 minTrainers;
+        uint32 maxTrainers;
+        uint256 minStake;
+        uint32 minReputationPpm;
+        uint256 trainerBond;
+        uint256 disputeBond;
+        uint64 joinDeadline;
+        uint64 roundDuration;
+        uint64 commitDuration;
+        uint64 revealDuration;
+        uint64 disputeDuration;
+        uint64 claimDuration;
+        address[] oracles;
+        uint16 quorumBps;
+        uint256 oracleSlash;
+    }
+
+    /// @notice A task's state, as returned by `task`.
+    /// @dev `phaseDeadline` is the deadline of the current phase: the join deadline while Open, the
+    ///      round deadline while Training, the commit or reveal deadline, the end of the dispute
+    ///      window while Finalized (equal to `claimsOpenAt`), the arbiter's deadline while Disputed.
+    ///      `leadingRoot`/`leadingStake` track the revealed root with the most oracle stake.
+    struct TaskInfo {
+        address requester;
+        IERC20 token;
+        Phase phase;
+        uint16 currentRound;
+        uint16 rounds;
+        uint256 budget;
+        uint256 paid;
+        uint256 refunded;
+        uint256 trainerBond;
+        uint256 disputeBond;
+        uint256 bondsHeld;
+        uint256 minStake;
+        uint32 minReputationPpm;
+        uint32 minTrainers;
+        uint32 maxTrainers;
+        uint32 trainerCount;
+        uint32 roundCommits;
+        uint64 joinDeadline;
+        uint64 phaseDeadline;
+        uint64 claimsOpenAt;
+        uint64 claimDeadline;
+        uint64 stakeLockedUntil;
+        uint64 roundDuration;
+        uint64 commitDuration;
+        uint64 revealDuration;
+        uint64 disputeDuration;
+        uint64 claimDuration;
+        bytes32 initialModelDigest;
+        bytes32 validationCommitment;
+        bytes32 payoutRoot;
+        bytes32 leadingRoot;
+        uint256 leadingStake;
+        uint256 committeeStake;
+        uint16 quorumBps;
+        uint8 committeeSize;
+        uint8 committedCount;
+        uint8 revealedCount;
+        uint256 oracleSlash;
+        address disputer;
+        bool scoringFailed;
+    }
+
+    // --- errors ---------------------------------------------------------------------------------
+
+    /// @notice Thrown when no task has this id.
+    /// @param taskId The id asked for.
+    error TaskMarketUnknownTask(uint256 taskId);
+    /// @notice Thrown when the function is not allowed in the task's current phase.
+    /// @param taskId The task.
+    /// @param phase Its current phase.
+    error TaskMarketWrongPhase(uint256 taskId, Phase phase);
+    /// @notice Thrown when an action comes after its deadline.
+    /// @param taskId The task.
+    /// @param deadline The deadline that passed (unix time).
+    error TaskMarketDeadlinePassed(uint256 taskId, uint64 deadline);
+    /// @notice Thrown when an action comes before the time it is allowed.
+    /// @param taskId The task.
+    /// @param notBefore The earliest time the action succeeds (unix time).
+    error TaskMarketTooEarly(uint256 taskId, uint64 notBefore);
+    /// @notice Thrown when an address is zero where a contract or account is required.
+    error TaskMarketZeroAddress();
+    /// @notice Thrown when a digest, commitment or root is zero.
+    error TaskMarketZeroHash();
+    /// @notice Thrown when the budget is zero.
+    error TaskMarketZeroBudget();
+    /// @notice Thrown when an amount does not fit the market's 128-bit accounting.
+    /// @param amount The amount given.
+    error TaskMarketAmountTooLarge(uint256 amount);
+    /// @notice Thrown when `rounds` is zero or above `MAX_ROUNDS`.
+    /// @param rounds The number given.
+    error TaskMarketInvalidRounds(uint16 rounds);
+    /// @notice Thrown unless 1 <= minTrainers <= maxTrainers.
+    /// @param minTrainers The minimum given.
+    /// @param maxTrainers The maximum given.
+    error TaskMarketInvalidTrainerBounds(uint32 minTrainers, uint32 maxTrainers);
+    /// @notice Thrown when the minimum reputation is above 1,000,000 ppm.
+    /// @param minReputationPpm The value given.
+    error TaskMarketInvalidReputation(uint32 minReputationPpm);
+    /// @notice Thrown when a phase duration is zero.
+    error TaskMarketZeroDuration();
+    /// @notice Thrown when the join deadline is not in the future.
+    /// @param joinDeadline The deadline given.
+    error TaskMarketDeadlineInPast(uint64 joinDeadline);
+    /// @notice Thrown when the task's latest possible end does not fit a uint64 timestamp.
+    error TaskMarketScheduleOverflow();
+    /// @notice Thrown unless 5000 < quorumBps <= 10000 (a quorum is a strict majority of stake).
+    /// @param quorumBps The value given.
+    error TaskMarketInvalidQuorum(uint16 quorumBps);
+    /// @notice Thrown unless the committee has 1..MAX_COMMITTEE members.
+    /// @param size The committee size given.
+    error TaskMarketInvalidCommitteeSize(uint256 size);
+    /// @notice Thrown when an oracle appears twice in the committee.
+    /// @param oracle The repeated address.
+    error TaskMarketDuplicateOracle(address oracle);
+    /// @notice Thrown when an address would hold two roles in one task (requester, oracle, trainer).
+    /// @param account The address.
+    error TaskMarketConflictOfInterest(address account);
+    /// @notice Thrown when an address is not registered with the role this action needs.
+    /// @param account The address.
+    /// @param required The role needed.
+    error TaskMarketWrongRole(address account, IParticipantRegistry.Role required);
+    /// @notice Thrown when an address's registry stake is below what this action needs.
+    /// @param account The address.
+    /// @param stake Its stake.
+    /// @param required The stake needed.
+    error TaskMarketStakeTooLow(address account, uint256 stake, uint256 required);
+    /// @notice Thrown when a trainer's reputation is below the task's minimum.
+    /// @param account The trainer.
+    /// @param reputationPpm Its reputation.
+    /// @param required The task's minimum.
+    error TaskMarketReputationTooLow(address account, uint32 reputationPpm, uint32 required);
+    /// @notice Thrown when the market received fewer tokens than it pulled (fee-on-transfer or
+    ///         rebasing tokens are not supported: escrow accounting must be exact).
+    /// @param token The token.
+    /// @param expected The amount pulled.
+    /// @param received The balance increase observed.
+    error TaskMarketFeeOnTransfer(IERC20 token, uint256 expected, uint256 received);
+    /// @notice Thrown when a trainer joins a task twice.
+    /// @param taskId The task.
+    /// @param account The trainer.
+    error TaskMarketAlreadyJoined(uint256 taskId, address account);
+    /// @notice Thrown when the task already has `maxTrainers` trainers.
+    /// @param taskId The task.
+    /// @param maxTrainers Its maximum.
+    error TaskMarketTaskFull(uint256 taskId, uint32 maxTrainers);
+    /// @notice Thrown when a trainer-only action comes from an address that did not join the task.
+    /// @param taskId The task.
+    /// @param account The caller.
+    error TaskMarketNotJoined(uint256 taskId, address account);
+    /// @notice Thrown when an update is committed for a round other than the current one.
+    /// @param taskId The task.
+    /// @param round The round given.
+    /// @param currentRound The task's current round.
+    error TaskMarketWrongRound(uint256 taskId, uint16 round, uint16 currentRound);
+    /// @notice Thrown when a trainer commits a second update for the same round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    error TaskMarketUpdateAlreadyCommitted(uint256 taskId, uint16 round, address trainer);
+    /// @notice Thrown when an update claims zero training samples.
+    error TaskMarketZeroSamples();
+    /// @notice Thrown when a model is posted for a round outside 2..rounds+1.
+    /// @param taskId The task.
+    /// @param round The round given.
+    error TaskMarketInvalidModelRound(uint256 taskId, uint16 round);
+    /// @notice Thrown when a model for `round` is posted before round-1 has ended.
+    /// @param taskId The task.
+    /// @param round The round given.
+    error TaskMarketRoundNotEnded(uint256 taskId, uint16 round);
+    /// @notice Thrown when someone other than the task's requester cancels it.
+    /// @param taskId The task.
+    /// @param account The caller.
+    error TaskMarketNotRequester(uint256 taskId, address account);
+    /// @notice Thrown when `withdrawBond` finds no bond to return.
+    /// @param taskId The task.
+    /// @param account The caller.
+    error TaskMarketNoBond(uint256 taskId, address account);
+    /// @notice Thrown when an oracle-only action comes from outside the task's committee.
+    /// @param taskId The task.
+    /// @param account The address.
+    error TaskMarketNotCommitteeMember(uint256 taskId, address account);
+    /// @notice Thrown when an oracle commits twice.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketScoreAlreadyCommitted(uint256 taskId, address oracle);
+    /// @notice Thrown when an oracle reveals without having committed.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketNoCommitment(uint256 taskId, address oracle);
+    /// @notice Thrown when an oracle reveals twice.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketAlreadyRevealed(uint256 taskId, address oracle);
+    /// @notice Thrown when the revealed values do not hash to the oracle's commitment.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketCommitmentMismatch(uint256 taskId, address oracle);
+    /// @notice Thrown when slashing an oracle that revealed the final root.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketOracleNotSlashable(uint256 taskId, address oracle);
+    /// @notice Thrown when slashing an oracle a second time for the same task.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketOracleAlreadySlashed(uint256 taskId, address oracle);
+    /// @notice Thrown when a dispute comes from neither a committee member nor a joined trainer.
+    /// @param taskId The task.
+    /// @param account The caller.
+    error TaskMarketNotParticipant(uint256 taskId, address account);
+    /// @notice Thrown when someone other than the arbiter resolves a dispute.
+    /// @param account The caller.
+    error TaskMarketNotArbiter(address account);
+    /// @notice Thrown when the arbiter picks a root that no oracle revealed.
+    /// @param taskId The task.
+    /// @param root The root given.
+    error TaskMarketRootNotRevealed(uint256 taskId, bytes32 root);
+    /// @notice Thrown when a payout leaf was already claimed.
+    /// @param taskId The task.
+    /// @param index The leaf's index.
+    error TaskMarketAlreadyClaimed(uint256 taskId, uint256 index);
+    /// @notice Thrown when the Merkle proof does not prove the leaf under the task's payout root.
+    /// @param taskId The task.
+    /// @param index The leaf's index.
+    error TaskMarketInvalidProof(uint256 taskId, uint256 index);
+    /// @notice Thrown when paying a leaf would pay out more than the task's budget in total.
+    /// @param taskId The task.
+    /// @param paid The total after this claim.
+    /// @param budget The task's budget.
+    error TaskMarketBudgetExceeded(uint256 taskId, uint256 paid, uint256 budget);
+
+    // --- events ---------------------------------------------------------------------------------
+
+    /// @notice Emitted when a task was created and its budget escrowed.
+    /// @param taskId The new task's id.
+    /// @param requester Who created and funded it.
+    /// @param token The escrowed token.
+    /// @param budget Tokens escrowed.
+    /// @param modelSpecCid CID of the model specification (architecture, shapes, dtypes).
+    /// @param initialModelCid CID of the initial weights (round 1's global model).
+    /// @param initialModelDigest sha256 of the initial weights.
+    /// @param configCid CID of the training configuration.
+    event TaskCreated(
+        uint256 indexed taskId,
+        address indexed requester,
+        IERC20 indexed token,
+        uint256 budget,
+        string modelSpecCid,
+        string initialModelCid,
+        bytes32 initialModelDigest,
+        string configCid
+    );
+    /// @notice Emitted when a task moved from one phase to another.
+    /// @param taskId The task.
+    /// @param from The phase before.
+    /// @param to The phase after.
+    /// @param round The current round after the transition.
+    event PhaseAdvanced(uint256 indexed taskId, Phase from, Phase to, uint16 round);
+    /// @notice Emitted when a trainer joined a task and posted its bond.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    /// @param bond Tokens bonded.
+    event TrainerJoined(uint256 indexed taskId, address indexed trainer, uint256 bond);
+    /// @notice Emitted when a trainer committed its update for a round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    /// @param cid CID of the encrypted update.
+    /// @param digest sha256 of the update.
+    /// @param numSamples Training samples the update claims.
+    event UpdateCommitted(
+        uint256 indexed taskId, uint16 round, address indexed trainer, string cid, bytes32 digest, uint64 numSamples
+    );
+    /// @notice Emitted when the canonical global model that starts `round` was posted (first post wins).
+    /// @param taskId The task.
+    /// @param round The round it starts (rounds+1: the final model).
+    /// @param poster The trainer that posted it.
+    /// @param cid CID of the encrypted model.
+    /// @param digest sha256 of the model.
+    event ModelPosted(uint256 indexed taskId, uint16 round, address indexed poster, string cid, bytes32 digest);
+    /// @notice Emitted when a trainer posted a model whose digest differs from the recorded one:
+    ///         evidence that some peer aggregated differently. The record is not changed.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param reporter The trainer that posted the differing model.
+    /// @param cid Its CID.
+    /// @param digest Its digest.
+    event ModelMismatchReported(
+        uint256 indexed taskId, uint16 round, address indexed reporter, string cid, bytes32 digest
+    );
+    /// @notice Emitted when an oracle committed to a payout root.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param commitment The commitment hash.
+    event ScoreCommitted(uint256 indexed taskId, address indexed oracle, bytes32 commitment);
+    /// @notice Emitted when an oracle revealed its payout root and report.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param root The payout Merkle root.
+    /// @param reportCid CID of the full scoring report.
+    event ScoreRevealed(uint256 indexed taskId, address indexed oracle, bytes32 root, string reportCid);
+    /// @notice Emitted when a payout root became final and the claim window was fixed.
+    /// @param taskId The task.
+    /// @param payoutRoot The final root.
+    /// @param claimsOpenAt When claims open (the dispute window ends).
+    /// @param claimDeadline When claims close and `sweep` becomes possible.
+    event TaskFinalized(uint256 indexed taskId, bytes32 payoutRoot, uint64 claimsOpenAt, uint64 claimDeadline);
+    /// @notice Emitted when escrowed budget went back to the requester (cancel, failed scoring, sweep).
+    /// @param taskId The task.
+    /// @param requester The requester.
+    /// @param amount Tokens refunded.
+    event Refunded(uint256 indexed taskId, address indexed requester, uint256 amount);
+    /// @notice Emitted when a trainer of a cancelled task took its bond back.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    /// @param amount Tokens returned.
+    event BondWithdrawn(uint256 indexed taskId, address indexed trainer, uint256 amount);
+    /// @notice Emitted when bonds were burned (a flagged trainer's, unclaimed ones at sweep, or a
+    ///         rejected dispute's).
+    /// @param taskId The task.
+    /// @param amount Tokens burned.
+    event BondsBurned(uint256 indexed taskId, uint256 amount);
+    /// @notice Emitted when an oracle was slashed for not revealing or for revealing another root.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param amount Tokens actually slashed (burned by the registry).
+    event OracleSlashed(uint256 indexed taskId, address indexed oracle, uint256 amount);
+    /// @notice Emitted when a committee member or trainer disputed the final root.
+    /// @param taskId The task.
+    /// @param disputer Who disputed.
+    /// @param bond Tokens bonded.
+    event DisputeRaised(uint256 indexed taskId, address indexed disputer, uint256 bond);
+    /// @notice Emitted when a dispute ended, by the arbiter or by its timeout.
+    /// @param taskId The task.
+    /// @param root The root that became final.
+    /// @param rootChanged Whether it differs from the root before the dispute.
+    /// @param byArbiter False when the arbiter did not act in time.
+    event DisputeResolved(uint256 indexed taskId, bytes32 root, bool rootChanged, bool byArbiter);
+    /// @notice Emitted when a payout leaf was claimed.
+    /// @param taskId The task.
+    /// @param index The leaf's index.
+    /// @param account Who was paid.
+    /// @param amount Tokens paid from the budget (a returned bond comes on top).
+    /// @param flags The leaf's misbehaviour bits.
+    event Claimed(uint256 indexed taskId, uint256 index, address indexed account, uint256 amount, uint256 flags);
+    /// @notice Emitted when a task closed after its claim deadline.
+    /// @param taskId The task.
+    /// @param refund Unclaimed budget returned to the requester.
+    /// @param bondsBurned Bonds of trainers that never claimed, burned.
+    event TaskSwept(uint256 indexed taskId, uint256 refund, uint256 bondsBurned);
+
+    // --- requester ------------------------------------------------------------------------------
+
+    /// @notice Create a task and escrow `p.budget` of `p.token` from the caller (approve first).
+    /// @dev Locks each oracle's registry stake until the task's latest possible end.
+    /// @param p The task's parameters.
+    /// @return taskId The new task's id (ids start at 1).
+    function createTask(TaskParams calldata p) external returns (uint256 taskId);
+
+    /// @notice Cancel an Open task and refund its budget (requester only). Trainers then take their
+    ///         bonds back with `withdrawBond`.
+    /// @param taskId The task.
+    function cancel(uint256 taskId) external;
+
+    // --- trainers -------------------------------------------------------------------------------
+
+    /// @notice Join an Open task before its join deadline, posting the trainer bond (approve first).
+    /// @dev Needs a registered Trainer with enough stake and reputation that is neither the task's
+    ///      requester nor one of its oracles. Locks the trainer's stake until the task's latest end.
+    /// @param taskId The task.
+    function join(uint256 taskId) external;
+
+    /// @notice Commit the caller's update for the current round, before the round deadline.
+    /// @param taskId The task.
+    /// @param round The current round.
+    /// @param cid CID of the encrypted update (emitted, not stored).
+    /// @param digest sha256 of the update.
+    /// @param numSamples Training samples used (positive).
+    function commitUpdate(uint256 taskId, uint16 round, string calldata cid, bytes32 digest, uint64 numSamples)
+        external;
+
+    /// @notice Post the canonical global model that starts `round` (2..rounds+1; rounds+1 is the
+    ///         final model) once round-1 has ended. The first post wins; a later post with another
+    ///         digest is recorded as evidence (`ModelMismatchReported`) and changes nothing.
+    /// @param taskId The task.
+    /// @param round The round the model starts.
+    /// @param cid CID of the encrypted model.
+    /// @param digest sha256 of the model.
+    function postModel(uint256 taskId, uint16 round, string calldata cid, bytes32 digest) external;
+
+    /// @notice Take back the bond of a cancelled task (each trainer once).
+    /// @param taskId The task.
+    function withdrawBond(uint256 taskId) external;
+
+    // --- anyone ---------------------------------------------------------------------------------
+
+    /// @notice Move the task to its next phase when its deadline has passed or everyone it waits
+    ///         for has acted (see the contract's documentation for each transition).
+    /// @param taskId The task.
+    function advance(uint256 taskId) external;
+
+    /// @notice Pay one leaf of the payout table to its account (anyone may call for any leaf),
+    ///         between the end of the dispute window and the claim deadline. A joined trainer's
+    ///         reputation is updated; a flagged trainer is slashed and its bond burned, an unflagged
+    ///         one gets its bond back with the payout.
+    /// @param taskId The task.
+    /// @param index The leaf's index.
+    /// @param account The leaf's account.
+    /// @param amount The leaf's amount.
+    /// @param scorePpm The leaf's normalized score (ppm; values above 1,000,000 count as 1,000,000).
+    /// @param flags The leaf's misbehaviour bits.
+    /// @param proof The Merkle proof (OpenZeppelin StandardMerkleTree, sorted pairs).
+    function claim(
+        uint256 taskId,
+        uint256 index,
+        address account,
+        uint256 amount,
+        uint32 scorePpm,
+        uint256 flags,
+        bytes32[] calldata proof
+    ) external;
+
+    /// @notice After the claim deadline: refund unclaimed budget to the requester, burn the bonds
+    ///         no trainer claimed back, and close the task.
+    /// @param taskId The task.
+    function sweep(uint256 taskId) external;
+
+    // --- oracles --------------------------------------------------------------------------------
+
+    /// @notice Commit to a payout root while the task is Committing (committee members, once).
+    /// @param taskId The task.
+    /// @param commitment `keccak256(abi.encode(taskId, oracle, payoutRoot, keccak256(bytes(reportCid)), salt))`.
+    function commitScore(uint256 taskId, bytes32 commitment) external;
+
+    /// @notice Reveal the committed payout root while the task is Revealing. Adds the oracle's stake
+    ///         (snapshotted at task creation) to the root's tally.
+    /// @param taskId The task.
+    /// @param payoutRoot The committed root.
+    /// @param reportCid The committed report's CID.
+    /// @param salt The commitment's salt.
+    function revealScore(uint256 taskId, bytes32 payoutRoot, string calldata reportCid, bytes32 salt) external;
+
+    /// @notice Slash a committee member that did not reveal the final root (anyone, once the root is
+    ///         final and the dispute window over, or once scoring failed with nothing revealed).
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    function slashOracle(uint256 taskId, address oracle) external;
+
+    // --- disputes -------------------------------------------------------------------------------
+
+    /// @notice Dispute the final root within the dispute window (a committee member or joined
+    ///         trainer, posting the dispute bond). Freezes claims until the arbiter decides or times out.
+    /// @param taskId The task.
+    function dispute(uint256 taskId) external;
+
+    /// @notice Arbiter only: pick one of the revealed roots as final; claims open at once. The
+    ///         dispute bond returns to the disputer if the root changed, else it is burned.
+    /// @param taskId The task.
+    /// @param root A root that some oracle revealed.
+    function resolveDispute(uint256 taskId, bytes32 root) external;
+
+    // --- views ----------------------------------------------------------------------------------
+
+    /// @notice A task's state.
+    /// @param taskId The task.
+    /// @return info Everything about the task except its committee (see `oracles`).
+    function task(uint256 taskId) external view returns (TaskInfo memory info);
+
+    /// @notice The number of tasks created (the last id).
+    /// @return The count.
+    function taskCount() external view returns (uint256);
+
+    /// @notice Whether `account` joined the task.
+    /// @param taskId The task.
+    /// @param account The address.
+    /// @return True if it joined.
+    function isTrainer(uint256 taskId, address account) external view returns (bool);
+
+    /// @notice Whether `account` is on the task's oracle committee.
+    /// @param taskId The task.
+    /// @param account The address.
+    /// @return True if a member.
+    function isOracle(uint256 taskId, address account) external view returns (bool);
+
+    /// @notice The task's oracle committee, in creation order.
+    /// @param taskId The task.
+    /// @return The oracles.
+    function oracles(uint256 taskId) external view returns (address[] memory);
+
+    /// @notice Number of trainers that joined.
+    /// @param taskId The task.
+    /// @return The count.
+    function trainerCount(uint256 taskId) external view returns (uint256);
+
+    /// @notice A trainer's committed update for a round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    /// @return digest sha256 of the update (zero if none).
+    /// @return numSamples Its sample count (zero if none).
+    function update(uint256 taskId, uint16 round, address trainer)
+        external
+        view
+        returns (bytes32 digest, uint64 numSamples);
+
+    /// @notice Number of updates committed for a round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @return The count.
+    function updateCount(uint256 taskId, uint16 round) external view returns (uint256);
+
+    /// @notice Digest of the global model that starts `round` (round 1: the initial model).
+    /// @param taskId The task.
+    /// @param round The round (1..rounds+1).
+    /// @return The digest, zero if not posted yet.
+    function modelDigest(uint256 taskId, uint16 round) external view returns (bytes32);
+
+    /// @notice An oracle's pending commitment.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @return The commitment; zero if it has not committed or has already revealed.
+    function commitmentOf(uint256 taskId, address oracle) external view returns (bytes32);
+
+    /// @notice The root an oracle revealed.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @return The root; zero if it has not revealed.
+    function revealedRootOf(uint256 taskId, address oracle) external view returns (bytes32);
+
+    /// @notice The committee stake (snapshotted at creation) of the oracles that revealed `root`.
+    /// @param taskId The task.
+    /// @param root The root.
+    /// @return The stake.
+    function rootStake(uint256 taskId, bytes32 root) external view returns (uint256);
+
+    /// @notice An oracle's voting weight: its registry stake when the task was created.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @return The weight (zero if not a member).
+    function oracleWeight(uint256 taskId, address oracle) external view returns (uint256);
+
+    /// @notice Whether an oracle was slashed for this task.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @return True if slashed.
+    function isOracleSlashed(uint256 taskId, address oracle) external view returns (bool);
+
+    /// @notice Whether the payout leaf `index` was claimed.
+    /// @param taskId The task.
+    /// @param index The leaf's index.
+    /// @return True if claimed.
+    function isClaimed(uint256 taskId, uint256 index) external view returns (bool);
+
+    /// @notice The participant registry.
+    /// @return The registry.
+    function registry() external view returns (IParticipantRegistry);
+
+    /// @notice The arbiter that resolves disputes (immutable).
+    /// @return The arbiter.
+    function arbiter() external view returns (address);
+}

@@ -1,0 +1,240 @@
+"""Sending transactions from local keys, and turning reverts into readable errors.
+
+Every state-changing call goes through :func:`send`: it estimates gas first (so a revert is caught
+before anything is signed or paid), signs locally with the caller's key, waits for the receipt and
+raises :class:`~marketplace.errors.TransactionRevertedError` carrying the custom error's name and
+arguments, decoded against every ABI the library knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_abi_to_4byte_selector
+from web3 import Web3
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.types import TxReceipt
+
+from marketplace.errors import ChainError, RpcUnreachableError, TransactionRevertedError
+
+log = logging.getLogger(__name__)
+
+_ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+_PANIC_CODES = {
+    0x01: "assertion failed",
+    0x11: "arithmetic overflow or underflow",
+    0x12: "division by zero",
+    0x21: "invalid enum value",
+    0x32: "array index out of bounds",
+    0x41: "out of memory",
+}
+
+
+@dataclass(frozen=True)
+class DecodedRevert:
+    """A revert reason: the custom error's name and its arguments by name."""
+
+    name: str
+    args: tuple[Any, ...]
+    arg_names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        if self.name == "Error" and len(self.args) == 1:
+            return f'reverted with reason "{self.args[0]}"'
+        parts = ", ".join(
+            f"{n}={_fmt(v)}" if n else _fmt(v)
+            for n, v in zip(self.arg_names, self.args, strict=True)
+        )
+        return f"{self.name}({parts})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+class RevertDecoder:
+    """Decodes revert data against the custom errors of a set of ABIs."""
+
+    def __init__(self, abis: Iterable[Sequence[Mapping[str, Any]]]):
+        self._errors: dict[bytes, Mapping[str, Any]] = {}
+        for abi in abis:
+            for item in abi:
+                if item.get("type") == "error":
+                    self._errors[function_abi_to_4byte_selector(item)] = item
+
+    def add_abi(self, abi: Sequence[Mapping[str, Any]]) -> None:
+        for item in abi:
+            if item.get("type") == "error":
+                self._errors[function_abi_to_4byte_selector(item)] = item
+
+    def decode(self, data: bytes | str | None) -> DecodedRevert | None:
+        """The decoded revert, or ``None`` when ``data`` is empty or unknown."""
+        raw = _as_bytes(data)
+        if len(raw) < 4:
+            return None
+        selector, body = raw[:4], raw[4:]
+        try:
+            if selector == _ERROR_STRING:
+                (reason,) = abi_decode(["string"], body)
+                return DecodedRevert("Error", (reason,), ("reason",))
+            if selector == _PANIC:
+                (code,) = abi_decode(["uint256"], body)
+                return DecodedRevert(
+                    "Panic", (_PANIC_CODES.get(code, hex(code)),), ("code",)
+                )
+            item = self._errors.get(selector)
+            if item is None:
+                return None
+            types = [_abi_type(i) for i in item.get("inputs", [])]
+            names = tuple(str(i.get("name", "")) for i in item.get("inputs", []))
+            values = abi_decode(types, body)
+            return DecodedRevert(str(item["name"]), tuple(values), names)
+        except Exception:  # malformed revert data: report it undecoded rather than crash
+            return None
+
+
+def _abi_type(inp: Mapping[str, Any]) -> str:
+    t = str(inp["type"])
+    if t.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in inp["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+def _as_bytes(data: bytes | str | Mapping[str, Any] | None) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, Mapping):  # some nodes wrap it: {"data": "0x..."}
+        data = data.get("data")
+        return _as_bytes(data)
+    if isinstance(data, bytes):
+        return data
+    text = str(data)
+    if text.startswith("0x"):
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
+def revert_error(
+    exc: ContractLogicError, decoder: RevertDecoder | None, *, action: str
+) -> TransactionRevertedError:
+    """A :class:`TransactionRevertedError` for a web3 revert, decoded when possible."""
+    decoded = decoder.decode(exc.data) if decoder else None  # type: ignore[arg-type]
+    if decoded is None:
+        reason = str(exc.message or exc) if hasattr(exc, "message") else str(exc)
+        return TransactionRevertedError(f"{action} reverted: {reason}")
+    return TransactionRevertedError(
+        f"{action} reverted: {decoded}", error_name=decoded.name, args=decoded.args
+    )
+
+
+def send(
+    w3: Web3,
+    fn: ContractFunction,
+    account: LocalAccount,
+    *,
+    decoder: RevertDecoder | None = None,
+    value: int = 0,
+    gas: int | None = None,
+    timeout: float = 120.0,
+) -> TxReceipt:
+    """Sign ``fn`` with ``account``, send it and wait for its receipt.
+
+    Raises
+    ------
+    TransactionRevertedError
+        The call reverts (found by gas estimation, before anything is sent) or the mined
+        transaction failed.
+    RpcUnreachableError
+        The node did not answer.
+    ChainError
+        Anything else the node refused (insufficient funds for gas, a bad nonce...).
+    """
+    name = getattr(fn, "fn_name", "constructor")
+    action = f"{getattr(fn, 'address', None) or 'new contract'}.{name}"
+    try:
+        params: dict[str, Any] = {"from": account.address, "value": value}
+        if gas is None:
+            estimate = fn.estimate_gas(params)
+            gas = int(estimate * 1.2) + 10_000  # headroom for state changes between calls
+        params.update(
+            gas=gas,
+            nonce=w3.eth.get_transaction_count(account.address, "pending"),
+            chainId=w3.eth.chain_id,
+        )
+        tx = fn.build_transaction(params)  # type: ignore[arg-type]
+        signed = account.sign_transaction(tx)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    except ContractLogicError as exc:
+        raise revert_error(exc, decoder, action=name) from None
+    except TimeExhausted:
+        raise ChainError(
+            f"{name}: no receipt after {timeout:.0f}s; the node may be stalled or the gas "
+            "price too low — check the node and retry"
+        ) from None
+    except Web3RPCError as exc:
+        raise ChainError(f"{name} refused by the node: {_rpc_message(exc)}") from None
+    except (ConnectionError, OSError) as exc:
+        raise RpcUnreachableError(
+            f"lost the chain RPC while sending {name}: {exc}; is the node running?"
+        ) from None
+    if receipt["status"] != 1:
+        raise TransactionRevertedError(
+            f"{action} failed in block {receipt['blockNumber']} (tx {receipt['transactionHash'].hex()})"
+        )
+    log.debug("%s mined, gas %d", action, receipt["gasUsed"])
+    return receipt
+
+
+def call(fn: ContractFunction, *, decoder: RevertDecoder | None = None, **kwargs: Any) -> Any:
+    """``fn.call()`` with reverts decoded like :func:`send`."""
+    try:
+        return fn.call(kwargs or None)  # type: ignore[arg-type]
+    except ContractLogicError as exc:
+        raise revert_error(exc, decoder, action=fn.fn_name) from None
+    except (ConnectionError, OSError) as exc:
+        raise RpcUnreachableError(f"lost the chain RPC calling {fn.fn_name}: {exc}") from None
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    msg = getattr(exc, "rpc_response", None)
+    if isinstance(msg, Mapping) and isinstance(msg.get("error"), Mapping):
+        text = str(msg["error"].get("message", exc))
+    else:
+        text = str(exc)
+    if "insufficient funds" in text:
+        return f"{text} — fund the account with ETH for gas"
+    return text
+
+
+def send_eth(w3: Web3, account: LocalAccount, to: str, amount_wei: int, *, timeout: float = 120.0) -> TxReceipt:
+    """A plain ETH transfer signed by ``account`` (gas for a new devnet account)."""
+    tx = {
+        "to": Web3.to_checksum_address(to),
+        "value": amount_wei,
+        "gas": 21_000,
+        "maxFeePerGas": 2 * w3.eth.gas_price + 1,
+        "maxPriorityFeePerGas": 1,
+        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+        "chainId": w3.eth.chain_id,
+    }
+    try:
+        signed = account.sign_transaction(tx)
+        return w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(signed.raw_transaction), timeout=timeout
+        )
+    except Web3RPCError as exc:
+        raise ChainError(f"ETH transfer refused by the node: {_rpc_message(exc)}") from None

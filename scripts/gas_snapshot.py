@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Gas snapshot: run a scripted marketplace scenario on a fresh Anvil and record the gas used by
+every state-changing function in ``contracts/gas-snapshot.json`` (sorted keys).
+
+    .venv/bin/python scripts/gas_snapshot.py            # measure, write the file, print JSON
+    .venv/bin/python scripts/gas_snapshot.py --check    # measure, compare with the file (2%)
+
+Keys are ``Contract.function``; a ``[variant]`` suffix names a second measured path (e.g.
+``TaskMarket.claim[first]``: the first claim of a task, which writes zero storage slots).
+``TaskMarket.claim`` is an unflagged trainer's claim of a leaf at depth 4 (16 leaves), reputation
+update and bond return included, once the task's first claim has been made.
+``*.100trainers`` repeat the oracle steps on a task with 100 trainers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.logs import DISCARD
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from marketplace.chain.compiler import ContractArtifact, compile_contracts  # noqa: E402
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
+from marketplace.valuation.merkle import PayoutTree  # noqa: E402
+from marketplace.valuation.payouts import PayoutEntry  # noqa: E402
+
+SNAPSHOT = REPO / "contracts" / "gas-snapshot.json"
+TOLERANCE = 0.02
+TARGETS = {
+    "TaskMarket.claim": 90_000,
+    "TaskMarket.commitUpdate": 100_000,
+    "TaskMarket.commitScore": 80_000,
+    "TaskMarket.revealScore": 80_000,
+    "TaskMarket.revealScore[sameRoot]": 80_000,
+    "ParticipantRegistry.register": 150_000,
+}
+E18 = 10**18
+MAX = 2**256 - 1
+DAY = 24 * 3600
+
+
+@dataclass
+class Runner:
+    """Sends transactions and records their gas under a key."""
+
+    w3: Web3
+    artifacts: dict[str, ContractArtifact]
+    gas: dict[str, int] = field(default_factory=dict)
+
+    def send(self, fn: Any, who: LocalAccount, key: str | None = None) -> Any:
+        tx = fn.build_transaction(
+            {
+                "from": who.address,
+                "gas": 8_000_000,
+                "nonce": self.w3.eth.get_transaction_count(who.address, "pending"),
+                "chainId": self.w3.eth.chain_id,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+        receipt = self.w3.eth.wait_for_transaction_receipt(
+            self.w3.eth.send_raw_transaction(who.sign_transaction(tx).raw_transaction),
+            poll_latency=0.01,
+        )
+        if receipt["status"] != 1:
+            raise RuntimeError(f"{key or fn.fn_name} reverted in the gas scenario")
+        if key:
+            self.gas[key] = int(receipt["gasUsed"])
+        return receipt
+
+    def deploy(self, name: str, who: LocalAccount, *args: Any) -> Any:
+        art = self.artifacts[name]
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        receipt = self.send(factory.constructor(*args), who)
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
+
+    def warp(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+def _accounts(w3: Web3, runner: Runner, n: int) -> list[LocalAccount]:
+    """``n`` trainer accounts: dev keys 6..19, then derived keys funded with ETH."""
+    dev = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
+    out = dev[6 : 6 + n]
+    funder = dev[0]
+    i = 0
+    while len(out) < n:
+        acct = Account.from_key(Web3.keccak(text=f"fedmarket-gas-trainer-{i}"))
+        i += 1
+        tx = {
+            "from": funder.address, "to": acct.address, "value": 10**18, "gas": 21_000,
+            "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
+            "chainId": w3.eth.chain_id, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
+        }  # fmt: skip
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction),
+            poll_latency=0.01,
+        )
+        out.append(acct)
+    return out
+
+
+def _commitment(task_id: int, oracle: str, root: bytes, cid: str, salt: bytes) -> bytes:
+    return bytes(
+        Web3.keccak(
+            encode(
+                ["uint256", "address", "bytes32", "bytes32", "bytes32"],
+                [task_id, oracle, root, Web3.keccak(text=cid), salt],
+            )
+        )
+    )
+
+
+def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -> dict[str, int]:
+    """Run the scenario on ``w3`` (a fresh or snapshotted devnet) and return the gas figures."""
+    r = Runner(w3, artifacts or compile_contracts())
+    dev = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
+    deployer, arbiter, requester, oracles = dev[0], dev[1], dev[2], dev[3:6]
+    outsider = dev[19]
+    token = r.deploy("RewardToken", deployer, "FedMarket Reward", "FMR", deployer.address)
+    registry = r.deploy("ParticipantRegistry", deployer, token.address, 7 * DAY, deployer.address)
+    market = r.deploy("TaskMarket", deployer, registry.address, arbiter.address)
+    r.send(
+        registry.functions.setMarket(market.address, True),
+        deployer,
+        "ParticipantRegistry.setMarket",
+    )
+    m, reg = market.functions, registry.functions
+
+    def fund(who: LocalAccount, key: str | None = None) -> None:
+        r.send(token.functions.mint(who.address, 10_000 * E18), deployer, key)
+        r.send(token.functions.approve(market.address, MAX), who)
+        r.send(token.functions.approve(registry.address, MAX), who)
+
+    fund(requester, "RewardToken.mint")
+    for o in oracles:
+        fund(o)
+        r.send(
+            reg.register(2, Web3.keccak(text=o.address), 100 * E18),
+            o,
+            "ParticipantRegistry.register",
+        )
+    r.send(
+        reg.setEncryptionKey(Web3.keccak(text="k2")),
+        oracles[0],
+        "ParticipantRegistry.setEncryptionKey",
+    )
+    r.send(reg.stake(E18), oracles[0], "ParticipantRegistry.stake")
+
+    def create(trainers: int, rounds: int) -> int:
+        params = (
+            token.address, 1000 * E18, "bafy-spec", "bafy-model", Web3.keccak(text="m0"),
+            "bafy-config", Web3.keccak(text="val"), rounds, 2, trainers, 50 * E18, 0,
+            10 * E18, 20 * E18, r.now() + DAY, DAY, DAY, DAY, DAY, 7 * DAY,
+            [o.address for o in oracles], 6600, 30 * E18,
+        )  # fmt: skip
+        receipt = r.send(m.createTask(params), requester, "TaskMarket.createTask")
+        (event,) = market.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
+        return int(event["args"]["taskId"])
+
+    def train(task_id: int, trainers: list[LocalAccount], rounds: int, tag: str = "") -> None:
+        for t in trainers:
+            if reg.roleOf(t.address).call() == 0:
+                fund(t)
+                r.send(reg.register(1, Web3.keccak(text=t.address), 100 * E18), t)
+            r.send(m.join(task_id), t, "TaskMarket.join" + tag)
+        r.send(m.advance(task_id), outsider, "TaskMarket.advance[open->training]" + tag)
+        for rnd in range(1, rounds + 1):
+            for i, t in enumerate(trainers):
+                digest = Web3.keccak(text=f"u{rnd}-{i}")
+                cid = f"bafy-update-{rnd}-{i}-padded-to-a-cid-length"
+                r.send(
+                    m.commitUpdate(task_id, rnd, cid, digest, 1000),
+                    t,
+                    "TaskMarket.commitUpdate" + tag,
+                )
+            step = "[training->committing]" if rnd == rounds else "[round]"
+            r.send(m.advance(task_id), outsider, "TaskMarket.advance" + step + tag)
+            if tag == "":
+                agg = Web3.keccak(text=f"model{rnd + 1}")
+                r.send(
+                    m.postModel(task_id, rnd + 1, "bafy-model-next", agg),
+                    trainers[0],
+                    "TaskMarket.postModel",
+                )
+                r.send(m.postModel(task_id, rnd + 1, "bafy-model-other", Web3.keccak(text="x")),
+                       trainers[1], "TaskMarket.postModel[mismatch]")  # fmt: skip
+
+    def score(task_id: int, root: bytes, tag: str = "") -> None:
+        cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+        for i, o in enumerate(oracles):
+            salt = bytes([i + 1]) * 32
+            r.send(m.commitScore(task_id, _commitment(task_id, o.address, root, cid, salt)), o,
+                   "TaskMarket.commitScore" + tag)  # fmt: skip
+        r.send(m.advance(task_id), outsider, "TaskMarket.advance[committing->revealing]" + tag)
+        for i, o in enumerate(oracles):
+            key = "TaskMarket.revealScore" + ("" if i == 0 else "[sameRoot]") + tag
+            r.send(m.revealScore(task_id, root, cid, bytes([i + 1]) * 32), o, key)
+        r.send(m.advance(task_id), outsider, "TaskMarket.advance[finalize]" + tag)
+
+    # --- the main task: 8 trainers, 2 rounds, 16 leaves (depth 4), one flagged trainer -------
+    trainers = _accounts(w3, r, 8)
+    task_id = create(8, 2)
+    train(task_id, trainers, 2)
+    fillers = [Web3.to_checksum_address(Web3.keccak(text=f"filler{i}")[:20]) for i in range(8)]
+    entries = [
+        PayoutEntry(i, t.address, (100 + i) * E18, 500_000 + i, 2 if i == 7 else 0)
+        for i, t in enumerate(trainers)
+    ] + [PayoutEntry(8 + i, a, E18, 0, 0) for i, a in enumerate(fillers)]
+    tree = PayoutTree.build(entries)
+    score(task_id, bytes.fromhex(tree.root[2:]))
+    r.warp(DAY + 1)
+
+    def claim(i: int, key: str) -> None:
+        e = entries[i]
+        proof = [bytes.fromhex(p[2:]) for p in tree.proof(e.index)]
+        r.send(
+            m.claim(task_id, e.index, e.account, e.amount, e.score_ppm, e.flags, proof),
+            outsider,
+            key,
+        )
+
+    claim(0, "TaskMarket.claim[first]")
+    claim(1, "TaskMarket.claim")
+    claim(7, "TaskMarket.claim[flagged]")
+    claim(8, "TaskMarket.claim[nonTrainer]")
+    r.warp(8 * DAY)
+    r.send(m.sweep(task_id), outsider, "TaskMarket.sweep")
+
+    # --- a disputed task: 2-1 split, dispute, arbiter, then a timeout on a third ------------
+    def split_task(tag: str) -> tuple[int, bytes, bytes]:
+        tid = create(2, 1)
+        for t in trainers[:2]:
+            r.send(m.join(tid), t)
+        r.send(m.advance(tid), outsider)  # full: starts early
+        for i, t in enumerate(trainers[:2]):
+            r.send(m.commitUpdate(tid, 1, "bafy-u", Web3.keccak(text=f"{tag}{i}"), 10), t)
+        r.send(m.advance(tid), outsider)
+        a, b = Web3.keccak(text=f"a{tag}"), Web3.keccak(text=f"b{tag}")
+        for i, (o, root) in enumerate(zip(oracles, (a, a, b), strict=True)):
+            r.send(
+                m.commitScore(tid, _commitment(tid, o.address, root, "r", bytes([i + 1]) * 32)), o
+            )
+        r.send(m.advance(tid), outsider)
+        for i, (o, root) in enumerate(zip(oracles, (a, a, b), strict=True)):
+            r.send(m.revealScore(tid, root, "r", bytes([i + 1]) * 32), o)
+        r.send(m.advance(tid), outsider)
+        return tid, bytes(a), bytes(b)
+
+    # Disputes come some seconds after finalization: Anvil may mine both in the same second
+    # (equal timestamps make a storage write a no-op), Hardhat never does.
+    tid, _, b = split_task("1")
+    r.warp(10)
+    r.send(m.dispute(tid), trainers[0], "TaskMarket.dispute")
+    r.send(m.resolveDispute(tid, b), arbiter, "TaskMarket.resolveDispute")
+    tid2, _, _ = split_task("2")
+    r.warp(10)
+    r.send(m.dispute(tid2), trainers[1])
+    # after tid2's committee weights were snapshotted, so that task still reaches quorum
+    r.send(m.slashOracle(tid, oracles[0].address), outsider, "TaskMarket.slashOracle")
+    r.warp(DAY + 1)
+    r.send(m.advance(tid2), outsider, "TaskMarket.advance[disputeTimeout]")
+
+    # --- cancelled tasks: by the requester, and for too few trainers --------------------------
+    tid3 = create(4, 1)
+    r.send(m.cancel(tid3), requester, "TaskMarket.cancel")
+    tid4 = create(4, 1)
+    r.send(m.join(tid4), trainers[0])
+    r.warp(DAY + 1)
+    r.send(m.advance(tid4), outsider, "TaskMarket.advance[open->cancelled]")
+    r.send(m.withdrawBond(tid4), trainers[0], "TaskMarket.withdrawBond")
+
+    # --- unbonding -----------------------------------------------------------------------------
+    r.warp(30 * DAY)  # past every stake lock
+    r.send(reg.requestUnstake(10 * E18), trainers[0], "ParticipantRegistry.requestUnstake")
+    r.warp(7 * DAY)
+    r.send(reg.withdraw(), trainers[0], "ParticipantRegistry.withdraw")
+
+    # --- the oracle steps again with 100 trainers ---------------------------------------------
+    many = _accounts(w3, r, 100)
+    big = create(100, 1)
+    train(big, many, 1, tag=".100trainers")
+    # same root as the main task: equal calldata, so any difference would come from the trainers
+    score(big, bytes.fromhex(tree.root[2:]), tag=".100trainers")
+    return dict(sorted(r.gas.items()))
+
+
+def compare(measured: dict[str, int], committed: dict[str, int]) -> list[str]:
+    """Problems: a figure that grew more than 2%, a target missed, oracle steps that depend on
+    the number of trainers."""
+    problems = []
+    for key, gas in measured.items():
+        old = committed.get(key)
+        if old is not None and gas > old * (1 + TOLERANCE):
+            problems.append(f"{key}: {gas} gas, was {old} (+{(gas - old) / old:.1%})")
+    for key, target in TARGETS.items():
+        if measured.get(key, 0) > target:
+            problems.append(f"{key}: {measured[key]} gas, target {target}")
+    for key in (
+        "TaskMarket.commitScore",
+        "TaskMarket.revealScore",
+        "TaskMarket.revealScore[sameRoot]",
+    ):
+        if measured[key] != measured[key + ".100trainers"]:
+            many = measured[key + ".100trainers"]
+            problems.append(f"{key} differs with 100 trainers: {measured[key]} vs {many}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed file")
+    args = parser.parse_args()
+    from marketplace.chain.backend import connect
+
+    with start_anvil() as node:
+        gas = measure(connect(node.rpc_url))
+    if args.check:
+        problems = compare(gas, json.loads(SNAPSHOT.read_text()))
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(json.dumps(gas, sort_keys=True))
+        return 1 if problems else 0
+    SNAPSHOT.write_text(json.dumps(gas, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(gas, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

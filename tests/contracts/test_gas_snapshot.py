@@ -1,0 +1,64 @@
+"""Gas: the scripted scenario of scripts/gas_snapshot.py, re-measured and compared with the
+committed contracts/gas-snapshot.json (fails when a figure grows more than 2%), plus the targets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _gas_module():
+    spec = importlib.util.spec_from_file_location(
+        "gas_snapshot", REPO / "scripts" / "gas_snapshot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gas_snapshot"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gas_does_not_grow_and_meets_the_targets(chain):
+    # Prepare
+    gas = _gas_module()
+    committed = json.loads((REPO / "contracts" / "gas-snapshot.json").read_text())
+    # Execute
+    measured = gas.measure(chain.w3, artifacts=chain.artifacts)
+    # Assert
+    assert set(measured) == set(committed), "scenario keys changed: rerun scripts/gas_snapshot.py"
+    assert gas.compare(measured, committed) == []
+    assert measured["TaskMarket.claim"] <= 90_000
+    assert measured["TaskMarket.commitUpdate"] <= 100_000
+    assert measured["ParticipantRegistry.register"] <= 150_000
+    for key in (
+        "TaskMarket.commitScore",
+        "TaskMarket.revealScore",
+        "TaskMarket.revealScore[sameRoot]",
+    ):
+        assert measured[key] <= 80_000
+        assert measured[key] == measured[key + ".100trainers"]
+
+
+def test_compare_flags_growth_and_missed_targets():
+    gas = _gas_module()
+    base = {
+        k: 50_000
+        for k in (
+            "TaskMarket.commitScore",
+            "TaskMarket.revealScore",
+            "TaskMarket.revealScore[sameRoot]",
+        )
+    }
+    base |= {k + ".100trainers": v for k, v in base.items()}
+    grown = dict(
+        base, **{"TaskMarket.commitScore": 51_001, "TaskMarket.commitScore.100trainers": 51_001}
+    )
+    assert gas.compare(base, base) == []
+    problems = gas.compare(grown, base)
+    assert len(problems) == 2 and all("TaskMarket.commitScore" in p for p in problems)
+    assert gas.compare(dict(base, **{"TaskMarket.claim": 90_001}), base) == [
+        "TaskMarket.claim: 90001 gas, target 90000"
+    ]
