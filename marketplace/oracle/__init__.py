@@ -1,0 +1,22 @@
+"""The oracle: scoring a task's rounds into a payout root (:mod:`.scoring`) and the service that
+follows a task on-chain, commits, reveals and enforces the result (:mod:`.service`)."""
+
+from marketplace.oracle.scoring import (
+    AUTO_EXACT_MAX_PLAYERS,
+    RoundInput,
+    ScoringConfig,
+    ScoringResult,
+    choose_estimator,
+    proof_for,
+    score_task,
+)
+
+__all__ = [
+    "AUTO_EXACT_MAX_PLAYERS",
+    "RoundInput",
+    "ScoringConfig",
+    "ScoringResult",
+    "choose_estimator",
+    "proof_for",
+    "score_task",
+]
