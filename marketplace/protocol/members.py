@@ -1,0 +1,51 @@
+"""Who takes part in a task: its trainers (from ``TrainerJoined`` events) and oracle committee,
+with the X25519 keys they registered — the recipients of every envelope in the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from web3 import Web3
+
+from marketplace.chain.clients import Marketplace
+from marketplace.errors import ChainError
+
+
+@dataclass(frozen=True)
+class TaskMembers:
+    """A task's participants, addresses checksummed and sorted."""
+
+    requester: str
+    trainers: tuple[str, ...]
+    oracles: tuple[str, ...]
+    keys: dict[str, bytes]  # address -> X25519 public key (32 bytes), as registered
+
+    def recipients(self, *, trainers: bool = True, oracles: bool = True) -> dict[str, bytes]:
+        """Envelope recipients: the address → key map of the chosen groups."""
+        chosen = (self.trainers if trainers else ()) + (self.oracles if oracles else ())
+        return {a: self.keys[a] for a in sorted(set(chosen))}
+
+    def is_trainer(self, address: str) -> bool:
+        return Web3.to_checksum_address(address) in self.trainers
+
+
+def load_members(market: Marketplace, task_id: int) -> TaskMembers:
+    """Read the task's members and their keys from the chain (events + registry views)."""
+    info = market.task(task_id)
+    joined = market.events(market.market, "TrainerJoined", filters={"taskId": task_id})
+    trainers = tuple(sorted({Web3.to_checksum_address(e["args"]["trainer"]) for e in joined}))
+    oracles = tuple(
+        sorted(Web3.to_checksum_address(o) for o in market.call(market.market.functions.oracles(task_id)))
+    )
+    keys: dict[str, bytes] = {}
+    for addr in (*trainers, *oracles):
+        key = market.participant(addr).encryption_key
+        if key == bytes(32):
+            raise ChainError(f"{addr} has no encryption key registered: it cannot receive updates")
+        keys[addr] = key
+    return TaskMembers(
+        requester=Web3.to_checksum_address(info.requester),
+        trainers=trainers,
+        oracles=oracles,
+        keys=keys,
+    )

@@ -1,0 +1,94 @@
+"""The finalized valuation report, as trainers read it to claim.
+
+Each oracle publishes the same canonical report bytes, sealed for the task's members with itself
+as sender. A claimer reads the report of any oracle whose revealed root is the finalized root,
+checks that the report's Merkle root is that root, and builds its proof from the report's payout
+table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from web3 import Web3
+
+from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.errors import FedMarketError
+from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.payouts import PayoutEntry
+
+REPORT_ROUND = 0  # envelope round for reports: they cover the whole task
+
+
+def seal_report(session: Any, report_bytes: bytes) -> bytes:
+    """Encrypt an oracle's canonical report for the task's trainers, oracles and requester."""
+    members = session.members()
+    recipients = members.recipients()
+    requester_key = session.market.participant(members.requester).encryption_key
+    if requester_key != bytes(32):
+        recipients[members.requester] = requester_key
+    ctx = EnvelopeContext(
+        chain_id=session.chain_id, task_id=session.task_id, round=REPORT_ROUND,
+        sender=session.identity.address,
+    )  # fmt: skip
+    return seal(report_bytes, recipients=recipients, context=ctx)
+
+
+def final_report(session: Any) -> dict[str, Any]:
+    """The report behind the task's finalized payout root, fetched, decrypted and checked."""
+    info = session.info()
+    root = bytes(info.payout_root)
+    if root == bytes(32):
+        raise FedMarketError(f"task {session.task_id} has no finalized payout root yet")
+    market = session.market
+    reveals = market.events(market.market, "ScoreRevealed", filters={"taskId": session.task_id})
+    errors = []
+    for ev in reveals:
+        if bytes(ev["args"]["root"]) != root:
+            continue
+        oracle = Web3.to_checksum_address(ev["args"]["oracle"])
+        try:
+            blob = session.store.get(str(ev["args"]["reportCid"]), max_size=64 << 20)
+            plain = open_envelope(
+                blob, recipient_address=session.identity.address,
+                x25519_private=session.identity.x25519_private,
+                expected_context=EnvelopeContext(
+                    chain_id=session.chain_id, task_id=session.task_id, round=REPORT_ROUND,
+                    sender=oracle,
+                ),
+            )  # fmt: skip
+            report: dict[str, Any] = json.loads(plain)
+        except (FedMarketError, ValueError) as exc:
+            errors.append(f"{oracle}: {exc}")
+            continue
+        if report.get("merkle_root", "").lower() != "0x" + root.hex():
+            errors.append(f"{oracle}: report root differs from the finalized root")
+            continue
+        return report
+    raise FedMarketError(
+        f"task {session.task_id}: no readable report for the finalized root"
+        + (f" ({'; '.join(errors)})" if errors else "")
+    )
+
+
+def entries_of(report: Mapping[str, Any]) -> list[PayoutEntry]:
+    return [
+        PayoutEntry(
+            index=int(p["index"]), account=Web3.to_checksum_address(p["account"]),
+            amount=int(p["amount"]), score_ppm=int(p["score_ppm"]), flags=int(p["flags"]),
+        )  # fmt: skip
+        for p in report["payouts"]
+    ]
+
+
+def claim_args(report: Mapping[str, Any], account: str) -> tuple[PayoutEntry, list[bytes]] | None:
+    """The payout entry of ``account`` and its Merkle proof, or ``None`` if it has no leaf."""
+    entries = entries_of(report)
+    tree = PayoutTree.build(entries)
+    account = Web3.to_checksum_address(account)
+    for e in entries:
+        if e.account == account:
+            return e, [bytes.fromhex(p[2:]) for p in tree.proof(e.index)]
+    return None

@@ -1,0 +1,312 @@
+"""One peer's view of one task: the document, the members, and every byte exchanged for it.
+
+A :class:`TaskSession` is what trainers and oracles share. It publishes this peer's update
+(safetensors → envelope for the task's members → content store → digest), reads the updates the
+chain says were committed (digest checked against the chain, envelope opened, weights validated
+against the model spec and the task's bounds), and recomputes every round's global model
+deterministically from the committed set — so every honest peer derives the same model and no
+posted model has to be trusted.
+
+Digests: an update's on-chain digest is the sha256 of its envelope (what IPFS returns must hash to
+it); a model's on-chain digest is the sha256 of its plaintext safetensors bytes, because every peer
+computes the plaintext independently and envelopes differ per encryption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from web3 import Web3
+
+from marketplace.chain.clients import Marketplace, TaskView
+from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.errors import (
+    ConfigError,
+    ContentNotFoundError,
+    CryptoError,
+    DigestMismatchError,
+    FedMarketError,
+    InvalidUpdateError,
+    StorageError,
+    StoreUnreachableError,
+)
+from marketplace.fl.data import canonical_digest
+from marketplace.fl.models import build_model
+from marketplace.fl.serialization import WeightSpec, dump_weights, load_weights
+from marketplace.fl.updates import ClientUpdate
+from marketplace.fl.weights import Weights, get_weights
+from marketplace.protocol.identity import Identity
+from marketplace.protocol.members import TaskMembers, load_members
+from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
+from marketplace.storage.base import ContentStore
+
+log = logging.getLogger(__name__)
+
+PRE_TASK = 0  # envelope task id for artifacts published before the task exists (validation set)
+
+
+@dataclass(frozen=True)
+class CommittedUpdate:
+    """An ``UpdateCommitted`` event: what the chain says a trainer published."""
+
+    sender: str
+    round: int
+    cid: str
+    digest: bytes
+    num_samples: int
+    order: int  # position in the chain's commit order for the round (block, log index)
+
+
+@dataclass(frozen=True)
+class RoundUpdates:
+    """A round's committed updates, split into usable ones and refused ones (with the reason)."""
+
+    round: int
+    committed: tuple[CommittedUpdate, ...]
+    valid: tuple[ClientUpdate, ...]  # sorted by sender
+    invalid: Mapping[str, str]  # sender -> one-line reason
+
+
+@dataclass
+class TaskSession:
+    """A peer's working state for one task (see the module docstring)."""
+
+    market: Marketplace
+    store: ContentStore
+    task_id: int
+    identity: Identity
+    doc: TaskDocument
+    created: Mapping[str, object]  # the TaskCreated event's args (CIDs)
+    _members: TaskMembers | None = None
+    _globals: dict[int, Weights] = field(default_factory=dict)
+    _rounds: dict[int, RoundUpdates] = field(default_factory=dict)
+
+    # --- loading --------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, market: Marketplace, store: ContentStore, task_id: int, identity: Identity
+    ) -> TaskSession:
+        """Read the task's creation event and its document from the store."""
+        events = market.events(market.market, "TaskCreated", filters={"taskId": task_id})
+        if not events:
+            raise ConfigError(f"no task {task_id} on chain {market.deployment.chain_id}")
+        created = dict(events[0]["args"])
+        raw = store.get(str(created["configCid"]), max_size=1 << 20)
+        doc = TaskDocument.from_json(raw)
+        if doc.model.digest() != _spec_digest(store, str(created["modelSpecCid"])):
+            raise ConfigError(
+                f"task {task_id}: the model spec CID does not match the task document's model"
+            )
+        return cls(market, store, task_id, identity, doc, created)
+
+    @property
+    def chain_id(self) -> int:
+        return self.market.deployment.chain_id
+
+    def info(self) -> TaskView:
+        return self.market.task(self.task_id)
+
+    def members(self, *, refresh: bool = False) -> TaskMembers:
+        """The task's members (cached once training has started: the set is final then)."""
+        if self._members is None or refresh:
+            self._members = load_members(self.market, self.task_id)
+        return self._members
+
+    def weight_spec(self) -> WeightSpec:
+        return WeightSpec.from_module(build_model(self.doc.model))
+
+    # --- models ---------------------------------------------------------------------------
+    def initial_weights(self) -> Weights:
+        """Round 1's global model: fetched by CID, digest checked against the chain."""
+        if 1 not in self._globals:
+            digest = bytes(self.created["initialModelDigest"])  # type: ignore[call-overload]
+            blob = self.store.get(
+                str(self.created["initialModelCid"]), expected_sha256=digest,
+                max_size=self.doc.max_update_bytes,
+            )  # fmt: skip
+            self._globals[1] = load_weights(
+                blob, spec=self.weight_spec(), max_bytes=self.doc.max_update_bytes
+            )
+        return self._globals[1]
+
+    def global_weights(self, round_: int) -> Weights:
+        """The global model that starts ``round_`` (``rounds + 1`` is the final model).
+
+        Round ``r > 1`` is the task's aggregator applied to round ``r - 1``'s valid committed
+        updates, recomputed here; with no valid update the model carries over unchanged.
+        """
+        if round_ < 1:
+            raise ConfigError(f"rounds start at 1, got {round_}")
+        if round_ == 1:
+            return self.initial_weights()
+        if round_ not in self._globals:
+            previous = self.global_weights(round_ - 1)
+            updates = self.round_updates(round_ - 1)
+            if updates.valid:
+                result = self.doc.strategy().aggregate(previous, list(updates.valid))
+                self._globals[round_] = result.weights
+            else:
+                self._globals[round_] = previous
+        return self._globals[round_]
+
+    def model_digest(self, round_: int) -> bytes:
+        return hashlib.sha256(dump_weights(self.global_weights(round_))).digest()
+
+    def publish_model(self, round_: int) -> tuple[str, bytes]:
+        """Put the global model of ``round_`` in the store (encrypted for members unless the
+        task's model is public); returns ``(cid, plaintext sha256)``."""
+        plain = dump_weights(self.global_weights(round_))
+        digest = hashlib.sha256(plain).digest()
+        if self.doc.public_model:
+            return self.store.put(plain), digest
+        blob = seal(plain, recipients=self.members().recipients(), context=self._context(round_))
+        return self.store.put(blob), digest
+
+    # --- updates --------------------------------------------------------------------------
+    def _context(self, round_: int, sender: str | None = None) -> EnvelopeContext:
+        return EnvelopeContext(
+            chain_id=self.chain_id, task_id=self.task_id, round=round_,
+            sender=sender or self.identity.address,
+        )  # fmt: skip
+
+    def publish_update(self, round_: int, delta: Mapping[str, torch.Tensor]) -> tuple[str, bytes]:
+        """Encrypt this peer's update for the task's trainers and oracles and store it; returns
+        ``(cid, sha256 of the envelope)`` — the digest to commit on-chain."""
+        plain = dump_weights(delta)
+        blob = seal(plain, recipients=self.members().recipients(), context=self._context(round_))
+        cid = self.store.put(blob)
+        return cid, hashlib.sha256(blob).digest()
+
+    def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
+        """The round's ``UpdateCommitted`` events, in chain order."""
+        events = self.market.events(self.market.market, "UpdateCommitted", filters={"taskId": self.task_id})
+        picked = [e for e in events if int(e["args"]["round"]) == round_]
+        picked.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return tuple(
+            CommittedUpdate(
+                sender=Web3.to_checksum_address(e["args"]["trainer"]),
+                round=round_,
+                cid=str(e["args"]["cid"]),
+                digest=bytes(e["args"]["digest"]),
+                num_samples=int(e["args"]["numSamples"]),
+                order=i,
+            )
+            for i, e in enumerate(picked)
+        )
+
+    def fetch_update(self, c: CommittedUpdate, template: Mapping[str, torch.Tensor]) -> ClientUpdate:
+        """Fetch, digest-check, decrypt and validate one committed update.
+
+        Raises a :class:`FedMarketError` naming what is wrong with the update; a store that does
+        not answer raises :class:`StoreUnreachableError` (our problem, not the sender's).
+        """
+        blob = self.store.get(
+            c.cid, expected_sha256=c.digest, max_size=self.doc.max_update_bytes + (1 << 20)
+        )
+        plain = open_envelope(
+            blob, recipient_address=self.identity.address,
+            x25519_private=self.identity.x25519_private,
+            expected_context=self._context(c.round, sender=c.sender),
+        )  # fmt: skip
+        delta = load_weights(
+            plain, spec=WeightSpec.from_state(template), max_bytes=self.doc.max_update_bytes,
+            max_total_norm=self.doc.max_update_norm,
+        )  # fmt: skip
+        return ClientUpdate(c.sender, {k: delta[k] for k in sorted(delta)}, c.num_samples)
+
+    def round_updates(self, round_: int) -> RoundUpdates:
+        """Every committed update of ``round_`` (cached once the round has ended on-chain)."""
+        if round_ in self._rounds:
+            return self._rounds[round_]
+        template = self.global_weights(round_)
+        committed = self.committed(round_)
+        valid: list[ClientUpdate] = []
+        invalid: dict[str, str] = {}
+        for c in committed:
+            try:
+                valid.append(self.fetch_update(c, template))
+            except StoreUnreachableError:
+                raise
+            except (
+                DigestMismatchError, ContentNotFoundError, CryptoError, InvalidUpdateError,
+                StorageError,
+            ) as exc:  # fmt: skip
+                log.warning("round %d: update of %s refused: %s", round_, c.sender, exc)
+                invalid[c.sender] = f"{type(exc).__name__}: {exc}"
+        result = RoundUpdates(
+            round=round_,
+            committed=committed,
+            valid=tuple(sorted(valid, key=lambda u: u.sender)),
+            invalid=invalid,
+        )
+        if self._round_closed(round_):
+            self._rounds[round_] = result
+        return result
+
+    def _round_closed(self, round_: int) -> bool:
+        info = self.info()
+        from marketplace.chain.clients import Phase
+
+        phase = info.phase_enum
+        return phase not in (Phase.OPEN, Phase.TRAINING) or int(info.current_round) > round_
+
+
+def _spec_digest(store: ContentStore, cid: str) -> str:
+    from marketplace.fl.models import ModelSpec
+
+    return ModelSpec.from_json(store.get(cid, max_size=1 << 20)).digest()
+
+
+# --- requester-side artifacts ---------------------------------------------------------------
+def initial_model_blob(doc: TaskDocument) -> tuple[bytes, bytes]:
+    """The initial weights built from the spec's seed, as safetensors, and their sha256.
+
+    They carry no data (a seeded random init), so they are published unencrypted.
+    """
+    blob = dump_weights(get_weights(build_model(doc.model)))
+    return blob, hashlib.sha256(blob).digest()
+
+
+def seal_validation_set(
+    x: np.ndarray, y: np.ndarray, *, oracles: Mapping[str, bytes], chain_id: int, requester: str
+) -> tuple[bytes, ValidationRef]:
+    """Encrypt the validation set for the oracle committee; returns the envelope and a
+    :class:`ValidationRef` without its CID (store the envelope, then ``replace(ref, cid=…)``)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype="<f4"))
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype="<i8"))
+    plain = dump_weights({"x": xt, "y": yt})
+    ctx = EnvelopeContext(chain_id=chain_id, task_id=PRE_TASK, round=0, sender=requester)
+    blob = seal(plain, recipients=dict(oracles), context=ctx)
+    return blob, ValidationRef(cid="", sha256=canonical_digest(x, y), samples=len(y))
+
+
+def open_validation_set(session: TaskSession) -> tuple[np.ndarray, np.ndarray]:
+    """Fetch and decrypt the validation set (oracles only) and check it against the commitment
+    stored on-chain; refuses to return data that does not match."""
+    ref = session.doc.validation
+    requester = session.members().requester
+    blob = session.store.get(ref.cid, max_size=session.doc.max_update_bytes * 64)
+    plain = open_envelope(
+        blob, recipient_address=session.identity.address,
+        x25519_private=session.identity.x25519_private,
+        expected_context=EnvelopeContext(
+            chain_id=session.chain_id, task_id=PRE_TASK, round=0, sender=requester
+        ),
+    )  # fmt: skip
+    n, d = ref.samples, session.doc.model.input_dim
+    spec = WeightSpec.from_state({"x": torch.zeros(n, d), "y": torch.zeros(n, dtype=torch.int64)})
+    arrays = load_weights(plain, spec=spec, max_bytes=len(plain))
+    x, y = arrays["x"].numpy(), arrays["y"].numpy()
+    onchain = bytes(session.info().validation_commitment).hex()
+    actual = canonical_digest(x, y)
+    if actual != onchain or actual != ref.sha256:
+        raise FedMarketError(
+            f"task {session.task_id}: the validation set hashes to {actual}, not the on-chain "
+            f"commitment {onchain}; refusing to score — ask the requester for the committed set"
+        )
+    return x, y

@@ -1,0 +1,1 @@
+"""The FedMarket peer process and the ``fedmarket`` command line."""

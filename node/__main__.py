@@ -1,0 +1,5 @@
+"""``python -m node`` runs the ``fedmarket`` CLI."""
+
+from node.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""What ``fedmarket demo`` shows: the results table and three PNG plots (headless matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TOKEN = 10**18
+
+
+def _tokens(base_units: int) -> str:
+    return f"{base_units / TOKEN:,.2f}"
+
+
+def results_table(result: dict[str, Any]) -> Table:
+    """Trainer, samples, label skew, behaviour, score, payout, slashed stake, reputation."""
+    table = Table(
+        title=(
+            f"Task {result['task_id']}: model accuracy {result['accuracy']:.1%} "
+            f"(centralized training: {result['centralized_accuracy']:.1%})"
+        ),
+        title_justify="left",
+    )
+    for col, justify in [
+        ("trainer", "left"), ("samples", "right"), ("label skew", "right"), ("behaviour", "left"),
+        ("score (ppm)", "right"), ("payout", "right"), ("slashed", "right"), ("reputation", "right"),
+    ]:  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for t in result["trainers"]:
+        style = {"poisoner": "red", "free_rider": "yellow", "noisy": "magenta"}.get(t["behaviour"], "")
+        table.add_row(
+            f"{t['address'][:6]}…{t['address'][-4:]}",
+            str(t["samples"]),
+            f"{t['label_skew']:.2f}",
+            t["behaviour"],
+            f"{t['score_ppm']:,}",
+            _tokens(t["payout"]),
+            _tokens(t["slashed"]) if t["slashed"] else "-",
+            f"{t['reputation_ppm'] / 1e6:.3f}",
+            style=style,
+        )
+    return table
+
+
+def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
+    """Accuracy per round; payout against leave-one-out utility; stake before and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    colours = {"honest": "tab:blue", "free_rider": "tab:orange", "poisoner": "tab:red", "noisy": "tab:purple"}
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rounds = [r["round"] for r in result["rounds"]]
+    ax.plot(rounds, [r["test_accuracy"] for r in result["rounds"]], marker="o", label="federated (FedMarket)")
+    ax.axhline(result["centralized_accuracy"], color="grey", linestyle="--", label="centralized")
+    ax.set(xlabel="round", ylabel="test accuracy", title="Global model accuracy per round", ylim=(0, 1))
+    ax.legend()
+    paths["accuracy"] = str(directory / "accuracy.png")
+    fig.tight_layout()
+    fig.savefig(paths["accuracy"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in result["trainers"]:
+        ax.scatter(t["loo_utility"], t["payout"] / TOKEN, color=colours[t["behaviour"]], s=60)
+        ax.annotate(t["behaviour"], (t["loo_utility"], t["payout"] / TOKEN), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    ax.set(xlabel="leave-one-out utility on held-out data (accuracy, summed over rounds)",
+           ylabel="payout (tokens)", title="Payout against held-out contribution")  # fmt: skip
+    paths["payout_vs_loo"] = str(directory / "payout_vs_loo.png")
+    fig.tight_layout()
+    fig.savefig(paths["payout_vs_loo"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [f"{t['behaviour']}\n{t['address'][:6]}" for t in result["trainers"]]
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [t["stake_before"] / TOKEN for t in result["trainers"]], 0.4, label="before")
+    ax.bar([x + 0.2 for x in xs], [t["stake_after"] / TOKEN for t in result["trainers"]], 0.4, label="after")
+    ax.set_xticks(list(xs), names, fontsize=7)
+    ax.set(ylabel="stake (tokens)", title="Trainer stake before and after the task")
+    ax.legend()
+    paths["stake"] = str(directory / "stake.png")
+    fig.tight_layout()
+    fig.savefig(paths["stake"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def print_summary(console: Console, result: dict[str, Any]) -> None:
+    console.print(results_table(result))
+    slashed_oracles = [o for o in result["oracles"] if o["slashed"]]
+    console.print(
+        f"chain: {result['chain']} · storage: {result['storage']} · "
+        f"{result['seconds']:.0f}s · payout root {result['report_root'][:18]}…"
+        + (f" · {len(slashed_oracles)} oracle(s) slashed" if slashed_oracles else "")
+    )
+    for name, path in result.get("plots", {}).items():
+        console.print(f"plot {name}: {path}")

@@ -1,0 +1,436 @@
+"""Gossip of update announcements on a task's pubsub topic: verify, dedup, pull by CID, re-announce.
+
+A trainer that has put its (encrypted) update in the content store signs an
+:class:`~marketplace.crypto.announce.Announcement` ``{chainId, task, round, cid, digest, sender,
+nonce}`` and publishes it on the task's topic (:func:`task_topic`). Every peer's :class:`Gossip`
+takes each message through the same checks, cheapest first, and drops it, counted under its
+reason, at the first that fails:
+
+=====================  =====================================================================
+``oversize``           more bytes than ``max_message_bytes`` (and the parser's own 2 KiB)
+``malformed``          not an announcement (JSON shape, types, CID, digest length)
+``replay``             another chain or task, or a round other than the current or previous one
+``bad_signature``      the EIP-712 signature does not recover to ``sender`` (forged or altered)
+``not_member``         ``sender`` is not a joined trainer of the task (``is_member``)
+``sender_limit``       the sender already announced ``max_per_sender`` updates this round
+``fetch_failed``       the CID could not be fetched, was too large, or hashed to another digest
+``error``              anything unexpected (``is_member`` or ``current_round`` raised): logged
+=====================  =====================================================================
+
+A message that passes is either a duplicate (its digest was seen, or is being fetched) or new: it
+is then pulled from the store by CID with ``expected_sha256=digest`` and a size bound, pinned, and
+only then re-announced and handed to ``on_update``. So a node vouches only for bytes it holds and
+checked, and every received message ends in exactly one of ``accepted``, ``duplicates`` or one
+``dropped`` reason (``received == accepted + duplicates + sum(dropped)`` once fetches settle).
+
+**Traffic bound.** A node re-publishes the original signed bytes (never a re-signed copy, so the
+trainer's signature travels unchanged) of an update it fetched, once per digest and at most
+``fanout`` times per round. With ``n`` peers, each announcing its own update once, a round costs
+at most ``n · (1 + fanout)`` publications however many announcements (honest or not) arrive, and
+each publication reaches every subscriber at most once (gossipsub's own seen-cache). Fetch
+traffic is bounded too: a member can make a peer pull at most ``max_per_sender`` blobs of at most
+``max_update_bytes`` per round (a failed fetch counts: junk CIDs cannot be re-announced
+forever). Per-round state is forgotten once its round leaves the window.
+
+Pubsub is best-effort: the chain's ``commitUpdate`` records are the canonical set of a round, and
+a peer missing one fetches it by CID at the deadline. Gossip only gets the bytes there early.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address
+
+from marketplace.crypto.announce import (
+    MAX_ANNOUNCEMENT_BYTES,
+    Announcement,
+    sign_announcement,
+    verify_announcement,
+)
+from marketplace.errors import ConfigError, SignatureError, StorageError
+from marketplace.storage.base import ContentStore
+from marketplace.storage.pubsub import PubsubClient, PubsubMessage, Subscription
+
+log = logging.getLogger(__name__)
+
+DROP_REASONS = (
+    "oversize",
+    "malformed",
+    "replay",
+    "bad_signature",
+    "not_member",
+    "sender_limit",
+    "fetch_failed",
+    "error",
+)
+
+DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
+_RESUBSCRIBE_MAX_DELAY = 30.0
+
+
+def task_topic(chain_id: int, market_address: str, task_id: int) -> str:
+    """The pubsub topic of one task on one market, e.g. ``fedmarket/31337/0xabc…/7``.
+
+    The market address is lower-cased, so nodes that spell it differently share the topic.
+    """
+    if not isinstance(market_address, str) or not is_address(market_address):
+        raise ConfigError(
+            f"market address {market_address!r} is not an Ethereum address: pass the TaskMarket "
+            "contract's 0x address"
+        )
+    if chain_id < 0 or task_id < 0:
+        raise ConfigError(f"chain id {chain_id} and task id {task_id} must be non-negative")
+    return f"fedmarket/{chain_id}/{market_address.lower()}/{task_id}"
+
+
+@dataclass(frozen=True)
+class GossipStats:
+    """A snapshot of one node's gossip counters (bytes are pubsub payload bytes)."""
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    republished: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Whether every received message has reached its outcome (no fetch still running)."""
+        return self.received == self.accepted + self.duplicates + sum(self.dropped.values())
+
+
+class Gossip:
+    """One node's gossip on one task's topic.
+
+    Parameters
+    ----------
+    pubsub, store:
+        The node's Kubo pubsub client and content store (the store fetches announced CIDs).
+    topic:
+        Usually :func:`task_topic` of the task.
+    chain_id, market_address, task_id:
+        What announcements must be bound to (EIP-712 domain and message).
+    identity_key:
+        This node's registered key; :meth:`announce` signs with it.
+    is_member:
+        Whether an address is a joined trainer of the task (the node passes a cached chain check).
+    current_round:
+        The task's current round; announcements for it and the previous one are accepted.
+    fanout:
+        Re-publications per round at most (0 turns re-announcing off).
+    max_message_bytes:
+        Largest pubsub message considered (never above the parser's 2 KiB).
+    max_update_bytes:
+        Largest blob fetched for an announcement.
+    max_per_sender:
+        New updates accepted from one sender per round (a trainer commits one).
+    fetch_workers:
+        Fetches running at once, off the receive thread (a slow CID does not stall the topic).
+    on_update:
+        Called once per accepted update, after its blob is fetched, digest-checked and pinned,
+        from a fetch thread. Not called for this node's own :meth:`announce`.
+    """
+
+    def __init__(
+        self,
+        *,
+        pubsub: PubsubClient,
+        store: ContentStore,
+        topic: str,
+        chain_id: int,
+        market_address: str,
+        task_id: int,
+        identity_key: LocalAccount,
+        is_member: Callable[[str], bool],
+        current_round: Callable[[], int],
+        fanout: int = 3,
+        max_message_bytes: int = 4096,
+        max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
+        max_per_sender: int = 2,
+        fetch_workers: int = 2,
+        on_update: Callable[[Announcement], None] | None = None,
+    ) -> None:
+        if fanout < 0 or max_message_bytes <= 0 or max_update_bytes <= 0:
+            raise ConfigError(
+                f"gossip needs fanout >= 0 and positive size bounds, got fanout={fanout}, "
+                f"max_message_bytes={max_message_bytes}, max_update_bytes={max_update_bytes}"
+            )
+        if max_per_sender < 1 or fetch_workers < 1:
+            raise ConfigError(
+                f"gossip needs max_per_sender >= 1 and fetch_workers >= 1, got {max_per_sender} "
+                f"and {fetch_workers}"
+            )
+        task_topic(chain_id, market_address, task_id)  # validates the address and ids
+        self._pubsub = pubsub
+        self._store = store
+        self.topic = topic
+        self.chain_id = chain_id
+        self.market_address = market_address
+        self.task_id = task_id
+        self._identity = identity_key
+        self._is_member = is_member
+        self._current_round = current_round
+        self.fanout = fanout
+        self._max_message_bytes = min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES)
+        self._max_update_bytes = max_update_bytes
+        self._max_per_sender = max_per_sender
+        self._fetch_workers = fetch_workers
+        self._on_update = on_update
+
+        self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._held: dict[bytes, int] = {}  # digest → round, fetched and checked (or our own)
+        self._fetching: set[bytes] = set()
+        self._per_sender: Counter[tuple[str, int]] = Counter()
+        self._republished: Counter[int] = Counter()  # round → re-publications made
+        self._window_floor = -1  # state for rounds below this was forgotten
+
+        self._stopping = threading.Event()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Subscribe (live when this returns) and receive on a background thread.
+
+        Raises :class:`StorageError` if the daemon refuses the subscription; later breaks of the
+        subscription are logged and re-subscribed with backoff until :meth:`stop`.
+        """
+        if self._thread is not None:
+            raise ConfigError("gossip already started: call start() once per Gossip")
+        self._subscription = self._pubsub.subscribe(self.topic)
+        self._pool = ThreadPoolExecutor(self._fetch_workers, thread_name_prefix="gossip-fetch")
+        self._thread = threading.Thread(
+            target=self._receive_loop, name=f"gossip:{self.topic}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close the subscription, join the receive thread and wait for running fetches."""
+        self._stopping.set()
+        with self._lock:
+            subscription = self._subscription
+        if subscription is not None:
+            subscription.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("gossip receive thread on %r did not stop within %.0fs",
+                            self.topic, timeout)  # fmt: skip
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def running(self) -> bool:
+        """Whether the receive thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Gossip:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- public API -----------------------------------------------------------------------
+    def announce(
+        self, round: int, cid: str, digest: bytes, nonce: int | None = None
+    ) -> Announcement:
+        """Sign an announcement of our own update (already in the store) and publish it.
+
+        The digest is marked as held, so our own message coming back is a duplicate and
+        ``on_update`` is not called for it. Raises :class:`StorageError` if publishing fails.
+        """
+        announcement = sign_announcement(
+            self._identity, chain_id=self.chain_id, task_id=self.task_id, round=round, cid=cid,
+            digest=digest, market_address=self.market_address, nonce=nonce,
+        )  # fmt: skip
+        raw = announcement.to_json()
+        with self._lock:
+            self._held[digest] = round
+        self._publish(raw)
+        log.info("announced round %d update %s on %r", round, cid, self.topic)
+        return announcement
+
+    def have(self, digest: bytes) -> bool:
+        """Whether this node holds the update with this digest (fetched and checked, or ours)."""
+        with self._lock:
+            return digest in self._held
+
+    def stats(self) -> GossipStats:
+        """A consistent snapshot of the counters (safe from any thread)."""
+        with self._lock:
+            return GossipStats(
+                received=self._counts["received"],
+                accepted=self._counts["accepted"],
+                duplicates=self._counts["duplicates"],
+                republished=self._counts["republished"],
+                bytes_in=self._counts["bytes_in"],
+                bytes_out=self._counts["bytes_out"],
+                dropped={k: v for k, v in self._dropped.items() if v},
+            )
+
+    # --- receiving ------------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        """Read the subscription until stopped; re-subscribe (with backoff) if it breaks."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            with self._lock:
+                subscription = self._subscription
+            if subscription is not None:
+                try:
+                    for message in subscription:
+                        self._on_message(message)
+                        delay = 0.5
+                except StorageError as exc:
+                    log.warning("gossip on %r: %s", self.topic, exc)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, _RESUBSCRIBE_MAX_DELAY)
+            try:
+                fresh = self._pubsub.subscribe(self.topic)
+            except StorageError as exc:
+                log.warning("gossip on %r: re-subscribe failed: %s", self.topic, exc)
+                continue
+            with self._lock:
+                self._subscription = fresh
+            if self._stopping.is_set():  # stop() ran while we subscribed: it missed this one
+                fresh.close()
+
+    def _on_message(self, message: PubsubMessage) -> None:
+        """Handle one message; never raises (the receive thread must survive anything)."""
+        try:
+            self._handle(message.data)
+        except Exception:
+            log.exception("gossip on %r: unexpected error handling a message", self.topic)
+            self._drop("error")
+
+    def _drop(self, reason: str, detail: object = "") -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+        log.debug("gossip on %r: dropped (%s) %s", self.topic, reason, detail)
+
+    def _handle(self, data: bytes) -> None:
+        with self._lock:
+            self._counts["received"] += 1
+            self._counts["bytes_in"] += len(data)
+        if len(data) > self._max_message_bytes:
+            return self._drop("oversize", f"{len(data)} bytes")
+        try:
+            ann = Announcement.from_json(data)
+        except SignatureError as exc:
+            return self._drop("malformed", exc)
+        current = self._current_round()
+        self._forget_rounds_before(current - 1)
+        bound_here = (ann.chain_id, ann.task_id) == (self.chain_id, self.task_id)
+        if not bound_here or ann.round not in (current, current - 1):
+            return self._drop(
+                "replay", f"chain {ann.chain_id} task {ann.task_id} round {ann.round}"
+            )
+        try:
+            sender = verify_announcement(
+                ann, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
+                expected_round=ann.round, market_address=self.market_address,
+            )  # fmt: skip
+        except SignatureError as exc:
+            return self._drop("bad_signature", exc)
+        if not self._is_member(sender):
+            return self._drop("not_member", sender)
+        with self._lock:
+            if ann.digest in self._held or ann.digest in self._fetching:
+                self._counts["duplicates"] += 1
+                return None
+            key = (sender, ann.round)
+            if self._per_sender[key] >= self._max_per_sender:
+                self._dropped["sender_limit"] += 1
+                return None
+            self._per_sender[key] += 1
+            self._fetching.add(ann.digest)
+        assert self._pool is not None  # set by start(), before the receive thread exists
+        try:
+            self._pool.submit(self._fetch, ann, data)
+        except RuntimeError:  # the pool is shutting down: stop() is under way
+            with self._lock:
+                self._fetching.discard(ann.digest)
+            self._drop("fetch_failed", "stopping")
+        return None
+
+    def _forget_rounds_before(self, floor: int) -> None:
+        """Drop per-round state of rounds that left the window, so memory stays bounded."""
+        with self._lock:
+            if floor <= self._window_floor:
+                return
+            self._window_floor = floor
+            self._held = {d: r for d, r in self._held.items() if r >= floor}
+            self._per_sender = Counter({k: v for k, v in self._per_sender.items() if k[1] >= floor})
+            self._republished = Counter({r: n for r, n in self._republished.items() if r >= floor})
+
+    def _fetch(self, ann: Announcement, raw: bytes) -> None:
+        """Pull, digest-check and pin the blob; then re-announce and call back (fetch thread)."""
+        try:
+            for _chunk in self._store.get_stream(
+                ann.cid, expected_sha256=ann.digest, max_size=self._max_update_bytes
+            ):
+                pass  # streamed and discarded: the digest is checked at the end, memory stays flat
+            self._store.pin(ann.cid)
+        except Exception as exc:
+            with self._lock:
+                self._fetching.discard(ann.digest)  # a later announcement may try again
+                self._dropped["fetch_failed"] += 1
+            log.warning("gossip on %r: fetch of %s from %s failed: %s",
+                        self.topic, ann.cid, ann.sender, exc)  # fmt: skip
+            return
+        with self._lock:
+            self._fetching.discard(ann.digest)
+            self._held[ann.digest] = ann.round
+            self._counts["accepted"] += 1
+            republish = self._republished[ann.round] < self.fanout
+            if republish:
+                self._republished[ann.round] += 1
+        if republish:
+            self._republish(raw)
+        if self._on_update is not None:
+            try:
+                self._on_update(ann)
+            except Exception:
+                log.exception("gossip on %r: on_update raised for %s", self.topic, ann.cid)
+
+    def _republish(self, raw: bytes) -> None:
+        try:
+            self._publish(raw)
+        except StorageError as exc:
+            log.warning("gossip on %r: re-announce failed: %s", self.topic, exc)
+            return
+        with self._lock:
+            self._counts["republished"] += 1
+
+    def _publish(self, raw: bytes) -> None:
+        """Publish one message at a time, retrying once.
+
+        Kubo (≥ 0.40) runs libp2p's ``BasicSeqnoValidator`` on every message, local ones
+        included: a message whose seqno is not above the highest seen from its peer is ignored,
+        and two concurrent publishes from one daemon can commit their seqnos out of order, so
+        the loser fails with "validation ignored". Serializing our own publishes avoids that
+        race between our threads; the retry (with a fresh seqno) covers another client of the
+        same daemon.
+        """
+        with self._publish_lock:
+            try:
+                self._pubsub.publish(self.topic, raw)
+            except StorageError as exc:
+                log.info("gossip on %r: publish failed (%s); retrying once", self.topic, exc)
+                self._pubsub.publish(self.topic, raw)
+        with self._lock:
+            self._counts["bytes_out"] += len(raw)

@@ -1,0 +1,211 @@
+"""The trainer's side of a task: join, train each round, publish, commit, aggregate, claim.
+
+:meth:`TrainerNode.step` looks at the chain and does the one next thing this trainer owes the task,
+so it is safe to call again after a crash: every action checks the chain first (the update already
+committed, the model already posted, the leaf already claimed) and the journal keeps what was
+chosen (a committed CID is never replaced by a fresh encryption of the same update).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from marketplace.chain.clients import Phase
+from marketplace.errors import FedMarketError, TransactionRevertedError
+from marketplace.fl.attacks import Behaviour, RoundContext
+from marketplace.fl.data import Dataset
+from marketplace.fl.seeding import derive_seed
+from marketplace.fl.train import train_local
+from marketplace.journal import Journal
+from marketplace.protocol.report import claim_args, final_report
+from marketplace.protocol.session import TaskSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step did (``action``) and whether the task is over for this node (``done``)."""
+
+    action: str
+    done: bool = False
+    detail: str = ""
+
+
+def chain_now(session: TaskSession) -> int:
+    return int(session.market.w3.eth.get_block("latest")["timestamp"])
+
+
+def try_advance(session: TaskSession, account: object) -> bool:
+    """Advance the task's phase; a peer that lost the race (phase already moved) is fine."""
+    try:
+        session.market.advance(account, session.task_id)  # type: ignore[arg-type]
+        return True
+    except TransactionRevertedError as exc:
+        if exc.error_name in ("TaskMarketWrongPhase", "TaskMarketTooEarly"):
+            return False
+        raise
+
+
+class TrainerNode:
+    """One trainer taking part in one task."""
+
+    def __init__(
+        self,
+        session: TaskSession,
+        data: Dataset,
+        journal: Journal,
+        *,
+        behaviour: Behaviour | None = None,
+        num_threads: int = 1,
+        seed: int = 0,
+        announce: Callable[[int, str, bytes], None] | None = None,
+    ):
+        self.session = session
+        self.data = data
+        self.journal = journal
+        self.behaviour = behaviour or Behaviour()
+        self.num_threads = num_threads
+        self.seed = seed
+        self.announce = announce
+        self.claimed: dict[str, int] | None = None
+
+    @property
+    def me(self) -> str:
+        return self.session.identity.address
+
+    @property
+    def account(self) -> object:
+        return self.session.identity.eth
+
+    # --- the state machine ----------------------------------------------------------------
+    def step(self) -> StepResult:
+        s = self.session
+        info = s.info()
+        phase = info.phase_enum
+        tid = s.task_id
+        if phase == Phase.OPEN:
+            if not s.market.is_trainer(tid, self.me):
+                s.market.join(self.account, tid)  # type: ignore[arg-type]
+                return StepResult("joined")
+            full = int(info.trainer_count) >= int(info.max_trainers)
+            if (full or chain_now(s) > int(info.join_deadline)) and try_advance(s, self.account):
+                return StepResult("advanced to training")
+            return StepResult("waiting for the task to start")
+        if phase == Phase.CANCELLED:
+            return self._after_cancel()
+        if phase == Phase.TRAINING:
+            r = int(info.current_round)
+            digest, _ = s.market.update_of(tid, r, self.me)
+            if digest == bytes(32):
+                return self._train_and_commit(r)
+            if int(info.round_commits) >= int(info.trainer_count) or chain_now(s) > int(
+                info.phase_deadline
+            ):
+                if try_advance(s, self.account):
+                    return StepResult(f"closed round {r}")
+            return StepResult(f"waiting for round {r} to close")
+        # Training is over: make sure the final model is on-chain, then wait to claim.
+        final_round = int(info.rounds) + 1
+        if s.market.model_digest(tid, final_round) == bytes(32):
+            self._post_model(final_round)
+            return StepResult(f"posted the final model (round {final_round})")
+        if phase == Phase.FINALIZED and chain_now(s) >= int(info.claims_open_at):
+            return self._claim()
+        if phase == Phase.CLOSED:
+            return StepResult("task closed", done=True)
+        return StepResult(f"waiting ({phase.name.lower()})")
+
+    def run(self, *, poll: float = 1.0, timeout: float | None = None,
+            on_step: Callable[[StepResult], None] | None = None) -> StepResult:  # fmt: skip
+        """Step until the task is over for this node (claimed, closed or cancelled)."""
+        start = time.monotonic()
+        while True:
+            result = self.step()
+            if on_step:
+                on_step(result)
+            if result.done:
+                return result
+            if result.action.startswith("waiting"):
+                if timeout is not None and time.monotonic() - start > timeout:
+                    raise FedMarketError(f"trainer {self.me}: timed out ({result.action})")
+                time.sleep(poll)
+
+    # --- steps ----------------------------------------------------------------------------
+    def _train_and_commit(self, r: int) -> StepResult:
+        s = self.session
+        tid = s.task_id
+        if r > 1:
+            self._check_or_post_model(r)
+        recorded = self.journal.get(tid, r, "published")
+        if recorded is None:
+            global_weights = s.global_weights(r)
+            trained = None
+            if self.behaviour.trains:
+                config = s.doc.train
+                local = train_local(
+                    s.doc.model, global_weights, self.data,
+                    type(config)(**{**config.__dict__, "seed": derive_seed(self.seed, "train", self.me, r),
+                                    "num_threads": self.num_threads}),
+                )  # fmt: skip
+                trained = local.delta
+            ctx = RoundContext(r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r))
+            delta = self.behaviour.craft_update(trained, ctx)
+            cid, digest = s.publish_update(r, delta)
+            recorded = self.journal.record_once(
+                tid, r, "published", {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
+            )
+        cid, digest = recorded["cid"], bytes.fromhex(recorded["digest"])
+        s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))  # type: ignore[arg-type]
+        self.journal.record(tid, r, "committed", recorded)
+        if self.announce:
+            self.announce(r, cid, digest)
+        return StepResult(f"committed round {r}", detail=cid)
+
+    def _check_or_post_model(self, r: int) -> None:
+        s = self.session
+        onchain = s.market.model_digest(s.task_id, r)
+        if onchain == bytes(32):
+            self._post_model(r)
+        elif onchain != s.model_digest(r) and not self.journal.has(s.task_id, r, "mismatch"):
+            log.warning("round %d: posted model differs from ours; reporting evidence", r)
+            self._post_model(r)  # the contract keeps the first post and emits the mismatch
+            self.journal.record(s.task_id, r, "mismatch", {"posted": onchain.hex()})
+
+    def _post_model(self, r: int) -> None:
+        s = self.session
+        cid, digest = s.publish_model(r)
+        # A second post of the same digest is a no-op; a different one is recorded as evidence.
+        s.market.post_model(self.account, s.task_id, r, cid, digest)  # type: ignore[arg-type]
+
+    def _claim(self) -> StepResult:
+        s = self.session
+        report = final_report(s)
+        found = claim_args(report, self.me)
+        if found is None:
+            return StepResult("not in the payout table", done=True)
+        entry, proof = found
+        if s.market.call(s.market.market.functions.isClaimed(s.task_id, entry.index)):
+            self.claimed = {"amount": entry.amount, "flags": entry.flags}
+            return StepResult("already claimed", done=True)
+        s.market.claim(
+            self.account, s.task_id, index=entry.index, account=entry.account,  # type: ignore[arg-type]
+            amount=entry.amount, score_ppm=entry.score_ppm, flags=entry.flags, proof=proof,
+        )  # fmt: skip
+        self.journal.record(s.task_id, 0, "claimed", {"amount": str(entry.amount)})
+        self.claimed = {"amount": entry.amount, "flags": entry.flags}
+        return StepResult(f"claimed {entry.amount}", done=True)
+
+    def _after_cancel(self) -> StepResult:
+        s = self.session
+        if s.market.is_trainer(s.task_id, self.me) and not self.journal.has(s.task_id, 0, "bond"):
+            try:
+                s.market.withdraw_bond(self.account, s.task_id)  # type: ignore[arg-type]
+            except TransactionRevertedError as exc:
+                if exc.error_name != "TaskMarketNoBond":
+                    raise
+            self.journal.record(s.task_id, 0, "bond", {})
+        return StepResult("task cancelled", done=True)

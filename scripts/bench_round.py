@@ -1,0 +1,487 @@
+#!/usr/bin/env python
+"""Round wall time of a real task (Anvil + three Kubo daemons, every trainer a separate
+``python -m node … node run`` process), side by side with the in-process simulator
+(``marketplace.fl.simulate``) and Flower's simulation engine, for 4 and 8 trainers.
+
+Prints ONE JSON object on stdout (logs go to stderr). Per trainer count ``n`` (``"4"``, ``"8"``):
+
+- ``ours_round_durations``: from the moment the task enters round r (round 1: every trainer
+  joined) to the moment it enters round r + 1 (or leaves Training). A round here is: notice the
+  round closed (chain poll every ``--poll`` s), fetch every committed update from IPFS by CID,
+  check digests, decrypt, aggregate, post the model digest, train, encrypt, add to IPFS,
+  ``commitUpdate``; the last committer closes the round (``advance``). Timed by this script
+  watching the chain every 20 ms.
+- ``simulator_round_durations``, ``flower_round_durations``: the same model, data split, partition,
+  local training and rounds in ``simulate`` (one process, sequential) and in Flower 1.42 +
+  Ray (one CPU per ClientApp, which trains with our ``train_local``), timed as in bench_fl.py
+  from the round-0 evaluation to the last round's.
+- ``*_sec_per_round`` is the median round of each engine (steady state), ``*_mean_sec_per_round``
+  the mean, which also carries one-off costs (the first round's warm-up: Ray actors, first fetch
+  and training; a restarted trainer).
+- ``flower_ratio`` = ours / flower (goal ≤ 1.3), ``simulator_ratio`` = ours / simulator, both on
+  medians; ``*_ratio_of_means`` on means.
+- ``gas_per_trainer_round``: from the receipts of every TaskMarket transaction of the task
+  (``commitUpdate`` + ``postModel`` + ``advance``, reverted ones included) / (n · rounds);
+  ``gas`` breaks it down by function (``join`` is per task and not in the per-round figure).
+- ``gossip_messages``, ``gossip_bytes`` per round: pubsub publications on the task's topic seen
+  by a wiretap subscriber on one daemon (each publication once, whatever its fan-out).
+- ``restarts``: trainer processes that exited with an error during training and were started
+  again on the same home (a node is safe to restart); they stretch the measured rounds.
+
+The top-level ``flower_ratio``, ``simulator_ratio``, ``gossip_messages``, ``gossip_bytes`` and
+``gas_per_trainer_round`` repeat those figures keyed by ``n``.
+
+Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marketplace import toolchain
+from marketplace.chain.backend import connect
+from marketplace.chain.clients import Marketplace, Phase, Role
+from marketplace.chain.deploy import deploy_marketplace, write_deployment
+from marketplace.chain.devnet import start_anvil
+from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, simulate, split_dataset
+from marketplace.fl.data import DataSplits
+from marketplace.protocol.identity import Identity
+from marketplace.protocol.requester import TaskPlan, create_task
+from marketplace.storage.kubo import KuboStore
+from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kubo
+from marketplace.storage.pubsub import PubsubClient, Subscription
+from node.gossip import task_topic
+
+log = logging.getLogger("bench_round")
+
+SEED = 0
+TOKEN = 10**18
+# The CLI's default task model and the training the task below asks for: every engine runs these.
+SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(32,), num_classes=10, seed=SEED)
+LOCAL = TrainConfig(epochs=1, lr=0.1, batch_size=16)
+REQUESTER, FIRST_TRAINER, MAX_TRAINERS = 1, 2, 8  # dev keys 2..9 train, 10..12 are the committee
+ORACLES = (10, 11, 12)
+RUN_TIMEOUT = 900.0
+
+
+def splits() -> DataSplits:
+    """The split ``fedmarket node run --data digits --part K/N`` trains on (seed 0)."""
+    return split_dataset(load_dataset("digits"), seed=SEED)
+
+
+# --- the in-process simulator ------------------------------------------------------------
+def run_simulator(n: int, rounds: int) -> list[float]:
+    data = splits()
+    parts = partition("iid", data.train.y, num_clients=n, seed=SEED)
+    stamps = [time.perf_counter()]
+    simulate(
+        model_spec=SPEC,
+        splits=data,
+        partition=parts,
+        rounds=rounds,
+        strategy="fedavg",
+        train_config=LOCAL,
+        seed=SEED,
+        on_round=lambda _r: stamps.append(time.perf_counter()),
+    )
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+# --- Flower (in a child process: Ray is started and shut down once per run) --------------
+def run_flower(n: int, rounds: int) -> list[float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--flower-worker", str(n), "--rounds", str(rounds)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=toolchain.REPO_ROOT,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"Flower run with {n} clients failed:\n{out.stderr[-3000:]}")
+    return list(json.loads(out.stdout.strip().splitlines()[-1])["durations"])
+
+
+def flower_worker(n: int, rounds: int) -> None:
+    """FedAvg in Flower's simulation engine; ClientApps train with our ``train_local``."""
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    from marketplace.fl import build_model, evaluate, get_weights, train_local
+    from marketplace.fl.seeding import derive_seed
+    from marketplace.fl.weights import apply_delta
+
+    client_app = ClientApp()
+
+    @client_app.train()
+    def train(msg: Message, context: Context) -> Message:
+        torch.set_num_threads(1)
+        pid = int(context.node_config["partition-id"])
+        data = splits()
+        part = partition("iid", data.train.y, num_clients=n, seed=SEED)[pid]
+        global_w = msg.content["arrays"].to_torch_state_dict()
+        global_w = {k: global_w[k].float() for k in sorted(global_w)}
+        rnd = int(msg.content["config"]["server-round"])
+        local = train_local(
+            SPEC,
+            global_w,
+            data.train.subset(part),
+            LOCAL.with_seed(derive_seed(SEED, "train", f"t{pid:02d}", rnd)),
+        )
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord(apply_delta(global_w, local.delta)),
+                "metrics": MetricRecord({"num-examples": local.num_samples, "loss": local.loss}),
+            }
+        )
+        return Message(content=content, reply_to=msg)
+
+    server_app = ServerApp()
+    stamps: list[float] = []
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        data = splits()
+
+        def central_eval(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            w = arrays.to_torch_state_dict()
+            acc = evaluate(SPEC, {k: w[k].float() for k in sorted(w)}, data.test.x, data.test.y)
+            stamps.append(time.perf_counter())
+            return MetricRecord({"accuracy": acc.accuracy})
+
+        FedAvg(
+            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n
+        ).start(
+            grid=grid,
+            initial_arrays=ArrayRecord(get_weights(build_model(SPEC))),
+            num_rounds=rounds,
+            evaluate_fn=central_eval,
+        )
+
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=n,
+        backend_name="ray",
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+    print(json.dumps({"durations": [b - a for a, b in itertools.pairwise(stamps)]}))
+
+
+# --- ours: Anvil + Kubo, trainers as processes --------------------------------------------
+@dataclass
+class Devnet:
+    """Anvil, three connected Kubo daemons and the deployed, registered marketplace."""
+
+    market: Marketplace
+    rpc_url: str
+    deployments: Path
+    kubos: tuple[KuboDaemon, ...]
+    tmp: Path
+
+
+def start_devnet(stack: ExitStack, tmp: Path) -> Devnet:
+    anvil = stack.enter_context(start_anvil(log_path=tmp / "anvil.log"))
+    kubos = tuple(stack.enter_context(start_kubo()) for _ in range(3))
+    for i, a in enumerate(kubos):
+        connect_peers(a, kubos[(i + 1) % 3])
+    w3 = connect(anvil.rpc_url)
+    deployer = Identity.dev(0)
+    market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))
+    deployments = tmp / "deployments"
+    write_deployment(market.deployment, deployments)
+    requester = Identity.dev(REQUESTER)
+    market.mint(deployer.eth, requester.address, 100_000 * TOKEN)
+    market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
+    peers = [*range(FIRST_TRAINER, FIRST_TRAINER + MAX_TRAINERS), *ORACLES]
+    for dev in peers:
+        p = Identity.dev(dev)
+        market.mint(deployer.eth, p.address, 1_000 * TOKEN)
+        role = Role.ORACLE if dev in ORACLES else Role.TRAINER
+        market.register(p.eth, role, p.x25519_public, 100 * TOKEN)
+    return Devnet(market, anvil.rpc_url, deployments, kubos, tmp)
+
+
+class Wiretap:
+    """Counts pubsub publications (and their payload bytes) on one topic, from one daemon."""
+
+    def __init__(self, daemon: KuboDaemon, topic: str):
+        self.messages = 0
+        self.bytes = 0
+        self._sub: Subscription = PubsubClient(daemon.api_multiaddr).subscribe(topic)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            for message in self._sub:
+                self.messages += 1
+                self.bytes += len(message.data)
+        except Exception as exc:  # the daemon went away: the counts so far stand
+            log.warning("wiretap ended: %s", exc)
+
+    def close(self) -> None:
+        self._sub.close()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Trainer:
+    dev: int
+    argv: list[str]
+    home: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        err = open(self.home / "stderr.log", "ab")  # noqa: SIM115 (the child holds it)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_")}
+        env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=toolchain.REPO_ROOT
+        )
+        err.close()
+
+    def last_error(self) -> str:
+        lines = (self.home / "stderr.log").read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(no output)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_ours(net: Devnet, n: int, rounds: int, poll: float) -> dict[str, Any]:
+    market = net.market
+    data = splits()
+    plan = TaskPlan(
+        model=SPEC,
+        train=LOCAL,
+        budget=1000 * TOKEN,
+        rounds=rounds,
+        oracles=tuple(Identity.dev(o).address for o in ORACLES),
+        min_trainers=n,
+        max_trainers=n,
+        min_stake=10 * TOKEN,
+        trainer_bond=TOKEN,
+        oracle_slash=10 * TOKEN,
+        dataset={"validation": "digits", "features": 64},
+        join_window=3600,
+        round_duration=3600,
+        commit_duration=3600,
+        reveal_duration=3600,
+        dispute_duration=3600,
+    )
+    store = KuboStore(net.kubos[0].api_multiaddr)
+    task_id, _ = create_task(
+        market, store, Identity.dev(REQUESTER), plan, data.validation.x, data.validation.y
+    )
+    first_block = market.w3.eth.block_number + 1
+    wiretap = Wiretap(
+        net.kubos[0], task_topic(market.deployment.chain_id, market.market.address, task_id)
+    )
+    trainers = []
+    for k in range(n):
+        dev = FIRST_TRAINER + k
+        home = net.tmp / f"task{task_id}" / f"trainer{k}"
+        home.mkdir(parents=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "node",
+            "--chain-rpc",
+            net.rpc_url,
+            "--deployments",
+            str(net.deployments),
+            "--home",
+            str(home),
+            "--ipfs-api",
+            net.kubos[dev % 3].api_multiaddr,
+            "--dev-account",
+            str(dev),
+            "node",
+            "run",
+            "--task",
+            str(task_id),
+            "--data",
+            "digits",
+            "--part",
+            f"{k}/{n}",
+            "--poll",
+            str(poll),
+            "--timeout",
+            str(RUN_TIMEOUT),
+            "--json",
+        ]
+        trainers.append(Trainer(dev, argv, home))
+    launched = time.perf_counter()
+    for t in trainers:
+        t.start()
+    stamps: dict[str, float] = {}
+    try:
+        deadline = launched + RUN_TIMEOUT
+        while True:
+            info = market.task(task_id)
+            now = time.perf_counter()
+            phase, r = info.phase_enum, int(info.current_round)
+            if phase == Phase.TRAINING:
+                stamps.setdefault(f"round{r}", now)
+            elif phase != Phase.OPEN and "training_end" not in stamps:
+                stamps["training_end"] = now
+            if "training_end" in stamps and market.model_digest(task_id, rounds + 1) != bytes(32):
+                break
+            for t in trainers:
+                assert t.proc is not None
+                if t.proc.poll() not in (None, 0):
+                    t.restarts += 1
+                    t.errors.append(t.last_error())
+                    log.warning("trainer dev %d exited (%s); restarting it", t.dev, t.errors[-1])
+                    t.start()
+            if now > deadline:
+                raise SystemExit(
+                    f"task {task_id} with {n} trainers did not finish in {RUN_TIMEOUT}s"
+                )
+            time.sleep(0.02)
+    finally:
+        for t in trainers:
+            t.stop()
+        wiretap.close()
+    last_block = market.w3.eth.block_number
+    starts = [stamps[f"round{r}"] for r in range(1, rounds + 1)] + [stamps["training_end"]]
+    durations = [b - a for a, b in itertools.pairwise(starts)]
+    gas = task_gas(market, first_block, last_block)
+    per_round = sum(gas[f]["gas"] for f in ("commitUpdate", "postModel", "advance") if f in gas)
+    return {
+        "task_id": task_id,
+        "round_durations": durations,
+        "startup_sec": starts[0] - launched,  # process start-up, joins and the start of training
+        "gas": gas,
+        "gas_per_trainer_round": per_round / (n * rounds),
+        "gossip_messages": wiretap.messages / rounds,
+        "gossip_bytes": wiretap.bytes / rounds,
+        "restarts": sum(t.restarts for t in trainers),
+        "restart_errors": sorted({e for t in trainers for e in t.errors}),
+    }
+
+
+def task_gas(market: Marketplace, first: int, last: int) -> dict[str, dict[str, int]]:
+    """Gas by TaskMarket function over blocks ``first..last`` (one task's transactions)."""
+    out: dict[str, dict[str, int]] = {}
+    w3 = market.w3
+    for number in range(first, last + 1):
+        block = w3.eth.get_block(number, full_transactions=True)
+        for tx in block["transactions"]:
+            if tx["to"] != market.market.address:
+                continue
+            fn, _ = market.market.decode_function_input(tx["input"])
+            receipt = w3.eth.get_transaction_receipt(tx["hash"])
+            row = out.setdefault(fn.fn_name, {"count": 0, "gas": 0, "reverted": 0})
+            row["count"] += 1
+            row["gas"] += int(receipt["gasUsed"])
+            row["reverted"] += int(receipt["status"] != 1)
+    return out
+
+
+def node_has_gossip_option() -> bool:
+    """Whether ``node run`` offers a gossip option yet (the gossip module may not be wired in)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "node", "node", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=toolchain.REPO_ROOT,
+    )
+    return "gossip" in out.stdout.lower()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--trainers", default="4,8", help="comma-separated trainer counts (≤ 8)")
+    parser.add_argument("--poll", type=float, default=0.3, help="trainers' chain poll interval (s)")
+    parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument("--flower-worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    torch.set_num_threads(1)
+    if args.flower_worker is not None:
+        flower_worker(args.flower_worker, args.rounds)
+        return
+    counts = [int(c) for c in args.trainers.split(",")]
+    if any(not 1 <= c <= MAX_TRAINERS for c in counts):
+        raise SystemExit(f"--trainers must be between 1 and {MAX_TRAINERS}")
+    report: dict[str, Any] = {
+        "rounds": args.rounds,
+        "model": SPEC.to_dict(),
+        "local": {"epochs": LOCAL.epochs, "lr": LOCAL.lr, "batch_size": LOCAL.batch_size},
+        "poll_sec": args.poll,
+        "nodes": "a `node run` process per trainer; 3 Kubo daemons; Anvil automine",
+        "node_run_gossip_option": node_has_gossip_option(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg()[0],
+        "runs": {},
+    }
+    with ExitStack() as stack:
+        net = start_devnet(stack, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        for n in counts:
+            log.warning("%d trainers: chain + IPFS run", n)
+            ours = run_ours(net, n, args.rounds, args.poll)
+            log.warning("%d trainers: simulator", n)
+            sim = run_simulator(n, args.rounds)
+            engines = {"ours": ours["round_durations"], "simulator": sim}
+            if not args.no_flower:
+                log.warning("%d trainers: Flower", n)
+                engines["flower"] = run_flower(n, args.rounds)
+            row: dict[str, Any] = {"ours": ours}
+            for name, durations in engines.items():
+                row[f"{name}_round_durations"] = durations
+                row[f"{name}_sec_per_round"] = statistics.median(durations)
+                row[f"{name}_mean_sec_per_round"] = statistics.mean(durations)
+            for name in engines.keys() - {"ours"}:
+                # Headline: median round (steady state). Means also carry one-off costs: the
+                # first round's warm-up (Ray actors, first fetch and training) and any restart.
+                row[f"{name}_ratio"] = row["ours_sec_per_round"] / row[f"{name}_sec_per_round"]
+                row[f"{name}_ratio_of_means"] = (
+                    row["ours_mean_sec_per_round"] / row[f"{name}_mean_sec_per_round"]
+                )
+            report["runs"][str(n)] = row
+    report["loadavg_end"] = os.getloadavg()[0]
+    if not report["node_run_gossip_option"]:
+        report["gossip_note"] = (
+            "`node run` has no gossip option at this commit: trainers publish nothing on pubsub, "
+            "so the wiretap measures 0 (updates travel by CID from the chain's commitUpdate)"
+        )
+    runs = report["runs"]
+    for key in ("flower_ratio", "simulator_ratio"):
+        report[key] = {n: r.get(key) for n, r in runs.items()}
+    for key in ("gossip_messages", "gossip_bytes", "gas_per_trainer_round"):
+        report[key] = {n: r["ours"][key] for n, r in runs.items()}
+    print(json.dumps(report, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Multi-process integration tests: every peer a separate ``fedmarket`` process."""

@@ -1,0 +1,193 @@
+"""A whole task run by separate processes: a requester, four trainers (one poisoner) and three
+oracles, each a ``python -m node`` subprocess on its own Kubo daemon, over a real Anvil.
+
+The first run must finalize with every honest peer deriving the same models, the poisoner flagged
+and slashed, and the honest trainers paid the whole budget. The second run is the same task again
+with one honest trainer SIGKILLed in the middle of round 2 and restarted on the same home: it must
+resume from its journal, commit each round exactly once, and the payouts must equal the first
+run's (same data, seeds and model: the same amounts, trainer by trainer).
+
+The test process only watches the chain and, once a task is finalized, moves the devnet clock past
+the dispute window (a real network would wait it out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from marketplace.chain.clients import Phase
+from marketplace.chain.devnet import advance_chain_time
+
+from .conftest import TOKEN, Cluster, NodeProcess, Peer, wait_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.anvil, pytest.mark.kubo]
+
+ROUNDS = 3
+BUDGET = 1000
+POISONER = 3  # trainers[3] is dev 5: sends sign-flipped updates
+VICTIM = 0  # trainers[0] is dev 2: honest, SIGKILLed in round 2 of the second run
+RUN_TIMEOUT = 600.0  # generous bound on one task's processes; no assertion is about time
+MIN_STAKE = 10
+
+
+@dataclass
+class TaskRun:
+    """What one task run left on the chain and what the peers printed."""
+
+    task_id: int
+    balances_before: dict[str, int]
+    stakes_before: dict[str, int]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    killed: dict[str, Any] = field(default_factory=dict)
+
+
+def create_task(cluster: Cluster) -> int:
+    oracle_args = [arg for o in cluster.oracles for arg in ("--oracle", o.address)]
+    out = cluster.cli.run(
+        cluster.requester, "task", "create", "--budget", str(BUDGET), "--rounds", str(ROUNDS),
+        *oracle_args, "--min-trainers", "4", "--max-trainers", "4", "--epochs", "1",
+        "--min-stake", str(MIN_STAKE), "--bond", "1",
+        # Long windows: rounds and phases close early once everyone has acted, so these only
+        # bound a stuck run; the dispute window is skipped by moving the devnet clock.
+        "--join-window", "900", "--round-duration", "900", "--phase-duration", "900",
+    )  # fmt: skip
+    return int(out["taskId"])  # type: ignore[call-overload]
+
+
+def trainer_args(task_id: int, k: int) -> tuple[str, ...]:
+    behaviour = ("--behaviour", "sign_flip") if k == POISONER else ()
+    return ("node", "run", "--task", str(task_id), "--data", "digits", "--part", f"{k}/4",
+            "--poll", "0.3", "--timeout", str(RUN_TIMEOUT), *behaviour, "--json")  # fmt: skip
+
+
+def oracle_args(task_id: int) -> tuple[str, ...]:
+    return ("oracle", "run", "--task", str(task_id), "--poll", "0.3", "--timeout", str(RUN_TIMEOUT),
+            "--json")  # fmt: skip
+
+
+def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
+    """Create a task, run all seven peers as subprocesses until they exit, return the record."""
+    market, cli = cluster.market, cluster.cli
+    task_id = create_task(cluster)
+    everyone = (*cluster.trainers, *cluster.oracles)
+    run = TaskRun(
+        task_id=task_id,
+        balances_before={p.address: market.balance_of(p.address) for p in cluster.trainers},
+        stakes_before={p.address: market.participant(p.address).stake for p in everyone},
+    )
+    procs: dict[str, NodeProcess] = {}
+    for k, t in enumerate(cluster.trainers):
+        procs[t.name] = cli.spawn(t, *trainer_args(task_id, k), label=f"t{task_id}-{t.name}")
+    for o in cluster.oracles:
+        procs[o.name] = cli.spawn(o, *oracle_args(task_id), label=f"t{task_id}-{o.name}")
+    victim = cluster.trainers[VICTIM]
+
+    def watch() -> None:
+        info = market.task(task_id)
+        if kill_victim and not run.killed and _victim_due(cluster, task_id, info, victim):
+            committed_r2 = market.update_of(task_id, 2, victim.address)[0] != bytes(32)
+            procs[victim.name].kill()
+            run.killed = {"round": int(info.current_round), "committed_round_2": committed_r2,
+                          "returncode": procs[victim.name].returncode}  # fmt: skip
+            # The same command line on the same home: the journal there is what it resumes from.
+            procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM),
+                                           label=f"t{task_id}-{victim.name}-restarted")  # fmt: skip
+        if info.phase_enum == Phase.FINALIZED:
+            now = int(market.w3.eth.get_block("latest")["timestamp"])
+            if now < int(info.claims_open_at):
+                advance_chain_time(market.w3, int(info.claims_open_at) - now + 1)
+
+    wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
+    run.outputs = {name: p.output_json() for name, p in procs.items()}
+    return run
+
+
+def _victim_due(cluster: Cluster, task_id: int, info: Any, victim: Peer) -> bool:
+    """Round 2 is under way and the victim's round-1 update is on-chain."""
+    return (
+        info.phase_enum == Phase.TRAINING
+        and int(info.current_round) == 2
+        and cluster.market.update_of(task_id, 1, victim.address)[0] != bytes(32)
+    )
+
+
+def event_args(cluster: Cluster, event: str, task_id: int) -> list[dict[str, Any]]:
+    m = cluster.market
+    logs = m.events(m.market, event, from_block=m.deployment.block, filters={"taskId": task_id})
+    return [dict(ev["args"]) for ev in logs]
+
+
+def payouts(cluster: Cluster, task_id: int) -> dict[str, dict[str, Any]]:
+    out = cluster.cli.run(cluster.requester, "rewards", "show", "--task", str(task_id))
+    rows = out["payouts"]
+    assert isinstance(rows, list)
+    return {r["account"].lower(): r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def first_run(cluster: Cluster) -> TaskRun:
+    return run_task(cluster, kill_victim=False)
+
+
+@pytest.fixture(scope="module")
+def second_run(cluster: Cluster, first_run: TaskRun) -> TaskRun:
+    return run_task(cluster, kill_victim=True)
+
+
+def assert_settled_correctly(cluster: Cluster, run: TaskRun) -> dict[str, dict[str, Any]]:
+    """Every check both runs share; returns the payout table by lower-case address."""
+    market, tid = cluster.market, run.task_id
+    shown = cluster.cli.run(cluster.requester, "task", "show", str(tid))
+    assert shown["phaseName"] == "finalized", shown
+    # Every round's next model was posted and no peer reported a different one.
+    for r in range(2, ROUNDS + 2):
+        assert market.model_digest(tid, r) != bytes(32), f"no model posted for round {r}"
+    assert event_args(cluster, "ModelMismatchReported", tid) == []
+    # Each trainer committed exactly once per round.
+    commits = event_args(cluster, "UpdateCommitted", tid)
+    per_round = sorted((a["trainer"].lower(), int(a["round"])) for a in commits)
+    rounds = range(1, ROUNDS + 1)
+    assert per_round == sorted((t.address.lower(), r) for t in cluster.trainers for r in rounds)
+
+    table = payouts(cluster, tid)
+    poisoner = cluster.trainers[POISONER]
+    honest = [t for k, t in enumerate(cluster.trainers) if k != POISONER]
+    assert table[poisoner.address.lower()]["flags"] != 0
+    assert table[poisoner.address.lower()]["amount"] == "0"
+    assert sum(int(r["amount"]) for r in table.values()) == BUDGET * TOKEN
+    for t in honest:
+        row = table[t.address.lower()]
+        assert row["flags"] == 0 and int(row["amount"]) > 0 and row["claimed"], row
+        # The bond went out at join and came back with the claim: the balance grew by the payout.
+        assert market.balance_of(t.address) == run.balances_before[t.address] + int(row["amount"])
+        assert run.outputs[t.name]["claimed"] == {"amount": int(row["amount"]), "flags": 0}
+    slashed = run.stakes_before[poisoner.address] - market.participant(poisoner.address).stake
+    assert slashed == MIN_STAKE * TOKEN  # a flagged trainer loses up to the task's minimum stake
+    for o in cluster.oracles:
+        assert market.participant(o.address).stake == run.stakes_before[o.address]
+        assert run.outputs[o.name]["result"] == "task finalized"
+    assert event_args(cluster, "OracleSlashed", tid) == []
+    return table
+
+
+def test_seven_peer_processes_finalize_a_task_pay_the_honest_and_slash_the_poisoner(
+    cluster: Cluster, first_run: TaskRun
+) -> None:
+    assert_settled_correctly(cluster, first_run)
+
+
+def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, second_run: TaskRun
+) -> None:
+    # The kill landed in round 2, after the victim's round-1 commit and before its round-2 one.
+    assert second_run.killed["round"] == 2 and second_run.killed["returncode"] == -9
+    assert second_run.killed["committed_round_2"] is False
+    table = assert_settled_correctly(cluster, second_run)
+    first = payouts(cluster, first_run.task_id)
+    same_fields = ("amount", "score_ppm", "flags")
+    assert {a: [r[f] for f in same_fields] for a, r in table.items()} == {
+        a: [r[f] for f in same_fields] for a, r in first.items()
+    }

@@ -1,0 +1,225 @@
+"""A task's protocol on real Anvil and Kubo, with the bad inputs a hostile peer can send.
+
+Every peer here is a real TrainerNode/OracleNode with its own identity and journal, talking only
+through the chain and the Kubo daemon.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from marketplace.chain.clients import Marketplace, Phase, Role
+from marketplace.chain.deploy import deploy_marketplace
+from marketplace.chain.devnet import advance_chain_time, start_anvil
+from marketplace.chain.backend import connect
+from marketplace.crypto.envelope import EnvelopeContext, seal
+from marketplace.errors import FedMarketError
+from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
+from marketplace.fl.serialization import dump_weights
+from marketplace.journal import Journal
+from marketplace.oracle.service import OracleNode
+from marketplace.protocol.identity import Identity
+from marketplace.protocol.report import final_report
+from marketplace.protocol.requester import TaskPlan, create_task
+from marketplace.protocol.session import TaskSession
+from marketplace.storage.kubo import KuboStore
+from node.trainer import TrainerNode
+
+TOKEN = 10**18
+SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
+INVALID, POISONER = 1, 2
+
+
+@pytest.fixture(scope="module")
+def world(kubo, tmp_path_factory):
+    node = start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
+    w3 = connect(node.rpc_url)
+    deployer = Identity.dev(0)
+    market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))
+    requester = Identity.dev(1)
+    trainers = [Identity.dev(i) for i in range(2, 6)]
+    oracles = [Identity.dev(i) for i in range(6, 9)]
+    market.mint(deployer.eth, requester.address, 10_000 * TOKEN)
+    market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
+    for p, role in [*((t, Role.TRAINER) for t in trainers), *((o, Role.ORACLE) for o in oracles)]:
+        market.mint(deployer.eth, p.address, 1_000 * TOKEN)
+        market.register(p.eth, role, p.x25519_public, 100 * TOKEN)
+    splits = split_dataset(load_dataset("digits"), seed=0)
+    yield {
+        "market": market, "store": KuboStore(kubo.api_multiaddr), "requester": requester,
+        "trainers": trainers, "oracles": oracles, "splits": splits,
+        "tmp": tmp_path_factory.mktemp("peers"),
+    }  # fmt: skip
+    node.stop()
+
+
+def new_task(world, *, rounds=1, n_trainers=4, validation=None):
+    splits = world["splits"]
+    x, y = validation if validation is not None else (splits.validation.x, splits.validation.y)
+    plan = TaskPlan(
+        model=SPEC, train=TrainConfig(epochs=1, lr=0.1), budget=100 * TOKEN, rounds=rounds,
+        oracles=tuple(o.address for o in world["oracles"]), min_trainers=n_trainers,
+        max_trainers=n_trainers, min_stake=10 * TOKEN, trainer_bond=TOKEN, oracle_slash=10 * TOKEN,
+        join_window=600, round_duration=600, commit_duration=600, reveal_duration=600,
+        dispute_duration=600,
+    )  # fmt: skip
+    task_id, _ = create_task(world["market"], world["store"], world["requester"], plan, x, y)
+    return task_id
+
+
+def trainer_nodes(world, task_id, n=4):
+    splits = world["splits"]
+    parts = partition("iid", splits.train.y, num_clients=n, seed=0)
+    return [
+        TrainerNode(
+            TaskSession.open(world["market"], world["store"], task_id, t),
+            splits.train.subset(idx), Journal(world["tmp"] / f"t{task_id}-{t.address}.sqlite"),
+        )  # fmt: skip
+        for t, idx in zip(world["trainers"][:n], parts, strict=True)
+    ]
+
+
+def oracle_nodes(world, task_id):
+    return [
+        OracleNode(
+            TaskSession.open(world["market"], world["store"], task_id, o),
+            Journal(world["tmp"] / f"o{task_id}-{o.address}.sqlite"),
+        )
+        for o in world["oracles"]
+    ]
+
+
+def drive(world, task_id, nodes, *, until, limit=200):
+    """Step the given nodes round-robin until ``until(info)``; move the clock when all wait."""
+    market = world["market"]
+    for _ in range(limit):
+        info = market.task(task_id)
+        if until(info):
+            return info
+        acted = False
+        for n in nodes:
+            out = n.step()
+            action = out.action if hasattr(out, "action") else out[0]
+            acted |= not action.startswith("waiting")
+        if not acted:
+            info = market.task(task_id)
+            target = int(info.claims_open_at) if info.phase_enum == Phase.FINALIZED else int(info.phase_deadline)
+            now = int(market.w3.eth.get_block("latest")["timestamp"])
+            advance_chain_time(market.w3, max(1, target - now + 1))
+    raise AssertionError(f"task {task_id} stuck in {market.task(task_id).phase_enum}")
+
+
+def commit_raw(world, task_id, trainer: Identity, blob: bytes, *, digest: bytes | None = None):
+    """A hostile trainer: commits whatever bytes it likes for round 1."""
+    market = world["market"]
+    cid = world["store"].put(blob)
+    market.commit_update(trainer.eth, task_id, 1, cid, digest or hashlib.sha256(blob).digest(), 100)
+
+
+def join_all(world, task_id, nodes):
+    """Every node joins; the last join fills the task, so one more step starts training."""
+    assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
+    assert nodes[0].step().action == "advanced to training"
+
+
+def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
+    task_id = new_task(world)
+    trainers = trainer_nodes(world, task_id)
+    join_all(world, task_id, trainers)
+    honest, garbage, nan_sender, wrong_digest = trainers
+    session = honest.session
+    # Garbage that is not an envelope at all.
+    commit_raw(world, task_id, garbage.session.identity, b"\x00not an envelope" * 10)
+    # A well-formed envelope whose update contains NaN.
+    bad = {k: torch.full_like(v, float("nan")) for k, v in session.global_weights(1).items()}
+    ctx = EnvelopeContext(chain_id=session.chain_id, task_id=task_id, round=1,
+                          sender=nan_sender.session.identity.address)  # fmt: skip
+    commit_raw(world, task_id, nan_sender.session.identity,
+               seal(dump_weights(bad), recipients=session.members().recipients(), context=ctx))  # fmt: skip
+    # Bytes that do not hash to the committed digest.
+    commit_raw(world, task_id, wrong_digest.session.identity, b"x" * 64, digest=b"\x11" * 32)
+
+    oracles = oracle_nodes(world, task_id)
+    info = drive(world, task_id, [honest, *oracles], until=lambda i: i.phase_enum == Phase.FINALIZED)
+    report = final_report(session)
+    flags = {p["account"]: p["flags"] for p in report["payouts"]}
+    def reason(node):
+        return " ".join(e.get("reason", "") for e in report["flags"][node.me]["evidence"])
+
+    for bad_node in (garbage, nan_sender, wrong_digest):
+        assert flags[bad_node.me] & INVALID
+    assert "CryptoError" in reason(garbage)
+    assert "NaN" in reason(nan_sender)
+    assert "DigestMismatchError" in reason(wrong_digest)
+    assert flags[honest.me] == 0
+    paid = {p["account"]: int(p["amount"]) for p in report["payouts"]}
+    assert paid[honest.me] == 100 * TOKEN and int(info.budget) == 100 * TOKEN
+
+
+def test_oracle_refuses_a_validation_set_that_does_not_match_the_commitment(world):
+    splits = world["splits"]
+    task_id = new_task(world)
+    trainers = trainer_nodes(world, task_id)
+    drive(world, task_id, trainers, until=lambda i: i.phase_enum == Phase.COMMITTING)
+    oracle = oracle_nodes(world, task_id)[0]
+    market = world["market"]
+    # The requester swapped the data behind the published CID's back: simulate by pointing the
+    # oracle's document at a different (validly encrypted) validation set.
+    from dataclasses import replace
+
+    from marketplace.protocol.session import seal_validation_set
+
+    blob, ref = seal_validation_set(
+        splits.test.x, splits.test.y, oracles={oracle.me: oracle.session.identity.x25519_public},
+        chain_id=market.deployment.chain_id, requester=world["requester"].address,
+    )  # fmt: skip
+    swapped = replace(ref, cid=world["store"].put(blob), sha256=oracle.session.doc.validation.sha256,
+                      samples=len(splits.test.y))  # fmt: skip
+    oracle.session.doc = replace(oracle.session.doc, validation=swapped)
+    with pytest.raises(FedMarketError, match="refusing to score"):
+        oracle.step()
+    assert bytes(market.call(market.market.functions.commitmentOf(task_id, oracle.me))) == bytes(32)
+
+
+def test_an_oracle_that_missed_the_commit_phase_does_not_reveal_and_is_slashed(world):
+    task_id = new_task(world)
+    trainers = trainer_nodes(world, task_id)
+    drive(world, task_id, trainers, until=lambda i: i.phase_enum == Phase.COMMITTING)
+    first, second, late = oracle_nodes(world, task_id)
+    drive(world, task_id, [first, second], until=lambda i: i.phase_enum == Phase.REVEALING)
+    action, done = late.step()
+    assert done and "missed the commit phase" in action
+    market = world["market"]
+    stake_before = market.participant(late.me).stake
+    drive(world, task_id, [first, second, *trainers],
+          until=lambda i: i.phase_enum == Phase.FINALIZED and bool(
+              market.call(market.market.functions.isOracleSlashed(task_id, late.me))))  # fmt: skip
+    assert market.participant(late.me).stake == stake_before - 10 * TOKEN
+
+
+def test_a_trainer_restarted_after_publishing_commits_the_journaled_update(world):
+    task_id = new_task(world, n_trainers=2)
+    a, b = trainer_nodes(world, task_id, n=2)
+    join_all(world, task_id, [a, b])
+    # Publish but "crash" before the commit transaction: make commit_update fail once.
+    market = world["market"]
+    original = market.commit_update
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    market.commit_update = crash  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        a.step()
+    market.commit_update = original  # type: ignore[method-assign]
+    recorded = a.journal.get(task_id, 1, "published")
+    assert recorded is not None
+    restarted = TrainerNode(TaskSession.open(market, world["store"], task_id, a.session.identity),
+                            a.data, Journal(a.journal.path))  # fmt: skip
+    assert restarted.step().action == "committed round 1"
+    digest, _ = market.update_of(task_id, 1, a.me)
+    assert digest.hex() == recorded["digest"]  # the same envelope, not a re-encryption
