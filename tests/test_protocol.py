@@ -7,6 +7,7 @@ through the chain and the Kubo daemon.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,67 @@ def test_a_trainer_restarted_after_publishing_commits_the_journaled_update(world
     assert restarted.step().action == "committed round 1"
     digest, _ = market.update_of(task_id, 1, a.me)
     assert digest.hex() == recorded["digest"]  # the same envelope, not a re-encryption
+
+
+def test_two_peers_racing_to_advance_one_wins_and_the_loser_reads_the_decoded_error(world):
+    """Both transactions pass gas estimation, then land in the same block: the second one fails
+    on-chain, and its custom error is recovered by replaying it, so the loser carries on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from node.trainer import try_advance
+
+    task_id = new_task(world)
+    nodes = trainer_nodes(world, task_id)
+    assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
+    w3 = world["market"].w3
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            racing = [pool.submit(try_advance, n.session, n.account) for n in nodes[:2]]
+            for _ in range(600):
+                if len(w3.eth.get_block("pending")["transactions"]) >= 2 or any(f.done() for f in racing):
+                    break
+                time.sleep(0.05)
+            w3.provider.make_request("evm_mine", [])
+            outcomes = sorted(f.result(timeout=60) for f in racing)
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    assert outcomes == [False, True]
+    assert world["market"].task(task_id).phase_enum == Phase.TRAINING
+
+
+def test_a_failed_mined_transaction_names_its_custom_error(world):
+    """The raw layer: the loser's error names the contract's reason, not just "status 0"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from marketplace.errors import TransactionRevertedError
+
+    task_id = new_task(world)
+    nodes = trainer_nodes(world, task_id)
+    assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
+    market, w3 = world["market"], world["market"].w3
+
+    def advance(node):
+        try:
+            market.advance(node.account, task_id)
+            return None
+        except TransactionRevertedError as exc:
+            return exc
+
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            racing = [pool.submit(advance, n) for n in nodes[:2]]
+            for _ in range(600):
+                if len(w3.eth.get_block("pending")["transactions"]) >= 2 or any(f.done() for f in racing):
+                    break
+                time.sleep(0.05)
+            w3.provider.make_request("evm_mine", [])
+            errors = [f.result(timeout=60) for f in racing]
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    lost = [e for e in errors if e is not None]
+    assert len(lost) == 1
+    # Training has started and its first round is still open: advancing again is too early.
+    assert lost[0].error_name == "TaskMarketTooEarly"
+    assert str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(") and "mined in block" in str(lost[0])

@@ -192,9 +192,7 @@ def send(
             f"lost the chain RPC while sending {name}: {exc}; is the node running?"
         ) from None
     if receipt["status"] != 1:
-        raise TransactionRevertedError(
-            f"{action} failed in block {receipt['blockNumber']} (tx {receipt['transactionHash'].hex()})"
-        )
+        raise _mined_failure(fn, params, receipt, decoder, action=action, name=name)
     log.debug("%s mined, gas %d", action, receipt["gasUsed"])
     return receipt
 
@@ -238,3 +236,34 @@ def send_eth(w3: Web3, account: LocalAccount, to: str, amount_wei: int, *, timeo
         )
     except Web3RPCError as exc:
         raise ChainError(f"ETH transfer refused by the node: {_rpc_message(exc)}") from None
+
+
+def _mined_failure(
+    fn: ContractFunction,
+    params: Mapping[str, Any],
+    receipt: TxReceipt,
+    decoder: RevertDecoder | None,
+    *,
+    action: str,
+    name: str,
+) -> TransactionRevertedError:
+    """The error for a transaction that passed estimation but failed once mined.
+
+    That happens when another transaction changed the state in between (two peers advancing the
+    same phase, say). Replaying the call against the state of the block it was mined in recovers
+    the custom error, so callers can tell a lost race (``TaskMarketWrongPhase``) from a real fault.
+    """
+    where = f"block {receipt['blockNumber']}, tx {receipt['transactionHash'].hex()}"
+    try:
+        fn.call(
+            {"from": params["from"], "value": params.get("value", 0)},
+            block_identifier=receipt["blockNumber"],
+        )
+    except ContractLogicError as exc:
+        err = revert_error(exc, decoder, action=name)
+        return TransactionRevertedError(
+            f"{err} (mined in {where})", error_name=err.error_name, args=err.error_args
+        )
+    except Exception as exc:  # the replay is best effort: report the bare failure instead
+        log.debug("replaying failed %s did not decode: %s", name, exc)
+    return TransactionRevertedError(f"{action} failed when mined ({where})")

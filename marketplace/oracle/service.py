@@ -198,7 +198,12 @@ class OracleNode:
             if oracle == self.me or m.call(fn.isOracleSlashed(s.task_id, oracle)):
                 continue
             if bytes(m.call(fn.revealedRootOf(s.task_id, oracle))) != final:
-                m.slash_oracle(s.identity.eth, s.task_id, oracle)
+                try:
+                    m.slash_oracle(s.identity.eth, s.task_id, oracle)
+                except TransactionRevertedError as exc:
+                    if exc.error_name != "TaskMarketOracleAlreadySlashed":
+                        raise  # another committee member got there first otherwise
+                    continue
                 return oracle
         return None
 
@@ -212,9 +217,14 @@ class OracleNode:
             found = claim_args(report, entry.account)
             assert found is not None
             _, proof = found
-            m.claim(
-                s.identity.eth, s.task_id, index=entry.index, account=entry.account,
-                amount=entry.amount, score_ppm=entry.score_ppm, flags=entry.flags, proof=proof,
-            )  # fmt: skip
+            try:
+                m.claim(
+                    s.identity.eth, s.task_id, index=entry.index, account=entry.account,
+                    amount=entry.amount, score_ppm=entry.score_ppm, flags=entry.flags, proof=proof,
+                )  # fmt: skip
+            except TransactionRevertedError as exc:
+                if exc.error_name != "TaskMarketAlreadyClaimed":
+                    raise  # settled by another oracle or the trainer itself otherwise
+                continue
             return Web3.to_checksum_address(entry.account)
         return None
