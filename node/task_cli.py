@@ -6,7 +6,9 @@ Registered on the root group by :mod:`node.cli`; each command is a thin layer ov
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from rich.table import Table
 from web3 import Web3
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import ConfigError
+from marketplace.errors import ConfigError, StorageError
 from node.context import CliContext, format_amount, parse_amount
 
 pass_ctx = click.make_pass_decorator(CliContext)
@@ -217,11 +219,15 @@ def node_group() -> None:
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds of waiting.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch threads for training.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--gossip/--no-gossip", default=True, show_default=True,
+              help="Announce and pre-fetch updates over Kubo pubsub (needs --ipfs-api).")  # fmt: skip
+@click.option("--fanout", type=int, default=3, show_default=True,
+              help="Gossip re-announcements per round at most.")  # fmt: skip
 @_json_option
 @pass_ctx
 def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str, alpha: float,
              behaviour: str, poll: float, timeout: float | None, threads: int, seed: int,
-             as_json: bool) -> None:  # fmt: skip
+             gossip: bool, fanout: int, as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
     encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
 
@@ -231,19 +237,46 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     """
     from marketplace.fl import get_behaviour
     from marketplace.protocol.session import TaskSession
+    from node.task_gossip import open_task_gossip
     from node.trainer import TrainerNode
 
     dataset = _trainer_data(data, part, partition, alpha, seed)
     identity = c.identity()
     session = TaskSession.open(c.market, c.store, task_id, identity)
     _check_registered(c, identity.address, "trainer", session.info().min_stake)
+    # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
+    # node still fetches every committed update by CID when its round closes.
+    peers = open_task_gossip(session, c.ipfs_api, fanout=fanout) if gossip and c.ipfs_api else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
-                       behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed)  # fmt: skip
+                       behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
+                       announce=_announcer(peers))  # fmt: skip
     log = (lambda r: None) if as_json else (lambda r: _log_step(r.action))
-    result = node.run(poll=poll, timeout=timeout, on_step=log)
+    if peers is not None:
+        peers.start()
+    try:
+        result = node.run(poll=poll, timeout=timeout, on_step=log)
+    finally:
+        if peers is not None:
+            peers.stop()
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
-           "claimed": node.claimed}  # fmt: skip
+           "claimed": node.claimed,
+           "gossip": dataclasses.asdict(peers.stats()) if peers is not None else None}  # fmt: skip
     _emit(as_json, out, lambda con: con.print(f"task {task_id}: {result.action}"))
+
+
+def _announcer(peers: Any) -> Any:
+    """The trainer's announce hook: publish on the topic; a pubsub hiccup never stops training
+    (the commit is on-chain, and peers fetch it by CID at the deadline anyway)."""
+    if peers is None:
+        return None
+
+    def announce(round_: int, cid: str, digest: bytes) -> None:
+        try:
+            peers.announce(round_, cid, digest)
+        except StorageError as exc:
+            logging.getLogger(__name__).warning("round %d: announcement not published: %s", round_, exc)
+
+    return announce
 
 
 def _trainer_data(source: str, part: str | None, partition_name: str, alpha: float, seed: int) -> Any:

@@ -48,6 +48,7 @@ from marketplace.storage.base import ContentStore
 log = logging.getLogger(__name__)
 
 PRE_TASK = 0  # envelope task id for artifacts published before the task exists (validation set)
+ENVELOPE_OVERHEAD = 1 << 20  # recipients' wrapped keys and the header, generously
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class TaskSession:
         not answer raises :class:`StoreUnreachableError` (our problem, not the sender's).
         """
         blob = self.store.get(
-            c.cid, expected_sha256=c.digest, max_size=self.doc.max_update_bytes + (1 << 20)
+            c.cid, expected_sha256=c.digest, max_size=self.doc.max_update_bytes + ENVELOPE_OVERHEAD
         )
         plain = open_envelope(
             blob, recipient_address=self.identity.address,

@@ -177,6 +177,13 @@ def test_seven_peer_processes_finalize_a_task_pay_the_honest_and_slash_the_poiso
     cluster: Cluster, first_run: TaskRun
 ) -> None:
     assert_settled_correctly(cluster, first_run)
+    # Updates also travelled over pubsub across the three daemons: every trainer gossiped, the
+    # peers pulled each other's announced updates, and nothing a member sent was refused.
+    stats = [first_run.outputs[t.name]["gossip"] for t in cluster.trainers]
+    assert all(s is not None for s in stats), stats
+    assert sum(s["accepted"] for s in stats) > 0, stats
+    for s in stats:
+        assert not set(s["dropped"]) & {"bad_signature", "not_member", "malformed", "fetch_failed"}, s
 
 
 def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(

@@ -1,0 +1,99 @@
+"""Binding a :class:`~node.gossip.Gossip` to one task session: membership and rounds from the chain.
+
+The gossip layer is transport only; this module answers its two questions from the chain, with
+small caches so a busy topic does not turn into an RPC per message:
+
+* ``is_member(sender)`` — a joined trainer of the task. Positive answers are final (a trainer
+  cannot leave), negative ones are re-checked at most once per ``member_ttl`` seconds per address
+  (a trainer may join while the task is open).
+* ``current_round()`` — the task's round, re-read at most once per ``round_ttl`` seconds.
+
+Chain reads happen on the gossip receive thread while the node's main loop uses the same web3
+provider, so they are serialized by one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from marketplace.crypto.announce import Announcement
+from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
+from marketplace.storage.pubsub import PubsubClient
+from node.gossip import Gossip, task_topic
+
+
+class ChainMembership:
+    """Cached answers to "is this address a trainer of the task" and "which round is it"."""
+
+    def __init__(
+        self,
+        session: TaskSession,
+        *,
+        member_ttl: float = 5.0,
+        round_ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._member_ttl = member_ttl
+        self._round_ttl = round_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._members: set[str] = set()
+        self._refused_at: dict[str, float] = {}
+        self._round = 0
+        self._round_at = float("-inf")
+
+    def is_member(self, address: str) -> bool:
+        key = address.lower()
+        with self._lock:
+            if key in self._members:
+                return True
+            seen = self._refused_at.get(key)
+            if seen is not None and self._clock() - seen < self._member_ttl:
+                return False
+            member = self._session.market.is_trainer(self._session.task_id, address)
+            if member:
+                self._members.add(key)
+                self._refused_at.pop(key, None)
+            else:
+                self._refused_at[key] = self._clock()
+            return member
+
+    def current_round(self) -> int:
+        with self._lock:
+            if self._clock() - self._round_at >= self._round_ttl:
+                self._round = int(self._session.info().current_round)
+                self._round_at = self._clock()
+            return self._round
+
+
+def open_task_gossip(
+    session: TaskSession,
+    ipfs_api: str,
+    *,
+    fanout: int = 3,
+    on_update: Callable[[Announcement], None] | None = None,
+) -> Gossip:
+    """A started-ready :class:`Gossip` on the task's topic, signing with the session's key.
+
+    A fetched blob is bounded by the task's update size (plus envelope overhead, as in
+    :meth:`TaskSession.fetch_update`), so a member cannot make the node pull anything larger.
+    """
+    market_address = session.market.market.address
+    membership = ChainMembership(session)
+    return Gossip(
+        pubsub=PubsubClient(ipfs_api),
+        store=session.store,
+        topic=task_topic(session.chain_id, market_address, session.task_id),
+        chain_id=session.chain_id,
+        market_address=market_address,
+        task_id=session.task_id,
+        identity_key=session.identity.eth,
+        is_member=membership.is_member,
+        current_round=membership.current_round,
+        fanout=fanout,
+        max_update_bytes=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
+        on_update=on_update,
+    )
