@@ -12,7 +12,7 @@ Prints ONE JSON object on stdout (logs go to stderr). Per trainer count ``n`` (`
   ``commitUpdate``; the last committer closes the round (``advance``). Timed by this script
   watching the chain every 20 ms.
 - ``simulator_round_durations``, ``flower_round_durations``: the same model, data split, partition,
-  local training and rounds in ``simulate`` (one process, sequential) and in Flower 1.42 +
+  local training and rounds in ``simulate`` (one process, sequential) and in Flower 1.41 +
   Ray (one CPU per ClientApp, which trains with our ``train_local``), timed as in bench_fl.py
   from the round-0 evaluation to the last round's.
 - ``*_sec_per_round`` is the median round of each engine (steady state), ``*_mean_sec_per_round``
@@ -406,18 +406,6 @@ def task_gas(market: Marketplace, first: int, last: int) -> dict[str, dict[str, 
     return out
 
 
-def node_has_gossip_option() -> bool:
-    """Whether ``node run`` offers a gossip option yet (the gossip module may not be wired in)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "node", "node", "run", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=toolchain.REPO_ROOT,
-    )
-    return "gossip" in out.stdout.lower()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -440,7 +428,6 @@ def main() -> None:
         "local": {"epochs": LOCAL.epochs, "lr": LOCAL.lr, "batch_size": LOCAL.batch_size},
         "poll_sec": args.poll,
         "nodes": "a `node run` process per trainer; 3 Kubo daemons; Anvil automine",
-        "node_run_gossip_option": node_has_gossip_option(),
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
         "runs": {},
@@ -470,11 +457,6 @@ def main() -> None:
                 )
             report["runs"][str(n)] = row
     report["loadavg_end"] = os.getloadavg()[0]
-    if not report["node_run_gossip_option"]:
-        report["gossip_note"] = (
-            "`node run` has no gossip option at this commit: trainers publish nothing on pubsub, "
-            "so the wiretap measures 0 (updates travel by CID from the chain's commitUpdate)"
-        )
     runs = report["runs"]
     for key in ("flower_ratio", "simulator_ratio"):
         report[key] = {n: r.get(key) for n, r in runs.items()}
