@@ -288,3 +288,59 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
     # Training has started and its first round is still open: advancing again is too early.
     assert lost[0].error_name == "TaskMarketTooEarly"
     assert str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(") and "mined in block" in str(lost[0])
+
+
+def _post_model_senders(market, task_id):
+    """Who sent each postModel transaction of the task (reverted ones included)."""
+    w3 = market.w3
+    selector = market.market.functions.postModel(0, 0, "", b"\0" * 32)._encode_transaction_data()[:10]
+    out = []
+    for number in range(1, w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            if tx["to"] == market.market.address and tx["input"].hex().startswith(selector[2:]):
+                _, args = market.market.decode_function_input(tx["input"])
+                if args["taskId"] == task_id:
+                    out.append((int(args["round"]), tx["from"]))
+    return sorted(out)
+
+
+def test_one_elected_trainer_posts_each_model_and_the_others_only_check_it(world):
+    task_id = new_task(world, rounds=2)
+    nodes = trainer_nodes(world, task_id)
+    market = world["market"]
+    join_all(world, task_id, nodes)
+    drive(world, task_id, nodes, until=lambda i: i.phase_enum not in (Phase.OPEN, Phase.TRAINING)
+          and market.model_digest(task_id, 3) != bytes(32))  # fmt: skip
+    trainers = sorted(n.me for n in nodes)
+    # Rounds 2 and 3 (the final model): one transaction each, by the trainer whose turn it was.
+    assert _post_model_senders(market, task_id) == [(2, trainers[0]), (3, trainers[1])]
+    assert [n.is_model_poster(2) for n in nodes] == [n.me == trainers[0] for n in nodes]
+    for n in nodes:  # everyone derived the posted models
+        assert n.session.model_digest(2) == market.model_digest(task_id, 2)
+        assert n.session.model_digest(3) == market.model_digest(task_id, 3)
+
+
+def test_when_the_elected_poster_is_silent_another_trainer_posts_after_the_grace(world):
+    task_id = new_task(world, rounds=2, n_trainers=2)
+    now = [0.0]
+    market, splits = world["market"], world["splits"]
+    nodes = [
+        TrainerNode(TaskSession.open(market, world["store"], task_id, t), splits.train.subset(range(50 * i, 50 * i + 50)),
+                    Journal(world["tmp"] / f"grace{task_id}-{t.address}.sqlite"), post_grace=10.0,
+                    clock=lambda: now[0])  # fmt: skip
+        for i, t in enumerate(world["trainers"][:2])
+    ]
+    join_all(world, task_id, nodes)
+    for n in nodes:
+        assert n.step().action == "committed round 1"
+    poster = next(n for n in nodes if n.is_model_poster(2))
+    other = next(n for n in nodes if n is not poster)
+    assert other.step().action == "closed round 1"
+    # The poster never runs again. The other trains round 2 without posting, then waits...
+    assert other.step().action == "committed round 2"
+    assert market.model_digest(task_id, 2) == bytes(32)
+    assert other.step().action == "waiting for round 2 to close"
+    # ...until the grace has passed on its clock: then it posts the model itself.
+    now[0] += 10.0
+    assert other.step().action == "posted the model of round 2"
+    assert market.model_digest(task_id, 2) == other.session.model_digest(2)
