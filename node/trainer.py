@@ -75,8 +75,8 @@ class TrainerNode:
         self.announce = announce
         self.post_grace = post_grace
         self._clock = clock
-        # round -> (local clock, chain time) when we first saw its model missing
-        self._model_seen_missing: dict[int, tuple[float, int]] = {}
+        # chore -> (local clock, chain time) when we first saw it due (see _my_turn)
+        self._first_noticed: dict[tuple[object, ...], tuple[float, int]] = {}
         self._model_checked: set[int] = set()
         self.claimed: dict[str, int] | None = None
 
@@ -99,8 +99,11 @@ class TrainerNode:
                 s.market.join(self.account, tid)  # type: ignore[arg-type]
                 return StepResult("joined")
             full = int(info.trainer_count) >= int(info.max_trainers)
-            if (full or chain_now(s) > int(info.join_deadline)) and try_advance(s, self.account):
-                return StepResult("advanced to training")
+            if full or chain_now(s) > int(info.join_deadline):
+                if len(s.members().trainers) != int(info.trainer_count):
+                    s.members(refresh=True)  # the set grew since we last looked
+                if self._my_turn(("start",), 0) and try_advance(s, self.account):
+                    return StepResult("advanced to training")
             return StepResult("waiting for the task to start")
         if phase == Phase.CANCELLED:
             return self._after_cancel()
@@ -109,11 +112,11 @@ class TrainerNode:
             digest, _ = s.market.update_of(tid, r, self.me)
             if digest == bytes(32):
                 return self._train_and_commit(r)
-            if int(info.round_commits) >= int(info.trainer_count) or chain_now(s) > int(
+            round_over = int(info.round_commits) >= int(info.trainer_count) or chain_now(s) > int(
                 info.phase_deadline
-            ):
-                if try_advance(s, self.account):
-                    return StepResult(f"closed round {r}")
+            )
+            if round_over and self._my_turn(("close", r), r) and try_advance(s, self.account):
+                return StepResult(f"closed round {r}")
             if r > 1 and (posted := self._check_or_post_model(r)):
                 return StepResult(posted)
             return StepResult(f"waiting for round {r} to close")
@@ -173,15 +176,34 @@ class TrainerNode:
             self.announce(r, cid, digest)
         return StepResult(f"committed round {r}", detail=cid)
 
-    def is_model_poster(self, r: int) -> bool:
-        """Whether this trainer is the elected poster of round ``r``'s model.
-
-        Every peer derives the same model, so one transaction per round is enough: the trainers
-        (sorted by address) take turns. The others verify what was posted, and post themselves
-        only if nothing appears within ``post_grace`` seconds (the poster crashed or stalled).
-        """
+    def _has_seat(self, seat: int) -> bool:
         trainers = self.session.members().trainers
-        return bool(trainers) and trainers[(r - 2) % len(trainers)].lower() == self.me.lower()
+        return bool(trainers) and trainers[seat % len(trainers)].lower() == self.me.lower()
+
+    def _my_turn(self, chore: tuple[object, ...], seat: int) -> bool:
+        """Whether to do a task-wide chore (start training, close a round, post a model) now.
+
+        Any trainer may do these and the result is the same, but each redundant transaction costs
+        gas (a lost race reverts, and still pays). So the trainers, sorted by address, take turns:
+        the one in ``seat`` acts at once; the others only when the chore is still undone
+        ``post_grace`` seconds after they first noticed it (the elected one crashed or stalled),
+        by either the local or the chain clock (a devnet's time jumps while the local one stands
+        still).
+        """
+        if self._has_seat(seat):
+            return True
+        seen_at, seen_chain = self._first_noticed.setdefault(
+            chore, (self._clock(), chain_now(self.session))
+        )
+        return (
+            self._clock() - seen_at >= self.post_grace
+            or chain_now(self.session) - seen_chain >= self.post_grace
+        )
+
+    def is_model_poster(self, r: int) -> bool:
+        """Whether this trainer is the elected poster of round ``r``'s model (rounds start at 2;
+        ``rounds + 1`` is the final model). The others check what it posts."""
+        return self._has_seat(r - 2)
 
     def _check_or_post_model(self, r: int) -> str | None:
         """Post round ``r``'s model if it is our turn (or the poster is late), or check the posted
@@ -191,15 +213,7 @@ class TrainerNode:
             return None
         onchain = s.market.model_digest(s.task_id, r)
         if onchain == bytes(32):
-            seen_at, seen_chain = self._model_seen_missing.setdefault(
-                r, (self._clock(), chain_now(s))
-            )
-            # Late by either clock: a devnet's time jumps while the local clock stands still.
-            late = (
-                self._clock() - seen_at >= self.post_grace
-                or chain_now(s) - seen_chain >= self.post_grace
-            )
-            if self.is_model_poster(r) or late:
+            if self._my_turn(("post", r), r - 2):
                 self._post_model(r)
                 self._model_checked.add(r)
                 return f"posted the model of round {r}"

@@ -122,9 +122,14 @@ def commit_raw(world, task_id, trainer: Identity, blob: bytes, *, digest: bytes 
 
 
 def join_all(world, task_id, nodes):
-    """Every node joins; the last join fills the task, so one more step starts training."""
+    """Every node joins; the last join fills the task, so the trainer whose turn it is (seat 0
+    by address) starts training on its next step, while the others leave it to that one."""
     assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
-    assert nodes[0].step().action == "advanced to training"
+    starter = min(nodes, key=lambda n: n.me)
+    for n in nodes:
+        if n is not starter:
+            assert n.step().action == "waiting for the task to start"
+    assert starter.step().action == "advanced to training"
 
 
 def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
@@ -335,6 +340,7 @@ def test_when_the_elected_poster_is_silent_another_trainer_posts_after_the_grace
         assert n.step().action == "committed round 1"
     poster = next(n for n in nodes if n.is_model_poster(2))
     other = next(n for n in nodes if n is not poster)
+    # Round 1 is closed by the trainer in seat 1 (the poster's seat is 0).
     assert other.step().action == "closed round 1"
     # The poster never runs again. The other trains round 2 without posting, then waits...
     assert other.step().action == "committed round 2"
