@@ -32,7 +32,9 @@ class RpcUnreachableError(ChainError):
 class TransactionRevertedError(ChainError):
     """A transaction or call reverted; ``error_name`` and ``args`` decode its custom error."""
 
-    def __init__(self, message: str, *, error_name: str | None = None, args: tuple[object, ...] = ()):
+    def __init__(
+        self, message: str, *, error_name: str | None = None, args: tuple[object, ...] = ()
+    ):
         super().__init__(message)
         self.error_name = error_name
         self.error_args = args

@@ -67,7 +67,9 @@ class Journal:
     def has(self, task_id: int, round_: int, step: str) -> bool:
         return self.get(task_id, round_, step) is not None
 
-    def record(self, task_id: int, round_: int, step: str, payload: dict[str, Any] | None = None) -> None:
+    def record(
+        self, task_id: int, round_: int, step: str, payload: dict[str, Any] | None = None
+    ) -> None:
         """Record a step (replacing an earlier record of the same step)."""
         text = json.dumps(payload or {}, sort_keys=True)
         with self._lock:

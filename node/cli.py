@@ -119,7 +119,9 @@ def cli(
       fedmarket status
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = CliContext(
         home=home,
         rpc_url=chain_rpc,
@@ -207,10 +209,14 @@ def _alive(pid: int) -> bool:
 
 # --- deploy --------------------------------------------------------------------------------
 @cli.command()
-@click.option("--token", help="Use this ERC-20 (e.g. a stablecoin) instead of deploying RewardToken.")
+@click.option(
+    "--token", help="Use this ERC-20 (e.g. a stablecoin) instead of deploying RewardToken."
+)
 @click.option("--unbonding-delay", type=int, default=7 * 24 * 3600, show_default=True,
               help="Seconds between unstake request and withdrawal.")  # fmt: skip
-@click.option("--arbiter", help="Dispute arbiter address (a multisig in production; default: deployer).")
+@click.option(
+    "--arbiter", help="Dispute arbiter address (a multisig in production; default: deployer)."
+)
 @json_option
 @pass_ctx
 def deploy(
@@ -222,7 +228,7 @@ def deploy(
     Example:
       fedmarket deploy --dev-account 0
       cast call $(jq -r .contracts.TaskMarket.address deployments/31337.json) "nextTaskId()(uint256)"
-    """
+    """  # noqa: E501 (a \b example block: click prints it verbatim, a wrap would show)
     signer = c.signer()
     dep = deploy_marketplace(
         c.w3, signer, token_address=token, unbonding_delay=unbonding_delay, arbiter=arbiter
@@ -307,7 +313,9 @@ def account_import(c: CliContext, key_file: Path | None, as_json: bool) -> None:
             raise ConfigError(f"cannot read key file {key_file}: {exc.strerror}") from None
     else:
         key = click.prompt("Private key (hex)", hide_input=True)
-    files = import_account(c.keystore_dir, key, c.password(confirm=True, prompt="New keystore password"))
+    files = import_account(
+        c.keystore_dir, key, c.password(confirm=True, prompt="New keystore password")
+    )
     out = _account_json(files)
     emit(as_json, out, lambda: console.print(kv_table("Imported account", out)))
 
@@ -323,7 +331,9 @@ def account_list(c: CliContext, as_json: bool) -> None:
 
     def human() -> None:
         if not rows:
-            console.print(f"no accounts in {c.keystore_dir}: create one with `fedmarket account new`")
+            console.print(
+                f"no accounts in {c.keystore_dir}: create one with `fedmarket account new`"
+            )
             return
         table = Table("address", "x25519 public key", "keystore")
         for r in rows:
@@ -344,7 +354,9 @@ def _account_json(files: Any) -> dict[str, str]:
 # --- registry ------------------------------------------------------------------------------
 @cli.command()
 @click.argument("role", type=click.Choice(["trainer", "oracle", "requester"]))
-@click.option("--stake", "stake_amount", default="0", show_default=True, help="Tokens to stake now.")
+@click.option(
+    "--stake", "stake_amount", default="0", show_default=True, help="Tokens to stake now."
+)
 @click.option("--encryption-key", help="X25519 public key (0x + 64 hex); default: the keystore's.")
 @json_option
 @pass_ctx
@@ -399,7 +411,11 @@ def stake(c: CliContext, amount: str, as_json: bool) -> None:
     p = c.market.participant(signer.address)
     out = {"address": signer.address, "staked": str(value), "stake": str(p.stake),
            "tx": receipt["transactionHash"].hex()}  # fmt: skip
-    emit(as_json, out, lambda: console.print(f"staked {amount}; stake now {format_amount(p.stake)}"))
+    emit(
+        as_json,
+        out,
+        lambda: console.print(f"staked {amount}; stake now {format_amount(p.stake)}"),
+    )
 
 
 @cli.command()
@@ -412,10 +428,15 @@ def unstake(c: CliContext, amount: str, as_json: bool) -> None:
     value = parse_amount(amount)
     receipt = c.market.request_unstake(signer, value)
     p = c.market.participant(signer.address)
-    out = {"address": signer.address, "unbonding": str(p.unbonding),
-           "release_at": p.unbonding_release_at, "tx": receipt["transactionHash"].hex()}  # fmt: skip
+    out = {
+        "address": signer.address,
+        "unbonding": str(p.unbonding),
+        "release_at": p.unbonding_release_at,
+        "tx": receipt["transactionHash"].hex(),
+    }
     emit(as_json, out, lambda: console.print(
-        f"unbonding {format_amount(p.unbonding)}; withdrawable after timestamp {p.unbonding_release_at}"
+        f"unbonding {format_amount(p.unbonding)}; "
+        f"withdrawable after timestamp {p.unbonding_release_at}"
     ))  # fmt: skip
 
 
@@ -427,7 +448,11 @@ def withdraw(c: CliContext, as_json: bool) -> None:
     signer = c.signer()
     before = c.market.participant(signer.address).unbonding
     receipt = c.market.withdraw(signer)
-    out = {"address": signer.address, "withdrawn": str(before), "tx": receipt["transactionHash"].hex()}
+    out = {
+        "address": signer.address,
+        "withdrawn": str(before),
+        "tx": receipt["transactionHash"].hex(),
+    }
     emit(as_json, out, lambda: console.print(f"withdrew {format_amount(before)}"))
 
 
@@ -469,15 +494,23 @@ def status(c: CliContext, address: str | None, as_json: bool) -> None:
 
 # --- demo ----------------------------------------------------------------------------------
 @cli.command()
-@click.option("--devnet", is_flag=True, help="Start Anvil and a Kubo daemon (from scripts/bootstrap) for the run.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
-              show_default=True, help="Where the plots and result.json go.")  # fmt: skip
+@click.option(
+    "--devnet",
+    is_flag=True,
+    help="Start Anvil and a Kubo daemon (from scripts/bootstrap) for the run.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-output"), show_default=True,
+              help="Where the plots and result.json go.")  # fmt: skip
 @click.option("--rounds", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @click.pass_context
-def demo(ctx: click.Context, devnet: bool, out: Path, rounds: int, seed: int, as_json: bool) -> None:
-    """Run the whole marketplace once: 8 trainers (a free rider, a poisoner, a noisy one), 3 oracles.
+def demo(
+    ctx: click.Context, devnet: bool, out: Path, rounds: int, seed: int, as_json: bool
+) -> None:
+    """Run the whole marketplace once: 8 trainers (a free rider, a poisoner, a noisy one),
+    3 oracles.
 
     With no options everything runs in this process (py-evm chain, embedded store). The global
     --chain-rpc and --ipfs-api use real nodes; --devnet starts Anvil and Kubo and stops them after.

@@ -138,7 +138,9 @@ def run_demo(
     started = time.monotonic()
     with ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fedmarket-demo-")))
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="fedmarket-demo-"))
+            )
         if store is None:
             from marketplace.storage.embedded import EmbeddedStore
 
@@ -168,7 +170,9 @@ def _run(
     market = Marketplace(w3, deployment)
     gas = GasMeter(market)
 
-    progress("funding and registering 1 requester, %d trainers, %d oracles" % (len(trainers), len(oracles)))
+    progress(
+        f"funding and registering 1 requester, {len(trainers)} trainers, {len(oracles)} oracles"
+    )
     market.mint(deployer.eth, requester.address, cfg.budget)
     market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
     for p, role in [*((t, Role.TRAINER) for t in trainers), *((o, Role.ORACLE) for o in oracles)]:
@@ -178,7 +182,9 @@ def _run(
 
     # --- data ----------------------------------------------------------------------------
     splits = split_dataset(load_dataset("digits"), seed=cfg.seed)
-    parts = partition("dirichlet", splits.train.y, num_clients=cfg.trainers, seed=cfg.seed, alpha=cfg.alpha)
+    parts = partition(
+        "dirichlet", splits.train.y, num_clients=cfg.trainers, seed=cfg.seed, alpha=cfg.alpha
+    )
     skew = label_skew(parts, splits.train.y)
     behaviours = {t.address: BEHAVIOURS[i % len(BEHAVIOURS)] for i, t in enumerate(trainers)}
     local = {}
@@ -186,9 +192,12 @@ def _run(
         data = splits.train.subset(idx, name=f"digits/{t.address[:8]}")
         if behaviours[t.address] == "noisy":
             noisy = add_label_noise(
-                splits.train.y, idx, fraction=cfg.noise_fraction, num_classes=splits.train.num_classes,
+                splits.train.y,
+                idx,
+                fraction=cfg.noise_fraction,
+                num_classes=splits.train.num_classes,
                 seed=cfg.seed,
-            )  # fmt: skip
+            )
             data = splits.train.with_labels(noisy).subset(idx, name=data.name)
         local[t.address] = data
     spec = ModelSpec(arch="mlp", input_dim=64, hidden=cfg.hidden, num_classes=10, seed=cfg.seed)
@@ -211,7 +220,9 @@ def _run(
         join_window=600, round_duration=600, commit_duration=600, reveal_duration=600,
         dispute_duration=600, claim_duration=3600,
     )  # fmt: skip
-    task_id, _ = create_task(market, store, requester, plan, splits.validation.x, splits.validation.y)
+    task_id, _ = create_task(
+        market, store, requester, plan, splits.validation.x, splits.validation.y
+    )
 
     def session(identity: Identity) -> TaskSession:
         return TaskSession.open(market, store, task_id, identity)
@@ -219,12 +230,17 @@ def _run(
     journals = workdir / "journals"
     trainer_nodes = [
         TrainerNode(
-            session(t), local[t.address], Journal(journals / f"{t.address}.sqlite"),
-            behaviour=_behaviour(behaviours[t.address]), seed=cfg.seed,
-        )  # fmt: skip
+            session(t),
+            local[t.address],
+            Journal(journals / f"{t.address}.sqlite"),
+            behaviour=_behaviour(behaviours[t.address]),
+            seed=cfg.seed,
+        )
         for t in trainers
     ]
-    oracle_nodes = [OracleNode(session(o), Journal(journals / f"{o.address}.sqlite")) for o in oracles]
+    oracle_nodes = [
+        OracleNode(session(o), Journal(journals / f"{o.address}.sqlite")) for o in oracles
+    ]
 
     # --- run every peer until the task is settled ------------------------------------------
     _drive(market, task_id, trainer_nodes, oracle_nodes, progress)
@@ -258,7 +274,10 @@ def _run(
             "stake_after": int(p.stake),
         })  # fmt: skip
     oracle_rows = [
-        {"address": o.address, "slashed": int(stake_before[o.address] - market.participant(o.address).stake)}
+        {
+            "address": o.address,
+            "slashed": int(stake_before[o.address] - market.participant(o.address).stake),
+        }
         for o in oracles
     ]
     return DemoResult(
@@ -301,7 +320,11 @@ def _drive(
         phase_label = (info.phase_enum, int(info.current_round))
         if phase_label != last_phase:
             name = info.phase_enum.name.lower()
-            progress(f"round {phase_label[1]}/{int(info.rounds)}: training" if info.phase_enum == Phase.TRAINING else name)
+            progress(
+                f"round {phase_label[1]}/{int(info.rounds)}: training"
+                if info.phase_enum == Phase.TRAINING
+                else name
+            )
             last_phase = phase_label
         acted = False
         for i, node in enumerate([*trainers, *oracles]):
@@ -321,7 +344,11 @@ def _drive(
             return
         if not acted:
             info = market.task(task_id)
-            target = int(info.claims_open_at) if info.phase_enum == Phase.FINALIZED else int(info.phase_deadline)
+            target = (
+                int(info.claims_open_at)
+                if info.phase_enum == Phase.FINALIZED
+                else int(info.phase_deadline)
+            )
             now = int(market.w3.eth.get_block("latest")["timestamp"])
             advance_chain_time(market.w3, max(1, target - now + 1))
     raise RuntimeError("the demo did not settle: a peer is stuck (run with -v to see its steps)")

@@ -25,12 +25,15 @@ def results_table(result: dict[str, Any]) -> Table:
         title_justify="left",
     )
     for col, justify in [
-        ("trainer", "left"), ("samples", "right"), ("label skew", "right"), ("behaviour", "left"),
-        ("score (ppm)", "right"), ("payout", "right"), ("slashed", "right"), ("reputation", "right"),
+        ("trainer", "left"), ("samples", "right"), ("label skew", "right"),
+        ("behaviour", "left"), ("score (ppm)", "right"), ("payout", "right"),
+        ("slashed", "right"), ("reputation", "right"),
     ]:  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for t in result["trainers"]:
-        style = {"poisoner": "red", "free_rider": "yellow", "noisy": "magenta"}.get(t["behaviour"], "")
+        style = {"poisoner": "red", "free_rider": "yellow", "noisy": "magenta"}.get(
+            t["behaviour"], ""
+        )
         table.add_row(
             f"{t['address'][:6]}…{t['address'][-4:]}",
             str(t["samples"]),
@@ -54,13 +57,25 @@ def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
 
     directory.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
-    colours = {"honest": "tab:blue", "free_rider": "tab:orange", "poisoner": "tab:red", "noisy": "tab:purple"}
+    colours = {
+        "honest": "tab:blue",
+        "free_rider": "tab:orange",
+        "poisoner": "tab:red",
+        "noisy": "tab:purple",
+    }
 
     fig, ax = plt.subplots(figsize=(6, 4))
     rounds = [r["round"] for r in result["rounds"]]
-    ax.plot(rounds, [r["test_accuracy"] for r in result["rounds"]], marker="o", label="federated (FedMarket)")
+    ax.plot(
+        rounds,
+        [r["test_accuracy"] for r in result["rounds"]],
+        marker="o",
+        label="federated (FedMarket)",
+    )
     ax.axhline(result["centralized_accuracy"], color="grey", linestyle="--", label="centralized")
-    ax.set(xlabel="round", ylabel="test accuracy", title="Global model accuracy per round", ylim=(0, 1))
+    ax.set(
+        xlabel="round", ylabel="test accuracy", title="Global model accuracy per round", ylim=(0, 1)
+    )
     ax.legend()
     paths["accuracy"] = str(directory / "accuracy.png")
     fig.tight_layout()
@@ -82,8 +97,10 @@ def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{t['behaviour']}\n{t['address'][:6]}" for t in result["trainers"]]
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [t["stake_before"] / TOKEN for t in result["trainers"]], 0.4, label="before")
-    ax.bar([x + 0.2 for x in xs], [t["stake_after"] / TOKEN for t in result["trainers"]], 0.4, label="after")
+    before = [t["stake_before"] / TOKEN for t in result["trainers"]]
+    after = [t["stake_after"] / TOKEN for t in result["trainers"]]
+    ax.bar([x - 0.2 for x in xs], before, 0.4, label="before")
+    ax.bar([x + 0.2 for x in xs], after, 0.4, label="after")
     ax.set_xticks(list(xs), names, fontsize=7)
     ax.set(ylabel="stake (tokens)", title="Trainer stake before and after the task")
     ax.legend()

@@ -52,22 +52,28 @@ def task() -> None:
 @click.option("--validation", "validation", default="digits", show_default=True,
               help="Validation data for the oracles: a .npz/.csv path or a built-in dataset "
                    "(its validation split).")  # fmt: skip
-@click.option("--model", "model", default='{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}',
+@click.option("--model", "model",
+              default='{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}',
               show_default=True, help="Model spec as JSON, or a path to a JSON file.")  # fmt: skip
 @click.option("--budget", required=True, help="Tokens escrowed for the trainers.")
 @click.option("--rounds", type=int, default=5, show_default=True)
-@click.option("--oracle", "oracles", multiple=True, required=True, help="Committee member (repeat).")
+@click.option("--oracle", "oracles", multiple=True, required=True,
+              help="Committee member (repeat).")  # fmt: skip
 @click.option("--min-trainers", type=int, default=2, show_default=True)
 @click.option("--max-trainers", type=int, default=16, show_default=True)
-@click.option("--min-stake", default="10", show_default=True, help="Stake a trainer must hold (tokens).")
-@click.option("--bond", default="1", show_default=True, help="Bond each trainer posts to join (tokens).")
-@click.option("--oracle-slash", default="10", show_default=True, help="Stake an oracle loses for dissent.")
+@click.option("--min-stake", default="10", show_default=True,
+              help="Stake a trainer must hold (tokens).")  # fmt: skip
+@click.option("--bond", default="1", show_default=True,
+              help="Bond each trainer posts to join (tokens).")  # fmt: skip
+@click.option("--oracle-slash", default="10", show_default=True,
+              help="Stake an oracle loses for dissent.")  # fmt: skip
 @click.option("--aggregator", default="fedavg", show_default=True,
               help="fedavg, fedprox, median, trimmed_mean, krum, multikrum, bulyan.")  # fmt: skip
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--valuation", default="auto", show_default=True, help="auto, exact, gtg, monte_carlo, loo.")
+@click.option("--valuation", default="auto", show_default=True,
+              help="auto, exact, gtg, monte_carlo, loo.")  # fmt: skip
 @click.option("--join-window", type=int, default=3600, show_default=True, help="Seconds to join.")
 @click.option("--round-duration", type=int, default=3600, show_default=True)
 @click.option("--phase-duration", type=int, default=3600, show_default=True,
@@ -108,7 +114,8 @@ def task_create(c: CliContext, validation: str, model: str, budget: str, rounds:
         model=spec, train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size),
         budget=parse_amount(budget), rounds=rounds,
         oracles=tuple(Web3.to_checksum_address(o) for o in oracles), min_trainers=min_trainers,
-        max_trainers=max_trainers, min_stake=parse_amount(min_stake), trainer_bond=parse_amount(bond),
+        max_trainers=max_trainers, min_stake=parse_amount(min_stake),
+        trainer_bond=parse_amount(bond),
         oracle_slash=parse_amount(oracle_slash), aggregator=aggregator,
         valuation=ValuationConfig(method=valuation, seed=seed),
         dataset={"validation": validation, "features": int(x_val.shape[1])},
@@ -118,7 +125,8 @@ def task_create(c: CliContext, validation: str, model: str, budget: str, rounds:
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
     out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
-           "validationCommitment": doc.validation.sha256, "validationCid": doc.validation.cid}  # fmt: skip
+           "validationCommitment": doc.validation.sha256,
+           "validationCid": doc.validation.cid}  # fmt: skip
     _emit(as_json, out, lambda con: con.print(f"created task {task_id} (budget {budget} escrowed)"))
 
 
@@ -132,15 +140,17 @@ def task_list(c: CliContext, as_json: bool) -> None:
     for ev in m.events(m.market, "TaskCreated"):
         tid = int(ev["args"]["taskId"])
         info = m.task(tid)
-        rows.append({"taskId": tid, "requester": ev["args"]["requester"], "budget": str(info.budget),
-                     "phase": info.phase_enum.name.lower(), "round": int(info.current_round),
-                     "rounds": int(info.rounds), "trainers": int(info.trainer_count)})  # fmt: skip
+        rows.append({"taskId": tid, "requester": ev["args"]["requester"],
+                     "budget": str(info.budget), "phase": info.phase_enum.name.lower(),
+                     "round": int(info.current_round), "rounds": int(info.rounds),
+                     "trainers": int(info.trainer_count)})  # fmt: skip
 
     def human(con: Any) -> None:
         table = Table("task", "phase", "round", "trainers", "budget", "requester")
         for r in rows:
             table.add_row(str(r["taskId"]), r["phase"], f"{r['round']}/{r['rounds']}",
-                          str(r["trainers"]), format_amount(int(r["budget"])), r["requester"])  # fmt: skip
+                          str(r["trainers"]), format_amount(int(r["budget"])),
+                          r["requester"])  # fmt: skip
         con.print(table)
 
     _emit(as_json, {"tasks": rows}, human)
@@ -171,7 +181,8 @@ def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
     """Join a task as a trainer (posts the bond; stake is locked until the task ends)."""
     signer = c.signer()
     receipt = c.market.join(signer, task_id)
-    _emit(as_json, {"taskId": task_id, "trainer": signer.address, "tx": receipt["transactionHash"].hex()},
+    _emit(as_json, {"taskId": task_id, "trainer": signer.address,
+                    "tx": receipt["transactionHash"].hex()},
           lambda con: con.print(f"joined task {task_id}"))  # fmt: skip
 
 
@@ -208,26 +219,41 @@ def node_group() -> None:
 
 @node_group.command("run")
 @click.option("--task", "task_id", type=int, required=True)
-@click.option("--data", "data", required=True,
-              help="Private training data: a .npz/.csv path or a built-in dataset name.")  # fmt: skip
-@click.option("--part", default=None, help="Use part K of N of the data's train split, as K/N (tests, demos).")
-@click.option("--partition", default="iid", show_default=True, help="iid or dirichlet, with --part.")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    help="Private training data: a .npz/.csv path or a built-in dataset name.",
+)
+@click.option(
+    "--part", default=None, help="Use part K of N of the data's train split, as K/N (tests, demos)."
+)
+@click.option("--partition", default="iid", show_default=True,
+              help="iid or dirichlet, with --part.")  # fmt: skip
 @click.option("--alpha", type=float, default=0.5, show_default=True)
 @click.option("--behaviour", default="honest", show_default=True,
-              help="For evaluation only: honest, free_rider, sign_flip, scaled, gaussian_noise, label_flip.")  # fmt: skip
-@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between chain polls.")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds of waiting.")
-@click.option("--threads", type=int, default=1, show_default=True, help="Torch threads for training.")
+              help="For evaluation only: honest, free_rider, sign_flip, scaled, gaussian_noise, "
+                   "label_flip.")  # fmt: skip
+@click.option("--poll", type=float, default=1.0, show_default=True,
+              help="Seconds between chain polls.")  # fmt: skip
+@click.option("--timeout", type=float, default=None,
+              help="Give up after this many seconds of waiting.")  # fmt: skip
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Torch threads for training.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--gossip/--no-gossip", default=True, show_default=True,
-              help="Announce and pre-fetch updates over Kubo pubsub (needs --ipfs-api).")  # fmt: skip
+@click.option(
+    "--gossip/--no-gossip",
+    default=True,
+    show_default=True,
+    help="Announce and pre-fetch updates over Kubo pubsub (needs --ipfs-api).",
+)
 @click.option("--fanout", type=int, default=3, show_default=True,
               help="Gossip re-announcements per round at most.")  # fmt: skip
 @_json_option
 @pass_ctx
-def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str, alpha: float,
-             behaviour: str, poll: float, timeout: float | None, threads: int, seed: int,
-             gossip: bool, fanout: int, as_json: bool) -> None:  # fmt: skip
+def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
+             alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
+             seed: int, gossip: bool, fanout: int, as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
     encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
 
@@ -274,12 +300,16 @@ def _announcer(peers: Any) -> Any:
         try:
             peers.announce(round_, cid, digest)
         except StorageError as exc:
-            logging.getLogger(__name__).warning("round %d: announcement not published: %s", round_, exc)
+            logging.getLogger(__name__).warning(
+                "round %d: announcement not published: %s", round_, exc
+            )
 
     return announce
 
 
-def _trainer_data(source: str, part: str | None, partition_name: str, alpha: float, seed: int) -> Any:
+def _trainer_data(
+    source: str, part: str | None, partition_name: str, alpha: float, seed: int
+) -> Any:
     from marketplace.fl import load_dataset, partition
 
     if part is None:
@@ -304,7 +334,8 @@ def _check_registered(c: CliContext, address: str, role: str, min_stake: int) ->
         )
     if p.stake < min_stake:
         raise ConfigError(
-            f"{address} stakes {format_amount(p.stake)}, the task needs {format_amount(min_stake)}: "
+            f"{address} stakes {format_amount(p.stake)}, "
+            f"the task needs {format_amount(min_stake)}: "
             f"run `fedmarket stake {format_amount(min_stake - p.stake)}`"
         )
 
@@ -327,7 +358,9 @@ def oracle_group() -> None:
 @click.option("--timeout", type=float, default=None)
 @_json_option
 @pass_ctx
-def oracle_run(c: CliContext, task_id: int, poll: float, timeout: float | None, as_json: bool) -> None:
+def oracle_run(
+    c: CliContext, task_id: int, poll: float, timeout: float | None, as_json: bool
+) -> None:
     """Score a task and take part in commit-reveal; then enforce the result (slash dissenting
     oracles, settle flagged trainers). Safe to restart: it never commits twice.
 
@@ -346,7 +379,8 @@ def oracle_run(c: CliContext, task_id: int, poll: float, timeout: float | None, 
     result = node.run(poll=poll, timeout=timeout, on_step=log)
     root = node.journal.get(task_id, 0, "score")
     _emit(as_json, {"taskId": task_id, "oracle": identity.address, "result": result,
-                    "committed": root}, lambda con: con.print(f"task {task_id}: {result}"))  # fmt: skip
+                    "committed": root},
+          lambda con: con.print(f"task {task_id}: {result}"))  # fmt: skip
 
 
 # --- rewards -------------------------------------------------------------------------------
@@ -367,8 +401,9 @@ def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
     session = TaskSession.open(c.market, c.store, task_id, c.identity())
     report = final_report(session)
     fn = c.market.market.functions
-    rows = [{"index": e.index, "account": e.account, "amount": str(e.amount), "score_ppm": e.score_ppm,
-             "flags": e.flags, "claimed": bool(c.market.call(fn.isClaimed(task_id, e.index)))}
+    rows = [{"index": e.index, "account": e.account, "amount": str(e.amount),
+             "score_ppm": e.score_ppm, "flags": e.flags,
+             "claimed": bool(c.market.call(fn.isClaimed(task_id, e.index)))}
             for e in entries_of(report)]  # fmt: skip
 
     def human(con: Any) -> None:

@@ -159,11 +159,14 @@ class TrainerNode:
                 config = s.doc.train
                 local = train_local(
                     s.doc.model, global_weights, self.data,
-                    type(config)(**{**config.__dict__, "seed": derive_seed(self.seed, "train", self.me, r),
+                    type(config)(**{**config.__dict__,
+                                    "seed": derive_seed(self.seed, "train", self.me, r),
                                     "num_threads": self.num_threads}),
                 )  # fmt: skip
                 trained = local.delta
-            ctx = RoundContext(r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r))
+            ctx = RoundContext(
+                r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r)
+            )
             delta = self.behaviour.craft_update(trained, ctx)
             cid, digest = s.publish_update(r, delta)
             recorded = self.journal.record_once(

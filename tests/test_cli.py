@@ -128,7 +128,9 @@ def test_insufficient_balance_says_how_to_get_tokens(env, trainer):
 
 
 def test_unreachable_rpc_is_one_line(env):
-    out = run({**env, "FEDMARKET_CHAIN_RPC": "http://127.0.0.1:1"}, "status", "0x" + "11" * 20, ok=False)
+    out = run(
+        {**env, "FEDMARKET_CHAIN_RPC": "http://127.0.0.1:1"}, "status", "0x" + "11" * 20, ok=False
+    )
     assert "cannot reach the chain RPC at http://127.0.0.1:1" in out
     assert out.count("\n") == 1
 

@@ -43,8 +43,11 @@ def check_outcome(result: dict) -> None:
     assert all(o["slashed"] == 0 for o in result["oracles"])  # the committee agreed
     assert result["accuracy"] > 0.8
     assert result["rounds"][-1]["round"] == 8
-    # Reputation (an EMA starting at 500,000 ppm) rises for the best contributor, falls for cheaters.
-    assert max(t["reputation_ppm"] for t in by[HONEST]) > 500_000 > by[POISONER][0]["reputation_ppm"]
+    # Reputation (an EMA starting at 500,000 ppm) rises for the best contributor, falls for
+    # cheaters.
+    assert (
+        max(t["reputation_ppm"] for t in by[HONEST]) > 500_000 > by[POISONER][0]["reputation_ppm"]
+    )
 
 
 def test_demo_in_process_pays_honest_trainers_and_slashes_cheaters(tmp_path):

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
+from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role
 from marketplace.chain.deploy import deploy_marketplace
 from marketplace.chain.devnet import advance_chain_time, start_anvil
-from marketplace.chain.backend import connect
 from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import FedMarketError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
@@ -78,8 +77,9 @@ def trainer_nodes(world, task_id, n=4):
     return [
         TrainerNode(
             TaskSession.open(world["market"], world["store"], task_id, t),
-            splits.train.subset(idx), Journal(world["tmp"] / f"t{task_id}-{t.address}.sqlite"),
-        )  # fmt: skip
+            splits.train.subset(idx),
+            Journal(world["tmp"] / f"t{task_id}-{t.address}.sqlite"),
+        )
         for t, idx in zip(world["trainers"][:n], parts, strict=True)
     ]
 
@@ -108,7 +108,11 @@ def drive(world, task_id, nodes, *, until, limit=200):
             acted |= not action.startswith("waiting")
         if not acted:
             info = market.task(task_id)
-            target = int(info.claims_open_at) if info.phase_enum == Phase.FINALIZED else int(info.phase_deadline)
+            target = (
+                int(info.claims_open_at)
+                if info.phase_enum == Phase.FINALIZED
+                else int(info.phase_deadline)
+            )
             now = int(market.w3.eth.get_block("latest")["timestamp"])
             advance_chain_time(market.w3, max(1, target - now + 1))
     raise AssertionError(f"task {task_id} stuck in {market.task(task_id).phase_enum}")
@@ -145,12 +149,15 @@ def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
     ctx = EnvelopeContext(chain_id=session.chain_id, task_id=task_id, round=1,
                           sender=nan_sender.session.identity.address)  # fmt: skip
     commit_raw(world, task_id, nan_sender.session.identity,
-               seal(dump_weights(bad), recipients=session.members().recipients(), context=ctx))  # fmt: skip
+               seal(dump_weights(bad), recipients=session.members().recipients(),
+                    context=ctx))  # fmt: skip
     # Bytes that do not hash to the committed digest.
     commit_raw(world, task_id, wrong_digest.session.identity, b"x" * 64, digest=b"\x11" * 32)
 
     oracles = oracle_nodes(world, task_id)
-    info = drive(world, task_id, [honest, *oracles], until=lambda i: i.phase_enum == Phase.FINALIZED)
+    info = drive(
+        world, task_id, [honest, *oracles], until=lambda i: i.phase_enum == Phase.FINALIZED
+    )
     report = final_report(session)
     flags = {p["account"]: p["flags"] for p in report["payouts"]}
     def reason(node):
@@ -183,7 +190,8 @@ def test_oracle_refuses_a_validation_set_that_does_not_match_the_commitment(worl
         splits.test.x, splits.test.y, oracles={oracle.me: oracle.session.identity.x25519_public},
         chain_id=market.deployment.chain_id, requester=world["requester"].address,
     )  # fmt: skip
-    swapped = replace(ref, cid=world["store"].put(blob), sha256=oracle.session.doc.validation.sha256,
+    swapped = replace(ref, cid=world["store"].put(blob),
+                      sha256=oracle.session.doc.validation.sha256,
                       samples=len(splits.test.y))  # fmt: skip
     oracle.session.doc = replace(oracle.session.doc, validation=swapped)
     with pytest.raises(FedMarketError, match="refusing to score"):
@@ -247,7 +255,8 @@ def test_two_peers_racing_to_advance_one_wins_and_the_loser_reads_the_decoded_er
         with ThreadPoolExecutor(2) as pool:
             racing = [pool.submit(try_advance, n.session, n.account) for n in nodes[:2]]
             for _ in range(600):
-                if len(w3.eth.get_block("pending")["transactions"]) >= 2 or any(f.done() for f in racing):
+                pending = w3.eth.get_block("pending")["transactions"]
+                if len(pending) >= 2 or any(f.done() for f in racing):
                     break
                 time.sleep(0.05)
             w3.provider.make_request("evm_mine", [])
@@ -281,7 +290,8 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
         with ThreadPoolExecutor(2) as pool:
             racing = [pool.submit(advance, n) for n in nodes[:2]]
             for _ in range(600):
-                if len(w3.eth.get_block("pending")["transactions"]) >= 2 or any(f.done() for f in racing):
+                pending = w3.eth.get_block("pending")["transactions"]
+                if len(pending) >= 2 or any(f.done() for f in racing):
                     break
                 time.sleep(0.05)
             w3.provider.make_request("evm_mine", [])
@@ -292,13 +302,17 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
     assert len(lost) == 1
     # Training has started and its first round is still open: advancing again is too early.
     assert lost[0].error_name == "TaskMarketTooEarly"
-    assert str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(") and "mined in block" in str(lost[0])
+    assert (
+        str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(")
+        and "mined in block" in str(lost[0])
+    )
 
 
 def _post_model_senders(market, task_id):
     """Who sent each postModel transaction of the task (reverted ones included)."""
     w3 = market.w3
-    selector = market.market.functions.postModel(0, 0, "", b"\0" * 32)._encode_transaction_data()[:10]
+    post_model = market.market.functions.postModel(0, 0, "", b"\0" * 32)
+    selector = post_model._encode_transaction_data()[:10]
     out = []
     for number in range(1, w3.eth.block_number + 1):
         for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
@@ -330,9 +344,13 @@ def test_when_the_elected_poster_is_silent_another_trainer_posts_after_the_grace
     now = [0.0]
     market, splits = world["market"], world["splits"]
     nodes = [
-        TrainerNode(TaskSession.open(market, world["store"], task_id, t), splits.train.subset(range(50 * i, 50 * i + 50)),
-                    Journal(world["tmp"] / f"grace{task_id}-{t.address}.sqlite"), post_grace=10.0,
-                    clock=lambda: now[0])  # fmt: skip
+        TrainerNode(
+            TaskSession.open(market, world["store"], task_id, t),
+            splits.train.subset(range(50 * i, 50 * i + 50)),
+            Journal(world["tmp"] / f"grace{task_id}-{t.address}.sqlite"),
+            post_grace=10.0,
+            clock=lambda: now[0],
+        )
         for i, t in enumerate(world["trainers"][:2])
     ]
     join_all(world, task_id, nodes)

@@ -39,7 +39,8 @@ def test_the_cli_has_the_commands_the_issues_ask_for():
     for expected in ("demo", "deploy", "devnet up", "devnet down", "account new", "account import",
                      "account list", "register", "stake", "unstake", "withdraw", "status",
                      "task create", "task list", "task show", "task join", "task advance",
-                     "task cancel", "node run", "oracle run", "rewards show", "rewards claim"):  # fmt: skip
+                     "task cancel", "node run", "oracle run", "rewards show",
+                     "rewards claim"):  # fmt: skip
         assert expected in names
 
 

@@ -210,7 +210,8 @@ class Marketplace:
     def token_at(self, address: str) -> Contract:
         """An ERC-20 at ``address`` with the RewardToken ABI (its ERC-20 part is standard)."""
         return self.w3.eth.contract(  # type: ignore[call-overload,no-any-return]
-            address=Web3.to_checksum_address(address), abi=self.deployment.contracts["RewardToken"].abi
+            address=Web3.to_checksum_address(address),
+            abi=self.deployment.contracts["RewardToken"].abi,
         )
 
     # --- token ----------------------------------------------------------------------------
@@ -297,7 +298,13 @@ class Marketplace:
         return self.send(self.market.functions.join(task_id), trainer)
 
     def commit_update(
-        self, trainer: LocalAccount, task_id: int, round_: int, cid: str, digest: bytes, num_samples: int
+        self,
+        trainer: LocalAccount,
+        task_id: int,
+        round_: int,
+        cid: str,
+        digest: bytes,
+        num_samples: int,
     ) -> TxReceipt:
         return self.send(
             self.market.functions.commitUpdate(task_id, round_, cid, digest, num_samples), trainer
@@ -394,7 +401,8 @@ class Marketplace:
         return TaskView(task_id=task_id, fields=dict(zip(names, values, strict=True)))
 
     def is_trainer(self, task_id: int, address: str) -> bool:
-        return bool(self.call(self.market.functions.isTrainer(task_id, Web3.to_checksum_address(address))))
+        checksum = Web3.to_checksum_address(address)
+        return bool(self.call(self.market.functions.isTrainer(task_id, checksum)))
 
     def update_of(self, task_id: int, round_: int, trainer: str) -> tuple[bytes, int]:
         digest, n = self.call(

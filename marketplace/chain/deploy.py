@@ -55,7 +55,8 @@ class Deployment:
             return self.contracts[name].address
         except KeyError:
             raise DeploymentNotFoundError(
-                f"no {name} in the deployment for chain {self.chain_id}: redeploy with `fedmarket deploy`"
+                f"no {name} in the deployment for chain {self.chain_id}: "
+                "redeploy with `fedmarket deploy`"
             ) from None
 
     def to_json(self) -> dict[str, Any]:
@@ -76,7 +77,9 @@ class Deployment:
             block=int(data.get("block", 0)),
             deployer=str(data.get("deployer", "")),
             contracts={
-                n: ContractRecord(address=Web3.to_checksum_address(c["address"]), abi=list(c["abi"]))
+                n: ContractRecord(
+                    address=Web3.to_checksum_address(c["address"]), abi=list(c["abi"])
+                )
                 for n, c in data["contracts"].items()
             },
             params=dict(data.get("params", {})),

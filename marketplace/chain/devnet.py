@@ -6,6 +6,7 @@ demo use the same keys on either node. These keys are public: never use them out
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -73,7 +74,8 @@ def free_port() -> int:
 def rpc_chain_id(rpc_url: str, *, timeout: float = 2.0) -> int:
     """``eth_chainId`` of the node at ``rpc_url``; raises ``OSError`` if it does not answer."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    req = urllib.request.Request(
+    # Callers pass the http://127.0.0.1:<port> URL of a devnet node they started or probe.
+    req = urllib.request.Request(  # noqa: S310 (http to our own node)
         rpc_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http to our own node)
@@ -105,10 +107,8 @@ class DevnetProcess:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout=timeout)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait(timeout=timeout)
 
     def __enter__(self) -> DevnetProcess:

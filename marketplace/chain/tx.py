@@ -218,7 +218,9 @@ def _rpc_message(exc: Web3RPCError) -> str:
     return text
 
 
-def send_eth(w3: Web3, account: LocalAccount, to: str, amount_wei: int, *, timeout: float = 120.0) -> TxReceipt:
+def send_eth(
+    w3: Web3, account: LocalAccount, to: str, amount_wei: int, *, timeout: float = 120.0
+) -> TxReceipt:
     """A plain ETH transfer signed by ``account`` (gas for a new devnet account)."""
     tx = {
         "to": Web3.to_checksum_address(to),

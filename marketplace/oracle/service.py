@@ -82,14 +82,19 @@ class OracleNode:
                 )  # fmt: skip
                 m.commit_score(s.identity.eth, tid, digest)
                 return f"committed root 0x{chosen['root'][:12]}…", False
-            if int(info.committed_count) >= int(info.committee_size) or self._now() > int(info.phase_deadline):
-                if self._advance():
-                    return "closed the commit phase", False
+            if (
+                int(info.committed_count) >= int(info.committee_size)
+                or self._now() > int(info.phase_deadline)
+            ) and self._advance():
+                return "closed the commit phase", False
             return "waiting for the other oracles to commit", False
         if phase == Phase.REVEALING:
             revealed = bytes(m.call(fn.revealedRootOf(tid, self.me))) != bytes(32)
             if not revealed and commitment == bytes(32):
-                return "missed the commit phase: nothing to reveal (this oracle will be slashed)", True
+                return (
+                    "missed the commit phase: nothing to reveal (this oracle will be slashed)",
+                    True,
+                )
             if not revealed:
                 chosen = self.journal.get(tid, 0, SCORE_STEP)
                 if chosen is None:
@@ -102,9 +107,11 @@ class OracleNode:
                     bytes.fromhex(chosen["salt"]),
                 )  # fmt: skip
                 return "revealed", False
-            if int(info.revealed_count) >= int(info.committed_count) or self._now() > int(info.phase_deadline):
-                if self._advance():
-                    return "closed the reveal phase", False
+            if (
+                int(info.revealed_count) >= int(info.committed_count)
+                or self._now() > int(info.phase_deadline)
+            ) and self._advance():
+                return "closed the reveal phase", False
             return "waiting for the other oracles to reveal", False
         if phase == Phase.DISPUTED:
             return "waiting for the arbiter", False
@@ -144,9 +151,15 @@ class OracleNode:
         result = self.score()
         report_cid = s.store.put(seal_report(s, result.report_bytes))
         chosen = self.journal.record_once(
-            s.task_id, 0, SCORE_STEP,
-            {"root": result.root.hex(), "report_cid": report_cid, "salt": secrets.token_bytes(32).hex()},
-        )  # fmt: skip
+            s.task_id,
+            0,
+            SCORE_STEP,
+            {
+                "root": result.root.hex(),
+                "report_cid": report_cid,
+                "salt": secrets.token_bytes(32).hex(),
+            },
+        )
         return {k: str(v) for k, v in chosen.items()}
 
     def score(self) -> ScoringResult:
@@ -167,7 +180,10 @@ class OracleNode:
                     updates=updates.valid,
                     invalid=dict(updates.invalid),
                     commit_order={c.sender: c.order for c in updates.committed},
-                    refs=tuple(UpdateRef(c.sender, c.cid, "0x" + c.digest.hex()) for c in updates.committed),
+                    refs=tuple(
+                        UpdateRef(c.sender, c.cid, "0x" + c.digest.hex())
+                        for c in updates.committed
+                    ),
                 )
             )
         v = s.doc.valuation
@@ -182,9 +198,13 @@ class OracleNode:
             budget=int(info.budget),
             trainers=members.trainers,
             config=ScoringConfig(
-                method=v.method, seed=v.seed, metric=v.metric,
-                gtg_budget_fraction=v.gtg_budget_fraction, floor_ppm=v.floor_ppm, flagged=v.flagged,
-            ),  # fmt: skip
+                method=v.method,
+                seed=v.seed,
+                metric=v.metric,
+                gtg_budget_fraction=v.gtg_budget_fraction,
+                floor_ppm=v.floor_ppm,
+                flagged=v.flagged,
+            ),
         )
         return self.result
 

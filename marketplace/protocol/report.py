@@ -76,9 +76,12 @@ def final_report(session: Any) -> dict[str, Any]:
 def entries_of(report: Mapping[str, Any]) -> list[PayoutEntry]:
     return [
         PayoutEntry(
-            index=int(p["index"]), account=Web3.to_checksum_address(p["account"]),
-            amount=int(p["amount"]), score_ppm=int(p["score_ppm"]), flags=int(p["flags"]),
-        )  # fmt: skip
+            index=int(p["index"]),
+            account=Web3.to_checksum_address(p["account"]),
+            amount=int(p["amount"]),
+            score_ppm=int(p["score_ppm"]),
+            flags=int(p["flags"]),
+        )
         for p in report["payouts"]
     ]
 

@@ -38,7 +38,8 @@ class TaskPlan:
     aggregator_params: dict[str, Any] = field(default_factory=dict)
     max_update_bytes: int = 64 * 1024 * 1024
     max_update_norm: float | None = None
-    valuation: ValuationConfig = ValuationConfig()
+    # ValuationConfig is a frozen dataclass of scalars, so one shared default instance is safe.
+    valuation: ValuationConfig = ValuationConfig()  # noqa: RUF009 (frozen, immutable)
     dataset: dict[str, Any] = field(default_factory=dict)
     public_model: bool = False
     trainer_bond: int = 0
@@ -68,7 +69,8 @@ def create_task(
         raise ConfigError("the validation set is empty: oracles need data to score on")
     if x_val.shape[1:] != (plan.model.input_dim,):
         raise ConfigError(
-            f"validation rows have shape {x_val.shape[1:]}, the model expects ({plan.model.input_dim},)"
+            f"validation rows have shape {x_val.shape[1:]}, "
+            f"the model expects ({plan.model.input_dim},)"
         )
     oracle_keys = {o: market.participant(o).encryption_key for o in plan.oracles}
     blob, ref = seal_validation_set(
@@ -77,7 +79,8 @@ def create_task(
     )  # fmt: skip
     ref = replace(ref, cid=store.put(blob))
     doc = TaskDocument(
-        model=plan.model, train=plan.train, validation=ValidationRef(ref.cid, ref.sha256, ref.samples),
+        model=plan.model, train=plan.train,
+        validation=ValidationRef(ref.cid, ref.sha256, ref.samples),
         aggregator=plan.aggregator, aggregator_params=plan.aggregator_params,
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,

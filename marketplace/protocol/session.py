@@ -185,7 +185,9 @@ class TaskSession:
 
     def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
         """The round's ``UpdateCommitted`` events, in chain order."""
-        events = self.market.events(self.market.market, "UpdateCommitted", filters={"taskId": self.task_id})
+        events = self.market.events(
+            self.market.market, "UpdateCommitted", filters={"taskId": self.task_id}
+        )
         picked = [e for e in events if int(e["args"]["round"]) == round_]
         picked.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         return tuple(
@@ -200,7 +202,9 @@ class TaskSession:
             for i, e in enumerate(picked)
         )
 
-    def fetch_update(self, c: CommittedUpdate, template: Mapping[str, torch.Tensor]) -> ClientUpdate:
+    def fetch_update(
+        self, c: CommittedUpdate, template: Mapping[str, torch.Tensor]
+    ) -> ClientUpdate:
         """Fetch, digest-check, decrypt and validate one committed update.
 
         Raises a :class:`FedMarketError` naming what is wrong with the update; a store that does

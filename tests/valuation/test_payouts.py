@@ -24,7 +24,8 @@ def test_budget_is_split_in_proportion_and_sums_exactly() -> None:
     # Assert
     assert amounts(table) == [100, 200, 700]
     assert table.total == 1000 and table.refund == 0
-    assert [e.score_ppm for e in table.entries] == [142_857, 285_714, 1_000_000]  # relative to the best
+    # relative to the best
+    assert [e.score_ppm for e in table.entries] == [142_857, 285_714, 1_000_000]
 
 
 def test_leftover_units_go_to_the_largest_remainders_then_lowest_address() -> None:
