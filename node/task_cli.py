@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from rich.table import Table
 from web3 import Web3
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import ConfigError, StorageError
+from marketplace.errors import ConfigError
 from node.context import CliContext, format_amount, parse_amount
 
 pass_ctx = click.make_pass_decorator(CliContext)
@@ -263,7 +262,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     """
     from marketplace.fl import get_behaviour
     from marketplace.protocol.session import TaskSession
-    from node.task_gossip import open_task_gossip
+    from node.task_gossip import BackgroundAnnouncer, open_task_gossip
     from node.trainer import TrainerNode
 
     dataset = _trainer_data(data, part, partition, alpha, seed)
@@ -273,38 +272,28 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
     # node still fetches every committed update by CID when its round closes.
     peers = open_task_gossip(session, c.ipfs_api, fanout=fanout) if gossip and c.ipfs_api else None
+    announcer = BackgroundAnnouncer(peers) if peers is not None else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
                        behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
-                       announce=_announcer(peers))  # fmt: skip
+                       announce=announcer)  # fmt: skip
     log = (lambda r: None) if as_json else (lambda r: _log_step(r.action))
     if peers is not None:
         peers.start()
     try:
         result = node.run(poll=poll, timeout=timeout, on_step=log)
     finally:
+        if announcer is not None:
+            announcer.close()
         if peers is not None:
             peers.stop()
+    gossip_out = None
+    if peers is not None and announcer is not None:
+        gossip_out = {**dataclasses.asdict(peers.stats()), "announced": announcer.published,
+                      "announce_failed": announcer.failed,
+                      "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
-           "claimed": node.claimed,
-           "gossip": dataclasses.asdict(peers.stats()) if peers is not None else None}  # fmt: skip
+           "claimed": node.claimed, "gossip": gossip_out}  # fmt: skip
     _emit(as_json, out, lambda con: con.print(f"task {task_id}: {result.action}"))
-
-
-def _announcer(peers: Any) -> Any:
-    """The trainer's announce hook: publish on the topic; a pubsub hiccup never stops training
-    (the commit is on-chain, and peers fetch it by CID at the deadline anyway)."""
-    if peers is None:
-        return None
-
-    def announce(round_: int, cid: str, digest: bytes) -> None:
-        try:
-            peers.announce(round_, cid, digest)
-        except StorageError as exc:
-            logging.getLogger(__name__).warning(
-                "round %d: announcement not published: %s", round_, exc
-            )
-
-    return announce
 
 
 def _trainer_data(

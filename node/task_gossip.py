@@ -14,14 +14,19 @@ provider, so they are serialized by one lock.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from marketplace.crypto.announce import Announcement
+from marketplace.errors import StorageError
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
 from marketplace.storage.pubsub import PubsubClient
 from node.gossip import Gossip, task_topic
+
+log = logging.getLogger(__name__)
 
 
 class ChainMembership:
@@ -97,3 +102,37 @@ def open_task_gossip(
         max_update_bytes=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
         on_update=on_update,
     )
+
+
+class BackgroundAnnouncer:
+    """The trainer's ``announce`` hook: publishes on one background thread, in order.
+
+    A publish goes through the local daemon's pubsub and may wait on it (Kubo serializes
+    validation, and a refused publish is retried), so it must not hold up the trainer's loop: the
+    commit is already on-chain, and peers that miss the announcement fetch the update by CID when
+    the round closes. A failed publish is logged, never raised.
+    """
+
+    def __init__(self, gossip: Gossip) -> None:
+        self._gossip = gossip
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="announce")
+        self.published = 0
+        self.failed = 0
+        self.slowest_seconds = 0.0
+
+    def __call__(self, round_: int, cid: str, digest: bytes) -> None:
+        self._pool.submit(self._publish, round_, cid, digest)
+
+    def _publish(self, round_: int, cid: str, digest: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            self._gossip.announce(round_, cid, digest)
+            self.published += 1
+        except StorageError as exc:
+            self.failed += 1
+            log.warning("round %d: announcement not published: %s", round_, exc)
+        self.slowest_seconds = max(self.slowest_seconds, time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Wait for queued announcements (each bounded by the pubsub client's timeout)."""
+        self._pool.shutdown(wait=True)

@@ -275,7 +275,9 @@ class Trainer:
                 self.proc.wait()
 
 
-def run_ours(net: Devnet, n: int, rounds: int, poll: float) -> dict[str, Any]:
+def run_ours(
+    net: Devnet, n: int, rounds: int, poll: float, *, gossip: bool = True
+) -> dict[str, Any]:
     market = net.market
     data = splits()
     plan = TaskPlan(
@@ -336,6 +338,7 @@ def run_ours(net: Devnet, n: int, rounds: int, poll: float) -> dict[str, Any]:
             "--timeout",
             str(RUN_TIMEOUT),
             "--json",
+            "--gossip" if gossip else "--no-gossip",
         ]
         trainers.append(Trainer(dev, argv, home))
     launched = time.perf_counter()
@@ -412,6 +415,11 @@ def main() -> None:
     parser.add_argument("--trainers", default="4,8", help="comma-separated trainer counts (≤ 8)")
     parser.add_argument("--poll", type=float, default=0.3, help="trainers' chain poll interval (s)")
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument(
+        "--gossip-off-too",
+        action="store_true",
+        help="also run our side with `node run --no-gossip`, to see what gossip costs",
+    )
     parser.add_argument("--flower-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -437,6 +445,9 @@ def main() -> None:
         for n in counts:
             log.warning("%d trainers: chain + IPFS run", n)
             ours = run_ours(net, n, args.rounds, args.poll)
+            if args.gossip_off_too:
+                log.warning("%d trainers: chain + IPFS run without gossip", n)
+                ours["without_gossip"] = run_ours(net, n, args.rounds, args.poll, gossip=False)
             log.warning("%d trainers: simulator", n)
             sim = run_simulator(n, args.rounds)
             engines = {"ours": ours["round_durations"], "simulator": sim}
