@@ -25,6 +25,10 @@ from marketplace.errors import ChainError, RpcUnreachableError, TransactionRever
 
 log = logging.getLogger(__name__)
 
+# Receipt polling: web3's default 0.1 s is a visible share of a devnet round (two transactions
+# on each trainer's critical path); an RPC call every 50 ms is cheap for one waiting sender.
+RECEIPT_POLL_SECONDS = 0.05
+
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
 _PANIC_CODES = {
@@ -88,9 +92,7 @@ class RevertDecoder:
                 return DecodedRevert("Error", (reason,), ("reason",))
             if selector == _PANIC:
                 (code,) = abi_decode(["uint256"], body)
-                return DecodedRevert(
-                    "Panic", (_PANIC_CODES.get(code, hex(code)),), ("code",)
-                )
+                return DecodedRevert("Panic", (_PANIC_CODES.get(code, hex(code)),), ("code",))
             item = self._errors.get(selector)
             if item is None:
                 return None
@@ -177,7 +179,9 @@ def send(
         tx = fn.build_transaction(params)  # type: ignore[arg-type]
         signed = account.sign_transaction(tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+        receipt = w3.eth.wait_for_transaction_receipt(
+            tx_hash, timeout=timeout, poll_latency=RECEIPT_POLL_SECONDS
+        )
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=name) from None
     except TimeExhausted:

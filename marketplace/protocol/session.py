@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ from marketplace.storage.base import ContentStore
 log = logging.getLogger(__name__)
 
 PRE_TASK = 0  # envelope task id for artifacts published before the task exists (validation set)
+FETCH_WORKERS = 4  # updates fetched and opened at once when a round closes
 ENVELOPE_OVERHEAD = 1 << 20  # recipients' wrapped keys and the header, generously
 
 
@@ -232,17 +234,26 @@ class TaskSession:
         committed = self.committed(round_)
         valid: list[ClientUpdate] = []
         invalid: dict[str, str] = {}
-        for c in committed:
+
+        def fetch(c: CommittedUpdate) -> ClientUpdate | str:
             try:
-                valid.append(self.fetch_update(c, template))
-            except StoreUnreachableError:
-                raise
+                return self.fetch_update(c, template)
             except (
                 DigestMismatchError, ContentNotFoundError, CryptoError, InvalidUpdateError,
                 StorageError,
             ) as exc:  # fmt: skip
+                if isinstance(exc, StoreUnreachableError):
+                    raise  # our store is down: not the sender's fault
                 log.warning("round %d: update of %s refused: %s", round_, c.sender, exc)
-                invalid[c.sender] = f"{type(exc).__name__}: {exc}"
+                return f"{type(exc).__name__}: {exc}"
+
+        # Fetches wait on the store and decryption releases the GIL: overlap them.
+        with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, max(1, len(committed)))) as pool:
+            for c, outcome in zip(committed, pool.map(fetch, committed), strict=True):
+                if isinstance(outcome, str):
+                    invalid[c.sender] = outcome
+                else:
+                    valid.append(outcome)
         result = RoundUpdates(
             round=round_,
             committed=committed,
