@@ -1,0 +1,714 @@
+"""Asynchronous gossip averaging over IPFS: encrypted model snapshots, signed announcements.
+
+The network side of :mod:`marketplace.fl.gossip_averaging`. Each peer, after every step:
+
+1. serializes its model to safetensors (:func:`~marketplace.fl.serialization.dump_weights`),
+   seals it in an envelope (:mod:`marketplace.crypto.envelope`) for the task's members, bound to
+   ``(chain, task, round = version, sender)``, and puts it in its content store (Kubo);
+2. signs a :class:`SnapshotAnnouncement` ``{chainId, taskId, version, cid, digest, sender,
+   numSamples, nonce}`` (EIP-712, its own type, so it can never pass for an update
+   announcement or the reverse) and publishes it on the task's averaging topic
+   (:func:`averaging_topic`, distinct from the update gossip's topic).
+
+Every peer keeps, per sender, the newest announcement it has heard (no round window, no barrier:
+any version is a candidate, however old). Announcements pass these checks, cheapest first, and
+are dropped and counted under the first that fails:
+
+=================  ========================================================================
+``oversize``       more bytes than ``max_message_bytes``
+``malformed``      not a snapshot announcement (JSON shape, types, CID, digest)
+``replay``         bound to another chain or task
+``bad_signature``  the signature does not recover to ``sender``
+``not_member``     ``sender`` is not a member of the task (``is_member``)
+``error``          ``is_member`` raised
+=================  ========================================================================
+
+A passing announcement is ``accepted`` (newer than what is held for its sender), ``stale`` (not
+newer) or ``own`` (our own, echoed back). Snapshots are pulled only when a step samples them
+(``k`` per step, not every publication: a round costs ``n`` announcements to everyone plus
+``n·k`` snapshot transfers at most), and each pulled one is refused, counted under its reason and
+skipped, the step moving on to the next sampled candidate, if:
+
+====================  =====================================================================
+``fetch_failed``      the store could not serve the CID, it is larger than the bound, or it
+                      does not hash to the announced digest
+``bad_envelope``      not an envelope, not sealed for us, or bound to another chain, task,
+                      version or sender (a foreign or replayed snapshot)
+``invalid_snapshot``  the plaintext is not safetensors of the model's exact tensors (names,
+                      shapes, dtypes), holds NaN/Inf, or exceeds the size or norm bound
+====================  =====================================================================
+
+Nothing is unpickled: :func:`~marketplace.fl.serialization.load_weights` reads the header and
+checks it against the model's :class:`~marketplace.fl.serialization.WeightSpec` before any tensor
+is built. A refused ``(sender, version)`` is never fetched again.
+
+This mode is not paid: nothing of it goes on-chain. The chain's synchronous rounds stay the
+canonical, paid path; see docs/design.md, "Asynchronous gossip averaging".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+
+from marketplace.crypto.envelope import (
+    MAX_HEADER_BYTES,
+    TAG_SIZE,
+    EnvelopeContext,
+    open_envelope,
+    seal,
+)
+from marketplace.errors import (
+    ConfigError,
+    CryptoError,
+    SignatureError,
+    StorageError,
+)
+from marketplace.fl.data import Dataset
+from marketplace.fl.gossip_averaging import (
+    GossipAveragingPeer,
+    MixingRule,
+    SnapshotInfo,
+    SnapshotRefusedError,
+    StepReport,
+)
+from marketplace.fl.serialization import WeightSpec, dump_weights, load_weights
+from marketplace.fl.weights import Weights
+from marketplace.storage.base import ContentStore
+from marketplace.storage.cid import parse_cid
+from marketplace.storage.pubsub import PubsubClient, PubsubMessage, Subscription
+from node.gossip import task_topic
+
+if TYPE_CHECKING:
+    from marketplace.protocol.session import TaskSession
+
+log = logging.getLogger(__name__)
+
+MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
+DROP_REASONS = ("oversize", "malformed", "replay", "bad_signature", "not_member", "error")
+REFUSE_REASONS = ("fetch_failed", "bad_envelope", "invalid_snapshot")
+_RESUBSCRIBE_MAX_DELAY = 30.0
+_UINT256_MAX = 2**256 - 1
+_FIELDS = (
+    "chainId", "taskId", "version", "cid", "digest", "sender", "numSamples", "nonce", "signature",
+)  # fmt: skip
+_TYPES = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "SnapshotAnnouncement": [
+        {"name": "chainId", "type": "uint256"},
+        {"name": "taskId", "type": "uint256"},
+        {"name": "version", "type": "uint256"},
+        {"name": "cid", "type": "string"},
+        {"name": "digest", "type": "bytes32"},
+        {"name": "sender", "type": "address"},
+        {"name": "numSamples", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+    ],
+}
+
+
+def averaging_topic(chain_id: int, market_address: str, task_id: int) -> str:
+    """The task's gossip-averaging topic: the update topic plus ``/gossip-averaging``."""
+    return task_topic(chain_id, market_address, task_id) + "/gossip-averaging"
+
+
+# --- the signed announcement -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotAnnouncement:
+    """ "My model at ``version`` is under ``cid`` (sha256 ``digest`` of the envelope)"."""
+
+    chain_id: int
+    task_id: int
+    version: int
+    cid: str
+    digest: bytes
+    sender: str
+    num_samples: int
+    nonce: int
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        for name in ("chain_id", "task_id", "version", "num_samples", "nonce"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SignatureError(f"malformed snapshot announcement: {name} must be a uint256")
+            if not 0 <= value <= _UINT256_MAX:
+                raise SignatureError(f"malformed snapshot announcement: {name} must be a uint256")
+        if self.num_samples < 1:
+            raise SignatureError("malformed snapshot announcement: numSamples must be positive")
+        if not isinstance(self.digest, bytes) or len(self.digest) != 32:
+            raise SignatureError("malformed snapshot announcement: digest must be 32 bytes")
+        if not isinstance(self.sender, str) or not is_address(self.sender):
+            raise SignatureError(f"malformed snapshot announcement: sender {self.sender!r}")
+        object.__setattr__(self, "sender", str(to_checksum_address(self.sender)))
+        try:
+            parse_cid(self.cid)
+        except StorageError as exc:
+            raise SignatureError(f"malformed snapshot announcement: {exc}") from None
+        if not isinstance(self.signature, bytes) or len(self.signature) not in (0, 65):
+            raise SignatureError("malformed snapshot announcement: signature must be 65 bytes")
+
+    def typed_data(self, market_address: str) -> dict[str, Any]:
+        """The EIP-712 structure that is signed (domain as for update announcements)."""
+        return {
+            "types": _TYPES,
+            "primaryType": "SnapshotAnnouncement",
+            "domain": {
+                "name": "FedMarket",
+                "version": "1",
+                "chainId": self.chain_id,
+                "verifyingContract": str(to_checksum_address(market_address)),
+            },
+            "message": {
+                "chainId": self.chain_id,
+                "taskId": self.task_id,
+                "version": self.version,
+                "cid": self.cid,
+                "digest": self.digest,
+                "sender": self.sender,
+                "numSamples": self.num_samples,
+                "nonce": self.nonce,
+            },
+        }
+
+    def to_json(self) -> bytes:
+        """The wire form: compact JSON, bytes as 0x-hex."""
+        return json.dumps(
+            {
+                "chainId": self.chain_id,
+                "taskId": self.task_id,
+                "version": self.version,
+                "cid": self.cid,
+                "digest": "0x" + self.digest.hex(),
+                "sender": self.sender,
+                "numSamples": self.num_samples,
+                "nonce": self.nonce,
+                "signature": "0x" + self.signature.hex(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SnapshotAnnouncement:
+        """Parse the wire form (does not verify); :class:`SignatureError` if malformed."""
+        if len(raw) > MAX_SNAPSHOT_ANNOUNCEMENT_BYTES:
+            raise SignatureError(f"snapshot announcement of {len(raw)} bytes is oversize")
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SignatureError(f"malformed snapshot announcement: not JSON ({exc})") from None
+        if not isinstance(obj, dict) or set(obj) != set(_FIELDS):
+            raise SignatureError(
+                f"malformed snapshot announcement: expected fields {list(_FIELDS)}"
+            )
+        return cls(
+            chain_id=obj["chainId"], task_id=obj["taskId"], version=obj["version"],
+            cid=obj["cid"], digest=_hex(obj["digest"], "digest"), sender=obj["sender"],
+            num_samples=obj["numSamples"], nonce=obj["nonce"],
+            signature=_hex(obj["signature"], "signature"),
+        )  # fmt: skip
+
+    @property
+    def info(self) -> SnapshotInfo:
+        """What the averaging engine needs to know before fetching."""
+        return SnapshotInfo(self.sender, self.version, self.num_samples)
+
+
+def _hex(value: object, name: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 2 + 2 * 65:
+        raise SignatureError(f"malformed snapshot announcement: {name} must be 0x-hex")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise SignatureError(f"malformed snapshot announcement: {name} is not hex") from None
+
+
+def sign_snapshot_announcement(
+    account: LocalAccount,
+    *,
+    chain_id: int,
+    task_id: int,
+    version: int,
+    cid: str,
+    digest: bytes,
+    num_samples: int,
+    market_address: str,
+    nonce: int | None = None,
+) -> SnapshotAnnouncement:
+    """Sign a snapshot announcement as ``account`` (a random 64-bit nonce unless given)."""
+    unsigned = SnapshotAnnouncement(
+        chain_id=chain_id, task_id=task_id, version=version, cid=cid, digest=digest,
+        sender=str(account.address), num_samples=num_samples,
+        nonce=secrets.randbits(64) if nonce is None else nonce,
+    )  # fmt: skip
+    signable = encode_typed_data(full_message=unsigned.typed_data(market_address))
+    signature = bytes(account.sign_message(signable).signature)
+    return SnapshotAnnouncement(**{**unsigned.__dict__, "signature": signature})
+
+
+def verify_snapshot_announcement(
+    ann: SnapshotAnnouncement, *, expected_chain_id: int, expected_task_id: int, market_address: str
+) -> str:
+    """The checksummed sender of a correctly signed announcement for this chain and task;
+    :class:`SignatureError` otherwise (replayed, forged, altered or unsigned)."""
+    if (ann.chain_id, ann.task_id) != (expected_chain_id, expected_task_id):
+        raise SignatureError(
+            f"snapshot announcement is for chain {ann.chain_id} task {ann.task_id}, expected "
+            f"chain {expected_chain_id} task {expected_task_id}: replay refused"
+        )
+    if len(ann.signature) != 65:
+        raise SignatureError(f"snapshot announcement from {ann.sender} is not signed")
+    try:
+        signable = encode_typed_data(full_message=ann.typed_data(market_address))
+        signer = Account.recover_message(signable, signature=ann.signature)
+    except Exception:  # eth-keys raises several types for a malformed signature
+        raise SignatureError(f"snapshot announcement from {ann.sender}: bad signature") from None
+    if signer != ann.sender:
+        raise SignatureError(
+            f"snapshot announcement claims sender {ann.sender} but was signed by {signer}"
+        )
+    return ann.sender
+
+
+# --- the node --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AveragingStats:
+    """A snapshot of one node's counters.
+
+    ``received == accepted + stale + own + sum(dropped)`` (announcements); ``refused`` counts
+    snapshots pulled and refused, by reason; ``snapshot_bytes_in/out`` are envelope bytes fetched
+    and stored, ``bytes_in/out`` pubsub payload bytes.
+    """
+
+    received: int = 0
+    accepted: int = 0
+    stale: int = 0
+    own: int = 0
+    published: int = 0
+    reannounced: int = 0
+    publish_failed: int = 0
+    fetched: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    snapshot_bytes_in: int = 0
+    snapshot_bytes_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Whether every received announcement has reached its outcome."""
+        return self.received == self.accepted + self.stale + self.own + sum(self.dropped.values())
+
+
+class GossipAveragingNode:
+    """One peer of gossip averaging on a real pubsub topic and content store.
+
+    Parameters
+    ----------
+    peer:
+        The averaging engine; its ``peer_id`` must be this node's address.
+    pubsub, store:
+        The node's Kubo pubsub client and content store.
+    chain_id, market_address, task_id:
+        What announcements and envelopes are bound to.
+    identity_key, x25519_private:
+        This node's signing key and envelope key.
+    recipients:
+        Address → X25519 public key of everyone a snapshot is sealed for (the task's trainers;
+        this node included, so it could read its own).
+    is_member:
+        Whether an address may contribute snapshots (a cached chain check on a real task).
+    topic:
+        Default :func:`averaging_topic` of the task.
+    max_snapshot_bytes:
+        Largest plaintext snapshot accepted (default: the model's tensor bytes plus 64 KiB).
+    max_snapshot_norm:
+        Bound on a snapshot's total L2 norm (``None``: none).
+    max_message_bytes:
+        Largest announcement considered.
+    keep_versions:
+        Own snapshots kept pinned (older ones are unpinned after each publication).
+    """
+
+    def __init__(
+        self,
+        *,
+        peer: GossipAveragingPeer,
+        pubsub: PubsubClient,
+        store: ContentStore,
+        chain_id: int,
+        market_address: str,
+        task_id: int,
+        identity_key: LocalAccount,
+        x25519_private: X25519PrivateKey,
+        recipients: Mapping[str, bytes],
+        is_member: Callable[[str], bool],
+        topic: str | None = None,
+        max_snapshot_bytes: int | None = None,
+        max_snapshot_norm: float | None = None,
+        max_message_bytes: int = MAX_SNAPSHOT_ANNOUNCEMENT_BYTES,
+        keep_versions: int = 2,
+    ) -> None:
+        address = str(identity_key.address)
+        if peer.peer_id != address:
+            raise ConfigError(
+                f"the averaging peer's id {peer.peer_id!r} must be this node's address {address}"
+            )
+        if keep_versions < 1 or max_message_bytes <= 0:
+            raise ConfigError("keep_versions and max_message_bytes must be positive")
+        if address not in {str(to_checksum_address(a)) for a in recipients}:
+            raise ConfigError(f"recipients must include this node ({address}): it is a member")
+        self.peer = peer
+        self._pubsub = pubsub
+        self._store = store
+        self.chain_id = chain_id
+        self.market_address = market_address
+        self.task_id = task_id
+        self.address = address
+        self._identity = identity_key
+        self._x25519 = x25519_private
+        self._recipients = dict(recipients)
+        self._is_member = is_member
+        self.topic = topic or averaging_topic(chain_id, market_address, task_id)
+        self._spec = WeightSpec.from_state(peer.weights)
+        self._max_plain = max_snapshot_bytes or self._spec.total_bytes + 64 * 1024
+        segments = self._max_plain // 4096 + 2  # at most, with the smallest segment size
+        self._max_envelope = self._max_plain + 16 + MAX_HEADER_BYTES + segments * TAG_SIZE
+        self._max_norm = max_snapshot_norm
+        self._max_message_bytes = min(max_message_bytes, MAX_SNAPSHOT_ANNOUNCEMENT_BYTES)
+        self._keep_versions = keep_versions
+
+        self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._refused: Counter[str] = Counter()
+        self._latest: dict[str, SnapshotAnnouncement] = {}
+        self._own_cids: list[str] = []
+        self._last_raw: bytes | None = None
+        self._stopping = threading.Event()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self, *, publish_initial: bool = True) -> None:
+        """Subscribe (live when this returns), receive on a thread, publish the version-0 model."""
+        if self._thread is not None:
+            raise ConfigError("gossip averaging already started: call start() once")
+        self._subscription = self._pubsub.subscribe(self.topic)
+        self._thread = threading.Thread(
+            target=self._receive_loop, name=f"gossip-avg:{self.address[:10]}", daemon=True
+        )
+        self._thread.start()
+        if publish_initial:
+            self.publish()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close the subscription and join the receive thread."""
+        self._stopping.set()
+        with self._lock:
+            subscription = self._subscription
+        if subscription is not None:
+            subscription.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the receive thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def recipients(self) -> dict[str, bytes]:
+        """Address → X25519 key of everyone this node's snapshots are sealed for."""
+        return dict(self._recipients)
+
+    def __enter__(self) -> GossipAveragingNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- public API -----------------------------------------------------------------------
+    def candidates(self) -> dict[str, SnapshotInfo]:
+        """The newest snapshot heard of from each other member."""
+        with self._lock:
+            return {sender: ann.info for sender, ann in self._latest.items()}
+
+    def wait_for_candidates(
+        self, count: int, *, timeout: float = 30.0, reannounce_every: float | None = 1.0
+    ) -> dict[str, SnapshotInfo]:
+        """Block until snapshots of ``count`` other members are known (start-up only: the
+        algorithm itself never waits), re-announcing our latest snapshot every
+        ``reannounce_every`` seconds meanwhile, for peers that subscribed after we published.
+        Raises :class:`StorageError` on timeout."""
+        deadline = time.monotonic() + timeout
+        next_announce = time.monotonic() + (reannounce_every or 0.0)
+        while len(found := self.candidates()) < count:
+            now = time.monotonic()
+            if now > deadline:
+                raise StorageError(
+                    f"heard of {len(found)} of {count} peers' snapshots on {self.topic!r} within "
+                    f"{timeout:.0f}s: are the daemons connected and the peers started?"
+                )
+            if reannounce_every is not None and now >= next_announce:
+                self.reannounce()
+                next_announce = now + reannounce_every
+            time.sleep(0.05)
+        return found
+
+    def reannounce(self) -> bool:
+        """Publish our latest announcement again (same signed bytes, nothing new stored), for
+        peers that joined the topic since; receivers count it as ``stale``. Returns whether
+        there was one and it went out (a failure is logged, not raised)."""
+        with self._lock:
+            raw = self._last_raw
+        if raw is None:
+            return False
+        try:
+            self._publish_raw(raw)
+        except StorageError as exc:
+            log.info("gossip averaging: re-announcement failed: %s", exc)
+            return False
+        with self._lock:
+            self._counts["reannounced"] += 1
+        return True
+
+    def step(self) -> StepReport:
+        """One local round: train, mix with sampled neighbours' snapshots, publish the result.
+
+        A failed publication is logged and counted (``publish_failed``), not raised: the model
+        moved on locally, and neighbours mix the previous snapshot meanwhile.
+        """
+        with self._lock:
+            frozen = dict(self._latest)
+        report = self.peer.step(
+            {s: a.info for s, a in frozen.items()}, lambda info: self._fetch(frozen[info.peer])
+        )
+        with self._lock:
+            self._counts["fetched"] += len(report.fetched)
+            for detail in report.refused.values():
+                self._refused[detail.split(":", 1)[0]] += 1
+        try:
+            self.publish()
+        except StorageError as exc:
+            with self._lock:
+                self._counts["publish_failed"] += 1
+            log.warning("gossip averaging: snapshot v%d not published: %s", report.version, exc)
+        return report
+
+    def run(self, rounds: int, *, on_step: Callable[[StepReport], None] | None = None) -> None:
+        """``rounds`` steps back to back (no barrier: whatever neighbours have published)."""
+        for _ in range(rounds):
+            report = self.step()
+            if on_step is not None:
+                on_step(report)
+
+    def publish(self) -> SnapshotAnnouncement:
+        """Seal the current model for the recipients, store it, announce it (signed)."""
+        snap = self.peer.snapshot()
+        plain = dump_weights(snap.weights)
+        context = EnvelopeContext(self.chain_id, self.task_id, snap.info.version, self.address)
+        blob = seal(plain, recipients=self._recipients, context=context)
+        cid = self._store.put(blob)
+        ann = sign_snapshot_announcement(
+            self._identity, chain_id=self.chain_id, task_id=self.task_id,
+            version=snap.info.version, cid=cid, digest=hashlib.sha256(blob).digest(),
+            num_samples=snap.info.num_samples, market_address=self.market_address,
+        )  # fmt: skip
+        raw = ann.to_json()
+        self._publish_raw(raw)
+        with self._lock:
+            self._last_raw = raw
+            self._counts["published"] += 1
+            self._counts["snapshot_bytes_out"] += len(blob)
+            self._own_cids.append(cid)
+            expired = self._own_cids[: -self._keep_versions]
+            self._own_cids = self._own_cids[-self._keep_versions :]
+        for old in expired:
+            try:
+                self._store.unpin(old)
+            except StorageError as exc:
+                log.info("gossip averaging: could not unpin old snapshot %s: %s", old, exc)
+        return ann
+
+    def _publish_raw(self, raw: bytes) -> None:
+        """Publish one message at a time, retrying once (Kubo's seqno validator refuses
+        concurrent publishes from one daemon: see docs/design.md, "Gossip")."""
+        with self._publish_lock:
+            try:
+                self._pubsub.publish(self.topic, raw)
+            except StorageError as exc:
+                log.info("gossip averaging: publish failed (%s); retrying once", exc)
+                self._pubsub.publish(self.topic, raw)
+        with self._lock:
+            self._counts["bytes_out"] += len(raw)
+
+    def stats(self) -> AveragingStats:
+        """A consistent snapshot of the counters (safe from any thread)."""
+        with self._lock:
+            c = self._counts
+            return AveragingStats(
+                received=c["received"], accepted=c["accepted"], stale=c["stale"], own=c["own"],
+                published=c["published"], reannounced=c["reannounced"],
+                publish_failed=c["publish_failed"],
+                fetched=c["fetched"], bytes_in=c["bytes_in"], bytes_out=c["bytes_out"],
+                snapshot_bytes_in=c["snapshot_bytes_in"],
+                snapshot_bytes_out=c["snapshot_bytes_out"],
+                dropped={k: v for k, v in self._dropped.items() if v},
+                refused={k: v for k, v in self._refused.items() if v},
+            )  # fmt: skip
+
+    # --- fetching -------------------------------------------------------------------------
+    def _fetch(self, ann: SnapshotAnnouncement) -> Weights:
+        """Pull, digest-check, open and validate one snapshot (called by the engine's step)."""
+        try:
+            blob = self._store.get(ann.cid, expected_sha256=ann.digest, max_size=self._max_envelope)
+        except StorageError as exc:
+            raise SnapshotRefusedError("fetch_failed", f"{ann.cid}: {exc}") from None
+        with self._lock:
+            self._counts["snapshot_bytes_in"] += len(blob)
+        context = EnvelopeContext(self.chain_id, self.task_id, ann.version, ann.sender)
+        try:
+            plain = open_envelope(
+                blob, recipient_address=self.address, x25519_private=self._x25519,
+                expected_context=context,
+            )  # fmt: skip
+        except CryptoError as exc:
+            raise SnapshotRefusedError("bad_envelope", str(exc)) from None
+        weights = load_weights(  # InvalidUpdateError: the engine refuses it as invalid_snapshot
+            plain, spec=self._spec, max_bytes=self._max_plain, max_total_norm=self._max_norm
+        )
+        return {k: weights[k] for k in sorted(weights)}
+
+    # --- receiving ------------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        """Read the subscription until stopped; re-subscribe (with backoff) if it breaks."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            with self._lock:
+                subscription = self._subscription
+            if subscription is not None:
+                try:
+                    for message in subscription:
+                        self._on_message(message)
+                        delay = 0.5
+                except StorageError as exc:
+                    log.warning("gossip averaging on %r: %s", self.topic, exc)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, _RESUBSCRIBE_MAX_DELAY)
+            try:
+                fresh = self._pubsub.subscribe(self.topic)
+            except StorageError as exc:
+                log.warning("gossip averaging on %r: re-subscribe failed: %s", self.topic, exc)
+                continue
+            with self._lock:
+                self._subscription = fresh
+            if self._stopping.is_set():
+                fresh.close()
+
+    def _on_message(self, message: PubsubMessage) -> None:
+        """Handle one message; never raises (the receive thread must survive anything)."""
+        try:
+            self._handle(message.data)
+        except Exception:
+            log.exception("gossip averaging on %r: unexpected error", self.topic)
+            self._drop("error")
+
+    def _drop(self, reason: str, detail: object = "") -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+        log.debug("gossip averaging on %r: dropped (%s) %s", self.topic, reason, detail)
+
+    def _handle(self, data: bytes) -> None:
+        with self._lock:
+            self._counts["received"] += 1
+            self._counts["bytes_in"] += len(data)
+        if len(data) > self._max_message_bytes:
+            return self._drop("oversize", f"{len(data)} bytes")
+        try:
+            ann = SnapshotAnnouncement.from_json(data)
+        except SignatureError as exc:
+            return self._drop("malformed", exc)
+        if (ann.chain_id, ann.task_id) != (self.chain_id, self.task_id):
+            return self._drop("replay", f"chain {ann.chain_id} task {ann.task_id}")
+        try:
+            sender = verify_snapshot_announcement(
+                ann, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
+                market_address=self.market_address,
+            )  # fmt: skip
+        except SignatureError as exc:
+            return self._drop("bad_signature", exc)
+        if sender == self.address:
+            with self._lock:
+                self._counts["own"] += 1
+            return None
+        if not self._is_member(sender):
+            return self._drop("not_member", sender)
+        with self._lock:
+            held = self._latest.get(sender)
+            if held is not None and held.version >= ann.version:
+                self._counts["stale"] += 1
+            else:
+                self._latest[sender] = ann
+                self._counts["accepted"] += 1
+        return None
+
+
+def open_gossip_averaging(
+    session: TaskSession,
+    pubsub: PubsubClient,
+    dataset: Dataset,
+    *,
+    k: int | None = 2,
+    mixing: MixingRule = "uniform",
+    staleness_exponent: float = 0.0,
+    max_staleness: int | None = None,
+    seed: int = 0,
+) -> GossipAveragingNode:
+    """A not yet started :class:`GossipAveragingNode` for one trainer of a task.
+
+    Everything comes from the :class:`~marketplace.protocol.session.TaskSession`: the model
+    spec and local-training recipe of the task document, the task's initial weights (version 0,
+    the same on every peer), the trainers as recipients and members (read once: call this
+    after training has started, when the set is final), the session's identity and store.
+    ``dataset`` is the trainer's rows.
+
+    Call ``start()``, optionally ``wait_for_candidates(n)``, then ``run(rounds)``; ``stop()``
+    at the end. Nothing is committed on-chain: this mode is not paid.
+    """
+    members = session.members()
+    peer = GossipAveragingPeer(
+        peer_id=session.identity.address, model_spec=session.doc.model, dataset=dataset,
+        initial_weights=session.initial_weights(), train_config=session.doc.train, k=k,
+        mixing=mixing, staleness_exponent=staleness_exponent, max_staleness=max_staleness,
+        seed=seed,
+    )  # fmt: skip
+    return GossipAveragingNode(
+        peer=peer, pubsub=pubsub, store=session.store, chain_id=session.chain_id,
+        market_address=session.market.market.address, task_id=session.task_id,
+        identity_key=session.identity.eth, x25519_private=session.identity.x25519_private,
+        recipients=members.recipients(oracles=False), is_member=members.is_trainer,
+    )  # fmt: skip
