@@ -177,6 +177,11 @@ class TrainerNode:
         self.journal.record(tid, r, "committed", recorded)
         if self.announce:
             self.announce(r, cid, digest)
+        # The last committer closes the round at once: it is the first to know, and waiting for
+        # the closer's next poll would put a poll interval on every round's critical path.
+        info = s.info()
+        if int(info.round_commits) >= int(info.trainer_count) and try_advance(s, self.account):
+            return StepResult(f"committed round {r} and closed it", detail=cid)
         return StepResult(f"committed round {r}", detail=cid)
 
     def _has_seat(self, seat: int) -> bool:
