@@ -112,10 +112,12 @@ class TrainerNode:
             digest, _ = s.market.update_of(tid, r, self.me)
             if digest == bytes(32):
                 return self._train_and_commit(r)
-            round_over = int(info.round_commits) >= int(info.trainer_count) or chain_now(s) > int(
-                info.phase_deadline
-            )
-            if round_over and self._my_turn(("close", r), r) and try_advance(s, self.account):
+            # Everyone committed: the last committer closes (see _train_and_commit), the others
+            # only as a backstop. Deadline passed: the trainer in the round's seat closes.
+            all_in = int(info.round_commits) >= int(info.trainer_count)
+            seat = None if all_in else r
+            round_over = all_in or chain_now(s) > int(info.phase_deadline)
+            if round_over and self._my_turn(("close", r), seat) and try_advance(s, self.account):
                 return StepResult(f"closed round {r}")
             if r > 1 and (posted := self._check_or_post_model(r)):
                 return StepResult(posted)
@@ -188,17 +190,17 @@ class TrainerNode:
         trainers = self.session.members().trainers
         return bool(trainers) and trainers[seat % len(trainers)].lower() == self.me.lower()
 
-    def _my_turn(self, chore: tuple[object, ...], seat: int) -> bool:
+    def _my_turn(self, chore: tuple[object, ...], seat: int | None) -> bool:
         """Whether to do a task-wide chore (start training, close a round, post a model) now.
 
         Any trainer may do these and the result is the same, but each redundant transaction costs
         gas (a lost race reverts, and still pays). So the trainers, sorted by address, take turns:
-        the one in ``seat`` acts at once; the others only when the chore is still undone
+        the one in ``seat`` (if any) acts at once; the others only when the chore is still undone
         ``post_grace`` seconds after they first noticed it (the elected one crashed or stalled),
         by either the local or the chain clock (a devnet's time jumps while the local one stands
         still).
         """
-        if self._has_seat(seat):
+        if seat is not None and self._has_seat(seat):
             return True
         seen_at, seen_chain = self._first_noticed.setdefault(
             chore, (self._clock(), chain_now(self.session))
