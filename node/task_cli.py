@@ -296,6 +296,95 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     _emit(as_json, out, lambda con: con.print(f"task {task_id}: {result.action}"))
 
 
+@node_group.command("average")
+@click.option("--task", "task_id", type=int, required=True)
+@click.option("--data", "data", required=True,
+              help="Private training data: a .npz/.csv path or a built-in dataset.")  # fmt: skip
+@click.option("--part", default=None, help="Use part K of N of the data's train split, as K/N.")
+@click.option("--partition", default="iid", show_default=True,
+              help="iid or dirichlet, with --part.")  # fmt: skip
+@click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--rounds", type=int, default=None, help="Local rounds to run (default: the task's).")
+@click.option("--k", "k", type=int, default=2, show_default=True,
+              help="Neighbours mixed per round (0: train alone).")  # fmt: skip
+@click.option("--mixing", type=click.Choice(["uniform", "samples"]), default="uniform",
+              show_default=True, help="Equal weights, or weights by sample count.")  # fmt: skip
+@click.option("--staleness-exponent", type=float, default=0.0, show_default=True,
+              help="Down-weight a snapshot s versions behind by (1+s)^-x.")  # fmt: skip
+@click.option("--wait", "wait_seconds", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for every other trainer's first snapshot (0: no wait).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_json_option
+@pass_ctx
+def node_average(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
+                 alpha: float, rounds: int | None, k: int, mixing: str, staleness_exponent: float,
+                 wait_seconds: float, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Asynchronous gossip averaging with the task's trainers (no barrier, not paid): each round,
+    train locally, mix with K neighbours' latest snapshots, publish. Reports per round the
+    consensus distance among the models this node holds. Needs --ipfs-api.
+
+    \b
+    Example:
+      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node average --task 1 --data my.npz --k 2
+    """
+    from marketplace.fl.gossip_averaging import consensus_report
+    from marketplace.protocol.session import TaskSession
+    from marketplace.storage.pubsub import PubsubClient
+    from node.gossip_averaging import open_gossip_averaging
+
+    if not c.ipfs_api:
+        raise ConfigError(
+            "gossip averaging exchanges snapshots between Kubo daemons: pass --ipfs-api ADDR"
+        )
+    dataset = _trainer_data(data, part, partition, alpha, seed)
+    identity = c.identity()
+    session = TaskSession.open(c.market, c.store, task_id, identity)
+    info = session.info()
+    if info.phase_enum in (Phase.OPEN, Phase.CANCELLED):
+        raise ConfigError(
+            f"task {task_id} is {info.phase_enum.name.lower()}: its trainer set is final only once "
+            "training has started; join and wait (`fedmarket task show`)"
+        )
+    if not session.members().is_trainer(identity.address):
+        raise ConfigError(f"{identity.address} is not a trainer of task {task_id}")
+    node = open_gossip_averaging(session, PubsubClient(c.ipfs_api), dataset, k=k,
+                                 mixing=mixing, staleness_exponent=staleness_exponent,  # type: ignore[arg-type]
+                                 seed=seed)  # fmt: skip
+    records: list[dict[str, Any]] = []
+
+    def on_step(report: Any) -> None:
+        dist = consensus_report(node.peer.held_models())
+        row = {"round": len(records) + 1, "version": report.version,
+               "train_loss": round(report.train_loss, 6), "mixed": len(report.mixed),
+               "fetched": len(report.fetched), "refused": dict(report.refused),
+               "local_consensus_relative": dist.relative, "local_consensus_mean_sq": dist.mean_sq,
+               "models_held": len(node.peer.held_models())}  # fmt: skip
+        records.append(row)
+        if not as_json:
+            _log_step(
+                f"round {row['round']}: mixed {row['mixed']} neighbours, local consensus "
+                f"distance {dist.relative:.4f} (relative), loss {report.train_loss:.4f}"
+            )
+
+    node.start()
+    try:
+        others = len(session.members().trainers) - 1
+        if wait_seconds > 0 and others > 0:
+            node.wait_for_candidates(others, timeout=wait_seconds)
+        node.run(rounds or int(info.rounds), on_step=on_step)
+    finally:
+        node.stop()
+    out = {"taskId": task_id, "trainer": identity.address, "k": k, "mixing": mixing,
+           "rounds": records, "stats": dataclasses.asdict(node.stats())}  # fmt: skip
+    summary = (
+        f"task {task_id}: {len(records)} gossip-averaging rounds; local consensus distance "
+        f"{records[-1]['local_consensus_relative']:.4f}"
+        if records
+        else f"task {task_id}: no rounds"
+    )
+    _emit(as_json, out, lambda con: con.print(summary))
+
+
 def _trainer_data(
     source: str, part: str | None, partition_name: str, alpha: float, seed: int
 ) -> Any:

@@ -294,6 +294,11 @@ class GossipAveragingPeer:
         """Rows this peer trains on."""
         return len(self.dataset)
 
+    def held_models(self) -> list[Weights]:
+        """This peer's model and the latest snapshot it holds of each neighbour: the models a
+        node can measure its *local* consensus distance on (it never sees all of them)."""
+        return [self.weights, *(snap.weights for snap in self._held.values())]
+
     def snapshot(self) -> Snapshot:
         """This peer's current model as a snapshot (shares the tensors, which are never mutated)."""
         return Snapshot(
