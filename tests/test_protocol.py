@@ -239,44 +239,49 @@ def test_a_trainer_restarted_after_publishing_commits_the_journaled_update(world
     assert digest.hex() == recorded["digest"]  # the same envelope, not a re-encryption
 
 
+def race_in_one_block(w3, calls):
+    """Run ``calls`` concurrently with automine off, mine once every transaction is pending (so
+    all passed gas estimation against the same state), and return their results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            racing = [pool.submit(call) for call in calls]
+            for _ in range(600):
+                pending = w3.eth.get_block("pending")["transactions"]
+                if len(pending) >= len(calls) or any(f.done() for f in racing):
+                    break
+                time.sleep(0.05)
+            w3.provider.make_request("evm_mine", [])
+            return [f.result(timeout=60) for f in racing]
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+
+
 def test_two_peers_racing_to_advance_one_wins_and_the_loser_reads_the_decoded_error(world):
     """Both transactions pass gas estimation, then land in the same block: the second one fails
     on-chain, and its custom error is recovered by replaying it, so the loser carries on."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from node.trainer import try_advance
 
     task_id = new_task(world)
     nodes = trainer_nodes(world, task_id)
     assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
-    w3 = world["market"].w3
-    w3.provider.make_request("evm_setAutomine", [False])
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            racing = [pool.submit(try_advance, n.session, n.account) for n in nodes[:2]]
-            for _ in range(600):
-                pending = w3.eth.get_block("pending")["transactions"]
-                if len(pending) >= 2 or any(f.done() for f in racing):
-                    break
-                time.sleep(0.05)
-            w3.provider.make_request("evm_mine", [])
-            outcomes = sorted(f.result(timeout=60) for f in racing)
-    finally:
-        w3.provider.make_request("evm_setAutomine", [True])
-    assert outcomes == [False, True]
+    outcomes = race_in_one_block(
+        world["market"].w3, [lambda n=n: try_advance(n.session, n.account) for n in nodes[:2]]
+    )
+    assert sorted(outcomes) == [False, True]
     assert world["market"].task(task_id).phase_enum == Phase.TRAINING
 
 
 def test_a_failed_mined_transaction_names_its_custom_error(world):
     """The raw layer: the loser's error names the contract's reason, not just "status 0"."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from marketplace.errors import TransactionRevertedError
 
     task_id = new_task(world)
     nodes = trainer_nodes(world, task_id)
     assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
-    market, w3 = world["market"], world["market"].w3
+    market = world["market"]
 
     def advance(node):
         try:
@@ -285,19 +290,7 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
         except TransactionRevertedError as exc:
             return exc
 
-    w3.provider.make_request("evm_setAutomine", [False])
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            racing = [pool.submit(advance, n) for n in nodes[:2]]
-            for _ in range(600):
-                pending = w3.eth.get_block("pending")["transactions"]
-                if len(pending) >= 2 or any(f.done() for f in racing):
-                    break
-                time.sleep(0.05)
-            w3.provider.make_request("evm_mine", [])
-            errors = [f.result(timeout=60) for f in racing]
-    finally:
-        w3.provider.make_request("evm_setAutomine", [True])
+    errors = race_in_one_block(market.w3, [lambda n=n: advance(n) for n in nodes[:2]])
     lost = [e for e in errors if e is not None]
     assert len(lost) == 1
     # Training has started and its first round is still open: advancing again is too early.
