@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -72,11 +71,6 @@ from marketplace.fl.weights import (
 
 log = logging.getLogger(__name__)
 
-# ``train_local`` sets torch's process-wide thread count and deterministic flag for the call and
-# restores them after; two calls overlapping on threads would restore each other's values (and
-# could leave determinism on for the whole process), so peers sharing a process train one at a
-# time. A deployed node is one peer per process: the lock costs nothing there.
-_TRAINING = threading.Lock()
 
 MixingRule = Literal["uniform", "samples"]
 MIXING_RULES: tuple[str, ...] = ("uniform", "samples")
@@ -330,8 +324,8 @@ class GossipAveragingPeer:
         config = self.train_config.with_seed(
             derive_seed(self.seed, "gossip-train", self.peer_id, produced)
         )
-        with _TRAINING:
-            local = train_local(self.model_spec, self.weights, self.dataset, config)
+        # train_local serializes its process-wide torch settings itself (threaded simulation).
+        local = train_local(self.model_spec, self.weights, self.dataset, config)
 
         eligible = self.eligible(candidates)
         rng = np.random.default_rng(derive_seed(self.seed, "gossip-sample", self.peer_id, produced))

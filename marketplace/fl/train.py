@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -89,18 +90,29 @@ class EvalResult:
     num_samples: int
 
 
+# torch's thread count and deterministic flag are process-wide: two blocks overlapping on threads
+# would restore each other's values (and could leave determinism on for the whole process), so
+# blocks run one at a time. Re-entrant: a block may call code that opens another.
+_SETTINGS_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def torch_settings(num_threads: int) -> Iterator[None]:
-    """Set torch's thread count and deterministic mode for the block, then restore both."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old_det)
-        torch.set_num_threads(old_threads)
+    """Set torch's thread count and deterministic mode for the block, then restore both.
+
+    Thread-safe: blocks in different threads are serialized (one peer per process, the deployed
+    case, never waits).
+    """
+    with _SETTINGS_LOCK:
+        old_threads = torch.get_num_threads()
+        old_det = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(num_threads)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_det)
+            torch.set_num_threads(old_threads)
 
 
 def train_local(

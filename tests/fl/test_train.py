@@ -83,6 +83,25 @@ def test_training_restores_torch_thread_and_determinism_settings(
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_concurrent_training_on_threads_restores_the_settings_and_stays_deterministic(
+    mlp_spec: ModelSpec, local: Dataset
+) -> None:
+    """Overlapping calls would restore each other's process-wide settings: they are serialized."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.set_num_threads(1)
+    start = get_weights(build_model(mlp_spec))
+    config = TrainConfig(num_threads=2, seed=3)
+    alone = train_local(mlp_spec, start, local, config).delta
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: train_local(mlp_spec, start, local, config), range(8)))
+
+    assert all(weights_equal(r.delta, alone) for r in results)
+    assert torch.get_num_threads() == 1
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_evaluate_reports_per_class_accuracy(mlp_spec: ModelSpec, digits: DataSplits) -> None:
     start = get_weights(build_model(mlp_spec))
     keep = digits.test.y != 3  # class 3 absent from the evaluated set
