@@ -56,7 +56,7 @@ from marketplace.crypto.announce import (
 )
 from marketplace.errors import ConfigError, SignatureError, StorageError
 from marketplace.storage.base import ContentStore
-from marketplace.storage.pubsub import PubsubClient, PubsubMessage, Subscription
+from marketplace.storage.pubsub import PubsubClient, TopicReceiver
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ DROP_REASONS = (
 )
 
 DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
-_RESUBSCRIBE_MAX_DELAY = 30.0
 
 
 def task_topic(chain_id: int, market_address: str, task_id: int) -> str:
@@ -170,7 +169,6 @@ class Gossip:
                 f"and {fetch_workers}"
             )
         task_topic(chain_id, market_address, task_id)  # validates the address and ids
-        self._pubsub = pubsub
         self._store = store
         self.topic = topic
         self.chain_id = chain_id
@@ -180,25 +178,24 @@ class Gossip:
         self._is_member = is_member
         self._current_round = current_round
         self.fanout = fanout
-        self._max_message_bytes = min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES)
         self._max_update_bytes = max_update_bytes
         self._max_per_sender = max_per_sender
         self._fetch_workers = fetch_workers
         self._on_update = on_update
 
         self._lock = threading.Lock()
-        self._publish_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._dropped: Counter[str] = Counter()
         self._held: dict[bytes, int] = {}  # digest → round, fetched and checked (or our own)
         self._fetching: set[bytes] = set()
         self._per_sender: Counter[tuple[str, int]] = Counter()
         self._republished: Counter[int] = Counter()  # round → re-publications made
         self._window_floor = -1  # state for rounds below this was forgotten
 
-        self._stopping = threading.Event()
-        self._subscription: Subscription | None = None
-        self._thread: threading.Thread | None = None
+        self._receiver = TopicReceiver(
+            pubsub, topic, lambda message: self._handle(message.data), lock=self._lock,
+            max_message_bytes=min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES), label="gossip",
+            logger=log, thread_name=f"gossip:{topic}",
+        )  # fmt: skip
         self._pool: ThreadPoolExecutor | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -208,34 +205,28 @@ class Gossip:
         Raises :class:`StorageError` if the daemon refuses the subscription; later breaks of the
         subscription are logged and re-subscribed with backoff until :meth:`stop`.
         """
-        if self._thread is not None:
+        if self._receiver.started:
             raise ConfigError("gossip already started: call start() once per Gossip")
-        self._subscription = self._pubsub.subscribe(self.topic)
         self._pool = ThreadPoolExecutor(self._fetch_workers, thread_name_prefix="gossip-fetch")
-        self._thread = threading.Thread(
-            target=self._receive_loop, name=f"gossip:{self.topic}", daemon=True
-        )
-        self._thread.start()
+        try:
+            self._receiver.start()  # the pool exists before the first message can arrive
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Close the subscription, join the receive thread and wait for running fetches."""
-        self._stopping.set()
-        with self._lock:
-            subscription = self._subscription
-        if subscription is not None:
-            subscription.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("gossip receive thread on %r did not stop within %.0fs",
-                            self.topic, timeout)  # fmt: skip
+        if not self._receiver.stop(timeout):
+            log.warning("gossip receive thread on %r did not stop within %.0fs",
+                        self.topic, timeout)  # fmt: skip
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def running(self) -> bool:
         """Whether the receive thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._receiver.running
 
     def __enter__(self) -> Gossip:
         self.start()
@@ -251,7 +242,9 @@ class Gossip:
         """Sign an announcement of our own update (already in the store) and publish it.
 
         The digest is marked as held, so our own message coming back is a duplicate and
-        ``on_update`` is not called for it. Raises :class:`StorageError` if publishing fails.
+        ``on_update`` is not called for it. Publishes are serialized and retried once (Kubo's
+        seqno validator: see :meth:`~marketplace.storage.pubsub.TopicReceiver.publish`); raises
+        :class:`StorageError` if publishing fails.
         """
         announcement = sign_announcement(
             self._identity, chain_id=self.chain_id, task_id=self.task_id, round=round, cid=cid,
@@ -260,7 +253,7 @@ class Gossip:
         raw = announcement.to_json()
         with self._lock:
             self._held[digest] = round
-        self._publish(raw)
+        self._receiver.publish(raw)
         log.info("announced round %d update %s on %r", round, cid, self.topic)
         return announcement
 
@@ -273,70 +266,28 @@ class Gossip:
         """A consistent snapshot of the counters (safe from any thread)."""
         with self._lock:
             return GossipStats(
-                received=self._counts["received"],
+                received=self._receiver.counts["received"],
                 accepted=self._counts["accepted"],
                 duplicates=self._counts["duplicates"],
                 republished=self._counts["republished"],
-                bytes_in=self._counts["bytes_in"],
-                bytes_out=self._counts["bytes_out"],
-                dropped={k: v for k, v in self._dropped.items() if v},
+                bytes_in=self._receiver.counts["bytes_in"],
+                bytes_out=self._receiver.counts["bytes_out"],
+                dropped={k: v for k, v in self._receiver.dropped.items() if v},
             )
 
     # --- receiving ------------------------------------------------------------------------
-    def _receive_loop(self) -> None:
-        """Read the subscription until stopped; re-subscribe (with backoff) if it breaks."""
-        delay = 0.5
-        while not self._stopping.is_set():
-            with self._lock:
-                subscription = self._subscription
-            if subscription is not None:
-                try:
-                    for message in subscription:
-                        self._on_message(message)
-                        delay = 0.5
-                except StorageError as exc:
-                    log.warning("gossip on %r: %s", self.topic, exc)
-            if self._stopping.wait(delay):
-                return
-            delay = min(delay * 2, _RESUBSCRIBE_MAX_DELAY)
-            try:
-                fresh = self._pubsub.subscribe(self.topic)
-            except StorageError as exc:
-                log.warning("gossip on %r: re-subscribe failed: %s", self.topic, exc)
-                continue
-            with self._lock:
-                self._subscription = fresh
-            if self._stopping.is_set():  # stop() ran while we subscribed: it missed this one
-                fresh.close()
-
-    def _on_message(self, message: PubsubMessage) -> None:
-        """Handle one message; never raises (the receive thread must survive anything)."""
-        try:
-            self._handle(message.data)
-        except Exception:
-            log.exception("gossip on %r: unexpected error handling a message", self.topic)
-            self._drop("error")
-
-    def _drop(self, reason: str, detail: object = "") -> None:
-        with self._lock:
-            self._dropped[reason] += 1
-        log.debug("gossip on %r: dropped (%s) %s", self.topic, reason, detail)
-
     def _handle(self, data: bytes) -> None:
-        with self._lock:
-            self._counts["received"] += 1
-            self._counts["bytes_in"] += len(data)
-        if len(data) > self._max_message_bytes:
-            return self._drop("oversize", f"{len(data)} bytes")
+        """One message of at most ``max_message_bytes``, on the receive thread (counted as
+        received, and as ``error`` if this raises, by :class:`TopicReceiver`)."""
         try:
             ann = Announcement.from_json(data)
         except SignatureError as exc:
-            return self._drop("malformed", exc)
+            return self._receiver.drop("malformed", exc)
         current = self._current_round()
         self._forget_rounds_before(current - 1)
         bound_here = (ann.chain_id, ann.task_id) == (self.chain_id, self.task_id)
         if not bound_here or ann.round not in (current, current - 1):
-            return self._drop(
+            return self._receiver.drop(
                 "replay", f"chain {ann.chain_id} task {ann.task_id} round {ann.round}"
             )
         try:
@@ -345,16 +296,16 @@ class Gossip:
                 expected_round=ann.round, market_address=self.market_address,
             )  # fmt: skip
         except SignatureError as exc:
-            return self._drop("bad_signature", exc)
+            return self._receiver.drop("bad_signature", exc)
         if not self._is_member(sender):
-            return self._drop("not_member", sender)
+            return self._receiver.drop("not_member", sender)
         with self._lock:
             if ann.digest in self._held or ann.digest in self._fetching:
                 self._counts["duplicates"] += 1
                 return None
             key = (sender, ann.round)
             if self._per_sender[key] >= self._max_per_sender:
-                self._dropped["sender_limit"] += 1
+                self._receiver.dropped["sender_limit"] += 1
                 return None
             self._per_sender[key] += 1
             self._fetching.add(ann.digest)
@@ -364,7 +315,7 @@ class Gossip:
         except RuntimeError:  # the pool is shutting down: stop() is under way
             with self._lock:
                 self._fetching.discard(ann.digest)
-            self._drop("fetch_failed", "stopping")
+            self._receiver.drop("fetch_failed", "stopping")
         return None
 
     def _forget_rounds_before(self, floor: int) -> None:
@@ -388,7 +339,7 @@ class Gossip:
         except Exception as exc:
             with self._lock:
                 self._fetching.discard(ann.digest)  # a later announcement may try again
-                self._dropped["fetch_failed"] += 1
+                self._receiver.dropped["fetch_failed"] += 1
             log.warning("gossip on %r: fetch of %s from %s failed: %s",
                         self.topic, ann.cid, ann.sender, exc)  # fmt: skip
             return
@@ -409,28 +360,9 @@ class Gossip:
 
     def _republish(self, raw: bytes) -> None:
         try:
-            self._publish(raw)
+            self._receiver.publish(raw)
         except StorageError as exc:
             log.warning("gossip on %r: re-announce failed: %s", self.topic, exc)
             return
         with self._lock:
             self._counts["republished"] += 1
-
-    def _publish(self, raw: bytes) -> None:
-        """Publish one message at a time, retrying once.
-
-        Kubo (≥ 0.40) runs libp2p's ``BasicSeqnoValidator`` on every message, local ones
-        included: a message whose seqno is not above the highest seen from its peer is ignored,
-        and two concurrent publishes from one daemon can commit their seqnos out of order, so
-        the loser fails with "validation ignored". Serializing our own publishes avoids that
-        race between our threads; the retry (with a fresh seqno) covers another client of the
-        same daemon.
-        """
-        with self._publish_lock:
-            try:
-                self._pubsub.publish(self.topic, raw)
-            except StorageError as exc:
-                log.info("gossip on %r: publish failed (%s); retrying once", self.topic, exc)
-                self._pubsub.publish(self.topic, raw)
-        with self._lock:
-            self._counts["bytes_out"] += len(raw)

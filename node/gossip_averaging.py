@@ -49,7 +49,6 @@ canonical, paid path; see docs/design.md, "Asynchronous gossip averaging".
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import threading
@@ -60,11 +59,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 
+from marketplace.crypto.announce import SignedMessageType
 from marketplace.crypto.envelope import (
     MAX_HEADER_BYTES,
     TAG_SIZE,
@@ -89,8 +87,7 @@ from marketplace.fl.gossip_averaging import (
 from marketplace.fl.serialization import WeightSpec, dump_weights, load_weights
 from marketplace.fl.weights import Weights
 from marketplace.storage.base import ContentStore
-from marketplace.storage.cid import parse_cid
-from marketplace.storage.pubsub import PubsubClient, PubsubMessage, Subscription
+from marketplace.storage.pubsub import PubsubClient, TopicReceiver
 from node.gossip import task_topic
 
 if TYPE_CHECKING:
@@ -101,29 +98,6 @@ log = logging.getLogger(__name__)
 MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
 DROP_REASONS = ("oversize", "malformed", "replay", "bad_signature", "not_member", "error")
 REFUSE_REASONS = ("fetch_failed", "bad_envelope", "invalid_snapshot")
-_RESUBSCRIBE_MAX_DELAY = 30.0
-_UINT256_MAX = 2**256 - 1
-_FIELDS = (
-    "chainId", "taskId", "version", "cid", "digest", "sender", "numSamples", "nonce", "signature",
-)  # fmt: skip
-_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "SnapshotAnnouncement": [
-        {"name": "chainId", "type": "uint256"},
-        {"name": "taskId", "type": "uint256"},
-        {"name": "version", "type": "uint256"},
-        {"name": "cid", "type": "string"},
-        {"name": "digest", "type": "bytes32"},
-        {"name": "sender", "type": "address"},
-        {"name": "numSamples", "type": "uint256"},
-        {"name": "nonce", "type": "uint256"},
-    ],
-}
 
 
 def averaging_topic(chain_id: int, market_address: str, task_id: int) -> str:
@@ -132,6 +106,23 @@ def averaging_topic(chain_id: int, market_address: str, task_id: int) -> str:
 
 
 # --- the signed announcement -------------------------------------------------------------------
+SNAPSHOT_ANNOUNCEMENT_TYPE = SignedMessageType(
+    primary_type="SnapshotAnnouncement",  # not "Announcement": never verifies as an update's
+    fields=(
+        ("chainId", "chain_id", "uint256"),
+        ("taskId", "task_id", "uint256"),
+        ("version", "version", "uint256"),
+        ("cid", "cid", "string"),
+        ("digest", "digest", "bytes32"),
+        ("sender", "sender", "address"),
+        ("numSamples", "num_samples", "uint256"),
+        ("nonce", "nonce", "uint256"),
+    ),
+    label="snapshot announcement",
+    max_bytes=MAX_SNAPSHOT_ANNOUNCEMENT_BYTES,
+)
+
+
 @dataclass(frozen=True)
 class SnapshotAnnouncement:
     """ "My model at ``version`` is under ``cid`` (sha256 ``digest`` of the envelope)"."""
@@ -147,99 +138,27 @@ class SnapshotAnnouncement:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        for name in ("chain_id", "task_id", "version", "num_samples", "nonce"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise SignatureError(f"malformed snapshot announcement: {name} must be a uint256")
-            if not 0 <= value <= _UINT256_MAX:
-                raise SignatureError(f"malformed snapshot announcement: {name} must be a uint256")
+        SNAPSHOT_ANNOUNCEMENT_TYPE.validate(self)
         if self.num_samples < 1:
             raise SignatureError("malformed snapshot announcement: numSamples must be positive")
-        if not isinstance(self.digest, bytes) or len(self.digest) != 32:
-            raise SignatureError("malformed snapshot announcement: digest must be 32 bytes")
-        if not isinstance(self.sender, str) or not is_address(self.sender):
-            raise SignatureError(f"malformed snapshot announcement: sender {self.sender!r}")
-        object.__setattr__(self, "sender", str(to_checksum_address(self.sender)))
-        try:
-            parse_cid(self.cid)
-        except StorageError as exc:
-            raise SignatureError(f"malformed snapshot announcement: {exc}") from None
-        if not isinstance(self.signature, bytes) or len(self.signature) not in (0, 65):
-            raise SignatureError("malformed snapshot announcement: signature must be 65 bytes")
 
     def typed_data(self, market_address: str) -> dict[str, Any]:
         """The EIP-712 structure that is signed (domain as for update announcements)."""
-        return {
-            "types": _TYPES,
-            "primaryType": "SnapshotAnnouncement",
-            "domain": {
-                "name": "FedMarket",
-                "version": "1",
-                "chainId": self.chain_id,
-                "verifyingContract": str(to_checksum_address(market_address)),
-            },
-            "message": {
-                "chainId": self.chain_id,
-                "taskId": self.task_id,
-                "version": self.version,
-                "cid": self.cid,
-                "digest": self.digest,
-                "sender": self.sender,
-                "numSamples": self.num_samples,
-                "nonce": self.nonce,
-            },
-        }
+        return SNAPSHOT_ANNOUNCEMENT_TYPE.typed_data(self, market_address)
 
     def to_json(self) -> bytes:
         """The wire form: compact JSON, bytes as 0x-hex."""
-        return json.dumps(
-            {
-                "chainId": self.chain_id,
-                "taskId": self.task_id,
-                "version": self.version,
-                "cid": self.cid,
-                "digest": "0x" + self.digest.hex(),
-                "sender": self.sender,
-                "numSamples": self.num_samples,
-                "nonce": self.nonce,
-                "signature": "0x" + self.signature.hex(),
-            },
-            separators=(",", ":"),
-        ).encode()
+        return SNAPSHOT_ANNOUNCEMENT_TYPE.to_json(self)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> SnapshotAnnouncement:
         """Parse the wire form (does not verify); :class:`SignatureError` if malformed."""
-        if len(raw) > MAX_SNAPSHOT_ANNOUNCEMENT_BYTES:
-            raise SignatureError(f"snapshot announcement of {len(raw)} bytes is oversize")
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SignatureError(f"malformed snapshot announcement: not JSON ({exc})") from None
-        if not isinstance(obj, dict) or set(obj) != set(_FIELDS):
-            raise SignatureError(
-                f"malformed snapshot announcement: expected fields {list(_FIELDS)}"
-            )
-        return cls(
-            chain_id=obj["chainId"], task_id=obj["taskId"], version=obj["version"],
-            cid=obj["cid"], digest=_hex(obj["digest"], "digest"), sender=obj["sender"],
-            num_samples=obj["numSamples"], nonce=obj["nonce"],
-            signature=_hex(obj["signature"], "signature"),
-        )  # fmt: skip
+        return cls(**SNAPSHOT_ANNOUNCEMENT_TYPE.parse_json(raw))
 
     @property
     def info(self) -> SnapshotInfo:
         """What the averaging engine needs to know before fetching."""
         return SnapshotInfo(self.sender, self.version, self.num_samples)
-
-
-def _hex(value: object, name: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 2 + 2 * 65:
-        raise SignatureError(f"malformed snapshot announcement: {name} must be 0x-hex")
-    try:
-        return bytes.fromhex(value[2:])
-    except ValueError:
-        raise SignatureError(f"malformed snapshot announcement: {name} is not hex") from None
 
 
 def sign_snapshot_announcement(
@@ -260,9 +179,7 @@ def sign_snapshot_announcement(
         sender=str(account.address), num_samples=num_samples,
         nonce=secrets.randbits(64) if nonce is None else nonce,
     )  # fmt: skip
-    signable = encode_typed_data(full_message=unsigned.typed_data(market_address))
-    signature = bytes(account.sign_message(signable).signature)
-    return SnapshotAnnouncement(**{**unsigned.__dict__, "signature": signature})
+    return SNAPSHOT_ANNOUNCEMENT_TYPE.sign(account, unsigned, market_address)
 
 
 def verify_snapshot_announcement(
@@ -270,23 +187,10 @@ def verify_snapshot_announcement(
 ) -> str:
     """The checksummed sender of a correctly signed announcement for this chain and task;
     :class:`SignatureError` otherwise (replayed, forged, altered or unsigned)."""
-    if (ann.chain_id, ann.task_id) != (expected_chain_id, expected_task_id):
-        raise SignatureError(
-            f"snapshot announcement is for chain {ann.chain_id} task {ann.task_id}, expected "
-            f"chain {expected_chain_id} task {expected_task_id}: replay refused"
-        )
-    if len(ann.signature) != 65:
-        raise SignatureError(f"snapshot announcement from {ann.sender} is not signed")
-    try:
-        signable = encode_typed_data(full_message=ann.typed_data(market_address))
-        signer = Account.recover_message(signable, signature=ann.signature)
-    except Exception:  # eth-keys raises several types for a malformed signature
-        raise SignatureError(f"snapshot announcement from {ann.sender}: bad signature") from None
-    if signer != ann.sender:
-        raise SignatureError(
-            f"snapshot announcement claims sender {ann.sender} but was signed by {signer}"
-        )
-    return ann.sender
+    SNAPSHOT_ANNOUNCEMENT_TYPE.check_binding(
+        ann, {"chain_id": expected_chain_id, "task_id": expected_task_id}
+    )
+    return SNAPSHOT_ANNOUNCEMENT_TYPE.recover_sender(ann, market_address)
 
 
 # --- the node --------------------------------------------------------------------------------
@@ -379,7 +283,6 @@ class GossipAveragingNode:
         if address not in {str(to_checksum_address(a)) for a in recipients}:
             raise ConfigError(f"recipients must include this node ({address}): it is a member")
         self.peer = peer
-        self._pubsub = pubsub
         self._store = store
         self.chain_id = chain_id
         self.market_address = market_address
@@ -395,48 +298,37 @@ class GossipAveragingNode:
         segments = self._max_plain // 4096 + 2  # at most, with the smallest segment size
         self._max_envelope = self._max_plain + 16 + MAX_HEADER_BYTES + segments * TAG_SIZE
         self._max_norm = max_snapshot_norm
-        self._max_message_bytes = min(max_message_bytes, MAX_SNAPSHOT_ANNOUNCEMENT_BYTES)
         self._keep_versions = keep_versions
 
         self._lock = threading.Lock()
-        self._publish_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._dropped: Counter[str] = Counter()
         self._refused: Counter[str] = Counter()
         self._latest: dict[str, SnapshotAnnouncement] = {}
         self._own_cids: list[str] = []
         self._last_raw: bytes | None = None
-        self._stopping = threading.Event()
-        self._subscription: Subscription | None = None
-        self._thread: threading.Thread | None = None
+        self._receiver = TopicReceiver(
+            pubsub, self.topic, lambda message: self._handle(message.data), lock=self._lock,
+            max_message_bytes=min(max_message_bytes, MAX_SNAPSHOT_ANNOUNCEMENT_BYTES),
+            label="gossip averaging", logger=log, thread_name=f"gossip-avg:{address[:10]}",
+        )  # fmt: skip
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, *, publish_initial: bool = True) -> None:
         """Subscribe (live when this returns), receive on a thread, publish the version-0 model."""
-        if self._thread is not None:
+        if self._receiver.started:
             raise ConfigError("gossip averaging already started: call start() once")
-        self._subscription = self._pubsub.subscribe(self.topic)
-        self._thread = threading.Thread(
-            target=self._receive_loop, name=f"gossip-avg:{self.address[:10]}", daemon=True
-        )
-        self._thread.start()
+        self._receiver.start()
         if publish_initial:
             self.publish()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Close the subscription and join the receive thread."""
-        self._stopping.set()
-        with self._lock:
-            subscription = self._subscription
-        if subscription is not None:
-            subscription.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._receiver.stop(timeout)
 
     @property
     def running(self) -> bool:
         """Whether the receive thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._receiver.running
 
     @property
     def recipients(self) -> dict[str, bytes]:
@@ -487,7 +379,7 @@ class GossipAveragingNode:
         if raw is None:
             return False
         try:
-            self._publish_raw(raw)
+            self._receiver.publish(raw)
         except StorageError as exc:
             log.info("gossip averaging: re-announcement failed: %s", exc)
             return False
@@ -538,7 +430,7 @@ class GossipAveragingNode:
             num_samples=snap.info.num_samples, market_address=self.market_address,
         )  # fmt: skip
         raw = ann.to_json()
-        self._publish_raw(raw)
+        self._receiver.publish(raw)  # serialized, retried once: see TopicReceiver.publish
         with self._lock:
             self._last_raw = raw
             self._counts["published"] += 1
@@ -553,30 +445,18 @@ class GossipAveragingNode:
                 log.info("gossip averaging: could not unpin old snapshot %s: %s", old, exc)
         return ann
 
-    def _publish_raw(self, raw: bytes) -> None:
-        """Publish one message at a time, retrying once (Kubo's seqno validator refuses
-        concurrent publishes from one daemon: see docs/design.md, "Gossip")."""
-        with self._publish_lock:
-            try:
-                self._pubsub.publish(self.topic, raw)
-            except StorageError as exc:
-                log.info("gossip averaging: publish failed (%s); retrying once", exc)
-                self._pubsub.publish(self.topic, raw)
-        with self._lock:
-            self._counts["bytes_out"] += len(raw)
-
     def stats(self) -> AveragingStats:
         """A consistent snapshot of the counters (safe from any thread)."""
         with self._lock:
-            c = self._counts
+            c, topic = self._counts, self._receiver.counts
             return AveragingStats(
-                received=c["received"], accepted=c["accepted"], stale=c["stale"], own=c["own"],
-                published=c["published"], reannounced=c["reannounced"],
+                received=topic["received"], accepted=c["accepted"], stale=c["stale"],
+                own=c["own"], published=c["published"], reannounced=c["reannounced"],
                 publish_failed=c["publish_failed"],
-                fetched=c["fetched"], bytes_in=c["bytes_in"], bytes_out=c["bytes_out"],
+                fetched=c["fetched"], bytes_in=topic["bytes_in"], bytes_out=topic["bytes_out"],
                 snapshot_bytes_in=c["snapshot_bytes_in"],
                 snapshot_bytes_out=c["snapshot_bytes_out"],
-                dropped={k: v for k, v in self._dropped.items() if v},
+                dropped={k: v for k, v in self._receiver.dropped.items() if v},
                 refused={k: v for k, v in self._refused.items() if v},
             )  # fmt: skip
 
@@ -603,70 +483,28 @@ class GossipAveragingNode:
         return {k: weights[k] for k in sorted(weights)}
 
     # --- receiving ------------------------------------------------------------------------
-    def _receive_loop(self) -> None:
-        """Read the subscription until stopped; re-subscribe (with backoff) if it breaks."""
-        delay = 0.5
-        while not self._stopping.is_set():
-            with self._lock:
-                subscription = self._subscription
-            if subscription is not None:
-                try:
-                    for message in subscription:
-                        self._on_message(message)
-                        delay = 0.5
-                except StorageError as exc:
-                    log.warning("gossip averaging on %r: %s", self.topic, exc)
-            if self._stopping.wait(delay):
-                return
-            delay = min(delay * 2, _RESUBSCRIBE_MAX_DELAY)
-            try:
-                fresh = self._pubsub.subscribe(self.topic)
-            except StorageError as exc:
-                log.warning("gossip averaging on %r: re-subscribe failed: %s", self.topic, exc)
-                continue
-            with self._lock:
-                self._subscription = fresh
-            if self._stopping.is_set():
-                fresh.close()
-
-    def _on_message(self, message: PubsubMessage) -> None:
-        """Handle one message; never raises (the receive thread must survive anything)."""
-        try:
-            self._handle(message.data)
-        except Exception:
-            log.exception("gossip averaging on %r: unexpected error", self.topic)
-            self._drop("error")
-
-    def _drop(self, reason: str, detail: object = "") -> None:
-        with self._lock:
-            self._dropped[reason] += 1
-        log.debug("gossip averaging on %r: dropped (%s) %s", self.topic, reason, detail)
-
     def _handle(self, data: bytes) -> None:
-        with self._lock:
-            self._counts["received"] += 1
-            self._counts["bytes_in"] += len(data)
-        if len(data) > self._max_message_bytes:
-            return self._drop("oversize", f"{len(data)} bytes")
+        """One message of at most ``max_message_bytes``, on the receive thread (counted as
+        received, and as ``error`` if this raises, by :class:`TopicReceiver`)."""
         try:
             ann = SnapshotAnnouncement.from_json(data)
         except SignatureError as exc:
-            return self._drop("malformed", exc)
+            return self._receiver.drop("malformed", exc)
         if (ann.chain_id, ann.task_id) != (self.chain_id, self.task_id):
-            return self._drop("replay", f"chain {ann.chain_id} task {ann.task_id}")
+            return self._receiver.drop("replay", f"chain {ann.chain_id} task {ann.task_id}")
         try:
             sender = verify_snapshot_announcement(
                 ann, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
                 market_address=self.market_address,
             )  # fmt: skip
         except SignatureError as exc:
-            return self._drop("bad_signature", exc)
+            return self._receiver.drop("bad_signature", exc)
         if sender == self.address:
             with self._lock:
                 self._counts["own"] += 1
             return None
         if not self._is_member(sender):
-            return self._drop("not_member", sender)
+            return self._receiver.drop("not_member", sender)
         with self._lock:
             held = self._latest.get(sender)
             if held is not None and held.version >= ann.version:

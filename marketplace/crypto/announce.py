@@ -6,16 +6,23 @@ signature is valid for one chain, one market contract, one task and one round: a
 a replay and is refused. On the wire an announcement is a small JSON object (bytes as 0x-hex,
 integers as JSON numbers); parsing is bounded in size and strict in shape.
 
+:class:`SignedMessageType` is the machinery behind it (typed data, field checks, wire form,
+signing and recovery), shared with other announcement types such as
+:class:`node.gossip_averaging.SnapshotAnnouncement`. Each has its own primary type, so a
+signature over one never verifies as another.
+
 Whether the sender is a registered participant of the task is for the node to check against the
 chain; this module only proves who signed what.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -29,25 +36,179 @@ MAX_ANNOUNCEMENT_BYTES = 2048
 DOMAIN_NAME = "FedMarket"
 DOMAIN_VERSION = "1"
 _UINT256_MAX = 2**256 - 1
-_FIELDS = ("chainId", "taskId", "round", "cid", "digest", "sender", "nonce", "signature")
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 
-_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "Announcement": [
-        {"name": "chainId", "type": "uint256"},
-        {"name": "taskId", "type": "uint256"},
-        {"name": "round", "type": "uint256"},
-        {"name": "cid", "type": "string"},
-        {"name": "digest", "type": "bytes32"},
-        {"name": "sender", "type": "address"},
-        {"name": "nonce", "type": "uint256"},
-    ],
-}
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class SignedMessageType:
+    """One EIP-712 primary type signed under the FedMarket domain, and its JSON wire form.
+
+    ``fields`` lists the typed-data members in order as ``(member, attribute, type)``: the
+    camelCase name signed and sent on the wire, the attribute of the (frozen dataclass) message
+    holding it, and its EIP-712 type (``uint256``, ``bytes32``, ``address`` or ``string``; the
+    string is a CID). A message also has ``chain_id`` (the domain's chain) and ``signature``
+    (empty or 65 bytes, sent after the members). ``label`` names the type in errors.
+    """
+
+    primary_type: str
+    fields: tuple[tuple[str, str, str], ...]
+    label: str
+    max_bytes: int
+
+    @property
+    def types(self) -> dict[str, list[dict[str, str]]]:
+        """The ``types`` of the typed data: the domain and this primary type."""
+        members = [{"name": member, "type": type_} for member, _, type_ in self.fields]
+        return {"EIP712Domain": _DOMAIN_TYPE, self.primary_type: members}
+
+    def validate(self, msg: Any) -> None:
+        """Check every field's type and range (call from ``__post_init__``); checksums the
+        address fields in place. :class:`SignatureError` ("malformed …") on the first bad one."""
+        for _, attr, type_ in self.fields:
+            value = getattr(msg, attr)
+            if type_ == "uint256":
+                if (
+                    not isinstance(value, int)
+                    or isinstance(value, bool)
+                    or not (0 <= value <= _UINT256_MAX)
+                ):
+                    raise SignatureError(f"malformed {self.label}: {attr} must be a uint256")
+            elif type_ == "bytes32":
+                if not isinstance(value, bytes) or len(value) != 32:
+                    raise SignatureError(f"malformed {self.label}: {attr} must be 32 bytes")
+            elif type_ == "address":
+                if not isinstance(value, str) or not is_address(value):
+                    raise SignatureError(
+                        f"malformed {self.label}: {attr} {value!r} is not an address"
+                    )
+                object.__setattr__(msg, attr, str(to_checksum_address(value)))
+            else:  # string: the CID
+                try:
+                    parse_cid(value)
+                except StorageError as exc:
+                    raise SignatureError(f"malformed {self.label}: {exc}") from None
+        if not isinstance(msg.signature, bytes) or len(msg.signature) not in (0, 65):
+            raise SignatureError(f"malformed {self.label}: signature must be 65 bytes")
+
+    def typed_data(self, msg: Any, market_address: str) -> dict[str, Any]:
+        """The EIP-712 structure that is signed (``full_message`` for ``encode_typed_data``)."""
+        return {
+            "types": self.types,
+            "primaryType": self.primary_type,
+            "domain": {
+                "name": DOMAIN_NAME,
+                "version": DOMAIN_VERSION,
+                "chainId": msg.chain_id,
+                "verifyingContract": str(to_checksum_address(market_address)),
+            },
+            "message": {member: getattr(msg, attr) for member, attr, _ in self.fields},
+        }
+
+    def to_json(self, msg: Any) -> bytes:
+        """The wire form: compact JSON of the members and the signature, bytes as 0x-hex."""
+        obj = {member: getattr(msg, attr) for member, attr, _ in self.fields}
+        obj["signature"] = msg.signature
+        return json.dumps(
+            {k: "0x" + v.hex() if isinstance(v, bytes) else v for k, v in obj.items()},
+            separators=(",", ":"),
+        ).encode()
+
+    def parse_json(self, raw: bytes | str) -> dict[str, Any]:
+        """The constructor arguments in a wire form (size, JSON shape and hex checked; the
+        values are checked by :meth:`validate`); :class:`SignatureError` if oversize/malformed."""
+        if len(raw) > self.max_bytes:
+            raise SignatureError(
+                f"{self.label} of {len(raw)} bytes exceeds {self.max_bytes}: dropped"
+            )
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SignatureError(f"malformed {self.label}: not JSON ({exc})") from None
+        expected = [member for member, _, _ in self.fields] + ["signature"]
+        if not isinstance(obj, dict) or set(obj) != set(expected):
+            keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise SignatureError(f"malformed {self.label}: expected fields {expected}, got {keys}")
+        kwargs = {
+            attr: self._hex(obj[member], member) if type_ == "bytes32" else obj[member]
+            for member, attr, type_ in self.fields
+        }
+        kwargs["signature"] = self._hex(obj["signature"], "signature")
+        return kwargs
+
+    def _hex(self, value: object, name: str) -> bytes:
+        if not isinstance(value, str) or not value.startswith("0x") or len(value) > 2 + 2 * 65:
+            raise SignatureError(f"malformed {self.label}: {name} must be 0x-prefixed hex")
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            raise SignatureError(f"malformed {self.label}: {name} is not hex") from None
+
+    def _signable(self, msg: Any, market_address: str) -> Any:
+        if not isinstance(market_address, str) or not is_address(market_address):
+            raise SignatureError(f"market address {market_address!r} is not an Ethereum address")
+        return encode_typed_data(full_message=self.typed_data(msg, market_address))
+
+    def sign(self, account: LocalAccount, unsigned: M, market_address: str) -> M:
+        """``unsigned`` (whose sender is ``account``) with its signature filled in."""
+        signed = account.sign_message(self._signable(unsigned, market_address))
+        return dataclasses.replace(unsigned, signature=bytes(signed.signature))  # type: ignore[type-var]
+
+    def check_binding(self, msg: Any, expected: Mapping[str, int]) -> None:
+        """Refuse a message whose fields (``chain_id``, ``task_id``, …) differ from ``expected``:
+        :class:`SignatureError` "… replay refused", naming them as chain, task, …"""
+        got = {attr: getattr(msg, attr) for attr in expected}
+        if got != dict(expected):
+
+            def describe(values: Mapping[str, int]) -> str:
+                return " ".join(f"{a.removesuffix('_id')} {v}" for a, v in values.items())
+
+            raise SignatureError(
+                f"{self.label} is for {describe(got)}, expected {describe(expected)}: "
+                "replay refused"
+            )
+
+    def recover_sender(self, msg: Any, market_address: str) -> str:
+        """The ``sender`` of a message whose signature recovers to it, under this market;
+        :class:`SignatureError` if unsigned, malformed, forged or altered."""
+        if len(msg.signature) != 65:
+            raise SignatureError(f"{self.label} from {msg.sender} is not signed")
+        try:
+            signer = Account.recover_message(
+                self._signable(msg, market_address), signature=msg.signature
+            )
+        except Exception:  # eth-keys raises several types for a malformed signature
+            raise SignatureError(
+                f"{self.label} from {msg.sender}: signature is malformed"
+            ) from None
+        if signer != msg.sender:
+            raise SignatureError(
+                f"{self.label} claims sender {msg.sender} but was signed by {signer}: forged or "
+                "altered"
+            )
+        return str(msg.sender)
+
+
+ANNOUNCEMENT_TYPE = SignedMessageType(
+    primary_type="Announcement",
+    fields=(
+        ("chainId", "chain_id", "uint256"),
+        ("taskId", "task_id", "uint256"),
+        ("round", "round", "uint256"),
+        ("cid", "cid", "string"),
+        ("digest", "digest", "bytes32"),
+        ("sender", "sender", "address"),
+        ("nonce", "nonce", "uint256"),
+    ),
+    label="announcement",
+    max_bytes=MAX_ANNOUNCEMENT_BYTES,
+)
 
 
 @dataclass(frozen=True)
@@ -64,107 +225,20 @@ class Announcement:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        for name in ("chain_id", "task_id", "round", "nonce"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or not 0 <= value <= _UINT256_MAX
-            ):
-                raise SignatureError(f"malformed announcement: {name} must be a uint256")
-        if not isinstance(self.digest, bytes) or len(self.digest) != 32:
-            raise SignatureError("malformed announcement: digest must be 32 bytes")
-        if not isinstance(self.sender, str) or not is_address(self.sender):
-            raise SignatureError(
-                f"malformed announcement: sender {self.sender!r} is not an address"
-            )
-        object.__setattr__(self, "sender", str(to_checksum_address(self.sender)))
-        try:
-            parse_cid(self.cid)
-        except StorageError as exc:
-            raise SignatureError(f"malformed announcement: {exc}") from None
-        if not isinstance(self.signature, bytes) or len(self.signature) not in (0, 65):
-            raise SignatureError("malformed announcement: signature must be 65 bytes")
+        ANNOUNCEMENT_TYPE.validate(self)
 
     def typed_data(self, market_address: str) -> dict[str, Any]:
         """The EIP-712 structure that is signed (``full_message`` for ``encode_typed_data``)."""
-        return {
-            "types": _TYPES,
-            "primaryType": "Announcement",
-            "domain": {
-                "name": DOMAIN_NAME,
-                "version": DOMAIN_VERSION,
-                "chainId": self.chain_id,
-                "verifyingContract": str(to_checksum_address(market_address)),
-            },
-            "message": {
-                "chainId": self.chain_id,
-                "taskId": self.task_id,
-                "round": self.round,
-                "cid": self.cid,
-                "digest": self.digest,
-                "sender": self.sender,
-                "nonce": self.nonce,
-            },
-        }
+        return ANNOUNCEMENT_TYPE.typed_data(self, market_address)
 
     def to_json(self) -> bytes:
         """The wire form: compact JSON, bytes as 0x-hex."""
-        return json.dumps(
-            {
-                "chainId": self.chain_id,
-                "taskId": self.task_id,
-                "round": self.round,
-                "cid": self.cid,
-                "digest": "0x" + self.digest.hex(),
-                "sender": self.sender,
-                "nonce": self.nonce,
-                "signature": "0x" + self.signature.hex(),
-            },
-            separators=(",", ":"),
-        ).encode()
+        return ANNOUNCEMENT_TYPE.to_json(self)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Announcement:
         """Parse the wire form (does not verify); :class:`SignatureError` if oversize/malformed."""
-        if len(raw) > MAX_ANNOUNCEMENT_BYTES:
-            raise SignatureError(
-                f"announcement of {len(raw)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}: dropped"
-            )
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SignatureError(f"malformed announcement: not JSON ({exc})") from None
-        if not isinstance(obj, dict) or set(obj) != set(_FIELDS):
-            keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise SignatureError(
-                f"malformed announcement: expected fields {list(_FIELDS)}, got {keys}"
-            )
-        return cls(
-            chain_id=obj["chainId"],
-            task_id=obj["taskId"],
-            round=obj["round"],
-            cid=obj["cid"],
-            digest=_hex_bytes(obj["digest"], "digest"),
-            sender=obj["sender"],
-            nonce=obj["nonce"],
-            signature=_hex_bytes(obj["signature"], "signature"),
-        )
-
-
-def _hex_bytes(value: object, name: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 2 + 2 * 65:
-        raise SignatureError(f"malformed announcement: {name} must be 0x-prefixed hex")
-    try:
-        return bytes.fromhex(value[2:])
-    except ValueError:
-        raise SignatureError(f"malformed announcement: {name} is not hex") from None
-
-
-def _signable(msg: Announcement, market_address: str) -> Any:
-    if not isinstance(market_address, str) or not is_address(market_address):
-        raise SignatureError(f"market address {market_address!r} is not an Ethereum address")
-    return encode_typed_data(full_message=msg.typed_data(market_address))
+        return cls(**ANNOUNCEMENT_TYPE.parse_json(raw))
 
 
 def sign_announcement(
@@ -188,8 +262,7 @@ def sign_announcement(
         sender=str(account.address),
         nonce=secrets.randbits(64) if nonce is None else nonce,
     )
-    signed = account.sign_message(_signable(unsigned, market_address))
-    return Announcement(**{**unsigned.__dict__, "signature": bytes(signed.signature)})
+    return ANNOUNCEMENT_TYPE.sign(account, unsigned, market_address)
 
 
 def verify_announcement(
@@ -206,20 +279,7 @@ def verify_announcement(
     one whose signature does not recover to its ``sender`` (forged or altered).
     """
     ann = msg if isinstance(msg, Announcement) else Announcement.from_json(msg)
-    expected = (expected_chain_id, expected_task_id, expected_round)
-    if (ann.chain_id, ann.task_id, ann.round) != expected:
-        raise SignatureError(
-            f"announcement is for chain {ann.chain_id} task {ann.task_id} round {ann.round}, "
-            f"expected chain {expected[0]} task {expected[1]} round {expected[2]}: replay refused"
-        )
-    if len(ann.signature) != 65:
-        raise SignatureError(f"announcement from {ann.sender} is not signed")
-    try:
-        signer = Account.recover_message(_signable(ann, market_address), signature=ann.signature)
-    except Exception:  # eth-keys raises several types for a malformed signature
-        raise SignatureError(f"announcement from {ann.sender}: signature is malformed") from None
-    if signer != ann.sender:
-        raise SignatureError(
-            f"announcement claims sender {ann.sender} but was signed by {signer}: forged or altered"
-        )
-    return ann.sender
+    ANNOUNCEMENT_TYPE.check_binding(
+        ann, {"chain_id": expected_chain_id, "task_id": expected_task_id, "round": expected_round}
+    )
+    return ANNOUNCEMENT_TYPE.recover_sender(ann, market_address)

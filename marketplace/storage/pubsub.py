@@ -9,6 +9,9 @@ fixtures and :func:`~marketplace.storage.kubo_daemon.start_kubo` do it).
 Messages are untrusted: a peer ID says which node relayed a message first, not who wrote it, so
 anything acted upon must carry its own signature (see :mod:`marketplace.crypto.announce`). Sizes
 are bounded both ways; an oversize or malformed incoming line is dropped and logged.
+
+:class:`TopicReceiver` is what a long-running node puts on top: one topic received on a background
+thread that survives broken subscriptions and bad messages, and publishes serialized and retried.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -33,6 +37,8 @@ from marketplace.storage.kubo_rpc import KuboCommandError, KuboRpc, short_cause
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+RESUBSCRIBE_MIN_DELAY = 0.5
+RESUBSCRIBE_MAX_DELAY = 30.0
 
 
 def multibase_encode(raw: bytes) -> str:
@@ -251,3 +257,149 @@ class PubsubClient(KuboRpc):
                     f"{timeout:.0f}s: are the daemons connected (swarm connect)?"
                 )
             time.sleep(0.1)
+
+
+class TopicReceiver:
+    """One topic of one daemon, received on a background thread until :meth:`stop`.
+
+    Every message is counted (``counts["received"]``, ``counts["bytes_in"]``), dropped as
+    ``oversize`` if larger than ``max_message_bytes``, and otherwise handed to ``on_message`` on
+    that thread. The thread survives anything: ``on_message`` raising is logged (with its
+    traceback) and dropped as ``error``; a subscription that breaks (daemon restarted) is logged
+    and re-subscribed with backoff (0.5 s doubling to 30 s, back to 0.5 s once a message
+    arrives). :meth:`publish` sends on the same topic, one message at a time, retrying once
+    (``counts["bytes_out"]``).
+
+    ``counts`` and ``dropped`` (reason → messages, see :meth:`drop`) are guarded by ``lock``:
+    pass the owner's lock, so that its own counters and these can be read in one snapshot.
+    ``label`` prefixes the log lines (``"gossip on 'topic': …"``), written to ``logger``, so they
+    stay under the owner's logger name.
+    """
+
+    def __init__(
+        self,
+        pubsub: PubsubClient,
+        topic: str,
+        on_message: Callable[[PubsubMessage], None],
+        *,
+        max_message_bytes: int,
+        lock: threading.Lock | None = None,
+        label: str = "pubsub",
+        logger: logging.Logger | None = None,
+        thread_name: str | None = None,
+    ) -> None:
+        self.topic = topic
+        self.lock = lock or threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self._pubsub = pubsub
+        self._on_message = on_message
+        self._max_message_bytes = max_message_bytes
+        self._label = label
+        self._log = logger or log
+        self._thread_name = thread_name or f"{label}:{topic}"
+        self._subscription_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` succeeded (a receiver is started once)."""
+        return self._thread is not None
+
+    @property
+    def running(self) -> bool:
+        """Whether the receive thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Subscribe (live when this returns) and start the receive thread.
+
+        Raises :class:`StorageError` if the daemon refuses the subscription (nothing is started
+        then, so it may be called again).
+        """
+        self._subscription = self._pubsub.subscribe(self.topic)
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Close the subscription and join the thread; returns whether the thread ended in time."""
+        self._stopping.set()
+        with self._subscription_lock:
+            subscription = self._subscription
+        if subscription is not None:
+            subscription.close()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def drop(self, reason: str, detail: object = "") -> None:
+        """Count a message dropped under ``reason`` (and log it at debug level)."""
+        with self.lock:
+            self.dropped[reason] += 1
+        self._log.debug("%s on %r: dropped (%s) %s", self._label, self.topic, reason, detail)
+
+    def publish(self, data: bytes) -> None:
+        """Publish one message at a time, retrying once; :class:`StorageError` if both fail.
+
+        Kubo (≥ 0.40) runs libp2p's ``BasicSeqnoValidator`` on every message, local ones
+        included: a message whose seqno is not above the highest seen from its peer is ignored,
+        and two concurrent publishes from one daemon can commit their seqnos out of order, so
+        the loser fails with "validation ignored". Serializing our own publishes avoids that
+        race between our threads; the retry (with a fresh seqno) covers another client of the
+        same daemon. (docs/design.md, "Gossip", has the receiving side of the same validator.)
+        """
+        with self._publish_lock:
+            try:
+                self._pubsub.publish(self.topic, data)
+            except StorageError as exc:
+                self._log.info("%s on %r: publish failed (%s); retrying once",
+                               self._label, self.topic, exc)  # fmt: skip
+                self._pubsub.publish(self.topic, data)
+        with self.lock:
+            self.counts["bytes_out"] += len(data)
+
+    def _run(self) -> None:
+        """Read the subscription until stopped; re-subscribe (with backoff) if it breaks."""
+        delay = RESUBSCRIBE_MIN_DELAY
+        while not self._stopping.is_set():
+            with self._subscription_lock:
+                subscription = self._subscription
+            if subscription is not None:
+                try:
+                    for message in subscription:
+                        self._deliver(message)
+                        delay = RESUBSCRIBE_MIN_DELAY
+                except StorageError as exc:
+                    self._log.warning("%s on %r: %s", self._label, self.topic, exc)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+            try:
+                fresh = self._pubsub.subscribe(self.topic)
+            except StorageError as exc:
+                self._log.warning("%s on %r: re-subscribe failed: %s", self._label, self.topic, exc)
+                continue
+            with self._subscription_lock:
+                self._subscription = fresh
+            if self._stopping.is_set():  # stop() ran while we subscribed: it missed this one
+                fresh.close()
+
+    def _deliver(self, message: PubsubMessage) -> None:
+        """Count, size-check and hand on one message; never raises (the thread must survive)."""
+        try:
+            size = len(message.data)
+            with self.lock:
+                self.counts["received"] += 1
+                self.counts["bytes_in"] += size
+            if size > self._max_message_bytes:
+                return self.drop("oversize", f"{size} bytes")
+            self._on_message(message)
+        except Exception:
+            self._log.exception("%s on %r: unexpected error handling a message",
+                                self._label, self.topic)  # fmt: skip
+            self.drop("error")
+        return None
