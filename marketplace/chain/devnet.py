@@ -6,11 +6,8 @@ demo use the same keys on either node. These keys are public: never use them out
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -30,6 +27,7 @@ from eth_account import Account
 
 from marketplace import toolchain
 from marketplace.errors import ToolchainError
+from marketplace.processes import stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +100,7 @@ class DevnetProcess:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
+        stop_process_group(self.process, timeout)
 
     def __enter__(self) -> DevnetProcess:
         return self

@@ -26,6 +26,7 @@ import requests
 
 from marketplace import toolchain
 from marketplace.errors import StoreUnreachableError, ToolchainError
+from marketplace.processes import stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,7 @@ class KuboDaemon:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
+        stop_process_group(self.process, timeout)
         if self._owns_repo:
             shutil.rmtree(self.repo_dir, ignore_errors=True)
 
