@@ -202,13 +202,9 @@ class TrainerNode:
         """
         if seat is not None and self._has_seat(seat):
             return True
-        seen_at, seen_chain = self._first_noticed.setdefault(
-            chore, (self._clock(), chain_now(self.session))
-        )
-        return (
-            self._clock() - seen_at >= self.post_grace
-            or chain_now(self.session) - seen_chain >= self.post_grace
-        )
+        now, now_chain = self._clock(), chain_now(self.session)
+        seen_at, seen_chain = self._first_noticed.setdefault(chore, (now, now_chain))
+        return now - seen_at >= self.post_grace or now_chain - seen_chain >= self.post_grace
 
     def is_model_poster(self, r: int) -> bool:
         """Whether this trainer is the elected poster of round ``r``'s model (rounds start at 2;
