@@ -15,11 +15,12 @@ Prints ONE JSON object on stdout (logs go to stderr). Per trainer count ``n`` (`
   local training and rounds in ``simulate`` (one process, sequential) and in Flower 1.41 +
   Ray (one CPU per ClientApp, which trains with our ``train_local``), timed as in bench_fl.py
   from the round-0 evaluation to the last round's.
-- ``*_sec_per_round`` is the median round of each engine (steady state), ``*_mean_sec_per_round``
-  the mean, which also carries one-off costs (the first round's warm-up: Ray actors, first fetch
-  and training; a restarted trainer).
+- ``*_sec_per_round`` is the median of rounds 2+ of each engine (steady state: round 1 carries
+  the start-up, Ray's actors or our first fetch and training, and is reported apart as
+  ``*_first_round_sec``); ``*_mean_sec_per_round`` the mean over every round; Flower's
+  ``flower_startup_sec`` runs from the simulation call to its round-0 evaluation.
 - ``flower_ratio`` = ours / flower (goal ≤ 1.3), ``simulator_ratio`` = ours / simulator, both on
-  medians; ``*_ratio_of_means`` on means.
+  steady-state medians; ``*_ratio_of_means`` on means.
 - ``gas_per_trainer_round``: from the receipts of every TaskMarket transaction of the task
   (``commitUpdate`` + ``postModel`` + ``advance``, reverted ones included) / (n · rounds);
   ``gas`` breaks it down by function (``join`` is per task and not in the per-round figure).
@@ -41,7 +42,6 @@ import itertools
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from round_timing import summarize_rounds
 
 from marketplace import toolchain
 from marketplace.chain.backend import connect
@@ -104,7 +105,7 @@ def run_simulator(n: int, rounds: int) -> list[float]:
 
 
 # --- Flower (in a child process: Ray is started and shut down once per run) --------------
-def run_flower(n: int, rounds: int) -> list[float]:
+def run_flower(n: int, rounds: int) -> tuple[list[float], float]:
     out = subprocess.run(
         [sys.executable, __file__, "--flower-worker", str(n), "--rounds", str(rounds)],
         capture_output=True,
@@ -114,7 +115,8 @@ def run_flower(n: int, rounds: int) -> list[float]:
     )
     if out.returncode != 0:
         raise SystemExit(f"Flower run with {n} clients failed:\n{out.stderr[-3000:]}")
-    return list(json.loads(out.stdout.strip().splitlines()[-1])["durations"])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return list(result["durations"]), float(result["startup"])
 
 
 def flower_worker(n: int, rounds: int) -> None:
@@ -176,6 +178,7 @@ def flower_worker(n: int, rounds: int) -> None:
             evaluate_fn=central_eval,
         )
 
+    started = time.perf_counter()
     run_simulation(
         server_app=server_app,
         client_app=client_app,
@@ -183,7 +186,8 @@ def flower_worker(n: int, rounds: int) -> None:
         backend_name="ray",
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
     )
-    print(json.dumps({"durations": [b - a for a, b in itertools.pairwise(stamps)]}))
+    durations = [b - a for a, b in itertools.pairwise(stamps)]
+    print(json.dumps({"durations": durations, "startup": stamps[0] - started}))
 
 
 # --- ours: Anvil + Kubo, trainers as processes --------------------------------------------
@@ -453,15 +457,19 @@ def main() -> None:
             engines = {"ours": ours["round_durations"], "simulator": sim}
             if not args.no_flower:
                 log.warning("%d trainers: Flower", n)
-                engines["flower"] = run_flower(n, args.rounds)
+                engines["flower"], flower_startup = run_flower(n, args.rounds)
             row: dict[str, Any] = {"ours": ours}
+            if not args.no_flower:
+                row["flower_startup_sec"] = flower_startup
             for name, durations in engines.items():
+                timing = summarize_rounds(durations)
                 row[f"{name}_round_durations"] = durations
-                row[f"{name}_sec_per_round"] = statistics.median(durations)
-                row[f"{name}_mean_sec_per_round"] = statistics.mean(durations)
+                row[f"{name}_first_round_sec"] = timing["first_round_sec"]
+                row[f"{name}_sec_per_round"] = timing["steady_sec_per_round"]
+                row[f"{name}_mean_sec_per_round"] = timing["mean_sec_per_round"]
             for name in engines.keys() - {"ours"}:
-                # Headline: median round (steady state). Means also carry one-off costs: the
-                # first round's warm-up (Ray actors, first fetch and training) and any restart.
+                # Headline: steady rounds (2+) on both sides. Means also carry one-off costs:
+                # the first round's warm-up (Ray actors, first fetch and training), restarts.
                 row[f"{name}_ratio"] = row["ours_sec_per_round"] / row[f"{name}_sec_per_round"]
                 row[f"{name}_ratio_of_means"] = (
                     row["ours_mean_sec_per_round"] / row[f"{name}_mean_sec_per_round"]
