@@ -311,8 +311,14 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
               show_default=True, help="Equal weights, or weights by sample count.")  # fmt: skip
 @click.option("--staleness-exponent", type=float, default=0.0, show_default=True,
               help="Down-weight a snapshot s versions behind by (1+s)^-x.")  # fmt: skip
-@click.option("--wait", "wait_seconds", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for every other trainer's first snapshot (0: no wait).")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for every other trainer's first snapshot (0: no wait).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_json_option
 @pass_ctx

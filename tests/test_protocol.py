@@ -160,6 +160,7 @@ def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
     )
     report = final_report(session)
     flags = {p["account"]: p["flags"] for p in report["payouts"]}
+
     def reason(node):
         return " ".join(e.get("reason", "") for e in report["flags"][node.me]["evidence"])
 
@@ -295,10 +296,9 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
     assert len(lost) == 1
     # Training has started and its first round is still open: advancing again is too early.
     assert lost[0].error_name == "TaskMarketTooEarly"
-    assert (
-        str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(")
-        and "mined in block" in str(lost[0])
-    )
+    assert str(lost[0]).startswith(
+        "advance reverted: TaskMarketTooEarly("
+    ) and "mined in block" in str(lost[0])
 
 
 def _post_model_senders(market, task_id):

@@ -41,9 +41,7 @@ class Role(IntEnum):
         try:
             return cls[name.upper()]
         except KeyError:
-            raise ChainError(
-                f"unknown role {name!r}: use trainer, oracle or requester"
-            ) from None
+            raise ChainError(f"unknown role {name!r}: use trainer, oracle or requester") from None
 
 
 @dataclass(frozen=True)
@@ -327,9 +325,7 @@ class Marketplace:
     def reveal_score(
         self, oracle: LocalAccount, task_id: int, root: bytes, report_cid: str, salt: bytes
     ) -> TxReceipt:
-        return self.send(
-            self.market.functions.revealScore(task_id, root, report_cid, salt), oracle
-        )
+        return self.send(self.market.functions.revealScore(task_id, root, report_cid, salt), oracle)
 
     def score_commitment(
         self, task_id: int, oracle: str, root: bytes, report_cid: str, salt: bytes
@@ -361,7 +357,12 @@ class Marketplace:
     ) -> TxReceipt:
         return self.send(
             self.market.functions.claim(
-                task_id, index, Web3.to_checksum_address(account), amount, score_ppm, flags,
+                task_id,
+                index,
+                Web3.to_checksum_address(account),
+                amount,
+                score_ppm,
+                flags,
                 list(proof),
             ),
             sender,

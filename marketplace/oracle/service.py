@@ -181,8 +181,7 @@ class OracleNode:
                     invalid=dict(updates.invalid),
                     commit_order={c.sender: c.order for c in updates.committed},
                     refs=tuple(
-                        UpdateRef(c.sender, c.cid, "0x" + c.digest.hex())
-                        for c in updates.committed
+                        UpdateRef(c.sender, c.cid, "0x" + c.digest.hex()) for c in updates.committed
                     ),
                 )
             )
