@@ -53,7 +53,7 @@ def test_four_trainer_processes_average_by_gossip_and_report_consensus(cluster: 
             str(k),
             "--json",
             label=f"avg-{t.name}",
-        )  # fmt: skip
+        )
         for k, t in enumerate(cluster.trainers)
     ]
     wait_all(procs, timeout=600)
