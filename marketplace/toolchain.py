@@ -43,9 +43,7 @@ def anvil_path() -> Path:
     env = os.environ.get("FEDMARKET_ANVIL")
     if env:
         return _require(Path(env), "anvil")
-    return _require(
-        node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil", "anvil"
-    )
+    return _require(node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil", "anvil")
 
 
 def cast_path() -> Path:

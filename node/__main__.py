@@ -1,5 +1,5 @@
 """``python -m node`` runs the ``fedmarket`` CLI."""
 
-from node.cli import main
+from node.cli.root import main
 
 main()

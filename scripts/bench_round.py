@@ -62,12 +62,12 @@ from marketplace.chain.deploy import deploy_marketplace, write_deployment
 from marketplace.chain.devnet import start_anvil
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, simulate, split_dataset
 from marketplace.fl.data import DataSplits
+from marketplace.gossip.topics import task_topic
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kubo
 from marketplace.storage.pubsub import PubsubClient, Subscription
-from node.gossip import task_topic
 
 log = logging.getLogger("bench_round")
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from marketplace import toolchain
 from marketplace.chain.devnet import start_anvil
-from node.cli import cli
+from node.cli.root import cli
 
 PASSWORD = "correct horse battery staple"
 

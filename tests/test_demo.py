@@ -70,7 +70,7 @@ def test_demo_on_devnet_uses_real_anvil_and_kubo(tmp_path):
 
 def test_demo_is_deterministic_in_its_payouts(tmp_path):
     """Same seed, same data: the oracles' payout root does not depend on the run."""
-    from node.demo import DemoConfig, run_demo
+    from node.demo.scenario import DemoConfig, run_demo
 
     first = run_demo(config=DemoConfig(rounds=2)).to_json()
     second = run_demo(config=DemoConfig(rounds=2)).to_json()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from marketplace import toolchain
 from marketplace.chain.devnet import start_anvil
-from node.cli import cli
+from node.cli.root import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -41,9 +41,7 @@ class Role(IntEnum):
         try:
             return cls[name.upper()]
         except KeyError:
-            raise ChainError(
-                f"unknown role {name!r}: use trainer, oracle or requester"
-            ) from None
+            raise ChainError(f"unknown role {name!r}: use trainer, oracle or requester") from None
 
 
 @dataclass(frozen=True)
@@ -327,9 +325,7 @@ class Marketplace:
     def reveal_score(
         self, oracle: LocalAccount, task_id: int, root: bytes, report_cid: str, salt: bytes
     ) -> TxReceipt:
-        return self.send(
-            self.market.functions.revealScore(task_id, root, report_cid, salt), oracle
-        )
+        return self.send(self.market.functions.revealScore(task_id, root, report_cid, salt), oracle)
 
     def score_commitment(
         self, task_id: int, oracle: str, root: bytes, report_cid: str, salt: bytes
@@ -361,7 +357,12 @@ class Marketplace:
     ) -> TxReceipt:
         return self.send(
             self.market.functions.claim(
-                task_id, index, Web3.to_checksum_address(account), amount, score_ppm, flags,
+                task_id,
+                index,
+                Web3.to_checksum_address(account),
+                amount,
+                score_ppm,
+                flags,
                 list(proof),
             ),
             sender,
@@ -412,6 +413,41 @@ class Marketplace:
 
     def model_digest(self, task_id: int, round_: int) -> bytes:
         return bytes(self.call(self.market.functions.modelDigest(task_id, round_)))
+
+    def oracles(self, task_id: int) -> tuple[str, ...]:
+        """The task's oracle committee."""
+        return tuple(
+            Web3.to_checksum_address(a) for a in self.call(self.market.functions.oracles(task_id))
+        )
+
+    def is_claimed(self, task_id: int, index: int) -> bool:
+        """Whether payout leaf ``index`` of the task was claimed (or settled)."""
+        return bool(self.call(self.market.functions.isClaimed(task_id, index)))
+
+    def commitment_of(self, task_id: int, oracle: str) -> bytes:
+        """The oracle's score commitment (zero bytes: none)."""
+        return bytes(
+            self.call(self.market.functions.commitmentOf(task_id, Web3.to_checksum_address(oracle)))
+        )
+
+    def revealed_root_of(self, task_id: int, oracle: str) -> bytes:
+        """The payout root the oracle revealed (zero bytes: none)."""
+        return bytes(
+            self.call(
+                self.market.functions.revealedRootOf(task_id, Web3.to_checksum_address(oracle))
+            )
+        )
+
+    def is_oracle_slashed(self, task_id: int, oracle: str) -> bool:
+        return bool(
+            self.call(
+                self.market.functions.isOracleSlashed(task_id, Web3.to_checksum_address(oracle))
+            )
+        )
+
+    def now(self) -> int:
+        """The chain's clock: the latest block's timestamp (what the contracts compare with)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def increase_time(self, seconds: int) -> None:
         """Devnets only: move the chain clock forward and mine a block."""

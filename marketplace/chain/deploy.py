@@ -165,7 +165,12 @@ def deploy_marketplace(
         )
     token_address = Web3.to_checksum_address(token_address)
     registry = _deploy_one(
-        w3, arts["ParticipantRegistry"], deployer, decoder, token_address, unbonding_delay,
+        w3,
+        arts["ParticipantRegistry"],
+        deployer,
+        decoder,
+        token_address,
+        unbonding_delay,
         deployer.address,
     )
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)

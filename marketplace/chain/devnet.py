@@ -162,7 +162,11 @@ def start_anvil(
     if block_time:
         argv += ["--block-time", str(block_time)]
     return _spawn(
-        "anvil", argv, f"http://127.0.0.1:{port}", log_path=log_path, cwd=toolchain.REPO_ROOT,
+        "anvil",
+        argv,
+        f"http://127.0.0.1:{port}",
+        log_path=log_path,
+        cwd=toolchain.REPO_ROOT,
         timeout=timeout,
     )
 
@@ -180,8 +184,12 @@ def start_hardhat_node(
         "--port", str(port),
     ]  # fmt: skip
     return _spawn(
-        "hardhat node", argv, f"http://127.0.0.1:{port}", log_path=log_path,
-        cwd=toolchain.REPO_ROOT, timeout=timeout,
+        "hardhat node",
+        argv,
+        f"http://127.0.0.1:{port}",
+        log_path=log_path,
+        cwd=toolchain.REPO_ROOT,
+        timeout=timeout,
     )
 
 

@@ -7,9 +7,10 @@ a replay and is refused. On the wire an announcement is a small JSON object (byt
 integers as JSON numbers); parsing is bounded in size and strict in shape.
 
 :class:`SignedMessageType` is the machinery behind it (typed data, field checks, wire form,
-signing and recovery), shared with other announcement types such as
-:class:`node.gossip_averaging.SnapshotAnnouncement`. Each has its own primary type, so a
-signature over one never verifies as another.
+signing and recovery), shared by every signed message format, all defined here: the update
+:class:`Announcement` and the gossip-averaging :class:`SnapshotAnnouncement`
+``{chainId, taskId, version, cid, digest, sender, numSamples, nonce}``. Each has its own primary
+type, so a signature over one never verifies as another.
 
 Whether the sender is a registered participant of the task is for the node to check against the
 chain; this module only proves who signed what.
@@ -33,6 +34,7 @@ from marketplace.errors import SignatureError, StorageError
 from marketplace.storage.cid import parse_cid
 
 MAX_ANNOUNCEMENT_BYTES = 2048
+MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
 DOMAIN_NAME = "FedMarket"
 DOMAIN_VERSION = "1"
 _UINT256_MAX = 2**256 - 1
@@ -283,3 +285,86 @@ def verify_announcement(
         ann, {"chain_id": expected_chain_id, "task_id": expected_task_id, "round": expected_round}
     )
     return ANNOUNCEMENT_TYPE.recover_sender(ann, market_address)
+
+
+# --- snapshot announcements (gossip averaging) -----------------------------------------------
+SNAPSHOT_ANNOUNCEMENT_TYPE = SignedMessageType(
+    primary_type="SnapshotAnnouncement",  # not "Announcement": never verifies as an update's
+    fields=(
+        ("chainId", "chain_id", "uint256"),
+        ("taskId", "task_id", "uint256"),
+        ("version", "version", "uint256"),
+        ("cid", "cid", "string"),
+        ("digest", "digest", "bytes32"),
+        ("sender", "sender", "address"),
+        ("numSamples", "num_samples", "uint256"),
+        ("nonce", "nonce", "uint256"),
+    ),
+    label="snapshot announcement",
+    max_bytes=MAX_SNAPSHOT_ANNOUNCEMENT_BYTES,
+)
+
+
+@dataclass(frozen=True)
+class SnapshotAnnouncement:
+    """ "My model at ``version`` is under ``cid`` (sha256 ``digest`` of the envelope)"."""
+
+    chain_id: int
+    task_id: int
+    version: int
+    cid: str
+    digest: bytes
+    sender: str
+    num_samples: int
+    nonce: int
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        SNAPSHOT_ANNOUNCEMENT_TYPE.validate(self)
+        if self.num_samples < 1:
+            raise SignatureError("malformed snapshot announcement: numSamples must be positive")
+
+    def typed_data(self, market_address: str) -> dict[str, Any]:
+        """The EIP-712 structure that is signed (domain as for update announcements)."""
+        return SNAPSHOT_ANNOUNCEMENT_TYPE.typed_data(self, market_address)
+
+    def to_json(self) -> bytes:
+        """The wire form: compact JSON, bytes as 0x-hex."""
+        return SNAPSHOT_ANNOUNCEMENT_TYPE.to_json(self)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SnapshotAnnouncement:
+        """Parse the wire form (does not verify); :class:`SignatureError` if malformed."""
+        return cls(**SNAPSHOT_ANNOUNCEMENT_TYPE.parse_json(raw))
+
+
+def sign_snapshot_announcement(
+    account: LocalAccount,
+    *,
+    chain_id: int,
+    task_id: int,
+    version: int,
+    cid: str,
+    digest: bytes,
+    num_samples: int,
+    market_address: str,
+    nonce: int | None = None,
+) -> SnapshotAnnouncement:
+    """Sign a snapshot announcement as ``account`` (a random 64-bit nonce unless given)."""
+    unsigned = SnapshotAnnouncement(
+        chain_id=chain_id, task_id=task_id, version=version, cid=cid, digest=digest,
+        sender=str(account.address), num_samples=num_samples,
+        nonce=secrets.randbits(64) if nonce is None else nonce,
+    )  # fmt: skip
+    return SNAPSHOT_ANNOUNCEMENT_TYPE.sign(account, unsigned, market_address)
+
+
+def verify_snapshot_announcement(
+    ann: SnapshotAnnouncement, *, expected_chain_id: int, expected_task_id: int, market_address: str
+) -> str:
+    """The checksummed sender of a correctly signed announcement for this chain and task;
+    :class:`SignatureError` otherwise (replayed, forged, altered or unsigned)."""
+    SNAPSHOT_ANNOUNCEMENT_TYPE.check_binding(
+        ann, {"chain_id": expected_chain_id, "task_id": expected_task_id}
+    )
+    return SNAPSHOT_ANNOUNCEMENT_TYPE.recover_sender(ann, market_address)

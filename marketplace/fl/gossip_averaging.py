@@ -50,7 +50,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 
 MixingRule = Literal["uniform", "samples"]
-MIXING_RULES: tuple[str, ...] = ("uniform", "samples")
+MIXING_RULES: tuple[MixingRule, ...] = get_args(MixingRule)
 
 
 @dataclass(frozen=True)

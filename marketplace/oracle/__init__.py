@@ -1,5 +1,7 @@
-"""The oracle: scoring a task's rounds into a payout root (:mod:`.scoring`) and the service that
-follows a task on-chain, commits, reveals and enforces the result (:mod:`.service`)."""
+"""The oracle's library part: scoring a task's rounds into a payout root (:mod:`.scoring`).
+
+The peer that follows a task on-chain, commits, reveals and enforces the result is an application
+role: :class:`node.peers.oracle.OracleNode`."""
 
 from marketplace.oracle.scoring import (
     AUTO_EXACT_MAX_PLAYERS,

@@ -34,10 +34,26 @@ def test_four_trainer_processes_average_by_gossip_and_report_consensus(cluster: 
 
     procs = [
         cluster.cli.spawn(
-            t, "node", "average", "--task", str(task_id), "--data", "digits",
-            "--part", f"{k}/4", "--k", "2", "--rounds", str(ROUNDS), "--wait", "120",
-            "--seed", str(k), "--json", label=f"avg-{t.name}",
-        )  # fmt: skip
+            t,
+            "node",
+            "average",
+            "--task",
+            str(task_id),
+            "--data",
+            "digits",
+            "--part",
+            f"{k}/4",
+            "--k",
+            "2",
+            "--rounds",
+            str(ROUNDS),
+            "--wait",
+            "120",
+            "--seed",
+            str(k),
+            "--json",
+            label=f"avg-{t.name}",
+        )
         for k, t in enumerate(cluster.trainers)
     ]
     wait_all(procs, timeout=600)

@@ -11,47 +11,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import ClassVar
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import FedMarketError, TransactionRevertedError
+from marketplace.errors import TransactionRevertedError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
-from marketplace.journal import Journal
-from marketplace.protocol.report import claim_args, final_report
+from marketplace.protocol.published_report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
+from node.peers.base import Peer, Step
+from node.peers.journal import Journal
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What a step did (``action``) and whether the task is over for this node (``done``)."""
-
-    action: str
-    done: bool = False
-    detail: str = ""
-
-
-def chain_now(session: TaskSession) -> int:
-    return int(session.market.w3.eth.get_block("latest")["timestamp"])
-
-
-def try_advance(session: TaskSession, account: object) -> bool:
-    """Advance the task's phase; a peer that lost the race (phase already moved) is fine."""
-    try:
-        session.market.advance(account, session.task_id)  # type: ignore[arg-type]
-        return True
-    except TransactionRevertedError as exc:
-        if exc.error_name in ("TaskMarketWrongPhase", "TaskMarketTooEarly"):
-            return False
-        raise
-
-
-class TrainerNode:
+class TrainerNode(Peer):
     """One trainer taking part in one task."""
+
+    role: ClassVar[str] = "trainer"
 
     def __init__(
         self,
@@ -66,9 +45,8 @@ class TrainerNode:
         post_grace: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.session = session
+        super().__init__(session, journal)
         self.data = data
-        self.journal = journal
         self.behaviour = behaviour or Behaviour()
         self.num_threads = num_threads
         self.seed = seed
@@ -80,31 +58,23 @@ class TrainerNode:
         self._model_checked: set[int] = set()
         self.claimed: dict[str, int] | None = None
 
-    @property
-    def me(self) -> str:
-        return self.session.identity.address
-
-    @property
-    def account(self) -> object:
-        return self.session.identity.eth
-
     # --- the state machine ----------------------------------------------------------------
-    def step(self) -> StepResult:
+    def step(self) -> Step:
         s = self.session
         info = s.info()
         phase = info.phase_enum
         tid = s.task_id
         if phase == Phase.OPEN:
             if not s.market.is_trainer(tid, self.me):
-                s.market.join(self.account, tid)  # type: ignore[arg-type]
-                return StepResult("joined")
+                s.market.join(self.account, tid)
+                return Step.acted("joined")
             full = int(info.trainer_count) >= int(info.max_trainers)
-            if full or chain_now(s) > int(info.join_deadline):
+            if full or s.market.now() > int(info.join_deadline):
                 if len(s.members().trainers) != int(info.trainer_count):
                     s.members(refresh=True)  # the set grew since we last looked
-                if self._my_turn(("start",), 0) and try_advance(s, self.account):
-                    return StepResult("advanced to training")
-            return StepResult("waiting for the task to start")
+                if self._my_turn(("start",), 0) and self.try_advance():
+                    return Step.acted("advanced to training")
+            return Step.waiting("waiting for the task to start")
         if phase == Phase.CANCELLED:
             return self._after_cancel()
         if phase == Phase.TRAINING:
@@ -116,39 +86,24 @@ class TrainerNode:
             # only as a backstop. Deadline passed: the trainer in the round's seat closes.
             all_in = int(info.round_commits) >= int(info.trainer_count)
             seat = None if all_in else r
-            round_over = all_in or chain_now(s) > int(info.phase_deadline)
-            if round_over and self._my_turn(("close", r), seat) and try_advance(s, self.account):
-                return StepResult(f"closed round {r}")
+            round_over = all_in or s.market.now() > int(info.phase_deadline)
+            if round_over and self._my_turn(("close", r), seat) and self.try_advance():
+                return Step.acted(f"closed round {r}")
             if r > 1 and (posted := self._check_or_post_model(r)):
-                return StepResult(posted)
-            return StepResult(f"waiting for round {r} to close")
+                return Step.acted(posted)
+            return Step.waiting(f"waiting for round {r} to close")
         # Training is over: make sure the final model is on-chain, then wait to claim.
         final_round = int(info.rounds) + 1
         if posted := self._check_or_post_model(final_round):
-            return StepResult(posted)
-        if phase == Phase.FINALIZED and chain_now(s) >= int(info.claims_open_at):
+            return Step.acted(posted)
+        if phase == Phase.FINALIZED and s.market.now() >= int(info.claims_open_at):
             return self._claim()
         if phase == Phase.CLOSED:
-            return StepResult("task closed", done=True)
-        return StepResult(f"waiting ({phase.name.lower()})")
-
-    def run(self, *, poll: float = 1.0, timeout: float | None = None,
-            on_step: Callable[[StepResult], None] | None = None) -> StepResult:  # fmt: skip
-        """Step until the task is over for this node (claimed, closed or cancelled)."""
-        start = time.monotonic()
-        while True:
-            result = self.step()
-            if on_step:
-                on_step(result)
-            if result.done:
-                return result
-            if result.action.startswith("waiting"):
-                if timeout is not None and time.monotonic() - start > timeout:
-                    raise FedMarketError(f"trainer {self.me}: timed out ({result.action})")
-                time.sleep(poll)
+            return Step.done("task closed")
+        return Step.waiting(f"waiting ({phase.name.lower()})")
 
     # --- steps ----------------------------------------------------------------------------
-    def _train_and_commit(self, r: int) -> StepResult:
+    def _train_and_commit(self, r: int) -> Step:
         s = self.session
         tid = s.task_id
         if r > 1:
@@ -175,16 +130,16 @@ class TrainerNode:
                 tid, r, "published", {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
             )
         cid, digest = recorded["cid"], bytes.fromhex(recorded["digest"])
-        s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))  # type: ignore[arg-type]
+        s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))
         self.journal.record(tid, r, "committed", recorded)
         if self.announce:
             self.announce(r, cid, digest)
         # The last committer closes the round at once: it is the first to know, and waiting for
         # the closer's next poll would put a poll interval on every round's critical path.
         info = s.info()
-        if int(info.round_commits) >= int(info.trainer_count) and try_advance(s, self.account):
-            return StepResult(f"committed round {r} and closed it", detail=cid)
-        return StepResult(f"committed round {r}", detail=cid)
+        if int(info.round_commits) >= int(info.trainer_count) and self.try_advance():
+            return Step.acted(f"committed round {r} and closed it", detail=cid)
+        return Step.acted(f"committed round {r}", detail=cid)
 
     def _has_seat(self, seat: int) -> bool:
         trainers = self.session.members().trainers
@@ -202,14 +157,9 @@ class TrainerNode:
         """
         if seat is not None and self._has_seat(seat):
             return True
-        now, now_chain = self._clock(), chain_now(self.session)
+        now, now_chain = self._clock(), self.session.market.now()
         seen_at, seen_chain = self._first_noticed.setdefault(chore, (now, now_chain))
         return now - seen_at >= self.post_grace or now_chain - seen_chain >= self.post_grace
-
-    def is_model_poster(self, r: int) -> bool:
-        """Whether this trainer is the elected poster of round ``r``'s model (rounds start at 2;
-        ``rounds + 1`` is the final model). The others check what it posts."""
-        return self._has_seat(r - 2)
 
     def _check_or_post_model(self, r: int) -> str | None:
         """Post round ``r``'s model if it is our turn (or the poster is late), or check the posted
@@ -235,41 +185,30 @@ class TrainerNode:
         s = self.session
         cid, digest = s.publish_model(r)
         # A second post of the same digest is a no-op; a different one is recorded as evidence.
-        s.market.post_model(self.account, s.task_id, r, cid, digest)  # type: ignore[arg-type]
+        s.market.post_model(self.account, s.task_id, r, cid, digest)
 
-    def _claim(self) -> StepResult:
+    def _claim(self) -> Step:
         s = self.session
-        report = final_report(s)
-        found = claim_args(report, self.me)
+        found = claim_args(final_report(s), self.me)
         if found is None:
-            return StepResult("not in the payout table", done=True)
+            return Step.done("not in the payout table")
         entry, proof = found
-        if s.market.call(s.market.market.functions.isClaimed(s.task_id, entry.index)):
-            self.claimed = {"amount": entry.amount, "flags": entry.flags}
-            return StepResult("already claimed", done=True)
-        try:
-            s.market.claim(
-                self.account, s.task_id, index=entry.index, account=entry.account,  # type: ignore[arg-type]
-                amount=entry.amount, score_ppm=entry.score_ppm, flags=entry.flags, proof=proof,
-            )  # fmt: skip
-        except TransactionRevertedError as exc:
-            # A flagged entry is settled by any oracle (that slashes the stake); losing that race
-            # to an oracle, or to our own earlier run, leaves nothing to do.
-            if exc.error_name != "TaskMarketAlreadyClaimed":
-                raise
-            self.claimed = {"amount": entry.amount, "flags": entry.flags}
-            return StepResult("already claimed", done=True)
-        self.journal.record(s.task_id, 0, "claimed", {"amount": str(entry.amount)})
+        claimed_now = self.claim_leaf(entry, proof)
         self.claimed = {"amount": entry.amount, "flags": entry.flags}
-        return StepResult(f"claimed {entry.amount}", done=True)
+        if not claimed_now:
+            # A flagged entry is settled by any oracle (that slashes the stake); losing that
+            # race to an oracle, or to our own earlier run, leaves nothing to do.
+            return Step.done("already claimed")
+        self.journal.record(s.task_id, 0, "claimed", {"amount": str(entry.amount)})
+        return Step.done(f"claimed {entry.amount}")
 
-    def _after_cancel(self) -> StepResult:
+    def _after_cancel(self) -> Step:
         s = self.session
         if s.market.is_trainer(s.task_id, self.me) and not self.journal.has(s.task_id, 0, "bond"):
             try:
-                s.market.withdraw_bond(self.account, s.task_id)  # type: ignore[arg-type]
+                s.market.withdraw_bond(self.account, s.task_id)
             except TransactionRevertedError as exc:
                 if exc.error_name != "TaskMarketNoBond":
                     raise
             self.journal.record(s.task_id, 0, "bond", {})
-        return StepResult("task cancelled", done=True)
+        return Step.done("task cancelled")

@@ -1,4 +1,4 @@
-"""Binding a :class:`~node.gossip.Gossip` to one task session: membership and rounds from the chain.
+"""Binding update gossip to one task session: membership and rounds from the chain.
 
 The gossip layer is transport only; this module answers its two questions from the chain, with
 small caches so a busy topic does not turn into an RPC per message:
@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from marketplace.crypto.announce import Announcement
 from marketplace.errors import StorageError
+from marketplace.gossip.topics import task_topic
+from marketplace.gossip.update_gossip import Gossip
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
 from marketplace.storage.pubsub import PubsubClient
-from node.gossip import Gossip, task_topic
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,12 @@ from eth_account.signers.local import LocalAccount
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS
 from marketplace.crypto.announce import Announcement, sign_announcement
 from marketplace.errors import ConfigError
+from marketplace.gossip.topics import task_topic
+from marketplace.gossip.update_gossip import Gossip, GossipStats
 from marketplace.storage.cid import raw_cid
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon, start_kubo
 from marketplace.storage.pubsub import PubsubClient
-from node.gossip import Gossip, GossipStats, task_topic
 
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN = 31337
@@ -367,7 +368,7 @@ def test_daemon_dying_under_the_subscription_does_not_kill_the_receive_thread(
             current_round=lambda: ROUND,
         )  # fmt: skip
         gossip.start()
-        caplog.set_level(logging.WARNING, logger="node.gossip")
+        caplog.set_level(logging.WARNING, logger="marketplace.gossip.update_gossip")
         # Execute
         daemon.kill()
         # Assert: the break is logged, re-subscribing is attempted, the thread lives until stop()

@@ -42,15 +42,16 @@ from marketplace.fl import (
     split_dataset,
     train_centralized,
 )
-from marketplace.journal import Journal
-from marketplace.oracle.service import OracleNode
 from marketplace.protocol.identity import Identity
-from marketplace.protocol.report import final_report
+from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.protocol.taskdoc import ValuationConfig
 from marketplace.storage.base import ContentStore
-from node.trainer import TrainerNode
+from node.peers.base import Peer
+from node.peers.journal import Journal
+from node.peers.oracle import OracleNode
+from node.peers.trainer import TrainerNode
 
 log = logging.getLogger(__name__)
 
@@ -327,18 +328,15 @@ def _drive(
             )
             last_phase = phase_label
         acted = False
-        for i, node in enumerate([*trainers, *oracles]):
+        peers: list[Peer] = [*trainers, *oracles]
+        for i, node in enumerate(peers):
             if i in done:
                 continue
-            if isinstance(node, TrainerNode):
-                r = node.step()
-                action, finished = r.action, r.done
-            else:
-                action, finished = node.step()
-            log.info("%s: %s", getattr(node, "me", "?"), action)
-            if finished:
+            step = node.step()
+            log.info("%s %s: %s", node.role, node.me, step.action)
+            if step.is_done:
                 done.add(i)
-            if not action.startswith("waiting"):
+            if not step.is_waiting:
                 acted = True
         if len(done) == len(trainers) + len(oracles):
             return
@@ -349,8 +347,7 @@ def _drive(
                 if info.phase_enum == Phase.FINALIZED
                 else int(info.phase_deadline)
             )
-            now = int(market.w3.eth.get_block("latest")["timestamp"])
-            advance_chain_time(market.w3, max(1, target - now + 1))
+            advance_chain_time(market.w3, max(1, target - market.now() + 1))
     raise RuntimeError("the demo did not settle: a peer is stuck (run with -v to see its steps)")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from marketplace.journal import Journal
 from web3 import Web3
 
 from marketplace.chain.backend import connect
@@ -24,7 +25,6 @@ from marketplace.chain.clients import Marketplace
 from marketplace.chain.deploy import Deployment, load_deployment
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DEVNET_CHAIN_ID
 from marketplace.errors import ConfigError, KeystoreError
-from marketplace.journal import Journal
 from marketplace.protocol.identity import Identity
 from marketplace.storage.base import ContentStore
 

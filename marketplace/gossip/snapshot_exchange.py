@@ -50,19 +50,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-from marketplace.crypto.announce import SignedMessageType
+from marketplace.crypto.announce import (
+    MAX_SNAPSHOT_ANNOUNCEMENT_BYTES,
+    SnapshotAnnouncement,
+    sign_snapshot_announcement,
+    verify_snapshot_announcement,
+)
 from marketplace.crypto.envelope import (
     MAX_HEADER_BYTES,
     TAG_SIZE,
@@ -86,111 +90,22 @@ from marketplace.fl.gossip_averaging import (
 )
 from marketplace.fl.serialization import WeightSpec, dump_weights, load_weights
 from marketplace.fl.weights import Weights
+from marketplace.gossip.topics import averaging_topic
 from marketplace.storage.base import ContentStore
 from marketplace.storage.pubsub import PubsubClient, TopicReceiver
-from node.gossip import task_topic
 
 if TYPE_CHECKING:
     from marketplace.protocol.session import TaskSession
 
 log = logging.getLogger(__name__)
 
-MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
 DROP_REASONS = ("oversize", "malformed", "replay", "bad_signature", "not_member", "error")
 REFUSE_REASONS = ("fetch_failed", "bad_envelope", "invalid_snapshot")
 
 
-def averaging_topic(chain_id: int, market_address: str, task_id: int) -> str:
-    """The task's gossip-averaging topic: the update topic plus ``/gossip-averaging``."""
-    return task_topic(chain_id, market_address, task_id) + "/gossip-averaging"
-
-
-# --- the signed announcement -------------------------------------------------------------------
-SNAPSHOT_ANNOUNCEMENT_TYPE = SignedMessageType(
-    primary_type="SnapshotAnnouncement",  # not "Announcement": never verifies as an update's
-    fields=(
-        ("chainId", "chain_id", "uint256"),
-        ("taskId", "task_id", "uint256"),
-        ("version", "version", "uint256"),
-        ("cid", "cid", "string"),
-        ("digest", "digest", "bytes32"),
-        ("sender", "sender", "address"),
-        ("numSamples", "num_samples", "uint256"),
-        ("nonce", "nonce", "uint256"),
-    ),
-    label="snapshot announcement",
-    max_bytes=MAX_SNAPSHOT_ANNOUNCEMENT_BYTES,
-)
-
-
-@dataclass(frozen=True)
-class SnapshotAnnouncement:
-    """ "My model at ``version`` is under ``cid`` (sha256 ``digest`` of the envelope)"."""
-
-    chain_id: int
-    task_id: int
-    version: int
-    cid: str
-    digest: bytes
-    sender: str
-    num_samples: int
-    nonce: int
-    signature: bytes = b""
-
-    def __post_init__(self) -> None:
-        SNAPSHOT_ANNOUNCEMENT_TYPE.validate(self)
-        if self.num_samples < 1:
-            raise SignatureError("malformed snapshot announcement: numSamples must be positive")
-
-    def typed_data(self, market_address: str) -> dict[str, Any]:
-        """The EIP-712 structure that is signed (domain as for update announcements)."""
-        return SNAPSHOT_ANNOUNCEMENT_TYPE.typed_data(self, market_address)
-
-    def to_json(self) -> bytes:
-        """The wire form: compact JSON, bytes as 0x-hex."""
-        return SNAPSHOT_ANNOUNCEMENT_TYPE.to_json(self)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> SnapshotAnnouncement:
-        """Parse the wire form (does not verify); :class:`SignatureError` if malformed."""
-        return cls(**SNAPSHOT_ANNOUNCEMENT_TYPE.parse_json(raw))
-
-    @property
-    def info(self) -> SnapshotInfo:
-        """What the averaging engine needs to know before fetching."""
-        return SnapshotInfo(self.sender, self.version, self.num_samples)
-
-
-def sign_snapshot_announcement(
-    account: LocalAccount,
-    *,
-    chain_id: int,
-    task_id: int,
-    version: int,
-    cid: str,
-    digest: bytes,
-    num_samples: int,
-    market_address: str,
-    nonce: int | None = None,
-) -> SnapshotAnnouncement:
-    """Sign a snapshot announcement as ``account`` (a random 64-bit nonce unless given)."""
-    unsigned = SnapshotAnnouncement(
-        chain_id=chain_id, task_id=task_id, version=version, cid=cid, digest=digest,
-        sender=str(account.address), num_samples=num_samples,
-        nonce=secrets.randbits(64) if nonce is None else nonce,
-    )  # fmt: skip
-    return SNAPSHOT_ANNOUNCEMENT_TYPE.sign(account, unsigned, market_address)
-
-
-def verify_snapshot_announcement(
-    ann: SnapshotAnnouncement, *, expected_chain_id: int, expected_task_id: int, market_address: str
-) -> str:
-    """The checksummed sender of a correctly signed announcement for this chain and task;
-    :class:`SignatureError` otherwise (replayed, forged, altered or unsigned)."""
-    SNAPSHOT_ANNOUNCEMENT_TYPE.check_binding(
-        ann, {"chain_id": expected_chain_id, "task_id": expected_task_id}
-    )
-    return SNAPSHOT_ANNOUNCEMENT_TYPE.recover_sender(ann, market_address)
+def snapshot_info(ann: SnapshotAnnouncement) -> SnapshotInfo:
+    """What the averaging engine needs to know of an announced snapshot before fetching it."""
+    return SnapshotInfo(ann.sender, ann.version, ann.num_samples)
 
 
 # --- the node --------------------------------------------------------------------------------
@@ -346,7 +261,7 @@ class GossipAveragingNode:
     def candidates(self) -> dict[str, SnapshotInfo]:
         """The newest snapshot heard of from each other member."""
         with self._lock:
-            return {sender: ann.info for sender, ann in self._latest.items()}
+            return {sender: snapshot_info(ann) for sender, ann in self._latest.items()}
 
     def wait_for_candidates(
         self, count: int, *, timeout: float = 30.0, reannounce_every: float | None = 1.0
@@ -396,7 +311,8 @@ class GossipAveragingNode:
         with self._lock:
             frozen = dict(self._latest)
         report = self.peer.step(
-            {s: a.info for s, a in frozen.items()}, lambda info: self._fetch(frozen[info.peer])
+            {s: snapshot_info(a) for s, a in frozen.items()},
+            lambda info: self._fetch(frozen[info.peer]),
         )
         with self._lock:
             self._counts["fetched"] += len(report.fetched)

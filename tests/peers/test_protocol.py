@@ -20,14 +20,14 @@ from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import FedMarketError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
 from marketplace.fl.serialization import dump_weights
-from marketplace.journal import Journal
-from marketplace.oracle.service import OracleNode
 from marketplace.protocol.identity import Identity
-from marketplace.protocol.report import final_report
+from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.kubo import KuboStore
-from node.trainer import TrainerNode
+from node.peers.journal import Journal
+from node.peers.oracle import OracleNode
+from node.peers.trainer import TrainerNode
 
 TOKEN = 10**18
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
@@ -103,9 +103,7 @@ def drive(world, task_id, nodes, *, until, limit=200):
             return info
         acted = False
         for n in nodes:
-            out = n.step()
-            action = out.action if hasattr(out, "action") else out[0]
-            acted |= not action.startswith("waiting")
+            acted |= not n.step().is_waiting
         if not acted:
             info = market.task(task_id)
             target = (
@@ -113,8 +111,7 @@ def drive(world, task_id, nodes, *, until, limit=200):
                 if info.phase_enum == Phase.FINALIZED
                 else int(info.phase_deadline)
             )
-            now = int(market.w3.eth.get_block("latest")["timestamp"])
-            advance_chain_time(market.w3, max(1, target - now + 1))
+            advance_chain_time(market.w3, max(1, target - market.now() + 1))
     raise AssertionError(f"task {task_id} stuck in {market.task(task_id).phase_enum}")
 
 
@@ -160,6 +157,7 @@ def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
     )
     report = final_report(session)
     flags = {p["account"]: p["flags"] for p in report["payouts"]}
+
     def reason(node):
         return " ".join(e.get("reason", "") for e in report["flags"][node.me]["evidence"])
 
@@ -205,8 +203,8 @@ def test_an_oracle_that_missed_the_commit_phase_does_not_reveal_and_is_slashed(w
     drive(world, task_id, trainers, until=lambda i: i.phase_enum == Phase.COMMITTING)
     first, second, late = oracle_nodes(world, task_id)
     drive(world, task_id, [first, second], until=lambda i: i.phase_enum == Phase.REVEALING)
-    action, done = late.step()
-    assert done and "missed the commit phase" in action
+    step = late.step()
+    assert step.is_done and "missed the commit phase" in step.action
     market = world["market"]
     stake_before = market.participant(late.me).stake
     drive(world, task_id, [first, second, *trainers],
@@ -262,13 +260,11 @@ def race_in_one_block(w3, calls):
 def test_two_peers_racing_to_advance_one_wins_and_the_loser_reads_the_decoded_error(world):
     """Both transactions pass gas estimation, then land in the same block: the second one fails
     on-chain, and its custom error is recovered by replaying it, so the loser carries on."""
-    from node.trainer import try_advance
-
     task_id = new_task(world)
     nodes = trainer_nodes(world, task_id)
     assert [n.step().action for n in nodes] == ["joined"] * len(nodes)
     outcomes = race_in_one_block(
-        world["market"].w3, [lambda n=n: try_advance(n.session, n.account) for n in nodes[:2]]
+        world["market"].w3, [lambda n=n: n.try_advance() for n in nodes[:2]]
     )
     assert sorted(outcomes) == [False, True]
     assert world["market"].task(task_id).phase_enum == Phase.TRAINING
@@ -295,10 +291,9 @@ def test_a_failed_mined_transaction_names_its_custom_error(world):
     assert len(lost) == 1
     # Training has started and its first round is still open: advancing again is too early.
     assert lost[0].error_name == "TaskMarketTooEarly"
-    assert (
-        str(lost[0]).startswith("advance reverted: TaskMarketTooEarly(")
-        and "mined in block" in str(lost[0])
-    )
+    assert str(lost[0]).startswith(
+        "advance reverted: TaskMarketTooEarly("
+    ) and "mined in block" in str(lost[0])
 
 
 def _post_model_senders(market, task_id):
@@ -326,7 +321,6 @@ def test_one_elected_trainer_posts_each_model_and_the_others_only_check_it(world
     trainers = sorted(n.me for n in nodes)
     # Rounds 2 and 3 (the final model): one transaction each, by the trainer whose turn it was.
     assert _post_model_senders(market, task_id) == [(2, trainers[0]), (3, trainers[1])]
-    assert [n.is_model_poster(2) for n in nodes] == [n.me == trainers[0] for n in nodes]
     for n in nodes:  # everyone derived the posted models
         assert n.session.model_digest(2) == market.model_digest(task_id, 2)
         assert n.session.model_digest(3) == market.model_digest(task_id, 3)
@@ -352,7 +346,8 @@ def test_when_the_elected_poster_is_silent_another_trainer_posts_after_the_grace
         "committed round 1",
         "committed round 1 and closed it",
     ]
-    poster = next(n for n in nodes if n.is_model_poster(2))
+    # Round r's model is posted by the trainer in seat r - 2 of the task's sorted trainers.
+    poster = next(n for n in nodes if n.me == n.session.members().trainers[0])
     other = next(n for n in nodes if n is not poster)
     # The poster never runs again. The other trains round 2 without posting, then waits...
     assert other.step().action == "committed round 2"

@@ -46,7 +46,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_address
 
 from marketplace.crypto.announce import (
     MAX_ANNOUNCEMENT_BYTES,
@@ -55,6 +54,7 @@ from marketplace.crypto.announce import (
     verify_announcement,
 )
 from marketplace.errors import ConfigError, SignatureError, StorageError
+from marketplace.gossip.topics import task_topic
 from marketplace.storage.base import ContentStore
 from marketplace.storage.pubsub import PubsubClient, TopicReceiver
 
@@ -72,21 +72,6 @@ DROP_REASONS = (
 )
 
 DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
-
-
-def task_topic(chain_id: int, market_address: str, task_id: int) -> str:
-    """The pubsub topic of one task on one market, e.g. ``fedmarket/31337/0xabc…/7``.
-
-    The market address is lower-cased, so nodes that spell it differently share the topic.
-    """
-    if not isinstance(market_address, str) or not is_address(market_address):
-        raise ConfigError(
-            f"market address {market_address!r} is not an Ethereum address: pass the TaskMarket "
-            "contract's 0x address"
-        )
-    if chain_id < 0 or task_id < 0:
-        raise ConfigError(f"chain id {chain_id} and task id {task_id} must be non-negative")
-    return f"fedmarket/{chain_id}/{market_address.lower()}/{task_id}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
-"""Node fixtures: three real Kubo daemons on 127.0.0.1 connected in a line, stopped after.
+"""Gossip fixtures: three real Kubo daemons on 127.0.0.1 connected in a line, stopped after.
 
 A missing Kubo binary is a setup error (run scripts/bootstrap), never a skip.
-(No ``__init__.py`` here on purpose: a ``tests/node`` package would shadow the real ``node``.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-from marketplace.journal import Journal
+from node.peers.journal import Journal
 
 
 def _write_then_die(path: str) -> None:

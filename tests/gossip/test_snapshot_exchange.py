@@ -28,7 +28,12 @@ from web3 import Web3
 from marketplace.chain.clients import Marketplace, Role
 from marketplace.chain.deploy import deploy_marketplace
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, dev_x25519_private, dev_x25519_public
-from marketplace.crypto.announce import Announcement
+from marketplace.crypto.announce import (
+    Announcement,
+    SnapshotAnnouncement,
+    sign_snapshot_announcement,
+    verify_snapshot_announcement,
+)
 from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import ConfigError, SignatureError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
@@ -37,20 +42,18 @@ from marketplace.fl.gossip_averaging import GossipAveragingPeer, StepReport, con
 from marketplace.fl.models import build_model
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.weights import Weights, get_weights
+from marketplace.gossip.snapshot_exchange import (
+    GossipAveragingNode,
+    open_gossip_averaging,
+    snapshot_info,
+)
+from marketplace.gossip.topics import averaging_topic
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon
 from marketplace.storage.pubsub import PubsubClient
-from node.gossip_averaging import (
-    GossipAveragingNode,
-    SnapshotAnnouncement,
-    averaging_topic,
-    open_gossip_averaging,
-    sign_snapshot_announcement,
-    verify_snapshot_announcement,
-)
 
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN = 31337
@@ -187,7 +190,11 @@ def test_snapshot_announcement_round_trips_and_refuses_replay_forgery_and_update
     # Execute
     parsed = SnapshotAnnouncement.from_json(ann.to_json())
     # Assert
-    assert parsed == ann and parsed.info.version == 3 and parsed.info.num_samples == 120
+    assert (
+        parsed == ann
+        and snapshot_info(parsed).version == 3
+        and snapshot_info(parsed).num_samples == 120
+    )
     check = {"expected_chain_id": CHAIN, "expected_task_id": 7, "market_address": MARKET}
     assert verify_snapshot_announcement(parsed, **check) == account(1).address
     with pytest.raises(SignatureError, match="replay"):

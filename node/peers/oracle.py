@@ -16,63 +16,44 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections.abc import Callable
-
-from web3 import Web3
+from typing import ClassVar
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import FedMarketError, TransactionRevertedError
-from marketplace.journal import Journal
 from marketplace.oracle.scoring import RoundInput, ScoringConfig, ScoringResult, score_task
-from marketplace.protocol.report import claim_args, entries_of, final_report, seal_report
+from marketplace.protocol.published_report import claim_args, entries_of, final_report, seal_report
 from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
+from node.peers.base import Peer, Step
+from node.peers.journal import Journal
 
 log = logging.getLogger(__name__)
 
 SCORE_STEP = "score"
 
 
-class OracleNode:
+class OracleNode(Peer):
     """One committee member scoring one task."""
 
+    role: ClassVar[str] = "oracle"
+
     def __init__(self, session: TaskSession, journal: Journal, *, num_threads: int = 1):
-        self.session = session
-        self.journal = journal
+        super().__init__(session, journal)
         self.num_threads = num_threads
         self.result: ScoringResult | None = None
 
-    @property
-    def me(self) -> str:
-        return self.session.identity.address
-
-    def _now(self) -> int:
-        return int(self.session.market.w3.eth.get_block("latest")["timestamp"])
-
-    def _advance(self) -> bool:
-        try:
-            self.session.market.advance(self.session.identity.eth, self.session.task_id)
-            return True
-        except TransactionRevertedError as exc:
-            if exc.error_name in ("TaskMarketWrongPhase", "TaskMarketTooEarly"):
-                return False
-            raise
-
     # --- the state machine ----------------------------------------------------------------
-    def step(self) -> tuple[str, bool]:
-        """Do the next thing; returns ``(what was done, finished)``."""
+    def step(self) -> Step:
         s = self.session
         m = s.market
         tid = s.task_id
         info = s.info()
         phase = info.phase_enum
-        fn = m.market.functions
         if phase in (Phase.OPEN, Phase.TRAINING):
-            return "waiting for training to end", False
+            return Step.waiting("waiting for training to end")
         if phase == Phase.CANCELLED:
-            return "task cancelled", True
-        commitment = bytes(m.call(fn.commitmentOf(tid, self.me)))
+            return Step.done("task cancelled")
+        commitment = m.commitment_of(tid, self.me)
         if phase == Phase.COMMITTING:
             if commitment == bytes(32):
                 chosen = self._chosen()
@@ -80,66 +61,47 @@ class OracleNode:
                     tid, self.me, bytes.fromhex(chosen["root"]), chosen["report_cid"],
                     bytes.fromhex(chosen["salt"]),
                 )  # fmt: skip
-                m.commit_score(s.identity.eth, tid, digest)
-                return f"committed root 0x{chosen['root'][:12]}…", False
-            if (
-                int(info.committed_count) >= int(info.committee_size)
-                or self._now() > int(info.phase_deadline)
-            ) and self._advance():
-                return "closed the commit phase", False
-            return "waiting for the other oracles to commit", False
+                m.commit_score(self.account, tid, digest)
+                return Step.acted(f"committed root 0x{chosen['root'][:12]}…")
+            all_in = int(info.committed_count) >= int(info.committee_size)
+            if (all_in or m.now() > int(info.phase_deadline)) and self.try_advance():
+                return Step.acted("closed the commit phase")
+            return Step.waiting("waiting for the other oracles to commit")
         if phase == Phase.REVEALING:
-            revealed = bytes(m.call(fn.revealedRootOf(tid, self.me))) != bytes(32)
+            revealed = m.revealed_root_of(tid, self.me) != bytes(32)
             if not revealed and commitment == bytes(32):
-                return (
-                    "missed the commit phase: nothing to reveal (this oracle will be slashed)",
-                    True,
+                return Step.done(
+                    "missed the commit phase: nothing to reveal (this oracle will be slashed)"
                 )
             if not revealed:
-                chosen = self.journal.get(tid, 0, SCORE_STEP)
-                if chosen is None:
+                recorded = self.journal.get(tid, 0, SCORE_STEP)
+                if recorded is None:
                     raise FedMarketError(
                         f"task {tid}: committed but the journal lost the salt, so this oracle "
                         "cannot reveal; restore the node's journal"
                     )
                 m.reveal_score(
-                    s.identity.eth, tid, bytes.fromhex(chosen["root"]), chosen["report_cid"],
-                    bytes.fromhex(chosen["salt"]),
+                    self.account, tid, bytes.fromhex(recorded["root"]), recorded["report_cid"],
+                    bytes.fromhex(recorded["salt"]),
                 )  # fmt: skip
-                return "revealed", False
-            if (
-                int(info.revealed_count) >= int(info.committed_count)
-                or self._now() > int(info.phase_deadline)
-            ) and self._advance():
-                return "closed the reveal phase", False
-            return "waiting for the other oracles to reveal", False
+                return Step.acted("revealed")
+            all_in = int(info.revealed_count) >= int(info.committed_count)
+            if (all_in or m.now() > int(info.phase_deadline)) and self.try_advance():
+                return Step.acted("closed the reveal phase")
+            return Step.waiting("waiting for the other oracles to reveal")
         if phase == Phase.DISPUTED:
-            return "waiting for the arbiter", False
+            return Step.waiting("waiting for the arbiter")
         # Finalized or Closed: enforce the outcome once the dispute window is over.
-        if phase == Phase.FINALIZED and self._now() < int(info.claims_open_at):
-            return "waiting for the dispute window to close", False
+        if phase == Phase.FINALIZED and m.now() < int(info.claims_open_at):
+            return Step.waiting("waiting for the dispute window to close")
         slashed = self._slash_dissenters()
         if slashed:
-            return f"slashed oracle {slashed}", False
+            return Step.acted(f"slashed oracle {slashed}")
         if phase == Phase.FINALIZED:
             settled = self._settle_flagged()
             if settled:
-                return f"settled flagged trainer {settled}", False
-        return "task finalized", True
-
-    def run(self, *, poll: float = 1.0, timeout: float | None = None,
-            on_step: Callable[[str], None] | None = None) -> str:  # fmt: skip
-        start = time.monotonic()
-        while True:
-            action, done = self.step()
-            if on_step:
-                on_step(action)
-            if done:
-                return action
-            if action.startswith("waiting"):
-                if timeout is not None and time.monotonic() - start > timeout:
-                    raise FedMarketError(f"oracle {self.me}: timed out ({action})")
-                time.sleep(poll)
+                return Step.acted(f"settled flagged trainer {settled}")
+        return Step.done("task finalized")
 
     # --- scoring --------------------------------------------------------------------------
     def _chosen(self) -> dict[str, str]:
@@ -181,8 +143,7 @@ class OracleNode:
                     invalid=dict(updates.invalid),
                     commit_order={c.sender: c.order for c in updates.committed},
                     refs=tuple(
-                        UpdateRef(c.sender, c.cid, "0x" + c.digest.hex())
-                        for c in updates.committed
+                        UpdateRef(c.sender, c.cid, "0x" + c.digest.hex()) for c in updates.committed
                     ),
                 )
             )
@@ -212,14 +173,13 @@ class OracleNode:
     def _slash_dissenters(self) -> str | None:
         s = self.session
         m = s.market
-        fn = m.market.functions
         final = bytes(s.info().payout_root)
         for oracle in s.members().oracles:
-            if oracle == self.me or m.call(fn.isOracleSlashed(s.task_id, oracle)):
+            if oracle == self.me or m.is_oracle_slashed(s.task_id, oracle):
                 continue
-            if bytes(m.call(fn.revealedRootOf(s.task_id, oracle))) != final:
+            if m.revealed_root_of(s.task_id, oracle) != final:
                 try:
-                    m.slash_oracle(s.identity.eth, s.task_id, oracle)
+                    m.slash_oracle(self.account, s.task_id, oracle)
                 except TransactionRevertedError as exc:
                     if exc.error_name != "TaskMarketOracleAlreadySlashed":
                         raise  # another committee member got there first otherwise
@@ -228,23 +188,15 @@ class OracleNode:
         return None
 
     def _settle_flagged(self) -> str | None:
-        s = self.session
-        m = s.market
-        report = final_report(s)
+        """Settle one flagged trainer's leaf (which slashes its stake); its address, or ``None``
+        when every flagged leaf is settled."""
+        report = final_report(self.session)
         for entry in entries_of(report):
-            if not entry.flags or m.call(m.market.functions.isClaimed(s.task_id, entry.index)):
+            if not entry.flags:
                 continue
             found = claim_args(report, entry.account)
-            assert found is not None
-            _, proof = found
-            try:
-                m.claim(
-                    s.identity.eth, s.task_id, index=entry.index, account=entry.account,
-                    amount=entry.amount, score_ppm=entry.score_ppm, flags=entry.flags, proof=proof,
-                )  # fmt: skip
-            except TransactionRevertedError as exc:
-                if exc.error_name != "TaskMarketAlreadyClaimed":
-                    raise  # settled by another oracle or the trainer itself otherwise
-                continue
-            return Web3.to_checksum_address(entry.account)
+            if found is None:  # entries_of and claim_args read the same table
+                raise FedMarketError(f"payout table lost {entry.account}'s leaf")
+            if self.claim_leaf(*found):
+                return entry.account
         return None

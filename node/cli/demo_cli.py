@@ -1,0 +1,73 @@
+"""``fedmarket demo``: the whole marketplace once, in one process or on real nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from node.cli.context import CliContext
+from node.cli.output import console, emit, json_option
+
+
+@click.command()
+@click.option(
+    "--devnet",
+    is_flag=True,
+    help="Start Anvil and a Kubo daemon (from scripts/bootstrap) for the run.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-output"), show_default=True,
+              help="Where the plots and result.json go.")  # fmt: skip
+@click.option("--rounds", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@click.pass_context
+def demo(
+    ctx: click.Context, devnet: bool, out: Path, rounds: int, seed: int, as_json: bool
+) -> None:
+    """Run the whole marketplace once: 8 trainers (a free rider, a poisoner, a noisy one),
+    3 oracles.
+
+    With no options everything runs in this process (py-evm chain, embedded store). The global
+    --chain-rpc and --ipfs-api use real nodes; --devnet starts Anvil and Kubo and stops them after.
+
+    \b
+    Example:
+      fedmarket demo
+      fedmarket demo --devnet --json
+    """
+    from contextlib import ExitStack
+
+    from node.demo.scenario import DemoConfig, run_demo
+    from node.demo.summary import print_summary, write_plots
+
+    c: CliContext = ctx.obj
+    ipfs_api = c.ipfs_api
+    # The demo's chain is in-process unless --chain-rpc (or FEDMARKET_CHAIN_RPC) names one.
+    source = ctx.find_root().get_parameter_source("chain_rpc")
+    chain_rpc = "inprocess" if source == click.core.ParameterSource.DEFAULT else c.rpc_url
+    progress = (lambda msg: None) if as_json else (lambda msg: console.print(f"[dim]·[/] {msg}"))
+    with ExitStack() as stack:
+        store = None
+        if devnet:
+            from marketplace.chain.devnet import start_anvil
+            from marketplace.storage.kubo_daemon import start_kubo
+
+            node = stack.enter_context(start_anvil())
+            chain_rpc = node.rpc_url
+            daemon = stack.enter_context(start_kubo())
+            ipfs_api = daemon.api_multiaddr
+        if ipfs_api:
+            from marketplace.storage.kubo import KuboStore
+
+            store = KuboStore(ipfs_api)
+        result = run_demo(
+            config=DemoConfig(rounds=rounds, seed=seed), chain_rpc=chain_rpc, store=store,
+            progress=progress,
+        ).to_json()  # fmt: skip
+    result["plots"] = write_plots(result, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    emit(as_json, result, lambda: print_summary(console, result))

@@ -1,0 +1,297 @@
+"""``fedmarket node run|average`` and ``fedmarket oracle run``: a peer taking part in a task.
+
+Each command opens the task's session and hands it to a peer of :mod:`node.peers` (or, for
+``node average``, to the gossip-averaging transport of :mod:`marketplace.gossip`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import click
+
+from marketplace.chain.clients import Phase, Role
+from marketplace.errors import ConfigError
+from marketplace.fl.attacks import BEHAVIOURS
+from marketplace.fl.data import Dataset
+from marketplace.fl.gossip_averaging import MIXING_RULES, MixingRule
+from marketplace.fl.partition import PARTITIONERS
+from node.cli.context import CliContext, format_amount
+from node.cli.output import (
+    F,
+    choice,
+    console,
+    emit,
+    json_option,
+    log_step,
+    pass_ctx,
+    poll_options,
+    task_option,
+)
+from node.peers.base import Step
+
+
+def data_options(fn: F) -> F:
+    """``--data``, ``--part``, ``--partition`` and ``--alpha``: a trainer's private rows."""
+    for option in reversed(
+        (
+            click.option(
+                "--data", "data", required=True,
+                help="Private training data: a .npz/.csv path or a built-in dataset name.",
+            ),
+            click.option(
+                "--part", default=None,
+                help="Use part K of N of the data's train split, as K/N (tests, demos).",
+            ),
+            click.option(
+                "--partition", type=choice(PARTITIONERS), default="iid", show_default=True,
+                help="How --part splits the data.",
+            ),
+            click.option(
+                "--alpha", type=float, default=0.5, show_default=True,
+                help="Dirichlet concentration, with --partition dirichlet.",
+            ),
+        )
+    ):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+@click.group("node")
+def node_group() -> None:
+    """Run a trainer's peer node."""
+
+
+@node_group.command("run")
+@task_option
+@data_options
+@click.option("--behaviour", type=choice(BEHAVIOURS), default="honest", show_default=True,
+              help="For evaluation only: how this trainer behaves.")  # fmt: skip
+@poll_options
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Torch threads for training.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--gossip/--no-gossip",
+    default=True,
+    show_default=True,
+    help="Announce and pre-fetch updates over Kubo pubsub (needs --ipfs-api).",
+)
+@click.option("--fanout", type=int, default=3, show_default=True,
+              help="Gossip re-announcements per round at most.")  # fmt: skip
+@json_option
+@pass_ctx
+def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
+             alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
+             seed: int, gossip: bool, fanout: int, as_json: bool) -> None:  # fmt: skip
+    """Take part in a task as a trainer until it is settled: join, train every round, publish
+    encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
+
+    \b
+    Example:
+      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node run --task 1 --data my.npz
+    """
+    from marketplace.fl import get_behaviour
+    from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
+    from marketplace.protocol.session import TaskSession
+    from node.peers.trainer import TrainerNode
+
+    dataset = _trainer_data(data, part, partition, alpha, seed)
+    identity = c.identity()
+    session = TaskSession.open(c.market, c.store, task_id, identity)
+    _check_registered(c, identity.address, Role.TRAINER, session.info().min_stake)
+    # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
+    # node still fetches every committed update by CID when its round closes.
+    peers = open_task_gossip(session, c.ipfs_api, fanout=fanout) if gossip and c.ipfs_api else None
+    announcer = BackgroundAnnouncer(peers) if peers is not None else None
+    node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
+                       behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
+                       announce=announcer)  # fmt: skip
+    if peers is not None:
+        peers.start()
+    try:
+        result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+    finally:
+        if announcer is not None:
+            announcer.close()
+        if peers is not None:
+            peers.stop()
+    gossip_out = None
+    if peers is not None and announcer is not None:
+        gossip_out = {**dataclasses.asdict(peers.stats()), "announced": announcer.published,
+                      "announce_failed": announcer.failed,
+                      "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
+    out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
+           "claimed": node.claimed, "gossip": gossip_out}  # fmt: skip
+    emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
+
+
+@node_group.command("average")
+@task_option
+@data_options
+@click.option("--rounds", type=int, default=None, help="Local rounds to run (default: the task's).")
+@click.option("--k", "k", type=int, default=2, show_default=True,
+              help="Neighbours mixed per round (0: train alone).")  # fmt: skip
+@click.option("--mixing", type=choice(MIXING_RULES), default="uniform",
+              show_default=True, help="Equal weights, or weights by sample count.")  # fmt: skip
+@click.option("--staleness-exponent", type=float, default=0.0, show_default=True,
+              help="Down-weight a snapshot s versions behind by (1+s)^-x.")  # fmt: skip
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for every other trainer's first snapshot (0: no wait).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@pass_ctx
+def node_average(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
+                 alpha: float, rounds: int | None, k: int, mixing: str, staleness_exponent: float,
+                 wait_seconds: float, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Asynchronous gossip averaging with the task's trainers (no barrier, not paid): each round,
+    train locally, mix with K neighbours' latest snapshots, publish. Reports per round the
+    consensus distance among the models this node holds. Needs --ipfs-api.
+
+    \b
+    Example:
+      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node average --task 1 --data my.npz --k 2
+    """
+    from marketplace.fl.gossip_averaging import StepReport, consensus_report
+    from marketplace.gossip.snapshot_exchange import open_gossip_averaging
+    from marketplace.protocol.session import TaskSession
+    from marketplace.storage.pubsub import PubsubClient
+
+    if not c.ipfs_api:
+        raise ConfigError(
+            "gossip averaging exchanges snapshots between Kubo daemons: pass --ipfs-api ADDR"
+        )
+    dataset = _trainer_data(data, part, partition, alpha, seed)
+    identity = c.identity()
+    session = TaskSession.open(c.market, c.store, task_id, identity)
+    info = session.info()
+    if info.phase_enum in (Phase.OPEN, Phase.CANCELLED):
+        raise ConfigError(
+            f"task {task_id} is {info.phase_enum.name.lower()}: its trainer set is final only once "
+            "training has started; join and wait (`fedmarket task show`)"
+        )
+    if not session.members().is_trainer(identity.address):
+        raise ConfigError(f"{identity.address} is not a trainer of task {task_id}")
+    node = open_gossip_averaging(
+        session, PubsubClient(c.ipfs_api), dataset, k=k, mixing=cast(MixingRule, mixing),
+        staleness_exponent=staleness_exponent, seed=seed,
+    )  # fmt: skip
+    records: list[dict[str, Any]] = []
+
+    def on_step(report: StepReport) -> None:
+        dist = consensus_report(node.peer.held_models())
+        row = {"round": len(records) + 1, "version": report.version,
+               "train_loss": round(report.train_loss, 6), "mixed": len(report.mixed),
+               "fetched": len(report.fetched), "refused": dict(report.refused),
+               "local_consensus_relative": dist.relative, "local_consensus_mean_sq": dist.mean_sq,
+               "models_held": len(node.peer.held_models())}  # fmt: skip
+        records.append(row)
+        if not as_json:
+            log_step(
+                f"round {row['round']}: mixed {row['mixed']} neighbours, local consensus "
+                f"distance {dist.relative:.4f} (relative), loss {report.train_loss:.4f}"
+            )
+
+    node.start()
+    try:
+        others = len(session.members().trainers) - 1
+        if wait_seconds > 0 and others > 0:
+            node.wait_for_candidates(others, timeout=wait_seconds)
+        node.run(rounds or int(info.rounds), on_step=on_step)
+    finally:
+        node.stop()
+    out = {"taskId": task_id, "trainer": identity.address, "k": k, "mixing": mixing,
+           "rounds": records, "stats": dataclasses.asdict(node.stats())}  # fmt: skip
+    summary = (
+        f"task {task_id}: {len(records)} gossip-averaging rounds; local consensus distance "
+        f"{records[-1]['local_consensus_relative']:.4f}"
+        if records
+        else f"task {task_id}: no rounds"
+    )
+    emit(as_json, out, lambda: console.print(summary))
+
+
+@click.group("oracle")
+def oracle_group() -> None:
+    """Run an oracle committee member."""
+
+
+@oracle_group.command("run")
+@task_option
+@poll_options
+@json_option
+@pass_ctx
+def oracle_run(
+    c: CliContext, task_id: int, poll: float, timeout: float | None, as_json: bool
+) -> None:
+    """Score a task and take part in commit-reveal; then enforce the result (slash dissenting
+    oracles, settle flagged trainers). Safe to restart: it never commits twice.
+
+    \b
+    Example:
+      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 oracle run --task 1
+    """
+    from marketplace.protocol.session import TaskSession
+    from node.peers.oracle import SCORE_STEP, OracleNode
+
+    identity = c.identity()
+    session = TaskSession.open(c.market, c.store, task_id, identity)
+    _check_registered(c, identity.address, Role.ORACLE, 0)
+    node = OracleNode(session, c.journal(f"oracle-{identity.address}-{task_id}"))
+    result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+    root = node.journal.get(task_id, 0, SCORE_STEP)
+    out = {"taskId": task_id, "oracle": identity.address, "result": result.action,
+           "committed": root}  # fmt: skip
+    emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _step_printer(as_json: bool) -> Any:
+    """The ``on_step`` hook: print what a peer did (nothing with --json)."""
+
+    def on_step(step: Step) -> None:
+        if not as_json:
+            log_step(step.action, waiting=step.is_waiting)
+
+    return on_step
+
+
+def _trainer_data(
+    source: str, part: str | None, partition_name: str, alpha: float, seed: int
+) -> Dataset:
+    from marketplace.fl import load_dataset, partition, split_dataset
+
+    if part is None:
+        return load_dataset(source)
+    try:
+        k, n = (int(v) for v in part.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--part must be K/N with 0 <= K < N, got {part!r}") from None
+    splits = split_dataset(load_dataset(source), seed=seed)
+    parts = partition(partition_name, splits.train.y, num_clients=n, seed=seed, alpha=alpha)
+    return splits.train.subset(parts[k], name=f"{source}/{k}of{n}")
+
+
+def _check_registered(c: CliContext, address: str, role: Role, min_stake: int) -> None:
+    p = c.market.participant(address)
+    name = role.name.lower()
+    if p.role != role:
+        raise ConfigError(
+            f"{address} is registered as {p.role.name.lower()}, not {name}: run "
+            f"`fedmarket register {name} --stake N` first"
+        )
+    if p.stake < min_stake:
+        raise ConfigError(
+            f"{address} stakes {format_amount(p.stake)}, "
+            f"the task needs {format_amount(min_stake)}: "
+            f"run `fedmarket stake {format_amount(min_stake - p.stake)}`"
+        )

@@ -1,0 +1,119 @@
+"""The ``fedmarket`` root group: global options, and every command group registered on it.
+
+The CLI is a thin layer over the ``marketplace`` library and the peers in :mod:`node.peers`; each
+command group lives in its own ``node/cli/*_cli.py`` module.
+
+Every command prints a human table by default and one JSON document with ``--json``. Errors are
+one line (``Error: …``, exit 1) naming the cause and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from node.cli.context import DEFAULT_RPC, CliContext
+from node.cli.output import FedMarketGroup
+
+
+@click.group(cls=FedMarketGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="FEDMARKET_HOME",
+    default=Path.home() / ".fedmarket", show_default=True,
+    help="Node directory: keystore, journal, devnet state.",
+)  # fmt: skip
+@click.option(
+    "--chain-rpc", envvar="FEDMARKET_CHAIN_RPC", default=DEFAULT_RPC, show_default=True,
+    help="JSON-RPC URL of the chain (or 'inprocess').",
+)  # fmt: skip
+@click.option(
+    "--deployments", type=click.Path(file_okay=False, path_type=Path),
+    envvar="FEDMARKET_DEPLOYMENTS", default=Path("deployments"), show_default=True,
+    help="Folder of <chainId>.json deployment files.",
+)  # fmt: skip
+@click.option(
+    "--account", "account_name", envvar="FEDMARKET_ACCOUNT",
+    help="Signing account address (keystore).",
+)  # fmt: skip
+@click.option(
+    "--dev-account", type=int, default=None, envvar="FEDMARKET_DEV_ACCOUNT",
+    help="Sign with devnet key N of the public test mnemonic (devnets only).",
+)  # fmt: skip
+@click.option(
+    "--password-file", type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FEDMARKET_PASSWORD_FILE",
+    help="Read the keystore password from this file (else FEDMARKET_PASSWORD or a prompt).",
+)  # fmt: skip
+@click.option(
+    "--ipfs-api", "ipfs_api", envvar="FEDMARKET_IPFS_API",
+    help="Kubo RPC API (multiaddr or URL); default: the embedded store in HOME/store.",
+)  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="fedmarket")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    home: Path,
+    chain_rpc: str,
+    deployments: Path,
+    account_name: str | None,
+    dev_account: int | None,
+    password_file: Path | None,
+    ipfs_api: str | None,
+    verbose: int,
+) -> None:
+    """FedMarket: a decentralized marketplace for federated learning.
+
+    \b
+    Quick start on a local devnet:
+      fedmarket devnet up
+      fedmarket deploy --dev-account 0
+      fedmarket account new
+      fedmarket --dev-account 0 faucet 1000 --to ADDRESS
+      fedmarket register trainer --stake 100
+      fedmarket status
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = CliContext(
+        home=home,
+        rpc_url=chain_rpc,
+        deployments_dir=deployments,
+        account_name=account_name,
+        dev_account=dev_account,
+        password_file=password_file,
+        ipfs_api=ipfs_api,
+    )
+
+
+def _register() -> None:
+    """Add every command group to the root group (one line each)."""
+    from node.cli.account_cli import account
+    from node.cli.chain_cli import deploy, faucet
+    from node.cli.demo_cli import demo
+    from node.cli.devnet_cli import devnet
+    from node.cli.peer_cli import node_group, oracle_group
+    from node.cli.registry_cli import register, stake, status, unstake, withdraw
+    from node.cli.rewards_cli import rewards
+    from node.cli.task_cli import task
+
+    for command in (devnet, deploy, faucet, account, register, stake, unstake, withdraw, status,
+                    task, node_group, oracle_group, rewards, demo):  # fmt: skip
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fedmarket")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

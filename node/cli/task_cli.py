@@ -1,0 +1,187 @@
+"""``fedmarket task create|list|show|join|advance|cancel``: a task's life on the market."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from web3 import Web3
+
+from marketplace.chain.clients import Phase
+from marketplace.errors import ConfigError
+from node.cli.context import CliContext, format_amount, parse_amount
+from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+
+
+def _load_splits(source: str, seed: int) -> Any:
+    from marketplace.fl import load_dataset, split_dataset
+
+    return split_dataset(load_dataset(source), seed=seed)
+
+
+@click.group()
+def task() -> None:
+    """Create, inspect and move tasks along (requester and anyone)."""
+
+
+@task.command("create")
+@click.option("--validation", "validation", default="digits", show_default=True,
+              help="Validation data for the oracles: a .npz/.csv path or a built-in dataset "
+                   "(its validation split).")  # fmt: skip
+@click.option("--model", "model",
+              default='{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}',
+              show_default=True, help="Model spec as JSON, or a path to a JSON file.")  # fmt: skip
+@click.option("--budget", required=True, help="Tokens escrowed for the trainers.")
+@click.option("--rounds", type=int, default=5, show_default=True)
+@click.option("--oracle", "oracles", multiple=True, required=True,
+              help="Committee member (repeat).")  # fmt: skip
+@click.option("--min-trainers", type=int, default=2, show_default=True)
+@click.option("--max-trainers", type=int, default=16, show_default=True)
+@click.option("--min-stake", default="10", show_default=True,
+              help="Stake a trainer must hold (tokens).")  # fmt: skip
+@click.option("--bond", default="1", show_default=True,
+              help="Bond each trainer posts to join (tokens).")  # fmt: skip
+@click.option("--oracle-slash", default="10", show_default=True,
+              help="Stake an oracle loses for dissent.")  # fmt: skip
+@click.option("--aggregator", default="fedavg", show_default=True,
+              help="fedavg, fedprox, median, trimmed_mean, krum, multikrum, bulyan.")  # fmt: skip
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--valuation", default="auto", show_default=True,
+              help="auto, exact, gtg, monte_carlo, loo.")  # fmt: skip
+@click.option("--join-window", type=int, default=3600, show_default=True, help="Seconds to join.")
+@click.option("--round-duration", type=int, default=3600, show_default=True)
+@click.option("--phase-duration", type=int, default=3600, show_default=True,
+              help="Seconds for each of commit, reveal and dispute.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@pass_ctx
+def task_create(c: CliContext, validation: str, model: str, budget: str, rounds: int,
+                oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: str,
+                bond: str, oracle_slash: str, aggregator: str, epochs: int, lr: float,
+                batch_size: int, valuation: str, join_window: int, round_duration: int,
+                phase_duration: int, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Create a task: encrypt the validation set for the committee, publish the task document,
+    the model spec and initial weights, and escrow the budget.
+
+    \b
+    Example:
+      fedmarket task create --budget 1000 --oracle 0xA… --oracle 0xB… --oracle 0xC…
+    """
+    from marketplace.fl import ModelSpec, TrainConfig
+    from marketplace.protocol.requester import TaskPlan, create_task
+    from marketplace.protocol.taskdoc import ValuationConfig
+
+    spec_text = Path(model).read_text() if Path(model).is_file() else model
+    try:
+        spec = ModelSpec.from_json(spec_text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--model is not a valid model spec: {exc}") from None
+    splits = _load_splits(validation, seed) if not Path(validation).is_file() else None
+    if splits is not None:
+        x_val, y_val = splits.validation.x, splits.validation.y
+    else:
+        from marketplace.fl import load_dataset
+
+        ds = load_dataset(validation)
+        x_val, y_val = ds.x, ds.y
+    plan = TaskPlan(
+        model=spec, train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size),
+        budget=parse_amount(budget), rounds=rounds,
+        oracles=tuple(Web3.to_checksum_address(o) for o in oracles), min_trainers=min_trainers,
+        max_trainers=max_trainers, min_stake=parse_amount(min_stake),
+        trainer_bond=parse_amount(bond),
+        oracle_slash=parse_amount(oracle_slash), aggregator=aggregator,
+        valuation=ValuationConfig(method=valuation, seed=seed),
+        dataset={"validation": validation, "features": int(x_val.shape[1])},
+        join_window=join_window, round_duration=round_duration, commit_duration=phase_duration,
+        reveal_duration=phase_duration, dispute_duration=phase_duration,
+    )  # fmt: skip
+    requester = c.identity()
+    task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
+    out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
+           "validationCommitment": doc.validation.sha256,
+           "validationCid": doc.validation.cid}  # fmt: skip
+    emit(as_json, out, lambda: console.print(f"created task {task_id} (budget {budget} escrowed)"))
+
+
+@task.command("list")
+@json_option
+@pass_ctx
+def task_list(c: CliContext, as_json: bool) -> None:
+    """List every task on the market with its phase."""
+    m = c.market
+    rows = []
+    for ev in m.events(m.market, "TaskCreated"):
+        tid = int(ev["args"]["taskId"])
+        info = m.task(tid)
+        rows.append({"taskId": tid, "requester": ev["args"]["requester"],
+                     "budget": str(info.budget), "phase": info.phase_enum.name.lower(),
+                     "round": int(info.current_round), "rounds": int(info.rounds),
+                     "trainers": int(info.trainer_count)})  # fmt: skip
+
+    def human() -> None:
+        table = Table("task", "phase", "round", "trainers", "budget", "requester")
+        for r in rows:
+            table.add_row(str(r["taskId"]), r["phase"], f"{r['round']}/{r['rounds']}",
+                          str(r["trainers"]), format_amount(int(r["budget"])),
+                          r["requester"])  # fmt: skip
+        console.print(table)
+
+    emit(as_json, {"tasks": rows}, human)
+
+
+@task.command("show")
+@click.argument("task_id", type=int)
+@json_option
+@pass_ctx
+def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Show a task's on-chain state."""
+    out = c.market.task(task_id).to_json()
+    out["oracles"] = list(c.market.call(c.market.market.functions.oracles(task_id)))
+
+    def human() -> None:
+        console.print(kv_table(f"Task {task_id}", out))
+
+    emit(as_json, out, human)
+
+
+@task.command("join")
+@click.argument("task_id", type=int)
+@json_option
+@pass_ctx
+def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Join a task as a trainer (posts the bond; stake is locked until the task ends)."""
+    signer = c.signer()
+    receipt = c.market.join(signer, task_id)
+    emit(as_json, {"taskId": task_id, "trainer": signer.address,
+                    "tx": receipt["transactionHash"].hex()},
+          lambda: console.print(f"joined task {task_id}"))  # fmt: skip
+
+
+@task.command("advance")
+@click.argument("task_id", type=int)
+@json_option
+@pass_ctx
+def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Move a task to its next phase once the current one is over (anyone may)."""
+    before = c.market.task(task_id).phase_enum
+    c.market.advance(c.signer(), task_id)
+    after = c.market.task(task_id)
+    out = {"taskId": task_id, "from": before.name.lower(), "to": after.phase_enum.name.lower(),
+           "round": int(after.current_round)}  # fmt: skip
+    emit(as_json, out, lambda: console.print(f"task {task_id}: {out['from']} → {out['to']}"))
+
+
+@task.command("cancel")
+@click.argument("task_id", type=int)
+@json_option
+@pass_ctx
+def task_cancel(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Cancel an open task and take the budget back (requester only)."""
+    c.market.cancel(c.signer(), task_id)
+    emit(as_json, {"taskId": task_id, "phase": Phase.CANCELLED.name.lower()},
+          lambda: console.print(f"task {task_id} cancelled; budget refunded"))  # fmt: skip
