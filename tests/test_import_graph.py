@@ -108,6 +108,25 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_every_project_import_names_a_module_of_this_tree():
+    """A moved module leaves no stale import behind (an editable install of another checkout on
+    sys.path could otherwise still satisfy it, and hide the break)."""
+    modules = project_modules()
+    stale = []
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                root = node.module.split(".")[0]
+                if root in PACKAGES and node.module not in modules:
+                    stale.append(f"{name}: from {node.module} import ...")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    root = alias.name.split(".")[0]
+                    if root in PACKAGES and alias.name not in modules:
+                        stale.append(f"{name}: import {alias.name}")
+    assert stale == []
+
+
 def test_the_library_never_imports_the_node_application():
     graph = import_graph()
     upward = sorted(
