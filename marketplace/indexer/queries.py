@@ -25,6 +25,13 @@ TASK_SECTIONS = frozenset({
     "TaskSwept", "Slashed", "StakeLocked", "ReputationUpdated",
 })  # fmt: skip
 
+# Registry and token bookkeeping: shown on participant pages, not as "other events".
+ACCOUNT_EVENTS = frozenset({
+    "Registered", "EncryptionKeyChanged", "StakeDeposited", "UnstakeRequested", "Withdrawn",
+    "MarketAuthorizationSet", "Transfer", "Approval", "OwnershipTransferred",
+})  # fmt: skip
+KNOWN_EVENTS = TASK_SECTIONS | ACCOUNT_EVENTS
+
 # Words for the generic sections other contracts add (matched on the event name, lower case).
 GENERIC_GROUPS = (
     ("Offers and selections", ("offer", "select", "sourcing", "ask")),
@@ -152,11 +159,11 @@ class IndexReader:
 
     def market_other_events(self, limit: int = 200) -> list[dict[str, Any]]:
         """Events outside the known task sections (other contracts' events), newest first."""
-        marks = ",".join("?" * len(TASK_SECTIONS))
+        marks = ",".join("?" * len(KNOWN_EVENTS))
         rows = self._rows(
             f"SELECT * FROM events WHERE name NOT IN ({marks}) "  # noqa: S608
             "ORDER BY block DESC, log_index DESC LIMIT ?",
-            *sorted(TASK_SECTIONS),
+            *sorted(KNOWN_EVENTS),
             limit,
         )
         return [self._event(r) | {"group": group_of(r["name"])} for r in rows]
