@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from marketplace.indexer import IndexerConfig
 from node.context import CliContext
 
 DEFAULT_PORT = 8550
@@ -65,6 +64,7 @@ def dashboard(
       fedmarket devnet up && fedmarket deploy --dev-account 0
       fedmarket dashboard --port 8550
     """  # fmt: skip
+    from marketplace.indexer import IndexerConfig
     from node.dashboard.server import DashboardServer
 
     deployment = c.deployment
@@ -76,6 +76,17 @@ def dashboard(
     )  # fmt: skip
     click.echo(f"FedMarket dashboard on {server.url} (index {path}); Ctrl-C to stop")
     server.serve_forever()
+
+
+def demo_workdir(out: Path) -> Path:
+    """A clean folder for the demo's store and journals that outlives the run (the dashboard
+    reads the store after it); the demo's chain is new each run, so old journals must go."""
+    import shutil
+
+    state = out / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    return state
 
 
 def serve_demo(result: Any, out: Path, *, port: int = DEFAULT_PORT) -> None:

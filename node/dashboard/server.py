@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,10 @@ from node.dashboard.app import create_app
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"  # never anything else: the dashboard is for the machine it runs on
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class DashboardServer:
@@ -89,7 +94,9 @@ class DashboardServer:
         self.indexer.close()
 
     def serve_forever(self) -> None:
-        """Serve until interrupted (Ctrl-C)."""
+        """Serve until interrupted (Ctrl-C or SIGTERM)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)
         self.start()
         try:
             while all(t.is_alive() for t in self._threads):
