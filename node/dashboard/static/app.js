@@ -16,7 +16,11 @@
       .then((r) => r.json())
       .then((data) => {
         if (chart) { chart.destroy(); chart = null; }
-        if (!data.available) { canvas.style.display = "none"; return; }
+        if (!data.available) {
+          canvas.style.display = "none";
+          document.body.dataset.chartAt = String(performance.now());
+          return;
+        }
         chart = new Chart(canvas, {
           type: "line",
           data: {
@@ -29,6 +33,7 @@
           options: { animation: false, responsive: true, scales: { x: { title: { display: true, text: "round" } } } },
         });
         canvas.dataset.ready = "1";
+        document.body.dataset.chartAt = String(performance.now());  // for scripts/bench_dashboard.py
       })
       .catch(() => {});
   }
