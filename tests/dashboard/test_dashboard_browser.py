@@ -45,9 +45,17 @@ def cell(browser: Any, table: str, address: str, css: str) -> str:
     return str(row(browser, table, address).find_element(By.CSS_SELECTOR, css).text)
 
 
-def shot(browser: Any, name: str) -> None:
-    if SHOTS:
+def shot(browser: Any, name: str, css: str | None = None) -> None:
+    """Refresh a README screenshot (with FEDMARKET_DASHBOARD_SCREENSHOTS=1): the window, or
+    one element of the page."""
+    if not SHOTS:
+        return
+    if css is None:
         browser.save_screenshot(str(DOCS / name))
+    else:
+        element = browser.find_element(By.CSS_SELECTOR, css)
+        browser.execute_script("arguments[0].scrollIntoView()", element)
+        element.screenshot(str(DOCS / name))
 
 
 def serve(world: World, tmp_path: Path) -> DashboardServer:
@@ -97,6 +105,7 @@ def test_task_page_matches_the_chain(world: World, browser: Any, tmp_path: Path)
         wait_for("the chart", lambda: browser.execute_script(
             "return document.getElementById('accuracy').dataset.ready"))  # fmt: skip
         shot(browser, "dashboard-task.png")
+        shot(browser, "dashboard-trainers.png", "#trainers")
 
         browser.get(server.url + "/")
         phase_cell = browser.find_element(
@@ -186,4 +195,4 @@ def test_hostile_strings_are_text_and_never_run(world: World, browser: Any, tmp_
         time.sleep(0.3)
         assert browser.execute_script("return document.body.dataset.pwned") is None
         assert browser.execute_script("return window.__sameDocument") == "yes"
-        shot(browser, "dashboard-xss.png")
+        shot(browser, "dashboard-xss.png", "#evidence")
