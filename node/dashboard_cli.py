@@ -14,6 +14,7 @@ import click
 from node.context import CliContext
 
 DEFAULT_PORT = 8550
+PORT_ENV = "FEDMARKET_DASHBOARD_PORT"  # also read by `demo --dashboard`
 
 
 def default_db(home: Path, chain_id: int, market: str) -> Path:
@@ -27,7 +28,8 @@ def default_db(home: Path, chain_id: int, market: str) -> Path:
     type=click.IntRange(1, 65535),
     default=DEFAULT_PORT,
     show_default=True,
-    help="Port on 127.0.0.1 (the dashboard never listens on other interfaces).",
+    envvar=PORT_ENV,
+    help="Port on 127.0.0.1 (never another interface); also FEDMARKET_DASHBOARD_PORT.",
 )
 @click.option(
     "--reorg-depth",
@@ -74,8 +76,9 @@ def dashboard(
         c.w3, deployment, path, store=c.store, port=port,
         config=IndexerConfig(reorg_depth=reorg_depth, confirmations=confirmations),
     )  # fmt: skip
-    click.echo(f"FedMarket dashboard on {server.url} (index {path}); Ctrl-C to stop")
-    server.serve_forever()
+    server.serve_forever(
+        lambda url: click.echo(f"FedMarket dashboard on {url} (index {path}); Ctrl-C to stop")
+    )
 
 
 def demo_workdir(out: Path) -> Path:
@@ -89,14 +92,17 @@ def demo_workdir(out: Path) -> Path:
     return state
 
 
-def serve_demo(result: Any, out: Path, *, port: int = DEFAULT_PORT) -> None:
+def serve_demo(result: Any, out: Path, *, port: int | None = None) -> None:
     """Serve the dashboard on a finished demo's chain and store until Ctrl-C.
 
     With the in-process chain this must run in the demo's process (the chain lives in it); the
     indexer then follows it on a thread, which is safe because the demo no longer sends.
     """
+    import os
+
     from node.dashboard.server import DashboardServer
 
+    port = port or int(os.environ.get(PORT_ENV, DEFAULT_PORT))
     market = result.market
     path = out / "dashboard.sqlite"
     path.unlink(missing_ok=True)  # a demo's chain is new each run
@@ -105,5 +111,6 @@ def serve_demo(result: Any, out: Path, *, port: int = DEFAULT_PORT) -> None:
     server = DashboardServer(
         market.w3, market.deployment, path, store=result.store, port=port, title="demo"
     )
-    click.echo(f"Dashboard on {server.url}/task/{result.task_id} (Ctrl-C to stop)")
-    server.serve_forever()
+    server.serve_forever(
+        lambda url: click.echo(f"Dashboard on {url}/task/{result.task_id} (Ctrl-C to stop)")
+    )

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -93,11 +94,13 @@ class DashboardServer:
         self._threads = []
         self.indexer.close()
 
-    def serve_forever(self) -> None:
-        """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    def serve_forever(self, ready: Callable[[str], None] | None = None) -> None:
+        """Serve until interrupted (Ctrl-C or SIGTERM); ``ready(url)`` once it listens."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _interrupt)
         self.start()
+        if ready is not None:
+            ready(self.url)
         try:
             while all(t.is_alive() for t in self._threads):
                 time.sleep(0.5)
