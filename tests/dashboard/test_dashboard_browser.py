@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from chainkit import TaskSpec
 from scenario import Strings, World, create_task, finalized_task
 from selenium.webdriver.common.by import By
@@ -18,6 +19,8 @@ from web3 import Web3
 from marketplace.chain.clients import Phase
 from node.dashboard.formatting import token
 from node.dashboard.server import DashboardServer
+
+pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.browser]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SHOTS = os.environ.get("FEDMARKET_DASHBOARD_SCREENSHOTS") == "1"  # refresh docs/*.png

@@ -10,10 +10,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from marketplace.chain.backend import connect
 from marketplace.chain.deploy import deploy_marketplace, write_deployment
 from marketplace.chain.devnet import free_port, start_anvil
 from marketplace.protocol.identity import Identity
+
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
 def start(args: list[str], tmp_path: Path, port: int) -> subprocess.Popen[str]:

@@ -26,6 +26,8 @@ from node.dashboard.server import DashboardServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_protocol import TOKEN, commit_raw, drive, join_all, new_task, oracle_nodes, trainer_nodes
 
+pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.browser, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def proto(kubo, tmp_path_factory: pytest.TempPathFactory) -> Any:

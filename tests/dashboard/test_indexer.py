@@ -16,6 +16,8 @@ from marketplace.indexer import Indexer, IndexerConfig, IndexReader
 from marketplace.indexer.abi import EventCatalog
 from marketplace.indexer.queries import group_of
 
+pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
+
 LISTING_ABI = [{
     "type": "event", "name": "ListingCreated", "anonymous": False,
     "inputs": [
