@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
 from web3 import Web3
@@ -78,25 +78,31 @@ class EventCatalog:
         address = Web3.to_checksum_address(log["address"])
         topics = [bytes(t) for t in log["topics"]]
         data = bytes(log["data"])
-        base = {
-            "block": int(log["blockNumber"]),
-            "log_index": int(log["logIndex"]),
-            "tx_hash": "0x" + bytes(log["transactionHash"]).hex(),
-            "block_hash": "0x" + bytes(log["blockHash"]).hex(),
-            "address": address,
-            "contract": self.names.get(address, "?"),
-        }
+
+        def event(name: str, args: dict[str, Any], types: dict[str, str]) -> DecodedEvent:
+            return DecodedEvent(
+                block=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+                tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                block_hash="0x" + bytes(log["blockHash"]).hex(),
+                address=address,
+                contract=self.names.get(address, "?"),
+                name=name,
+                args=args,
+                input_types=types,
+            )
+
         spec = self._specs.get((address, topics[0])) if topics else None
         if spec is None:
             raw = {"topics": [jsonable(t) for t in topics], "data": jsonable(data)}
-            return DecodedEvent(**base, name="?", args=raw, input_types={})
+            return event("?", raw, {})
         try:
             args, types = _decode_args(spec, topics[1:], data)
         except (DecodingError, ValueError, IndexError) as exc:
             raw = {"topics": [jsonable(t) for t in topics], "data": jsonable(data),
                    "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
-            return DecodedEvent(**base, name=spec.name + "?", args=raw, input_types={})
-        return DecodedEvent(**base, name=spec.name, args=args, input_types=types)
+            return event(spec.name + "?", raw, {})
+        return event(spec.name, args, types)
 
 
 def _decode_args(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
@@ -150,7 +151,7 @@ class Indexer:
         return int(schema.get_meta(self.conn, "last_block") or self.deployment.block - 1)
 
     # --- chain reads (counted) ----------------------------------------------------------------
-    def _block(self, number: int | str) -> Any:
+    def _block(self, number: int) -> Any:
         self._rpc_calls += 1
         return self.w3.eth.get_block(number)
 
@@ -208,15 +209,17 @@ class Indexer:
             return SyncStats(start, start - 1, 0, time.perf_counter() - started,
                              self._rpc_calls, fork)  # fmt: skip
         self._rpc_calls += 1
-        logs = self.w3.eth.get_logs(
-            {"fromBlock": start, "toBlock": end, "address": self.catalog.addresses}
-        )
+        addresses = [ChecksumAddress(HexAddress(HexStr(a))) for a in self.catalog.addresses]
+        logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": addresses})
         events = [self.catalog.decode(entry) for entry in logs]
         end_block = self._block(end)
         with self.conn:
             tasks, accounts = self._write_events(events)
             for kind, key in self.conn.execute("SELECT kind, key FROM dirty").fetchall():
-                (tasks if kind == "task" else accounts).add(int(key) if kind == "task" else key)
+                if kind == "task":
+                    tasks.add(int(key))
+                else:
+                    accounts.add(str(key))
             self.conn.execute("DELETE FROM dirty")
             for task_id in sorted(tasks):
                 self._snapshot_task(task_id, end)

@@ -264,7 +264,9 @@ class IndexReader:
         for p in body.get("payouts", []) if isinstance(body.get("payouts"), list) else []:
             if isinstance(p, dict):
                 payouts[str(p.get("account", ""))] = p
-        totals = body.get("totals_ppm") if isinstance(body.get("totals_ppm"), dict) else {}
+        totals: dict[str, Any] = (
+            body["totals_ppm"] if isinstance(body.get("totals_ppm"), dict) else {}
+        )
         out = []
         for e in joined:
             addr = e["args"]["trainer"]
@@ -289,7 +291,7 @@ class IndexReader:
     def _committee(self, task_id: int, oracles: list[str]) -> list[dict[str, Any]]:
         commits = {e["args"]["oracle"]: e for e in self._events(task_id, "ScoreCommitted")}
         reveals = {e["args"]["oracle"]: e for e in self._events(task_id, "ScoreRevealed")}
-        slashed = defaultdict(int)
+        slashed: dict[str, int] = defaultdict(int)
         for e in self._events(task_id, "OracleSlashed"):
             slashed[e["args"]["oracle"]] += _int(e["args"]["amount"])
         reports = {
@@ -350,12 +352,14 @@ class IndexReader:
             return {"available": False, "labels": [], "gain": [], "cumulative": [], "metric": ""}
         body = report["body"]
         labels, gain, cumulative, total = [], [], [], 0.0
-        rounds = body.get("rounds") if isinstance(body.get("rounds"), list) else []
+        rounds: list[Any] = body["rounds"] if isinstance(body.get("rounds"), list) else []
         for r in rounds:
             if not isinstance(r, dict):
                 continue
-            values = r.get("values_ppm") if isinstance(r.get("values_ppm"), dict) else {}
-            g = sum(_int(v) for v in values.values()) / 1e6
+            values: dict[str, Any] = (
+                r["values_ppm"] if isinstance(r.get("values_ppm"), dict) else {}
+            )
+            g = sum((_int(v) for v in values.values()), 0) / 1e6
             total += g
             labels.append(str(_int(r.get("round"))))
             gain.append(round(g, 6))

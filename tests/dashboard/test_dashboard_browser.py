@@ -199,3 +199,24 @@ def test_hostile_strings_are_text_and_never_run(world: World, browser: Any, tmp_
         assert browser.execute_script("return document.body.dataset.pwned") is None
         assert browser.execute_script("return window.__sameDocument") == "yes"
         shot(browser, "dashboard-xss.png", "#evidence")
+
+
+def test_a_dispute_and_its_resolution_are_shown(world: World, browser: Any, tmp_path: Path) -> None:
+    mkt = world.mkt
+    task = finalized_task(world, trainers=2, rounds=1, claim=False, mismatch=False)
+    disputer = task.trainers[0]
+    mkt.chain.tx(mkt.fn.dispute(task.task_id), disputer)
+    with serve(world, tmp_path) as server:
+        browser.get(f"{server.url}/task/{task.task_id}")
+        wait_for("live events", lambda: browser.find_element(By.ID, "live-state").text == "live")
+        assert browser.find_element(By.ID, "phase").text == "disputed"
+        shown = browser.find_element(By.ID, "disputes").text
+        assert "DisputeRaised" in shown and disputer.address in shown
+        root = mkt.task(task.task_id)["leadingRoot"]
+        mkt.chain.tx(mkt.fn.resolveDispute(task.task_id, root), mkt.actors.arbiter)
+        wait_for("the resolution", lambda: "DisputeResolved" in browser.find_element(
+            By.ID, "disputes").text)  # fmt: skip
+        assert (
+            browser.find_element(By.ID, "phase").text
+            == Phase(mkt.task(task.task_id)["phase"]).name.lower()
+        )
