@@ -28,7 +28,7 @@ from marketplace.chain.deploy import Deployment
 from marketplace.errors import ChainError, ConfigError
 from marketplace.indexer import schema
 from marketplace.indexer.abi import DecodedEvent, EventCatalog, jsonable
-from marketplace.indexer.reports import read_report
+from marketplace.indexer.reports import UNAVAILABLE, read_report
 from marketplace.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,17 @@ class IndexerConfig:
         Most blocks per ``eth_getLogs`` call and transaction.
     poll_seconds : float
         How often :meth:`Indexer.follow` asks for the head.
+    report_attempts, report_retry_seconds : int, float
+        A report the store could not give is fetched again by :meth:`Indexer.retry_reports`
+        (from :meth:`Indexer.follow`), at most this many times in all, this far apart.
     """
 
     reorg_depth: int = 64
     confirmations: int = 0
     batch_blocks: int = 2000
     poll_seconds: float = 0.25
+    report_attempts: int = 3
+    report_retry_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.reorg_depth < 1:
@@ -245,6 +250,32 @@ class Indexer:
             if stats.blocks == 0 or stats.to_block >= self._head() - self.config.confirmations:
                 return out
 
+    def retry_reports(self, *, limit: int = 1) -> int:
+        """Fetch again up to ``limit`` reports that were unavailable (content not yet reachable
+        when revealed); returns how many became readable or encrypted."""
+        if self.store is None:
+            return 0
+        rows = self.conn.execute(
+            "SELECT rowid, cid, root FROM reports WHERE status = ? AND attempts < ? "
+            "AND tried_at < ? ORDER BY tried_at LIMIT ?",
+            (UNAVAILABLE, self.config.report_attempts,
+             time.time() - self.config.report_retry_seconds, limit),
+        ).fetchall()  # fmt: skip
+        found = 0
+        for row in rows:
+            read = read_report(self.store, str(row["cid"]), root=str(row["root"]))
+            body = None if read.body is None else json.dumps(read.body, sort_keys=True)
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE reports SET status = ?, body = ?, detail = ?, attempts = attempts + 1, "
+                    "tried_at = ? WHERE rowid = ?",
+                    (read.status, body, read.detail, time.time(), row["rowid"]),
+                )
+            found += read.status != UNAVAILABLE
+        if found:
+            self._notify()
+        return found
+
     def follow(
         self, stop: threading.Event, *, on_error: Callable[[Exception], None] | None = None
     ) -> None:
@@ -253,6 +284,7 @@ class Indexer:
             try:
                 while self.sync_once().blocks and not stop.is_set():
                     pass
+                self.retry_reports()
             except Exception as exc:  # keep following: the next poll retries
                 log.warning("indexer: %s", exc)
                 if on_error:
@@ -313,10 +345,10 @@ class Indexer:
             cid, root = str(a["reportCid"]), str(a["root"])
             read = read_report(self.store, cid, root=root)
             self.conn.execute(
-                "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
                 (task_id, a["oracle"], cid, root, read.status,
                  None if read.body is None else json.dumps(read.body, sort_keys=True),
-                 read.detail, ev.block),
+                 read.detail, ev.block, time.time()),
             )  # fmt: skip
 
     def _snapshot_task(self, task_id: int, block: int) -> None:

@@ -64,7 +64,8 @@ CREATE INDEX IF NOT EXISTS models_task ON models (task_id, round);
 -- the committee's reports as fetched from the content store
 CREATE TABLE IF NOT EXISTS reports (
     task_id INTEGER NOT NULL, oracle TEXT NOT NULL, cid TEXT NOT NULL, root TEXT NOT NULL,
-    status TEXT NOT NULL, body TEXT, detail TEXT NOT NULL, block INTEGER NOT NULL
+    status TEXT NOT NULL, body TEXT, detail TEXT NOT NULL, block INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1, tried_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS reports_task ON reports (task_id);
 -- views to refresh at the next sync after a rollback deleted their snapshot

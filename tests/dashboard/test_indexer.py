@@ -15,6 +15,7 @@ from marketplace.errors import ChainError, ConfigError
 from marketplace.indexer import Indexer, IndexerConfig, IndexReader
 from marketplace.indexer.abi import EventCatalog
 from marketplace.indexer.queries import group_of
+from marketplace.storage.embedded import EmbeddedStore
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 
@@ -141,4 +142,23 @@ def test_a_reorganization_deeper_than_the_depth_is_an_error(world: World, tmp_pa
         chain.warp(2)
     with pytest.raises(ChainError, match="reorganized deeper"):
         index.sync()
+    index.close()
+
+
+def test_a_report_unavailable_at_reveal_is_fetched_again(world: World, tmp_path: Path) -> None:
+    task = finalized_task(world, trainers=2, rounds=1, claim=False, mismatch=False)
+    late = EmbeddedStore(tmp_path / "store")  # the report is not in it yet
+    index = Indexer(world.w3, world.deployment, tmp_path / "i.sqlite", store=late,
+                    config=IndexerConfig(report_retry_seconds=0))  # fmt: skip
+    index.sync()
+    reader = IndexReader(tmp_path / "i.sqlite")
+    statuses = {o["report_status"] for o in reader.task(task.task_id)["committee"]}
+    assert statuses == {"unavailable"}
+    late.put(world.store.get(task.report_cid))  # now the store can give it
+    # (earlier tests' reports are unavailable from this store too, and stay so)
+    assert index.retry_reports(limit=100) == 3
+    committee = reader.task(task.task_id)["committee"]
+    assert {o["report_status"] for o in committee} == {"public"}
+    assert reader.chart(task.task_id)["available"]
+    reader.close()
     index.close()
