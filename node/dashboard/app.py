@@ -62,7 +62,8 @@ def _environment() -> jinja2.Environment:
 
 def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = "") -> Starlette:
     """The dashboard over the index at ``db_path``; ``indexer`` (when this process runs one)
-    drives the live updates."""
+    drives the live updates. Page handlers are synchronous (SQLite), so Starlette runs them on
+    its thread pool and the event loop stays free for the event streams."""
     templates = Jinja2Templates(env=_environment())
     chart_js = chart_js_path()
     state: dict[str, Any] = {"stopping": False}
@@ -76,12 +77,12 @@ def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = ""
         template = name if not fragment else name.replace(".html", "_live.html")
         return templates.TemplateResponse(request, template, base | context)
 
-    async def tasks_page(request: Request) -> Response:
+    def tasks_page(request: Request) -> Response:
         with _Reader(db_path) as r:
             ctx = {"tasks": r.tasks(), "other": r.market_other_events()}
         return render(request, "tasks.html", ctx)
 
-    async def task_page(request: Request) -> Response:
+    def task_page(request: Request) -> Response:
         task_id = _int_param(request, "task_id")
         with _Reader(db_path) as r:
             task = r.task(task_id)
@@ -89,7 +90,7 @@ def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = ""
             raise HTTPException(404, f"task {task_id} is not in the index (yet)")
         return render(request, "task.html", {"task": task})
 
-    async def participant_page(request: Request) -> Response:
+    def participant_page(request: Request) -> Response:
         address = request.path_params["address"]
         if not ADDRESS.match(address):
             raise HTTPException(400, "not an address: give 0x and 40 hex digits")
@@ -98,11 +99,11 @@ def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = ""
             who = r.participant(address)
         return render(request, "participant.html", {"who": who})
 
-    async def chart_data(request: Request) -> Response:
+    def chart_data(request: Request) -> Response:
         with _Reader(db_path) as r:
             return JSONResponse(r.chart(_int_param(request, "task_id")))
 
-    async def status(request: Request) -> Response:
+    def status(request: Request) -> Response:
         with _Reader(db_path) as r:
             return JSONResponse(r.status())
 
@@ -129,7 +130,7 @@ def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = ""
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    async def static(request: Request) -> Response:
+    def static(request: Request) -> Response:
         name = request.path_params["name"]
         files = {"app.js": HERE / "static" / "app.js", "app.css": HERE / "static" / "app.css",
                  "chart.js": chart_js}  # fmt: skip
