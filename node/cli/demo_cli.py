@@ -22,10 +22,21 @@ from node.cli.output import console, emit, json_option
               help="Where the plots and result.json go.")  # fmt: skip
 @click.option("--rounds", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Then keep the chain and store up and serve the dashboard on them.",
+)
 @json_option
 @click.pass_context
 def demo(
-    ctx: click.Context, devnet: bool, out: Path, rounds: int, seed: int, as_json: bool
+    ctx: click.Context,
+    devnet: bool,
+    out: Path,
+    rounds: int,
+    seed: int,
+    as_json: bool,
+    dashboard: bool,
 ) -> None:
     """Run the whole marketplace once: 8 trainers (a free rider, a poisoner, a noisy one),
     3 oracles.
@@ -63,11 +74,16 @@ def demo(
             from marketplace.storage.kubo import KuboStore
 
             store = KuboStore(ipfs_api)
-        result = run_demo(
+        from node.cli.dashboard_cli import demo_workdir, serve_demo
+
+        run = run_demo(
             config=DemoConfig(rounds=rounds, seed=seed), chain_rpc=chain_rpc, store=store,
-            progress=progress,
-        ).to_json()  # fmt: skip
-    result["plots"] = write_plots(result, out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    emit(as_json, result, lambda: print_summary(console, result))
+            progress=progress, workdir=demo_workdir(out) if dashboard else None,
+        )  # fmt: skip
+        result = run.to_json()
+        result["plots"] = write_plots(result, out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        emit(as_json, result, lambda: print_summary(console, result))
+        if dashboard:  # the chain (in-process or Anvil) and the store are still up here
+            serve_demo(run, out)

@@ -93,6 +93,9 @@ class DemoResult:
     task_id: int
     report_root: str
     plots: dict[str, str] = field(default_factory=dict)
+    # The live chain client and store, for `demo --dashboard` (not part of the JSON result).
+    market: Any = field(default=None, repr=False, compare=False)
+    store: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -293,6 +296,8 @@ def _run(
         seconds=time.monotonic() - started,
         task_id=task_id,
         report_root="0x" + bytes(info.payout_root).hex(),
+        market=market,
+        store=store,
     )
 
 

@@ -1,0 +1,164 @@
+"""The indexer on real Anvil: generic decoding, restart-resume, reorganizations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chainkit import TaskSpec
+from eth_abi import encode
+from eth_utils.abi import event_abi_to_log_topic
+from scenario import World, create_task, finalized_task
+from web3 import Web3
+
+from marketplace.errors import ChainError, ConfigError
+from marketplace.indexer import Indexer, IndexerConfig, IndexReader
+from marketplace.indexer.abi import EventCatalog
+from marketplace.indexer.queries import group_of
+from marketplace.storage.embedded import EmbeddedStore
+
+pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
+
+LISTING_ABI = [{
+    "type": "event", "name": "ListingCreated", "anonymous": False,
+    "inputs": [
+        {"name": "taskId", "type": "uint256", "indexed": True},
+        {"name": "seller", "type": "address", "indexed": True},
+        {"name": "licenseCid", "type": "string", "indexed": False},
+        {"name": "price", "type": "uint256", "indexed": False},
+    ],
+}]  # fmt: skip
+
+
+def test_a_new_contracts_events_are_decoded_from_its_abi_alone() -> None:
+    address = "0x" + "12" * 20
+    seller = Web3.to_checksum_address("0x" + "ab" * 20)
+    catalog = EventCatalog({"ModelListing": (address, LISTING_ABI)})
+    log = {
+        "address": address, "blockNumber": 7, "logIndex": 0,
+        "transactionHash": b"\x01" * 32, "blockHash": b"\x02" * 32,
+        "topics": [event_abi_to_log_topic(LISTING_ABI[0]), encode(["uint256"], [5]),
+                   encode(["address"], [seller])],
+        "data": encode(["string", "uint256"], ["<b>cid</b>", 2**200]),
+    }  # fmt: skip
+    ev = catalog.decode(log)
+    assert (ev.contract, ev.name) == ("ModelListing", "ListingCreated")
+    assert ev.args == {"taskId": 5, "seller": seller, "licenseCid": "<b>cid</b>", "price": 2**200}
+    assert group_of(ev.name) == "Listings and sales"
+    # A log no ABI describes is kept raw, not dropped.
+    other = catalog.decode(log | {"topics": [b"\x09" * 32]})
+    assert other.name == "?" and other.args["topics"] == ["0x" + "09" * 32]
+
+
+def snapshot_of(db: Path, task_ids: list[int]) -> tuple[object, ...]:
+    """What the pages would show, for comparing two index files."""
+    r = IndexReader(db)
+    try:
+        events = r.conn.execute(
+            "SELECT block, log_index, name, args FROM events ORDER BY block, log_index"
+        ).fetchall()
+        return (
+            [tuple(e) for e in events],
+            [r.task(t) for t in task_ids],
+            r.tasks(),
+        )
+    finally:
+        r.close()
+
+
+def test_a_restart_resumes_after_the_last_indexed_block(world: World, tmp_path: Path) -> None:
+    db = tmp_path / "index.sqlite"
+    first = Indexer(world.w3, world.deployment, db, store=world.store)
+    first.sync()
+    last = first.last_block
+    first.close()
+
+    task = finalized_task(world, trainers=3, rounds=1)
+    again = Indexer(world.w3, world.deployment, db, store=world.store)
+    stats = again.sync()
+    assert stats[0].from_block == last + 1  # nothing indexed twice
+    assert again.last_block == world.w3.eth.block_number
+    again.close()
+
+    fresh = Indexer(world.w3, world.deployment, tmp_path / "fresh.sqlite", store=world.store)
+    fresh.sync()
+    fresh.close()
+    assert snapshot_of(db, [task.task_id]) == snapshot_of(tmp_path / "fresh.sqlite", [task.task_id])
+
+
+def test_an_index_of_another_deployment_is_refused(world: World, tmp_path: Path) -> None:
+    db = tmp_path / "index.sqlite"
+    Indexer(world.w3, world.deployment, db).close()
+    other = world.deployment.__class__(
+        chain_id=world.deployment.chain_id, block=1, deployer="", contracts={
+            "TaskMarket": world.deployment.contracts["RewardToken"]},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="indexes deployment"):
+        Indexer(world.w3, other, db)
+
+
+def test_a_reorganization_rolls_the_index_back_to_the_fork(world: World, tmp_path: Path) -> None:
+    mkt, chain = world.mkt, world.mkt.chain
+    trainers = mkt.actors.trainers[:2]
+    task_id = create_task(world, TaskSpec(rounds=1, min_trainers=2, max_trainers=2))
+    mkt.start(task_id, trainers)
+    db = tmp_path / "index.sqlite"
+    index = Indexer(world.w3, world.deployment, db, config=IndexerConfig(reorg_depth=16))
+    index.sync()
+
+    fork = chain.snapshot()
+    chain.tx(mkt.fn.commitUpdate(task_id, 1, "bafy-doomed", Web3.keccak(text="a"), 5), trainers[0])
+    index.sync()
+    reader = IndexReader(db)
+    assert reader.task(task_id)["rounds"][0]["committers"] == [trainers[0].address]
+
+    chain.revert_to(fork)  # the doomed block is gone; another takes its height
+    chain.tx(mkt.fn.commitUpdate(task_id, 1, "bafy-kept", Web3.keccak(text="b"), 5), trainers[1])
+    stats = index.sync()
+    assert stats[0].rolled_back_to is not None
+    rounds = reader.task(task_id)["rounds"]
+    assert rounds[0]["committers"] == [trainers[1].address]
+    assert [u["cid"] for u in rounds[0]["updates"]] == ["bafy-kept"]
+    reader.close()
+    index.close()
+
+    fresh = Indexer(world.w3, world.deployment, tmp_path / "fresh.sqlite")
+    fresh.sync()
+    fresh.close()
+    assert snapshot_of(db, [task_id]) == snapshot_of(tmp_path / "fresh.sqlite", [task_id])
+
+
+def test_a_reorganization_deeper_than_the_depth_is_an_error(world: World, tmp_path: Path) -> None:
+    chain = world.mkt.chain
+    index = Indexer(world.w3, world.deployment, tmp_path / "i.sqlite",
+                    config=IndexerConfig(reorg_depth=2))  # fmt: skip
+    index.sync()
+    fork = chain.snapshot()
+    for _ in range(6):
+        chain.warp(1)
+    index.sync()
+    chain.revert_to(fork)
+    for _ in range(7):
+        chain.warp(2)
+    with pytest.raises(ChainError, match="reorganized deeper"):
+        index.sync()
+    index.close()
+
+
+def test_a_report_unavailable_at_reveal_is_fetched_again(world: World, tmp_path: Path) -> None:
+    task = finalized_task(world, trainers=2, rounds=1, claim=False, mismatch=False)
+    late = EmbeddedStore(tmp_path / "store")  # the report is not in it yet
+    index = Indexer(world.w3, world.deployment, tmp_path / "i.sqlite", store=late,
+                    config=IndexerConfig(report_retry_seconds=0))  # fmt: skip
+    index.sync()
+    reader = IndexReader(tmp_path / "i.sqlite")
+    statuses = {o["report_status"] for o in reader.task(task.task_id)["committee"]}
+    assert statuses == {"unavailable"}
+    late.put(world.store.get(task.report_cid))  # now the store can give it
+    # (earlier tests' reports are unavailable from this store too, and stay so)
+    assert index.retry_reports(limit=100) == 3
+    committee = reader.task(task.task_id)["committee"]
+    assert {o["report_status"] for o in committee} == {"public"}
+    assert reader.chart(task.task_id)["available"]
+    reader.close()
+    index.close()
