@@ -82,3 +82,12 @@ class InvalidUpdateError(FedMarketError):
 # --- valuation -----------------------------------------------------------------------------
 class ValuationError(FedMarketError):
     """Contribution valuation could not run (bad utility value, too many players, bad inputs)."""
+
+
+# --- sourcing ------------------------------------------------------------------------------
+class SourcingError(FedMarketError):
+    """Sourcing (data request, offers, selection) could not proceed with these inputs."""
+
+
+class InvalidSketchError(SourcingError):
+    """An offer's data sketch is malformed, for another task, or disagrees with the offer."""
