@@ -206,7 +206,15 @@ def simulate(
         honest = {t: d for t, d in published.items() if roles[t].honest}
         updates = []
         for tid in ids:
-            ctx = RoundContext(rnd, tid, weights, honest, derive_seed(seed, "attack", tid, rnd))
+            ctx = RoundContext(
+                rnd,
+                tid,
+                weights,
+                honest,
+                derive_seed(seed, "attack", tid, rnd),
+                num_trainers=len(ids),
+                num_attackers=sum(not roles[t].honest for t in ids),
+            )
             delta = roles[tid].craft_update(published.get(tid), ctx)
             updates.append(ClientUpdate(tid, delta, len(local_data[tid])))
         result = strat.aggregate(weights, updates)
