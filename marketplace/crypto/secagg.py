@@ -8,8 +8,9 @@ One round, for a roster of trainers sorted by address, each with a registered X2
 1. **Share.** Trainer ``i`` derives a pair seed ``s_ij`` with every other trainer ``j``
    (X25519(i, j) → HKDF-SHA256 bound to chain, task, round and the pair), draws a fresh self-mask
    seed ``b_i``, and Shamir-shares ``b_i`` and every ``s_ij`` (threshold ``t``, prime field
-   ``2^521 - 1``) among the others: :meth:`SecAggTrainer.share_bundles`, one bundle per peer, to
-   be sealed to that peer alone. Sharing pair seeds, not the X25519 key, keeps the registered key
+   ``2^130 - 5``, one polynomial per 16-byte half) among the others
+   (:meth:`SecAggTrainer.share_bundles`: one bundle per peer, to be sealed to that peer alone).
+   Sharing pair seeds, not the X25519 key, keeps the registered key
    secret even when a dropout forces reconstruction.
 2. **Masked input.** ``y_i = enc(x_i) + PRG(b_i) + sum_{j>i} PRG(s_ij) - sum_{j<i} PRG(s_ij)``
    over the ring ``Z_2^32`` (:meth:`SecAggTrainer.masked_input`), where ``enc`` clips ``x_i`` to
@@ -28,6 +29,7 @@ Every seed is committed (sha256) with the masked input, so a wrong share is dete
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -42,7 +44,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from marketplace.errors import ConfigError, CryptoError
 
-PRIME = 2**521 - 1  # Mersenne prime: field of the Shamir shares (secrets are 256-bit)
+PRIME = 2**130 - 5  # the Poly1305 prime: Shamir field; a 32-byte secret is two 16-byte chunks
+_CHUNK, _ELEM = 16, 17  # secret chunk and field element sizes in bytes
 RING_BITS = 32
 _DOMAIN = b"fedmarket/secagg/v1"
 _SALT_BYTES = 16
@@ -140,30 +143,48 @@ def pair_seed(
 
 
 def seed_commitment(seed: bytes, ctx: SecAggContext, label: str) -> str:
-    """``sha256(domain | context | label | seed)``, hex: published so reconstruction is checked."""
+    """``sha256(domain | context | label | seed)`` truncated to 128 bits, hex: published with
+    the masked input so that every reconstructed seed is checked."""
     return hashlib.sha256(
         b"|".join([_DOMAIN, b"commit", ctx.encode(), label.encode(), seed])
-    ).hexdigest()
+    ).hexdigest()[:32]
 
 
 # --- Shamir secret sharing over GF(PRIME) ------------------------------------------------------
 @dataclass(frozen=True)
 class Share:
-    """The point ``(x, y)`` of a degree ``t - 1`` polynomial whose value at 0 is the secret."""
+    """Points ``(x, y_k)`` of degree ``t - 1`` polynomials, one per 16-byte chunk of the secret,
+    whose values at 0 are the chunks."""
 
     x: int
-    y: int
+    y: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        return b"".join(v.to_bytes(_ELEM, "big") for v in self.y)
+
+    @classmethod
+    def from_bytes(cls, x: int, raw: bytes) -> Share:
+        if not 0 < x < 1 << 16 or not raw or len(raw) % _ELEM:
+            raise CryptoError(f"malformed Shamir share at x={x}")
+        ys = tuple(int.from_bytes(raw[i : i + _ELEM], "big") for i in range(0, len(raw), _ELEM))
+        if any(v >= PRIME for v in ys):
+            raise CryptoError(f"Shamir share at x={x} is out of the field")
+        return cls(x, ys)
 
 
 def split_secret(secret: bytes, xs: Sequence[int], threshold: int) -> list[Share]:
-    """Shares of ``secret`` at the points ``xs`` (distinct, non-zero); any ``threshold`` of them
-    recover it, fewer reveal nothing."""
+    """Shares of ``secret`` (a multiple of 16 bytes) at the points ``xs`` (distinct, non-zero);
+    any ``threshold`` of them recover it, fewer reveal nothing."""
     if not 1 <= threshold <= len(xs) or len(set(xs)) != len(xs) or 0 in xs:
         raise ConfigError("Shamir needs 1 <= threshold <= number of distinct non-zero points")
-    coeffs = [int.from_bytes(secret, "big")] + [
-        secrets.randbelow(PRIME) for _ in range(threshold - 1)
+    if not secret or len(secret) % _CHUNK:
+        raise ConfigError(f"Shamir secrets are whole {_CHUNK}-byte chunks, got {len(secret)}")
+    polys = [
+        [int.from_bytes(secret[i : i + _CHUNK], "big")]
+        + [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
+        for i in range(0, len(secret), _CHUNK)
     ]
-    return [Share(x, _eval(coeffs, x)) for x in xs]
+    return [Share(x, tuple(_eval(c, x) for c in polys)) for x in xs]
 
 
 def _eval(coeffs: Sequence[int], x: int) -> int:
@@ -173,19 +194,25 @@ def _eval(coeffs: Sequence[int], x: int) -> int:
     return acc
 
 
-def _lagrange_at(points: Sequence[Share], at: int) -> int:
-    total = 0
+def _lagrange_at(points: Sequence[Share], at: int) -> tuple[int, ...]:
+    """Each chunk's polynomial through ``points``, evaluated at ``at``."""
+    weights = []
     for i, pi in enumerate(points):
         num, den = 1, 1
         for j, pj in enumerate(points):
             if i != j:
                 num = num * (at - pj.x) % PRIME
                 den = den * (pi.x - pj.x) % PRIME
-        total = (total + pi.y * num * pow(den, -1, PRIME)) % PRIME
-    return total
+        weights.append(num * pow(den, -1, PRIME) % PRIME)
+    if len({len(p.y) for p in points}) != 1:
+        raise CryptoError("Shamir shares of different lengths")
+    return tuple(
+        sum(w * p.y[k] for w, p in zip(weights, points, strict=True)) % PRIME
+        for k in range(len(points[0].y))
+    )
 
 
-def recover_secret(shares: Iterable[Share], threshold: int, *, length: int = 32) -> bytes:
+def recover_secret(shares: Iterable[Share], threshold: int) -> bytes:
     """The secret from ``threshold`` shares; every further share must lie on the same polynomial
     (:class:`CryptoError` otherwise: someone sent a bad share)."""
     pts = sorted({s.x: s for s in shares}.values(), key=lambda s: s.x)
@@ -197,10 +224,10 @@ def recover_secret(shares: Iterable[Share], threshold: int, *, length: int = 32)
     for extra in pts[threshold:]:
         if _lagrange_at(base, extra.x) != extra.y:
             raise CryptoError(f"Shamir share at x={extra.x} is inconsistent with the others")
-    value = _lagrange_at(base, 0)
-    if value >= 1 << (8 * length):
+    chunks = _lagrange_at(base, 0)
+    if any(c >= 1 << (8 * _CHUNK) for c in chunks):
         raise CryptoError("recovered Shamir secret is out of range: shares are corrupt")
-    return value.to_bytes(length, "big")
+    return b"".join(c.to_bytes(_CHUNK, "big") for c in chunks)
 
 
 # --- messages --------------------------------------------------------------------------------
@@ -214,7 +241,7 @@ class PublicInput:
     masked: np.ndarray = field(repr=False)  # (d,) uint32
     plaintext_sha256: bytes = field(repr=False)
     binding: str  # hex sha256, the commit digest
-    commitments: Mapping[str, str]  # "self" or peer address -> seed commitment
+    commitments: Mapping[str, str]  # "self" or a peer's roster index -> seed commitment
 
     def masked_bytes(self) -> bytes:
         return np.asarray(self.masked, dtype="<u4").tobytes()
@@ -249,22 +276,17 @@ def binding_digest(ctx: SecAggContext, sender: str, masked: bytes, plaintext_sha
     ).hexdigest()
 
 
-def _share_json(s: Share) -> list[object]:
-    return [s.x, format(s.y, "x")]
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
-def _share_from(v: object) -> Share:
-    if not (
-        isinstance(v, list) and len(v) == 2 and isinstance(v[0], int) and isinstance(v[1], str)
-    ):
-        raise CryptoError(f"malformed Shamir share {v!r}")
+def _unb64(v: object, what: str) -> bytes:
+    if not isinstance(v, str):
+        raise CryptoError(f"{what} must be a base64 string")
     try:
-        y = int(v[1], 16)
+        return base64.b64decode(v, validate=True)
     except ValueError:
-        raise CryptoError(f"malformed Shamir share {v!r}") from None
-    if not 0 < v[0] < 1 << 16 or not 0 <= y < PRIME:
-        raise CryptoError(f"Shamir share out of range: {v!r}")
-    return Share(v[0], y)
+        raise CryptoError(f"{what} is not valid base64") from None
 
 
 def _canonical(obj: object) -> bytes:
@@ -313,26 +335,30 @@ class SecAggTrainer:
         self._self_seed = secrets.token_bytes(32)
         self._held: dict[str, dict[str, Share]] = {}  # owner -> label -> my share of its seed
 
+    def _labels(self, owner: str) -> list[str]:
+        """Canonical order of an owner's secrets: ``self``, then its peers in roster order."""
+        return ["self"] + [p for p in self.order if p != owner]
+
     def commitments(self) -> dict[str, str]:
-        """Commitments to this trainer's seeds (``"self"`` and one per peer)."""
+        """Commitments to this trainer's seeds: ``"self"`` and each peer's roster index."""
         out = {"self": seed_commitment(self._self_seed, self.ctx, f"self:{self.address}")}
         for p, s in self._pair.items():
-            out[p] = seed_commitment(s, self.ctx, _pair_label(self.address, p))
+            out[str(self.index[p])] = seed_commitment(s, self.ctx, _pair_label(self.address, p))
         return out
 
     # step 1
     def share_bundles(self) -> dict[str, bytes]:
-        """One canonical-JSON bundle per peer: that peer's shares of this trainer's self seed and
-        pair seeds. Seal each to its peer alone (``envelope.seal`` with one recipient)."""
+        """One bundle per peer: that peer's shares of this trainer's self seed and pair seeds
+        (canonical order, packed). Seal each to its peer alone (``envelope.seal``, one
+        recipient)."""
         xs = [self.index[p] for p in self.peers]
         t = self.params.threshold
-        per_secret = {"self": split_secret(self._self_seed, xs, t)}
-        for p, s in self._pair.items():
-            per_secret[p] = split_secret(s, xs, t)
+        secrets_in_order = [self._self_seed] + [self._pair[p] for p in self.peers]
+        per_secret = [split_secret(sec, xs, t) for sec in secrets_in_order]
         out = {}
         for k, p in enumerate(self.peers):
-            body = {label: _share_json(shares[k]) for label, shares in per_secret.items()}
-            out[p] = _canonical({"owner": self.address, "shares": body})
+            packed = b"".join(shares[k].to_bytes() for shares in per_secret)
+            out[p] = _canonical({"owner": self.address, "x": xs[k], "shares": _b64(packed)})
         return out
 
     def receive_bundle(self, owner: str, bundle: bytes) -> None:
@@ -344,14 +370,20 @@ class SecAggTrainer:
             raise CryptoError(f"share bundle from {owner} is not JSON") from None
         if not isinstance(data, dict) or str(data.get("owner", "")).lower() != owner:
             raise CryptoError(f"share bundle from {owner} names another owner")
-        body = data.get("shares")
-        expected = {"self"} | {p for p in self.order if p != owner}
-        if not isinstance(body, dict) or set(body) != expected:
-            raise CryptoError(f"share bundle from {owner} does not cover exactly the roster")
-        shares = {label: _share_from(v) for label, v in body.items()}
-        if any(s.x != self.index[self.address] for s in shares.values()):
+        if owner not in self.roster or owner == self.address:
+            raise CryptoError(f"share bundle from {owner}, not another roster member")
+        if data.get("x") != self.index[self.address]:
             raise CryptoError(f"share bundle from {owner} is addressed to another trainer")
-        self._held[owner] = shares
+        labels = self._labels(owner)
+        raw = _unb64(data.get("shares"), f"shares from {owner}")
+        size = 2 * _ELEM
+        if len(raw) != size * len(labels):
+            raise CryptoError(f"share bundle from {owner} does not cover exactly the roster")
+        x = self.index[self.address]
+        self._held[owner] = {
+            label: Share.from_bytes(x, raw[i * size : (i + 1) * size])
+            for i, label in enumerate(labels)
+        }
 
     # step 2
     def masked_input(self, update: np.ndarray) -> MaskedInput:
@@ -378,29 +410,31 @@ class SecAggTrainer:
 
     # step 3
     def unmask_response(self, survivors: Iterable[str], dropped: Iterable[str]) -> bytes:
-        """This trainer's public unmasking message: its shares of ``b_i`` for each survivor
-        (own included: it reveals its seed directly) and of ``s_ij`` for survivor ``i`` and
-        dropped ``j``. Refuses a ``dropped`` set that overlaps ``survivors``."""
+        """This trainer's public unmasking message: its shares of ``b_i`` for each survivor ``i``
+        and of ``s_ij`` for survivor ``i`` and dropped ``j`` (keys ``"i"`` and ``"i>j"``, roster
+        indices), and, if it survived, its own ``b`` and dropped-pair seeds outright. Never a
+        share of a dropped trainer's ``b``."""
         u1 = {a.lower() for a in survivors}
         dset = {a.lower() for a in dropped}
         if u1 & dset or not u1 <= set(self.order) or not dset <= set(self.order):
             raise CryptoError("survivors and dropped trainers must be disjoint roster members")
-        selfs: dict[str, list[object]] = {}
-        pairs: dict[str, list[object]] = {}
+        selfs: dict[str, str] = {}
+        pairs: dict[str, str] = {}
         for i in sorted(u1):
             if i == self.address:
                 continue
             held = self._held.get(i)
             if held is None:
                 raise CryptoError(f"no shares from {i}: it cannot count as a survivor")
-            selfs[i] = _share_json(held["self"])
+            selfs[str(self.index[i])] = _b64(held["self"].to_bytes())
             for j in sorted(dset):
                 if j != self.address:
-                    pairs[_pair_label(i, j) + f"@{i}"] = _share_json(held[j])
-        own = {}
+                    pairs[f"{self.index[i]}>{self.index[j]}"] = _b64(held[j].to_bytes())
+        own: dict[str, str] = {}
         if self.address in u1:
-            own["self"] = self._self_seed.hex()
-            own.update({_pair_label(self.address, j): self._pair[j].hex() for j in sorted(dset)})
+            own["self"] = _b64(self._self_seed)
+            for j in sorted(dset):
+                own[f"{self.index[self.address]}>{self.index[j]}"] = _b64(self._pair[j])
         return _canonical({"from": self.address, "self": selfs, "pairs": pairs, "own": own})
 
 
@@ -410,6 +444,13 @@ def _pair_label(a: str, b: str) -> str:
 
 
 # --- anyone: the sum -------------------------------------------------------------------------
+def _pair_key(text: str, n: int) -> tuple[int, int]:
+    i, sep, j = text.partition(">")
+    if not sep or not i.isdigit() or not j.isdigit() or not (1 <= int(i) <= n and 1 <= int(j) <= n):
+        raise CryptoError(f"malformed pair key {text!r} in an unmasking response")
+    return int(i), int(j)
+
+
 def unmask_sum(
     masked: Mapping[str, PublicInput],
     responses: Sequence[bytes],
@@ -420,26 +461,26 @@ def unmask_sum(
 ) -> np.ndarray:
     """The exact sum (float64, ``(d,)``) of the survivors' encoded inputs.
 
-    ``masked``: survivor -> its masked input (binding checked); ``responses``: the unmasking
+    ``masked``: survivor -> its public input (binding checked); ``responses``: the unmasking
     messages of the live trainers (at least ``threshold`` of them); ``roster``: every trainer of
     step 1. Dropped = roster minus survivors. Each reconstructed seed is checked against the
     owner's commitment.
     """
     order = sorted(a.lower() for a in roster)
-    params.check(len(order))
+    n = len(order)
+    params.check(n)
     index = {a: i + 1 for i, a in enumerate(order)}
-    u1 = sorted(a.lower() for a in masked)
-    dropped = [a for a in order if a not in set(u1)]
-    if not set(u1) <= set(order):
-        raise CryptoError("a masked input comes from outside the roster")
     inputs = {m.sender.lower(): m for m in masked.values()}
+    if not set(inputs) <= set(order) or not inputs:
+        raise CryptoError("masked inputs must come from roster members, at least one")
     for a, m in inputs.items():
         if binding_digest(ctx, a, m.masked_bytes(), m.plaintext_sha256) != m.binding:
             raise CryptoError(f"masked input of {a} does not match its binding digest")
-    self_shares: dict[str, list[Share]] = {a: [] for a in u1}
-    pair_shares: dict[tuple[str, str], list[Share]] = {}
-    known_self: dict[str, bytes] = {}
-    known_pair: dict[tuple[str, str], bytes] = {}
+    u1 = sorted(inputs)
+    dropped = [a for a in order if a not in inputs]
+    self_shares: dict[int, list[Share]] = {index[a]: [] for a in u1}
+    pair_shares: dict[tuple[int, int], list[Share]] = {}
+    known: dict[tuple[int, int], bytes] = {}  # (owner, 0) self seed, (owner, j) pair seed
     for raw in responses:
         try:
             msg = json.loads(raw)
@@ -449,36 +490,35 @@ def unmask_sum(
             raise CryptoError("malformed unmasking response") from None
         if sender not in index:
             raise CryptoError(f"unmasking response from {sender}, not in the roster")
+        x = index[sender]
         for i, v in selfs.items():
-            if i in self_shares:
-                share = _share_from(v)
-                if share.x != index[sender]:
-                    raise CryptoError(f"{sender} sent a share at another trainer's point")
-                self_shares[i].append(share)
-        for label, v in pairs.items():
-            pair, _, owner = label.partition("@")
-            _, lo, hi = pair.split(":")
-            pair_shares.setdefault((owner, hi if lo == owner else lo), []).append(_share_from(v))
-        if "self" in own and sender in self_shares:
-            known_self[sender] = bytes.fromhex(str(own["self"]))
-            for label, hexseed in own.items():
-                if label.startswith("pair:"):
-                    _, lo, hi = label.split(":")
-                    known_pair[(sender, hi if lo == sender else lo)] = bytes.fromhex(str(hexseed))
-    d = next(iter(inputs.values())).masked.shape[0] if inputs else 0
+            if i.isdigit() and int(i) in self_shares:
+                self_shares[int(i)].append(Share.from_bytes(x, _unb64(v, "share")))
+        for key, v in pairs.items():
+            pair_shares.setdefault(_pair_key(key, n), []).append(
+                Share.from_bytes(x, _unb64(v, "share"))
+            )
+        if "self" in own and sender in inputs:
+            known[(x, 0)] = _unb64(own["self"], "seed")
+            for key, v in own.items():
+                if key != "self":
+                    i, j = _pair_key(key, n)
+                    if i == x:
+                        known[(x, j)] = _unb64(v, "seed")
+    d = inputs[u1[0]].masked.shape[0]
     total = np.zeros(d, dtype=np.uint32)
     for a in u1:
         total += inputs[a].masked
     for a in u1:
-        seed = known_self.get(a) or recover_secret(self_shares[a], params.threshold)
+        i = index[a]
+        seed = known.get((i, 0)) or recover_secret(self_shares[i], params.threshold)
         _check(seed, inputs[a].commitments.get("self"), ctx, f"self:{a}", a)
         total -= prg(seed, d)
-        for j in dropped:
-            s = known_pair.get((a, j)) or recover_secret(
-                pair_shares.get((a, j), []), params.threshold
-            )
-            _check(s, inputs[a].commitments.get(j), ctx, _pair_label(a, j), a)
-            if a < j:
+        for b in dropped:
+            j = index[b]
+            s = known.get((i, j)) or recover_secret(pair_shares.get((i, j), []), params.threshold)
+            _check(s, inputs[a].commitments.get(str(j)), ctx, _pair_label(a, b), a)
+            if a < b:
                 total -= prg(s, d)
             else:
                 total += prg(s, d)

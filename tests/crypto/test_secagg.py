@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_shamir_recovers_from_any_threshold_and_catches_a_bad_share() -> None:
     assert recover_secret([shares[4], shares[0], shares[2]], 3) == secret
     with pytest.raises(CryptoError, match="need 3"):
         recover_secret(shares[:2], 3)
-    bad = [*shares[:4], type(shares[4])(shares[4].x, shares[4].y + 1)]
+    bad = [*shares[:4], type(shares[4])(shares[4].x, (shares[4].y[0] + 1, shares[4].y[1]))]
     with pytest.raises(CryptoError, match="inconsistent"):
         recover_secret(bad, 3)
 
@@ -151,12 +152,16 @@ def test_unmasking_never_reveals_a_dropped_trainers_self_mask_and_a_bad_share_is
 
     for raw in responses:
         msg = json.loads(raw)
-        assert dropped not in msg["self"]  # b_j of a dropped trainer is never revealed
-        assert all(f"@{dropped}" not in label for label in msg["pairs"])
+        j = str(sorted(keys).index(dropped) + 1)
+        assert j not in msg["self"]  # b_j of a dropped trainer is never revealed
+        assert all(not key.startswith(f"{j}>") for key in msg["pairs"])
     exact = unmask_sum(masked, responses, roster=list(keys), ctx=CTX, params=params)
     np.testing.assert_array_equal(exact, _expected(inputs, params, survivors))
     forged = json.loads(responses[0])
-    forged["self"][late][1] = format(int(forged["self"][late][1], 16) ^ 1, "x")
+    victim = str(sorted(keys).index(late) + 1)
+    raw = bytearray(base64.b64decode(forged["self"][victim]))
+    raw[-1] ^= 1
+    forged["self"][victim] = base64.b64encode(bytes(raw)).decode()
     with pytest.raises(CryptoError, match=r"inconsistent|commitment"):
         unmask_sum(
             masked,
