@@ -79,6 +79,11 @@ class InvalidUpdateError(FedMarketError):
     """A model or update failed validation (format, shape, dtype, NaN/Inf, size, norm)."""
 
 
+# --- privacy -------------------------------------------------------------------------------
+class PrivacyBudgetError(FedMarketError):
+    """Training again would spend more differential-privacy budget (ε) than the task allows."""
+
+
 # --- valuation -----------------------------------------------------------------------------
 class ValuationError(FedMarketError):
     """Contribution valuation could not run (bad utility value, too many players, bad inputs)."""

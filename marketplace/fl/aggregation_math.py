@@ -138,3 +138,54 @@ def bulyan(x: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(np.abs(picked - med), axis=0, kind="stable")[:beta]
     closest = np.take_along_axis(picked, order, axis=0)
     return closest.mean(axis=0), np.array(sorted(chosen), dtype=np.int64)
+
+
+def clip_rows(x: np.ndarray, tau: float) -> np.ndarray:
+    """Each row scaled to L2 norm at most ``tau`` (rows of norm 0 stay 0)."""
+    m = _matrix(x)
+    if not tau > 0:
+        raise InvalidUpdateError(f"clipping radius must be positive, got {tau}")
+    norms = np.sqrt(np.einsum("ij,ij->i", m, m))
+    factor = np.minimum(1.0, tau / np.where(norms > 0, norms, 1.0))
+    out: np.ndarray = m * factor[:, None]
+    return out
+
+
+def centered_clipping(
+    x: np.ndarray, tau: float | None = None, *, iters: int = 3, center: np.ndarray | None = None
+) -> np.ndarray:
+    """Centered clipping (Karimireddy, He & Jaggi, 2021): ``iters`` times,
+    ``v <- v + mean_i clip(x_i - v, tau)``.
+
+    Starts from ``center`` (default: the coordinate-wise median, as this aggregator keeps no
+    momentum between rounds). ``tau=None`` picks the median distance of the rows to the start,
+    so at most half the rows are clipped at the first step.
+    """
+    m = _matrix(x)
+    if iters < 1:
+        raise InvalidUpdateError(f"centered clipping needs iters >= 1, got {iters}")
+    v = np.median(m, axis=0) if center is None else np.asarray(center, dtype=np.float64)
+    if v.shape != (m.shape[1],):
+        raise InvalidUpdateError(f"center has shape {v.shape}, expected ({m.shape[1]},)")
+    if tau is None:
+        dist = np.sqrt(np.einsum("ij,ij->i", m - v, m - v))
+        tau = float(np.median(dist))
+        if tau == 0.0:
+            return v
+    for _ in range(iters):
+        v = v + clip_rows(m - v, tau).mean(axis=0)
+    return v
+
+
+def bucket_means(x: np.ndarray, s: int, seed: int) -> np.ndarray:
+    """Bucketing (Karimireddy, He & Jaggi, 2022): shuffle the rows with ``seed``, split them into
+    ``ceil(n / s)`` buckets of ``s`` consecutive rows (the last may be smaller) and return the
+    bucket means, one row each. A robust aggregator then combines the means, whose spread is
+    ``sqrt(s)`` smaller for honest rows (better on non-IID data)."""
+    m = _matrix(x)
+    if s < 1:
+        raise InvalidUpdateError(f"bucket size must be at least 1, got {s}")
+    order = np.random.default_rng(seed).permutation(m.shape[0])
+    shuffled = m[order]
+    out: np.ndarray = np.stack([shuffled[i : i + s].mean(axis=0) for i in range(0, m.shape[0], s)])
+    return out

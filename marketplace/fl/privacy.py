@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from opacus.accountants import RDPAccountant
@@ -25,6 +26,68 @@ from marketplace.errors import ConfigError
 from marketplace.fl.weights import Weights, l2_norm
 
 log = logging.getLogger(__name__)
+
+
+DP_MODES = ("dpsgd", "update")
+DP_ACCOUNTANTS = ("rdp", "prv")
+
+
+@dataclass(frozen=True)
+class DPTerms:
+    """A task's differential-privacy terms (part of the task document).
+
+    Attributes
+    ----------
+    mode : str
+        ``"dpsgd"``: record-level DP-SGD on each trainer's data (per-sample clip ``clip_norm``,
+        Poisson sampling, see :mod:`marketplace.fl.dpsgd`); ``"update"``: trainer-level DP, the
+        whole update clipped to ``clip_norm`` and noised once per round (:func:`privatize`;
+        protects a trainer's whole dataset but costs far more accuracy, see docs/benchmarks.md).
+    epsilon, delta : float
+        The budget over the whole task, per trainer.
+    clip_norm : float
+        Per-sample gradient clip (``dpsgd``) or per-update clip (``update``).
+    accountant : str
+        Opacus accountant: ``"rdp"`` or ``"prv"``.
+    """
+
+    mode: str = "dpsgd"
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    clip_norm: float = 1.0
+    accountant: str = "rdp"
+
+    def __post_init__(self) -> None:
+        if self.mode not in DP_MODES:
+            raise ConfigError(f"unknown DP mode {self.mode!r}: use one of {DP_MODES}")
+        if self.accountant not in DP_ACCOUNTANTS:
+            raise ConfigError(
+                f"unknown DP accountant {self.accountant!r}: use one of {DP_ACCOUNTANTS}"
+            )
+        if not self.epsilon > 0 or not 0 < self.delta < 1 or not self.clip_norm > 0:
+            raise ConfigError(
+                f"DP terms need epsilon > 0, delta in (0, 1) and clip_norm > 0, got "
+                f"epsilon={self.epsilon}, delta={self.delta}, clip_norm={self.clip_norm}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DPTerms:
+        """Parse ``to_dict`` output; :class:`ConfigError` on unknown or missing fields."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"DP terms must be a JSON object, got {type(data).__name__}")
+        try:
+            return cls(
+                mode=str(data["mode"]),
+                epsilon=float(data["epsilon"]),
+                delta=float(data["delta"]),
+                clip_norm=float(data["clip_norm"]),
+                accountant=str(data.get("accountant", "rdp")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed DP terms: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ import numpy as np
 from marketplace.errors import ConfigError
 from marketplace.fl.attacks import Behaviour, RoundContext, get_behaviour
 from marketplace.fl.data import Dataset, DataSplits
+from marketplace.fl.dpsgd import DPSGDAccountant, train_dpsgd
 from marketplace.fl.models import ModelSpec, build_model
-from marketplace.fl.privacy import PrivacyAccountant, PrivacyConfig, privatize
+from marketplace.fl.privacy import DPTerms, PrivacyAccountant, PrivacyConfig, privatize
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.strategy import Strategy, get_strategy
 from marketplace.fl.train import TrainConfig, evaluate, train_local
@@ -106,6 +107,7 @@ def simulate(
     train_config: TrainConfig | None = None,
     behaviours: Mapping[str, Behaviour | str] | None = None,
     privacy: PrivacyConfig | None = None,
+    dpsgd: DPTerms | None = None,
     trainer_ids: Sequence[str] | None = None,
     seed: int = 0,
     initial_weights: Weights | None = None,
@@ -133,6 +135,9 @@ def simulate(
     privacy : PrivacyConfig or None
         If set, every trainer that trains clips and noises its delta before publishing it, and
         the accountant reports its ε.
+    dpsgd : DPTerms or None
+        If set (mode ``dpsgd``), every trainer trains with record-level DP-SGD, its own
+        accountant calibrated for ``rounds`` rounds on its rows; ``epsilons`` reports ε spent.
     trainer_ids : sequence of str
         Ids in partition order (default ``t00``, ``t01``, …); updates are ordered by id.
     seed : int
@@ -165,6 +170,15 @@ def simulate(
         initial_weights if initial_weights is not None else get_weights(build_model(model_spec))
     )
     accountant = PrivacyAccountant(delta=privacy.delta) if privacy else None
+    ledgers: dict[str, DPSGDAccountant] = {}
+    if dpsgd is not None:
+        ledgers = {
+            t: DPSGDAccountant.calibrate(
+                dpsgd, rows=len(local_data[t]), rounds=rounds, train=config
+            )
+            for t in ids
+            if roles[t].trains
+        }
     initial = _metrics(0, model_spec, weights, splits, float("nan"))
     records: list[RoundRecord] = []
 
@@ -175,12 +189,13 @@ def simulate(
         for tid in ids:  # honest training first: copiers need this round's honest deltas
             if not roles[tid].trains:
                 continue
-            local = train_local(
-                model_spec,
-                weights,
-                local_data[tid],
-                round_config.with_seed(derive_seed(seed, "train", tid, rnd)),
-            )
+            tid_config = round_config.with_seed(derive_seed(seed, "train", tid, rnd))
+            if tid in ledgers:
+                local = train_dpsgd(
+                    model_spec, weights, local_data[tid], tid_config, ledgers[tid]
+                ).local
+            else:
+                local = train_local(model_spec, weights, local_data[tid], tid_config)
             losses.append(local.loss)
             delta = local.delta
             if privacy is not None and accountant is not None:
@@ -191,7 +206,15 @@ def simulate(
         honest = {t: d for t, d in published.items() if roles[t].honest}
         updates = []
         for tid in ids:
-            ctx = RoundContext(rnd, tid, weights, honest, derive_seed(seed, "attack", tid, rnd))
+            ctx = RoundContext(
+                rnd,
+                tid,
+                weights,
+                honest,
+                derive_seed(seed, "attack", tid, rnd),
+                num_trainers=len(ids),
+                num_attackers=sum(not roles[t].honest for t in ids),
+            )
             delta = roles[tid].craft_update(published.get(tid), ctx)
             updates.append(ClientUpdate(tid, delta, len(local_data[tid])))
         result = strat.aggregate(weights, updates)
@@ -228,7 +251,11 @@ def simulate(
         initial_metrics=initial,
         rounds=tuple(records),
         final_weights=weights,
-        epsilons=accountant.epsilons() if accountant else {},
+        epsilons=(
+            accountant.epsilons()
+            if accountant
+            else {t: ledgers[t].epsilon for t in sorted(ledgers)}
+        ),
     )
 
 

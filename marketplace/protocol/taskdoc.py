@@ -15,6 +15,7 @@ from typing import Any
 
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
+from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import Strategy, get_strategy
 from marketplace.fl.train import TrainConfig
 
@@ -56,6 +57,7 @@ class TaskDocument:
     valuation: ValuationConfig = ValuationConfig()
     dataset: Mapping[str, Any] = field(default_factory=dict)  # the data card, informational
     public_model: bool = False
+    privacy: DPTerms | None = None  # differential privacy (None: none); absent from the JSON then
 
     def strategy(self) -> Strategy:
         return get_strategy(self.aggregator, **dict(self.aggregator_params))
@@ -64,7 +66,9 @@ class TaskDocument:
         train = asdict(self.train)
         train.pop("seed", None)  # each trainer seeds its own shuffling
         train.pop("num_threads", None)  # a local choice, not part of the task
+        privacy = {} if self.privacy is None else {"privacy": self.privacy.to_dict()}
         return {
+            **privacy,
             "format": FORMAT,
             "model": self.model.to_dict(),
             "train": train,
@@ -108,6 +112,7 @@ class TaskDocument:
                 valuation=ValuationConfig(**data.get("valuation", {})),
                 dataset=dict(data.get("dataset", {})),
                 public_model=bool(data.get("public_model", False)),
+                privacy=DPTerms.from_dict(data["privacy"]) if "privacy" in data else None,
             )
         except ConfigError:
             raise

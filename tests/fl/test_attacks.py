@@ -79,11 +79,16 @@ def test_label_flip_mirrors_labels_on_the_data_side() -> None:
 
 def test_every_attack_is_marked_dishonest_and_named() -> None:
     assert sorted(BEHAVIOURS) == [
+        "alie",
+        "backdoor",
         "copier",
         "free_rider",
         "gaussian_noise",
         "honest",
+        "ipm",
         "label_flip",
+        "min_max",
+        "min_sum",
         "scaled",
         "sign_flip",
     ]

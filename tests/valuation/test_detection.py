@@ -1,0 +1,38 @@
+"""The oracle's flags as a detector on a simulated task with known attackers."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace.errors import ValuationError
+from marketplace.fl.data import load_dataset, split_dataset
+from marketplace.fl.models import ModelSpec
+from marketplace.fl.partition import partition
+from marketplace.fl.simulate import simulate
+from marketplace.fl.train import TrainConfig
+from marketplace.oracle.scoring import ScoringConfig
+from marketplace.valuation.detection import evaluate_flags, simulated_address
+
+
+def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> None:
+    data = split_dataset(load_dataset("digits"), val_fraction=0.15, test_fraction=0.15, seed=0)
+    parts = partition("iid", data.train.y, num_clients=5, seed=0)
+    spec = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
+    result = simulate(
+        model_spec=spec,
+        splits=data,
+        partition=parts,
+        rounds=2,
+        train_config=TrainConfig(epochs=1, lr=0.1, batch_size=16),
+        behaviours={"t00": "free_rider", "t03": "sign_flip"},
+    )
+
+    found = evaluate_flags(result, data.validation.x, data.validation.y)
+
+    assert found.recall == 1.0 and found.false_flag_rate == 0.0
+    assert sorted(found.flagged) == ["t00", "t03"]
+    assert found.flagged["t00"] & 4  # FREE_RIDER bit
+    assert simulated_address("t00").startswith("0x") and len(simulated_address("t00")) == 42
+    lean = simulate(model_spec=spec, splits=data, partition=parts, rounds=1, keep_history=False)
+    with pytest.raises(ValuationError, match="keep_history=True"):
+        evaluate_flags(lean, data.validation.x, data.validation.y, config=ScoringConfig())
