@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,13 +165,18 @@ def deploy_marketplace(
         )
     token_address = Web3.to_checksum_address(token_address)
     registry = _deploy_one(
-        w3, arts["ParticipantRegistry"], deployer, decoder, token_address, unbonding_delay,
+        w3,
+        arts["ParticipantRegistry"],
+        deployer,
+        decoder,
+        token_address,
+        unbonding_delay,
         deployer.address,
     )
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
-    return Deployment(
+    deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
@@ -182,3 +187,26 @@ def deploy_marketplace(
         },
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
     )
+    return deploy_model_versions(w3, deployer, deployment, artifacts=arts)
+
+
+def deploy_model_versions(
+    w3: Web3,
+    deployer: LocalAccount,
+    deployment: Deployment,
+    *,
+    artifacts: Mapping[str, ContractArtifact] | None = None,
+) -> Deployment:
+    """Deploy ``ModelVersions`` over the deployment's task market; returns the deployment with
+    it added (a deployment that already has one is returned unchanged). It has no owner."""
+    if "ModelVersions" in deployment.contracts:
+        return deployment
+    if artifacts is None:
+        from marketplace.chain.compiler import compile_contracts
+
+        artifacts = compile_contracts()
+    art = artifacts["ModelVersions"]
+    decoder = RevertDecoder(a.abi for a in artifacts.values())
+    address = _deploy_one(w3, art, deployer, decoder, deployment.address("TaskMarket"))
+    contracts = {**deployment.contracts, "ModelVersions": ContractRecord(address, art.abi)}
+    return replace(deployment, contracts=contracts)
