@@ -32,7 +32,7 @@ from marketplace.errors import ConfigError
 from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights, apply_delta, l2_norm, scale, zeros_like
-from marketplace.unlearning.history import LocalTrainer, StoredHistory
+from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn, as_set
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,22 @@ def calibrate(
 def federaser(
     history: StoredHistory,
     *,
-    withdrawn: str,
+    withdrawn: Withdrawn,
     train: LocalTrainer,
     strategy: Strategy,
     config: FedEraserConfig | None = None,
 ) -> Weights:
-    """The final model of ``history`` without ``withdrawn``'s data, by calibrated retraining.
+    """The final model of ``history`` without the data of ``withdrawn`` (one trainer or several),
+    by calibrated retraining.
 
     Returns the unlearned trajectory's model after round ``R``; raises :class:`ConfigError` if
     ``withdrawn`` never contributed (there is nothing to unlearn).
     """
     cfg = config or FedEraserConfig()
-    first = history.first_contribution(withdrawn)
+    gone = as_set(withdrawn)
+    first = history.first_contribution(gone)
     if first is None:
-        raise ConfigError(f"{withdrawn} contributed to no round: there is nothing to unlearn")
+        raise ConfigError(f"{sorted(gone)} contributed to no round: there is nothing to unlearn")
     weights = history.global_weights(first)
     for j in cfg.calibration_rounds(first, history.rounds):
         window = range(j, min(j + cfg.interval, history.rounds + 1))
@@ -98,10 +100,10 @@ def federaser(
         stored_by_trainer: dict[str, list[ClientUpdate]] = {}
         for r in window:
             for u in history.updates(r):
-                if u.sender != withdrawn:
+                if u.sender not in gone:
                     stored_by_trainer.setdefault(u.sender, []).append(u)
         calibrated: list[ClientUpdate] = []
-        for trainer, samples in history.remaining(j, withdrawn).items():
+        for trainer, samples in history.remaining(j, gone).items():
             fresh = train(trainer, j, weights, cfg.calibration_epochs)
             fresh = ClientUpdate(trainer, fresh.delta, samples)  # stored count, not a new claim
             calibrated.append(

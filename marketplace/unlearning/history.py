@@ -9,7 +9,7 @@ private data (in the network: that trainer's own node; in a simulation: a closur
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +18,14 @@ from marketplace.fl.serialization import dump_weights
 from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
+
+Withdrawn = str | Collection[str]
+"""One trainer (address) or several whose data must be forgotten together."""
+
+
+def as_set(withdrawn: Withdrawn) -> frozenset[str]:
+    """``withdrawn`` as a set of trainers."""
+    return frozenset([withdrawn]) if isinstance(withdrawn, str) else frozenset(withdrawn)
 
 
 class LocalTrainer(Protocol):
@@ -58,17 +66,19 @@ class StoredHistory:
         if missing:
             raise ConfigError(f"the history lacks the participants of rounds {missing[:5]}")
 
-    def first_contribution(self, trainer: str) -> int | None:
-        """The first round ``trainer`` committed an update in, or ``None`` if it never did."""
+    def first_contribution(self, withdrawn: Withdrawn) -> int | None:
+        """The first round any of ``withdrawn`` committed an update in (``None``: none did)."""
+        gone = as_set(withdrawn)
         for r in range(1, self.rounds + 1):
-            if trainer in self.participants[r]:
+            if gone & set(self.participants[r]):
                 return r
         return None
 
-    def remaining(self, round_: int, withdrawn: str) -> dict[str, int]:
+    def remaining(self, round_: int, withdrawn: Withdrawn) -> dict[str, int]:
         """The round's participants other than ``withdrawn``, sorted by address."""
+        gone = as_set(withdrawn)
         part = self.participants[round_]
-        return {t: part[t] for t in sorted(part) if t != withdrawn}
+        return {t: part[t] for t in sorted(part) if t not in gone}
 
     @classmethod
     def in_memory(

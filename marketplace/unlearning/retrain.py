@@ -20,7 +20,13 @@ from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
 from marketplace.unlearning.federaser import FedEraserConfig, federaser
-from marketplace.unlearning.history import LocalTrainer, StoredHistory, weights_digest
+from marketplace.unlearning.history import (
+    LocalTrainer,
+    StoredHistory,
+    Withdrawn,
+    as_set,
+    weights_digest,
+)
 
 Method = Literal["federaser", "retrain"]
 
@@ -39,7 +45,7 @@ class UnlearnResult:
 def retrain(
     history: StoredHistory,
     *,
-    withdrawn: str,
+    withdrawn: Withdrawn,
     train: LocalTrainer,
     strategy: Strategy,
     epochs: int,
@@ -51,7 +57,9 @@ def retrain(
     """
     first = start_round if start_round is not None else history.first_contribution(withdrawn)
     if first is None:
-        raise ConfigError(f"{withdrawn} contributed to no round: there is nothing to unlearn")
+        raise ConfigError(
+            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
+        )
     weights = history.global_weights(first)
     for r in range(first, history.rounds + 1):
         updates: list[ClientUpdate] = []
@@ -73,7 +81,7 @@ def choose_method(first: int, last: int, *, epochs: int, config: FedEraserConfig
 def unlearn(
     history: StoredHistory,
     *,
-    withdrawn: str,
+    withdrawn: Withdrawn,
     train: LocalTrainer,
     strategy: Strategy,
     epochs: int,
@@ -86,8 +94,8 @@ def unlearn(
     ----------
     history : StoredHistory
         The task's stored rounds.
-    withdrawn : str
-        The trainer (address) whose data is withdrawn.
+    withdrawn : str or collection of str
+        The trainer(s) (addresses) whose data is withdrawn; several are forgotten together.
     train : LocalTrainer
         Runs a remaining trainer's local training (deterministic).
     strategy : Strategy
@@ -102,7 +110,9 @@ def unlearn(
     cfg = config or FedEraserConfig()
     first = history.first_contribution(withdrawn)
     if first is None:
-        raise ConfigError(f"{withdrawn} contributed to no round: there is nothing to unlearn")
+        raise ConfigError(
+            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
+        )
     chosen: Method = (
         choose_method(first, history.rounds, epochs=epochs, config=cfg)
         if method == "auto"

@@ -24,7 +24,7 @@ from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
 from marketplace.storage.base import ContentStore
 from marketplace.unlearning.federaser import FedEraserConfig
-from marketplace.unlearning.history import LocalTrainer, StoredHistory
+from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn
 from marketplace.unlearning.retrain import Method, UnlearnResult, unlearn
 
 ENVELOPE_OVERHEAD = 1 << 20  # wrapped keys and header of an encrypted blob, generously
@@ -135,7 +135,7 @@ def unlearn_from_store(
     store: ContentStore,
     record: TaskRecord,
     *,
-    withdrawn: str,
+    withdrawn: Withdrawn,
     train: LocalTrainer,
     strategy: Strategy,
     epochs: int,

@@ -81,3 +81,18 @@ def test_a_trainer_that_never_contributed_is_refused(federation: Federation) -> 
             federation.history, withdrawn="t99", train=federation.train,
             strategy=federation.strategy, epochs=1,
         )  # fmt: skip
+
+
+def test_two_withdrawn_trainers_are_forgotten_together(federation: Federation) -> None:
+    seen: set[str] = set()
+
+    def train(trainer, round_, start, epochs):  # type: ignore[no-untyped-def]
+        seen.add(trainer)
+        return federation.train(trainer, round_, start, epochs)
+
+    result = unlearn(
+        federation.history, withdrawn={"t01", WITHDRAWN}, train=train,
+        strategy=federation.strategy, epochs=LOCAL.epochs,
+    )  # fmt: skip
+    assert seen == {"t00", "t02"}
+    assert result.digest != _unlearn(federation).digest
