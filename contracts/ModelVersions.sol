@@ -74,9 +74,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         string calldata cid
     ) external returns (uint32 versionId) {
         TaskState storage t = _task(taskId);
-        if (msg.sender != t.requester && !market.isOracle(taskId, msg.sender)) {
-            revert ModelVersionsNotProposer(taskId, msg.sender);
-        }
+        if (!_mayPropose(taskId, t)) revert ModelVersionsNotProposer(taskId, msg.sender);
         if (digest == bytes32(0)) revert ModelVersionsZeroDigest();
         _checkLineage(taskId, t, parent, reason, excludes, digest);
 
@@ -268,6 +266,12 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
     function _task(uint256 taskId) private view returns (TaskState storage t) {
         t = _tasks[taskId];
         if (t.requester == address(0)) revert ModelVersionsUnknownTask(taskId);
+    }
+
+    /// @dev The requester, a committee member, or a trainer that has not withdrawn.
+    function _mayPropose(uint256 taskId, TaskState storage t) private view returns (bool) {
+        if (msg.sender == t.requester || market.isOracle(taskId, msg.sender)) return true;
+        return _withdrawalOf[taskId][msg.sender] == 0 && market.isTrainer(taskId, msg.sender);
     }
 
     /// @dev Withdrawal `id` was honoured when the first validated version excluding it came no

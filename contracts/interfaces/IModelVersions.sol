@@ -8,8 +8,8 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 ///         and its data-retention term: which version of a task's model may still be sold.
 /// @dev A task is registered once by its requester (read from the task market) with a retention
 ///      expiry, an unlearning window and a deposit. Versions (digest, CID, parent, reason) are
-///      proposed by the requester or a committee member and count once a quorum of the task's
-///      committee attests them. A trainer of the task may withdraw consent: the network must then
+///      proposed by the requester, a committee member or a trainer that has not withdrawn, and
+///      count once a quorum of the task's committee attests them. A trainer of the task may withdraw consent: the network must then
 ///      record an attested version that excludes its data within the window, or the withdrawing
 ///      trainer collects the miss penalty from the requester's deposit. Withdrawals are numbered
 ///      1, 2, … in request order; a version *excludes* the first `excludes` of them. Since every
@@ -96,7 +96,8 @@ interface IModelVersions {
     /// @param reason Which term: 1 expiry not in the future, 2 window zero or above the maximum,
     ///        3 quorum zero or above the committee size, 4 deposit below the miss penalty.
     error ModelVersionsInvalidTerms(uint8 reason);
-    /// @notice Thrown when a version is proposed by neither the requester nor a committee member.
+    /// @notice Thrown when a version is proposed by someone other than the requester, a committee
+    ///         member or a trainer of the task that has not withdrawn.
     /// @param taskId The task.
     /// @param caller The caller.
     error ModelVersionsNotProposer(uint256 taskId, address caller);
@@ -247,7 +248,8 @@ interface IModelVersions {
     function registerTask(uint256 taskId, Terms calldata terms) external;
 
     /// @notice Propose a model version; it counts once `quorum` committee members attest it.
-    /// @dev The requester or a committee member. Trained: `parent` 0 (digest = the task market's
+    /// @dev The requester, a committee member or a remaining trainer (one that has not
+    ///      withdrawn: the network acts when the requester does not). Trained: `parent` 0 (digest = the task market's
     ///      final model) or an existing version, `excludes` equal to the parent's. Unlearned:
     ///      an existing `parent`, parent's excludes < `excludes` ≤ withdrawals so far. Renewed: an
     ///      existing `parent`, `excludes` equal to the parent's.

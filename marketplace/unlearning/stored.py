@@ -86,11 +86,11 @@ def history_from_store(
     open_model: OpenModel = _plain_model,
 ) -> StoredHistory:
     """A :class:`StoredHistory` that loads from ``store`` on demand, checking every digest."""
-    cache: dict[tuple[str, int], object] = {}
+    models: dict[int, Weights] = {}
+    loaded: dict[int, list[ClientUpdate]] = {}
 
     def model(round_: int) -> Weights:
-        key = ("model", round_)
-        if key not in cache:
+        if round_ not in models:
             ref = record.models.get(round_)
             if ref is None:
                 raise ConfigError(
@@ -104,12 +104,13 @@ def history_from_store(
                     f"round {round_} model {ref.cid} hashes to 0x{actual.hex()}, the chain records "
                     f"0x{ref.digest.hex()}: refusing it; fetch it from another provider"
                 )
-            cache[key] = dict(sorted(load_weights(plain, spec=spec, max_bytes=max_bytes).items()))
-        return cache[key]  # type: ignore[return-value]
+            models[round_] = dict(
+                sorted(load_weights(plain, spec=spec, max_bytes=max_bytes).items())
+            )
+        return models[round_]
 
     def updates(round_: int) -> list[ClientUpdate]:
-        key = ("updates", round_)
-        if key not in cache:
+        if round_ not in loaded:
             out = []
             for u in sorted(record.updates[round_], key=lambda u: u.sender):
                 blob = store.get(
@@ -120,8 +121,8 @@ def history_from_store(
                     max_total_norm=max_total_norm,
                 )  # fmt: skip
                 out.append(ClientUpdate(u.sender, dict(sorted(delta.items())), u.num_samples))
-            cache[key] = out
-        return list(cache[key])  # type: ignore[call-overload]
+            loaded[round_] = out
+        return list(loaded[round_])
 
     participants = {
         r: {u.sender: u.num_samples for u in record.updates[r]} for r in range(1, record.rounds + 1)

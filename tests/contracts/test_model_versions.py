@@ -158,7 +158,17 @@ def test_a_version_counts_only_once_a_committee_quorum_attests_it(world: World) 
     for parent, reason, excludes in [(1, UNLEARNED, 1), (0, RENEWED, 0), (1, TRAINED, 1)]:
         c.expect_revert(fn.recordVersion(task, parent, reason, excludes, FINAL, "x"), req,
                         "ModelVersionsInvalidLineage", task, reason, parent, excludes)  # fmt: skip
-    # A committee member may propose too (the network acts if the requester does not).
+    # A committee member or a remaining trainer may propose too (the network acts if the
+    # requester does not); a trainer that withdrew may not.
+    c.tx(fn.recordVersion(task, 1, RENEWED, 0, FINAL, "x"), world.trainers[0])
+    c.tx(fn.requestWithdrawal(task), world.trainers[1])
+    c.expect_revert(
+        fn.recordVersion(task, 1, RENEWED, 0, FINAL, "x"),
+        world.trainers[1],
+        "ModelVersionsNotProposer",
+        task,
+        world.trainers[1].address,
+    )
     c.tx(fn.recordVersion(task, 1, RENEWED, 0, FINAL, "x"), world.oracles[2])
 
 
