@@ -560,6 +560,9 @@ def _register_task_commands() -> None:
 
     for command in COMMANDS:
         cli.add_command(command)
+    from node.data_cli import data
+
+    cli.add_command(data)
 
 
 _register_task_commands()
