@@ -61,7 +61,14 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         t.quorum = terms.quorum;
         emit TaskRegistered(taskId, requester, terms.deposit, terms.retentionExpiry, terms.unlearnWindow);
 
-        if (terms.deposit > 0) terms.token.safeTransferFrom(msg.sender, address(this), terms.deposit);
+        if (terms.deposit > 0) {
+            uint256 before = terms.token.balanceOf(address(this));
+            terms.token.safeTransferFrom(msg.sender, address(this), terms.deposit);
+            uint256 received = terms.token.balanceOf(address(this)) - before;
+            if (received != terms.deposit) {
+                revert ModelVersionsFeeOnTransfer(terms.token, terms.deposit, received);
+            }
+        }
     }
 
     /// @inheritdoc IModelVersions

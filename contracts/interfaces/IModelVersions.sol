@@ -163,6 +163,12 @@ interface IModelVersions {
     /// @param taskId The task.
     /// @param trainer The owner.
     error ModelVersionsAlreadyApproved(uint256 taskId, address trainer);
+    /// @notice Thrown when the deposit token delivered less than was sent (fee-on-transfer or
+    ///         rebasing tokens are not supported).
+    /// @param token The token.
+    /// @param expected Tokens sent.
+    /// @param received Tokens that arrived.
+    error ModelVersionsFeeOnTransfer(IERC20 token, uint256 expected, uint256 received);
     /// @notice Thrown when the deposit is reclaimed before the retention term expired or before
     ///         one unlearning window has passed since the last withdrawal's deadline.
     /// @param taskId The task.

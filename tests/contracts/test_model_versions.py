@@ -114,6 +114,12 @@ def test_registerTask_checks_the_requester_and_terms_and_takes_the_deposit(world
                         "ModelVersionsInvalidTerms", code)  # fmt: skip
     c.expect_revert(fn.recordVersion(world.task, 0, TRAINED, 0, FINAL, "x"), req,
                     "ModelVersionsUnknownTask", world.task)  # fmt: skip
+    fot = c.deploy("FeeOnTransferToken", req)
+    c.tx(fot.functions.mint(req.address, DEPOSIT), req)
+    c.tx(fot.functions.approve(world.v.address, DEPOSIT), req)
+    fot_terms = (fot.address, *world.terms()[1:])
+    c.expect_revert(fn.registerTask(world.task, fot_terms), req, "ModelVersionsFeeOnTransfer",
+                    fot.address, DEPOSIT, DEPOSIT * 99 // 100)  # fmt: skip
     before = world.mkt.token.functions.balanceOf(req.address).call()
 
     world.register()
