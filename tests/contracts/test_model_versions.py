@@ -372,3 +372,26 @@ def test_every_model_versions_error_is_asserted_in_this_file(chain: Chain) -> No
     }
     asserted = set(re.findall(r'"(ModelVersions\w+)"', Path(__file__).read_text()))
     assert sorted(errors - asserted) == []
+
+
+def test_gas_per_call_and_isSellable_does_not_grow_with_withdrawals(registered: World) -> None:
+    w, c, fn, task = registered, registered.chain, registered.fn, registered.task
+
+    def view_gas(version: int) -> int:
+        data = fn.isSellable(task, version)._encode_transaction_data()
+        return int(c.w3.eth.estimate_gas({"to": w.v.address, "data": data}))
+
+    used: dict[str, list[int]] = {"requestWithdrawal": [], "attestVersion": []}
+    sellable_gas = []
+    for t in w.trainers:
+        used["requestWithdrawal"].append(c.tx(fn.requestWithdrawal(task), t)["gasUsed"])
+        sellable_gas.append(view_gas(1))
+    receipt = c.tx(fn.recordVersion(task, 1, UNLEARNED, 3, UNLEARNED_DIGEST, "bafy"), w.requester)
+    for o in w.oracles[:2]:
+        used["attestVersion"].append(c.tx(fn.attestVersion(task, 2), o)["gasUsed"])
+    print(used, {"recordVersion": receipt["gasUsed"], "isSellable": sellable_gas})
+
+    assert len(set(sellable_gas)) == 1  # 1, 2 or 3 withdrawals: the same cost
+    assert sellable_gas[0] < 40_000
+    assert max(used["requestWithdrawal"]) < 150_000
+    assert max(used["attestVersion"]) < 150_000
