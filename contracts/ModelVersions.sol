@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
+import {IModelVersionRegistry} from "./interfaces/IModelVersionRegistry.sol";
 import {IModelVersions} from "./interfaces/IModelVersions.sol";
 import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
 
@@ -16,7 +17,7 @@ import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
 ///      excluded" with the time a validated version first excluded that many: a withdrawal `i` was
 ///      honoured when the first checkpoint with key ≥ i is no later than its deadline.
 ///      Invariant: the token balance of this contract is Σ `depositHeld` over the tasks using it.
-contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
+contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using Checkpoints for Checkpoints.Trace224;
 
@@ -41,7 +42,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
 
     // --- actions --------------------------------------------------------------------------------
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function registerTask(uint256 taskId, Terms calldata terms) external nonReentrant {
         if (_tasks[taskId].requester != address(0)) revert ModelVersionsAlreadyRegistered(taskId);
         address requester = market.task(taskId).requester; // reverts for an unknown task
@@ -71,7 +72,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         }
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function recordVersion(
         uint256 taskId,
         uint32 parent,
@@ -97,7 +98,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         emit VersionRecorded(taskId, versionId, parent, reason, excludes, digest, cid);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function attestVersion(uint256 taskId, uint32 versionId) external {
         TaskState storage t = _task(taskId);
         if (versionId == 0 || versionId > t.versionCount) revert ModelVersionsUnknownVersion(taskId, versionId);
@@ -121,7 +122,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         }
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function requestWithdrawal(uint256 taskId) external returns (uint32 withdrawalId) {
         TaskState storage t = _task(taskId);
         if (!market.isTrainer(taskId, msg.sender)) revert ModelVersionsNotTrainer(taskId, msg.sender);
@@ -152,7 +153,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         }
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function claimMissedDeadline(uint256 taskId) external nonReentrant {
         TaskState storage t = _task(taskId);
         uint32 id = _withdrawalOf[taskId][msg.sender];
@@ -170,7 +171,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         if (amount > 0) t.token.safeTransfer(msg.sender, amount);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function proposeRenewal(uint256 taskId, uint64 expiry) external {
         TaskState storage t = _task(taskId);
         if (msg.sender != t.requester) revert ModelVersionsNotRequester(taskId, msg.sender);
@@ -183,7 +184,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         emit RenewalProposed(taskId, nonce, expiry);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function approveRenewal(uint256 taskId, uint32 nonce) external {
         TaskState storage t = _task(taskId);
         if (t.pendingExpiry == 0 || nonce != t.renewalNonce) revert ModelVersionsNoPendingRenewal(taskId, nonce);
@@ -197,7 +198,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         _maybeRenew(taskId, t);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function reclaimDeposit(uint256 taskId) external nonReentrant {
         TaskState storage t = _task(taskId);
         if (msg.sender != t.requester) revert ModelVersionsNotRequester(taskId, msg.sender);
@@ -218,11 +219,13 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
     // --- views ----------------------------------------------------------------------------------
 
     /// @inheritdoc IModelVersions
-    function isSellable(uint256 taskId, uint32 versionId) external view returns (bool) {
+    /// @dev Registered, validated by the committee's quorum, before the retention expiry, and no
+    ///      withdrawal whose data the version still contains is past its deadline.
+    function isSellable(uint256 taskId, uint256 version) external view returns (bool) {
         TaskState storage t = _tasks[taskId];
-        if (t.requester == address(0) || versionId == 0 || versionId > t.versionCount) return false;
+        if (t.requester == address(0) || version == 0 || version > t.versionCount) return false;
         if (block.timestamp > t.retentionExpiry) return false;
-        Version storage v = _versions[taskId][versionId];
+        Version storage v = _versions[taskId][uint32(version)]; // ≤ versionCount, a uint32
         if (v.attestedAt == 0) return false;
         // The first withdrawal this version still contains has the earliest deadline of them all.
         if (t.withdrawalCount > v.excludes && block.timestamp > _withdrawals[taskId][v.excludes + 1].deadline) {
@@ -231,23 +234,23 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         return true;
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function hasWithdrawn(uint256 taskId, address trainer) external view returns (bool) {
         return _withdrawalOf[taskId][trainer] != 0;
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function isHonoured(uint256 taskId, uint32 withdrawalId) external view returns (bool) {
         if (withdrawalId == 0 || withdrawalId > _tasks[taskId].withdrawalCount) return false;
         return _honoured(taskId, withdrawalId, _withdrawals[taskId][withdrawalId].deadline);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function taskState(uint256 taskId) external view returns (TaskState memory state) {
         return _task(taskId);
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function version(uint256 taskId, uint32 versionId) external view returns (Version memory info) {
         if (versionId == 0 || versionId > _task(taskId).versionCount) {
             revert ModelVersionsUnknownVersion(taskId, versionId);
@@ -255,7 +258,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         return _versions[taskId][versionId];
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function withdrawal(uint256 taskId, uint32 withdrawalId) external view returns (Withdrawal memory info) {
         if (withdrawalId == 0 || withdrawalId > _task(taskId).withdrawalCount) {
             revert ModelVersionsNoWithdrawal(taskId, address(0));
@@ -263,7 +266,7 @@ contract ModelVersions is IModelVersions, ReentrancyGuardTransient {
         return _withdrawals[taskId][withdrawalId];
     }
 
-    /// @inheritdoc IModelVersions
+    /// @inheritdoc IModelVersionRegistry
     function withdrawalOf(uint256 taskId, address trainer) external view returns (uint32) {
         return _withdrawalOf[taskId][trainer];
     }

@@ -30,7 +30,7 @@ DEFAULT_UNLEARN_WINDOW = 7 * 24 * 3600
 
 
 class Reason(IntEnum):
-    """``IModelVersions.Reason``."""
+    """``IModelVersionRegistry.Reason``."""
 
     TRAINED = 0
     UNLEARNED = 1
@@ -39,7 +39,7 @@ class Reason(IntEnum):
 
 @dataclass(frozen=True)
 class RetentionTerms:
-    """``IModelVersions.Terms``: what a requester fixes when registering a task."""
+    """``IModelVersionRegistry.Terms``: what a requester fixes when registering a task."""
 
     retention_expiry: int  # unix time
     quorum: int  # committee attestations a version needs
@@ -57,7 +57,7 @@ class RetentionTerms:
 
 @dataclass(frozen=True)
 class VersionsState:
-    """``IModelVersions.TaskState``."""
+    """``IModelVersionRegistry.TaskState``."""
 
     requester: str
     token: str
@@ -76,7 +76,7 @@ class VersionsState:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """``IModelVersions.Version`` with its number."""
+    """``IModelVersionRegistry.Version`` with its number."""
 
     number: int
     digest: bytes
@@ -95,7 +95,7 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class WithdrawalView:
-    """``IModelVersions.Withdrawal`` with its number."""
+    """``IModelVersionRegistry.Withdrawal`` with its number."""
 
     number: int
     trainer: str
