@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +176,7 @@ def deploy_marketplace(
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
-    return Deployment(
+    deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
@@ -187,3 +187,26 @@ def deploy_marketplace(
         },
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
     )
+    return deploy_model_versions(w3, deployer, deployment, artifacts=arts)
+
+
+def deploy_model_versions(
+    w3: Web3,
+    deployer: LocalAccount,
+    deployment: Deployment,
+    *,
+    artifacts: Mapping[str, ContractArtifact] | None = None,
+) -> Deployment:
+    """Deploy ``ModelVersions`` over the deployment's task market; returns the deployment with
+    it added (a deployment that already has one is returned unchanged). It has no owner."""
+    if "ModelVersions" in deployment.contracts:
+        return deployment
+    if artifacts is None:
+        from marketplace.chain.compiler import compile_contracts
+
+        artifacts = compile_contracts()
+    art = artifacts["ModelVersions"]
+    decoder = RevertDecoder(a.abi for a in artifacts.values())
+    address = _deploy_one(w3, art, deployer, decoder, deployment.address("TaskMarket"))
+    contracts = {**deployment.contracts, "ModelVersions": ContractRecord(address, art.abi)}
+    return replace(deployment, contracts=contracts)

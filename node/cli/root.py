@@ -96,6 +96,7 @@ def _register() -> None:
     from node.cli.account_cli import account
     from node.cli.chain_cli import deploy, faucet
     from node.cli.dashboard_cli import dashboard
+    from node.cli.data_cli import data
     from node.cli.demo_cli import demo
     from node.cli.devnet_cli import devnet
     from node.cli.peer_cli import node_group, oracle_group
@@ -104,7 +105,7 @@ def _register() -> None:
     from node.cli.task_cli import task
 
     for command in (devnet, deploy, faucet, account, register, stake, unstake, withdraw, status,
-                    task, node_group, oracle_group, rewards, demo, dashboard):  # fmt: skip
+                    task, node_group, oracle_group, rewards, demo, dashboard, data):  # fmt: skip
         cli.add_command(command)
 
 

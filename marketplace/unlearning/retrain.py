@@ -1,0 +1,133 @@
+"""Retraining from the last checkpoint before the withdrawn trainer's first update, the chooser
+between it and calibrated retraining, and :func:`unlearn`, which runs the chosen one.
+
+Retraining replays rounds ``f..R`` (``f``: the withdrawn trainer's first round) from the stored
+global model ``M_f`` with the remaining trainers of each round, at the original local epochs: it
+is exact (the model the task would have produced without that trainer, up to the trainers'
+seeds) and costs ``R - f + 1`` rounds. Calibrated retraining costs
+``ceil((R - f + 1) / Δt)`` rounds of fewer epochs but only approximates it. The chooser takes the
+cheaper in local epochs, and retraining on a tie (exact for the same price): a trainer that joined
+in the last round or two is forgotten by retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from marketplace.errors import ConfigError
+from marketplace.fl.strategy import Strategy
+from marketplace.fl.updates import ClientUpdate
+from marketplace.fl.weights import Weights
+from marketplace.unlearning.federaser import FedEraserConfig, federaser
+from marketplace.unlearning.history import (
+    LocalTrainer,
+    StoredHistory,
+    Withdrawn,
+    as_set,
+    weights_digest,
+)
+
+Method = Literal["federaser", "retrain"]
+
+
+@dataclass(frozen=True)
+class UnlearnResult:
+    """The unlearned model, its digest (sha256 of its safetensors bytes) and how it was made."""
+
+    weights: Weights
+    digest: bytes
+    method: Method
+    first_round: int  # the withdrawn trainer's first round: the checkpoint started from
+    local_epochs: int  # local epochs per remaining trainer that the method ran
+
+
+def retrain(
+    history: StoredHistory,
+    *,
+    withdrawn: Withdrawn,
+    train: LocalTrainer,
+    strategy: Strategy,
+    epochs: int,
+    start_round: int | None = None,
+) -> Weights:
+    """Replay rounds ``start_round..R`` without ``withdrawn`` from the stored global model.
+
+    ``start_round`` defaults to ``withdrawn``'s first round; ``1`` retrains from scratch.
+    """
+    first = start_round if start_round is not None else history.first_contribution(withdrawn)
+    if first is None:
+        raise ConfigError(
+            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
+        )
+    weights = history.global_weights(first)
+    for r in range(first, history.rounds + 1):
+        updates: list[ClientUpdate] = []
+        for trainer, samples in history.remaining(r, withdrawn).items():
+            fresh = train(trainer, r, weights, epochs)
+            updates.append(ClientUpdate(trainer, fresh.delta, samples))
+        if updates:
+            weights = strategy.aggregate(weights, updates).weights
+    return weights
+
+
+def choose_method(first: int, last: int, *, epochs: int, config: FedEraserConfig) -> Method:
+    """``"retrain"`` when replaying rounds ``first..last`` costs no more local epochs than
+    calibrating them, else ``"federaser"``."""
+    retrain_cost = (last - first + 1) * epochs
+    return "retrain" if retrain_cost <= config.cost(first, last) else "federaser"
+
+
+def unlearn(
+    history: StoredHistory,
+    *,
+    withdrawn: Withdrawn,
+    train: LocalTrainer,
+    strategy: Strategy,
+    epochs: int,
+    config: FedEraserConfig | None = None,
+    method: Method | Literal["auto"] = "auto",
+) -> UnlearnResult:
+    """Forget ``withdrawn`` by the cheaper method (or the one named) and digest the result.
+
+    Parameters
+    ----------
+    history : StoredHistory
+        The task's stored rounds.
+    withdrawn : str or collection of str
+        The trainer(s) (addresses) whose data is withdrawn; several are forgotten together.
+    train : LocalTrainer
+        Runs a remaining trainer's local training (deterministic).
+    strategy : Strategy
+        The task's aggregator.
+    epochs : int
+        The task's local epochs per round (what retraining runs).
+    config : FedEraserConfig
+        Calibrated retraining's interval and epochs.
+    method : {"auto", "federaser", "retrain"}
+        ``"auto"`` applies :func:`choose_method`.
+    """
+    cfg = config or FedEraserConfig()
+    first = history.first_contribution(withdrawn)
+    if first is None:
+        raise ConfigError(
+            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
+        )
+    chosen: Method = (
+        choose_method(first, history.rounds, epochs=epochs, config=cfg)
+        if method == "auto"
+        else method
+    )
+    if chosen == "federaser":
+        weights = federaser(
+            history, withdrawn=withdrawn, train=train, strategy=strategy, config=cfg
+        )
+        cost = cfg.cost(first, history.rounds)
+    elif chosen == "retrain":
+        weights = retrain(
+            history, withdrawn=withdrawn, train=train, strategy=strategy, epochs=epochs
+        )
+        cost = (history.rounds - first + 1) * epochs
+    else:
+        raise ConfigError(f"unknown method {method!r}: use 'auto', 'federaser' or 'retrain'")
+    return UnlearnResult(weights, weights_digest(weights), chosen, first, cost)

@@ -1,0 +1,150 @@
+"""CLI commands of a data owner's consent and a task's retention: ``fedmarket data …``.
+
+Registered on the root group by :mod:`node.cli`; each command is a thin layer over
+:class:`marketplace.chain.versions_client.VersionsClient`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from marketplace.chain.versions_client import RetentionTerms, VersionsClient
+from node.cli.context import CliContext, format_amount, parse_amount
+from node.cli.output import console, json_option
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def _emit(as_json: bool, data: Any, human: Any) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        human(console)
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"
+
+
+@click.group("data")
+def data() -> None:
+    """Consent and retention of a task's data: withdraw, register terms, list versions."""
+
+
+@data.command("withdraw")
+@click.option("--task", "task_id", type=int, required=True, help="The task you trained in.")
+@json_option
+@pass_ctx
+def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Withdraw consent to the use of your data in a task (as one of its trainers).
+
+    The network must record a committee-validated version without your data before the
+    deadline; otherwise you may collect the requester's penalty.
+
+    \b
+    Example:
+      fedmarket --account 0xYou data withdraw --task 1
+    """
+    versions = VersionsClient(c.market)
+    w = versions.request_withdrawal(c.signer(), task_id)
+    out = {"taskId": task_id, "withdrawal": w.number, "trainer": w.trainer,
+           "deadline": w.deadline}  # fmt: skip
+    _emit(as_json, out, lambda con: con.print(
+        f"withdrawal {w.number} recorded for task {task_id}; unlearned version due by "
+        f"{_when(w.deadline)}"
+    ))  # fmt: skip
+
+
+@data.command("register")
+@click.option("--task", "task_id", type=int, required=True, help="Your task (as its requester).")
+@click.option("--retention-days", type=float, required=True, help="Data retention term.")
+@click.option("--quorum", type=int, required=True, help="Committee attestations per version.")
+@click.option("--window-hours", type=float, default=168.0, show_default=True,
+              help="Time to record an unlearned version after a withdrawal.")  # fmt: skip
+@click.option("--deposit", default="0", show_default=True, help="Tokens posted now.")
+@click.option("--penalty", default="0", show_default=True,
+              help="Tokens paid to an owner whose withdrawal deadline is missed.")  # fmt: skip
+@json_option
+@pass_ctx
+def data_register(
+    c: CliContext, task_id: int, retention_days: float, quorum: int, window_hours: float,
+    deposit: str, penalty: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Register a task's retention term, unlearning window and deposit (its requester).
+
+    \b
+    Example:
+      fedmarket data register --task 1 --retention-days 365 --quorum 2 --deposit 50 --penalty 10
+    """
+    now = int(c.w3.eth.get_block("latest")["timestamp"])
+    terms = RetentionTerms(
+        retention_expiry=now + int(retention_days * 86400), quorum=quorum,
+        unlearn_window=int(window_hours * 3600), deposit=parse_amount(deposit),
+        miss_penalty=parse_amount(penalty),
+    )  # fmt: skip
+    VersionsClient(c.market).register_task(c.signer(), task_id, terms)
+    out = {"taskId": task_id, "retentionExpiry": terms.retention_expiry,
+           "unlearnWindow": terms.unlearn_window, "deposit": str(terms.deposit)}  # fmt: skip
+    _emit(as_json, out, lambda con: con.print(
+        f"task {task_id} registered: retention until {_when(terms.retention_expiry)}, "
+        f"deposit {format_amount(terms.deposit)}"
+    ))  # fmt: skip
+
+
+@data.command("versions")
+@click.option("--task", "task_id", type=int, required=True)
+@json_option
+@pass_ctx
+def data_versions(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Show a task's retention expiry, withdrawals and model versions (sellable or not)."""
+    versions = VersionsClient(c.market)
+    state = versions.state(task_id)
+    rows = versions.versions(task_id)
+    out = {
+        "taskId": task_id,
+        "retentionExpiry": state.retention_expiry,
+        "unlearnWindow": state.unlearn_window,
+        "depositHeld": str(state.deposit_held),
+        "withdrawals": [
+            {
+                "number": w.number,
+                "trainer": w.trainer,
+                "deadline": w.deadline,
+                "honoured": versions.is_honoured(task_id, w.number),
+                "penaltyPaid": w.penalty_paid,
+            }
+            for w in versions.withdrawals(task_id)
+        ],
+        "versions": [
+            {
+                "number": v.number,
+                "parent": v.parent,
+                "reason": v.reason.name.lower(),
+                "excludes": v.excludes,
+                "digest": "0x" + v.digest.hex(),
+                "validated": v.validated,
+                "sellable": versions.is_sellable(task_id, v.number),
+            }
+            for v in rows
+        ],
+    }
+
+    def human(con: Any) -> None:
+        from rich.table import Table
+
+        con.print(f"task {task_id}: retention until {_when(state.retention_expiry)}, deposit "
+                  f"{format_amount(state.deposit_held)}")  # fmt: skip
+        for w in out["withdrawals"]:
+            con.print(f"withdrawal {w['number']} by {w['trainer']}, due {_when(w['deadline'])}, "
+                      f"honoured: {w['honoured']}")  # fmt: skip
+        table = Table("version", "parent", "reason", "excludes", "validated", "sellable")
+        for v in out["versions"]:
+            table.add_row(str(v["number"]), str(v["parent"]), v["reason"], str(v["excludes"]),
+                          str(v["validated"]), str(v["sellable"]))  # fmt: skip
+        con.print(table)
+
+    _emit(as_json, out, human)
