@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+/// @title IModelVersions
+/// @notice Which versions of a task's model may still be sold (a version trained on data whose
+///         owner withdrew consent, or whose licence expired, is not sellable).
+interface IModelVersions {
+    /// @notice Whether `version` of the model of `taskId` may be sold now.
+    /// @param taskId The task that produced the model.
+    /// @param version The model version.
+    /// @return True if sales of that version are allowed.
+    function isSellable(uint256 taskId, uint256 version) external view returns (bool);
+}
