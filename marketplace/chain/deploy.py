@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKET_CONTRACTS = ("RewardToken", "ParticipantRegistry", "TaskMarket")
+PRODUCT_CONTRACTS = ("ModelMarket", "EfficacyMarket")
 DEFAULT_UNBONDING_DELAY = 7 * 24 * 3600
 
 
@@ -144,12 +145,14 @@ def deploy_marketplace(
     unbonding_delay: int = DEFAULT_UNBONDING_DELAY,
     arbiter: str | None = None,
     artifacts: Mapping[str, ContractArtifact] | None = None,
+    product: bool = False,
 ) -> Deployment:
     """Deploy the token (unless ``token_address`` names an existing ERC-20), the registry and
     the market, and authorize the market in the registry.
 
     The deployer owns the registry (its only power: authorizing markets); hand it to a timelock or
     multisig on a real network. The arbiter defaults to the deployer, which suits a devnet only.
+    With ``product=True`` the model market and efficacy market follow (:func:`deploy_product`).
     """
     if artifacts is None:
         from marketplace.chain.compiler import compile_contracts
@@ -171,7 +174,7 @@ def deploy_marketplace(
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
-    return Deployment(
+    deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
@@ -181,4 +184,42 @@ def deploy_marketplace(
             "TaskMarket": ContractRecord(market, arts["TaskMarket"].abi),
         },
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
+    )
+    return deploy_product(w3, deployer, deployment, artifacts=arts) if product else deployment
+
+
+def deploy_product(
+    w3: Web3,
+    deployer: LocalAccount,
+    deployment: Deployment,
+    *,
+    artifacts: Mapping[str, ContractArtifact] | None = None,
+) -> Deployment:
+    """Add ``ModelMarket`` (over the deployment's TaskMarket) and ``EfficacyMarket`` (over its
+    registry) to ``deployment``. Neither has an owner, and neither needs the registry's market
+    authorization (they lock and slash no stake)."""
+    if artifacts is None:
+        from marketplace.chain.compiler import compile_contracts
+
+        artifacts = compile_contracts()
+    decoder = RevertDecoder(a.abi for a in artifacts.values())
+    model_market = _deploy_one(
+        w3, artifacts["ModelMarket"], deployer, decoder, deployment.address("TaskMarket")
+    )
+    efficacy = _deploy_one(
+        w3,
+        artifacts["EfficacyMarket"],
+        deployer,
+        decoder,
+        deployment.address("ParticipantRegistry"),
+    )
+    contracts = dict(deployment.contracts)
+    contracts["ModelMarket"] = ContractRecord(model_market, artifacts["ModelMarket"].abi)
+    contracts["EfficacyMarket"] = ContractRecord(efficacy, artifacts["EfficacyMarket"].abi)
+    return Deployment(
+        chain_id=deployment.chain_id,
+        contracts=contracts,
+        deployer=deployment.deployer,
+        block=deployment.block,
+        params=deployment.params,
     )
