@@ -12,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 
+from marketplace.chain.deploy import ContractRecord, Deployment
 from marketplace.chain.model_market_client import (
     ZERO_ADDRESS,
     ListingParams,
@@ -39,6 +40,7 @@ class Product:
     developers: list[LocalAccount]
     auditors: list[LocalAccount]
     buyers: list[LocalAccount]
+    efficacy: Contract | None = None
 
     @property
     def fn(self) -> Any:
@@ -60,8 +62,10 @@ class Product:
         self,
         rows: Callable[[Sequence[LocalAccount]], Sequence[tuple[str, int, int, int]]] | None = None,
         n: int = 2,
+        final: bytes | None = None,
     ) -> tuple[int, PayoutTree]:
-        """A task trained by ``n`` trainers, its final model posted, root final, claims open."""
+        """A task trained by ``n`` trainers, its final model (digest ``final``) posted, root
+        final, claims open."""
         trainers = self.mkt.actors.trainers[:n]
         spec = self.mkt_spec(n)
         task_id, tree = self.mkt.finalized_task(
@@ -69,7 +73,9 @@ class Product:
         )
         rounds = self.mkt.task(task_id)["rounds"]
         self.tx(
-            self.mkt.fn.postModel(task_id, rounds + 1, "bafy-final", final_digest(task_id)),
+            self.mkt.fn.postModel(
+                task_id, rounds + 1, "bafy-final", final or final_digest(task_id)
+            ),
             trainers[0],
         )
         self.mkt.open_claims(task_id)
@@ -145,12 +151,15 @@ class Product:
         for o in self.mkt.actors.oracles[:2]:
             self.tx(self.fn.attestTotalScore(task_id, total), o)
 
-    def approved_task(self, rows: Any = None, n: int = 2) -> tuple[int, PayoutTree]:
-        """Finished, configured, submission 1 passed, two auditors approved, total score fixed."""
-        task_id, tree = self.finished_task(rows, n)
+    def approved_task(
+        self, rows: Any = None, n: int = 2, *, final: bytes | None = None, score: int = 900_000
+    ) -> tuple[int, PayoutTree]:
+        """Finished, configured, submission 1 scored ``score`` (passing), two auditors approved,
+        total score fixed."""
+        task_id, tree = self.finished_task(rows, n, final)
         self.configure(task_id)
         self.submit_final(task_id)
-        self.evaluate(task_id, 1, 900_000)
+        self.evaluate(task_id, 1, score)
         for a in self.auditors[:2]:
             self.tx(self.attest_fn(task_id, 1, a), self.developers[0])
         self.tx(self.fn.approve(task_id, 1), self.requester)
@@ -224,12 +233,31 @@ def final_digest(task_id: int) -> bytes:
     return digest_of(f"final {task_id}")
 
 
+def deployment_of(p: Product) -> Deployment:
+    """A :class:`Deployment` naming the session's contracts and this ModelMarket."""
+    chain = p.chain
+
+    def rec(name: str, address: str) -> ContractRecord:
+        return ContractRecord(Web3.to_checksum_address(address), chain.artifacts[name].abi)
+
+    contracts = {
+        "RewardToken": rec("RewardToken", p.mkt.token.address),
+        "ParticipantRegistry": rec("ParticipantRegistry", p.mkt.registry.address),
+        "TaskMarket": rec("TaskMarket", p.mkt.market.address),
+        "ModelMarket": rec("ModelMarket", p.mm.address),
+    }
+    if p.efficacy is not None:
+        contracts["EfficacyMarket"] = rec("EfficacyMarket", p.efficacy.address)
+    return Deployment(chain_id=chain.chain_id, contracts=contracts)
+
+
 def setup_product(mkt: Market) -> Product:
     """Deploy ModelMarket and a versions switch; register developers and auditors; approve."""
     chain, actors = mkt.chain, mkt.actors
     d = actors.deployer
     mm = chain.deploy("ModelMarket", d, mkt.market.address)
     versions = chain.deploy("ModelVersionsSwitch", d)
+    efficacy = chain.deploy("EfficacyMarket", d, mkt.registry.address)
     out = actors.outsiders
     developers, auditors, buyers = (
         [out[0], out[1]],
@@ -242,7 +270,9 @@ def setup_product(mkt: Market) -> Product:
         chain.tx(mm.functions.register(DEVELOPER, key(f"dev{i}")), dev)
     for i, aud in enumerate(auditors):
         chain.tx(mm.functions.register(AUDITOR, key(f"aud{i}")), aud)
-    return Product(mkt, mm, versions, developers, auditors, buyers)
+    for who in [actors.requester, *actors.trainers]:
+        chain.tx(mkt.token.functions.approve(efficacy.address, MAX), who)
+    return Product(mkt, mm, versions, developers, auditors, buyers, efficacy)
 
 
 __all__ = ["Product", "digest_of", "final_digest", "key", "payout_tree", "setup_product"]
