@@ -4,8 +4,8 @@ The key holder (the requester's node) encrypts the approved model once under a f
 (AES-256-GCM, associated data binding chain id, task and the model's digest) and adds the blob to
 the content store. For each paid sale it seals a small JSON payload — the model blob's CID and the
 content key — to the buyer's X25519 key with :mod:`marketplace.crypto.envelope`, in an envelope
-whose context is ``(chain id, task id, round = sale id, sender = key holder)``, adds it to the store and
-records its CID on-chain with ``ModelMarket.deliver``.
+whose context is ``(chain id, task id, round = sale id, sender = key holder)``, adds it to the
+store and records its CID on-chain with ``ModelMarket.deliver``.
 
 A buyer needs one transaction (``buyWithPermit``: payment and permit together, two with a plain
 ``approve`` + ``buy``); the download is reads only: the sale's sealed-key CID from the chain, the
