@@ -174,3 +174,69 @@ def test_efficacy_table_scales_to_the_cap_without_breaking_the_price_rule():
     assert sum(r.amount for r in rows) == 3_000_001
     assert all(r.amount <= 10 * r.shapley_ppm for r in rows)
     assert rows[2].amount == 0
+
+
+def _offer(pm, **changes):
+    base = {
+        "token": pm.mkt.token.address, "cap": 100 * E18, "price_per_ppm": 10**12,
+        "model_cid": "bafy-m", "model_digest": b"\x01" * 32, "test_set_commitment": b"\x02" * 32,
+        "oracles": tuple(o.address for o in pm.mkt.actors.oracles), "quorum_bps": 6600,
+        "max_owners": 1, "enroll_deadline": pm.chain.now() + 100, "commit_duration": 100,
+        "reveal_duration": 100, "claim_duration": 100,
+    }  # fmt: skip
+    base.update(changes)
+    return OfferParams(**base).as_tuple()
+
+
+def test_efficacy_offers_enforce_roles_windows_and_commitments(mkt):
+    # Prepare
+    pm = setup_product(mkt)
+    eff = pm.efficacy.functions
+    owner, (t0, t1) = pm.requester, mkt.actors.trainers[:2]
+    oracles, outsider = mkt.actors.oracles, pm.buyers[0]
+    expect = pm.chain.expect_revert
+    # Assert: bad offers
+    expect(eff.createOffer(_offer(pm, cap=0)), owner, "EfficacyMarketInvalidParams")
+    expect(eff.createOffer(_offer(pm, quorum_bps=5000)), owner, "EfficacyMarketInvalidParams")
+    expect(
+        eff.createOffer(_offer(pm, oracles=(outsider.address,))), owner,
+        "EfficacyMarketWrongRole", outsider.address, 2,
+    )  # fmt: skip
+    dup = (oracles[0].address, oracles[0].address)
+    expect(eff.createOffer(_offer(pm, oracles=dup)), owner, "EfficacyMarketConflictOfInterest")
+    fot = pm.chain.deploy("FeeOnTransferToken", mkt.actors.deployer)
+    pm.tx(fot.functions.mint(owner.address, 1000 * E18), owner)
+    pm.tx(fot.functions.approve(pm.efficacy.address, 2**256 - 1), owner)
+    expect(eff.createOffer(_offer(pm, token=fot.address)), owner, "EfficacyMarketFeeOnTransfer")
+    expect(eff.enroll(9, "d", b"\x03" * 32), t0, "EfficacyMarketUnknownOffer", 9)
+    # Execute: one offer with room for one data owner
+    receipt = pm.tx(eff.createOffer(_offer(pm)), owner)
+    offer_id = pm.chain.events(pm.efficacy, receipt, "OfferCreated")[0]["offerId"]
+    expect(eff.enroll(offer_id, "d", b"\x03" * 32), outsider, "EfficacyMarketWrongRole")
+    pm.tx(eff.enroll(offer_id, "d", b"\x03" * 32), t0)
+    expect(eff.enroll(offer_id, "d", b"\x03" * 32), t0, "EfficacyMarketConflictOfInterest")
+    expect(eff.enroll(offer_id, "d", b"\x03" * 32), t1, "EfficacyMarketFull", 1)
+    expect(eff.commitValuation(offer_id, b"\x05" * 32), oracles[0], "EfficacyMarketOutsideWindow")
+    expect(
+        eff.commitValuation(offer_id, b"\x05" * 32), outsider, "EfficacyMarketNotCommitteeMember",
+        outsider.address,
+    )  # fmt: skip
+    offer = eff.offer(offer_id).call()
+    pm.chain.warp_past(offer[12])  # enroll deadline
+    expect(eff.enroll(offer_id, "d", b"\x03" * 32), t1, "EfficacyMarketOutsideWindow")
+    pm.tx(eff.commitValuation(offer_id, b"\x05" * 32), oracles[0])
+    expect(eff.commitValuation(offer_id, b"\x06" * 32), oracles[0], "EfficacyMarketBadVote")
+    expect(
+        eff.claim(offer_id, 0, t0.address, 1, 1, []), outsider, "EfficacyMarketNotFinal", offer_id
+    )
+    pm.chain.warp_past(offer[13])  # commit deadline
+    expect(
+        eff.revealValuation(offer_id, b"\x07" * 32, "r", b"\x00" * 32), oracles[0],
+        "EfficacyMarketBadVote", oracles[0].address,
+    )  # fmt: skip
+    # no quorum by the reveal deadline: the owner takes the whole cap back
+    pm.chain.warp_past(offer[14])
+    before = pm.mkt.balance(owner.address)
+    pm.tx(eff.refund(offer_id), outsider)
+    assert pm.mkt.balance(owner.address) - before == 100 * E18
+    expect(eff.refund(offer_id), owner, "EfficacyMarketNotRefundable", offer_id)

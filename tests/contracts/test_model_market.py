@@ -460,3 +460,78 @@ def test_royalties_accrue_per_score_and_every_wei_of_the_trainer_share_is_accoun
     )
     # nothing of the sales is left in the contract: every wei went to someone
     assert pm.mkt.balance(pm.mm.address) == mm_start
+
+
+def test_product_calls_out_of_order_or_out_of_range_are_refused(pm):
+    # Prepare: a task still training
+    from chainkit import TaskSpec
+
+    req, dev = pm.requester, pm.developers[0]
+    task_id = pm.mkt.create(TaskSpec())
+    good = ProductParams(2, 800_000, 0, 0, 0, 60, 60)
+    # Assert
+    pm.chain.expect_revert(
+        pm.fn.configure(task_id, good.as_tuple()), dev, "ModelMarketNotRequester", task_id,
+        dev.address,
+    )  # fmt: skip
+    for bad in ((0, 1, 0, 0, 0, 60, 60), (2, 1_000_001, 0, 0, 0, 60, 60), (2, 1, 0, 9, 0, 60, 60),
+                (2, 1, 0, 0, 0, 0, 60)):  # fmt: skip
+        pm.chain.expect_revert(pm.fn.configure(task_id, bad), req, "ModelMarketInvalidParams")
+    pm.chain.expect_revert(
+        pm.fn.submit(task_id, "c", digest_of("c")), dev, "ModelMarketNotConfigured", task_id
+    )
+    pm.tx(pm.fn.configure(task_id, good.as_tuple()), req)
+    pm.chain.expect_revert(pm.fn.submitFinalModel(task_id, "f"), req, "ModelMarketWrongTaskPhase")
+    pm.chain.expect_revert(
+        pm.fn.attestTotalScore(task_id, 5), pm.mkt.actors.oracles[0], "ModelMarketWrongTaskPhase"
+    )
+    task_id = pm.mkt.create(TaskSpec())
+    pm.tx(pm.mkt.fn.cancel(task_id), req)
+    pm.chain.expect_revert(
+        pm.fn.configure(task_id, good.as_tuple()), req, "ModelMarketWrongTaskPhase", task_id, 7
+    )
+
+
+def test_a_finished_task_without_a_posted_final_model_cannot_be_submitted(pm):
+    trainers = pm.mkt.actors.trainers[:2]
+    task_id, _ = pm.mkt.finalized_task(
+        trainers, lambda ts: [(t.address, 100 * E18, 500_000, 0) for t in ts]
+    )
+    pm.mkt.open_claims(task_id)
+    pm.configure(task_id)
+    pm.chain.expect_revert(
+        pm.fn.submitFinalModel(task_id, "f"), pm.requester, "ModelMarketNoFinalModel", task_id
+    )
+    o0 = pm.mkt.actors.oracles[0]
+    outsider = pm.buyers[0]
+    pm.chain.expect_revert(
+        pm.fn.attestTotalScore(task_id, 1), outsider, "ModelMarketNotCommitteeMember", task_id,
+        outsider.address,
+    )  # fmt: skip
+    pm.chain.expect_revert(pm.fn.attestTotalScore(task_id, 0), o0, "ModelMarketInvalidParams")
+    pm.chain.expect_revert(pm.fn.claimBounty(task_id), outsider, "ModelMarketNoBounty", task_id)
+    pm.chain.expect_revert(pm.fn.deliver(5, "k"), outsider, "ModelMarketUnknownSale", 5)
+
+
+def test_every_custom_error_of_the_product_contracts_is_asserted():
+    import re
+    from pathlib import Path
+
+    from marketplace.chain.compiler import compile_contracts
+
+    artifacts = compile_contracts()
+    errors = {
+        item["name"]
+        for name in ("ModelMarket", "EfficacyMarket")
+        for item in artifacts[name].abi
+        if item["type"] == "error" and item["name"].startswith(name)
+    }
+    here = Path(__file__).resolve().parent
+    sources = "\n".join(
+        p.read_text() for p in (here / "test_model_market.py", here / "test_efficacy_market.py")
+    )
+    asserted = set(re.findall(r'"((?:ModelMarket|EfficacyMarket)\w+)"', sources))
+    # Defensive only: TaskMarket refuses fee-on-transfer tokens at createTask, so a task's token
+    # cannot be one; EfficacyMarket's check is exercised by its own test below.
+    unreachable = {"ModelMarketFeeOnTransfer"}
+    assert sorted(errors - asserted - unreachable) == []
