@@ -656,7 +656,10 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     function _finalTask(uint256 taskId) private view returns (ITaskMarket.TaskInfo memory t) {
         t = _market.task(taskId);
         bool open = t.phase == ITaskMarket.Phase.Finalized && block.timestamp >= t.claimsOpenAt;
-        if (!open && t.phase != ITaskMarket.Phase.Closed) revert ModelMarketWrongTaskPhase(taskId, t.phase);
+        // A task closed without a final root (scoring failed) has no leaves to pay royalties on.
+        if ((!open && t.phase != ITaskMarket.Phase.Closed) || t.payoutRoot == bytes32(0)) {
+            revert ModelMarketWrongTaskPhase(taskId, t.phase);
+        }
     }
 
     function _configured(uint256 taskId) private view returns (ProductInfo storage pr) {

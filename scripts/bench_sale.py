@@ -19,7 +19,7 @@ Prints ONE JSON object on stdout (logs go to stderr):
 - ``deliver_gas``: median gas of the key holder's ``deliver`` (the price joins the gross);
 - ``claim_royalty_gas``: one trainer's royalty claim with its payout leaf (grows with log2 n, the
   proof length — per trainer, never per sale);
-- ``sale_gas_spread``: |gas(100) − gas(8)| / gas(8) (goal ≤ 0.02) and ``sale_gas_goal_met``;
+- ``sale_gas_spread``: |gas(100) - gas(8)| / gas(8) (goal ≤ 0.02) and ``sale_gas_goal_met``;
 - ``buyer_transactions``: transactions the buyer sent from payment to a digest-verified download
   (goal ≤ 2), measured by its nonce around ``buy_model`` → ``deliver_sale`` → ``download_model``
   on the embedded content store;
@@ -48,28 +48,28 @@ from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from marketplace.chain.backend import connect  # noqa: E402
-from marketplace.chain.clients import Marketplace, Role, TaskParams  # noqa: E402
-from marketplace.chain.compiler import compile_contracts  # noqa: E402
-from marketplace.chain.deploy import deploy_marketplace  # noqa: E402
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, advance_chain_time, start_devnet  # noqa: E402
-from marketplace.chain.model_market_client import (  # noqa: E402
+from marketplace.chain.backend import connect
+from marketplace.chain.clients import Marketplace, Role, TaskParams
+from marketplace.chain.compiler import compile_contracts
+from marketplace.chain.deploy import deploy_marketplace, deploy_product
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, advance_chain_time, start_devnet
+from marketplace.chain.model_market_client import (
     ListingParams,
     ModelMarketClient,
     ProductParams,
     ProductRole,
 )
-from marketplace.chain.tx import send_eth  # noqa: E402
-from marketplace.protocol.model_evaluation import commit_and_reveal_evaluation  # noqa: E402
-from marketplace.protocol.model_sale import (  # noqa: E402
+from marketplace.chain.tx import send_eth
+from marketplace.protocol.model_evaluation import commit_and_reveal_evaluation
+from marketplace.protocol.model_sale import (
     buy_model,
     deliver_sale,
     download_model,
     publish_model,
 )
-from marketplace.storage.embedded import EmbeddedStore  # noqa: E402
-from marketplace.valuation.merkle import PayoutTree  # noqa: E402
-from marketplace.valuation.payouts import compute_payouts  # noqa: E402
+from marketplace.storage.embedded import EmbeddedStore
+from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.payouts import compute_payouts
 
 log = logging.getLogger("bench_sale")
 E18 = 10**18
@@ -93,7 +93,9 @@ class Bench:
         self.w3 = w3
         self.deployer, self.requester = keys[0], keys[1]
         self.oracles, self.auditors, self.buyers = keys[2:5], keys[5:7], keys[7:9]
-        deployment = deploy_marketplace(w3, self.deployer, unbonding_delay=60, product=True)
+        deployment = deploy_product(
+            w3, self.deployer, deploy_marketplace(w3, self.deployer, unbonding_delay=60)
+        )
         self.m = Marketplace(w3, deployment)
         self.mm = ModelMarketClient(w3, deployment)
         for who in [self.requester, *self.oracles, *self.auditors, *self.buyers]:
@@ -142,7 +144,9 @@ class Bench:
             self.m.advance(self.deployer, task_id)
         for i, t in enumerate(trainers):
             digest = hashlib.sha256(f"update {task_id} {i}".encode()).digest()
-            self.m.send(self.m.market.functions.commitUpdate(task_id, 1, f"bafy-u{i}", digest, 100), t)
+            self.m.send(
+                self.m.market.functions.commitUpdate(task_id, 1, f"bafy-u{i}", digest, 100), t
+            )
         if self.m.task(task_id).phase_enum.name == "TRAINING":
             self.m.advance(self.deployer, task_id)
         final = hashlib.sha256(self.final_model).digest()
@@ -199,7 +203,9 @@ class Bench:
             buyer = self.buyers[i % 2]
             sale_id, receipt = self.mm.buy(buyer, listing_id, _key(f"buyer{i}"))
             sale_gas.append(int(receipt["gasUsed"]))
-            deliver_gas.append(int(self.mm.deliver(self.requester, sale_id, f"bafy-k{i}")["gasUsed"]))
+            deliver_gas.append(
+                int(self.mm.deliver(self.requester, sale_id, f"bafy-k{i}")["gasUsed"])
+            )
         e = tree.entries[n // 2]
         claim = self.mm.claim_royalty(self.deployer, listing_id, e.leaf(), tree.proof(e.index))
         log.info("n=%d: task and listing in %.1fs, sale gas %s", n, task_seconds, sale_gas)
@@ -226,7 +232,12 @@ class Bench:
             before = self.w3.eth.get_transaction_count(buyer.address)
             sale_id = buy_model(self.mm, buyer, listing_id, _x25519_public(key))
             deliver_sale(
-                self.mm, store, self.requester, sale_id, model_cid=model_cid, content_key=content_key
+                self.mm,
+                store,
+                self.requester,
+                sale_id,
+                model_cid=model_cid,
+                content_key=content_key,
             )
             model = download_model(
                 self.mm, store, buyer=buyer.address, buyer_private=key, sale_id=sale_id

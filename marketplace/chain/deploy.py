@@ -145,14 +145,12 @@ def deploy_marketplace(
     unbonding_delay: int = DEFAULT_UNBONDING_DELAY,
     arbiter: str | None = None,
     artifacts: Mapping[str, ContractArtifact] | None = None,
-    product: bool = False,
 ) -> Deployment:
     """Deploy the token (unless ``token_address`` names an existing ERC-20), the registry and
     the market, and authorize the market in the registry.
 
     The deployer owns the registry (its only power: authorizing markets); hand it to a timelock or
     multisig on a real network. The arbiter defaults to the deployer, which suits a devnet only.
-    With ``product=True`` the model market and efficacy market follow (:func:`deploy_product`).
     """
     if artifacts is None:
         from marketplace.chain.compiler import compile_contracts
@@ -174,7 +172,7 @@ def deploy_marketplace(
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
-    deployment = Deployment(
+    return Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
@@ -185,7 +183,6 @@ def deploy_marketplace(
         },
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
     )
-    return deploy_product(w3, deployer, deployment, artifacts=arts) if product else deployment
 
 
 def deploy_product(
