@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from eth_abi import encode
+from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -428,7 +428,7 @@ class ModelMarketClient:
         return call(fn, decoder=self.decoder)
 
     def _token(self, address: str) -> Contract:
-        return self.w3.eth.contract(  # type: ignore[call-overload,no-any-return]
+        return self.w3.eth.contract(
             address=Web3.to_checksum_address(address),
             abi=self.deployment.contracts["RewardToken"].abi,
         )
