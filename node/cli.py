@@ -560,6 +560,10 @@ def _register_task_commands() -> None:
 
     for command in COMMANDS:
         cli.add_command(command)
+    from node.model_cli import COMMANDS as MODEL_COMMANDS  # issue 15: model and audit groups
+
+    for command in MODEL_COMMANDS:
+        cli.add_command(command)
 
 
 _register_task_commands()

@@ -534,6 +534,10 @@ class ModelMarketClient:
     def buy(self, buyer: LocalAccount, listing_id: int, buyer_key: bytes) -> tuple[int, TxReceipt]:
         """Pay for a listing with an EIP-2612 permit, in one transaction: (sale id, receipt)."""
         info = self.listing(listing_id)
+        if info.price == 0:
+            raise ChainError(
+                f"no listing {listing_id} on ModelMarket {self.address}: see `fedmarket model list`"
+            )
         deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + 3600
         v, r, s = self._permit(buyer, info.token, info.price, deadline)
         fn = self.fn.buyWithPermit(listing_id, buyer_key, deadline, v, r, s)
