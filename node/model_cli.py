@@ -24,8 +24,8 @@ from marketplace.chain.model_market_client import (
     ProductParams,
     SaleStatus,
 )
-from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import ConfigError
+from marketplace.protocol.model_evaluation import seal_submission
 from marketplace.protocol.model_sale import (
     buy_model,
     deliver_sale,
@@ -175,8 +175,11 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
     recipients = {
         o: bytes(c.market.call(c.market.registry.functions.encryptionKeyOf(o))) for o in committee
     }
-    context = EnvelopeContext(chain_id=client.chain_id, task_id=task_id, round=0, sender=me.address)
-    cid = str(c.store.put(seal(blob, recipients=recipients, context=context)))
+    sealed = seal_submission(
+        blob, recipients=recipients, chain_id=client.chain_id, task_id=task_id,
+        developer=me.address,
+    )  # fmt: skip
+    cid = str(c.store.put(sealed))
     if final:
         number = client.submit_final_model(me.eth, task_id, cid)
     else:

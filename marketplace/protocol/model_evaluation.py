@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
-from marketplace.chain.model_market_client import ModelMarketClient
-from marketplace.errors import ConfigError, DigestMismatchError
+from marketplace.chain.model_market_client import ZERO_ADDRESS, ModelMarketClient
+from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.errors import ChainError, ConfigError, DigestMismatchError
 from marketplace.fl.models import ModelSpec, build_model
 from marketplace.fl.serialization import WeightSpec, load_weights
 from marketplace.fl.train import predict_logits, torch_settings
 from marketplace.fl.weights import check_finite
+from marketplace.storage.base import ContentStore
 from marketplace.valuation.quantize import fraction_to_ppm
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -79,3 +82,52 @@ def commit_and_reveal_evaluation(
         client.commit_evaluation(oracle, task_id, submission, score_ppm, salt)
     for oracle, salt in zip(oracles, salts, strict=True):
         client.reveal_evaluation(oracle, task_id, submission, score_ppm, salt)
+
+
+def submission_context(chain_id: int, task_id: int, developer: str) -> EnvelopeContext:
+    """The envelope context a developer seals its submission under (round 0: after training)."""
+    return EnvelopeContext(chain_id=chain_id, task_id=task_id, round=0, sender=developer)
+
+
+def seal_submission(
+    blob: bytes, *, recipients: Mapping[str, bytes], chain_id: int, task_id: int, developer: str
+) -> bytes:
+    """A submission sealed to the committee's X25519 keys (``address -> raw public key``)."""
+    return seal(
+        blob, recipients=recipients, context=submission_context(chain_id, task_id, developer)
+    )
+
+
+def fetch_submission(
+    client: ModelMarketClient,
+    store: ContentStore,
+    *,
+    task_id: int,
+    submission: int,
+    member: str,
+    x25519_private: X25519PrivateKey,
+) -> bytes:
+    """A committee member's copy of a submission: its CID from the ``ModelSubmitted`` event, the
+    envelope opened with the member's key, the plaintext checked against the on-chain digest."""
+    info = client.submission(task_id, submission)
+    if info.developer == ZERO_ADDRESS:
+        raise ChainError(f"task {task_id} has no submission {submission}")
+    events = client.contract.events.ModelSubmitted().get_logs(
+        from_block=client.deployment.block,
+        argument_filters={"taskId": task_id, "submission": submission},
+    )
+    if not events:
+        raise ChainError(f"no ModelSubmitted event for task {task_id} submission {submission}")
+    cid = str(events[0]["args"]["modelCid"])
+    blob = open_envelope(
+        store.get(cid, max_size=MAX_MODEL_BYTES + 1024 * 1024),
+        recipient_address=member,
+        x25519_private=x25519_private,
+        expected_context=submission_context(client.chain_id, task_id, info.developer),
+    )
+    if hashlib.sha256(blob).digest() != info.digest:
+        raise DigestMismatchError(
+            f"submission {submission} of task {task_id} does not hash to its on-chain digest: "
+            "score it 0 and keep the CID as evidence"
+        )
+    return blob

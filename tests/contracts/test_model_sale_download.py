@@ -88,3 +88,79 @@ def test_a_buyer_pays_in_one_transaction_and_downloads_the_evaluated_model(
         download_model(
             client, kubo_store, buyer=buyer.address, buyer_private=other_key, sale_id=sale_id
         )
+
+
+def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_are_sealed(
+    mkt, kubo_store, trained
+):
+    # Prepare: submission 1 (the final aggregate) fails; a developer submits the trained model
+    from marketplace.chain.model_market_client import ProductParams
+    from marketplace.protocol.audit import (
+        AuditPackage,
+        audit_context,
+        open_audit_package,
+        seal_audit_package,
+    )
+    from marketplace.protocol.model_evaluation import (
+        commit_and_reveal_evaluation,
+        fetch_submission,
+        seal_submission,
+    )
+
+    blob, splits = trained
+    pm = setup_product(mkt)
+    task_id, _ = pm.finished_task()
+    pm.configure(task_id, ProductParams(3, 800_000, 5 * E18, 2, E18, 600, 600))
+    pm.submit_final(task_id)
+    pm.evaluate(task_id, 1, 100_000)
+    client = ModelMarketClient(pm.chain.w3, deployment_of(pm))
+    oracles = mkt.actors.oracles
+    keys = {o.address: X25519PrivateKey.generate() for o in oracles}
+    dev = pm.developers[0]
+    sealed = seal_submission(
+        blob, recipients={a: _raw(k) for a, k in keys.items()}, chain_id=client.chain_id,
+        task_id=task_id, developer=dev.address,
+    )  # fmt: skip
+    # Execute: submit; every member fetches, checks and scores it; commit-reveal decides
+    sub = client.submit(dev, task_id, str(kubo_store.put(sealed)), hashlib.sha256(blob).digest())
+    scores = set()
+    for o in oracles:
+        got = fetch_submission(
+            client, kubo_store, task_id=task_id, submission=sub, member=o.address,
+            x25519_private=keys[o.address],
+        )  # fmt: skip
+        scores.add(evaluate_submission(SPEC, got, splits.validation.x, splits.validation.y))
+    (score,) = scores  # every member computes the same integer
+    commit_and_reveal_evaluation(client, list(oracles), task_id, sub, score)
+    info = client.submission(task_id, sub)
+    # the requester seals model + validation set to the auditors; each checks and attests
+    validation = splits.validation.x.tobytes() + splits.validation.y.tobytes()
+    auditors = pm.auditors[:2]
+    akeys = {a.address: X25519PrivateKey.generate() for a in auditors}
+    ctx = audit_context(client.chain_id, task_id, sub, pm.requester.address)
+    package = seal_audit_package(
+        AuditPackage(blob, validation), auditors={a: _raw(k) for a, k in akeys.items()},
+        context=ctx,
+    )  # fmt: skip
+    cid = str(kubo_store.put(package))
+    for a in auditors:
+        opened = open_audit_package(
+            kubo_store.get(cid), auditor=a.address, x25519_private=akeys[a.address], context=ctx,
+            model_digest=info.digest, validation_commitment=hashlib.sha256(validation).digest(),
+        )  # fmt: skip
+        assert opened.model == blob
+        sig = client.sign_attestation(a, task_id, info.digest, f"bafy-report-{a.address}", True)
+        client.attest(a, task_id, sub, info.digest, f"bafy-report-{a.address}", True, sig)
+    client.approve(pm.requester, task_id, sub)
+    before = pm.mkt.balance(dev.address)
+    client.claim_bounty(pm.buyers[0], task_id)
+    # Assert
+    assert (info.decided, info.passed, info.score_ppm) == (True, True, score)
+    assert client.product(task_id).approved_submission == sub
+    assert pm.mkt.balance(dev.address) - before == 5 * E18
+    with pytest.raises(CryptoError):  # not an auditor of this package
+        open_audit_package(
+            kubo_store.get(cid), auditor=pm.buyers[0].address,
+            x25519_private=akeys[auditors[0].address],
+            context=ctx, model_digest=info.digest, validation_commitment=b"\x00" * 32,
+        )  # fmt: skip
