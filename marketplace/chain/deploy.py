@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKET_CONTRACTS = ("RewardToken", "ParticipantRegistry", "TaskMarket")
+PRODUCT_CONTRACTS = ("ModelMarket", "EfficacyMarket")
 DEFAULT_UNBONDING_DELAY = 7 * 24 * 3600
 
 
@@ -210,3 +211,40 @@ def deploy_model_versions(
     address = _deploy_one(w3, art, deployer, decoder, deployment.address("TaskMarket"))
     contracts = {**deployment.contracts, "ModelVersions": ContractRecord(address, art.abi)}
     return replace(deployment, contracts=contracts)
+
+
+def deploy_product(
+    w3: Web3,
+    deployer: LocalAccount,
+    deployment: Deployment,
+    *,
+    artifacts: Mapping[str, ContractArtifact] | None = None,
+) -> Deployment:
+    """Add ``ModelMarket`` (over the deployment's TaskMarket) and ``EfficacyMarket`` (over its
+    registry) to ``deployment``. Neither has an owner, and neither needs the registry's market
+    authorization (they lock and slash no stake)."""
+    if artifacts is None:
+        from marketplace.chain.compiler import compile_contracts
+
+        artifacts = compile_contracts()
+    decoder = RevertDecoder(a.abi for a in artifacts.values())
+    model_market = _deploy_one(
+        w3, artifacts["ModelMarket"], deployer, decoder, deployment.address("TaskMarket")
+    )
+    efficacy = _deploy_one(
+        w3,
+        artifacts["EfficacyMarket"],
+        deployer,
+        decoder,
+        deployment.address("ParticipantRegistry"),
+    )
+    contracts = dict(deployment.contracts)
+    contracts["ModelMarket"] = ContractRecord(model_market, artifacts["ModelMarket"].abi)
+    contracts["EfficacyMarket"] = ContractRecord(efficacy, artifacts["EfficacyMarket"].abi)
+    return Deployment(
+        chain_id=deployment.chain_id,
+        contracts=contracts,
+        deployer=deployment.deployer,
+        block=deployment.block,
+        params=deployment.params,
+    )

@@ -99,13 +99,15 @@ def _register() -> None:
     from node.cli.data_cli import data
     from node.cli.demo_cli import demo
     from node.cli.devnet_cli import devnet
+    from node.cli.model_cli import audit, model
     from node.cli.peer_cli import node_group, oracle_group
     from node.cli.registry_cli import register, stake, status, unstake, withdraw
     from node.cli.rewards_cli import rewards
     from node.cli.task_cli import task
 
     for command in (devnet, deploy, faucet, account, register, stake, unstake, withdraw, status,
-                    task, node_group, oracle_group, rewards, demo, dashboard, data):  # fmt: skip
+                    task, node_group, oracle_group, rewards, demo, dashboard, data, model,
+                    audit):  # fmt: skip
         cli.add_command(command)
 
 

@@ -1,0 +1,78 @@
+"""`fedmarket audit attest`, `model sell | list | show | buy | deliver | download` on the devnet and
+Kubo, each as a user runs it (dev accounts, their own homes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from click.testing import CliRunner
+from productkit import deployment_of, setup_product
+
+from marketplace.chain.deploy import write_deployment
+from marketplace.fl.models import ModelSpec, build_model
+from marketplace.fl.serialization import dump_weights
+from marketplace.fl.weights import get_weights
+from node.cli import cli
+
+REQUESTER, AUDITORS, BUYER = 2, (16, 17), 19  # chainkit's actors are the dev keys in this order
+
+
+def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli(
+    mkt, anvil, kubo, tmp_path
+):
+    # Prepare: a finished task whose final model is a real one, submission 1 passed
+    blob = dump_weights(get_weights(build_model(ModelSpec("logreg", 64, 10, seed=3))))
+    path = tmp_path / "final.safetensors"
+    path.write_bytes(blob)
+    pm = setup_product(mkt)
+    task_id, _ = pm.finished_task(final=hashlib.sha256(blob).digest())
+    pm.configure(task_id)
+    pm.submit_final(task_id)
+    pm.evaluate(task_id, 1, 900_000)
+    pm.fix_total(task_id, 1_000_000)
+    deployments = tmp_path / "deployments"
+    write_deployment(deployment_of(pm), deployments)
+    runner = CliRunner()
+
+    def run(dev: int, *args: str) -> dict:
+        result = runner.invoke(
+            cli,
+            ["--chain-rpc", anvil.rpc_url, "--deployments", str(deployments),
+             "--home", str(tmp_path / f"home{dev}"), "--ipfs-api", kubo.api_multiaddr,
+             "--dev-account", str(dev), *args, "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    # Execute
+    for a in AUDITORS:
+        out = run(a, "audit", "attest", "--task", str(task_id), "--submission", "1",
+                  "--report-cid", f"bafy-report-{a}")  # fmt: skip
+        assert out["approved"] is True
+    pm.tx(pm.fn.approve(task_id, 1), pm.requester)
+    sold = run(REQUESTER, "model", "sell", "--task", str(task_id), "--model", str(path),
+               "--price", "10", "--license-cid", "bafy-lic", "--auditor-bps", "500")  # fmt: skip
+    listing = sold["listing"]
+    listed = run(BUYER, "model", "list")
+    sale = run(BUYER, "model", "buy", str(listing))["sale"]
+    delivered = run(REQUESTER, "model", "deliver", "--listing", str(listing))["delivered"]
+    out_file = tmp_path / "bought.safetensors"
+    downloaded = run(BUYER, "model", "download", str(sale), "--out", str(out_file))
+    shown = run(BUYER, "model", "show", str(listing))
+    # Assert
+    assert [r["listing"] for r in listed] == [listing]
+    assert list(delivered) == [str(sale)]
+    assert out_file.read_bytes() == blob
+    assert downloaded["sha256"] == "0x" + hashlib.sha256(blob).hexdigest()
+    assert shown["sales"] == 1 and shown["gross"] == 10 * 10**18
+    assert shown["digest"] == "0x" + hashlib.sha256(blob).hexdigest()
+    # bad input: one line, no traceback
+    bad = runner.invoke(
+        cli,
+        ["--chain-rpc", anvil.rpc_url, "--deployments", str(deployments),
+         "--home", str(tmp_path / "home-x"), "--dev-account", str(BUYER), "model", "buy", "99"],
+    )  # fmt: skip
+    assert bad.exit_code == 1
+    assert bad.output.startswith("Error: ") and "no listing 99" in bad.output
+    assert "Traceback" not in bad.output
