@@ -22,13 +22,13 @@ from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import evaluate, train_local
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
-from node.peers.journal import Journal
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.protocol.withdrawal import derive_unlearned, record_unlearned, revalidate
 from marketplace.storage.kubo import KuboStore
 from marketplace.unlearning import FedEraserConfig
+from node.peers.journal import Journal
 from node.peers.trainer import TrainerNode
 
 TOKEN = 10**18
