@@ -134,6 +134,7 @@ class Indexer:
         self._rpc_calls = 0
         self.changed = threading.Condition()
         self.generation = 0  # bumped after every sync that changed the index
+        self.last_error: str | None = None  # the follow loop's last failure, until it recovers
 
     # --- identity of the file ---------------------------------------------------------------
     def _bind_deployment(self) -> None:
@@ -285,8 +286,14 @@ class Indexer:
                 while self.sync_once().blocks and not stop.is_set():
                     pass
                 self.retry_reports()
+                if self.last_error is not None:
+                    self.last_error = None
+                    self._notify()
             except Exception as exc:  # keep following: the next poll retries
-                log.warning("indexer: %s", exc)
+                if str(exc) != self.last_error:  # say it once, not every poll
+                    log.warning("indexer: %s", exc)
+                    self.last_error = str(exc)
+                    self._notify()
                 if on_error:
                     on_error(exc)
             stop.wait(self.config.poll_seconds)

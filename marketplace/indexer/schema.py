@@ -81,22 +81,34 @@ BLOCK_TABLES = (
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the index file (WAL mode, so pages read while the indexer writes)."""
-    if readonly:
-        conn = sqlite3.connect(
-            f"file:{Path(path)}?mode=ro", uri=True, check_same_thread=False, timeout=5.0
-        )
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{Path(path)}?mode=ro", uri=True, check_same_thread=False, timeout=5.0
+            )
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(
+            f"cannot open the index {path} ({exc}): delete it (it is rebuilt from the chain) "
+            "or pass another --db"
+        ) from None
     conn.row_factory = sqlite3.Row
     return conn
 
 
 def migrate(conn: sqlite3.Connection, path: Path | str) -> None:
     """Create the schema in a new file, or check the version of an existing one."""
-    conn.executescript(DDL)
+    try:
+        conn.executescript(DDL)
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            f"{path} is not a usable index ({exc}): delete it (it is rebuilt from the chain) "
+            "or pass another --db"
+        ) from None
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

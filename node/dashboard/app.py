@@ -73,6 +73,7 @@ def create_app(db_path: Path, *, indexer: Indexer | None = None, title: str = ""
         with _Reader(db_path) as r:
             status = r.status()
         base = {"status": status, "title": title, "fragment": fragment,
+                "indexer_error": indexer.last_error if indexer is not None else None,
                 "live_url": request.url.path + "?fragment=1"}  # fmt: skip
         template = name if not fragment else name.replace(".html", "_live.html")
         return templates.TemplateResponse(request, template, base | context)

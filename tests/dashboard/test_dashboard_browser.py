@@ -17,6 +17,7 @@ from selenium.webdriver.common.by import By
 from web3 import Web3
 
 from marketplace.chain.clients import Phase
+from marketplace.indexer import IndexerConfig
 from node.dashboard.formatting import token
 from node.dashboard.server import DashboardServer
 
@@ -220,3 +221,24 @@ def test_a_dispute_and_its_resolution_are_shown(world: World, browser: Any, tmp_
             browser.find_element(By.ID, "phase").text
             == Phase(mkt.task(task.task_id)["phase"]).name.lower()
         )
+
+
+def test_an_indexer_failure_is_shown_on_the_page(
+    world: World, browser: Any, tmp_path: Path
+) -> None:
+    chain = world.mkt.chain
+    server = DashboardServer(world.w3, world.deployment, tmp_path / "index.sqlite",
+                             config=IndexerConfig(reorg_depth=2))  # fmt: skip
+    with server:
+        browser.get(server.url + "/")
+        wait_for("live events", lambda: browser.find_element(By.ID, "live-state").text == "live")
+        fork = chain.snapshot()
+        for _ in range(5):
+            chain.warp(1)
+        wait_for("the index to follow", lambda: int(browser.find_element(
+            By.ID, "indexed-block").text) == world.w3.eth.block_number)  # fmt: skip
+        chain.revert_to(fork)  # a reorganization deeper than the two blocks the index keeps
+        for _ in range(6):
+            chain.warp(2)
+        shown = wait_for("the error", lambda: browser.find_element(By.ID, "indexer-error").text)
+        assert "reorganized deeper than the 2 blocks" in shown and "--reorg-depth" in shown

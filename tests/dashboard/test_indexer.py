@@ -162,3 +162,10 @@ def test_a_report_unavailable_at_reveal_is_fetched_again(world: World, tmp_path:
     assert reader.chart(task.task_id)["available"]
     reader.close()
     index.close()
+
+
+def test_a_file_that_is_not_an_index_is_a_one_line_error(world: World, tmp_path: Path) -> None:
+    bad = tmp_path / "index.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match=r"index .* delete it"):
+        Indexer(world.w3, world.deployment, bad)
