@@ -354,7 +354,7 @@ def run_ours(
         while True:
             info = market.task(task_id)
             now = time.perf_counter()
-            phase, r = info.phase_enum, int(info.current_round)
+            phase, r = info.phase_enum, info.current_round
             if phase == Phase.TRAINING:
                 stamps.setdefault(f"round{r}", now)
             elif phase != Phase.OPEN and "training_end" not in stamps:

@@ -319,7 +319,7 @@ def oracle_gas_at(n: int) -> dict[str, object]:
             ), deployer)
             for e in table.entries
         ])  # fmt: skip
-        assert int(m.task(task_id).paid) == budget
+        assert m.task(task_id).paid == budget
         claim_gas = [int(r["gasUsed"]) for r in claims]
         return {
             "commit": max(int(r["gasUsed"]) for r in commits),

@@ -19,11 +19,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """A private Anvil for this module, so time travel and deployments stay local to it."""
-    node = start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield node
-    node.stop()
+def chain(module_chain):
+    """A devnet of this module's own, so time travel and deployments stay local to it."""
+    return module_chain
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +108,12 @@ def test_register_stake_unstake_withdraw_status(env, trainer, chain):
     assert run(env, "status", "--json")["tokens"] == str((1000 - 150 + 30) * 10**18)
 
 
-def test_register_twice_names_the_custom_error(env, trainer):
-    out = run(env, "register", "trainer", ok=False)
+def test_register_twice_names_the_custom_error(env, deployed):
+    # Prepare: an account of its own, registered once (no earlier test needed)
+    run(env, "--dev-account", "7", "register", "oracle")
+    # Execute
+    out = run(env, "--dev-account", "7", "register", "oracle", ok=False)
+    # Assert
     assert "ParticipantRegistryAlreadyRegistered" in out
 
 
@@ -142,7 +144,10 @@ def test_missing_deployment_says_to_deploy(env, tmp_path):
     assert "fedmarket deploy" in out
 
 
+@pytest.mark.anvil
 def test_dev_account_refused_off_devnet_chain_ids(tmp_path):
+    """Anvil on purpose, under any FEDMARKET_TEST_CHAIN: it is the devnet whose chain id can be
+    set (the Hardhat node's is fixed to 31337 by hardhat.config.js)."""
     node = start_anvil(chain_id=10)
     try:
         out = CliRunner().invoke(

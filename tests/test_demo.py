@@ -10,6 +10,8 @@ import sys
 import pytest
 from PIL import Image
 
+from marketplace.valuation.flags import Flag
+
 HONEST, FREE_RIDER, POISONER, NOISY = "honest", "free_rider", "poisoner", "noisy"
 
 
@@ -36,7 +38,7 @@ def check_outcome(result: dict) -> None:
     assert worst_honest > by[FREE_RIDER][0]["payout"]
     assert worst_honest > by[NOISY][0]["payout"]
     assert by[POISONER][0]["payout"] == 0
-    assert by[POISONER][0]["slashed"] > 0 and by[POISONER][0]["flags"] & 2
+    assert by[POISONER][0]["slashed"] > 0 and by[POISONER][0]["flags"] & Flag.POISONER
     assert by[FREE_RIDER][0]["slashed"] > 0
     assert all(t["slashed"] == 0 for t in by[HONEST])
     assert sum(t["payout"] for t in result["trainers"]) == 1000 * 10**18  # the whole budget

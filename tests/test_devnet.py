@@ -6,7 +6,7 @@ import pytest
 from eth_account import Account
 
 from marketplace.chain.backend import connect
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_devnet
 from marketplace.chain.tx import RevertDecoder
 from marketplace.errors import RpcUnreachableError
 
@@ -18,8 +18,9 @@ def test_dev_keys_are_the_well_known_funded_accounts(w3):
     assert w3.eth.get_balance(first) > 10**21
 
 
-def test_anvil_binds_loopback_and_stops():
-    node = start_anvil()
+@pytest.mark.anvil
+def test_the_devnet_binds_loopback_and_stops(chain_kind):
+    node = start_devnet(chain_kind)
     assert node.rpc_url.startswith("http://127.0.0.1:")
     assert connect(node.rpc_url).eth.chain_id == 31337
     node.stop()

@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from marketplace import toolchain
-from marketplace.chain.devnet import start_anvil
 from node.cli.root import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,38 +67,35 @@ def test_the_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     assert "scripts/test" in [line.strip() for line in ci.splitlines()]
 
 
-def test_the_readme_cast_lines_run_against_anvil(tmp_path):
+def test_the_readme_cast_lines_run_against_the_devnet(tmp_path, module_chain):
     block = README.split("## Calling the contracts from any wallet", 1)[1]
     script = block.split("```bash\n", 1)[1].split("```", 1)[0]
-    node = start_anvil()
-    try:
-        runner = CliRunner()
-        deployed = runner.invoke(
-            cli, ["--chain-rpc", node.rpc_url, "--deployments", str(tmp_path / "deployments"),
-                  "--home", str(tmp_path / "home"), "--dev-account", "0", "deploy"],
-        )  # fmt: skip
-        assert deployed.exit_code == 0, deployed.output
-        key9 = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
-        faucet = runner.invoke(
-            cli, ["--chain-rpc", node.rpc_url, "--deployments", str(tmp_path / "deployments"),
-                  "--home", str(tmp_path / "home"), "--dev-account", "0", "faucet", "500", "--to",
-                  "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"],
-        )  # fmt: skip
-        assert faucet.exit_code == 0, faucet.output
-        env = {
-            **os.environ,
-            "RPC": node.rpc_url,
-            "KEY": key9,
-            "PATH": f"{toolchain.cast_path().parent}:{os.environ['PATH']}",
-        }
-        proc = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        lines = proc.stdout.split()
-        assert "500000000000000000000" in lines  # balanceOf before staking
-        assert "100000000000000000000" in lines  # stakeOf after register
-        assert "500000" in lines  # reputationOf: a new participant starts at 0.5
-    finally:
-        node.stop()
+    node = module_chain
+    runner = CliRunner()
+    deployed = runner.invoke(
+        cli, ["--chain-rpc", node.rpc_url, "--deployments", str(tmp_path / "deployments"),
+              "--home", str(tmp_path / "home"), "--dev-account", "0", "deploy"],
+    )  # fmt: skip
+    assert deployed.exit_code == 0, deployed.output
+    key9 = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
+    faucet = runner.invoke(
+        cli, ["--chain-rpc", node.rpc_url, "--deployments", str(tmp_path / "deployments"),
+              "--home", str(tmp_path / "home"), "--dev-account", "0", "faucet", "500", "--to",
+              "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"],
+    )  # fmt: skip
+    assert faucet.exit_code == 0, faucet.output
+    env = {
+        **os.environ,
+        "RPC": node.rpc_url,
+        "KEY": key9,
+        "PATH": f"{toolchain.cast_path().parent}:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    assert "500000000000000000000" in lines  # balanceOf before staking
+    assert "100000000000000000000" in lines  # stakeOf after register
+    assert "500000" in lines  # reputationOf: a new participant starts at 0.5

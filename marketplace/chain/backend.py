@@ -7,6 +7,7 @@ import logging
 
 from web3 import EthereumTesterProvider, Web3
 from web3.providers.rpc import HTTPProvider
+from web3.types import Wei
 
 from marketplace.errors import RpcUnreachableError
 
@@ -52,5 +53,5 @@ def fund_accounts(w3: Web3, addresses: tuple[str, ...], *, amount_wei: int) -> N
     """Send ETH from the node's first unlocked account (in-process EVM and devnets only)."""
     source = w3.eth.accounts[0]
     for addr in addresses:
-        tx = w3.eth.send_transaction({"from": source, "to": addr, "value": amount_wei})
+        tx = w3.eth.send_transaction({"from": source, "to": addr, "value": Wei(amount_wei)})
         w3.eth.wait_for_transaction_receipt(tx)

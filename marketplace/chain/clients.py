@@ -8,9 +8,8 @@ account explicitly (no hidden default sender); reverts come back as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import IntEnum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NewType
 
 from eth_account.signers.local import LocalAccount
@@ -22,158 +21,46 @@ from web3.types import TxReceipt
 
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.tx import RevertDecoder, call, send
+from marketplace.chain.views import (
+    Participant,
+    Phase,
+    Role,
+    TaskInfo,
+    TaskParams,
+    TaskView,
+    decode,
+    encode,
+)
 from marketplace.errors import ChainError
+
+__all__ = [
+    "BPS",
+    "QUORUM_MIN_BPS",
+    "MarketLimits",
+    "Marketplace",
+    "Participant",
+    "Phase",
+    "Role",
+    "TaskId",
+    "TaskInfo",
+    "TaskParams",
+    "TaskView",
+    "Wei",
+]
 
 Wei = NewType("Wei", int)
 TaskId = NewType("TaskId", int)
 
-
-class Role(IntEnum):
-    """``ParticipantRegistry.Role``."""
-
-    NONE = 0
-    TRAINER = 1
-    ORACLE = 2
-    REQUESTER = 3
-
-    @classmethod
-    def parse(cls, name: str) -> Role:
-        try:
-            return cls[name.upper()]
-        except KeyError:
-            raise ChainError(f"unknown role {name!r}: use trainer, oracle or requester") from None
+BPS = 10_000  # basis points in one
+QUORUM_MIN_BPS = 5_000  # a quorum must be a strict majority of the committee's stake
 
 
 @dataclass(frozen=True)
-class Participant:
-    """``ParticipantRegistry.participant(address)``."""
+class MarketLimits:
+    """``TaskMarket``'s constant bounds on a task."""
 
-    address: str
-    role: Role
-    encryption_key: bytes
-    stake: int
-    unbonding: int
-    unbonding_release_at: int
-    locked_until: int
-    reputation_ppm: int
-
-    @property
-    def registered(self) -> bool:
-        return self.role != Role.NONE
-
-
-class Phase(IntEnum):
-    """``TaskMarket.Phase``."""
-
-    OPEN = 0
-    TRAINING = 1
-    COMMITTING = 2
-    REVEALING = 3
-    FINALIZED = 4
-    DISPUTED = 5
-    CLOSED = 6
-    CANCELLED = 7
-
-
-@dataclass(frozen=True)
-class TaskParams:
-    """``TaskMarket.TaskParams``: what a requester fixes when creating a task.
-
-    Durations are seconds; ``join_deadline`` is a unix timestamp. ``token`` defaults to the
-    deployment's RewardToken.
-    """
-
-    budget: int
-    model_spec_cid: str
-    initial_model_cid: str
-    initial_model_digest: bytes
-    config_cid: str
-    validation_commitment: bytes
-    rounds: int
-    min_trainers: int
-    max_trainers: int
-    min_stake: int
-    join_deadline: int
-    oracles: tuple[str, ...]
-    token: str | None = None
-    min_reputation_ppm: int = 0
-    trainer_bond: int = 0
-    dispute_bond: int = 0
-    round_duration: int = 3600
-    commit_duration: int = 3600
-    reveal_duration: int = 3600
-    dispute_duration: int = 3600
-    claim_duration: int = 7 * 24 * 3600
-    quorum_bps: int = 6600  # 2 of 3 equal-stake oracles (6,667 would need all 3)
-    oracle_slash: int = 0
-
-    def as_tuple(self, token: str) -> tuple[Any, ...]:
-        """The struct in the contract's field order."""
-        return (
-            Web3.to_checksum_address(token),
-            self.budget,
-            self.model_spec_cid,
-            self.initial_model_cid,
-            self.initial_model_digest,
-            self.config_cid,
-            self.validation_commitment,
-            self.rounds,
-            self.min_trainers,
-            self.max_trainers,
-            self.min_stake,
-            self.min_reputation_ppm,
-            self.trainer_bond,
-            self.dispute_bond,
-            self.join_deadline,
-            self.round_duration,
-            self.commit_duration,
-            self.reveal_duration,
-            self.dispute_duration,
-            self.claim_duration,
-            [Web3.to_checksum_address(o) for o in self.oracles],
-            self.quorum_bps,
-            self.oracle_slash,
-        )
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """A task's on-chain state; fields by the contract's names, also in snake_case."""
-
-    task_id: int
-    fields: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        fields = self.__dict__["fields"]
-        for key in (name, _camel(name)):
-            if key in fields:
-                value = fields[key]
-                return bytes(value) if isinstance(value, (bytes, bytearray)) else value
-        raise AttributeError(f"task has no field {name!r} (fields: {', '.join(fields)})")
-
-    @property
-    def phase_enum(self) -> Phase:
-        return Phase(int(self.fields["phase"]))
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"taskId": self.task_id}
-        for k, v in self.fields.items():
-            if isinstance(v, (bytes, bytearray)):
-                out[k] = "0x" + bytes(v).hex()
-            elif isinstance(v, int) and not isinstance(v, bool) and v > 2**53:
-                out[k] = str(v)
-            elif isinstance(v, (list, tuple)):
-                out[k] = [str(x) for x in v]
-            else:
-                out[k] = v
-        if "phase" in out:
-            out["phaseName"] = Phase(int(self.fields["phase"])).name.lower()
-        return out
+    max_rounds: int
+    max_committee: int
 
 
 class Marketplace:
@@ -192,6 +79,15 @@ class Marketplace:
         self.market: Contract = self._contract("TaskMarket")
         self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
         self._event_cache: dict[tuple[Any, ...], tuple[int, list[Any]]] = {}
+        self._limits: MarketLimits | None = None
+        self.receipt_hooks: list[Callable[[str, TxReceipt], None]] = []
+
+    def _abi_function(self, contract: str, name: str) -> dict[str, Any]:
+        """The ABI entry of ``contract``'s function ``name``."""
+        for entry in self.deployment.contracts[contract].abi:
+            if entry.get("type") == "function" and entry.get("name") == name:
+                return dict(entry)
+        raise ChainError(f"{contract} has no function {name}: redeploy (`fedmarket deploy`)")
 
     def _contract(self, name: str) -> Contract:
         rec = self.deployment.contracts[name]
@@ -199,15 +95,21 @@ class Marketplace:
 
     # --- plumbing -------------------------------------------------------------------------
     def send(self, fn: ContractFunction, account: LocalAccount, **kwargs: Any) -> TxReceipt:
-        """Send ``fn`` signed by ``account``; reverts decoded against the marketplace's errors."""
-        return send(self.w3, fn, account, decoder=self.decoder, **kwargs)
+        """Send ``fn`` signed by ``account``; reverts decoded against the marketplace's errors.
+
+        Every mined receipt is passed to each of :attr:`receipt_hooks` with the function's name
+        (e.g. to sum gas per function)."""
+        receipt = send(self.w3, fn, account, decoder=self.decoder, **kwargs)
+        for hook in self.receipt_hooks:
+            hook(getattr(fn, "fn_name", "constructor"), receipt)
+        return receipt
 
     def call(self, fn: ContractFunction) -> Any:
         return call(fn, decoder=self.decoder)
 
     def token_at(self, address: str) -> Contract:
         """An ERC-20 at ``address`` with the RewardToken ABI (its ERC-20 part is standard)."""
-        return self.w3.eth.contract(  # type: ignore[call-overload,no-any-return]
+        return self.w3.eth.contract(
             address=Web3.to_checksum_address(address),
             abi=self.deployment.contracts["RewardToken"].abi,
         )
@@ -240,20 +142,10 @@ class Marketplace:
 
     # --- registry -------------------------------------------------------------------------
     def participant(self, address: str) -> Participant:
+        """The account's registration (role, key, stake, unbonding, lock, reputation)."""
         addr = Web3.to_checksum_address(address)
-        role, key, stake, unbonding, release_at, locked_until, rep = self.call(
-            self.registry.functions.participant(addr)
-        )
-        return Participant(
-            address=addr,
-            role=Role(role),
-            encryption_key=bytes(key),
-            stake=int(stake),
-            unbonding=int(unbonding),
-            unbonding_release_at=int(release_at),
-            locked_until=int(locked_until),
-            reputation_ppm=int(rep),
-        )
+        fn = self.registry.functions.participant(addr)
+        return decode(Participant, fn.abi["outputs"], self.call(fn), address=addr)
 
     def register(
         self, account: LocalAccount, role: Role, encryption_key: bytes, stake: int = 0
@@ -285,7 +177,9 @@ class Marketplace:
         token = params.token or self.token.address
         self.require_balance(requester, params.budget, "the task budget")
         self.ensure_allowance(requester, self.market.address, params.budget, token)
-        receipt = self.send(self.market.functions.createTask(params.as_tuple(token)), requester)
+        (arg,) = self._abi_function("TaskMarket", "createTask")["inputs"]
+        struct = encode(replace(params, token=token), arg["components"])
+        receipt = self.send(self.market.functions.createTask(struct), requester)
         (event,) = self.market.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return TaskId(int(event["args"]["taskId"]))
 
@@ -331,7 +225,7 @@ class Marketplace:
         self, task_id: int, oracle: str, root: bytes, report_cid: str, salt: bytes
     ) -> bytes:
         """``keccak256(abi.encode(taskId, oracle, root, keccak256(reportCid), salt))``."""
-        from eth_abi import encode
+        from eth_abi.abi import encode
 
         inner = Web3.keccak(text=report_cid)
         return bytes(
@@ -388,18 +282,11 @@ class Marketplace:
     def withdraw_bond(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.market.functions.withdrawBond(task_id), trainer)
 
-    def task(self, task_id: int) -> TaskView:
-        """The task's on-chain state (the ``task(taskId)`` view, by field name)."""
+    def task(self, task_id: int) -> TaskInfo:
+        """The task's on-chain state (the ``task(taskId)`` view)."""
         fn = self.market.functions.task(task_id)
-        raw = self.call(fn)
-        outputs = fn.abi["outputs"]
-        if len(outputs) == 1 and outputs[0]["type"] == "tuple":
-            names = [c["name"] for c in outputs[0]["components"]]
-            values = raw if isinstance(raw, (list, tuple)) else tuple(raw)
-        else:
-            names = [o["name"] for o in outputs]
-            values = raw
-        return TaskView(task_id=task_id, fields=dict(zip(names, values, strict=True)))
+        (output,) = fn.abi["outputs"]
+        return decode(TaskInfo, output["components"], self.call(fn), task_id=task_id)
 
     def is_trainer(self, task_id: int, address: str) -> bool:
         checksum = Web3.to_checksum_address(address)
@@ -444,6 +331,16 @@ class Marketplace:
                 self.market.functions.isOracleSlashed(task_id, Web3.to_checksum_address(oracle))
             )
         )
+
+    def limits(self) -> MarketLimits:
+        """The market's bounds on rounds and committee size (read once)."""
+        if self._limits is None:
+            fn = self.market.functions
+            self._limits = MarketLimits(
+                max_rounds=int(self.call(fn.MAX_ROUNDS())),
+                max_committee=int(self.call(fn.MAX_COMMITTEE())),
+            )
+        return self._limits
 
     def now(self) -> int:
         """The chain's clock: the latest block's timestamp (what the contracts compare with)."""

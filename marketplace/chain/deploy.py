@@ -153,9 +153,9 @@ def deploy_marketplace(
     multisig on a real network. The arbiter defaults to the deployer, which suits a devnet only.
     """
     if artifacts is None:
-        from marketplace.chain.compiler import compile_contracts
+        from marketplace.chain.build import contract_artifacts
 
-        artifacts = compile_contracts()
+        artifacts = contract_artifacts()  # packaged with the wheel, or compiled in a checkout
     arts = artifacts
     decoder = RevertDecoder(a.abi for a in arts.values())
     arbiter = Web3.to_checksum_address(arbiter or deployer.address)

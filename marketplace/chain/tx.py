@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_abi_to_4byte_selector
+from eth_account.types import TransactionDictType
+from eth_typing import ABIError
+from eth_utils.abi import function_abi_to_4byte_selector
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from marketplace.errors import ChainError, RpcUnreachableError, TransactionRevertedError
 
@@ -73,12 +75,12 @@ class RevertDecoder:
         for abi in abis:
             for item in abi:
                 if item.get("type") == "error":
-                    self._errors[function_abi_to_4byte_selector(item)] = item
+                    self._errors[_selector(item)] = item
 
     def add_abi(self, abi: Sequence[Mapping[str, Any]]) -> None:
         for item in abi:
             if item.get("type") == "error":
-                self._errors[function_abi_to_4byte_selector(item)] = item
+                self._errors[_selector(item)] = item
 
     def decode(self, data: bytes | str | None) -> DecodedRevert | None:
         """The decoded revert, or ``None`` when ``data`` is empty or unknown."""
@@ -110,6 +112,11 @@ def _abi_type(inp: Mapping[str, Any]) -> str:
         inner = ",".join(_abi_type(c) for c in inp["components"])
         return f"({inner}){t[5:]}"
     return t
+
+
+def _selector(item: Mapping[str, Any]) -> bytes:
+    """The 4-byte selector of an ABI error (or function) entry."""
+    return function_abi_to_4byte_selector(cast(ABIError, dict(item)))
 
 
 def _as_bytes(data: bytes | str | Mapping[str, Any] | None) -> bytes:
@@ -167,17 +174,15 @@ def send(
     name = getattr(fn, "fn_name", "constructor")
     action = f"{getattr(fn, 'address', None) or 'new contract'}.{name}"
     try:
-        params: dict[str, Any] = {"from": account.address, "value": value}
+        params: TxParams = {"from": account.address, "value": Wei(value)}
         if gas is None:
             estimate = fn.estimate_gas(params)
             gas = int(estimate * 1.2) + 10_000  # headroom for state changes between calls
-        params.update(
-            gas=gas,
-            nonce=w3.eth.get_transaction_count(account.address, "pending"),
-            chainId=w3.eth.chain_id,
-        )
-        tx = fn.build_transaction(params)  # type: ignore[arg-type]
-        signed = account.sign_transaction(tx)
+        params["gas"] = gas
+        params["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
+        params["chainId"] = w3.eth.chain_id
+        tx = fn.build_transaction(params)
+        signed = account.sign_transaction(cast(TransactionDictType, tx))
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = w3.eth.wait_for_transaction_receipt(
             tx_hash, timeout=timeout, poll_latency=RECEIPT_POLL_SECONDS
@@ -226,7 +231,7 @@ def send_eth(
     w3: Web3, account: LocalAccount, to: str, amount_wei: int, *, timeout: float = 120.0
 ) -> TxReceipt:
     """A plain ETH transfer signed by ``account`` (gas for a new devnet account)."""
-    tx = {
+    tx: TransactionDictType = {
         "to": Web3.to_checksum_address(to),
         "value": amount_wei,
         "gas": 21_000,

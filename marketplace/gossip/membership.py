@@ -70,7 +70,7 @@ class ChainMembership:
     def current_round(self) -> int:
         with self._lock:
             if self._clock() - self._round_at >= self._round_ttl:
-                self._round = int(self._session.info().current_round)
+                self._round = self._session.info().current_round
                 self._round_at = self._clock()
             return self._round
 

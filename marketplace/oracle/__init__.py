@@ -6,18 +6,18 @@ role: :class:`node.peers.oracle.OracleNode`."""
 from marketplace.oracle.scoring import (
     AUTO_EXACT_MAX_PLAYERS,
     RoundInput,
-    ScoringConfig,
     ScoringResult,
     choose_estimator,
     proof_for,
     score_task,
 )
+from marketplace.valuation.config import ValuationConfig
 
 __all__ = [
     "AUTO_EXACT_MAX_PLAYERS",
     "RoundInput",
-    "ScoringConfig",
     "ScoringResult",
+    "ValuationConfig",
     "choose_estimator",
     "proof_for",
     "score_task",

@@ -38,6 +38,7 @@ from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
 from marketplace.valuation.base import Estimator, Seed, ShapleyResult
+from marketplace.valuation.config import METHODS, ValuationConfig
 from marketplace.valuation.exact import ExactShapley
 from marketplace.valuation.flags import (
     Finding,
@@ -55,7 +56,6 @@ from marketplace.valuation.loo import LeaveOneOut
 from marketplace.valuation.merkle import PayoutTree
 from marketplace.valuation.montecarlo import MonteCarloShapley
 from marketplace.valuation.payouts import (
-    PayoutConfig,
     PayoutEntry,
     PayoutTable,
     compute_payouts,
@@ -70,9 +70,6 @@ log = logging.getLogger(__name__)
 
 AUTO_EXACT_MAX_PLAYERS = 12
 """``method="auto"`` uses exact Shapley while no round has more valid updates than this."""
-
-METHODS = ("auto", "exact", "gtg", "monte_carlo", "leave_one_out")
-METRICS = ("accuracy", "neg_loss")
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,55 +102,6 @@ class RoundInput:
     commit_order: Mapping[str, int] = field(default_factory=dict)
     refs: Sequence[UpdateRef] = ()
     model_cid: str = ""
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    """How to score, from the task document.
-
-    Attributes
-    ----------
-    method : str
-        ``"auto"`` (exact Shapley up to 12 players per round, budgeted GTG above), ``"exact"``,
-        ``"gtg"``, ``"monte_carlo"`` or ``"leave_one_out"``.
-    seed : int
-        Seed of the sampled estimators (round ``r`` uses ``(seed, r)``).
-    metric : str
-        ``"accuracy"`` or ``"neg_loss"`` of a coalition's model on the validation set.
-    gtg_budget_fraction : float
-        GTG and Monte Carlo evaluate at most ``max(n + 1, floor(fraction * 2**n))`` coalitions in
-        a round of ``n`` players.
-    floor_ppm : int
-        Participation floor of each eligible trainer, ppm of the budget.
-    flagged : str
-        ``"redistribute"`` flagged trainers' shares, or ``"refund"`` them to the requester.
-    """
-
-    method: str = "auto"
-    seed: int = 0
-    metric: str = "accuracy"
-    gtg_budget_fraction: float = 0.25
-    floor_ppm: int = 0
-    flagged: str = "redistribute"
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown valuation method {self.method!r}: use one of {METHODS}")
-        if self.metric not in METRICS:
-            raise ConfigError(f"unknown valuation metric {self.metric!r}: use one of {METRICS}")
-        if not 0 < self.gtg_budget_fraction <= 1:
-            raise ConfigError(
-                f"gtg_budget_fraction must be in (0, 1], got {self.gtg_budget_fraction!r}"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"valuation seed must be a non-negative int, got {self.seed!r}")
-        try:
-            self.payout_config()
-        except ValuationError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def payout_config(self) -> PayoutConfig:
-        return PayoutConfig(floor_ppm=self.floor_ppm, flagged=self.flagged)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -228,7 +176,7 @@ def choose_estimator(method: str, *, max_players: int, budget_fraction: float) -
         )
     if method == "leave_one_out":
         return LeaveOneOut()
-    raise ConfigError(f"unknown valuation method {method!r}: use one of {METHODS}")
+    raise ConfigError(f"unknown valuation method {method!r}: use one of {', '.join(METHODS)}")
 
 
 class _AddressOrderUtility:
@@ -260,7 +208,7 @@ def score_task(
     validation_digest: str,
     budget: int,
     trainers: Sequence[str],
-    config: ScoringConfig = ScoringConfig(),
+    config: ValuationConfig = ValuationConfig(),
     num_threads: int = 1,
 ) -> ScoringResult:
     """Value a task's rounds and build the payout table, Merkle root and canonical report.
@@ -283,7 +231,7 @@ def score_task(
         The task's budget in token units.
     trainers : sequence of str
         Every trainer that joined; each gets a payout entry.
-    config : ScoringConfig
+    config : ValuationConfig
         Estimator, seed, metric and payout policy.
     num_threads : int
         Torch threads for evaluation (results do not depend on it).
@@ -325,7 +273,7 @@ def score_task(
             strategy=strategy,
             x_val=x_val,
             y_val=y_val,
-            metric=config.metric,  # type: ignore[arg-type]
+            metric=config.metric,
             num_threads=num_threads,
         )
         players = tuple(sorted(utility.players, key=str.lower))

@@ -10,6 +10,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, dev_x25519_private
+from marketplace.crypto.keystore import UnlockedAccount
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,10 @@ class Identity:
         return self.x25519_private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @classmethod
-    def from_unlocked(cls, unlocked: object) -> Identity:
-        """From :class:`marketplace.crypto.keystore.UnlockedAccount`."""
+    def from_unlocked(cls, unlocked: UnlockedAccount) -> Identity:
+        """From an account unlocked from the keystore."""
         return cls(
-            address=unlocked.address,  # type: ignore[attr-defined]
-            eth=unlocked.eth,  # type: ignore[attr-defined]
-            x25519_private=unlocked.x25519_private,  # type: ignore[attr-defined]
+            address=unlocked.address, eth=unlocked.eth, x25519_private=unlocked.x25519_private
         )
 
     @classmethod

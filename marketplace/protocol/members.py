@@ -34,12 +34,7 @@ def load_members(market: Marketplace, task_id: int) -> TaskMembers:
     info = market.task(task_id)
     joined = market.events(market.market, "TrainerJoined", filters={"taskId": task_id})
     trainers = tuple(sorted({Web3.to_checksum_address(e["args"]["trainer"]) for e in joined}))
-    oracles = tuple(
-        sorted(
-            Web3.to_checksum_address(o)
-            for o in market.call(market.market.functions.oracles(task_id))
-        )
-    )
+    oracles = tuple(sorted(market.oracles(task_id)))
     keys: dict[str, bytes] = {}
     for addr in (*trainers, *oracles):
         key = market.participant(addr).encryption_key

@@ -11,15 +11,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from eth_utils.address import is_address
 
-from marketplace.chain.clients import Marketplace, TaskId, TaskParams
+from marketplace.chain.clients import BPS, QUORUM_MIN_BPS, Marketplace, Role, TaskId, TaskParams
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
+from marketplace.fl.strategy import get_strategy
 from marketplace.fl.train import TrainConfig
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.session import initial_model_blob, seal_validation_set
-from marketplace.protocol.taskdoc import TaskDocument, ValidationRef, ValuationConfig
+from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
+from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.quantize import PPM
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,7 @@ class TaskPlan:
     aggregator_params: dict[str, Any] = field(default_factory=dict)
     max_update_bytes: int = 64 * 1024 * 1024
     max_update_norm: float | None = None
-    # ValuationConfig is a frozen dataclass of scalars, so one shared default instance is safe.
-    valuation: ValuationConfig = ValuationConfig()  # noqa: RUF009 (frozen, immutable)
+    valuation: ValuationConfig = ValuationConfig()
     dataset: dict[str, Any] = field(default_factory=dict)
     public_model: bool = False
     trainer_bond: int = 0
@@ -55,6 +58,55 @@ class TaskPlan:
     oracle_slash: int = 0
     token: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a plan the contract or the oracles would refuse, before any transaction."""
+        _check_plan(self)
+
+
+_POSITIVE = ("budget", "rounds", "min_trainers", "max_update_bytes", "join_window",
+             "round_duration", "commit_duration", "reveal_duration", "dispute_duration",
+             "claim_duration")  # fmt: skip
+_NON_NEGATIVE = ("min_stake", "trainer_bond", "dispute_bond", "oracle_slash")
+
+
+def _check_plan(plan: TaskPlan) -> None:
+    for name in (*_POSITIVE, *_NON_NEGATIVE, "max_trainers", "min_reputation_ppm", "quorum_bps"):
+        value = getattr(plan, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"task {name} must be an integer, got {value!r}")
+    for name in _POSITIVE:
+        if getattr(plan, name) <= 0:
+            raise ConfigError(f"task {name} must be positive, got {getattr(plan, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(plan, name) < 0:
+            raise ConfigError(f"task {name} must not be negative, got {getattr(plan, name)}")
+    if plan.max_trainers < plan.min_trainers:
+        raise ConfigError(
+            f"max_trainers ({plan.max_trainers}) is below min_trainers ({plan.min_trainers}): "
+            "raise --max-trainers or lower --min-trainers"
+        )
+    if not 0 <= plan.min_reputation_ppm <= PPM:
+        raise ConfigError(f"min_reputation_ppm must be within 0..{PPM}")
+    if not QUORUM_MIN_BPS < plan.quorum_bps <= BPS:
+        raise ConfigError(
+            f"quorum_bps must be above {QUORUM_MIN_BPS} (a majority) and at most {BPS}, "
+            f"got {plan.quorum_bps}"
+        )
+    if plan.max_update_norm is not None and not plan.max_update_norm > 0:
+        raise ConfigError(f"max_update_norm must be positive, got {plan.max_update_norm}")
+    if not plan.oracles:
+        raise ConfigError("a task needs an oracle committee: name at least one --oracle")
+    bad = [o for o in plan.oracles if not is_address(o)]
+    if bad:
+        raise ConfigError(f"oracle {bad[0]!r} is not an Ethereum address")
+    if len({o.lower() for o in plan.oracles}) != len(plan.oracles):
+        raise ConfigError("an oracle is named twice: give each committee member once")
+    if plan.token is not None and not is_address(plan.token):
+        raise ConfigError(f"token {plan.token!r} is not an Ethereum address")
+    if not isinstance(plan.valuation, ValuationConfig):
+        raise ConfigError("valuation must be a ValuationConfig")
+    get_strategy(plan.aggregator, **plan.aggregator_params)  # an unknown aggregator: ConfigError
+
 
 def create_task(
     market: Marketplace,
@@ -64,7 +116,12 @@ def create_task(
     x_val: np.ndarray,
     y_val: np.ndarray,
 ) -> tuple[TaskId, TaskDocument]:
-    """Publish the task's artifacts and create it on-chain; returns its id and document."""
+    """Publish the task's artifacts and create it on-chain; returns its id and document.
+
+    Everything is checked before the first transaction (the plan when it is built; here the
+    validation set, the committee's registration and keys, the chain's limits and the budget),
+    so a refused task costs nothing.
+    """
     if len(y_val) == 0:
         raise ConfigError("the validation set is empty: oracles need data to score on")
     if x_val.shape[1:] != (plan.model.input_dim,):
@@ -72,7 +129,23 @@ def create_task(
             f"validation rows have shape {x_val.shape[1:]}, "
             f"the model expects ({plan.model.input_dim},)"
         )
-    oracle_keys = {o: market.participant(o).encryption_key for o in plan.oracles}
+    limits = market.limits()
+    if plan.rounds > limits.max_rounds:
+        raise ConfigError(f"{plan.rounds} rounds: the market allows at most {limits.max_rounds}")
+    if len(plan.oracles) > limits.max_committee:
+        raise ConfigError(
+            f"{len(plan.oracles)} oracles: the market seats at most {limits.max_committee}"
+        )
+    oracle_keys = {}
+    for o in plan.oracles:
+        p = market.participant(o)
+        if p.role != Role.ORACLE or p.encryption_key == bytes(32):
+            raise ConfigError(
+                f"{o} is not a registered oracle with an encryption key: committee members "
+                "run `fedmarket register oracle --stake N` first"
+            )
+        oracle_keys[p.address] = p.encryption_key
+    market.require_balance(requester.eth, plan.budget, "the task budget")
     blob, ref = seal_validation_set(
         x_val, y_val, oracles=oracle_keys, chain_id=market.deployment.chain_id,
         requester=requester.address,
@@ -85,12 +158,11 @@ def create_task(
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
     )  # fmt: skip
-    doc.strategy()  # refuse an unknown aggregator before spending gas
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())
     init_blob, init_digest = initial_model_blob(doc)
     init_cid = store.put(init_blob)
-    now = int(market.w3.eth.get_block("latest")["timestamp"])
+    now = market.now()
     params = TaskParams(
         budget=plan.budget, model_spec_cid=spec_cid, initial_model_cid=init_cid,
         initial_model_digest=init_digest, config_cid=config_cid,

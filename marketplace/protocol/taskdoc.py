@@ -18,20 +18,9 @@ from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import Strategy, get_strategy
 from marketplace.fl.train import TrainConfig
+from marketplace.valuation.config import ValuationConfig
 
 FORMAT = "fedmarket-task/1"
-
-
-@dataclass(frozen=True)
-class ValuationConfig:
-    """How oracles score: estimator (``auto``: exact up to 12 trainers, budgeted GTG above)."""
-
-    method: str = "auto"
-    seed: int = 0
-    metric: str = "accuracy"
-    gtg_budget_fraction: float = 0.25
-    floor_ppm: int = 0
-    flagged: str = "redistribute"
 
 
 @dataclass(frozen=True)

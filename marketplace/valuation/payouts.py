@@ -37,6 +37,7 @@ from marketplace.errors import ValuationError
 from marketplace.valuation.flags import Flag
 from marketplace.valuation.quantize import PPM, share_ppm
 
+FlaggedPolicy = Literal["redistribute", "refund"]
 UINT32_MAX = 2**32 - 1
 UINT256_MAX = 2**256 - 1
 
@@ -46,7 +47,7 @@ class PayoutConfig:
     """Payout policy (see the module docstring)."""
 
     floor_ppm: int = 0
-    flagged: Literal["redistribute", "refund"] = "redistribute"
+    flagged: FlaggedPolicy = "redistribute"
 
     def __post_init__(self) -> None:
         if not 0 <= self.floor_ppm <= PPM:

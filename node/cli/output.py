@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from web3 import Web3
 
-from marketplace.errors import FedMarketError
-from node.cli.context import CliContext
+from marketplace.errors import ConfigError, FedMarketError
+from node.cli.context import CliContext, parse_amount
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,12 @@ class FedMarketGroup(click.Group):
             return super().invoke(ctx)
         except FedMarketError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:
+            # A bad option of a subcommand: one line naming it and where the choices are.
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            one_line = click.ClickException(f"{exc.format_message()} (see `{where} --help`)")
+            one_line.exit_code = exc.exit_code
+            raise one_line from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted") from None
 
@@ -70,6 +77,35 @@ def log_step(action: str, *, waiting: bool = False) -> None:
 def choice(values: Iterable[str]) -> click.Choice[str]:
     """A case-sensitive :class:`click.Choice` of the library's own names (help lists them)."""
     return click.Choice(list(values))
+
+
+class AddressParam(click.ParamType[str]):
+    """An Ethereum address, returned checksummed."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str) and Web3.is_address(value):
+            return str(Web3.to_checksum_address(value))
+        self.fail(f"{value!r} is not an Ethereum address (0x + 40 hex digits)", param, ctx)
+
+
+class AmountParam(click.ParamType[int]):
+    """A token amount (``100``, ``0.5``, or base units ``123wei``), returned in base units."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_amount(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ADDRESS = AddressParam()
+AMOUNT = AmountParam()
 
 
 # --- shared options ------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def node_average(c: CliContext, task_id: int, data: str, part: str | None, parti
         others = len(session.members().trainers) - 1
         if wait_seconds > 0 and others > 0:
             node.wait_for_candidates(others, timeout=wait_seconds)
-        node.run(rounds or int(info.rounds), on_step=on_step)
+        node.run(rounds or info.rounds, on_step=on_step)
     finally:
         node.stop()
     out = {"taskId": task_id, "trainer": identity.address, "k": k, "mixing": mixing,

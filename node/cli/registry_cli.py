@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from web3 import Web3
 
 from marketplace.chain.clients import Role
 from marketplace.chain.devnet import dev_x25519_public
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 
 
 @click.command()
-@click.argument("role", type=click.Choice(["trainer", "oracle", "requester"]))
+@click.argument("role", type=choice(r.name.lower() for r in Role if r is not Role.NONE))
 @click.option(
     "--stake", "stake_amount", default="0", show_default=True, help="Tokens to stake now."
 )
@@ -131,7 +132,7 @@ def status(c: CliContext, address: str | None, as_json: bool) -> None:
         "block": w3.eth.block_number,
         "contracts": {n: r.address for n, r in c.deployment.contracts.items()},
         "address": p.address,
-        "eth": str(w3.eth.get_balance(p.address)),
+        "eth": str(w3.eth.get_balance(Web3.to_checksum_address(p.address))),
         "tokens": str(c.market.balance_of(p.address)),
         "role": p.role.name.lower(),
         "stake": str(p.stake),

@@ -26,17 +26,17 @@ def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
 
     session = TaskSession.open(c.market, c.store, task_id, c.identity())
     report = final_report(session)
-    fn = c.market.market.functions
+    entries = entries_of(report)
+    claimed = [c.market.is_claimed(task_id, e.index) for e in entries]
     rows = [{"index": e.index, "account": e.account, "amount": str(e.amount),
-             "score_ppm": e.score_ppm, "flags": e.flags,
-             "claimed": bool(c.market.call(fn.isClaimed(task_id, e.index)))}
-            for e in entries_of(report)]  # fmt: skip
+             "score_ppm": e.score_ppm, "flags": e.flags, "claimed": done}
+            for e, done in zip(entries, claimed, strict=True)]  # fmt: skip
 
     def human() -> None:
         table = Table("account", "score (ppm)", "amount", "flags", "claimed")
-        for r in rows:
-            table.add_row(r["account"], f"{r['score_ppm']:,}", format_amount(int(r["amount"])),
-                          str(r["flags"]), "yes" if r["claimed"] else "no")  # fmt: skip
+        for e, done in zip(entries, claimed, strict=True):
+            table.add_row(e.account, f"{e.score_ppm:,}", format_amount(e.amount),
+                          str(e.flags), "yes" if done else "no")  # fmt: skip
         console.print(table)
 
     emit(as_json, {"taskId": task_id, "root": report["merkle_root"], "payouts": rows}, human)

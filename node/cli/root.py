@@ -10,7 +10,6 @@ one line (``Error: …``, exit 1) naming the cause and the fix, never a tracebac
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -120,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.table import Table
-from web3 import Web3
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
-from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+from marketplace.fl.strategy import STRATEGIES
+from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
+from node.cli.context import CliContext, format_amount
+from node.cli.output import ADDRESS, AMOUNT, choice, console, emit, json_option, kv_table, pass_ctx
 
 
 def _load_splits(source: str, seed: int) -> Any:
@@ -33,25 +34,26 @@ def task() -> None:
 @click.option("--model", "model",
               default='{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}',
               show_default=True, help="Model spec as JSON, or a path to a JSON file.")  # fmt: skip
-@click.option("--budget", required=True, help="Tokens escrowed for the trainers.")
+@click.option("--budget", type=AMOUNT, required=True, help="Tokens escrowed for the trainers.")
 @click.option("--rounds", type=int, default=5, show_default=True)
-@click.option("--oracle", "oracles", multiple=True, required=True,
+@click.option("--oracle", "oracles", type=ADDRESS, multiple=True, required=True,
               help="Committee member (repeat).")  # fmt: skip
 @click.option("--min-trainers", type=int, default=2, show_default=True)
 @click.option("--max-trainers", type=int, default=16, show_default=True)
-@click.option("--min-stake", default="10", show_default=True,
+@click.option("--min-stake", type=AMOUNT, default="10", show_default=True,
               help="Stake a trainer must hold (tokens).")  # fmt: skip
-@click.option("--bond", default="1", show_default=True,
+@click.option("--bond", type=AMOUNT, default="1", show_default=True,
               help="Bond each trainer posts to join (tokens).")  # fmt: skip
-@click.option("--oracle-slash", default="10", show_default=True,
+@click.option("--oracle-slash", type=AMOUNT, default="10", show_default=True,
               help="Stake an oracle loses for dissent.")  # fmt: skip
-@click.option("--aggregator", default="fedavg", show_default=True,
-              help="fedavg, fedprox, median, trimmed_mean, krum, multikrum, bulyan.")  # fmt: skip
+@click.option("--aggregator", type=choice(STRATEGIES), default="fedavg", show_default=True,
+              help="How each round's updates are combined.")  # fmt: skip
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--valuation", default="auto", show_default=True,
-              help="auto, exact, gtg, monte_carlo, loo.")  # fmt: skip
+@click.option("--valuation", type=choice(METHODS), default="auto", show_default=True,
+              help="How the oracles value contributions (auto: exact Shapley up to 12 trainers "
+                   "a round, budgeted GTG above).")  # fmt: skip
 @click.option("--join-window", type=int, default=3600, show_default=True, help="Seconds to join.")
 @click.option("--round-duration", type=int, default=3600, show_default=True)
 @click.option("--phase-duration", type=int, default=3600, show_default=True,
@@ -59,9 +61,9 @@ def task() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @pass_ctx
-def task_create(c: CliContext, validation: str, model: str, budget: str, rounds: int,
-                oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: str,
-                bond: str, oracle_slash: str, aggregator: str, epochs: int, lr: float,
+def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
+                oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
+                bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
                 phase_duration: int, seed: int, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
@@ -73,7 +75,6 @@ def task_create(c: CliContext, validation: str, model: str, budget: str, rounds:
     """
     from marketplace.fl import ModelSpec, TrainConfig
     from marketplace.protocol.requester import TaskPlan, create_task
-    from marketplace.protocol.taskdoc import ValuationConfig
 
     spec_text = Path(model).read_text() if Path(model).is_file() else model
     try:
@@ -90,12 +91,10 @@ def task_create(c: CliContext, validation: str, model: str, budget: str, rounds:
         x_val, y_val = ds.x, ds.y
     plan = TaskPlan(
         model=spec, train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size),
-        budget=parse_amount(budget), rounds=rounds,
-        oracles=tuple(Web3.to_checksum_address(o) for o in oracles), min_trainers=min_trainers,
-        max_trainers=max_trainers, min_stake=parse_amount(min_stake),
-        trainer_bond=parse_amount(bond),
-        oracle_slash=parse_amount(oracle_slash), aggregator=aggregator,
-        valuation=ValuationConfig(method=valuation, seed=seed),
+        budget=budget, rounds=rounds, oracles=oracles, min_trainers=min_trainers,
+        max_trainers=max_trainers, min_stake=min_stake, trainer_bond=bond,
+        oracle_slash=oracle_slash, aggregator=aggregator,
+        valuation=ValuationConfig(method=cast(ValuationMethod, valuation), seed=seed),
         dataset={"validation": validation, "features": int(x_val.shape[1])},
         join_window=join_window, round_duration=round_duration, commit_duration=phase_duration,
         reveal_duration=phase_duration, dispute_duration=phase_duration,
@@ -105,7 +104,11 @@ def task_create(c: CliContext, validation: str, model: str, budget: str, rounds:
     out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
            "validationCommitment": doc.validation.sha256,
            "validationCid": doc.validation.cid}  # fmt: skip
-    emit(as_json, out, lambda: console.print(f"created task {task_id} (budget {budget} escrowed)"))
+    emit(
+        as_json,
+        out,
+        lambda: console.print(f"created task {task_id} (budget {format_amount(budget)} escrowed)"),
+    )
 
 
 @task.command("list")
@@ -120,8 +123,8 @@ def task_list(c: CliContext, as_json: bool) -> None:
         info = m.task(tid)
         rows.append({"taskId": tid, "requester": ev["args"]["requester"],
                      "budget": str(info.budget), "phase": info.phase_enum.name.lower(),
-                     "round": int(info.current_round), "rounds": int(info.rounds),
-                     "trainers": int(info.trainer_count)})  # fmt: skip
+                     "round": info.current_round, "rounds": info.rounds,
+                     "trainers": info.trainer_count})  # fmt: skip
 
     def human() -> None:
         table = Table("task", "phase", "round", "trainers", "budget", "requester")
@@ -141,7 +144,7 @@ def task_list(c: CliContext, as_json: bool) -> None:
 def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     """Show a task's on-chain state."""
     out = c.market.task(task_id).to_json()
-    out["oracles"] = list(c.market.call(c.market.market.functions.oracles(task_id)))
+    out["oracles"] = list(c.market.oracles(task_id))
 
     def human() -> None:
         console.print(kv_table(f"Task {task_id}", out))
@@ -172,7 +175,7 @@ def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
     c.market.advance(c.signer(), task_id)
     after = c.market.task(task_id)
     out = {"taskId": task_id, "from": before.name.lower(), "to": after.phase_enum.name.lower(),
-           "round": int(after.current_round)}  # fmt: skip
+           "round": after.current_round}  # fmt: skip
     emit(as_json, out, lambda: console.print(f"task {task_id}: {out['from']} → {out['to']}"))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from web3 import Web3
+from web3.types import TxReceipt
 
 from marketplace.chain.backend import IN_PROCESS, connect, fund_accounts
 from marketplace.chain.clients import Marketplace, Phase, Role
@@ -46,8 +47,8 @@ from marketplace.protocol.identity import Identity
 from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
-from marketplace.protocol.taskdoc import ValuationConfig
 from marketplace.storage.base import ContentStore
+from marketplace.valuation.config import ValuationConfig
 from node.peers.base import Peer
 from node.peers.journal import Journal
 from node.peers.oracle import OracleNode
@@ -115,19 +116,14 @@ class DemoResult:
 
 
 class GasMeter:
-    """Sums gas per contract function over the demo (wraps ``Marketplace.send``)."""
+    """Sums gas per contract function over the demo (a receipt hook of the market)."""
 
     def __init__(self, market: Marketplace):
         self.totals: dict[str, int] = {}
-        original = market.send
+        market.receipt_hooks.append(self.record)
 
-        def send(fn: Any, account: Any, **kwargs: Any) -> Any:
-            receipt = original(fn, account, **kwargs)
-            name = getattr(fn, "fn_name", "constructor")
-            self.totals[name] = self.totals.get(name, 0) + int(receipt["gasUsed"])
-            return receipt
-
-        market.send = send  # type: ignore[method-assign]
+    def record(self, function: str, receipt: TxReceipt) -> None:
+        self.totals[function] = self.totals.get(function, 0) + int(receipt["gasUsed"])
 
 
 def run_demo(
@@ -258,10 +254,12 @@ def _run(
         acc = evaluate(spec, observer.global_weights(r), splits.test.x, splits.test.y).accuracy
         curve.append({"round": r - 1, "test_accuracy": acc})
     loo = _leave_one_out(observer, spec, splits.test.x, splits.test.y, cfg.rounds)
-    payouts = {Web3.to_checksum_address(p["account"]): p for p in report["payouts"]}
+    payouts: dict[str, Any] = {
+        str(Web3.to_checksum_address(p["account"])): p for p in report["payouts"]
+    }
     rows = []
     for i, t in enumerate(trainers):
-        p = market.participant(t.address)
+        after = market.participant(t.address)
         entry = payouts.get(t.address, {})
         rows.append({
             "address": t.address,
@@ -271,11 +269,11 @@ def _run(
             "score_ppm": int(report["totals_ppm"].get(t.address, 0)),
             "payout": int(entry.get("amount", 0)),
             "flags": int(entry.get("flags", 0)),
-            "slashed": int(stake_before[t.address] - p.stake),
-            "reputation_ppm": p.reputation_ppm,
+            "slashed": int(stake_before[t.address] - after.stake),
+            "reputation_ppm": after.reputation_ppm,
             "loo_utility": loo.get(t.address, 0.0),
             "stake_before": int(stake_before[t.address]),
-            "stake_after": int(p.stake),
+            "stake_after": after.stake,
         })  # fmt: skip
     oracle_rows = [
         {
@@ -323,11 +321,11 @@ def _drive(
     last_phase = None
     for _ in range(max_iterations):
         info = market.task(task_id)
-        phase_label = (info.phase_enum, int(info.current_round))
+        phase_label = (info.phase_enum, info.current_round)
         if phase_label != last_phase:
             name = info.phase_enum.name.lower()
             progress(
-                f"round {phase_label[1]}/{int(info.rounds)}: training"
+                f"round {phase_label[1]}/{info.rounds}: training"
                 if info.phase_enum == Phase.TRAINING
                 else name
             )
@@ -348,9 +346,7 @@ def _drive(
         if not acted:
             info = market.task(task_id)
             target = (
-                int(info.claims_open_at)
-                if info.phase_enum == Phase.FINALIZED
-                else int(info.phase_deadline)
+                info.claims_open_at if info.phase_enum == Phase.FINALIZED else info.phase_deadline
             )
             advance_chain_time(market.w3, max(1, target - market.now() + 1))
     raise RuntimeError("the demo did not settle: a peer is stuck (run with -v to see its steps)")

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import FedMarketError, TransactionRevertedError
-from marketplace.oracle.scoring import RoundInput, ScoringConfig, ScoringResult, score_task
+from marketplace.oracle.scoring import RoundInput, ScoringResult, score_task
 from marketplace.protocol.published_report import claim_args, entries_of, final_report, seal_report
 from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
@@ -63,8 +63,8 @@ class OracleNode(Peer):
                 )  # fmt: skip
                 m.commit_score(self.account, tid, digest)
                 return Step.acted(f"committed root 0x{chosen['root'][:12]}…")
-            all_in = int(info.committed_count) >= int(info.committee_size)
-            if (all_in or m.now() > int(info.phase_deadline)) and self.try_advance():
+            all_in = info.committed_count >= info.committee_size
+            if (all_in or m.now() > info.phase_deadline) and self.try_advance():
                 return Step.acted("closed the commit phase")
             return Step.waiting("waiting for the other oracles to commit")
         if phase == Phase.REVEALING:
@@ -85,14 +85,14 @@ class OracleNode(Peer):
                     bytes.fromhex(recorded["salt"]),
                 )  # fmt: skip
                 return Step.acted("revealed")
-            all_in = int(info.revealed_count) >= int(info.committed_count)
-            if (all_in or m.now() > int(info.phase_deadline)) and self.try_advance():
+            all_in = info.revealed_count >= info.committed_count
+            if (all_in or m.now() > info.phase_deadline) and self.try_advance():
                 return Step.acted("closed the reveal phase")
             return Step.waiting("waiting for the other oracles to reveal")
         if phase == Phase.DISPUTED:
             return Step.waiting("waiting for the arbiter")
         # Finalized or Closed: enforce the outcome once the dispute window is over.
-        if phase == Phase.FINALIZED and m.now() < int(info.claims_open_at):
+        if phase == Phase.FINALIZED and m.now() < info.claims_open_at:
             return Step.waiting("waiting for the dispute window to close")
         slashed = self._slash_dissenters()
         if slashed:
@@ -133,7 +133,7 @@ class OracleNode(Peer):
         info = s.info()
         members = s.members(refresh=True)
         rounds = []
-        for r in range(1, int(info.rounds) + 1):
+        for r in range(1, info.rounds + 1):
             updates = s.round_updates(r)
             rounds.append(
                 RoundInput(
@@ -147,7 +147,6 @@ class OracleNode(Peer):
                     ),
                 )
             )
-        v = s.doc.valuation
         self.result = score_task(
             task={"chain_id": s.chain_id, "market": s.market.market.address, "task_id": s.task_id},
             model_spec=s.doc.model,
@@ -156,16 +155,9 @@ class OracleNode(Peer):
             x_val=x_val,
             y_val=y_val,
             validation_digest=s.doc.validation.sha256,
-            budget=int(info.budget),
+            budget=info.budget,
             trainers=members.trainers,
-            config=ScoringConfig(
-                method=v.method,
-                seed=v.seed,
-                metric=v.metric,
-                gtg_budget_fraction=v.gtg_budget_fraction,
-                floor_ppm=v.floor_ppm,
-                flagged=v.flagged,
-            ),
+            config=s.doc.valuation,
         )
         return self.result
 

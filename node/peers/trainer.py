@@ -68,9 +68,9 @@ class TrainerNode(Peer):
             if not s.market.is_trainer(tid, self.me):
                 s.market.join(self.account, tid)
                 return Step.acted("joined")
-            full = int(info.trainer_count) >= int(info.max_trainers)
-            if full or s.market.now() > int(info.join_deadline):
-                if len(s.members().trainers) != int(info.trainer_count):
+            full = info.trainer_count >= info.max_trainers
+            if full or s.market.now() > info.join_deadline:
+                if len(s.members().trainers) != info.trainer_count:
                     s.members(refresh=True)  # the set grew since we last looked
                 if self._my_turn(("start",), 0) and self.try_advance():
                     return Step.acted("advanced to training")
@@ -78,25 +78,25 @@ class TrainerNode(Peer):
         if phase == Phase.CANCELLED:
             return self._after_cancel()
         if phase == Phase.TRAINING:
-            r = int(info.current_round)
+            r = info.current_round
             digest, _ = s.market.update_of(tid, r, self.me)
             if digest == bytes(32):
                 return self._train_and_commit(r)
             # Everyone committed: the last committer closes (see _train_and_commit), the others
             # only as a backstop. Deadline passed: the trainer in the round's seat closes.
-            all_in = int(info.round_commits) >= int(info.trainer_count)
+            all_in = info.round_commits >= info.trainer_count
             seat = None if all_in else r
-            round_over = all_in or s.market.now() > int(info.phase_deadline)
+            round_over = all_in or s.market.now() > info.phase_deadline
             if round_over and self._my_turn(("close", r), seat) and self.try_advance():
                 return Step.acted(f"closed round {r}")
             if r > 1 and (posted := self._check_or_post_model(r)):
                 return Step.acted(posted)
             return Step.waiting(f"waiting for round {r} to close")
         # Training is over: make sure the final model is on-chain, then wait to claim.
-        final_round = int(info.rounds) + 1
+        final_round = info.rounds + 1
         if posted := self._check_or_post_model(final_round):
             return Step.acted(posted)
-        if phase == Phase.FINALIZED and s.market.now() >= int(info.claims_open_at):
+        if phase == Phase.FINALIZED and s.market.now() >= info.claims_open_at:
             return self._claim()
         if phase == Phase.CLOSED:
             return Step.done("task closed")
@@ -137,7 +137,7 @@ class TrainerNode(Peer):
         # The last committer closes the round at once: it is the first to know, and waiting for
         # the closer's next poll would put a poll interval on every round's critical path.
         info = s.info()
-        if int(info.round_commits) >= int(info.trainer_count) and self.try_advance():
+        if info.round_commits >= info.trainer_count and self.try_advance():
             return Step.acted(f"committed round {r} and closed it", detail=cid)
         return Step.acted(f"committed round {r}", detail=cid)
 

@@ -27,6 +27,9 @@ from marketplace.valuation.merkle import PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
 
 E18 = 10**18
+# Every custom error a test has seen a call revert with, as expected (see expect_revert); the
+# contract suite's conftest checks at the end that each declared error is in here.
+OBSERVED_REVERTS: set[str] = set()
 GAS_LIMIT = 6_000_000
 BURN = "0x000000000000000000000000000000000000dEaD"
 
@@ -118,6 +121,7 @@ class Chain:
             assert tuple(_norm(a) for a in decoded.args) == tuple(_norm(a) for a in args), (
                 f"{fn.fn_name} reverted with {decoded}, expected {error}{args}"
             )
+        OBSERVED_REVERTS.add(error)
 
     # --- time -------------------------------------------------------------------------------
     def now(self) -> int:

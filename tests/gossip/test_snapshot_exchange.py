@@ -23,10 +23,10 @@ import pytest
 import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from marketkit import Member, market_with
 from web3 import Web3
 
-from marketplace.chain.clients import Marketplace, Role
-from marketplace.chain.deploy import deploy_marketplace
+from marketplace.chain.clients import Role
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, dev_x25519_private, dev_x25519_public
 from marketplace.crypto.announce import (
     Announcement,
@@ -136,6 +136,21 @@ class Net:
         assert errors == []
         return reports
 
+    def run_in_turn(self, rounds: int) -> None:
+        """Every node steps in a fixed order, each step waiting until the others have heard of
+        the new snapshot: what each step mixes no longer depends on thread timing, so the
+        outcome is the same on every run (training is seeded, one torch thread)."""
+        for _ in range(rounds):
+            for node in self.nodes:
+                node.step()
+                others = [n for n in self.nodes if n is not node]
+                wait_until(
+                    lambda node=node, others=others: all(
+                        o.candidates()[node.address].version == node.peer.version for o in others
+                    ),
+                    self.describe,
+                )
+
     def models(self) -> list[Weights]:
         return [n.peer.weights for n in self.nodes]
 
@@ -233,9 +248,9 @@ def test_mixing_over_kubo_shrinks_the_consensus_distance_where_training_alone_do
     mixing = make_net(k=2, init="per_peer")
     alone = make_net(k=0, init="per_peer")
     start = consensus_report(mixing.models()).relative
-    # Execute: 4 local rounds per peer, each on its own thread
-    mixing.run(4)
-    alone.run(4)
+    # Execute: 4 local rounds per peer, in turn (deterministic inputs: see Net.run_in_turn)
+    mixing.run_in_turn(4)
+    alone.run_in_turn(4)
     # Assert
     mixed_end = consensus_report(mixing.models()).relative
     alone_end = consensus_report(alone.models()).relative
@@ -340,16 +355,11 @@ def test_open_gossip_averaging_builds_working_nodes_from_a_real_task(
     token = 10**18
     deployer, requester = Identity.dev(0), Identity.dev(11)
     trainers, oracles = [Identity.dev(12), Identity.dev(13)], [Identity.dev(14)]
-    market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))
-    market.mint(deployer.eth, requester.address, 1_000 * token)
-    market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
-    for p, role in (
-        (trainers[0], Role.TRAINER),
-        (trainers[1], Role.TRAINER),
-        (oracles[0], Role.ORACLE),
-    ):
-        market.mint(deployer.eth, p.address, 100 * token)
-        market.register(p.eth, role, p.x25519_public, 10 * token)
+    market = market_with(w3, deployer.eth, [
+        Member.of(requester, Role.REQUESTER, tokens=1_000 * token),
+        *(Member.of(t, Role.TRAINER, stake=10 * token, tokens=100 * token) for t in trainers),
+        Member.of(oracles[0], Role.ORACLE, stake=10 * token, tokens=100 * token),
+    ])  # fmt: skip
     plan = TaskPlan(
         model=SPEC, train=LOCAL, budget=10 * token, rounds=1, min_trainers=2, max_trainers=2,
         oracles=(oracles[0].address,), quorum_bps=10_000,

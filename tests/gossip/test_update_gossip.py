@@ -356,6 +356,7 @@ def test_gossip_refuses_a_negative_fanout(kubo_line: tuple[KuboDaemon, ...]) -> 
 
 
 # --- resilience ----------------------------------------------------------------------------
+@pytest.mark.kubo
 def test_daemon_dying_under_the_subscription_does_not_kill_the_receive_thread(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

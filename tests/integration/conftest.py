@@ -28,7 +28,7 @@ from marketplace import toolchain
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace
 from marketplace.chain.deploy import load_deployment
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DevnetProcess, start_anvil
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DevnetProcess
 from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kubo
 
 TOKEN = 10**18
@@ -194,13 +194,16 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Anvil + three Kubo daemons (fully connected), contracts deployed, 8 peers registered."""
+def cluster(
+    module_chain: DevnetProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The module's devnet + three Kubo daemons (fully connected), contracts deployed, 8 peers
+    registered."""
     tmp = tmp_path_factory.mktemp("integration")
     logs = tmp / "logs"
     logs.mkdir()
     with ExitStack() as stack:
-        anvil = stack.enter_context(start_anvil(log_path=tmp / "anvil.log"))
+        anvil = module_chain
         kubos = tuple(stack.enter_context(start_kubo()) for _ in range(3))
         for i, a in enumerate(kubos):
             connect_peers(a, kubos[(i + 1) % 3])

@@ -90,15 +90,15 @@ def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
         if kill_victim and not run.killed and _victim_due(cluster, task_id, info, victim):
             committed_r2 = market.update_of(task_id, 2, victim.address)[0] != bytes(32)
             procs[victim.name].kill()
-            run.killed = {"round": int(info.current_round), "committed_round_2": committed_r2,
+            run.killed = {"round": info.current_round, "committed_round_2": committed_r2,
                           "returncode": procs[victim.name].returncode}  # fmt: skip
             # The same command line on the same home: the journal there is what it resumes from.
             procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM),
                                            label=f"t{task_id}-{victim.name}-restarted")  # fmt: skip
         if info.phase_enum == Phase.FINALIZED:
             now = int(market.w3.eth.get_block("latest")["timestamp"])
-            if now < int(info.claims_open_at):
-                advance_chain_time(market.w3, int(info.claims_open_at) - now + 1)
+            if now < info.claims_open_at:
+                advance_chain_time(market.w3, info.claims_open_at - now + 1)
 
     wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
     run.outputs = {name: p.output_json() for name, p in procs.items()}
@@ -109,7 +109,7 @@ def _victim_due(cluster: Cluster, task_id: int, info: Any, victim: Peer) -> bool
     """Round 2 is under way and the victim's round-1 update is on-chain."""
     return (
         info.phase_enum == Phase.TRAINING
-        and int(info.current_round) == 2
+        and info.current_round == 2
         and cluster.market.update_of(task_id, 1, victim.address)[0] != bytes(32)
     )
 

@@ -15,8 +15,8 @@ from marketplace.fl import ClientUpdate
 from marketplace.oracle import (
     AUTO_EXACT_MAX_PLAYERS,
     RoundInput,
-    ScoringConfig,
     ScoringResult,
+    ValuationConfig,
     choose_estimator,
     proof_for,
     score_task,
@@ -35,7 +35,7 @@ TASK = {"chain_id": 31337, "market": "0x" + "11" * 20, "task_id": 3}
 def score(
     fed: Federation,
     rounds: list[RoundInput] | None = None,
-    config: ScoringConfig | None = None,
+    config: ValuationConfig | None = None,
     trainers: tuple[str, ...] | None = None,
 ) -> ScoringResult:
     return score_task(
@@ -48,7 +48,7 @@ def score(
         validation_digest=fed.splits.validation.sha256(),
         budget=BUDGET,
         trainers=fed.trainers if trainers is None else trainers,
-        config=config or ScoringConfig(),
+        config=config or ValuationConfig(),
     )
 
 
@@ -235,7 +235,7 @@ def test_cheaters_are_flagged_and_honest_trainers_share_the_whole_budget(
 def test_refund_policy_withholds_flagged_positive_shares(federation: Federation) -> None:
     # Execute
     redistribute = score(federation)
-    refund = score(federation, config=ScoringConfig(flagged="refund"))
+    refund = score(federation, config=ValuationConfig(flagged="refund"))
 
     # Assert
     assert refund.table.total + refund.table.refund == BUDGET
@@ -261,7 +261,7 @@ def test_auto_scores_13_trainers_with_gtg_within_the_evaluation_budget() -> None
     fed = simulate(13, rounds=1, seed=3)
 
     # Execute
-    result = score(fed, config=ScoringConfig(gtg_budget_fraction=0.05, seed=9))
+    result = score(fed, config=ValuationConfig(gtg_budget_fraction=0.05, seed=9))
 
     # Assert
     assert result.report["method"] == "gtg"
@@ -329,7 +329,7 @@ def test_repeated_round_is_refused(federation: Federation) -> None:
 )
 def test_bad_scoring_config_is_a_config_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
-        ScoringConfig(**kwargs)
+        ValuationConfig(**kwargs)
 
 
 def test_exact_round_values_add_up_to_the_real_models_accuracy_gain(

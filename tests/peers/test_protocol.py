@@ -11,11 +11,11 @@ import time
 
 import pytest
 import torch
+from marketkit import Member, market_with
 
 from marketplace.chain.backend import connect
-from marketplace.chain.clients import Marketplace, Phase, Role
-from marketplace.chain.deploy import deploy_marketplace
-from marketplace.chain.devnet import advance_chain_time, start_anvil
+from marketplace.chain.clients import Phase, Role
+from marketplace.chain.devnet import advance_chain_time
 from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import FedMarketError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
@@ -25,36 +25,33 @@ from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.kubo import KuboStore
+from marketplace.valuation.flags import Flag
 from node.peers.journal import Journal
 from node.peers.oracle import OracleNode
 from node.peers.trainer import TrainerNode
 
 TOKEN = 10**18
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
-INVALID, POISONER = 1, 2
 
 
 @pytest.fixture(scope="module")
-def world(kubo, tmp_path_factory):
-    node = start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    w3 = connect(node.rpc_url)
-    deployer = Identity.dev(0)
-    market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))
+def world(kubo, module_chain, tmp_path_factory):
+    w3 = connect(module_chain.rpc_url)
     requester = Identity.dev(1)
     trainers = [Identity.dev(i) for i in range(2, 6)]
     oracles = [Identity.dev(i) for i in range(6, 9)]
-    market.mint(deployer.eth, requester.address, 10_000 * TOKEN)
-    market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
-    for p, role in [*((t, Role.TRAINER) for t in trainers), *((o, Role.ORACLE) for o in oracles)]:
-        market.mint(deployer.eth, p.address, 1_000 * TOKEN)
-        market.register(p.eth, role, p.x25519_public, 100 * TOKEN)
+    peer = {"stake": 100 * TOKEN, "tokens": 1_000 * TOKEN}
+    market = market_with(w3, Identity.dev(0).eth, [
+        Member.of(requester, Role.REQUESTER, tokens=10_000 * TOKEN),
+        *(Member.of(t, Role.TRAINER, **peer) for t in trainers),
+        *(Member.of(o, Role.ORACLE, **peer) for o in oracles),
+    ])  # fmt: skip
     splits = split_dataset(load_dataset("digits"), seed=0)
     yield {
         "market": market, "store": KuboStore(kubo.api_multiaddr), "requester": requester,
         "trainers": trainers, "oracles": oracles, "splits": splits,
         "tmp": tmp_path_factory.mktemp("peers"),
     }  # fmt: skip
-    node.stop()
 
 
 def new_task(world, *, rounds=1, n_trainers=4, validation=None):
@@ -107,9 +104,7 @@ def drive(world, task_id, nodes, *, until, limit=200):
         if not acted:
             info = market.task(task_id)
             target = (
-                int(info.claims_open_at)
-                if info.phase_enum == Phase.FINALIZED
-                else int(info.phase_deadline)
+                info.claims_open_at if info.phase_enum == Phase.FINALIZED else info.phase_deadline
             )
             advance_chain_time(market.w3, max(1, target - market.now() + 1))
     raise AssertionError(f"task {task_id} stuck in {market.task(task_id).phase_enum}")
@@ -162,13 +157,13 @@ def test_malformed_updates_are_flagged_invalid_and_the_task_still_pays(world):
         return " ".join(e.get("reason", "") for e in report["flags"][node.me]["evidence"])
 
     for bad_node in (garbage, nan_sender, wrong_digest):
-        assert flags[bad_node.me] & INVALID
+        assert flags[bad_node.me] & Flag.INVALID
     assert "CryptoError" in reason(garbage)
     assert "NaN" in reason(nan_sender)
     assert "DigestMismatchError" in reason(wrong_digest)
     assert flags[honest.me] == 0
     paid = {p["account"]: int(p["amount"]) for p in report["payouts"]}
-    assert paid[honest.me] == 100 * TOKEN and int(info.budget) == 100 * TOKEN
+    assert paid[honest.me] == 100 * TOKEN and info.budget == 100 * TOKEN
 
 
 def test_oracle_refuses_a_validation_set_that_does_not_match_the_commitment(world):

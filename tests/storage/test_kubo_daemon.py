@@ -39,6 +39,7 @@ def test_connected_pair_see_each_other_as_peers(kubo_pair: tuple[KuboDaemon, Kub
     assert b.peer_id in {p["Peer"] for p in peers}
 
 
+@pytest.mark.kubo
 def test_stop_ends_the_process_and_removes_the_temporary_repo() -> None:
     # Prepare
     daemon = start_kubo(pubsub=False)
@@ -57,6 +58,7 @@ def test_an_existing_repo_is_never_reused(kubo: KuboDaemon, tmp_path: Path) -> N
         start_kubo(repo_dir=kubo.repo_dir)
 
 
+@pytest.mark.kubo
 def test_given_repo_dir_is_kept_after_stop(tmp_path: Path) -> None:
     # Prepare
     repo = tmp_path / "repo"

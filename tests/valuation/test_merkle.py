@@ -16,6 +16,7 @@ from marketplace.valuation import (
     compute_payouts,
     verify,
 )
+from marketplace.valuation.flags import Flag
 
 JS = """
 const {StandardMerkleTree} = require(process.argv[1]);
@@ -48,7 +49,7 @@ def openzeppelin_tree(entries: list[PayoutEntry]) -> dict[str, object]:
 
 def sample_entries(n: int) -> list[PayoutEntry]:
     scores = {f"0x{(i * 7919 + 1):040x}": (i * 37) % 11 - 2 for i in range(n)}
-    flags = {a: 4 for a, s in scores.items() if s == -1}
+    flags = {a: int(Flag.FREE_RIDER) for a, s in scores.items() if s == -1}
     return list(compute_payouts(10**21 + 3, scores, flags).entries)
 
 

@@ -18,17 +18,18 @@ import pytest
 import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from marketkit import Member, market_with
 from web3 import Web3
 from web3.types import TxReceipt
 
 from marketplace import fl
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role, TaskParams
-from marketplace.chain.deploy import deploy_marketplace
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DevnetProcess, dev_x25519_public, start_anvil
+from marketplace.chain.deploy import DEFAULT_UNBONDING_DELAY
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DevnetProcess
 from marketplace.errors import TransactionRevertedError
 from marketplace.fl.serialization import dump_weights
-from marketplace.oracle import RoundInput, ScoringConfig, ScoringResult, proof_for, score_task
+from marketplace.oracle import RoundInput, ScoringResult, ValuationConfig, proof_for, score_task
 from marketplace.storage.cid import raw_cid
 from marketplace.valuation import Flag, UpdateRef
 
@@ -54,27 +55,17 @@ TRAINERS = [*COMMITTERS, ABSENT]
 
 # --- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetProcess]:
-    """A private Anvil: this module moves the chain clock a lot."""
-    devnet = start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield devnet
-    devnet.stop()
-
-
-@pytest.fixture(scope="module")
-def market(node: DevnetProcess) -> Marketplace:
+def market(module_chain: DevnetProcess) -> Marketplace:
     """Marketplace deployed; requester, 3 oracles and 5 trainers registered and funded."""
-    w3 = connect(node.rpc_url)
-    m = Marketplace(w3, deploy_marketplace(w3, DEPLOYER))
-    m.mint(DEPLOYER, REQUESTER.address, BUDGET)
-    m.register(REQUESTER, Role.REQUESTER, dev_x25519_public(1))
-    for i, oracle in enumerate(ORACLES, start=2):
-        m.mint(DEPLOYER, oracle.address, STAKE)
-        m.register(oracle, Role.ORACLE, dev_x25519_public(i), STAKE)
-    for i, trainer in enumerate(TRAINERS, start=5):
-        m.mint(DEPLOYER, trainer.address, STAKE + BOND)
-        m.register(trainer, Role.TRAINER, dev_x25519_public(i), STAKE)
-    return m
+    # A devnet of this module's own: it moves the chain clock a lot.
+    w3 = connect(module_chain.rpc_url)
+    return market_with(w3, DEPLOYER, [
+        Member.dev(1, REQUESTER, Role.REQUESTER, tokens=BUDGET),
+        *(Member.dev(i, o, Role.ORACLE, stake=STAKE, tokens=STAKE)
+          for i, o in enumerate(ORACLES, start=2)),
+        *(Member.dev(i, t, Role.TRAINER, stake=STAKE, tokens=STAKE + BOND)
+          for i, t in enumerate(TRAINERS, start=5)),
+    ], unbonding_delay=DEFAULT_UNBONDING_DELAY)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +189,7 @@ def rounds_from_chain(m: Marketplace, fed: Federation, task_id: int) -> list[Rou
 
 
 def oracle_score(
-    m: Marketplace, fed: Federation, task_id: int, config: ScoringConfig | None = None
+    m: Marketplace, fed: Federation, task_id: int, config: ValuationConfig | None = None
 ) -> ScoringResult:
     """One oracle's scoring of the task, from the chain and its own copy of the data."""
     info = m.task(task_id)
@@ -214,9 +205,9 @@ def oracle_score(
         x_val=fed.splits.validation.x,
         y_val=fed.splits.validation.y,
         validation_digest=bytes(info.validation_commitment).hex(),
-        budget=int(info.budget),
+        budget=info.budget,
         trainers=joined,
-        config=config or ScoringConfig(),
+        config=config or ValuationConfig(),
     )
 
 
@@ -323,7 +314,7 @@ def test_real_scores_finalize_and_every_trainer_claims_exactly_its_leaf(
     assert m.balance_of(m.market.address) == market_before - BUDGET - honest_bonds - BOND * len(
         flagged
     )  # flagged bonds are burned
-    assert int(m.task(task_id).paid) == BUDGET == result.table.total
+    assert m.task(task_id).paid == BUDGET == result.table.total
     claimed = m.events(m.market, "Claimed", filters={"taskId": task_id})
     assert sum(int(e["args"]["amount"]) for e in claimed) == BUDGET
     assert {
@@ -345,7 +336,7 @@ def test_majority_root_finalizes_and_the_dissenting_oracle_is_slashed(
     m = market
     task_id = train(m, federation)
     honest = oracle_score(m, federation, task_id)
-    other = oracle_score(m, federation, task_id, ScoringConfig(method="leave_one_out"))
+    other = oracle_score(m, federation, task_id, ValuationConfig(method="leave_one_out"))
     assert other.root != honest.root
     dissenter = ORACLES[2]
 
@@ -400,7 +391,7 @@ def test_oracle_that_does_not_reveal_is_slashed(
     info = m.task(task_id)
     assert info.phase_enum == Phase.FINALIZED
     assert bytes(info.payout_root) == result.root
-    assert int(info.revealed_count) == 2
+    assert info.revealed_count == 2
     assert m.participant(silent.address).stake == stake - ORACLE_SLASH
     assert m.call(m.market.functions.isOracleSlashed(task_id, silent.address))
     for o in (ORACLES[0], ORACLES[2]):

@@ -1,0 +1,143 @@
+"""``fedmarket task create`` refuses a bad task before any transaction: nothing is escrowed, no
+task is created, no gas is spent (issue 11: ``--valuation loo`` used to escrow the budget and
+fail only in every oracle after the last round)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from eth_account import Account
+
+from marketplace.chain.backend import connect
+from marketplace.chain.clients import Marketplace
+from marketplace.chain.deploy import load_deployment
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS
+from marketplace.errors import ConfigError
+from marketplace.fl import ModelSpec, TrainConfig
+from marketplace.protocol.requester import TaskPlan
+from marketplace.valuation.config import ValuationConfig
+from node.cli.root import cli
+
+REQUESTER, ORACLES = 0, (1, 2, 3)
+
+
+def address(i: int) -> str:
+    return str(Account.from_key(DEV_PRIVATE_KEYS[i]).address)
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def env(module_chain, tmp_path_factory):
+    """A deployed market with three staked oracles; the requester (dev 0) holds tokens."""
+    home = tmp_path_factory.mktemp("home")
+    env = {
+        "FEDMARKET_HOME": str(home),
+        "FEDMARKET_CHAIN_RPC": module_chain.rpc_url,
+        "FEDMARKET_DEPLOYMENTS": str(home / "deployments"),
+    }
+    steps = [
+        ("--dev-account", "0", "deploy"),
+        ("--dev-account", "0", "faucet", "1000", "--to", address(REQUESTER)),
+        *(("--dev-account", "0", "faucet", "100", "--to", address(o)) for o in ORACLES),
+        *(("--dev-account", str(o), "register", "oracle", "--stake", "50") for o in ORACLES),
+    ]
+    for args in steps:
+        code, out = run(env, *args)
+        assert code == 0, out
+    return env
+
+
+def chain_state(env: dict[str, str]) -> dict[str, int]:
+    """What a refused task must leave untouched: the requester's tokens, ETH and nonce, and the
+    number of tasks."""
+    w3 = connect(env["FEDMARKET_CHAIN_RPC"])
+    market = Marketplace(w3, load_deployment(Path(env["FEDMARKET_DEPLOYMENTS"]), w3.eth.chain_id))
+    who = address(REQUESTER)
+    return {
+        "tokens": market.balance_of(who),
+        "eth": int(w3.eth.get_balance(who)),
+        "nonce": int(w3.eth.get_transaction_count(who)),
+        "tasks": len(market.events(market.market, "TaskCreated")),
+    }
+
+
+def create(env: dict[str, str], *extra: str) -> tuple[int, str]:
+    oracles = [arg for o in ORACLES for arg in ("--oracle", address(o))]
+    return run(env, "--dev-account", str(REQUESTER), "task", "create", "--budget", "100",
+               *oracles, "--rounds", "2", "--json", *extra)  # fmt: skip
+
+
+def test_valuation_loo_is_a_one_line_error_before_escrow(env):
+    # Prepare
+    before = chain_state(env)
+    # Execute
+    code, out = create(env, "--valuation", "loo")
+    # Assert: one line naming the bad value and the valid ones; nothing spent, no task
+    assert code != 0
+    assert out.count("\n") == 1 and out.startswith("Error: ")
+    assert "'loo' is not one of" in out and "leave_one_out" in out
+    assert "Traceback" not in out
+    assert chain_state(env) == before
+
+
+def test_an_unregistered_oracle_is_refused_before_escrow(env):
+    before = chain_state(env)
+    code, out = run(env, "--dev-account", "0", "task", "create", "--budget", "100",
+                    "--oracle", address(9))  # fmt: skip
+    assert code == 1 and out.count("\n") == 1
+    assert "not a registered oracle" in out and "fedmarket register oracle" in out
+    assert chain_state(env) == before
+
+
+def test_bounds_are_refused_before_escrow(env):
+    before = chain_state(env)
+    code, out = create(env, "--min-trainers", "5", "--max-trainers", "2")
+    assert code == 1 and out.count("\n") == 1 and "max_trainers" in out
+    assert chain_state(env) == before
+
+
+def test_a_valid_task_is_created_and_escrowed(env):
+    """The control: the same command with a valid valuation does create the task."""
+    before = chain_state(env)
+    code, out = create(env, "--valuation", "leave_one_out")
+    assert code == 0, out
+    assert json.loads(out)["taskId"] == before["tasks"] + 1
+    after = chain_state(env)
+    assert after["tasks"] == before["tasks"] + 1
+    assert after["tokens"] == before["tokens"] - 100 * 10**18
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"method": "loo"}, {"metric": "f1"}, {"flagged": "burn"}, {"gtg_budget_fraction": 2.0}],
+)
+def test_the_valuation_config_refuses_what_the_oracles_would(kwargs):
+    with pytest.raises(ConfigError):
+        ValuationConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"rounds": 0}, {"budget": 0}, {"min_trainers": 3, "max_trainers": 2}, {"oracles": ()},
+     {"oracles": ("0x12",)}, {"quorum_bps": 5000}, {"aggregator": "mean"},
+     {"oracles": (address(1), address(1).lower())}],
+)  # fmt: skip
+def test_a_task_plan_refuses_bad_parameters_when_built(kwargs):
+    base = {
+        "model": ModelSpec(arch="mlp", input_dim=64, hidden=(8,), num_classes=10),
+        "train": TrainConfig(),
+        "budget": 1,
+        "rounds": 1,
+        "oracles": (address(1),),
+        "min_trainers": 1,
+        "max_trainers": 2,
+    }
+    with pytest.raises(ConfigError):
+        TaskPlan(**{**base, **kwargs})
