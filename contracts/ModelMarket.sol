@@ -370,6 +370,14 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         s.sealedKeyCid = sealedKeyCid;
         l.pending -= price;
         l.gross += price;
+        // Each sale is split on its own price, so every pool only grows (claims never underflow);
+        // the requester's share is the sale's remainder, so the pools sum to gross exactly.
+        uint256 developerCut = price * l.developerBps / BPS;
+        uint256 auditorCut = price * l.auditorBps / BPS;
+        uint256 trainerCut = price * (BPS - l.requesterBps - l.developerBps - l.auditorBps) / BPS;
+        l.developerPool += developerCut;
+        l.auditorPool += auditorCut;
+        l.trainerPool += trainerCut;
         emit Delivered(saleId, sealedKeyCid);
     }
 
@@ -403,7 +411,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
             flags != 0
                 || !MerkleProof.verifyCalldata(proof, l.payoutRoot, _leaf(l.taskId, index, account, amount, scorePpm, flags))
         ) revert ModelMarketInvalidRoyaltyClaim(listingId, index);
-        uint256 pool = _trainerGross(l);
+        uint256 pool = l.trainerPool;
         uint256 accrued = pool * scorePpm / l.totalScore;
         uint256 due = accrued - _royaltyPaid[listingId][index];
         if (due == 0) revert ModelMarketNothingDue();
@@ -418,20 +426,19 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     /// @inheritdoc IModelMarket
     function claimShare(uint256 listingId) external nonReentrant {
         ListingInfo storage l = _listing(listingId);
-        uint256 gross = l.gross;
         uint256 due;
         if (msg.sender == l.requester) {
-            uint256 owed = gross * l.requesterBps / BPS + _auditorDust(l, gross);
+            uint256 owed = l.gross - l.trainerPool - l.developerPool - l.auditorPool;
             due += owed - l.requesterPaid;
             l.requesterPaid = owed;
         }
         if (msg.sender == l.developer) {
-            uint256 owed = gross * l.developerBps / BPS;
+            uint256 owed = l.developerPool;
             due += owed - l.developerPaid;
             l.developerPaid = owed;
         }
         if (_verdicts[l.taskId][l.submission][msg.sender] == VERDICT_APPROVE) {
-            uint256 owed = gross * l.auditorBps / BPS / l.auditorCount;
+            uint256 owed = l.auditorPool / l.auditorCount;
             due += owed - _auditorPaid[listingId][msg.sender];
             _auditorPaid[listingId][msg.sender] = owed;
         }
@@ -445,9 +452,12 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         ListingInfo storage l = _listing(listingId);
         if (block.timestamp <= l.royaltyDeadline) revert ModelMarketTooEarly(l.royaltyDeadline + 1);
         if (l.swept) revert ModelMarketAlreadySwept(listingId);
-        uint256 remainder = _trainerGross(l) - l.trainerClaimed;
+        uint256 remainder = l.trainerPool - l.trainerClaimed;
+        // The auditors' split leaves < auditorCount wei that no auditor can claim; gross is final now.
+        uint256 dust = l.auditorCount == 0 ? 0 : l.auditorPool % l.auditorCount;
         l.swept = true;
         l.trainerClaimed += remainder;
+        remainder += dust;
         emit RoyaltiesSwept(listingId, remainder);
         if (remainder != 0) l.token.safeTransfer(l.requester, remainder);
     }
@@ -509,7 +519,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc IModelMarket
     function trainerGross(uint256 listingId) external view returns (uint256) {
-        return _trainerGross(_listings[listingId]);
+        return _listings[listingId].trainerPool;
     }
 
     /// @inheritdoc IModelMarket
@@ -519,7 +529,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         returns (uint256 accrued, uint256 paid)
     {
         ListingInfo storage l = _listings[listingId];
-        accrued = l.totalScore == 0 ? 0 : _trainerGross(l) * scorePpm / l.totalScore;
+        accrued = l.totalScore == 0 ? 0 : l.trainerPool * scorePpm / l.totalScore;
         paid = _royaltyPaid[listingId][index];
     }
 
@@ -611,17 +621,6 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
 
     function _resolved(Submission storage s) private view returns (bool) {
         return s.decided || (s.revealDeadline != 0 && block.timestamp > s.revealDeadline);
-    }
-
-    /// @dev The trainers' part of the gross: what the other shares (rounded down) leave.
-    function _trainerGross(ListingInfo storage l) private view returns (uint256) {
-        uint256 gross = l.gross;
-        return gross - gross * l.requesterBps / BPS - gross * l.developerBps / BPS - gross * l.auditorBps / BPS;
-    }
-
-    function _auditorDust(ListingInfo storage l, uint256 gross) private view returns (uint256) {
-        uint256 total = gross * l.auditorBps / BPS;
-        return l.auditorCount == 0 ? total : total - (total / l.auditorCount) * l.auditorCount;
     }
 
     /// @dev The one place a payout leaf is hashed: through PayoutLeaf, as TaskMarket does.

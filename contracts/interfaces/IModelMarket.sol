@@ -14,9 +14,9 @@ import {ITaskMarket} from "./ITaskMarket.sol";
 ///         the auditors and — by their finalized score — the trainers.
 /// @dev Reads the task (requester, token, phase, payout root, committee) through `ITaskMarket`
 ///      views only. Gas per sale does not depend on the number of trainers: a delivered sale adds
-///      its price to the listing's cumulative `gross`; every party's entitlement is a pure function
-///      of `gross` (a trainer's: `trainerGross * scorePpm / totalScore`, proven with its payout
-///      leaf), and each claims the difference to what it was already paid. `totalScore` (the sum of
+///      its price to the listing's cumulative pools; every party's entitlement is a pure function
+///      of them (a trainer's: `trainerPool * scorePpm / totalScore`, proven with its payout leaf),
+///      and each claims the difference to what it was already paid. `totalScore` (the sum of
 ///      the leaves' `scorePpm`) is not stored by TaskMarket, so the committee fixes it by a quorum
 ///      of its stake for the finalized root (`attestTotalScore`). ParticipantRegistry has no
 ///      Developer or Auditor role, so this contract keeps its own role list (`register`).
@@ -126,6 +126,9 @@ interface IModelMarket {
 
     /// @notice A listing, as returned by `listing`.
     /// @dev `gross` is the sum of delivered sales; `pending` the sum of paid, undelivered ones.
+    ///      Each delivered sale is split on its own price: `⌊price·bps/10⁴⌋` into the developer,
+    ///      auditor and trainer pools, the remainder to the requester, so the pools only grow and
+    ///      the requester's part is `gross − trainerPool − developerPool − auditorPool`.
     struct ListingInfo {
         uint256 taskId;
         IERC20 token;
@@ -147,6 +150,9 @@ interface IModelMarket {
         bytes32 payoutRoot;
         uint256 totalScore;
         uint256 gross;
+        uint256 trainerPool;
+        uint256 developerPool;
+        uint256 auditorPool;
         uint256 pending;
         uint256 trainerClaimed;
         uint256 requesterPaid;
@@ -446,7 +452,8 @@ interface IModelMarket {
     /// @param account Who was paid.
     /// @param amount Tokens paid.
     event ShareClaimed(uint256 indexed listingId, address indexed account, uint256 amount);
-    /// @notice Emitted when the trainers' unclaimed royalties and rounding dust went to the requester.
+    /// @notice Emitted when the trainers' unclaimed royalties, their rounding dust and the auditors'
+    ///         split remainder went to the requester.
     /// @param listingId The listing.
     /// @param amount Tokens returned.
     event RoyaltiesSwept(uint256 indexed listingId, uint256 amount);
@@ -592,12 +599,12 @@ interface IModelMarket {
     ) external;
 
     /// @notice Pay the caller's accrued share as the listing's requester, developer or approving
-    ///         auditor (the requester also takes the auditors' rounding dust).
+    ///         auditor (each approving auditor: `⌊auditorPool / auditorCount⌋`).
     /// @param listingId The listing.
     function claimShare(uint256 listingId) external;
 
-    /// @notice After the royalty deadline: send the trainers' unclaimed royalties and rounding dust
-    ///         to the requester (anyone may call, once).
+    /// @notice After the royalty deadline: send the trainers' unclaimed royalties and rounding dust,
+    ///         and the auditors' split remainder, to the requester (anyone may call, once).
     /// @param listingId The listing.
     function sweepRoyalties(uint256 listingId) external;
 
@@ -644,7 +651,7 @@ interface IModelMarket {
     /// @return The sale.
     function sale(uint256 saleId) external view returns (SaleInfo memory);
 
-    /// @notice The trainers' part of a listing's gross (gross minus the other shares).
+    /// @notice The trainers' part of a listing's gross (its trainer pool).
     /// @param listingId The listing.
     /// @return Tokens accrued to trainers in total.
     function trainerGross(uint256 listingId) external view returns (uint256);

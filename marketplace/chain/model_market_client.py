@@ -193,6 +193,9 @@ class ListingInfo:
     payout_root: bytes
     total_score: int
     gross: int
+    trainer_pool: int
+    developer_pool: int
+    auditor_pool: int
     pending: int
     trainer_claimed: int
     requester_paid: int

@@ -402,8 +402,9 @@ def test_royalties_accrue_per_score_and_every_wei_of_the_trainer_share_is_accoun
     pm.deliver(pm.buy(listing_id, b1))
     pm.deliver(pm.buy(listing_id, b0))
     undelivered = pm.buy(listing_id, b1)  # paid, never delivered: no revenue
-    gross = 3 * price
-    trainer_gross = gross - gross * 1000 // 10_000 - gross * 500 // 10_000 - gross * 500 // 10_000
+    # each sale is split on its own price: 80% trainers, 5% developer, 5% auditors, rest requester
+    tr_cut, dev_cut, aud_cut = price * 8000 // 10_000, price * 500 // 10_000, price * 500 // 10_000
+    trainer_gross = 3 * tr_cut
     assert pm.fn.trainerGross(listing_id).call() == trainer_gross
     paid = []
     for i in range(3):
@@ -433,13 +434,13 @@ def test_royalties_accrue_per_score_and_every_wei_of_the_trainer_share_is_accoun
     # requester, developer (= requester for submission 1) and auditors take their shares
     req_before = pm.mkt.balance(pm.requester.address)
     pm.tx(pm.fn.claimShare(listing_id), pm.requester)
-    aud_share = gross * 500 // 10_000
-    req_expected = gross * 1000 // 10_000 + gross * 500 // 10_000 + aud_share % 2
+    aud_pool = 3 * aud_cut
+    req_expected = 3 * (price - tr_cut - dev_cut - aud_cut) + 3 * dev_cut  # also the developer
     assert pm.mkt.balance(pm.requester.address) - req_before == req_expected
     for a in pm.auditors[:2]:
         before = pm.mkt.balance(a.address)
         pm.tx(pm.fn.claimShare(listing_id), a)
-        assert pm.mkt.balance(a.address) - before == aud_share // 2
+        assert pm.mkt.balance(a.address) - before == aud_pool // 2
     pm.chain.expect_revert(pm.fn.claimShare(listing_id), pm.auditors[2], "ModelMarketNothingDue")
     # the trainers' rounding dust goes back to the requester with the sweep, to the wei
     claimed = sum(trainer_gross * s // total for s in scores[:3])
@@ -449,7 +450,8 @@ def test_royalties_accrue_per_score_and_every_wei_of_the_trainer_share_is_accoun
     pm.chain.warp_past(pm.listing(listing_id)["royaltyDeadline"])
     pm.tx(pm.fn.refund(undelivered), b1)
     r = pm.tx(pm.fn.sweepRoyalties(listing_id), b0)
-    assert pm.chain.events(pm.mm, r, "RoyaltiesSwept")[0]["amount"] == dust
+    # with the auditors' split remainder (aud_pool % 2), which no auditor could claim
+    assert pm.chain.events(pm.mm, r, "RoyaltiesSwept")[0]["amount"] == dust + aud_pool % 2
     info = pm.listing(listing_id)
     assert info["trainerClaimed"] == trainer_gross  # Σ paid to trainers + dust = trainer share
     pm.chain.expect_revert(
@@ -535,3 +537,29 @@ def test_every_custom_error_of_the_product_contracts_is_asserted():
     # cannot be one; EfficacyMarket's check is exercised by its own test below.
     unreachable = {"ModelMarketFeeOnTransfer"}
     assert sorted(errors - asserted - unreachable) == []
+
+
+def test_tiny_prices_never_shrink_a_pool_so_claims_and_the_sweep_always_go_through(pm):
+    # Prepare: 1-wei sales split 33.33% three ways, where rounding a cumulative gross would
+    # shrink the trainers' part between sales (and lock the sweep)
+    task_id, tree = pm.approved_task()
+    listing_id = pm.list(task_id, price=1, requester_bps=3333, developer_bps=3333, auditor_bps=3333)
+    start = pm.mkt.balance(pm.mm.address)
+    # Execute
+    for i in range(12):
+        pm.deliver(pm.buy(listing_id, pm.buyers[i % 2]))
+        accrued, paid = pm.fn.royaltyOf(listing_id, 0, tree.entries[0].score_ppm).call()
+        assert accrued >= paid
+        if accrued > paid:
+            pm.tx(pm.claim_royalty_fn(listing_id, tree, 0), pm.requester)
+        assert pm.listing(listing_id)["trainerClaimed"] <= pm.fn.trainerGross(listing_id).call()
+    pm.tx(pm.fn.claimShare(listing_id), pm.requester)
+    pm.chain.warp_past(pm.listing(listing_id)["royaltyDeadline"])
+    pm.tx(pm.fn.sweepRoyalties(listing_id), pm.buyers[0])
+    # Assert: every wei of the 12 sales left the contract
+    info = pm.listing(listing_id)
+    assert info["gross"] == 12
+    assert info["trainerClaimed"] == info["trainerPool"] == 12 * (1 * 1 // 10_000)  # 0.01% of 1 wei
+    for a in pm.auditors[:2]:
+        pm.chain.expect_revert(pm.fn.claimShare(listing_id), a, "ModelMarketNothingDue")
+    assert pm.mkt.balance(pm.mm.address) == start

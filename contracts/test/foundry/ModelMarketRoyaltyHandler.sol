@@ -198,7 +198,7 @@ contract ModelMarketRoyaltyHandler {
     /// @notice The requester (= developer of submission 1) takes its shares.
     function claimShare() external {
         IModelMarket.ListingInfo memory l = market.listing(listingId);
-        uint256 owed = l.gross * l.requesterBps / 10_000 + l.gross * l.developerBps / 10_000;
+        uint256 owed = l.gross - l.trainerPool - l.auditorPool;
         if (owed == l.requesterPaid + l.developerPaid) return;
         uint256 before = token.balanceOf(address(this));
         market.claimShare(listingId);
@@ -229,6 +229,7 @@ contract ModelMarketRoyaltyHandler {
         IModelMarket.ListingInfo memory l = market.listing(listingId);
         uint256 pool = market.trainerGross(listingId);
         require(l.gross == ghostDelivered, "gross != delivered sales");
+        require(pool == l.trainerPool && pool <= l.gross, "trainer pool out of bounds");
         require(ghostRoyalties + ghostSwept == l.trainerClaimed, "paid + swept != trainerClaimed");
         require(l.trainerClaimed <= pool, "trainers paid above their pool");
         if (l.swept) require(l.trainerClaimed == pool, "sweep left trainer money behind");
