@@ -60,7 +60,7 @@ from marketplace.fl.privacy import DPTerms
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import predict_logits
 from marketplace.fl.weights import flatten
-from marketplace.oracle.scoring import ScoringConfig
+from marketplace.valuation.config import ValuationConfig
 from marketplace.valuation.detection import evaluate_flags
 
 log = logging.getLogger("bench_privacy")
@@ -231,7 +231,7 @@ def bench_attacks(
     rounds: int,
     partitions: tuple[str, ...],
     fractions: tuple[float, ...],
-    scoring: ScoringConfig,
+    scoring: ValuationConfig,
 ) -> dict[str, Any]:
     ids = [f"t{i:02d}" for i in range(ATTACK_TRAINERS)]
     table: dict[str, Any] = {}
@@ -374,9 +374,9 @@ def main() -> None:
                 rounds,
                 ("iid",) if args.quick else tuple(args.partitions.split(",")),
                 (0.2,) if args.quick else (0.2, 0.3),
-                ScoringConfig(method="leave_one_out")
+                ValuationConfig(method="leave_one_out")
                 if args.quick
-                else ScoringConfig(method="gtg", gtg_budget_fraction=0.1),
+                else ValuationConfig(method="gtg", gtg_budget_fraction=0.1),
             )
         )
     report["seconds"] = time.perf_counter() - started

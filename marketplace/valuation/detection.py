@@ -17,7 +17,8 @@ import numpy as np
 from marketplace.errors import ValuationError
 from marketplace.fl.simulate import SimulationResult
 from marketplace.fl.updates import ClientUpdate
-from marketplace.oracle.scoring import RoundInput, ScoringConfig, score_task
+from marketplace.oracle.scoring import RoundInput, score_task
+from marketplace.valuation.config import ValuationConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def evaluate_flags(
     x_val: np.ndarray,
     y_val: np.ndarray,
     *,
-    config: ScoringConfig | None = None,
+    config: ValuationConfig | None = None,
 ) -> DetectionResult:
     """Score ``result`` as the oracles would (its strategy, ``config``'s estimator) and compare
     the flags with the behaviours. Needs ``keep_history=True`` in the simulation."""
@@ -65,7 +66,7 @@ def evaluate_flags(
         validation_digest="0x" + "00" * 32,
         budget=10**6,
         trainers=list(address.values()),
-        config=config or ScoringConfig(),
+        config=config or ValuationConfig(),
     )
     flagged = {back[e.account.lower()]: e.flags for e in scored.table.entries if e.flags}
     attackers = [t for t in result.trainer_ids if result.behaviours[t] != "honest"]

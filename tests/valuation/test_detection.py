@@ -10,7 +10,7 @@ from marketplace.fl.models import ModelSpec
 from marketplace.fl.partition import partition
 from marketplace.fl.simulate import simulate
 from marketplace.fl.train import TrainConfig
-from marketplace.oracle.scoring import ScoringConfig
+from marketplace.valuation.config import ValuationConfig
 from marketplace.valuation.detection import evaluate_flags, simulated_address
 
 
@@ -35,4 +35,4 @@ def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> N
     assert simulated_address("t00").startswith("0x") and len(simulated_address("t00")) == 42
     lean = simulate(model_spec=spec, splits=data, partition=parts, rounds=1, keep_history=False)
     with pytest.raises(ValuationError, match="keep_history=True"):
-        evaluate_flags(lean, data.validation.x, data.validation.y, config=ScoringConfig())
+        evaluate_flags(lean, data.validation.x, data.validation.y, config=ValuationConfig())
