@@ -38,7 +38,11 @@ def abi_enum_members(contract: str, enum: str) -> list[str] | None:
 
     from marketplace import toolchain
 
-    for path in (toolchain.REPO_ROOT / "contracts").rglob("*.sol"):
+    root = toolchain.REPO_ROOT / "contracts"
+    # The contract's own files only: other contracts may declare an enum of the same name.
+    for path in (root / "interfaces" / f"I{contract}.sol", root / f"{contract}.sol"):
+        if not path.exists():
+            continue
         found = re.search(rf"enum {enum}\s*\{{([^}}]*)\}}", path.read_text())
         if found:
             return [m.strip() for m in found.group(1).split(",") if m.strip()]
