@@ -165,20 +165,29 @@ def deploy_marketplace(
         )
     token_address = Web3.to_checksum_address(token_address)
     registry = _deploy_one(
-        w3, arts["ParticipantRegistry"], deployer, decoder, token_address, unbonding_delay,
+        w3,
+        arts["ParticipantRegistry"],
+        deployer,
+        decoder,
+        token_address,
+        unbonding_delay,
         deployer.address,
     )
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
+    contracts = {
+        "RewardToken": ContractRecord(token_address, arts["RewardToken"].abi),
+        "ParticipantRegistry": ContractRecord(registry, arts["ParticipantRegistry"].abi),
+        "TaskMarket": ContractRecord(market, arts["TaskMarket"].abi),
+    }
+    if "DataSourcing" in arts:  # sourcing before training: gates the market's tasks
+        sourcing = _deploy_one(w3, arts["DataSourcing"], deployer, decoder, market)
+        contracts["DataSourcing"] = ContractRecord(sourcing, arts["DataSourcing"].abi)
     return Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
-        contracts={
-            "RewardToken": ContractRecord(token_address, arts["RewardToken"].abi),
-            "ParticipantRegistry": ContractRecord(registry, arts["ParticipantRegistry"].abi),
-            "TaskMarket": ContractRecord(market, arts["TaskMarket"].abi),
-        },
+        contracts=contracts,
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
     )
