@@ -59,6 +59,7 @@ from marketplace import fl  # noqa: E402
 from marketplace.sourcing import (  # noqa: E402
     Predictor,
     SketchSpec,
+    allocate,
     build_sketch,
     calibrate,
     discriminant_basis,
@@ -286,9 +287,15 @@ def selection_setting(seeds: list[int]) -> dict[str, object]:
 
 
 def mechanism_setting(instances: int) -> dict[str, object]:
+    """Random instances; every bidder tries every ask of its grid.
+
+    ``select`` pays a winner ``threshold(values, asks, budget, i)``, which overwrites ``asks[i]``
+    and so does not depend on the bidder's own ask: under a deviation its payment is the same
+    threshold, and only whether it wins (``allocate``) changes. The truthful outcome is a full
+    ``select`` (payments of every winner, checked against the budget).
+    """
     rng = np.random.default_rng(7)
-    profitable = over = 0
-    deviations = 0
+    profitable = over = deviations = 0
     for _ in range(instances):
         n = int(rng.integers(2, 13))
         values = rng.integers(0, 10**6, n).tolist()
@@ -301,15 +308,13 @@ def mechanism_setting(instances: int) -> dict[str, object]:
         for i in range(n):
             u_true = truthful.payment_of(i) - costs[i] if i in truthful.winners else 0
             t = threshold(values, costs, budget, i)
+            assert i not in truthful.winners or t == truthful.payment_of(i)
             grid = {0, budget, t, t + 1, *(int(costs[i] * f) for f in np.arange(0.1, 3.01, 0.1))}
             for ask in sorted(a for a in grid if a >= 0):
                 asks = list(costs)
                 asks[i] = ask
-                sel = select(values, asks, budget)
                 deviations += 1
-                if sel.total_paid > budget:
-                    over += 1
-                u = sel.payment_of(i) - costs[i] if i in sel.winners else 0
+                u = t - costs[i] if i in allocate(values, asks, budget)[0] else 0
                 if u > u_true:
                     found = True
         profitable += int(found)
