@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from chainkit import E18, Chain, Market, TaskSpec
 from eth_account.signers.local import LocalAccount
@@ -427,3 +428,96 @@ def test_every_data_sourcing_error_is_asserted() -> None:
     asserted = set(re.findall(r'"(DataSourcing\w+)"', source))
     assert len(errors) >= 20
     assert sorted(errors - asserted) == []
+
+
+def test_three_owners_offer_sealed_sketches_and_two_are_selected(
+    chain: Chain, mkt: Market, ds: Contract, tmp_path
+) -> None:
+    """The whole sourcing procedure on Anvil with the embedded store: owners sketch real data and
+    seal it to the committee, every oracle opens the sketches and computes the same selection,
+    the quorum finalizes it, and the gate admits exactly the two winners."""
+    from marketplace import fl
+    from marketplace.chain.devnet import dev_x25519_private
+    from marketplace.protocol.sourcing import (
+        collect_offers,
+        commit_selection,
+        committee_selection,
+        prepare_offer,
+        reveal_selection,
+    )
+    from marketplace.sourcing import SketchSpec, discriminant_basis
+    from marketplace.storage.embedded import EmbeddedStore
+
+    contracts = {
+        "RewardToken": ContractRecord(mkt.token.address, chain.artifacts["RewardToken"].abi),
+        "TaskMarket": ContractRecord(mkt.market.address, chain.artifacts["TaskMarket"].abi),
+        "DataSourcing": ContractRecord(ds.address, chain.artifacts["DataSourcing"].abi),
+    }
+    client = DataSourcingClient(chain.w3, Deployment(chain_id=chain.chain_id, contracts=contracts))
+    store = EmbeddedStore(tmp_path / "store")
+    oracles = mkt.actors.oracles
+    keys = {o.address: dev_x25519_private(3 + k) for k, o in enumerate(oracles)}
+    public = {a: k.public_key().public_bytes_raw() for a, k in keys.items()}
+    # the requester's data request: a digits model, its validation set, a 150-token budget
+    splits = fl.split_dataset(fl.load_dataset("digits"), seed=0)
+    val = splits.validation
+    basis = discriminant_basis(val.x, val.y, num_classes=10, num_directions=9, seed=5)
+    spec = SketchSpec(task_seed=5, input_dim=64, num_classes=10, num_directions=9, basis=basis)
+    task_id = mkt.create(TaskSpec(rounds=1, min_trainers=2, max_trainers=2))
+    when = _schedule(chain)
+    budget = 150 * E18
+    rid = client.create_request(
+        mkt.actors.requester, RequestParams(*_params(mkt, task_id, when, budget=budget))
+    )
+    for o in oracles:
+        client.accept_seat(o, rid)
+    # three owners: two clean, one with half its labels wrong (and the highest ask)
+    parts = np.array_split(np.random.default_rng(0).permutation(len(splits.train)), 3)
+    labels = fl.add_label_noise(splits.train.y, parts[2], fraction=0.5, num_classes=10, seed=1)
+    owners = mkt.actors.trainers[:3]
+    prepared = []
+    for owner, rows, ask in zip(owners, parts, (40 * E18, 50 * E18, 60 * E18), strict=True):
+        offer = prepare_offer(
+            store=store, spec=spec, x=splits.train.x[rows], y=labels[rows], ask=ask,
+            request_id=rid, task_id=task_id, chain_id=chain.chain_id, owner=owner.address,
+            committee_keys=public,
+        )  # fmt: skip
+        client.commit_offer(owner, rid, offer.commitment(owner.address))
+        prepared.append(offer)
+    chain.warp_past(when["offer"])
+    for owner, offer in zip(owners, prepared, strict=True):
+        client.reveal_offer(
+            owner, rid, ask=offer.ask, samples=offer.samples, sketch_cid=offer.sketch_cid,
+            salt=offer.salt,
+        )  # fmt: skip
+    chain.warp_past(when["reveal"])
+    # every oracle opens the sealed sketches and computes the selection
+    results = []
+    for o in oracles:
+        offers = collect_offers(
+            client, store, rid, task_id=task_id, chain_id=chain.chain_id, oracle=o.address,
+            x25519_private=keys[o.address],
+        )  # fmt: skip
+        assert len(offers) == 3 and all(x.problem is None for x in offers)
+        results.append(
+            committee_selection(
+                offers, request_id=rid, spec=spec, x_val=val.x, y_val=val.y, budget=budget
+            )
+        )
+    assert len({r.digest() for r, _ in results}) == 1  # honest oracles agree to the bit
+    result, tree = results[0]
+    assert tree is not None
+    winners = set(result.winners)
+    assert winners == {owners[0].address, owners[1].address}  # the noisy offer is not picked
+    assert sum(result.payments) <= budget
+    for o, ask in zip(owners[:2], (40 * E18, 50 * E18), strict=True):
+        assert dict(zip(result.winners, result.payments, strict=True))[o.address] >= ask
+    for k, o in enumerate(oracles[:2]):
+        commit_selection(client, o, rid, tree, "bafy-report", bytes([k + 1]) * 32)
+    chain.warp_past(when["commit"])
+    for k, o in enumerate(oracles[:2]):
+        reveal_selection(client, o, rid, tree, "bafy-report", bytes([k + 1]) * 32)
+    assert client.request(rid).selected
+    for o in owners[:2]:
+        client.register_winner(o, rid, tree)
+    assert [client.can_join(task_id, o.address) for o in owners] == [True, True, False]

@@ -1,0 +1,158 @@
+"""The sourcing steps of each party, over the chain client and the content store.
+
+* a data owner sketches its data, seals the sketch to the committee (X25519 envelopes bound to
+  chain, task and round 0 — sourcing precedes round 1 — and the owner), stores it, and commits
+  its offer (:func:`prepare_offer`, then ``commit_offer`` / ``reveal_offer`` of the client);
+* every oracle collects the revealed offers from the chain's events, opens each sketch (a sketch
+  it cannot fetch or open is rejected with the reason), runs the deterministic
+  :func:`~marketplace.sourcing.run_sourcing`, and commits the selection's Merkle root
+  (:func:`committee_selection`, :func:`commit_selection`, :func:`reveal_selection`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from marketplace.chain.sourcing_client import (
+    DataSourcingClient,
+    SelectionTree,
+    offer_commitment,
+    selection_commitment,
+)
+from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.errors import CryptoError, StorageError
+from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
+from marketplace.sourcing.sketch import MAX_SKETCH_BYTES
+from marketplace.storage.base import ContentStore
+
+SOURCING_ROUND = 0
+"""The envelope round of sketches: sourcing happens before round 1."""
+
+
+@dataclass(frozen=True)
+class PreparedOffer:
+    """What a data owner commits now and reveals later (keep ``salt`` secret until then)."""
+
+    request_id: int
+    ask: int
+    samples: int
+    sketch_cid: str
+    salt: bytes
+
+    def commitment(self, owner: str) -> bytes:
+        """The on-chain commitment of this offer by ``owner``."""
+        return offer_commitment(
+            self.request_id, owner, self.ask, self.samples, self.sketch_cid, self.salt
+        )
+
+
+def prepare_offer(
+    *,
+    store: ContentStore,
+    spec: SketchSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    ask: int,
+    request_id: int,
+    task_id: int,
+    chain_id: int,
+    owner: str,
+    committee_keys: Mapping[str, bytes],
+) -> PreparedOffer:
+    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit."""
+    sketch = build_sketch(x, y, spec)
+    context = EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner)
+    sealed = seal(sketch.to_json(), recipients=committee_keys, context=context)
+    cid = store.put(sealed)
+    return PreparedOffer(request_id, ask, sketch.num_samples, str(cid), secrets.token_bytes(32))
+
+
+def collect_offers(
+    client: DataSourcingClient,
+    store: ContentStore,
+    request_id: int,
+    *,
+    task_id: int,
+    chain_id: int,
+    oracle: str,
+    x25519_private: X25519PrivateKey,
+    from_block: int = 0,
+) -> list[Offer]:
+    """Every revealed offer of ``request_id`` with its opened sketch (or the problem opening it)."""
+    logs = client.contract.events.OfferRevealed().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    offers = []
+    for log in logs:
+        args = log["args"]
+        owner = Web3.to_checksum_address(args["owner"])
+        sketch, problem = b"", None
+        try:
+            sealed = store.get(args["sketchCid"], max_size=2 * MAX_SKETCH_BYTES)
+            sketch = open_envelope(
+                sealed,
+                recipient_address=oracle,
+                x25519_private=x25519_private,
+                expected_context=EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner),
+            )
+        except (StorageError, CryptoError) as exc:
+            problem = f"sketch {args['sketchCid']} could not be read: {exc}"
+        offers.append(Offer(owner, int(args["ask"]), int(args["samples"]), sketch, problem))
+    return offers
+
+
+def committee_selection(
+    offers: list[Offer],
+    *,
+    request_id: int,
+    spec: SketchSpec,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    budget: int,
+) -> tuple[SourcingResult, SelectionTree | None]:
+    """Value the offers and select; the tree is ``None`` when nobody wins."""
+    result = run_sourcing(spec=spec, x_val=x_val, y_val=y_val, budget=budget, offers=offers)
+    if not result.winners:
+        return result, None
+    return result, SelectionTree(request_id, list(result.winners), list(result.payments))
+
+
+def commit_selection(
+    client: DataSourcingClient,
+    oracle: LocalAccount,
+    request_id: int,
+    tree: SelectionTree,
+    report_cid: str,
+    salt: bytes,
+) -> None:
+    """Commit the oracle's selection (root, total and report, salted)."""
+    c = selection_commitment(
+        request_id, oracle.address, tree.root_bytes(), tree.total, report_cid, salt
+    )
+    client.commit_selection(oracle, request_id, c)
+
+
+def reveal_selection(
+    client: DataSourcingClient,
+    oracle: LocalAccount,
+    request_id: int,
+    tree: SelectionTree,
+    report_cid: str,
+    salt: bytes,
+) -> None:
+    """Reveal what :func:`commit_selection` committed."""
+    client.reveal_selection(
+        oracle,
+        request_id,
+        root=tree.root_bytes(),
+        total=tree.total,
+        report_cid=report_cid,
+        salt=salt,
+    )
