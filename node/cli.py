@@ -565,6 +565,15 @@ def _register_task_commands() -> None:
 _register_task_commands()
 
 
+def _register_sourcing_commands() -> None:
+    from node.sourcing_cli import register
+
+    register(cli)
+
+
+_register_sourcing_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="fedmarket")

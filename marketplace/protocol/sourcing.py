@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -22,18 +25,105 @@ from web3 import Web3
 
 from marketplace.chain.sourcing_client import (
     DataSourcingClient,
+    RequestParams,
     SelectionTree,
     offer_commitment,
     selection_commitment,
 )
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
-from marketplace.errors import CryptoError, StorageError
+from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
 from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
 from marketplace.sourcing.sketch import MAX_SKETCH_BYTES
 from marketplace.storage.base import ContentStore
 
 SOURCING_ROUND = 0
 """The envelope round of sketches: sourcing happens before round 1."""
+
+
+MAX_REQUEST_DOC_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class RequestDocument:
+    """What a data request publishes off-chain (its CID is the request's ``schemaCid``): the
+    sketch spec (feature space, label set, basis) and the committee the sketches are sealed to."""
+
+    spec: SketchSpec
+    oracles: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """Canonical JSON."""
+        doc = {"version": 1, "spec": self.spec.as_dict(), "oracles": list(self.oracles)}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, blob: bytes) -> RequestDocument:
+        """Parse and check a request document."""
+        try:
+            doc = json.loads(blob)
+            raw: dict[str, Any] = dict(doc["spec"])
+            basis = raw.pop("basis")
+            spec = SketchSpec(
+                **{k: int(v) for k, v in raw.items()},
+                basis=None if basis is None else tuple(tuple(int(x) for x in r) for r in basis),
+            )
+            oracles = tuple(Web3.to_checksum_address(o) for o in doc["oracles"])
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise SourcingError(f"the data request's document is malformed ({exc})") from None
+        return cls(spec, oracles)
+
+
+def publish_request(
+    client: DataSourcingClient,
+    store: ContentStore,
+    requester: LocalAccount,
+    *,
+    task_id: int,
+    token: str,
+    budget: int,
+    spec: SketchSpec,
+    oracles: tuple[str, ...],
+    quorum: int,
+    validation_commitment: bytes,
+    window: int,
+    claim_window: int,
+    now: int | None = None,
+) -> tuple[int, str]:
+    """Store the request document and create the request (budget approved beforehand).
+
+    Each phase (offers, reveals, selection commit, selection reveal) lasts ``window`` seconds;
+    winners may claim for ``claim_window`` seconds after that. Returns (request id, document CID).
+    """
+    cid = str(store.put(RequestDocument(spec, oracles).to_json()))
+    start = int(time.time()) if now is None else now
+    params = RequestParams(
+        task_id=task_id,
+        token=token,
+        budget=budget,
+        schema_cid=cid,
+        validation_commitment=validation_commitment,
+        oracles=oracles,
+        quorum=quorum,
+        offer_deadline=start + window,
+        reveal_deadline=start + 2 * window,
+        select_commit_deadline=start + 3 * window,
+        select_reveal_deadline=start + 4 * window,
+        claim_deadline=start + 4 * window + claim_window,
+    )
+    return client.create_request(requester, params), cid
+
+
+def load_request_document(
+    client: DataSourcingClient, store: ContentStore, request_id: int, *, from_block: int = 0
+) -> RequestDocument:
+    """The request's document, found through its ``RequestCreated`` event."""
+    logs = client.contract.events.RequestCreated().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    if not logs:
+        raise SourcingError(f"no data request {request_id} on this chain: check the task id")
+    cid = logs[0]["args"]["schemaCid"]
+    return RequestDocument.from_json(store.get(cid, max_size=MAX_REQUEST_DOC_BYTES))
 
 
 @dataclass(frozen=True)
@@ -51,6 +141,22 @@ class PreparedOffer:
         return offer_commitment(
             self.request_id, owner, self.ask, self.samples, self.sketch_cid, self.salt
         )
+
+    def to_json(self) -> str:
+        """For the owner's local file (the salt is secret until the reveal)."""
+        doc = asdict(self)
+        doc["salt"] = self.salt.hex()
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreparedOffer:
+        """Read :meth:`to_json`'s output."""
+        try:
+            doc = json.loads(text)
+            doc["salt"] = bytes.fromhex(doc["salt"])
+            return cls(**doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourcingError(f"the saved offer is unreadable ({exc})") from None
 
 
 def prepare_offer(

@@ -1,0 +1,174 @@
+"""CLI of sourcing before training: ``task request`` (requester) and ``offer submit|reveal``
+(data owners). A thin layer over :mod:`marketplace.protocol.sourcing`; registered by
+:func:`register` on the root group (``offer``) and on the ``task`` group (``request``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from web3 import Web3
+
+from marketplace.errors import SourcingError
+from node.context import CliContext, parse_amount
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def _client(c: CliContext) -> Any:
+    from marketplace.chain.sourcing_client import DataSourcingClient
+
+    return DataSourcingClient(c.w3, c.deployment)
+
+
+def _offer_file(c: CliContext, chain_id: int, request_id: int, owner: str) -> Path:
+    return c.home / "offers" / f"{chain_id}-{request_id}-{owner.lower()}.json"
+
+
+@click.command("request")
+@click.argument("task_id", type=int)
+@click.option("--budget", required=True, help="Procurement budget (tokens) paid to the winners.")
+@click.option("--oracle", "oracles", multiple=True, required=True, help="Committee member.")
+@click.option("--quorum", type=int, default=2, show_default=True)
+@click.option(
+    "--validation",
+    default="digits",
+    show_default=True,
+    help="Validation set (built-in name or .npz/.csv) whose sketch the offers meet.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Task seed (split, basis).")
+@click.option("--directions", type=int, default=9, show_default=True)
+@click.option(
+    "--window",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Seconds of each phase: offers, reveals, selection commit, selection reveal.",
+)
+@click.option("--claim-window", type=int, default=7 * 24 * 3600, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, ...], quorum: int,
+                 validation: str, seed: int, directions: int, window: int, claim_window: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """Publish a data request for TASK_ID and escrow its procurement budget.
+
+    The request document fixes the sketch spec (the validation set's discriminant directions)
+    and the committee the owners seal their sketches to.
+
+    \b
+    Example:
+      fedmarket task request 1 --budget 300 --oracle 0xA… --oracle 0xB… --oracle 0xC…
+    """
+    from marketplace.fl import load_dataset, split_dataset
+    from marketplace.fl.data import canonical_digest
+    from marketplace.protocol.sourcing import publish_request
+    from marketplace.sourcing import SketchSpec, discriminant_basis
+
+    val = split_dataset(load_dataset(validation), seed=seed).validation
+    k = val.num_classes
+    basis = discriminant_basis(val.x, val.y, num_classes=k, num_directions=directions, seed=seed)
+    spec = SketchSpec(task_seed=seed, input_dim=int(val.x.shape[1]), num_classes=k,
+                      num_directions=directions, basis=basis)  # fmt: skip
+    client = _client(c)
+    requester = c.identity().eth
+    amount = parse_amount(budget)
+    c.market.ensure_allowance(requester, client.address, amount)
+    request_id, cid = publish_request(
+        client, c.store, requester, task_id=task_id, token=c.market.token.address,
+        budget=amount, spec=spec, oracles=tuple(Web3.to_checksum_address(o) for o in oracles),
+        quorum=quorum, validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)),
+        window=window, claim_window=claim_window,
+        now=int(c.w3.eth.get_block("latest")["timestamp"]),
+    )  # fmt: skip
+    out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount)}
+    _emit(as_json, out, f"data request {request_id} for task {task_id} ({budget} escrowed)")
+
+
+@click.group("offer")
+def offer() -> None:
+    """Offer your data to a task's data request (sealed ask, sample count and sketch)."""
+
+
+@offer.command("submit")
+@click.option(
+    "--task", "task_id", type=int, required=True, help="The task whose request to answer."
+)
+@click.option("--data", "data", required=True, help="Your data (.npz with x, y, or .csv).")
+@click.option("--ask", required=True, help="Your asking price (tokens).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool) -> None:
+    """Sketch your data, seal the sketch to the committee and commit a sealed offer.
+
+    The salt is kept in your node's home until `fedmarket offer reveal`.
+
+    \b
+    Example:
+      fedmarket offer submit --task 1 --data hospital.npz --ask 40
+    """
+    from marketplace.fl import load_dataset
+    from marketplace.protocol.sourcing import load_request_document, prepare_offer
+
+    client = _client(c)
+    request_id = client.request_of_task(task_id)
+    if request_id == 0:
+        raise SourcingError(f"task {task_id} has no data request: ask its requester")
+    doc = load_request_document(client, c.store, request_id)
+    ds = load_dataset(data)
+    me = c.identity()
+    keys = {o: c.market.participant(o).encryption_key for o in doc.oracles}
+    prepared = prepare_offer(
+        store=c.store, spec=doc.spec, x=ds.x, y=ds.y, ask=parse_amount(ask),
+        request_id=request_id, task_id=task_id, chain_id=c.w3.eth.chain_id, owner=me.address,
+        committee_keys=keys,
+    )  # fmt: skip
+    path = _offer_file(c, c.w3.eth.chain_id, request_id, me.address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prepared.to_json())
+    client.commit_offer(me.eth, request_id, prepared.commitment(me.address))
+    out = {"requestId": request_id, "samples": prepared.samples, "sketchCid": prepared.sketch_cid}
+    _emit(as_json, out, f"offer committed to request {request_id} ({prepared.samples} rows)")
+
+
+@offer.command("reveal")
+@click.option(
+    "--task", "task_id", type=int, required=True, help="The task whose request to answer."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Reveal the offer you committed with `fedmarket offer submit` (after the offer deadline).
+
+    \b
+    Example:
+      fedmarket offer reveal --task 1
+    """
+    from marketplace.protocol.sourcing import PreparedOffer
+
+    client = _client(c)
+    request_id = client.request_of_task(task_id)
+    me = c.identity()
+    path = _offer_file(c, c.w3.eth.chain_id, request_id, me.address)
+    if not path.is_file():
+        raise SourcingError(f"no saved offer at {path}: run `fedmarket offer submit` first")
+    p = PreparedOffer.from_json(path.read_text())
+    client.reveal_offer(me.eth, request_id, ask=p.ask, samples=p.samples,
+                        sketch_cid=p.sketch_cid, salt=p.salt)  # fmt: skip
+    out = {"requestId": request_id, "ask": str(p.ask), "samples": p.samples}
+    _emit(as_json, out, f"offer revealed to request {request_id}")
+
+
+def register(root: click.Group) -> None:
+    """Add ``offer`` to the root group and ``request`` to its ``task`` group."""
+    root.add_command(offer)
+    task = root.commands.get("task")
+    if isinstance(task, click.Group):
+        task.add_command(task_request)
