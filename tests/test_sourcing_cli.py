@@ -62,16 +62,53 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     out = run(env, "--dev-account", "2", "offer", "submit", "--task", task_id, "--data", str(data),
               "--ask", "40", ok=False)  # fmt: skip
     assert "has no data request" in out and "Traceback" not in out
-    req = run(env, "--dev-account", "1", "task", "request", task_id, "--budget", "100", *oracles,
+    req = run(env, "--dev-account", "1", "task", "request", task_id, "--budget", "150", *oracles,
               "--window", "600", "--json")  # fmt: skip
-    assert req["budget"] == str(100 * 10**18)
+    assert req["budget"] == str(150 * 10**18)
     sub = run(env, "--dev-account", "2", "offer", "submit", "--task", task_id, "--data", str(data),
               "--ask", "40", "--json")  # fmt: skip
     assert sub["requestId"] == req["requestId"] and sub["samples"] == 300
     out = run(env, "--dev-account", "2", "offer", "reveal", "--task", task_id, ok=False)
     assert "DataSourcingWrongTime" in out and "Traceback" not in out
+    for i in (5, 6):  # two of the three oracles accept their seats (the quorum is 2)
+        run(env, "--dev-account", str(i), "sourcing", "accept", "--task", task_id)
+    # two more owners: one clean, one with half its labels wrong and the highest ask
+    rng = np.random.default_rng(0)
+    for i, (rows, noisy) in {3: (slice(300, 600), False), 4: (slice(600, 900), True)}.items():
+        y = train.y[rows].copy()
+        if noisy:
+            flip = rng.random(len(y)) < 0.5
+            y[flip] = (y[flip] + rng.integers(1, 10, int(flip.sum()))) % 10
+        path = tmp_path / f"owner{i}.npz"
+        np.savez(path, x=train.x[rows], y=y)
+        run(env, "--dev-account", str(i), "offer", "submit", "--task", task_id, "--data",
+            str(path), "--ask", "50" if not noisy else "60")  # fmt: skip
     w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
-    w3.provider.make_request("evm_increaseTime", [601])
-    w3.provider.make_request("evm_mine", [])
+
+    def warp(seconds: int) -> None:
+        w3.provider.make_request("evm_increaseTime", [seconds])
+        w3.provider.make_request("evm_mine", [])
+
+    warp(601)
     rev = run(env, "--dev-account", "2", "offer", "reveal", "--task", task_id, "--json")
     assert rev == {"requestId": req["requestId"], "ask": str(40 * 10**18), "samples": 300}
+    for i in (3, 4):
+        run(env, "--dev-account", str(i), "offer", "reveal", "--task", task_id)
+    warp(600)
+    reports = [
+        run(env, "--dev-account", str(i), "sourcing", "select", "--task", task_id, "--json")
+        for i in (5, 6)
+    ]
+    assert reports[0]["offers"] == reports[1]["offers"]  # both oracles agree to the bit
+    won = {o["owner"] for o in reports[0]["offers"] if o["won"]}
+    assert won == {Identity.dev(2).address, Identity.dev(3).address}
+    warp(600)
+    for i in (5, 6):
+        run(env, "--dev-account", str(i), "sourcing", "reveal", "--task", task_id)
+    for i in (2, 3):
+        run(env, "--dev-account", str(i), "sourcing", "register", "--task", task_id)
+    out = run(env, "--dev-account", "4", "sourcing", "register", "--task", task_id, ok=False)
+    assert "not a winner" in out
+    shown = run(env, "sourcing", "show", "--task", task_id, "--json")
+    assert len(shown["report"]["offers"]) == 3 and shown["selected_total"] != 0
+    run(env, "--dev-account", "1", "sourcing", "refund", "--task", task_id)

@@ -262,3 +262,51 @@ def reveal_selection(
         report_cid=report_cid,
         salt=salt,
     )
+
+
+def selection_report(result: SourcingResult, request_id: int) -> bytes:
+    """The committee's report of a selection (canonical JSON): every offer's value or rejection
+    reason, the winners and their payments. Its CID is committed with the selection root."""
+    rows = []
+    for o in result.outcomes:
+        row: dict[str, Any] = {"owner": o.owner, "ask": str(o.ask), "won": o.won,
+                               "payment": str(o.payment), "rejected": o.rejected}  # fmt: skip
+        if o.value is not None:
+            row.update(
+                distance_ppm=o.value.distance_ppm,
+                standalone_ppm=o.value.standalone_ppm,
+                value_ppm=o.value.value_ppm,
+            )
+        rows.append(row)
+    doc = {"version": 1, "requestId": request_id, "branch": result.branch,
+           "budget": str(result.budget), "offers": rows}  # fmt: skip
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def load_selection(
+    client: DataSourcingClient, store: ContentStore, request_id: int, *, from_block: int = 0
+) -> tuple[SelectionTree, dict[str, Any]]:
+    """The final selection's tree and report, from a reveal of the finalized root."""
+    view = client.request(request_id)
+    if not view.selected:
+        raise SourcingError(f"request {request_id} has no final selection yet: wait for quorum")
+    logs = client.contract.events.SelectionRevealed().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    for log in logs:
+        if bytes(log["args"]["root"]) != view.selection_root:
+            continue
+        try:
+            report = json.loads(store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES))
+            won = [r for r in report["offers"] if r["won"]]
+            tree = SelectionTree(
+                request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won]
+            )
+        except (StorageError, ValueError, KeyError, TypeError, SourcingError):
+            continue  # an unreadable report: try another oracle's
+        if tree.root_bytes() == view.selection_root:
+            return tree, report
+    raise SourcingError(
+        f"no readable report of request {request_id} matches its selection root: "
+        "check the content store (--ipfs-api)"
+    )
