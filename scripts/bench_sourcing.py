@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -348,7 +349,11 @@ def main() -> None:
     }
     out["seeds"] = seeds
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
-    out["machine"] = {"cpus": torch.get_num_threads(), "python": platform.python_version()}
+    out["machine"] = {
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     print(json.dumps(out))
 
 

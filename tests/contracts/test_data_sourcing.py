@@ -26,7 +26,7 @@ from marketplace.sourcing import select
 
 MAX = 2**256 - 1
 BUDGET = 300 * E18
-ASKS = (60 * E18, 50 * E18, 200 * E18, 40 * E18)  # four data owners: three win, one is too dear
+ASKS = (60 * E18, 50 * E18, 90 * E18, 40 * E18)  # four data owners: three win, one is too dear
 VALUES = (300_000, 300_000, 300_000, 200_000)  # predicted values (ppm) the committee computed
 CID = "bafy-sketch-{}"
 
