@@ -63,12 +63,13 @@ def class_costs(
     k = len(offer.counts)
     offer_q = [offer.quantile_values(c) for c in range(k)]
     ref_q = [reference.quantile_values(c) for c in range(k)]
-    src = [c for c in range(k) if offer_q[c] is not None]
-    dst = [c for c in range(k) if ref_q[c] is not None]
+    published = {c: q for c, q in enumerate(offer_q) if q is not None}
+    targets = {c: q for c, q in enumerate(ref_q) if q is not None}
+    src, dst = list(published), list(targets)
     costs = np.zeros((k, k))
     if src and dst:
-        u = np.stack([offer_q[c] for c in src])  # (ks, m, Q)
-        v = np.stack([ref_q[c] for c in dst])  # (kd, m, Q)
+        u = np.stack(list(published.values()))  # (ks, m, Q)
+        v = np.stack(list(targets.values()))  # (kd, m, Q)
         # Batch every (source, destination, direction) pair: POT takes (atoms, batch) arrays.
         batch = (len(src), len(dst), u.shape[1])
         uu = np.broadcast_to(u[:, None], (*batch, u.shape[2])).reshape(-1, u.shape[2]).T
