@@ -177,15 +177,19 @@ def deploy_marketplace(
     market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
+    contracts = {
+        "RewardToken": ContractRecord(token_address, arts["RewardToken"].abi),
+        "ParticipantRegistry": ContractRecord(registry, arts["ParticipantRegistry"].abi),
+        "TaskMarket": ContractRecord(market, arts["TaskMarket"].abi),
+    }
+    if "DataSourcing" in arts:  # sourcing before training: gates the market's tasks
+        sourcing = _deploy_one(w3, arts["DataSourcing"], deployer, decoder, market)
+        contracts["DataSourcing"] = ContractRecord(sourcing, arts["DataSourcing"].abi)
     deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block=start_block + 1,
         deployer=deployer.address,
-        contracts={
-            "RewardToken": ContractRecord(token_address, arts["RewardToken"].abi),
-            "ParticipantRegistry": ContractRecord(registry, arts["ParticipantRegistry"].abi),
-            "TaskMarket": ContractRecord(market, arts["TaskMarket"].abi),
-        },
+        contracts=contracts,
         params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
     )
     return deploy_model_versions(w3, deployer, deployment, artifacts=arts)

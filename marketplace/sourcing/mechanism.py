@@ -5,8 +5,9 @@ Each valid offer ``i`` has a value ``v_i >= 0`` (its predicted Shapley value in 
 
 **Allocation.** Offers with ``v_i = 0`` or ``c_i > B`` never win. Let ``i*`` be the offer of
 largest value and ``F`` the fractional-knapsack optimum of the *other* offers under ``B`` (which
-does not depend on ``i*``'s ask). If ``(1 + sqrt 2) * v_{i*} >= F``, ``i*`` alone wins (the
-large-item test of Chen, Gravin and Lu). Otherwise Singer's *proportional-share* rule runs: sort
+does not depend on ``i*``'s ask). If ``k * v_{i*} >= F``, ``i*`` alone wins (the large-item
+test of Chen, Gravin and Lu, who use ``k = 1 + sqrt 2``; the default here is ``k = 1``, see
+:data:`LARGE_ITEM_FACTOR`). Otherwise Singer's *proportional-share* rule runs: sort
 offers by ``c_i / v_i`` ascending (ties: lower index first) and take the longest prefix
 ``1..k`` in which every ``c_j <= B * v_j / V(1..j)``. Because ``c_j / v_j`` rises along the order
 and ``B / V(1..j)`` falls, the condition holds exactly on a prefix.
@@ -33,7 +34,12 @@ from fractions import Fraction
 from marketplace.errors import SourcingError
 
 SQRT2_PLUS_1 = Fraction(2_414_213_562_373_095, 10**15)
-"""``1 + sqrt 2`` as an exact rational just below it (15 digits)."""
+"""``1 + sqrt 2`` as an exact rational just below it (15 digits): Chen-Gravin-Lu's factor."""
+LARGE_ITEM_FACTOR = Fraction(1)
+"""The default factor of the large-item test. Any positive constant keeps the mechanism truthful
+and budget-feasible; ``1 + sqrt 2`` (:data:`SQRT2_PLUS_1`) is the one with Chen-Gravin-Lu's
+approximation proof, but with it three offers or fewer always yield a single winner (the others'
+fractional optimum is at most twice the largest value), so the default is 1."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,13 @@ def fractional_optimum(values: Sequence[int], asks: Sequence[int], budget: int) 
     return total
 
 
-def allocate(values: Sequence[int], asks: Sequence[int], budget: int) -> tuple[set[int], str]:
+def allocate(
+    values: Sequence[int],
+    asks: Sequence[int],
+    budget: int,
+    *,
+    large_item_factor: Fraction = LARGE_ITEM_FACTOR,
+) -> tuple[set[int], str]:
     """The winners (and the branch) for these values, asks and budget."""
     _check(values, asks, budget)
     eligible = [i for i in range(len(values)) if values[i] > 0 and asks[i] <= budget]
@@ -92,7 +104,7 @@ def allocate(values: Sequence[int], asks: Sequence[int], budget: int) -> tuple[s
         return set(), "none"
     top = min(eligible, key=lambda i: (-values[i], i))
     others_v = [values[i] if i != top and i in eligible else 0 for i in range(len(values))]
-    if SQRT2_PLUS_1 * values[top] >= fractional_optimum(others_v, asks, budget):
+    if large_item_factor * values[top] >= fractional_optimum(others_v, asks, budget):
         return {top}, "large_item"
     order = sorted(eligible, key=lambda i: (Fraction(asks[i], values[i]), i))
     winners: set[int] = set()
@@ -105,13 +117,20 @@ def allocate(values: Sequence[int], asks: Sequence[int], budget: int) -> tuple[s
     return winners, "proportional_share"
 
 
-def threshold(values: Sequence[int], asks: Sequence[int], budget: int, index: int) -> int:
+def threshold(
+    values: Sequence[int],
+    asks: Sequence[int],
+    budget: int,
+    index: int,
+    *,
+    large_item_factor: Fraction = LARGE_ITEM_FACTOR,
+) -> int:
     """The largest integer ask (``<= budget``) at which offer ``index`` still wins; -1 if none."""
     trial = list(asks)
 
     def wins(ask: int) -> bool:
         trial[index] = ask
-        return index in allocate(values, trial, budget)[0]
+        return index in allocate(values, trial, budget, large_item_factor=large_item_factor)[0]
 
     if not wins(0):
         return -1
@@ -127,7 +146,13 @@ def threshold(values: Sequence[int], asks: Sequence[int], budget: int, index: in
     return lo
 
 
-def select(values: Sequence[int], asks: Sequence[int], budget: int) -> Selection:
+def select(
+    values: Sequence[int],
+    asks: Sequence[int],
+    budget: int,
+    *,
+    large_item_factor: Fraction = LARGE_ITEM_FACTOR,
+) -> Selection:
     """Run the mechanism: winners and their threshold payments (wei); total <= ``budget``.
 
     Parameters
@@ -138,10 +163,13 @@ def select(values: Sequence[int], asks: Sequence[int], budget: int) -> Selection
         Each offer's revealed ask (wei).
     budget : int
         The procurement budget (wei).
+    large_item_factor : Fraction
+        ``k`` of the large-item test ``k * v_top >= F`` (see :data:`LARGE_ITEM_FACTOR`).
     """
-    winners, branch = allocate(values, asks, budget)
+    k = large_item_factor
+    winners, branch = allocate(values, asks, budget, large_item_factor=k)
     ordered = tuple(sorted(winners))
-    payments = tuple(threshold(values, asks, budget, i) for i in ordered)
+    payments = tuple(threshold(values, asks, budget, i, large_item_factor=k) for i in ordered)
     total = sum(payments)
     if total > budget:  # the proof says this cannot happen; refuse rather than overspend
         raise SourcingError(f"mechanism would pay {total} above the budget {budget}")

@@ -40,40 +40,55 @@ from marketplace.valuation import ExactShapley, FunctionUtility, MonteCarloShapl
 
 ALPHA_GRID = tuple(round(0.05 * i, 2) for i in range(6, 21))  # 0.30 .. 1.00
 """Exponents tried by :func:`calibrate`."""
+GAMMA_GRID = (1.0, 1.5, 2.0, 3.0)
+"""Powers of the distance tried by :func:`calibrate`."""
 CALIBRATION_DRAWS = 2
+CALIBRATION_FRACTIONS = (0.6, 0.7, 0.8, 0.9, 1.0)
+"""Sizes of the calibration sets, as fractions of half the validation set."""
 """Random draws of each calibration set (size, corruption)."""
+CALIBRATION_KINDS = ("clean", "noise30", "noise60", "skew")
+"""Calibration sets: clean, 30% or 60% wrong labels, half the classes removed."""
 
 
-def class_costs(offer: Sketch, reference: Sketch, *, missing_cost: float) -> np.ndarray:
+def class_costs(
+    offer: Sketch, reference: Sketch, *, reference_costs: np.ndarray | None = None
+) -> np.ndarray:
     """``(K, K)`` ground costs: sliced ``W2**2`` from offer class ``c`` to reference class ``c'``.
 
-    An offer class without published quantiles (too few rows) costs ``missing_cost`` to every
-    reference class; a reference class without quantiles is never a destination (mass 0).
+    An offer class without published quantiles (too few rows) is assumed to look like the
+    reference's class plus the offer's typical deviation: its row is ``reference_costs[c]`` (the
+    reference's own class-to-class costs, :func:`reference_costs`) plus the mean of the offer's
+    published diagonal costs. A reference class without quantiles is never a destination.
     """
     k = len(offer.counts)
-    costs = np.full((k, k), float(missing_cost))
     offer_q = [offer.quantile_values(c) for c in range(k)]
     ref_q = [reference.quantile_values(c) for c in range(k)]
-    src = [c for c in range(k) if offer_q[c] is not None]
-    dst = [c for c in range(k) if ref_q[c] is not None]
-    if not src or not dst:
-        return costs
-    u = np.stack([offer_q[c] for c in src])  # (ks, m, Q)
-    v = np.stack([ref_q[c] for c in dst])  # (kd, m, Q)
-    # Batch every (source, destination, direction) pair: POT takes (atoms, batch) arrays.
-    batch = (len(src), len(dst), u.shape[1])
-    uu = np.broadcast_to(u[:, None], (*batch, u.shape[2])).reshape(-1, u.shape[2]).T
-    vv = np.broadcast_to(v[None, :], (*batch, v.shape[2])).reshape(-1, v.shape[2]).T
-    w = np.asarray(ot.wasserstein_1d(uu, vv, p=2, require_sort=False)).reshape(batch)
-    costs[np.ix_(src, dst)] = w.mean(axis=-1)
+    published = {c: q for c, q in enumerate(offer_q) if q is not None}
+    targets = {c: q for c, q in enumerate(ref_q) if q is not None}
+    src, dst = list(published), list(targets)
+    costs = np.zeros((k, k))
+    if src and dst:
+        u = np.stack(list(published.values()))  # (ks, m, Q)
+        v = np.stack(list(targets.values()))  # (kd, m, Q)
+        # Batch every (source, destination, direction) pair: POT takes (atoms, batch) arrays.
+        batch = (len(src), len(dst), u.shape[1])
+        uu = np.broadcast_to(u[:, None], (*batch, u.shape[2])).reshape(-1, u.shape[2]).T
+        vv = np.broadcast_to(v[None, :], (*batch, v.shape[2])).reshape(-1, v.shape[2]).T
+        w = np.asarray(ot.wasserstein_1d(uu, vv, p=2, require_sort=False)).reshape(batch)
+        costs[np.ix_(src, dst)] = w.mean(axis=-1)
+    unpublished = [c for c in range(k) if offer_q[c] is None]
+    if unpublished:
+        if reference_costs is None:
+            raise SourcingError("an offer class is unpublished: pass the reference's own costs")
+        diag = [costs[c, c] for c in src if c in dst]
+        deviation = float(np.mean(diag)) if diag else float(reference_costs.max())
+        costs[unpublished] = reference_costs[unpublished] + deviation
     return costs
 
 
-def reference_missing_cost(reference: Sketch) -> float:
-    """The cost charged for an unpublished class: the largest cost between two reference classes."""
-    k = len(reference.counts)
-    own = class_costs(reference, reference, missing_cost=0.0)
-    return float(own.max()) if k else 0.0
+def reference_costs(reference: Sketch) -> np.ndarray:
+    """The reference's own class-to-class costs (zero diagonal)."""
+    return class_costs(reference, reference)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,11 +99,15 @@ class OfferProfile:
     costs: np.ndarray  # (K, K)
 
     @classmethod
-    def of(cls, offer: Sketch, reference: Sketch, *, missing_cost: float) -> OfferProfile:
-        """Profile ``offer`` against the validation ``reference``."""
+    def of(
+        cls, offer: Sketch, reference: Sketch, *, own_costs: np.ndarray | None = None
+    ) -> OfferProfile:
+        """Profile ``offer`` against the validation ``reference`` (``own_costs``: its
+        :func:`reference_costs`, computed once per task)."""
+        own = reference_costs(reference) if own_costs is None else own_costs
         return cls(
             np.asarray(offer.counts, dtype=np.float64),
-            class_costs(offer, reference, missing_cost=missing_cost),
+            class_costs(offer, reference, reference_costs=own),
         )
 
 
@@ -109,18 +128,20 @@ def coalition_distance(profiles: Sequence[OfferProfile], reference: Sketch) -> f
 
 @dataclass(frozen=True)
 class ScalingLaw:
-    """``acc(N, D) = a - b * N**(-alpha) - c * D``, clipped to ``[0, 1]``."""
+    """``acc(N, D) = a - b * N**(-alpha) - c * D**gamma``, clipped to ``[0, 1]``."""
 
     a: float
     b: float
     c: float
     alpha: float
+    gamma: float = 1.0
 
     def predict(self, n: float, distance: float) -> float:
         """Predicted accuracy of ``n`` rows at distance ``distance`` from the validation set."""
         if n <= 0:
             return 0.0
-        return float(min(1.0, max(0.0, self.a - self.b * n ** (-self.alpha) - self.c * distance)))
+        penalty = self.c * distance**self.gamma
+        return float(min(1.0, max(0.0, self.a - self.b * n ** (-self.alpha) - penalty)))
 
 
 def ridge_accuracy(
@@ -163,11 +184,12 @@ def calibrate(x_val: np.ndarray, y_val: np.ndarray, spec: SketchSpec) -> Scaling
     """Fit the scaling law on the committee's validation set alone (deterministic).
 
     The validation rows are split in half by the task seed; calibration sets are drawn from the
-    first half at five sizes (40% to 100% of it, :data:`CALIBRATION_DRAWS` draws each), each
+    first half at five sizes (60% to 100% of it, :data:`CALIBRATION_DRAWS` draws each), each
     clean, with 30% or 60% wrong labels, with half the classes
     removed, and with features shifted; each trains a ridge classifier that is scored on the
     second half, and the law is fitted to (rows, OT distance, accuracy) by least squares with
-    ``b, c >= 0`` for each ``alpha`` on :data:`ALPHA_GRID`, keeping the best fit.
+    ``b, c >= 0``: the size term on the clean sets (best ``alpha`` on :data:`ALPHA_GRID`), then
+    the distance term on all of them.
     """
     x_val = np.asarray(x_val, dtype=np.float64)
     y_val = np.asarray(y_val, dtype=np.int64)
@@ -176,18 +198,19 @@ def calibrate(x_val: np.ndarray, y_val: np.ndarray, spec: SketchSpec) -> Scaling
     perm = rng.permutation(len(y_val))
     half = len(perm) // 2
     pool, held = perm[:half], perm[half:]
-    if int(0.4 * half) < spec.min_class_count * k:
+    if int(CALIBRATION_FRACTIONS[0] * half) < spec.min_class_count * k:
         raise ConfigError(
             f"the validation set ({len(y_val)} rows) is too small to calibrate the scaling law: "
             f"give at least {5 * spec.min_class_count * k} rows"
         )
     reference = build_sketch(x_val[held], y_val[held], spec, min_class_count=1)
-    missing = reference_missing_cost(reference)
+    own = reference_costs(reference)
     shift = spec.directions[0] * 1.5
     rows: list[tuple[float, float, float]] = []
-    for _draw, frac in itertools.product(range(CALIBRATION_DRAWS), (0.4, 0.55, 0.7, 0.85, 1.0)):
+    clean: list[bool] = []
+    for _draw, frac in itertools.product(range(CALIBRATION_DRAWS), CALIBRATION_FRACTIONS):
         idx = rng.permutation(pool)[: int(frac * half)]
-        for kind in ("clean", "noise30", "noise60", "skew", "shift"):
+        for kind in CALIBRATION_KINDS:
             x, y = x_val[idx], y_val[idx].copy()
             if kind.startswith("noise"):
                 flip = rng.random(len(y)) < int(kind[5:]) / 100
@@ -198,26 +221,35 @@ def calibrate(x_val: np.ndarray, y_val: np.ndarray, spec: SketchSpec) -> Scaling
             elif kind == "shift":
                 x = x + shift
             sketch = build_sketch(x, y, spec)
-            d = coalition_distance(
-                [OfferProfile.of(sketch, reference, missing_cost=missing)], reference
-            )
+            d = coalition_distance([OfferProfile.of(sketch, reference, own_costs=own)], reference)
             acc = ridge_accuracy(x, y, x_val[held], y_val[held], k)
             rows.append((float(len(y)), d, acc))
-    return _fit_law(np.array(rows))
+            clean.append(kind == "clean")
+    return _fit_law(np.array(rows), np.array(clean))
 
 
-def _fit_law(rows: np.ndarray) -> ScalingLaw:
+def _fit_law(rows: np.ndarray, clean: np.ndarray) -> ScalingLaw:
+    """Two stages: the size law ``a0 - b * N**(-alpha)`` on the clean sets alone (so the distance,
+    which also shrinks with N, cannot absorb the size effect), then ``a`` and ``c`` on every set
+    with ``b`` and ``alpha`` held (``acc - size law = a - a0 - c * D``)."""
     n, d, acc = rows[:, 0], rows[:, 1], rows[:, 2]
-    best: tuple[float, ScalingLaw] | None = None
+    best: tuple[float, float, float] | None = None  # (sse, b, alpha)
     for alpha in ALPHA_GRID:
-        design = np.column_stack([np.ones_like(n), -(n ** (-alpha)), -d])
-        coef = _nonneg_tail_lstsq(design, acc)
-        sse = float(np.sum((design @ coef - acc) ** 2))
-        law = ScalingLaw(*(round(float(v), 9) for v in coef), alpha=alpha)
+        design = np.column_stack([np.ones(int(clean.sum())), -(n[clean] ** (-alpha))])
+        coef = _nonneg_tail_lstsq(design, acc[clean])
+        sse = float(np.sum((design @ coef - acc[clean]) ** 2))
         if best is None or sse < best[0] - 1e-15:
-            best = (sse, law)
+            best = (sse, float(coef[1]), alpha)
     assert best is not None
-    return best[1]
+    _, b, alpha = best
+    residual = acc + b * n ** (-alpha)
+    fits = []
+    for gamma in GAMMA_GRID:
+        design = np.column_stack([np.ones_like(d), -(d**gamma)])
+        coef = _nonneg_tail_lstsq(design, residual)
+        fits.append((float(np.sum((design @ coef - residual) ** 2)), gamma, coef))
+    _, gamma, coef = min(fits, key=lambda f: (f[0], f[1]))
+    return ScalingLaw(round(float(coef[0]), 9), round(b, 9), round(float(coef[1]), 9), alpha, gamma)
 
 
 def _nonneg_tail_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -275,8 +307,8 @@ class Predictor:
         self.reference = reference
         self.law = law
         self.training = training
-        missing = reference_missing_cost(reference)
-        self.profiles = [OfferProfile.of(s, reference, missing_cost=missing) for s in offers]
+        own = reference_costs(reference)
+        self.profiles = [OfferProfile.of(s, reference, own_costs=own) for s in offers]
         self._cache: dict[frozenset[int], float] = {}
         self._single = [coalition_distance([p], reference) for p in self.profiles]
 

@@ -24,12 +24,17 @@ from marketplace.sourcing.sketch import SketchSpec, build_sketch, parse_sketch
 
 @dataclass(frozen=True)
 class Offer:
-    """A revealed offer: who, what it asks (wei), how many rows, and its sketch's bytes."""
+    """A revealed offer: who, what it asks (wei), how many rows, and its sketch's bytes.
+
+    ``problem`` says why the sketch could not be obtained (unreachable, not sealed to us, wrong
+    digest); such an offer is rejected with that reason.
+    """
 
     owner: str
     ask: int
     samples: int
     sketch: bytes
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ def run_sourcing(
     reasons: dict[str, str] = {}
     for offer in ordered:
         try:
+            if offer.problem is not None:
+                raise InvalidSketchError(offer.problem)
             if offer.ask < 0 or offer.samples <= 0:
                 raise InvalidSketchError("ask must be >= 0 and samples > 0")
             sketches.append(parse_sketch(offer.sketch, spec, declared_samples=offer.samples))

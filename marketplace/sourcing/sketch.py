@@ -118,11 +118,12 @@ class SketchSpec:
         """``(m, d)`` float64 unit vectors: the published basis, else drawn from the task seed."""
         if self.basis is not None:
             raw = np.array(self.basis, dtype=np.float64)
-            return raw / np.linalg.norm(raw, axis=1, keepdims=True)
-        seed = derive_seed(self.task_seed, "sourcing", "directions")
-        rng = np.random.Generator(np.random.PCG64(seed))
-        raw = rng.standard_normal((self.num_directions, self.input_dim))
-        return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+        else:
+            seed = derive_seed(self.task_seed, "sourcing", "directions")
+            rng = np.random.Generator(np.random.PCG64(seed))
+            raw = rng.standard_normal((self.num_directions, self.input_dim))
+        unit: np.ndarray = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+        return unit
 
     @property
     def levels(self) -> np.ndarray:
@@ -306,7 +307,7 @@ def _parse_class_quantiles(c: int, q: object, spec: SketchSpec) -> np.ndarray:
         and all(isinstance(row, list) and len(row) == shape[1] for row in q)
     ):
         raise InvalidSketchError(f"class {c} quantiles must be a {shape[0]}x{shape[1]} array")
-    if not all(_is_int(v) and abs(v) <= MAX_ABS_QUANTILE for row in q for v in row):  # type: ignore[union-attr]
+    if not all(_is_int(v) and abs(v) <= MAX_ABS_QUANTILE for row in q for v in row):
         raise InvalidSketchError(f"class {c} quantiles must be bounded integers")
     arr = np.array(q, dtype=np.int64)
     if (np.diff(arr, axis=1) < 0).any():

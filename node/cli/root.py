@@ -108,6 +108,9 @@ def _register() -> None:
                     task, node_group, oracle_group, rewards, demo, dashboard, data, model,
                     audit):  # fmt: skip
         cli.add_command(command)
+    from node.cli.sourcing_cli import register as register_sourcing
+
+    register_sourcing(cli)  # offer, sourcing, and `task request`
 
 
 _register()

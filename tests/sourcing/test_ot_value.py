@@ -15,13 +15,11 @@ from marketplace.sourcing import (
     calibrate,
     coalition_distance,
 )
-from marketplace.sourcing.ot_value import OfferProfile, reference_missing_cost
+from marketplace.sourcing.ot_value import OfferProfile
 
 
 def _distance(x, y, spec: SketchSpec, reference) -> float:
-    profile = OfferProfile.of(
-        build_sketch(x, y, spec), reference, missing_cost=reference_missing_cost(reference)
-    )
+    profile = OfferProfile.of(build_sketch(x, y, spec), reference)
     return coalition_distance([profile], reference)
 
 

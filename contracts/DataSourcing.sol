@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+
+import {IDataSourcing} from "./interfaces/IDataSourcing.sol";
+import {IJoinGate} from "./interfaces/IJoinGate.sol";
+import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
+
+/// @title DataSourcing
+/// @notice Data requests, sealed offers, the committee's selection by commit-reveal quorum, the
+///         join gate of selected data owners, their threshold payments and refunds.
+/// @dev The selection itself (OT valuation, truthful budget-feasible mechanism) is computed off
+///      chain by every oracle deterministically (`marketplace.sourcing`); the chain only orders
+///      commitments, counts identical reveals and moves money. Winners prove their leaf once
+///      (`registerWinner`), so nothing loops over winners. The registered payments can never
+///      exceed the revealed total, which can never exceed the escrowed budget.
+contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice The largest committee; bounds the only loop (in `createRequest`).
+    uint256 public constant MAX_COMMITTEE = 16;
+
+    uint8 private constant SEAT_NONE = 0;
+    uint8 private constant SEAT_OFFERED = 1;
+    uint8 private constant SEAT_ACCEPTED = 2;
+
+    struct Request {
+        // slot 0
+        address requester;
+        uint64 offerDeadline;
+        uint8 committeeSize;
+        uint8 accepted;
+        uint8 quorum;
+        bool cancelled;
+        // slot 1
+        IERC20 token;
+        uint64 revealDeadline;
+        bool unspentRefunded;
+        // slot 2
+        uint256 taskId;
+        // slot 3
+        uint128 budget;
+        uint128 paid;
+        // slot 4
+        uint128 refunded;
+        uint128 selectedTotal;
+        // slot 5
+        uint128 registeredTotal;
+        uint64 selectCommitDeadline;
+        uint64 selectRevealDeadline;
+        // slot 6
+        uint64 claimDeadline;
+        // slots 7-8
+        bytes32 validationCommitment;
+        bytes32 selectionRoot;
+    }
+
+    struct OfferState {
+        uint256 ask;
+        uint64 samples;
+        bool revealed;
+    }
+
+    struct WinnerState {
+        uint128 payment;
+        bool registered;
+        bool claimed;
+    }
+
+    /// @inheritdoc IDataSourcing
+    ITaskMarket public immutable market;
+
+    uint256 private _requestCount;
+    mapping(uint256 requestId => Request) private _requests;
+    mapping(uint256 taskId => uint256 requestId) private _requestOfTask;
+    mapping(uint256 requestId => mapping(address oracle => uint8 seat)) private _seats;
+    mapping(uint256 requestId => mapping(address owner => bytes32)) private _offerCommits;
+    mapping(uint256 requestId => mapping(address owner => OfferState)) private _offers;
+    mapping(uint256 requestId => mapping(address oracle => bytes32)) private _selectionCommits;
+    mapping(uint256 requestId => mapping(address oracle => bool)) private _selectionRevealed;
+    mapping(uint256 requestId => mapping(bytes32 vote => uint8 count)) private _votes;
+    mapping(uint256 requestId => mapping(address owner => WinnerState)) private _winners;
+
+    /// @param market_ The TaskMarket whose tasks this contract sources data for.
+    constructor(ITaskMarket market_) {
+        market = market_;
+    }
+
+    // --- requester --------------------------------------------------------------------------
+
+    /// @inheritdoc IDataSourcing
+    function createRequest(RequestParams calldata p) external nonReentrant returns (uint256 requestId) {
+        if (market.task(p.taskId).requester != msg.sender) {
+            revert DataSourcingNotTaskRequester(p.taskId, msg.sender);
+        }
+        if (_requestOfTask[p.taskId] != 0) revert DataSourcingTaskAlreadySourced(p.taskId);
+        if (p.budget == 0 || p.budget > type(uint128).max) revert DataSourcingBadBudget(p.budget);
+        uint256 n = p.oracles.length;
+        if (n == 0 || n > MAX_COMMITTEE || p.quorum == 0 || p.quorum > n) revert DataSourcingBadCommittee();
+        if (
+            !(block.timestamp < p.offerDeadline && p.offerDeadline < p.revealDeadline
+                    && p.revealDeadline < p.selectCommitDeadline
+                    && p.selectCommitDeadline < p.selectRevealDeadline
+                    && p.selectRevealDeadline < p.claimDeadline)
+        ) revert DataSourcingBadSchedule();
+
+        requestId = ++_requestCount;
+        for (uint256 i = 0; i < n; ++i) {
+            address o = p.oracles[i];
+            if (o == address(0) || _seats[requestId][o] != SEAT_NONE) revert DataSourcingBadCommittee();
+            _seats[requestId][o] = SEAT_OFFERED;
+        }
+        Request storage r = _requests[requestId];
+        r.requester = msg.sender;
+        r.offerDeadline = p.offerDeadline;
+        r.committeeSize = uint8(n); // n <= MAX_COMMITTEE
+        r.quorum = p.quorum;
+        r.token = p.token;
+        r.revealDeadline = p.revealDeadline;
+        r.taskId = p.taskId;
+        r.budget = uint128(p.budget); // checked above
+        r.selectCommitDeadline = p.selectCommitDeadline;
+        r.selectRevealDeadline = p.selectRevealDeadline;
+        r.claimDeadline = p.claimDeadline;
+        r.validationCommitment = p.validationCommitment;
+        _requestOfTask[p.taskId] = requestId;
+        emit RequestCreated(requestId, p.taskId, msg.sender, p.budget, p.schemaCid);
+
+        p.token.safeTransferFrom(msg.sender, address(this), p.budget);
+    }
+
+    // --- committee --------------------------------------------------------------------------
+
+    /// @inheritdoc IDataSourcing
+    function acceptSeat(uint256 requestId) external {
+        Request storage r = _existing(requestId);
+        if (block.timestamp >= r.offerDeadline) revert DataSourcingWrongTime(requestId, r.offerDeadline);
+        uint8 seat = _seats[requestId][msg.sender];
+        if (seat == SEAT_NONE) revert DataSourcingNotOracle(requestId, msg.sender);
+        if (seat == SEAT_ACCEPTED) revert DataSourcingSeatAlreadyAccepted(requestId, msg.sender);
+        _seats[requestId][msg.sender] = SEAT_ACCEPTED;
+        ++r.accepted;
+        emit SeatAccepted(requestId, msg.sender);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function commitSelection(uint256 requestId, bytes32 commitment) external {
+        Request storage r = _existing(requestId);
+        if (block.timestamp < r.revealDeadline) revert DataSourcingWrongTime(requestId, r.revealDeadline);
+        if (block.timestamp >= r.selectCommitDeadline) {
+            revert DataSourcingWrongTime(requestId, r.selectCommitDeadline);
+        }
+        if (_seats[requestId][msg.sender] != SEAT_ACCEPTED) revert DataSourcingSeatNotAccepted(requestId, msg.sender);
+        if (commitment == bytes32(0)) revert DataSourcingEmptyCommitment();
+        if (_selectionCommits[requestId][msg.sender] != bytes32(0)) {
+            revert DataSourcingAlreadyCommitted(requestId, msg.sender);
+        }
+        _selectionCommits[requestId][msg.sender] = commitment;
+        emit SelectionCommitted(requestId, msg.sender);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function revealSelection(uint256 requestId, bytes32 root, uint256 total, string calldata reportCid, bytes32 salt)
+        external
+    {
+        Request storage r = _existing(requestId);
+        if (block.timestamp < r.selectCommitDeadline) {
+            revert DataSourcingWrongTime(requestId, r.selectCommitDeadline);
+        }
+        if (block.timestamp >= r.selectRevealDeadline) {
+            revert DataSourcingWrongTime(requestId, r.selectRevealDeadline);
+        }
+        bytes32 committed = _selectionCommits[requestId][msg.sender];
+        if (committed == bytes32(0) || committed != selectionCommitment(requestId, msg.sender, root, total, reportCid, salt))
+        {
+            revert DataSourcingRevealMismatch(requestId, msg.sender);
+        }
+        if (_selectionRevealed[requestId][msg.sender]) revert DataSourcingAlreadyRevealed(requestId, msg.sender);
+        if (total > r.budget) revert DataSourcingSelectionOverBudget(total, r.budget);
+        _selectionRevealed[requestId][msg.sender] = true;
+        bytes32 vote = keccak256(abi.encode(root, total));
+        uint8 count = ++_votes[requestId][vote];
+        emit SelectionRevealed(requestId, msg.sender, root, total, reportCid);
+        if (count == r.quorum && r.selectionRoot == bytes32(0)) {
+            r.selectionRoot = root;
+            r.selectedTotal = uint128(total); // total <= budget < 2**128
+            emit SelectionFinalized(requestId, root, total);
+        }
+    }
+
+    // --- data owners ------------------------------------------------------------------------
+
+    /// @inheritdoc IDataSourcing
+    function commitOffer(uint256 requestId, bytes32 commitment) external {
+        Request storage r = _existing(requestId);
+        if (block.timestamp >= r.offerDeadline) revert DataSourcingWrongTime(requestId, r.offerDeadline);
+        if (commitment == bytes32(0)) revert DataSourcingEmptyCommitment();
+        if (_offerCommits[requestId][msg.sender] != bytes32(0)) {
+            revert DataSourcingAlreadyCommitted(requestId, msg.sender);
+        }
+        _offerCommits[requestId][msg.sender] = commitment;
+        emit OfferCommitted(requestId, msg.sender, commitment);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function revealOffer(uint256 requestId, uint256 ask, uint64 samples, string calldata sketchCid, bytes32 salt)
+        external
+    {
+        Request storage r = _existing(requestId);
+        if (block.timestamp < r.offerDeadline) revert DataSourcingWrongTime(requestId, r.offerDeadline);
+        if (block.timestamp >= r.revealDeadline) revert DataSourcingWrongTime(requestId, r.revealDeadline);
+        bytes32 committed = _offerCommits[requestId][msg.sender];
+        if (committed == bytes32(0) || committed != offerCommitment(requestId, msg.sender, ask, samples, sketchCid, salt)) {
+            revert DataSourcingRevealMismatch(requestId, msg.sender);
+        }
+        OfferState storage o = _offers[requestId][msg.sender];
+        if (o.revealed) revert DataSourcingAlreadyRevealed(requestId, msg.sender);
+        if (samples == 0) revert DataSourcingZeroSamples();
+        o.ask = ask;
+        o.samples = samples;
+        o.revealed = true;
+        emit OfferRevealed(requestId, msg.sender, ask, samples, sketchCid);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function registerWinner(uint256 requestId, uint256 payment, bytes32[] calldata proof) external {
+        Request storage r = _selected(requestId);
+        if (block.timestamp > r.claimDeadline) revert DataSourcingWrongTime(requestId, r.claimDeadline);
+        WinnerState storage w = _winners[requestId][msg.sender];
+        if (w.registered) revert DataSourcingAlreadyRegistered(requestId, msg.sender);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(requestId, msg.sender, payment))));
+        if (!MerkleProof.verifyCalldata(proof, r.selectionRoot, leaf)) revert DataSourcingBadProof(requestId, msg.sender);
+        uint256 registered = uint256(r.registeredTotal) + payment;
+        if (registered > r.selectedTotal) revert DataSourcingSelectionOverBudget(registered, r.selectedTotal);
+        r.registeredTotal = uint128(registered); // <= selectedTotal < 2**128
+        w.payment = uint128(payment); // <= selectedTotal
+        w.registered = true;
+        emit WinnerRegistered(requestId, msg.sender, payment);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function claimPayment(uint256 requestId) external nonReentrant {
+        Request storage r = _selected(requestId);
+        if (block.timestamp > r.claimDeadline) revert DataSourcingWrongTime(requestId, r.claimDeadline);
+        WinnerState storage w = _winners[requestId][msg.sender];
+        if (!w.registered || w.claimed) revert DataSourcingNothingToClaim(requestId, msg.sender);
+        if (!_completedRounds(r.taskId, msg.sender)) revert DataSourcingRoundsNotCompleted(requestId, msg.sender);
+        uint256 amount = w.payment;
+        w.claimed = true;
+        r.paid += uint128(amount); // paid <= registeredTotal <= selectedTotal <= budget
+        emit PaymentClaimed(requestId, msg.sender, amount);
+
+        r.token.safeTransfer(msg.sender, amount);
+    }
+
+    // --- anyone -----------------------------------------------------------------------------
+
+    /// @inheritdoc IDataSourcing
+    function refund(uint256 requestId) external nonReentrant {
+        Request storage r = _selected(requestId);
+        uint256 amount;
+        if (block.timestamp > r.claimDeadline) {
+            amount = uint256(r.budget) - r.paid - r.refunded;
+            r.unspentRefunded = true;
+        } else if (!r.unspentRefunded) {
+            amount = uint256(r.budget) - r.selectedTotal;
+            r.unspentRefunded = true;
+        }
+        if (amount == 0) revert DataSourcingNothingToRefund(requestId);
+        r.refunded += uint128(amount); // refunded + paid <= budget
+        emit Refunded(requestId, amount);
+
+        r.token.safeTransfer(r.requester, amount);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function cancel(uint256 requestId) external nonReentrant {
+        Request storage r = _existing(requestId);
+        if (r.cancelled || r.selectionRoot != bytes32(0) || block.timestamp < r.selectRevealDeadline) {
+            revert DataSourcingNotCancellable(requestId);
+        }
+        r.cancelled = true;
+        uint256 amount = uint256(r.budget) - r.refunded; // nothing was paid without a selection
+        r.refunded += uint128(amount);
+        emit RequestCancelled(requestId);
+        emit Refunded(requestId, amount);
+
+        r.token.safeTransfer(r.requester, amount);
+    }
+
+    // --- views ------------------------------------------------------------------------------
+
+    /// @inheritdoc IJoinGate
+    function canJoin(uint256 taskId, address trainer) external view returns (bool) {
+        uint256 requestId = _requestOfTask[taskId];
+        if (requestId == 0) return false;
+        Request storage r = _requests[requestId];
+        return !r.cancelled && r.selectionRoot != bytes32(0) && _winners[requestId][trainer].registered;
+    }
+
+    /// @inheritdoc IDataSourcing
+    function request(uint256 requestId) external view returns (RequestInfo memory info) {
+        Request storage r = _existing(requestId);
+        info = RequestInfo({
+            requester: r.requester,
+            token: r.token,
+            taskId: r.taskId,
+            budget: r.budget,
+            paid: r.paid,
+            refunded: r.refunded,
+            selectedTotal: r.selectedTotal,
+            validationCommitment: r.validationCommitment,
+            selectionRoot: r.selectionRoot,
+            offerDeadline: r.offerDeadline,
+            revealDeadline: r.revealDeadline,
+            selectCommitDeadline: r.selectCommitDeadline,
+            selectRevealDeadline: r.selectRevealDeadline,
+            claimDeadline: r.claimDeadline,
+            committeeSize: r.committeeSize,
+            accepted: r.accepted,
+            quorum: r.quorum,
+            cancelled: r.cancelled
+        });
+    }
+
+    /// @inheritdoc IDataSourcing
+    function requestOfTask(uint256 taskId) external view returns (uint256) {
+        return _requestOfTask[taskId];
+    }
+
+    /// @inheritdoc IDataSourcing
+    function offer(uint256 requestId, address owner) external view returns (uint256 ask, uint64 samples) {
+        OfferState storage o = _offers[requestId][owner];
+        return (o.ask, o.samples);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function winner(uint256 requestId, address owner) external view returns (uint256 payment, bool claimed) {
+        WinnerState storage w = _winners[requestId][owner];
+        return (w.payment, w.claimed);
+    }
+
+    /// @inheritdoc IDataSourcing
+    function offerCommitment(
+        uint256 requestId,
+        address owner,
+        uint256 ask,
+        uint64 samples,
+        string calldata sketchCid,
+        bytes32 salt
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(requestId, owner, ask, samples, keccak256(bytes(sketchCid)), salt));
+    }
+
+    /// @inheritdoc IDataSourcing
+    function selectionCommitment(
+        uint256 requestId,
+        address oracle,
+        bytes32 root,
+        uint256 total,
+        string calldata reportCid,
+        bytes32 salt
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(requestId, oracle, root, total, keccak256(bytes(reportCid)), salt));
+    }
+
+    // --- internal ---------------------------------------------------------------------------
+
+    function _existing(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.requester == address(0)) revert DataSourcingUnknownRequest(requestId);
+    }
+
+    function _selected(uint256 requestId) private view returns (Request storage r) {
+        r = _existing(requestId);
+        if (r.selectionRoot == bytes32(0) || r.cancelled) revert DataSourcingNotSelected(requestId);
+    }
+
+    /// @dev Training has ended (the task left Open and Training without being cancelled) and the
+    ///      owner committed an update in the last round.
+    function _completedRounds(uint256 taskId, address owner) private view returns (bool) {
+        ITaskMarket.TaskInfo memory info = market.task(taskId);
+        if (
+            info.phase == ITaskMarket.Phase.Open || info.phase == ITaskMarket.Phase.Training
+                || info.phase == ITaskMarket.Phase.Cancelled
+        ) return false;
+        (bytes32 digest,) = market.update(taskId, info.rounds, owner);
+        return digest != bytes32(0);
+    }
+}

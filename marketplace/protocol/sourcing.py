@@ -1,0 +1,312 @@
+"""The sourcing steps of each party, over the chain client and the content store.
+
+* a data owner sketches its data, seals the sketch to the committee (X25519 envelopes bound to
+  chain, task and round 0 — sourcing precedes round 1 — and the owner), stores it, and commits
+  its offer (:func:`prepare_offer`, then ``commit_offer`` / ``reveal_offer`` of the client);
+* every oracle collects the revealed offers from the chain's events, opens each sketch (a sketch
+  it cannot fetch or open is rejected with the reason), runs the deterministic
+  :func:`~marketplace.sourcing.run_sourcing`, and commits the selection's Merkle root
+  (:func:`committee_selection`, :func:`commit_selection`, :func:`reveal_selection`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from marketplace.chain.sourcing_client import (
+    DataSourcingClient,
+    RequestParams,
+    SelectionTree,
+    offer_commitment,
+    selection_commitment,
+)
+from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
+from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
+from marketplace.sourcing.sketch import MAX_SKETCH_BYTES
+from marketplace.storage.base import ContentStore
+
+SOURCING_ROUND = 0
+"""The envelope round of sketches: sourcing happens before round 1."""
+
+
+MAX_REQUEST_DOC_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class RequestDocument:
+    """What a data request publishes off-chain (its CID is the request's ``schemaCid``): the
+    sketch spec (feature space, label set, basis) and the committee the sketches are sealed to."""
+
+    spec: SketchSpec
+    oracles: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """Canonical JSON."""
+        doc = {"version": 1, "spec": self.spec.as_dict(), "oracles": list(self.oracles)}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, blob: bytes) -> RequestDocument:
+        """Parse and check a request document."""
+        try:
+            doc = json.loads(blob)
+            raw: dict[str, Any] = dict(doc["spec"])
+            basis = raw.pop("basis")
+            spec = SketchSpec(
+                **{k: int(v) for k, v in raw.items()},
+                basis=None if basis is None else tuple(tuple(int(x) for x in r) for r in basis),
+            )
+            oracles = tuple(Web3.to_checksum_address(o) for o in doc["oracles"])
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise SourcingError(f"the data request's document is malformed ({exc})") from None
+        return cls(spec, oracles)
+
+
+def publish_request(
+    client: DataSourcingClient,
+    store: ContentStore,
+    requester: LocalAccount,
+    *,
+    task_id: int,
+    token: str,
+    budget: int,
+    spec: SketchSpec,
+    oracles: tuple[str, ...],
+    quorum: int,
+    validation_commitment: bytes,
+    window: int,
+    claim_window: int,
+    now: int | None = None,
+) -> tuple[int, str]:
+    """Store the request document and create the request (budget approved beforehand).
+
+    Each phase (offers, reveals, selection commit, selection reveal) lasts ``window`` seconds;
+    winners may claim for ``claim_window`` seconds after that. Returns (request id, document CID).
+    """
+    cid = str(store.put(RequestDocument(spec, oracles).to_json()))
+    start = int(time.time()) if now is None else now
+    params = RequestParams(
+        task_id=task_id,
+        token=token,
+        budget=budget,
+        schema_cid=cid,
+        validation_commitment=validation_commitment,
+        oracles=oracles,
+        quorum=quorum,
+        offer_deadline=start + window,
+        reveal_deadline=start + 2 * window,
+        select_commit_deadline=start + 3 * window,
+        select_reveal_deadline=start + 4 * window,
+        claim_deadline=start + 4 * window + claim_window,
+    )
+    return client.create_request(requester, params), cid
+
+
+def load_request_document(
+    client: DataSourcingClient, store: ContentStore, request_id: int, *, from_block: int = 0
+) -> RequestDocument:
+    """The request's document, found through its ``RequestCreated`` event."""
+    logs = client.contract.events.RequestCreated().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    if not logs:
+        raise SourcingError(f"no data request {request_id} on this chain: check the task id")
+    cid = logs[0]["args"]["schemaCid"]
+    return RequestDocument.from_json(store.get(cid, max_size=MAX_REQUEST_DOC_BYTES))
+
+
+@dataclass(frozen=True)
+class PreparedOffer:
+    """What a data owner commits now and reveals later (keep ``salt`` secret until then)."""
+
+    request_id: int
+    ask: int
+    samples: int
+    sketch_cid: str
+    salt: bytes
+
+    def commitment(self, owner: str) -> bytes:
+        """The on-chain commitment of this offer by ``owner``."""
+        return offer_commitment(
+            self.request_id, owner, self.ask, self.samples, self.sketch_cid, self.salt
+        )
+
+    def to_json(self) -> str:
+        """For the owner's local file (the salt is secret until the reveal)."""
+        doc = asdict(self)
+        doc["salt"] = self.salt.hex()
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreparedOffer:
+        """Read :meth:`to_json`'s output."""
+        try:
+            doc = json.loads(text)
+            doc["salt"] = bytes.fromhex(doc["salt"])
+            return cls(**doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourcingError(f"the saved offer is unreadable ({exc})") from None
+
+
+def prepare_offer(
+    *,
+    store: ContentStore,
+    spec: SketchSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    ask: int,
+    request_id: int,
+    task_id: int,
+    chain_id: int,
+    owner: str,
+    committee_keys: Mapping[str, bytes],
+) -> PreparedOffer:
+    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit."""
+    sketch = build_sketch(x, y, spec)
+    context = EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner)
+    sealed = seal(sketch.to_json(), recipients=committee_keys, context=context)
+    cid = store.put(sealed)
+    return PreparedOffer(request_id, ask, sketch.num_samples, str(cid), secrets.token_bytes(32))
+
+
+def collect_offers(
+    client: DataSourcingClient,
+    store: ContentStore,
+    request_id: int,
+    *,
+    task_id: int,
+    chain_id: int,
+    oracle: str,
+    x25519_private: X25519PrivateKey,
+    from_block: int = 0,
+) -> list[Offer]:
+    """Every revealed offer of ``request_id`` with its opened sketch (or the problem opening it)."""
+    logs = client.contract.events.OfferRevealed().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    offers = []
+    for log in logs:
+        args = log["args"]
+        owner = Web3.to_checksum_address(args["owner"])
+        sketch, problem = b"", None
+        try:
+            sealed = store.get(args["sketchCid"], max_size=2 * MAX_SKETCH_BYTES)
+            sketch = open_envelope(
+                sealed,
+                recipient_address=oracle,
+                x25519_private=x25519_private,
+                expected_context=EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner),
+            )
+        except (StorageError, CryptoError) as exc:
+            problem = f"sketch {args['sketchCid']} could not be read: {exc}"
+        offers.append(Offer(owner, int(args["ask"]), int(args["samples"]), sketch, problem))
+    return offers
+
+
+def committee_selection(
+    offers: list[Offer],
+    *,
+    request_id: int,
+    spec: SketchSpec,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    budget: int,
+) -> tuple[SourcingResult, SelectionTree | None]:
+    """Value the offers and select; the tree is ``None`` when nobody wins."""
+    result = run_sourcing(spec=spec, x_val=x_val, y_val=y_val, budget=budget, offers=offers)
+    if not result.winners:
+        return result, None
+    return result, SelectionTree(request_id, list(result.winners), list(result.payments))
+
+
+def commit_selection(
+    client: DataSourcingClient,
+    oracle: LocalAccount,
+    request_id: int,
+    tree: SelectionTree,
+    report_cid: str,
+    salt: bytes,
+) -> None:
+    """Commit the oracle's selection (root, total and report, salted)."""
+    c = selection_commitment(
+        request_id, oracle.address, tree.root_bytes(), tree.total, report_cid, salt
+    )
+    client.commit_selection(oracle, request_id, c)
+
+
+def reveal_selection(
+    client: DataSourcingClient,
+    oracle: LocalAccount,
+    request_id: int,
+    tree: SelectionTree,
+    report_cid: str,
+    salt: bytes,
+) -> None:
+    """Reveal what :func:`commit_selection` committed."""
+    client.reveal_selection(
+        oracle,
+        request_id,
+        root=tree.root_bytes(),
+        total=tree.total,
+        report_cid=report_cid,
+        salt=salt,
+    )
+
+
+def selection_report(result: SourcingResult, request_id: int) -> bytes:
+    """The committee's report of a selection (canonical JSON): every offer's value or rejection
+    reason, the winners and their payments. Its CID is committed with the selection root."""
+    rows = []
+    for o in result.outcomes:
+        row: dict[str, Any] = {"owner": o.owner, "ask": str(o.ask), "won": o.won,
+                               "payment": str(o.payment), "rejected": o.rejected}  # fmt: skip
+        if o.value is not None:
+            row.update(
+                distance_ppm=o.value.distance_ppm,
+                standalone_ppm=o.value.standalone_ppm,
+                value_ppm=o.value.value_ppm,
+            )
+        rows.append(row)
+    doc = {"version": 1, "requestId": request_id, "branch": result.branch,
+           "budget": str(result.budget), "offers": rows}  # fmt: skip
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def load_selection(
+    client: DataSourcingClient, store: ContentStore, request_id: int, *, from_block: int = 0
+) -> tuple[SelectionTree, dict[str, Any]]:
+    """The final selection's tree and report, from a reveal of the finalized root."""
+    view = client.request(request_id)
+    if not view.selected:
+        raise SourcingError(f"request {request_id} has no final selection yet: wait for quorum")
+    logs = client.contract.events.SelectionRevealed().get_logs(
+        from_block=from_block, argument_filters={"requestId": request_id}
+    )
+    for log in logs:
+        if bytes(log["args"]["root"]) != view.selection_root:
+            continue
+        try:
+            report = json.loads(store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES))
+            won = [r for r in report["offers"] if r["won"]]
+            tree = SelectionTree(
+                request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won]
+            )
+        except (StorageError, ValueError, KeyError, TypeError, SourcingError):
+            continue  # an unreadable report: try another oracle's
+        if tree.root_bytes() == view.selection_root:
+            return tree, report
+    raise SourcingError(
+        f"no readable report of request {request_id} matches its selection root: "
+        "check the content store (--ipfs-api)"
+    )

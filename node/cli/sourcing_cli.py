@@ -1,0 +1,388 @@
+"""CLI of sourcing before training: ``task request`` (requester) and ``offer submit|reveal``
+(data owners). A thin layer over :mod:`marketplace.protocol.sourcing`; registered by
+:func:`register` on the root group (``offer``) and on the ``task`` group (``request``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from web3 import Web3
+
+from marketplace.errors import SourcingError
+from node.cli.context import CliContext, parse_amount
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def _client(c: CliContext) -> Any:
+    from marketplace.chain.sourcing_client import DataSourcingClient
+
+    return DataSourcingClient(c.w3, c.deployment)
+
+
+def _offer_file(c: CliContext, chain_id: int, request_id: int, owner: str) -> Path:
+    return c.home / "offers" / f"{chain_id}-{request_id}-{owner.lower()}.json"
+
+
+@click.command("request")
+@click.argument("task_id", type=int)
+@click.option("--budget", required=True, help="Procurement budget (tokens) paid to the winners.")
+@click.option("--oracle", "oracles", multiple=True, required=True, help="Committee member.")
+@click.option("--quorum", type=int, default=2, show_default=True)
+@click.option(
+    "--validation",
+    default="digits",
+    show_default=True,
+    help="Validation set (built-in name or .npz/.csv) whose sketch the offers meet.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Task seed (split, basis).")
+@click.option("--directions", type=int, default=9, show_default=True)
+@click.option(
+    "--window",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Seconds of each phase: offers, reveals, selection commit, selection reveal.",
+)
+@click.option("--claim-window", type=int, default=7 * 24 * 3600, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, ...], quorum: int,
+                 validation: str, seed: int, directions: int, window: int, claim_window: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """Publish a data request for TASK_ID and escrow its procurement budget.
+
+    The request document fixes the sketch spec (the validation set's discriminant directions)
+    and the committee the owners seal their sketches to.
+
+    \b
+    Example:
+      fedmarket task request 1 --budget 300 --oracle 0xA… --oracle 0xB… --oracle 0xC…
+    """
+    from marketplace.fl import load_dataset, split_dataset
+    from marketplace.fl.data import canonical_digest
+    from marketplace.protocol.sourcing import publish_request
+    from marketplace.sourcing import SketchSpec, discriminant_basis
+
+    val = split_dataset(load_dataset(validation), seed=seed).validation
+    k = val.num_classes
+    basis = discriminant_basis(val.x, val.y, num_classes=k, num_directions=directions, seed=seed)
+    spec = SketchSpec(task_seed=seed, input_dim=int(val.x.shape[1]), num_classes=k,
+                      num_directions=directions, basis=basis)  # fmt: skip
+    client = _client(c)
+    requester = c.identity().eth
+    amount = parse_amount(budget)
+    c.market.ensure_allowance(requester, client.address, amount)
+    request_id, cid = publish_request(
+        client, c.store, requester, task_id=task_id, token=c.market.token.address,
+        budget=amount, spec=spec, oracles=tuple(Web3.to_checksum_address(o) for o in oracles),
+        quorum=quorum, validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)),
+        window=window, claim_window=claim_window,
+        now=int(c.w3.eth.get_block("latest")["timestamp"]),
+    )  # fmt: skip
+    out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount)}
+    _emit(as_json, out, f"data request {request_id} for task {task_id} ({budget} escrowed)")
+
+
+@click.group("offer")
+def offer() -> None:
+    """Offer your data to a task's data request (sealed ask, sample count and sketch)."""
+
+
+@offer.command("submit")
+@click.option(
+    "--task", "task_id", type=int, required=True, help="The task whose request to answer."
+)
+@click.option("--data", "data", required=True, help="Your data (.npz with x, y, or .csv).")
+@click.option("--ask", required=True, help="Your asking price (tokens).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool) -> None:
+    """Sketch your data, seal the sketch to the committee and commit a sealed offer.
+
+    The salt is kept in your node's home until `fedmarket offer reveal`.
+
+    \b
+    Example:
+      fedmarket offer submit --task 1 --data hospital.npz --ask 40
+    """
+    from marketplace.fl import load_dataset
+    from marketplace.protocol.sourcing import load_request_document, prepare_offer
+
+    client = _client(c)
+    request_id = client.request_of_task(task_id)
+    if request_id == 0:
+        raise SourcingError(f"task {task_id} has no data request: ask its requester")
+    doc = load_request_document(client, c.store, request_id)
+    ds = load_dataset(data)
+    me = c.identity()
+    keys = {o: c.market.participant(o).encryption_key for o in doc.oracles}
+    prepared = prepare_offer(
+        store=c.store, spec=doc.spec, x=ds.x, y=ds.y, ask=parse_amount(ask),
+        request_id=request_id, task_id=task_id, chain_id=c.w3.eth.chain_id, owner=me.address,
+        committee_keys=keys,
+    )  # fmt: skip
+    path = _offer_file(c, c.w3.eth.chain_id, request_id, me.address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prepared.to_json())
+    client.commit_offer(me.eth, request_id, prepared.commitment(me.address))
+    out = {"requestId": request_id, "samples": prepared.samples, "sketchCid": prepared.sketch_cid}
+    _emit(as_json, out, f"offer committed to request {request_id} ({prepared.samples} rows)")
+
+
+@offer.command("reveal")
+@click.option(
+    "--task", "task_id", type=int, required=True, help="The task whose request to answer."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Reveal the offer you committed with `fedmarket offer submit` (after the offer deadline).
+
+    \b
+    Example:
+      fedmarket offer reveal --task 1
+    """
+    from marketplace.protocol.sourcing import PreparedOffer
+
+    client = _client(c)
+    request_id = client.request_of_task(task_id)
+    me = c.identity()
+    path = _offer_file(c, c.w3.eth.chain_id, request_id, me.address)
+    if not path.is_file():
+        raise SourcingError(f"no saved offer at {path}: run `fedmarket offer submit` first")
+    p = PreparedOffer.from_json(path.read_text())
+    client.reveal_offer(me.eth, request_id, ask=p.ask, samples=p.samples,
+                        sketch_cid=p.sketch_cid, salt=p.salt)  # fmt: skip
+    out = {"requestId": request_id, "ask": str(p.ask), "samples": p.samples}
+    _emit(as_json, out, f"offer revealed to request {request_id}")
+
+
+@click.group("sourcing")
+def sourcing() -> None:
+    """The committee's and winners' side of a data request: seats, selection, payments."""
+
+
+def _request_id(client: Any, task_id: int) -> int:
+    request_id = int(client.request_of_task(task_id))
+    if request_id == 0:
+        raise SourcingError(f"task {task_id} has no data request: ask its requester")
+    return request_id
+
+
+def _vote_file(c: CliContext, chain_id: int, request_id: int, oracle: str) -> Path:
+    return c.home / "sourcing" / f"{chain_id}-{request_id}-{oracle.lower()}.json"
+
+
+@sourcing.command("accept")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@pass_ctx
+def sourcing_accept(c: CliContext, task_id: int) -> None:
+    """Accept your committee seat on a task's data request (before the offer deadline).
+
+    \b
+    Example:
+      fedmarket sourcing accept --task 1
+    """
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    client.accept_seat(c.identity().eth, request_id)
+    click.echo(f"seat accepted on request {request_id}")
+
+
+@sourcing.command("select")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@click.option(
+    "--validation",
+    default="digits",
+    show_default=True,
+    help="The validation set the request was made with.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
+                    as_json: bool) -> None:  # fmt: skip
+    """Oracle: open the revealed offers' sketches, value them against the validation set, run
+    the mechanism, store the report and commit the selection (after the reveal deadline).
+
+    \b
+    Example:
+      fedmarket sourcing select --task 1 --validation digits
+    """
+    import secrets
+
+    from marketplace.fl import load_dataset, split_dataset
+    from marketplace.fl.data import canonical_digest
+    from marketplace.protocol.sourcing import (
+        collect_offers,
+        commit_selection,
+        committee_selection,
+        load_request_document,
+        selection_report,
+    )
+
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    view = client.request(request_id)
+    val = split_dataset(load_dataset(validation), seed=seed).validation
+    if bytes.fromhex(canonical_digest(val.x, val.y)) != view.validation_commitment:
+        raise SourcingError(
+            "this validation set is not the one the request committed to: pass its --validation "
+            "and --seed"
+        )
+    doc = load_request_document(client, c.store, request_id)
+    me = c.identity()
+    chain_id = c.w3.eth.chain_id
+    offers = collect_offers(client, c.store, request_id, task_id=task_id, chain_id=chain_id,
+                            oracle=me.address, x25519_private=me.x25519_private)  # fmt: skip
+    result, tree = committee_selection(offers, request_id=request_id, spec=doc.spec,
+                                       x_val=val.x, y_val=val.y, budget=view.budget)  # fmt: skip
+    if tree is None:
+        raise SourcingError(f"no offer of request {request_id} can be selected: nothing to commit")
+    report = selection_report(result, request_id)
+    report_cid = str(c.store.put(report))
+    salt = secrets.token_bytes(32)
+    path = _vote_file(c, chain_id, request_id, me.address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"reportCid": report_cid, "salt": salt.hex()}))
+    commit_selection(client, me.eth, request_id, tree, report_cid, salt)
+    out = json.loads(report)
+    out["reportCid"] = report_cid
+    lines = [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
+             f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"
+             for o in out["offers"]]  # fmt: skip
+    _emit(as_json, out, "\n".join([f"selection committed ({result.branch})", *lines]))
+
+
+@sourcing.command("reveal")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@pass_ctx
+def sourcing_reveal(c: CliContext, task_id: int) -> None:
+    """Oracle: reveal the selection committed by `fedmarket sourcing select`.
+
+    \b
+    Example:
+      fedmarket sourcing reveal --task 1
+    """
+    from marketplace.chain.sourcing_client import SelectionTree
+    from marketplace.protocol.sourcing import reveal_selection
+
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    me = c.identity()
+    path = _vote_file(c, c.w3.eth.chain_id, request_id, me.address)
+    if not path.is_file():
+        raise SourcingError(f"no committed selection at {path}: run `fedmarket sourcing select`")
+    saved = json.loads(path.read_text())
+    report = json.loads(c.store.get(saved["reportCid"]))
+    won = [r for r in report["offers"] if r["won"]]
+    tree = SelectionTree(request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won])
+    reveal_selection(client, me.eth, request_id, tree, saved["reportCid"],
+                     bytes.fromhex(saved["salt"]))  # fmt: skip
+    final = client.request(request_id).selected
+    click.echo(f"selection revealed{' and final' if final else ''}")
+
+
+@sourcing.command("register")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@pass_ctx
+def sourcing_register(c: CliContext, task_id: int) -> None:
+    """Winner: prove your place in the final selection, so you may join the task.
+
+    \b
+    Example:
+      fedmarket sourcing register --task 1
+    """
+    from marketplace.protocol.sourcing import load_selection
+
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    tree, _ = load_selection(client, c.store, request_id)
+    client.register_winner(c.identity().eth, request_id, tree)
+    click.echo(f"registered as a winner of request {request_id}: you may join task {task_id}")
+
+
+@sourcing.command("claim")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@pass_ctx
+def sourcing_claim(c: CliContext, task_id: int) -> None:
+    """Winner: claim your threshold payment once you have trained every round.
+
+    \b
+    Example:
+      fedmarket sourcing claim --task 1
+    """
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    me = c.identity()
+    client.claim_payment(me.eth, request_id)
+    payment, _ = client.winner(request_id, me.address)
+    click.echo(f"paid {payment} for request {request_id}")
+
+
+@sourcing.command("refund")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@pass_ctx
+def sourcing_refund(c: CliContext, task_id: int) -> None:
+    """Return the unspent (or, after the claim deadline, unclaimed) budget to the requester.
+
+    \b
+    Example:
+      fedmarket sourcing refund --task 1
+    """
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    client.refund(c.identity().eth, request_id)
+    view = client.request(request_id)
+    click.echo(f"refunded; request {request_id} has returned {view.refunded} in total")
+
+
+@sourcing.command("show")
+@click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def sourcing_show(c: CliContext, task_id: int, as_json: bool) -> None:
+    """A data request's state, and its selection report (values, winners) once final.
+
+    \b
+    Example:
+      fedmarket sourcing show --task 1
+    """
+    import dataclasses
+
+    from marketplace.protocol.sourcing import load_selection
+
+    client = _client(c)
+    request_id = _request_id(client, task_id)
+    view = client.request(request_id)
+    out: dict[str, Any] = {k: (v.hex() if isinstance(v, bytes) else v)
+                           for k, v in dataclasses.asdict(view).items()}  # fmt: skip
+    out["requestId"] = request_id
+    text = [f"request {request_id}: budget {view.budget}, paid {view.paid}, "
+            f"refunded {view.refunded}, seats {view.accepted}/{view.committee_size}"]  # fmt: skip
+    if view.selected:
+        _, report = load_selection(client, c.store, request_id)
+        out["report"] = report
+        text += [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
+                 f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"
+                 for o in report["offers"]]  # fmt: skip
+    _emit(as_json, {k: str(v) if isinstance(v, int) and v > 2**53 else v for k, v in out.items()},
+          "\n".join(text))  # fmt: skip
+
+
+def register(root: click.Group) -> None:
+    """Add ``offer`` and ``sourcing`` to the root group and ``request`` to its ``task`` group."""
+    root.add_command(offer)
+    root.add_command(sourcing)
+    task = root.commands.get("task")
+    if isinstance(task, click.Group):
+        task.add_command(task_request)

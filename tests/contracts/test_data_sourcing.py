@@ -1,0 +1,523 @@
+"""DataSourcing on Anvil: sealed offers, the committee's selection by quorum, the join gate,
+threshold payment claims after the rounds, refunds, and budget conservation at every step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from chainkit import E18, Chain, Market, TaskSpec
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+
+from marketplace.chain.deploy import ContractRecord, Deployment
+from marketplace.chain.sourcing_client import (
+    DataSourcingClient,
+    RequestParams,
+    SelectionTree,
+    offer_commitment,
+    selection_commitment,
+)
+from marketplace.errors import TransactionRevertedError
+from marketplace.sourcing import select
+
+MAX = 2**256 - 1
+BUDGET = 300 * E18
+ASKS = (60 * E18, 50 * E18, 90 * E18, 40 * E18)  # four data owners: three win, one is too dear
+VALUES = (300_000, 300_000, 300_000, 200_000)  # predicted values (ppm) the committee computed
+CID = "bafy-sketch-{}"
+
+
+@pytest.fixture(scope="session")
+def ds(chain: Chain, mkt: Market) -> Contract:
+    """DataSourcing deployed over the session's market; the requester approved it."""
+    contract = chain.deploy("DataSourcing", mkt.actors.deployer, mkt.market.address)
+    chain.tx(mkt.token.functions.approve(contract.address, MAX), mkt.actors.requester)
+    return contract
+
+
+def _schedule(chain: Chain) -> dict[str, int]:
+    now = chain.now()
+    return {
+        "offer": now + 100,
+        "reveal": now + 200,
+        "commit": now + 300,
+        "sreveal": now + 400,
+        "claim": now + 100_000,
+    }
+
+
+def _params(mkt: Market, task_id: int, when: dict[str, int], **over) -> tuple:
+    p = {
+        "task_id": task_id,
+        "token": mkt.token.address,
+        "budget": BUDGET,
+        "schema_cid": "bafy-request",
+        "validation_commitment": Web3.keccak(text="validation set"),
+        "oracles": tuple(o.address for o in mkt.actors.oracles),
+        "quorum": 2,
+        "offer_deadline": when["offer"],
+        "reveal_deadline": when["reveal"],
+        "select_commit_deadline": when["commit"],
+        "select_reveal_deadline": when["sreveal"],
+        "claim_deadline": when["claim"],
+    }
+    p.update(over)
+    return RequestParams(**p).as_tuple()
+
+
+def _request(chain: Chain, mkt: Market, ds: Contract, spec: TaskSpec | None = None):
+    task_id = mkt.create(spec or TaskSpec(rounds=2, min_trainers=2, max_trainers=3))
+    when = _schedule(chain)
+    receipt = chain.tx(
+        ds.functions.createRequest(_params(mkt, task_id, when)), mkt.actors.requester
+    )
+    (event,) = chain.events(ds, receipt, "RequestCreated")
+    return task_id, int(event["requestId"]), when
+
+
+def _offer(chain: Chain, ds: Contract, rid: int, owner: LocalAccount, i: int) -> None:
+    salt = Web3.keccak(text=f"salt {i}")
+    c = offer_commitment(rid, owner.address, ASKS[i], 100 + i, CID.format(i), salt)
+    chain.tx(ds.functions.commitOffer(rid, c), owner)
+
+
+def _reveal_offer(chain: Chain, ds: Contract, rid: int, owner: LocalAccount, i: int) -> None:
+    salt = Web3.keccak(text=f"salt {i}")
+    chain.tx(ds.functions.revealOffer(rid, ASKS[i], 100 + i, CID.format(i), salt), owner)
+
+
+def _selection(rid: int, owners: list[LocalAccount]) -> SelectionTree:
+    sel = select(list(VALUES), list(ASKS), BUDGET)
+    return SelectionTree(rid, [owners[i].address for i in sel.winners], list(sel.payments))
+
+
+def _vote(
+    chain: Chain,
+    ds: Contract,
+    rid: int,
+    oracle: LocalAccount,
+    tree,
+    salt: bytes,
+    report="bafy-report",
+):
+    root, total = tree.root_bytes(), tree.total
+    chain.tx(
+        ds.functions.commitSelection(
+            rid, selection_commitment(rid, oracle.address, root, total, report, salt)
+        ),
+        oracle,
+    )
+
+
+def _escrow(mkt: Market, ds: Contract) -> int:
+    return mkt.balance(ds.address)
+
+
+def _selected(chain: Chain, mkt: Market, ds: Contract):
+    """A request with three revealed offers and a final selection of two winners."""
+    task_id, rid, when = _request(chain, mkt, ds)
+    owners = mkt.actors.trainers[:4]
+    for o in mkt.actors.oracles:
+        chain.tx(ds.functions.acceptSeat(rid), o)
+    for i, owner in enumerate(owners):
+        _offer(chain, ds, rid, owner, i)
+    chain.warp_past(when["offer"])
+    for i, owner in enumerate(owners):
+        _reveal_offer(chain, ds, rid, owner, i)
+    chain.warp_past(when["reveal"])
+    tree = _selection(rid, owners)
+    salts = [bytes([k + 1]) * 32 for k in range(3)]
+    for k in range(2):
+        _vote(chain, ds, rid, mkt.actors.oracles[k], tree, salts[k])
+    chain.warp_past(when["commit"])
+    for k in range(2):
+        chain.tx(
+            ds.functions.revealSelection(
+                rid, tree.root_bytes(), tree.total, "bafy-report", salts[k]
+            ),
+            mkt.actors.oracles[k],
+        )
+    return task_id, rid, when, owners, tree
+
+
+def test_offer_commitment_matches_the_library(chain: Chain, mkt: Market, ds: Contract) -> None:
+    salt = b"\x07" * 32
+    owner = mkt.actors.trainers[0].address
+    onchain = ds.functions.offerCommitment(1, owner, 5, 6, "bafy", salt).call()
+    assert onchain == offer_commitment(1, owner, 5, 6, "bafy", salt)
+    onchain = ds.functions.selectionCommitment(1, owner, b"\x01" * 32, 9, "r", salt).call()
+    assert onchain == selection_commitment(1, owner, b"\x01" * 32, 9, "r", salt)
+
+
+def test_createRequest_escrows_budget_and_checks_inputs(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    task_id = mkt.create(TaskSpec())
+    when = _schedule(chain)
+    req = mkt.actors.requester
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when)),
+        mkt.actors.outsiders[0],
+        "DataSourcingNotTaskRequester",
+    )
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, budget=0)),
+        req,
+        "DataSourcingBadBudget",
+        0,
+    )
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, quorum=4)),
+        req,
+        "DataSourcingBadCommittee",
+    )
+    dup = (mkt.actors.oracles[0].address,) * 2
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, oracles=dup, quorum=1)),
+        req,
+        "DataSourcingBadCommittee",
+    )
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, reveal_deadline=when["offer"])),
+        req,
+        "DataSourcingBadSchedule",
+    )
+    before = mkt.balance(req.address)
+    chain.tx(ds.functions.createRequest(_params(mkt, task_id, when)), req)
+    assert mkt.balance(req.address) == before - BUDGET
+    assert _escrow(mkt, ds) == BUDGET
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when)),
+        req,
+        "DataSourcingTaskAlreadySourced",
+        task_id,
+    )
+    chain.expect_revert(ds.functions.acceptSeat(99), req, "DataSourcingUnknownRequest", 99)
+
+
+def test_offers_are_sealed_until_revealed_and_bound_to_their_commitment(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    _, rid, when = _request(chain, mkt, ds)
+    owner, other = mkt.actors.trainers[0], mkt.actors.trainers[1]
+    _offer(chain, ds, rid, owner, 0)
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, b"\x00" * 32), other, "DataSourcingEmptyCommitment"
+    )
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, b"\x01" * 32), owner, "DataSourcingAlreadyCommitted"
+    )
+    assert ds.functions.offer(rid, owner.address).call() == [0, 0]  # nothing public yet
+    salt = Web3.keccak(text="salt 0")
+    reveal = ds.functions.revealOffer(rid, ASKS[0], 100, CID.format(0), salt)
+    chain.expect_revert(reveal, owner, "DataSourcingWrongTime", rid, when["offer"])
+    chain.warp_past(when["offer"])
+    chain.expect_revert(ds.functions.commitOffer(rid, b"\x01" * 32), other, "DataSourcingWrongTime")
+    # a copier cannot reveal the owner's commitment, and a changed ask does not match
+    chain.expect_revert(reveal, other, "DataSourcingRevealMismatch", rid, other.address)
+    cheaper = ds.functions.revealOffer(rid, ASKS[0] - 1, 100, CID.format(0), salt)
+    chain.expect_revert(cheaper, owner, "DataSourcingRevealMismatch", rid, owner.address)
+    chain.tx(reveal, owner)
+    assert ds.functions.offer(rid, owner.address).call() == [ASKS[0], 100]
+    chain.expect_revert(reveal, owner, "DataSourcingAlreadyRevealed", rid, owner.address)
+
+
+def test_zero_sample_offer_is_refused(chain: Chain, mkt: Market, ds: Contract) -> None:
+    _, rid, when = _request(chain, mkt, ds)
+    owner = mkt.actors.trainers[0]
+    salt = b"\x05" * 32
+    chain.tx(
+        ds.functions.commitOffer(rid, offer_commitment(rid, owner.address, 1, 0, "c", salt)), owner
+    )
+    chain.warp_past(when["offer"])
+    chain.expect_revert(
+        ds.functions.revealOffer(rid, 1, 0, "c", salt), owner, "DataSourcingZeroSamples"
+    )
+
+
+def test_selection_needs_accepted_seats_and_quorum(chain: Chain, mkt: Market, ds: Contract) -> None:
+    _, rid, when = _request(chain, mkt, ds)
+    o0, o1, o2 = mkt.actors.oracles
+    outsider = mkt.actors.outsiders[0]
+    chain.expect_revert(
+        ds.functions.acceptSeat(rid), outsider, "DataSourcingNotOracle", rid, outsider.address
+    )
+    chain.tx(ds.functions.acceptSeat(rid), o0)
+    chain.tx(ds.functions.acceptSeat(rid), o1)
+    chain.expect_revert(ds.functions.acceptSeat(rid), o0, "DataSourcingSeatAlreadyAccepted")
+    tree = _selection(rid, mkt.actors.trainers[:4])
+    c = selection_commitment(rid, o0.address, tree.root_bytes(), tree.total, "r", b"\x01" * 32)
+    chain.expect_revert(ds.functions.commitSelection(rid, c), o0, "DataSourcingWrongTime")
+    chain.warp_past(when["reveal"])
+    chain.expect_revert(
+        ds.functions.commitSelection(rid, c), o2, "DataSourcingSeatNotAccepted", rid, o2.address
+    )
+    chain.expect_revert(
+        ds.functions.commitSelection(rid, b"\x00" * 32), o0, "DataSourcingEmptyCommitment"
+    )
+    chain.tx(ds.functions.commitSelection(rid, c), o0)
+    chain.expect_revert(ds.functions.commitSelection(rid, c), o0, "DataSourcingAlreadyCommitted")
+    over = selection_commitment(rid, o1.address, tree.root_bytes(), BUDGET + 1, "r", b"\x02" * 32)
+    chain.tx(ds.functions.commitSelection(rid, over), o1)
+    chain.warp_past(when["commit"])
+    reveal0 = ds.functions.revealSelection(rid, tree.root_bytes(), tree.total, "r", b"\x01" * 32)
+    chain.expect_revert(
+        ds.functions.revealSelection(rid, tree.root_bytes(), tree.total, "r", b"\x09" * 32),
+        o0,
+        "DataSourcingRevealMismatch",
+    )
+    receipt = chain.tx(reveal0, o0)
+    assert chain.events(ds, receipt, "SelectionFinalized") == []  # one vote of a quorum of two
+    chain.expect_revert(reveal0, o0, "DataSourcingAlreadyRevealed")
+    chain.expect_revert(
+        ds.functions.revealSelection(rid, tree.root_bytes(), BUDGET + 1, "r", b"\x02" * 32),
+        o1,
+        "DataSourcingSelectionOverBudget",
+        BUDGET + 1,
+        BUDGET,
+    )
+    # no quorum: winners cannot register, and after the window anyone cancels for a full refund
+    payment, proof = tree.proof_of(mkt.actors.trainers[0].address)
+    chain.expect_revert(
+        ds.functions.registerWinner(rid, payment, proof),
+        mkt.actors.trainers[0],
+        "DataSourcingNotSelected",
+    )
+    chain.expect_revert(ds.functions.cancel(rid), outsider, "DataSourcingNotCancellable", rid)
+    chain.warp_past(when["sreveal"])
+    before = mkt.balance(mkt.actors.requester.address)
+    chain.tx(ds.functions.cancel(rid), outsider)
+    assert mkt.balance(mkt.actors.requester.address) == before + BUDGET
+    assert _escrow(mkt, ds) == 0
+    chain.expect_revert(ds.functions.cancel(rid), outsider, "DataSourcingNotCancellable", rid)
+    chain.expect_revert(ds.functions.refund(rid), outsider, "DataSourcingNotSelected", rid)
+
+
+def test_gate_admits_registered_winners_only(chain: Chain, mkt: Market, ds: Contract) -> None:
+    task_id, rid, _, owners, tree = _selected(chain, mkt, ds)
+    info = ds.functions.request(rid).call()
+    assert info[8] == tree.root_bytes() and info[6] == tree.total  # selectionRoot, selectedTotal
+    winners = [o for o in owners if o.address in {w for w, _ in tree.rows}]
+    loser = next(o for o in owners if o not in winners)
+    assert len(winners) == 3 and loser == owners[2]
+    assert not ds.functions.canJoin(task_id, winners[0].address).call()  # not registered yet
+    for w in winners:
+        payment, proof = tree.proof_of(w.address)
+        chain.tx(ds.functions.registerWinner(rid, payment, proof), w)
+        assert ds.functions.canJoin(task_id, w.address).call()
+    payment, proof = tree.proof_of(winners[0].address)
+    chain.expect_revert(
+        ds.functions.registerWinner(rid, payment, proof),
+        winners[0],
+        "DataSourcingAlreadyRegistered",
+    )
+    chain.expect_revert(
+        ds.functions.registerWinner(rid, payment, proof),
+        loser,
+        "DataSourcingBadProof",
+        rid,
+        loser.address,
+    )
+    assert not ds.functions.canJoin(task_id, loser.address).call()
+    assert not ds.functions.canJoin(task_id, mkt.actors.outsiders[0].address).call()
+    assert not ds.functions.canJoin(task_id + 1, winners[0].address).call()  # another task
+
+
+def test_winners_are_paid_their_threshold_after_the_rounds_and_budget_is_conserved(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    task_id, rid, when, owners, tree = _selected(chain, mkt, ds)
+    requester = mkt.actors.requester.address
+    winners = [o for o in owners if o.address in {w for w, _ in tree.rows}]
+    for w in winners:
+        payment, proof = tree.proof_of(w.address)
+        chain.tx(ds.functions.registerWinner(rid, payment, proof), w)
+    assert tree.total < BUDGET  # threshold payments leave part of the budget unspent
+    # the unspent part of the budget returns at once
+    before = mkt.balance(requester)
+    chain.tx(ds.functions.refund(rid), mkt.actors.outsiders[0])
+    assert mkt.balance(requester) == before + BUDGET - tree.total
+    assert _escrow(mkt, ds) == tree.total
+    chain.expect_revert(
+        ds.functions.refund(rid), mkt.actors.outsiders[0], "DataSourcingNothingToRefund", rid
+    )
+    # no payment before the rounds are done
+    chain.expect_revert(
+        ds.functions.claimPayment(rid),
+        winners[0],
+        "DataSourcingRoundsNotCompleted",
+        rid,
+        winners[0].address,
+    )
+    # the winners train both rounds (this branch's TaskMarket has no gate yet: they join directly)
+    mkt.start(task_id, winners)
+    chain.expect_revert(
+        ds.functions.claimPayment(rid), winners[0], "DataSourcingRoundsNotCompleted"
+    )
+    mkt.train(task_id, winners)
+    paid = 0
+    for w in winners[:2]:  # the third never claims
+        payment, _ = tree.proof_of(w.address)
+        bal = mkt.balance(w.address)
+        receipt = chain.tx(ds.functions.claimPayment(rid), w)
+        assert chain.events(ds, receipt, "PaymentClaimed")[0]["amount"] == payment
+        assert mkt.balance(w.address) == bal + payment
+        assert payment >= ASKS[owners.index(w)]  # threshold >= ask: a winner never loses
+        paid += payment
+    chain.expect_revert(ds.functions.claimPayment(rid), winners[0], "DataSourcingNothingToClaim")
+    loser = owners[2]
+    chain.expect_revert(
+        ds.functions.claimPayment(rid), loser, "DataSourcingNothingToClaim", rid, loser.address
+    )
+    assert _escrow(mkt, ds) == tree.total - paid
+    # after the claim deadline the unclaimed payment returns to the requester
+    chain.warp_past(when["claim"])
+    chain.expect_revert(ds.functions.claimPayment(rid), winners[2], "DataSourcingWrongTime")
+    payment, proof = tree.proof_of(winners[2].address)
+    chain.expect_revert(
+        ds.functions.registerWinner(rid, payment, proof), winners[2], "DataSourcingWrongTime"
+    )
+    before = mkt.balance(requester)
+    chain.tx(ds.functions.refund(rid), mkt.actors.outsiders[0])
+    assert mkt.balance(requester) == before + tree.total - paid
+    assert _escrow(mkt, ds) == 0
+    info = ds.functions.request(rid).call()
+    assert info[4] + info[5] == BUDGET  # paid + refunded == budget
+
+
+def test_client_runs_the_request_and_offer_flow(chain: Chain, mkt: Market, ds: Contract) -> None:
+    contracts = {
+        "RewardToken": ContractRecord(mkt.token.address, chain.artifacts["RewardToken"].abi),
+        "TaskMarket": ContractRecord(mkt.market.address, chain.artifacts["TaskMarket"].abi),
+        "DataSourcing": ContractRecord(ds.address, chain.artifacts["DataSourcing"].abi),
+    }
+    client = DataSourcingClient(chain.w3, Deployment(chain_id=chain.chain_id, contracts=contracts))
+    task_id = mkt.create(TaskSpec())
+    when = _schedule(chain)
+    params = RequestParams(*_params(mkt, task_id, when))
+    rid = client.create_request(mkt.actors.requester, params)
+    assert client.request_of_task(task_id) == rid
+    view = client.request(rid)
+    assert view.budget == BUDGET and view.committee_size == 3 and not view.selected
+    owner = mkt.actors.trainers[0]
+    salt = b"\x11" * 32
+    client.commit_offer(
+        owner, rid, offer_commitment(rid, owner.address, 7 * E18, 120, "bafy-s", salt)
+    )
+    with pytest.raises(TransactionRevertedError) as err:
+        client.reveal_offer(owner, rid, ask=7 * E18, samples=120, sketch_cid="bafy-s", salt=salt)
+    assert err.value.error_name == "DataSourcingWrongTime"
+    chain.warp_past(when["offer"])
+    client.reveal_offer(owner, rid, ask=7 * E18, samples=120, sketch_cid="bafy-s", salt=salt)
+    assert client.offer(rid, owner.address) == (7 * E18, 120)
+    assert not client.can_join(task_id, owner.address)
+
+
+def test_every_data_sourcing_error_is_asserted() -> None:
+    from marketplace.chain.compiler import compile_contracts
+
+    abi = compile_contracts()["DataSourcing"].abi
+    errors = {
+        i["name"] for i in abi if i["type"] == "error" and i["name"].startswith("DataSourcing")
+    }
+    source = Path(__file__).read_text()
+    asserted = set(re.findall(r'"(DataSourcing\w+)"', source))
+    assert len(errors) >= 20
+    assert sorted(errors - asserted) == []
+
+
+def test_three_owners_offer_sealed_sketches_and_two_are_selected(
+    chain: Chain, mkt: Market, ds: Contract, tmp_path
+) -> None:
+    """The whole sourcing procedure on Anvil with the embedded store: owners sketch real data and
+    seal it to the committee, every oracle opens the sketches and computes the same selection,
+    the quorum finalizes it, and the gate admits exactly the two winners."""
+    from marketplace import fl
+    from marketplace.chain.devnet import dev_x25519_private
+    from marketplace.protocol.sourcing import (
+        collect_offers,
+        commit_selection,
+        committee_selection,
+        prepare_offer,
+        reveal_selection,
+    )
+    from marketplace.sourcing import SketchSpec, discriminant_basis
+    from marketplace.storage.embedded import EmbeddedStore
+
+    contracts = {
+        "RewardToken": ContractRecord(mkt.token.address, chain.artifacts["RewardToken"].abi),
+        "TaskMarket": ContractRecord(mkt.market.address, chain.artifacts["TaskMarket"].abi),
+        "DataSourcing": ContractRecord(ds.address, chain.artifacts["DataSourcing"].abi),
+    }
+    client = DataSourcingClient(chain.w3, Deployment(chain_id=chain.chain_id, contracts=contracts))
+    store = EmbeddedStore(tmp_path / "store")
+    oracles = mkt.actors.oracles
+    keys = {o.address: dev_x25519_private(3 + k) for k, o in enumerate(oracles)}
+    public = {a: k.public_key().public_bytes_raw() for a, k in keys.items()}
+    # the requester's data request: a digits model, its validation set, a 150-token budget
+    splits = fl.split_dataset(fl.load_dataset("digits"), seed=0)
+    val = splits.validation
+    basis = discriminant_basis(val.x, val.y, num_classes=10, num_directions=9, seed=5)
+    spec = SketchSpec(task_seed=5, input_dim=64, num_classes=10, num_directions=9, basis=basis)
+    task_id = mkt.create(TaskSpec(rounds=1, min_trainers=2, max_trainers=2))
+    when = _schedule(chain)
+    budget = 150 * E18
+    rid = client.create_request(
+        mkt.actors.requester, RequestParams(*_params(mkt, task_id, when, budget=budget))
+    )
+    for o in oracles:
+        client.accept_seat(o, rid)
+    # three owners: two clean, one with half its labels wrong (and the highest ask)
+    parts = np.array_split(np.random.default_rng(0).permutation(len(splits.train)), 3)
+    labels = fl.add_label_noise(splits.train.y, parts[2], fraction=0.5, num_classes=10, seed=1)
+    owners = mkt.actors.trainers[:3]
+    prepared = []
+    for owner, rows, ask in zip(owners, parts, (40 * E18, 50 * E18, 60 * E18), strict=True):
+        offer = prepare_offer(
+            store=store, spec=spec, x=splits.train.x[rows], y=labels[rows], ask=ask,
+            request_id=rid, task_id=task_id, chain_id=chain.chain_id, owner=owner.address,
+            committee_keys=public,
+        )  # fmt: skip
+        client.commit_offer(owner, rid, offer.commitment(owner.address))
+        prepared.append(offer)
+    chain.warp_past(when["offer"])
+    for owner, offer in zip(owners, prepared, strict=True):
+        client.reveal_offer(
+            owner, rid, ask=offer.ask, samples=offer.samples, sketch_cid=offer.sketch_cid,
+            salt=offer.salt,
+        )  # fmt: skip
+    chain.warp_past(when["reveal"])
+    # every oracle opens the sealed sketches and computes the selection
+    results = []
+    for o in oracles:
+        offers = collect_offers(
+            client, store, rid, task_id=task_id, chain_id=chain.chain_id, oracle=o.address,
+            x25519_private=keys[o.address],
+        )  # fmt: skip
+        assert len(offers) == 3 and all(x.problem is None for x in offers)
+        results.append(
+            committee_selection(
+                offers, request_id=rid, spec=spec, x_val=val.x, y_val=val.y, budget=budget
+            )
+        )
+    assert len({r.digest() for r, _ in results}) == 1  # honest oracles agree to the bit
+    result, tree = results[0]
+    assert tree is not None
+    winners = set(result.winners)
+    assert winners == {owners[0].address, owners[1].address}  # the noisy offer is not picked
+    assert sum(result.payments) <= budget
+    for o, ask in zip(owners[:2], (40 * E18, 50 * E18), strict=True):
+        assert dict(zip(result.winners, result.payments, strict=True))[o.address] >= ask
+    for k, o in enumerate(oracles[:2]):
+        commit_selection(client, o, rid, tree, "bafy-report", bytes([k + 1]) * 32)
+    chain.warp_past(when["commit"])
+    for k, o in enumerate(oracles[:2]):
+        reveal_selection(client, o, rid, tree, "bafy-report", bytes([k + 1]) * 32)
+    assert client.request(rid).selected
+    for o in owners[:2]:
+        client.register_winner(o, rid, tree)
+    assert [client.can_join(task_id, o.address) for o in owners] == [True, True, False]
