@@ -336,6 +336,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke-test size (figures invalid)")
     parser.add_argument("--parts", default="dp,secagg,attacks", help="comma-separated subset")
     parser.add_argument("--partitions", default="iid,dirichlet", help="attack table partitions")
+    parser.add_argument("--fractions", default="0.2,0.3", help="attacker shares in the table")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="union of partial outputs")
     args = parser.parse_args()
     if args.merge:
@@ -349,10 +350,14 @@ def main() -> None:
                 ("flag_recall_min", min),
                 ("false_flag_max", max),
             ):
-                if key in part and key in merged:
-                    part[key] = worst(part[key], merged[key])
+                values = [v[key] for v in (part, merged) if key in v and v[key] == v[key]]
+                if values:  # NaN (v != v) means "no such rows in that part"
+                    part[key] = worst(values)
             if "attack_table" in part and "attack_table" in merged:
-                part["attack_table"] = {**merged["attack_table"], **part["attack_table"]}
+                table = merged["attack_table"]
+                for pname, pt in part["attack_table"].items():
+                    table[pname] = {**table.get(pname, {}), **pt}
+                part["attack_table"] = table
             merged.update(part)
         print(json.dumps(merged, sort_keys=True))
         return
@@ -378,7 +383,7 @@ def main() -> None:
                 data,
                 rounds,
                 ("iid",) if args.quick else tuple(args.partitions.split(",")),
-                (0.2,) if args.quick else (0.2, 0.3),
+                (0.2,) if args.quick else tuple(float(f) for f in args.fractions.split(",")),
                 ScoringConfig(method="leave_one_out")
                 if args.quick
                 else ScoringConfig(method="gtg", gtg_budget_fraction=0.1),
