@@ -23,6 +23,7 @@ from marketplace.fl.data import (
     load_dataset,
     split_dataset,
 )
+from marketplace.fl.dpsgd import DPSGDAccountant, DPSGDResult, train_dpsgd
 from marketplace.fl.models import (
     ModelSpec,
     build_model,
@@ -42,6 +43,7 @@ from marketplace.fl.partition import (
     shard_partition,
 )
 from marketplace.fl.privacy import (
+    DPTerms,
     PrivacyAccountant,
     PrivacyConfig,
     add_gaussian_noise,
@@ -69,6 +71,9 @@ __all__ = [
     "AggregateResult",
     "Behaviour",
     "ClientUpdate",
+    "DPSGDAccountant",
+    "DPSGDResult",
+    "DPTerms",
     "DataSplits",
     "Dataset",
     "DatasetCard",
@@ -113,6 +118,7 @@ __all__ = [
     "simulate",
     "split_dataset",
     "train_centralized",
+    "train_dpsgd",
     "train_local",
     "validate_updates",
     "weight_delta",
