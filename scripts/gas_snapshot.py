@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from marketplace.chain.compiler import ContractArtifact, compile_contracts  # noqa: E402
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
+from marketplace.chain.linking import link  # noqa: E402
 from marketplace.valuation.merkle import PayoutTree  # noqa: E402
 from marketplace.valuation.payouts import PayoutEntry  # noqa: E402
 
@@ -81,7 +82,8 @@ class Runner:
 
     def deploy(self, name: str, who: LocalAccount, *args: Any) -> Any:
         art = self.artifacts[name]
-        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        code = link(art, self.artifacts, lambda lib: self.deploy(lib.name, who).address)
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=code)
         receipt = self.send(factory.constructor(*args), who)
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
 

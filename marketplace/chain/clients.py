@@ -48,7 +48,12 @@ class Role(IntEnum):
 
 @dataclass(frozen=True)
 class Participant:
-    """``ParticipantRegistry.participant(address)``."""
+    """``ParticipantRegistry.participant(address)``.
+
+    ``reserved`` is the part of ``stake`` that live tasks the account accepted hold; the rest can
+    be unbonded at any time. Unbonding comes in two batches: the first keeps its release time
+    whatever later requests do.
+    """
 
     address: str
     role: Role
@@ -56,8 +61,20 @@ class Participant:
     stake: int
     unbonding: int
     unbonding_release_at: int
-    locked_until: int
     reputation_ppm: int
+    reserved: int = 0
+    queued: int = 0
+    queued_release_at: int = 0
+
+    @property
+    def available(self) -> int:
+        """Stake not reserved by any task: free to unbond or to reserve for a new task."""
+        return self.stake - self.reserved
+
+    @property
+    def locked_until(self) -> int:
+        """Kept for callers of the old time lock: stake is now reserved per task, not time-locked."""
+        return 0
 
     @property
     def registered(self) -> bool:
@@ -75,6 +92,20 @@ class Phase(IntEnum):
     DISPUTED = 5
     CLOSED = 6
     CANCELLED = 7
+    FORMING = 8  # the proposed committee accepts its seats
+
+
+class Outcome(IntEnum):
+    """``ITaskMarket.Outcome``: how scoring ended."""
+
+    NONE = 0
+    SCORED = 1
+    FAILED = 2
+    VALIDATION_MISMATCH = 3
+
+
+#: The root an oracle reveals to declare the sealed validation set not matching its commitment.
+VALIDATION_MISMATCH = bytes(Web3.keccak(text="fedmarket.validation-mismatch"))
 
 
 @dataclass(frozen=True)
@@ -107,7 +138,11 @@ class TaskParams:
     dispute_duration: int = 3600
     claim_duration: int = 7 * 24 * 3600
     quorum_bps: int = 6600  # 2 of 3 equal-stake oracles (6,667 would need all 3)
-    oracle_slash: int = 0
+    oracle_slash: int = 10**18  # each seat's reserved stake (its vote weight and what it risks)
+    accept_duration: int = 3600  # the committee's window to accept its seats
+    join_gate: str | None = None  # an IJoinGate contract; None: open joining
+    requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
+    sealed_validation_digest: bytes = b"\x00" * 32  # digest of the sealed validation blob
 
     def as_tuple(self, token: str) -> tuple[Any, ...]:
         """The struct in the contract's field order."""
@@ -135,6 +170,10 @@ class TaskParams:
             [Web3.to_checksum_address(o) for o in self.oracles],
             self.quorum_bps,
             self.oracle_slash,
+            self.accept_duration,
+            Web3.to_checksum_address(self.join_gate or "0x" + "00" * 20),
+            self.requester_deposit,
+            self.sealed_validation_digest,
         )
 
 
@@ -243,7 +282,7 @@ class Marketplace:
     # --- registry -------------------------------------------------------------------------
     def participant(self, address: str) -> Participant:
         addr = Web3.to_checksum_address(address)
-        role, key, stake, unbonding, release_at, locked_until, rep = self.call(
+        role, key, stake, reserved, unbonding, release_at, queued, queued_at, rep = self.call(
             self.registry.functions.participant(addr)
         )
         return Participant(
@@ -253,8 +292,10 @@ class Marketplace:
             stake=int(stake),
             unbonding=int(unbonding),
             unbonding_release_at=int(release_at),
-            locked_until=int(locked_until),
             reputation_ppm=int(rep),
+            reserved=int(reserved),
+            queued=int(queued),
+            queued_release_at=int(queued_at),
         )
 
     def register(
@@ -285,8 +326,9 @@ class Marketplace:
     def create_task(self, requester: LocalAccount, params: TaskParams) -> TaskId:
         """Escrow ``params.budget`` and create the task; returns its id."""
         token = params.token or self.token.address
-        self.require_balance(requester, params.budget, "the task budget")
-        self.ensure_allowance(requester, self.market.address, params.budget, token)
+        escrow = params.budget + params.requester_deposit
+        self.require_balance(requester, escrow, "the task budget and deposit")
+        self.ensure_allowance(requester, self.market.address, escrow, token)
         receipt = self.send(self.market.functions.createTask(params.as_tuple(token)), requester)
         (event,) = self.market.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return TaskId(int(event["args"]["taskId"]))
@@ -320,6 +362,53 @@ class Marketplace:
 
     def cancel(self, requester: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.market.functions.cancel(task_id), requester)
+
+    # --- committee consent and failure paths ----------------------------------------------
+    def accept_seat(self, oracle: LocalAccount, task_id: int) -> TxReceipt:
+        """``oracle`` takes its seat on a Forming task (reserves ``oracleSlash`` of its stake)."""
+        return self.send(self.market.functions.acceptSeat(task_id), oracle)
+
+    def seat_acceptance_signature(self, oracle: LocalAccount, task_id: int, deadline: int) -> bytes:
+        """``oracle``'s EIP-712 signature accepting its seat, for anyone to submit."""
+        digest = bytes(
+            self.call(
+                self.market.functions.seatAcceptanceDigest(task_id, oracle.address, deadline)
+            )
+        )
+        signed = oracle.unsafe_sign_hash(digest)
+        return bytes(signed.signature)
+
+    def accept_seat_for(
+        self, sender: LocalAccount, task_id: int, oracle: str, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Submit an oracle's signed seat acceptance (e.g. the requester batching them)."""
+        fn = self.market.functions.acceptSeatFor(
+            task_id, Web3.to_checksum_address(oracle), deadline, signature
+        )
+        return self.send(fn, sender)
+
+    def has_accepted(self, task_id: int, oracle: str) -> bool:
+        checksum = Web3.to_checksum_address(oracle)
+        return bool(self.call(self.market.functions.hasAccepted(task_id, checksum)))
+
+    def claim_fallback(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
+        """After failed scoring: the trainer's pay by committed samples, bond and reservation."""
+        return self.send(self.market.functions.claimFallback(task_id), trainer)
+
+    def fallback_of(self, task_id: int, trainer: str) -> tuple[int, int]:
+        """``(committed samples, fallback pay)`` of ``trainer``."""
+        samples, amount = self.call(
+            self.market.functions.fallbackOf(task_id, Web3.to_checksum_address(trainer))
+        )
+        return int(samples), int(amount)
+
+    def claim_deposit(self, oracle: LocalAccount, task_id: int) -> TxReceipt:
+        """After a validation mismatch: an oracle that proved it takes its deposit share."""
+        return self.send(self.market.functions.claimDeposit(task_id), oracle)
+
+    def release_stake(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
+        """After a task closed: a trainer that never claimed releases its reservation."""
+        return self.send(self.market.functions.releaseStake(task_id), trainer)
 
     def commit_score(self, oracle: LocalAccount, task_id: int, commitment: bytes) -> TxReceipt:
         return self.send(self.market.functions.commitScore(task_id, commitment), oracle)
