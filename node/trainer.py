@@ -20,6 +20,7 @@ from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
 from marketplace.journal import Journal
+from marketplace.protocol.committee import settle_cancelled
 from marketplace.protocol.report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
 
@@ -266,10 +267,6 @@ class TrainerNode:
     def _after_cancel(self) -> StepResult:
         s = self.session
         if s.market.is_trainer(s.task_id, self.me) and not self.journal.has(s.task_id, 0, "bond"):
-            try:
-                s.market.withdraw_bond(self.account, s.task_id)  # type: ignore[arg-type]
-            except TransactionRevertedError as exc:
-                if exc.error_name != "TaskMarketNoBond":
-                    raise
+            settle_cancelled(s.market, self.account, s.task_id)  # type: ignore[arg-type]
             self.journal.record(s.task_id, 0, "bond", {})
         return StepResult("task cancelled", done=True)

@@ -24,6 +24,7 @@ from marketplace.journal import Journal
 from marketplace.oracle.service import OracleNode
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.report import final_report
+from marketplace.protocol.committee import accept_seat
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.kubo import KuboStore
@@ -68,6 +69,8 @@ def new_task(world, *, rounds=1, n_trainers=4, validation=None):
         dispute_duration=600,
     )  # fmt: skip
     task_id, _ = create_task(world["market"], world["store"], world["requester"], plan, x, y)
+    for o in world["oracles"]:  # consent: each proposed oracle takes its seat
+        assert accept_seat(world["market"], o.eth, task_id) == "accepted my committee seat"
     return task_id
 
 

@@ -73,7 +73,7 @@ class Participant:
 
     @property
     def locked_until(self) -> int:
-        """Kept for callers of the old time lock: stake is now reserved per task, not time-locked."""
+        """Kept for callers of the old time lock: stake is now reserved per task instead."""
         return 0
 
     @property

@@ -9,6 +9,7 @@ deployed first and its address written over the placeholder.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from eth_utils.crypto import keccak
 
@@ -52,6 +53,8 @@ def link(
     code = artifact.bytecode
     for lib in needed_libraries(artifact, artifacts):
         if lib.name not in deployed:
-            deployed[lib.name] = deploy_library(lib)
+            # A library may call another one: link it first (the libraries form no cycle).
+            linked = replace(lib, bytecode=link(lib, artifacts, deploy_library, deployed))
+            deployed[lib.name] = deploy_library(linked)
         code = code.replace(placeholder(lib), deployed[lib.name].lower().removeprefix("0x"))
     return code

@@ -25,6 +25,7 @@ from marketplace.chain.clients import Phase
 from marketplace.errors import FedMarketError, TransactionRevertedError
 from marketplace.journal import Journal
 from marketplace.oracle.scoring import RoundInput, ScoringConfig, ScoringResult, score_task
+from marketplace.protocol.committee import accept_seat, may_slash
 from marketplace.protocol.report import claim_args, entries_of, final_report, seal_report
 from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
@@ -68,6 +69,8 @@ class OracleNode:
         info = s.info()
         phase = info.phase_enum
         fn = m.market.functions
+        if phase == Phase.FORMING:  # consent: take the seat (marketplace/protocol/committee.py)
+            return accept_seat(m, s.identity.eth, tid), False
         if phase in (Phase.OPEN, Phase.TRAINING):
             return "waiting for training to end", False
         if phase == Phase.CANCELLED:
@@ -217,7 +220,9 @@ class OracleNode:
         for oracle in s.members().oracles:
             if oracle == self.me or m.call(fn.isOracleSlashed(s.task_id, oracle)):
                 continue
-            if bytes(m.call(fn.revealedRootOf(s.task_id, oracle))) != final:
+            if bytes(m.call(fn.revealedRootOf(s.task_id, oracle))) != final and may_slash(
+                m, s.task_id, oracle
+            ):
                 try:
                     m.slash_oracle(s.identity.eth, s.task_id, oracle)
                 except TransactionRevertedError as exc:
