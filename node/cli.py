@@ -112,7 +112,7 @@ def cli(
     \b
     Quick start on a local devnet:
       fedmarket devnet up
-      fedmarket deploy --dev-account 0
+      fedmarket --dev-account 0 deploy
       fedmarket account new
       fedmarket --dev-account 0 faucet 1000 --to ADDRESS
       fedmarket register trainer --stake 100
@@ -149,7 +149,7 @@ def devnet_up(c: CliContext, hardhat: bool, port: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket devnet up && fedmarket deploy --dev-account 0
+      fedmarket devnet up && fedmarket --dev-account 0 deploy
     """
     state = c.read_devnet_state()
     if state and _alive(int(state["pid"])):  # type: ignore[call-overload]
@@ -226,9 +226,9 @@ def deploy(
 
     \b
     Example:
-      fedmarket deploy --dev-account 0
-      cast call $(jq -r .contracts.TaskMarket.address deployments/31337.json) "nextTaskId()(uint256)"
-    """  # noqa: E501 (a \b example block: click prints it verbatim, a wrap would show)
+      fedmarket --dev-account 0 deploy
+      cast call $(jq -r .contracts.TaskMarket.address deployments/31337.json) "taskCount()(uint256)"
+    """
     signer = c.signer()
     dep = deploy_marketplace(
         c.w3, signer, token_address=token, unbonding_delay=unbonding_delay, arbiter=arbiter

@@ -211,8 +211,6 @@ interface ITaskMarket {
     /// @notice Thrown when the join deadline is not in the future.
     /// @param joinDeadline The deadline given.
     error TaskMarketDeadlineInPast(uint64 joinDeadline);
-    /// @notice Thrown when the task's latest possible end does not fit a uint64 timestamp.
-    error TaskMarketScheduleOverflow();
     /// @notice Thrown unless 5000 < quorumBps <= 10000 (a quorum is a strict majority of stake).
     /// @param quorumBps The value given.
     error TaskMarketInvalidQuorum(uint16 quorumBps);

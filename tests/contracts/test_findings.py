@@ -157,10 +157,17 @@ def test_f2_root_the_arbiter_rules_against_is_slashable(mkt):
     assert mkt.task(task_id)["phase"] == Phase.DISPUTED
     # Execute
     mkt.chain.tx(mkt.fn.resolveDispute(task_id, VOTE_A.root), mkt.actors.arbiter)
-    # Assert: the oracle whose root was ruled against is slashable, the others are not
+    # Assert: the oracle whose root was ruled against is slashable (once), the others are not
     loser = mkt.actors.oracles[2]
     mkt.chain.tx(mkt.fn.slashOracle(task_id, loser.address), mkt.actors.outsiders[0])
     assert mkt.stake(loser.address) == STAKE - TaskSpec().oracle_slash
+    mkt.chain.expect_revert(
+        mkt.fn.slashOracle(task_id, loser.address),
+        mkt.actors.outsiders[0],
+        "TaskMarketOracleAlreadySlashed",
+        task_id,
+        loser.address,
+    )
     mkt.chain.expect_revert(
         mkt.fn.slashOracle(task_id, mkt.actors.oracles[0].address),
         loser,
@@ -489,3 +496,19 @@ def test_release_stake_after_close_for_a_trainer_that_never_claimed(mkt):
     )
     assert payout_tree(even_rows(trainers, 900 * E18)).root == tree.root
     assert mkt.balance(BURN) >= 0 and root_bytes(tree) == mkt.task(task_id)["payoutRoot"]
+
+
+def test_registry_reservation_width_is_checked(mkt):
+    # Prepare: a staker with more than a uint88 of stake and an EOA authorized as a market
+    market, whale = mkt.actors.outsiders[4], mkt.actors.outsiders[5]
+    reg = mkt.registry.functions
+    mkt.chain.tx(reg.setMarket(market.address, True), mkt.actors.deployer)
+    mkt.chain.tx(mkt.token.functions.mint(whale.address, 2**89), mkt.actors.deployer)
+    mkt.chain.tx(reg.register(Role.TRAINER, b"\x08" * 32, 2**89), whale)
+    # Execute / Assert
+    mkt.chain.expect_revert(
+        reg.reserve(whale.address, 2**88),
+        market,
+        "ParticipantRegistryAmountTooLarge",
+        2**88,
+    )
