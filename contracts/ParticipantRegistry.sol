@@ -189,16 +189,11 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
         if (scorePpm > ReputationMath.ONE) revert ParticipantRegistryScoreOutOfRange(scorePpm);
         if (weightPpm > ReputationMath.ONE) revert ParticipantRegistryScoreOutOfRange(weightPpm);
         Account storage a = _registered(account);
-        if (released > 0) {
-            uint256 updated = _unreserve(a, account, released);
-            emit StakeReleased(account, msg.sender, released, updated);
-        }
-        if (weightPpm > 0) {
-            uint32 old = a.reputationPpm;
-            uint32 newRep = ReputationMath.ema(old, scorePpm, weightPpm);
-            a.reputationPpm = newRep;
-            emit ReputationUpdated(account, old, newRep);
-        }
+        if (released > 0) _unreserve(a, account, released);
+        uint32 old = a.reputationPpm;
+        uint32 newRep = ReputationMath.ema(old, scorePpm, weightPpm);
+        a.reputationPpm = newRep;
+        emit Settled(account, released, old, newRep);
     }
 
     // --- governance -----------------------------------------------------------------------------

@@ -67,6 +67,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     struct Trainer {
         TrainerStatus status;
         uint64 samples; // committed over all rounds (fallback pay weight)
+        uint128 reserved; // the task's minStake, reserved at join (read with the status)
     }
 
     struct Update {
@@ -156,6 +157,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
         uint128 bond = t.trainerBond;
         tr.status = TrainerStatus.Joined;
+        tr.reserved = minStake;
         // count < maxTrainers (a uint32) was checked above.
         unchecked {
             t.trainerCount = count + 1;
@@ -448,7 +450,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp >= t.claimsOpenAt) revert TaskMarketDeadlinePassed(taskId, t.claimsOpenAt);
-        if (!t.committee.seats[msg.sender].accepted && _trainers[taskId][msg.sender].status == TrainerStatus.None) {
+        if (!t.committee.accepted(msg.sender) && _trainers[taskId][msg.sender].status == TrainerStatus.None) {
             revert TaskMarketNotParticipant(taskId, msg.sender);
         }
 
@@ -548,7 +550,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function hasAccepted(uint256 taskId, address oracle) external view returns (bool) {
-        return _tasks[taskId].committee.seats[oracle].accepted;
+        return _tasks[taskId].committee.accepted(oracle);
     }
 
     /// @inheritdoc ITaskMarket
@@ -604,7 +606,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function oracleWeight(uint256 taskId, address oracle) external view returns (uint256) {
         CommitteeVote.State storage c = _tasks[taskId].committee;
-        return c.seats[oracle].accepted ? c.weight : 0;
+        return c.accepted(oracle) ? c.weight : 0;
     }
 
     /// @inheritdoc ITaskMarket
@@ -646,12 +648,13 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     // --- internals: creation --------------------------------------------------------------------
 
-    function _acceptSeat(uint256 taskId, address oracle) private nonReentrant {
+    /// @dev Moves no token and calls only the registry (trusted): no reentrancy guard needed.
+    function _acceptSeat(uint256 taskId, address oracle) private {
         TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Forming) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         bool complete = t.committee.accept(taskId, oracle);
-        uint128 amount = t.oracleSlash;
+        uint128 amount = t.committee.weight; // = oracleSlash, in the slot accept just touched
         emit SeatAccepted(taskId, oracle, amount);
         if (complete) {
             uint64 joinDeadline = uint64(block.timestamp) + t.joinDuration;
@@ -684,7 +687,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         for (uint256 i; i < n; ++i) {
             address oracle = c.members[i];
             CommitteeVote.Seat storage seat = c.seats[oracle];
-            if (seat.accepted && !seat.released) {
+            if (c.accepted(oracle) && !seat.released) {
                 seat.released = true;
                 emit StakeReleased(taskId, oracle, amount);
                 _registry.release(oracle, amount);
@@ -799,7 +802,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     ///      other tasks' escrow.
     function _addPaid(uint256 taskId, TaskState.Task storage t, uint256 amount) private {
         uint256 paid = uint256(t.paid) + amount;
-        if (paid + t.refunded > t.budget) revert TaskMarketBudgetExceeded(taskId, paid, t.budget);
+        // Claims happen only before any refund (refunds come at cancel, sweep, or a failure with
+        // no sample committed, after which nothing is claimable), so paid <= budget suffices.
+        if (paid > t.budget) revert TaskMarketBudgetExceeded(taskId, paid, t.budget);
         t.paid = uint128(paid); // <= budget, a uint128
     }
 
@@ -820,18 +825,19 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         Trainer storage tr = _trainers[taskId][account];
         if (tr.status != TrainerStatus.Joined) return 0;
         uint128 bond = t.trainerBond;
+        uint128 reserved = tr.reserved;
         tr.status = TrainerStatus.Settled;
         t.bondsHeld -= bond;
-        emit StakeReleased(taskId, account, t.minStake);
+        // The registry's StakeReleased (market, amount) and this transaction's Claimed name the task.
         if (flags == 0) {
             bondBack = bond;
-            _registry.settle(account, t.minStake, _capScore(scorePpm), _reputationWeight(t));
+            _registry.settle(account, reserved, _capScore(scorePpm), _reputationWeight(reserved));
         } else {
             if (bond > 0) emit BondsBurned(taskId, bond);
-            _registry.settle(account, 0, _capScore(scorePpm), _reputationWeight(t));
+            _registry.settle(account, 0, _capScore(scorePpm), _reputationWeight(reserved));
             // Evidence: the final payout root, which names the report (see ScoreRevealed).
             _registry.slash(
-                account, t.minStake, t.minStake, taskId, t.payoutRoot
+                account, reserved, reserved, taskId, t.payoutRoot
             );
             if (bond > 0) t.token.safeTransfer(BURN_ADDRESS, bond);
         }
@@ -842,8 +848,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     }
 
     /// @dev The reputation step's weight: the trainer's reserved stake over REPUTATION_FULL_STAKE.
-    function _reputationWeight(TaskState.Task storage t) private view returns (uint32) {
-        uint256 weight = uint256(t.minStake) * ReputationMath.ONE / REPUTATION_FULL_STAKE;
+    function _reputationWeight(uint128 reserved) private pure returns (uint32) {
+        uint256 weight = uint256(reserved) * ReputationMath.ONE / REPUTATION_FULL_STAKE;
         return weight > ReputationMath.ONE ? ReputationMath.ONE : uint32(weight);
     }
 

@@ -142,11 +142,19 @@ interface IParticipantRegistry {
     /// @param taskId The task the evidence belongs to.
     /// @param evidence Evidence: the task's final payout root (its report is named by ScoreRevealed).
     event Slashed(address indexed account, uint256 amount, uint256 indexed taskId, bytes32 evidence);
-    /// @notice Emitted when a market moved an account's reputation.
+    /// @notice Emitted when a market settled an account's part in a task: released its
+    ///         reservation and moved its reputation. The market is the caller (the market's own
+    ///         `Claimed` event in the same transaction names the task).
     /// @param account The account.
-    /// @param oldReputationPpm Before.
-    /// @param newReputationPpm After.
-    event ReputationUpdated(address indexed account, uint32 oldReputationPpm, uint32 newReputationPpm);
+    /// @param released Stake released.
+    /// @param oldReputationPpm Reputation before.
+    /// @param newReputationPpm Reputation after.
+    event Settled(
+        address indexed account,
+        uint256 released,
+        uint32 oldReputationPpm,
+        uint32 newReputationPpm
+    );
     /// @notice Emitted when governance changed a market's standing.
     /// @param market The market.
     /// @param status Its new standing.

@@ -23,7 +23,6 @@ library CommitteeVote {
 
     struct Seat {
         uint8 number; // 1-based position; 0 = not a member
-        bool accepted; // the member took the seat (its stake is reserved)
         bool released; // its reservation ended (released at the task's end, or slashed)
         bool slashed;
         bool depositClaimed;
@@ -35,14 +34,16 @@ library CommitteeVote {
         // Commitment until the member reveals, then its revealed root.
         mapping(address oracle => bytes32) votes;
         mapping(bytes32 root => uint256) rootStakes;
+        // one slot: what accept, commit and reveal read together
         uint128 weight; // each accepted seat's reserved stake and vote weight
-        uint128 leadingStake;
         uint8 size;
         uint8 acceptedCount;
         uint8 committedCount;
         uint8 revealedCount;
         uint8 leader; // seat of the first member that revealed the leading root; 0 = none
         uint16 revealedMask; // bit (seat - 1) set once that member revealed
+        uint16 acceptedMask; // bit (seat - 1) set once that member took its seat (stake reserved)
+        uint128 leadingStake;
     }
 
     /// @notice Propose the committee (no stake is touched: members accept later).
@@ -71,11 +72,13 @@ library CommitteeVote {
     /// @param taskId The task (for errors).
     /// @param oracle The member.
     /// @return complete Whether every seat is now accepted.
-    function accept(State storage s, uint256 taskId, address oracle) external returns (bool complete) {
-        Seat storage seat = s.seats[oracle];
-        if (seat.number == 0) revert ITaskMarket.TaskMarketNotCommitteeMember(taskId, oracle);
-        if (seat.accepted) revert ITaskMarket.TaskMarketSeatAlreadyAccepted(taskId, oracle);
-        seat.accepted = true;
+    function accept(State storage s, uint256 taskId, address oracle) internal returns (bool complete) {
+        uint8 number = s.seats[oracle].number;
+        if (number == 0) revert ITaskMarket.TaskMarketNotCommitteeMember(taskId, oracle);
+        uint16 bit = uint16(1 << (number - 1));
+        if (s.acceptedMask & bit != 0) revert ITaskMarket.TaskMarketSeatAlreadyAccepted(taskId, oracle);
+        // One slot written: the mask and the count live beside the weight.
+        s.acceptedMask |= bit;
         // At most `size` (<= 16) acceptances.
         unchecked {
             s.acceptedCount += 1;
@@ -164,6 +167,15 @@ library CommitteeVote {
         return leader == 0 ? bytes32(0) : s.votes[s.members[leader - 1]];
     }
 
+    /// @notice Whether `oracle` took its seat.
+    /// @param s The committee.
+    /// @param oracle The member.
+    /// @return True if it accepted.
+    function accepted(State storage s, address oracle) internal view returns (bool) {
+        uint8 number = s.seats[oracle].number;
+        return number != 0 && s.acceptedMask & (1 << (number - 1)) != 0;
+    }
+
     /// @notice Whether `oracle` revealed.
     /// @param s The committee.
     /// @param oracle The member.
@@ -188,7 +200,7 @@ library CommitteeVote {
         Seat storage seat = s.seats[oracle];
         if (seat.number == 0) revert ITaskMarket.TaskMarketNotCommitteeMember(taskId, oracle);
         if (seat.slashed) revert ITaskMarket.TaskMarketOracleAlreadySlashed(taskId, oracle);
-        if (!seat.accepted || seat.released) revert ITaskMarket.TaskMarketOracleNotSlashable(taskId, oracle);
+        if (!accepted(s, oracle) || seat.released) revert ITaskMarket.TaskMarketOracleNotSlashable(taskId, oracle);
         if (revealed(s, oracle) && (!arbiterRuled || s.votes[oracle] == finalRoot)) {
             revert ITaskMarket.TaskMarketOracleNotSlashable(taskId, oracle);
         }

@@ -221,7 +221,7 @@ def test_settle_moves_reputation_by_the_weighted_ema(mkt):
         receipt = mkt.chain.tx(reg.settle(trainer.address, 0, score, weight), market)
         alpha = 200_000 * weight // 1_000_000
         expected = (rep * (1_000_000 - alpha) + score * alpha) // 1_000_000
-        event = mkt.chain.events(mkt.registry, receipt, "ReputationUpdated")[0]
+        event = mkt.chain.events(mkt.registry, receipt, "Settled")[0]
         assert (event["oldReputationPpm"], event["newReputationPpm"]) == (rep, expected)
         rep = expected
     assert reg.reputationOf(trainer.address).call() == rep
