@@ -11,34 +11,39 @@ import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ReputationMath} from "./libraries/ReputationMath.sol";
 
 /// @title ParticipantRegistry
-/// @notice Roles, encryption keys, stake with unbonding, slashing (burn) and reputation.
-/// @dev The owner (governance) can only authorize markets; nobody can move staked tokens except
-///      the staker (after unbonding) and an authorized market's slash, which burns them.
+/// @notice Roles, encryption keys, stake with unbonding, per-task reservations, slashing (burn) and
+///         reputation.
+/// @dev The owner (governance) can only authorize and retire markets; nobody can move staked tokens
+///      except the staker (after unbonding) and a market's slash of stake it reserved, which burns
+///      them. Invariants: `reserved <= stake` for every account; this contract's balance equals
+///      Σ (stake + unbonding + queued).
 contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Where slashed tokens go: OpenZeppelin's ERC20 refuses transfers to address(0).
     address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
 
-    // Packed so that registration writes three slots and a lock or score update one.
+    // Slot 0 holds everything a market's settle or reserve touches, so each writes one slot.
     struct Account {
         Role role;
-        uint64 unbondingReleaseAt;
-        uint64 lockedUntil;
         uint32 reputationPpm;
+        uint64 unbondingReleaseAt;
+        uint64 queuedReleaseAt;
+        uint88 reserved; // ≤ stake
         bytes32 encryptionKey;
         uint256 stake;
-        uint256 unbonding;
+        uint256 unbonding; // first batch; zero only if `queued` is zero too
+        uint256 queued; // second batch (the newest requests)
     }
 
     IERC20 private immutable _stakeToken;
     uint64 private immutable _unbondingDelay;
 
     mapping(address account => Account) private _accounts;
-    mapping(address market => bool) private _markets;
+    mapping(address market => MarketStatus) private _markets;
 
     modifier onlyMarket() {
-        if (!_markets[msg.sender]) revert ParticipantRegistryNotMarket(msg.sender);
+        if (_markets[msg.sender] == MarketStatus.None) revert ParticipantRegistryNotMarket(msg.sender);
         _;
     }
 
@@ -92,30 +97,46 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
     function requestUnstake(uint256 amount) external {
         if (amount == 0) revert ParticipantRegistryZeroAmount();
         Account storage a = _registered(msg.sender);
-        if (a.lockedUntil > block.timestamp) revert ParticipantRegistryStakeLocked(msg.sender, a.lockedUntil);
         uint256 staked = a.stake;
-        if (amount > staked) revert ParticipantRegistryInsufficientStake(msg.sender, staked, amount);
+        // reserved <= stake is an invariant of this contract.
+        uint256 available = staked - a.reserved;
+        if (amount > available) revert ParticipantRegistryInsufficientStake(msg.sender, available, amount);
 
         uint64 releaseAt = uint64(block.timestamp) + _unbondingDelay;
-        // amount <= staked was checked just above; unbonding + amount <= total supply.
+        // amount <= staked was checked just above; unbonding batches sum to at most the total supply.
         unchecked {
             a.stake = staked - amount;
-            a.unbonding += amount;
+            if (a.unbonding == 0) {
+                a.unbonding = amount;
+                a.unbondingReleaseAt = releaseAt;
+            } else {
+                // The first batch keeps its release time; only the newest batch moves.
+                a.queued += amount;
+                a.queuedReleaseAt = releaseAt;
+            }
         }
-        a.unbondingReleaseAt = releaseAt;
         emit UnstakeRequested(msg.sender, amount, releaseAt);
     }
 
     /// @inheritdoc IParticipantRegistry
     function withdraw() external nonReentrant {
         Account storage a = _accounts[msg.sender];
-        uint256 amount = a.unbonding;
-        if (amount == 0) revert ParticipantRegistryNothingToWithdraw(msg.sender);
+        uint256 first = a.unbonding;
+        if (first == 0) revert ParticipantRegistryNothingToWithdraw(msg.sender);
         if (block.timestamp < a.unbondingReleaseAt) {
             revert ParticipantRegistryUnbondingNotReleased(msg.sender, a.unbondingReleaseAt);
         }
-
-        a.unbonding = 0;
+        uint256 amount = first;
+        uint256 second = a.queued;
+        if (second > 0 && block.timestamp >= a.queuedReleaseAt) {
+            amount += second;
+            second = 0;
+        }
+        // The second batch (if still pending) becomes the first.
+        a.unbonding = second;
+        a.unbondingReleaseAt = second == 0 ? 0 : a.queuedReleaseAt;
+        a.queued = 0;
+        a.queuedReleaseAt = 0;
         emit Withdrawn(msg.sender, amount);
         _stakeToken.safeTransfer(msg.sender, amount);
     }
@@ -123,43 +144,56 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
     // --- markets --------------------------------------------------------------------------------
 
     /// @inheritdoc IParticipantRegistry
-    function lockStake(address account, uint64 until) external onlyMarket {
+    function reserve(address account, uint256 amount) external {
+        if (_markets[msg.sender] != MarketStatus.Active) revert ParticipantRegistryMarketNotActive(msg.sender);
         Account storage a = _registered(account);
-        if (until > a.lockedUntil) a.lockedUntil = until;
-        emit StakeLocked(account, msg.sender, a.lockedUntil);
+        uint256 reserved = a.reserved;
+        uint256 available = a.stake - reserved;
+        if (amount > available) revert ParticipantRegistryInsufficientStake(account, available, amount);
+        // reserved + amount <= stake; the cast is checked against the packed width.
+        uint256 updated = reserved + amount;
+        if (updated > type(uint88).max) revert ParticipantRegistryAmountTooLarge(updated);
+        a.reserved = uint88(updated);
+        emit StakeReserved(account, msg.sender, amount, updated);
     }
 
     /// @inheritdoc IParticipantRegistry
-    function slash(address account, uint256 amount, uint256 taskId, string calldata evidenceCid)
+    function release(address account, uint256 amount) external onlyMarket {
+        Account storage a = _accounts[account];
+        uint256 updated = _unreserve(a, account, amount);
+        emit StakeReleased(account, msg.sender, amount, updated);
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function slash(address account, uint256 amount, uint256 released, uint256 taskId, bytes32 evidence)
         external
         onlyMarket
         nonReentrant
         returns (uint256 slashed)
     {
-        Account storage a = _registered(account);
-        uint256 staked = a.stake;
-        uint256 fromStake = amount < staked ? amount : staked;
-        uint256 unbonding = a.unbonding;
-        // fromStake <= amount and <= staked, so neither subtraction can underflow.
+        if (amount > released) revert ParticipantRegistryNotReserved(account, released, amount);
+        Account storage a = _accounts[account];
+        uint256 updated = _unreserve(a, account, released);
+        // amount <= released <= reserved <= stake.
         unchecked {
-            uint256 rest = amount - fromStake;
-            uint256 fromUnbonding = rest < unbonding ? rest : unbonding;
-            a.stake = staked - fromStake;
-            a.unbonding = unbonding - fromUnbonding;
-            slashed = fromStake + fromUnbonding; // <= amount
+            a.stake -= amount;
         }
-        emit Slashed(account, slashed, taskId, evidenceCid);
+        slashed = amount;
+        emit StakeReleased(account, msg.sender, released, updated);
+        emit Slashed(account, slashed, taskId, evidence);
         if (slashed > 0) _stakeToken.safeTransfer(BURN_ADDRESS, slashed);
     }
 
     /// @inheritdoc IParticipantRegistry
-    function recordScore(address account, uint32 scorePpm) external onlyMarket {
+    function settle(address account, uint256 released, uint32 scorePpm, uint32 weightPpm) external onlyMarket {
         if (scorePpm > ReputationMath.ONE) revert ParticipantRegistryScoreOutOfRange(scorePpm);
+        if (weightPpm > ReputationMath.ONE) revert ParticipantRegistryScoreOutOfRange(weightPpm);
         Account storage a = _registered(account);
+        if (released > 0) _unreserve(a, account, released);
         uint32 old = a.reputationPpm;
-        uint32 updated = ReputationMath.ema(old, scorePpm);
-        a.reputationPpm = updated;
-        emit ReputationUpdated(account, old, updated);
+        uint32 newRep = ReputationMath.ema(old, scorePpm, weightPpm);
+        a.reputationPpm = newRep;
+        emit Settled(account, released, old, newRep);
     }
 
     // --- governance -----------------------------------------------------------------------------
@@ -167,33 +201,37 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
     /// @inheritdoc IParticipantRegistry
     function setMarket(address market, bool authorized) external onlyOwner {
         if (market == address(0)) revert ParticipantRegistryZeroAddress();
-        _markets[market] = authorized;
-        emit MarketAuthorizationSet(market, authorized);
+        MarketStatus status = authorized ? MarketStatus.Active : MarketStatus.Retired;
+        // A market that never was one stays unknown when "retired": nothing to keep.
+        if (!authorized && _markets[market] == MarketStatus.None) status = MarketStatus.None;
+        _markets[market] = status;
+        emit MarketStatusSet(market, status);
     }
 
     // --- views ----------------------------------------------------------------------------------
 
     /// @inheritdoc IParticipantRegistry
-    function participant(address account)
-        external
-        view
-        returns (
-            Role role,
-            bytes32 encryptionKey,
-            uint256 stakeAmount,
-            uint256 unbonding,
-            uint64 unbondingReleaseAt,
-            uint64 lockedUntil,
-            uint32 reputationPpm
-        )
-    {
+    function participant(address account) external view returns (Participant memory info) {
         Account storage a = _accounts[account];
-        return (a.role, a.encryptionKey, a.stake, a.unbonding, a.unbondingReleaseAt, a.lockedUntil, a.reputationPpm);
+        info.role = a.role;
+        info.encryptionKey = a.encryptionKey;
+        info.stake = a.stake;
+        info.reserved = a.reserved;
+        info.unbonding = a.unbonding;
+        info.unbondingReleaseAt = a.unbondingReleaseAt;
+        info.queued = a.queued;
+        info.queuedReleaseAt = a.queuedReleaseAt;
+        info.reputationPpm = a.reputationPpm;
     }
 
     /// @inheritdoc IParticipantRegistry
     function stakeOf(address account) external view returns (uint256) {
         return _accounts[account].stake;
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function reservedOf(address account) external view returns (uint256) {
+        return _accounts[account].reserved;
     }
 
     /// @inheritdoc IParticipantRegistry
@@ -213,6 +251,11 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
 
     /// @inheritdoc IParticipantRegistry
     function isMarket(address market) external view returns (bool) {
+        return _markets[market] == MarketStatus.Active;
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function marketStatus(address market) external view returns (MarketStatus) {
         return _markets[market];
     }
 
@@ -231,6 +274,16 @@ contract ParticipantRegistry is IParticipantRegistry, Ownable2Step, ReentrancyGu
     function _registered(address account) private view returns (Account storage a) {
         a = _accounts[account];
         if (a.role == Role.None) revert ParticipantRegistryNotRegistered(account);
+    }
+
+    function _unreserve(Account storage a, address account, uint256 amount) private returns (uint256 updated) {
+        uint256 reserved = a.reserved;
+        if (amount > reserved) revert ParticipantRegistryNotReserved(account, reserved, amount);
+        // amount <= reserved, a uint88.
+        unchecked {
+            updated = reserved - amount;
+        }
+        a.reserved = uint88(updated);
     }
 
     /// @dev Pulls `amount` from `from` and insists the balance grew by exactly that much, so a

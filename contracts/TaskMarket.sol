@@ -4,100 +4,70 @@ pragma solidity 0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
+import {IJoinGate} from "./interfaces/IJoinGate.sol";
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
+import {CommitteeVote} from "./libraries/CommitteeVote.sol";
+import {TaskState} from "./libraries/TaskState.sol";
 import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
 import {ReputationMath} from "./libraries/ReputationMath.sol";
-import {ScoreCommitment} from "./libraries/ScoreCommitment.sol";
 
 /// @title TaskMarket
-/// @notice Escrow, rounds, update commitments, oracle commit-reveal, disputes and Merkle claims
-///         for federated-learning tasks.
-/// @dev Deadlines are anchored: each phase's deadline is `min(now, previous deadline) + duration`,
-///      so however late anyone calls `advance`, every deadline is bounded by the schedule fixed at
-///      creation, and the stake locks taken then (`stakeLockedUntil`) outlast every claim.
+/// @notice Escrow, committee consent, rounds, update commitments, oracle commit-reveal, disputes,
+///         Merkle claims and fallback pay for federated-learning tasks.
+/// @dev Consent: nobody's stake is reserved by a task it did not accept (an oracle's seat, a
+///      trainer's join); a reservation ends when the task ends for that account (cancel releases
+///      the committee at once). Every phase's deadline is `now + duration` when the phase starts,
+///      so a late `advance` never eats the next phase's window; durations are capped, and since
+///      anyone may advance, every staker can drive its task to its end within the caps.
 ///      Invariant: this contract's balance of a token equals Σ over its tasks of
-///      (budget − paid − refunded) + bondsHeld + the dispute bond held while Disputed.
+///      (budget − paid − refunded) + bondsHeld + depositHeld + the dispute bond held while Disputed.
 contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
+    using CommitteeVote for CommitteeVote.State;
 
-    /// @notice The largest oracle committee; bounds the only loop (in `createTask`).
-    uint256 public constant MAX_COMMITTEE = 16;
+    /// @notice The largest oracle committee.
+    uint256 public constant MAX_COMMITTEE = CommitteeVote.MAX_COMMITTEE;
     /// @notice The most training rounds a task may have.
-    uint16 public constant MAX_ROUNDS = 1000;
+    uint16 public constant MAX_ROUNDS = TaskState.MAX_ROUNDS;
+    /// @notice Cap on every phase duration (accept, join, round, commit, reveal, dispute).
+    uint64 public constant MAX_PHASE_DURATION = TaskState.MAX_PHASE_DURATION;
+    /// @notice Cap on the claim window.
+    uint64 public constant MAX_CLAIM_DURATION = TaskState.MAX_CLAIM_DURATION;
+    /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake
+    ///         (registry token units): empty accounts cannot fill seats.
+    uint256 public constant MIN_STAKE = TaskState.MIN_STAKE;
+    /// @notice Reserved stake at which a task moves reputation by the full EMA step; less stake at
+    ///         risk moves it proportionally less.
+    uint256 public constant REPUTATION_FULL_STAKE = 100e18;
+    /// @notice The arbiter may only pick a root revealed by at least this share of committee stake.
+    uint16 public constant ARBITER_MIN_ROOT_BPS = 2500;
+    /// @notice The root that declares the sealed validation set not matching its commitment.
+    bytes32 public constant VALIDATION_MISMATCH = CommitteeVote.VALIDATION_MISMATCH;
     /// @notice Where burned tokens go: OpenZeppelin's ERC20 refuses transfers to address(0).
     address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
+    /// @notice EIP-712 type of a seat acceptance signed by an oracle.
+    bytes32 public constant SEAT_ACCEPTANCE_TYPEHASH =
+        keccak256("SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)");
+
+    bytes32 private constant _EIP712_DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant _NAME_HASH = keccak256("FedMarket TaskMarket");
+    bytes32 private constant _VERSION_HASH = keccak256("1");
 
     enum TrainerStatus {
         None,
         Joined,
-        Settled // bond returned, burned or withdrawn
+        Settled // bond and reservation returned, burned or slashed
     }
 
-    // Packed so that hot paths touch few slots: slot 0 for every phase check, slot 1 for
-    // commitUpdate, slot 8 for commitScore/revealScore, slots 2-3 for claim's accounting.
-    struct Task {
-        // slot 0
-        address requester;
-        Phase phase;
-        uint16 currentRound;
-        uint64 phaseDeadline;
-        uint8 committeeSize;
-        // slot 1
-        IERC20 token;
-        uint16 rounds;
-        uint16 quorumBps;
-        uint32 trainerCount;
-        uint32 roundCommits; // updates committed in the current round
-        // slot 2
-        uint128 budget;
-        uint128 paid;
-        // slot 3: read together by join, claim and withdrawBond
-        uint128 trainerBond;
-        uint128 bondsHeld;
-        // slot 4
-        uint128 minStake;
-        uint128 oracleSlash;
-        // slot 5
-        uint128 disputeBond;
-        uint128 refunded;
-        // slot 6
-        uint64 roundDuration;
-        uint64 commitDuration;
-        uint64 revealDuration;
-        uint64 disputeDuration;
-        // slot 7
-        uint64 claimDuration;
-        uint64 joinDeadline;
-        uint64 claimsOpenAt;
-        uint64 stakeLockedUntil;
-        // slot 8
-        uint128 leadingStake;
-        uint8 committedCount;
-        uint8 revealedCount;
-        uint8 leader; // seat (1-based) of the first oracle that revealed the leading root; 0 = none
-        uint16 revealedMask; // bit (seat - 1) set once that oracle revealed
-        bool scoringFailed; // cancelled because no oracle revealed: every member is slashable
-        uint32 minTrainers;
-        uint32 maxTrainers;
-        // slot 9
-        uint128 committeeStake;
-        uint32 minReputationPpm;
-        // slot 10
-        address disputer;
-        // slots 11-13
-        bytes32 payoutRoot;
-        bytes32 initialModelDigest;
-        bytes32 validationCommitment;
-    }
-
-    struct Seat {
-        uint128 weight; // registry stake at creation: fixed, so nobody can top up to win a vote
-        uint8 number; // 1-based position in the committee; 0 = not a member
-        bool slashed;
+    struct Trainer {
+        TrainerStatus status;
+        uint64 samples; // committed over all rounds (fallback pay weight)
+        uint128 reserved; // the task's minStake, reserved at join (read with the status)
     }
 
     struct Update {
@@ -109,13 +79,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     address private immutable _arbiter;
 
     uint256 private _taskCount;
-    mapping(uint256 taskId => Task) private _tasks;
-    mapping(uint256 taskId => address[]) private _committees;
-    mapping(uint256 taskId => mapping(address oracle => Seat)) private _seats;
-    // Commitment until the oracle reveals, then its revealed root (overwriting saves a fresh slot).
-    mapping(uint256 taskId => mapping(address oracle => bytes32)) private _votes;
-    mapping(uint256 taskId => mapping(bytes32 root => uint256)) private _rootStakes;
-    mapping(uint256 taskId => mapping(address trainer => TrainerStatus)) private _trainers;
+    mapping(uint256 taskId => TaskState.Task) private _tasks;
+    mapping(uint256 taskId => mapping(address trainer => Trainer)) private _trainers;
     mapping(uint256 taskId => mapping(uint16 round => mapping(address trainer => Update))) private _updates;
     mapping(uint256 taskId => mapping(uint16 round => uint256)) private _pastUpdateCounts;
     mapping(uint256 taskId => mapping(uint16 round => bytes32)) private _models;
@@ -133,81 +98,73 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function createTask(TaskParams calldata p) external nonReentrant returns (uint256 taskId) {
-        _checkParams(p);
-        uint64 lockedUntil = _scheduleEnd(p);
-
         taskId = ++_taskCount;
-        Task storage t = _tasks[taskId];
-        t.requester = msg.sender;
-        t.phase = Phase.Open;
-        t.phaseDeadline = p.joinDeadline;
-        t.committeeSize = uint8(p.oracles.length);
-        t.token = p.token;
-        t.rounds = p.rounds;
-        t.quorumBps = p.quorumBps;
-        t.budget = _u128(p.budget);
-        t.trainerBond = _u128(p.trainerBond);
-        t.disputeBond = _u128(p.disputeBond);
-        t.minStake = _u128(p.minStake);
-        t.oracleSlash = _u128(p.oracleSlash);
-        t.roundDuration = p.roundDuration;
-        t.commitDuration = p.commitDuration;
-        t.revealDuration = p.revealDuration;
-        t.disputeDuration = p.disputeDuration;
-        t.claimDuration = p.claimDuration;
-        t.joinDeadline = p.joinDeadline;
-        t.stakeLockedUntil = lockedUntil;
-        t.minTrainers = p.minTrainers;
-        t.maxTrainers = p.maxTrainers;
-        t.minReputationPpm = p.minReputationPpm;
-        t.initialModelDigest = p.initialModelDigest;
-        t.validationCommitment = p.validationCommitment;
-        t.committeeStake = _seatCommittee(taskId, p);
-        _emitTaskCreated(taskId, p);
-        _lockCommittee(p, lockedUntil);
-        _pull(p.token, msg.sender, p.budget);
+        TaskState.create(_tasks[taskId], taskId, p, _registry);
+        _pull(p.token, msg.sender, p.budget + p.requesterDeposit);
     }
 
     /// @inheritdoc ITaskMarket
     function cancel(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (msg.sender != t.requester) revert TaskMarketNotRequester(taskId, msg.sender);
-        if (t.phase != Phase.Open) revert TaskMarketWrongPhase(taskId, t.phase);
-        _setPhase(taskId, t, Phase.Cancelled);
-        _refundEscrow(taskId, t);
+        if (t.phase != Phase.Open && t.phase != Phase.Forming) revert TaskMarketWrongPhase(taskId, t.phase);
+        _cancelBeforeTraining(taskId, t);
+    }
+
+    // --- committee consent ----------------------------------------------------------------------
+
+    /// @inheritdoc ITaskMarket
+    function acceptSeat(uint256 taskId) external {
+        _acceptSeat(taskId, msg.sender);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes calldata signature) external {
+        if (block.timestamp > deadline) revert TaskMarketSignatureExpired(deadline);
+        (address signer, ECDSA.RecoverError err,) =
+            ECDSA.tryRecover(seatAcceptanceDigest(taskId, oracle, deadline), signature);
+        if (err != ECDSA.RecoverError.NoError || signer != oracle) revert TaskMarketInvalidSignature(taskId, oracle);
+        _acceptSeat(taskId, oracle);
     }
 
     // --- trainers -------------------------------------------------------------------------------
 
     /// @inheritdoc ITaskMarket
     function join(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Open) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        if (msg.sender == t.requester || _seats[taskId][msg.sender].number != 0) {
+        if (msg.sender == t.requester || t.committee.seats[msg.sender].number != 0) {
             revert TaskMarketConflictOfInterest(msg.sender);
         }
-        if (_trainers[taskId][msg.sender] != TrainerStatus.None) revert TaskMarketAlreadyJoined(taskId, msg.sender);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status != TrainerStatus.None) revert TaskMarketAlreadyJoined(taskId, msg.sender);
         uint32 count = t.trainerCount;
         if (count >= t.maxTrainers) revert TaskMarketTaskFull(taskId, t.maxTrainers);
-        (IParticipantRegistry.Role role,, uint256 staked,,,, uint32 reputation) = _registry.participant(msg.sender);
-        if (role != IParticipantRegistry.Role.Trainer) {
+        address gate = t.joinGate;
+        if (gate != address(0) && !IJoinGate(gate).canJoin(taskId, msg.sender)) {
+            revert TaskMarketJoinRefused(taskId, msg.sender);
+        }
+        IParticipantRegistry.Participant memory p = _registry.participant(msg.sender);
+        if (p.role != IParticipantRegistry.Role.Trainer) {
             revert TaskMarketWrongRole(msg.sender, IParticipantRegistry.Role.Trainer);
         }
-        if (staked < t.minStake) revert TaskMarketStakeTooLow(msg.sender, staked, t.minStake);
-        if (reputation < t.minReputationPpm) {
-            revert TaskMarketReputationTooLow(msg.sender, reputation, t.minReputationPpm);
+        uint128 minStake = t.minStake;
+        if (p.stake - p.reserved < minStake) revert TaskMarketStakeTooLow(msg.sender, p.stake - p.reserved, minStake);
+        if (p.reputationPpm < t.minReputationPpm) {
+            revert TaskMarketReputationTooLow(msg.sender, p.reputationPpm, t.minReputationPpm);
         }
 
         uint128 bond = t.trainerBond;
-        _trainers[taskId][msg.sender] = TrainerStatus.Joined;
+        tr.status = TrainerStatus.Joined;
+        tr.reserved = minStake;
         // count < maxTrainers (a uint32) was checked above.
         unchecked {
             t.trainerCount = count + 1;
         }
         t.bondsHeld += bond;
         emit TrainerJoined(taskId, msg.sender, bond);
-        _registry.lockStake(msg.sender, t.stakeLockedUntil);
+        _registry.reserve(msg.sender, minStake);
         _pull(t.token, msg.sender, bond);
     }
 
@@ -215,11 +172,12 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     function commitUpdate(uint256 taskId, uint16 round, string calldata cid, bytes32 digest, uint64 numSamples)
         external
     {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Training) revert TaskMarketWrongPhase(taskId, t.phase);
         if (round != t.currentRound) revert TaskMarketWrongRound(taskId, round, t.currentRound);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        if (_trainers[taskId][msg.sender] == TrainerStatus.None) revert TaskMarketNotJoined(taskId, msg.sender);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status == TrainerStatus.None) revert TaskMarketNotJoined(taskId, msg.sender);
         if (digest == bytes32(0)) revert TaskMarketZeroHash();
         if (numSamples == 0) revert TaskMarketZeroSamples();
         Update storage u = _updates[taskId][round][msg.sender];
@@ -227,6 +185,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
         u.digest = digest;
         u.numSamples = numSamples;
+        tr.samples += numSamples; // checked: a uint64 sum
+        t.totalSamples += numSamples;
         // At most one commit per joined trainer per round, and trainerCount is a uint32.
         unchecked {
             t.roundCommits += 1;
@@ -236,10 +196,10 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function postModel(uint256 taskId, uint16 round, string calldata cid, bytes32 digest) external {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (round < 2 || round > uint256(t.rounds) + 1) revert TaskMarketInvalidModelRound(taskId, round);
         if (!_roundEnded(t, round - 1)) revert TaskMarketRoundNotEnded(taskId, round);
-        if (_trainers[taskId][msg.sender] == TrainerStatus.None) revert TaskMarketNotJoined(taskId, msg.sender);
+        if (_trainers[taskId][msg.sender].status == TrainerStatus.None) revert TaskMarketNotJoined(taskId, msg.sender);
         if (digest == bytes32(0)) revert TaskMarketZeroHash();
 
         bytes32 recorded = _models[taskId][round];
@@ -253,14 +213,17 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function withdrawBond(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
-        if (t.phase != Phase.Cancelled) revert TaskMarketWrongPhase(taskId, t.phase);
-        if (_trainers[taskId][msg.sender] != TrainerStatus.Joined) revert TaskMarketNoBond(taskId, msg.sender);
+        TaskState.Task storage t = _task(taskId);
+        if (t.phase != Phase.Cancelled || t.outcome != Outcome.None) revert TaskMarketWrongPhase(taskId, t.phase);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status != TrainerStatus.Joined) revert TaskMarketNoBond(taskId, msg.sender);
 
         uint128 bond = t.trainerBond;
-        _trainers[taskId][msg.sender] = TrainerStatus.Settled;
+        tr.status = TrainerStatus.Settled;
         t.bondsHeld -= bond;
         emit BondWithdrawn(taskId, msg.sender, bond);
+        emit StakeReleased(taskId, msg.sender, t.minStake);
+        _registry.release(msg.sender, t.minStake);
         if (bond > 0) t.token.safeTransfer(msg.sender, bond);
     }
 
@@ -268,18 +231,21 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function advance(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         Phase phase = t.phase;
         uint64 deadline = t.phaseDeadline;
         bool expired = block.timestamp > deadline;
-        if (phase == Phase.Open) {
+        uint64 now_ = uint64(block.timestamp);
+        if (phase == Phase.Forming) {
+            if (!expired) revert TaskMarketTooEarly(taskId, deadline + 1);
+            _cancelBeforeTraining(taskId, t);
+        } else if (phase == Phase.Open) {
             if (t.trainerCount == t.maxTrainers || (expired && t.trainerCount >= t.minTrainers)) {
                 t.currentRound = 1;
-                t.phaseDeadline = _anchor(deadline) + t.roundDuration;
+                t.phaseDeadline = now_ + t.roundDuration;
                 _setPhase(taskId, t, Phase.Training);
             } else if (expired) {
-                _setPhase(taskId, t, Phase.Cancelled);
-                _refundEscrow(taskId, t);
+                _cancelBeforeTraining(taskId, t);
             } else {
                 revert TaskMarketTooEarly(taskId, deadline + 1);
             }
@@ -293,22 +259,30 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
                 unchecked {
                     t.currentRound = round + 1;
                 }
-                t.phaseDeadline = _anchor(deadline) + t.roundDuration;
+                t.phaseDeadline = now_ + t.roundDuration;
                 emit PhaseAdvanced(taskId, Phase.Training, Phase.Training, round + 1);
             } else {
-                t.phaseDeadline = _anchor(deadline) + t.commitDuration;
+                t.phaseDeadline = now_ + t.commitDuration;
                 _setPhase(taskId, t, Phase.Committing);
             }
         } else if (phase == Phase.Committing) {
-            if (!expired && t.committedCount < t.committeeSize) revert TaskMarketTooEarly(taskId, deadline + 1);
-            t.phaseDeadline = _anchor(deadline) + t.revealDuration;
+            if (!expired && t.committee.committedCount < t.committee.size) revert TaskMarketTooEarly(taskId, deadline + 1);
+            t.phaseDeadline = now_ + t.revealDuration;
             _setPhase(taskId, t, Phase.Revealing);
         } else if (phase == Phase.Revealing) {
-            if (!expired && t.revealedCount < t.committedCount) revert TaskMarketTooEarly(taskId, deadline + 1);
-            _closeScoring(taskId, t, _anchor(deadline));
+            if (!expired && t.committee.revealedCount < t.committee.committedCount) {
+                revert TaskMarketTooEarly(taskId, deadline + 1);
+            }
+            _closeScoring(taskId, t);
         } else if (phase == Phase.Disputed) {
             if (!expired) revert TaskMarketTooEarly(taskId, deadline + 1);
-            _endDispute(taskId, t, t.payoutRoot, deadline, false);
+            if (t.disputer == address(0)) {
+                // No quorum and no ruling: a plurality never finalizes.
+                _fail(taskId, t, Outcome.Failed);
+            } else {
+                // A quorum root was disputed and the arbiter did not act: the quorum root stands.
+                _endDispute(taskId, t, t.payoutRoot, false);
+            }
         } else {
             revert TaskMarketWrongPhase(taskId, phase);
         }
@@ -316,25 +290,39 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function sweep(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
-        if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
+        TaskState.Task storage t = _task(taskId);
+        Phase phase = t.phase;
+        if (phase != Phase.Finalized && !(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
+            revert TaskMarketWrongPhase(taskId, phase);
+        }
         uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
         if (block.timestamp < claimDeadline) revert TaskMarketTooEarly(taskId, claimDeadline);
 
-        // paid <= budget is enforced by every claim.
-        uint128 refund = t.budget - t.paid;
+        // paid + refunded <= budget is enforced by every claim and refund.
+        uint128 refund = t.budget - t.paid - t.refunded;
         uint128 unclaimedBonds = t.bondsHeld;
-        t.refunded = refund;
+        t.refunded += refund;
         t.bondsHeld = 0;
         _setPhase(taskId, t, Phase.Closed);
         emit TaskSwept(taskId, refund, unclaimedBonds);
+        _releaseCommittee(taskId, t);
+        _payOut(taskId, t, refund, unclaimedBonds);
+    }
+
+    /// @dev Sweep's transfers: the refund (and the deposit unless the requester was at fault) to
+    ///      the requester; unclaimed bonds (and an unclaimed mismatch deposit) burned.
+    function _payOut(uint256 taskId, TaskState.Task storage t, uint256 refund, uint256 burned) private {
+        uint256 deposit = t.depositHeld;
+        t.depositHeld = 0;
+        if (t.outcome == Outcome.ValidationMismatch) burned += deposit;
+        else refund += deposit;
         if (refund > 0) {
             emit Refunded(taskId, t.requester, refund);
             t.token.safeTransfer(t.requester, refund);
         }
-        if (unclaimedBonds > 0) {
-            emit BondsBurned(taskId, unclaimedBonds);
-            t.token.safeTransfer(BURN_ADDRESS, unclaimedBonds);
+        if (burned > 0) {
+            emit BondsBurned(taskId, burned);
+            t.token.safeTransfer(BURN_ADDRESS, burned);
         }
     }
 
@@ -350,7 +338,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         uint256 flags,
         bytes32[] calldata proof
     ) external nonReentrant {
-        Task storage t = _claimableTask(taskId);
+        TaskState.Task storage t = _claimableTask(taskId);
         if (!MerkleProof.verifyCalldata(proof, t.payoutRoot, PayoutLeaf.hash(index, account, amount, scorePpm, flags)))
         {
             revert TaskMarketInvalidProof(taskId, index);
@@ -362,79 +350,96 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         if (amount + bondBack > 0) t.token.safeTransfer(account, amount + bondBack);
     }
 
+    /// @inheritdoc ITaskMarket
+    function claimFallback(uint256 taskId) external nonReentrant {
+        TaskState.Task storage t = _task(taskId);
+        if (t.phase != Phase.Cancelled || t.outcome < Outcome.Failed) revert TaskMarketWrongPhase(taskId, t.phase);
+        uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
+        if (block.timestamp >= claimDeadline) revert TaskMarketDeadlinePassed(taskId, claimDeadline);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status != TrainerStatus.Joined) revert TaskMarketNothingToClaim(taskId, msg.sender);
+
+        uint64 samples = tr.samples;
+        uint256 amount = _fallbackAmount(t, samples);
+        uint128 bond = t.trainerBond;
+        tr.status = TrainerStatus.Settled;
+        t.bondsHeld -= bond;
+        _addPaid(taskId, t, amount);
+        emit FallbackClaimed(taskId, msg.sender, amount, samples);
+        emit StakeReleased(taskId, msg.sender, t.minStake);
+        _registry.release(msg.sender, t.minStake);
+        if (amount + bond > 0) t.token.safeTransfer(msg.sender, amount + bond);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function claimDeposit(uint256 taskId) external nonReentrant {
+        TaskState.Task storage t = _task(taskId);
+        if (t.outcome != Outcome.ValidationMismatch || t.phase != Phase.Cancelled) {
+            revert TaskMarketWrongPhase(taskId, t.phase);
+        }
+        CommitteeVote.State storage c = t.committee;
+        CommitteeVote.Seat storage seat = c.seats[msg.sender];
+        if (!c.revealed(msg.sender) || c.votes[msg.sender] != VALIDATION_MISMATCH || seat.depositClaimed) {
+            revert TaskMarketNothingToClaim(taskId, msg.sender);
+        }
+        // Equal weights: the number of members that proved the mismatch.
+        uint256 provers = c.rootStakes[VALIDATION_MISMATCH] / c.weight;
+        uint128 share = uint128(t.requesterDeposit / provers); // <= requesterDeposit, a uint128
+        seat.depositClaimed = true;
+        t.depositHeld -= share;
+        emit DepositClaimed(taskId, msg.sender, share);
+        if (share > 0) t.token.safeTransfer(msg.sender, share);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function releaseStake(uint256 taskId) external {
+        TaskState.Task storage t = _task(taskId);
+        if (t.phase != Phase.Closed) revert TaskMarketWrongPhase(taskId, t.phase);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status != TrainerStatus.Joined) revert TaskMarketNothingToClaim(taskId, msg.sender);
+        tr.status = TrainerStatus.Settled;
+        emit StakeReleased(taskId, msg.sender, t.minStake);
+        _registry.release(msg.sender, t.minStake);
+    }
+
     // --- oracles --------------------------------------------------------------------------------
 
     /// @inheritdoc ITaskMarket
     function commitScore(uint256 taskId, bytes32 commitment) external {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Committing) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        if (_seats[taskId][msg.sender].number == 0) revert TaskMarketNotCommitteeMember(taskId, msg.sender);
-        if (commitment == bytes32(0)) revert TaskMarketZeroHash();
-        if (_votes[taskId][msg.sender] != bytes32(0)) revert TaskMarketScoreAlreadyCommitted(taskId, msg.sender);
-
-        _votes[taskId][msg.sender] = commitment;
-        // At most one commit per member, and the committee has at most 16 members.
-        unchecked {
-            t.committedCount += 1;
-        }
+        t.committee.commit(taskId, msg.sender, commitment);
         emit ScoreCommitted(taskId, msg.sender, commitment);
     }
 
     /// @inheritdoc ITaskMarket
     function revealScore(uint256 taskId, bytes32 payoutRoot, string calldata reportCid, bytes32 salt) external {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Revealing) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        Seat memory seat = _seats[taskId][msg.sender];
-        if (seat.number == 0) revert TaskMarketNotCommitteeMember(taskId, msg.sender);
-        uint16 seatBit = uint16(1 << (seat.number - 1));
-        if (t.revealedMask & seatBit != 0) revert TaskMarketAlreadyRevealed(taskId, msg.sender);
-        bytes32 commitment = _votes[taskId][msg.sender];
-        if (commitment == bytes32(0)) revert TaskMarketNoCommitment(taskId, msg.sender);
-        if (payoutRoot == bytes32(0)) revert TaskMarketZeroHash();
-        if (ScoreCommitment.hash(taskId, msg.sender, payoutRoot, reportCid, salt) != commitment) {
-            revert TaskMarketCommitmentMismatch(taskId, msg.sender);
-        }
-
-        _votes[taskId][msg.sender] = payoutRoot;
-        uint256 tally = _rootStakes[taskId][payoutRoot] + seat.weight;
-        _rootStakes[taskId][payoutRoot] = tally;
-        t.revealedMask |= seatBit;
-        // At most one reveal per member, and the committee has at most 16 members.
-        unchecked {
-            t.revealedCount += 1;
-        }
-        // Strictly greater: on a tie the root revealed first keeps the lead. tally is at most the
-        // committee's total stake, which fits uint128 (checked at creation).
-        if (tally > t.leadingStake) {
-            t.leadingStake = uint128(tally);
-            t.leader = seat.number;
-        }
+        t.committee.reveal(taskId, msg.sender, payoutRoot, reportCid, salt);
         emit ScoreRevealed(taskId, msg.sender, payoutRoot, reportCid);
     }
 
     /// @inheritdoc ITaskMarket
     function slashOracle(uint256 taskId, address oracle) external nonReentrant {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         Phase phase = t.phase;
-        if (phase == Phase.Finalized || phase == Phase.Closed) {
+        uint64 opensAt = t.claimsOpenAt;
+        if (phase == Phase.Finalized) {
             // The root is final only once the dispute window is over.
-            if (block.timestamp < t.claimsOpenAt) revert TaskMarketTooEarly(taskId, t.claimsOpenAt);
-        } else if (!(phase == Phase.Cancelled && t.scoringFailed)) {
+            if (block.timestamp < opensAt) revert TaskMarketTooEarly(taskId, opensAt);
+        } else if (!(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
             revert TaskMarketWrongPhase(taskId, phase);
         }
-        Seat storage seat = _seats[taskId][oracle];
-        uint8 number = seat.number;
-        if (number == 0) revert TaskMarketNotCommitteeMember(taskId, oracle);
-        if (seat.slashed) revert TaskMarketOracleAlreadySlashed(taskId, oracle);
-        bool revealed = t.revealedMask & (1 << (number - 1)) != 0;
+        // The slash window closes with the claim window: the reservation is released at sweep.
+        uint64 windowEnd = opensAt + t.claimDuration;
+        if (block.timestamp >= windowEnd) revert TaskMarketDeadlinePassed(taskId, windowEnd);
         bytes32 finalRoot = t.payoutRoot;
-        if (revealed && _votes[taskId][oracle] == finalRoot) revert TaskMarketOracleNotSlashable(taskId, oracle);
-
-        seat.slashed = true;
-        uint256 slashed =
-            _registry.slash(oracle, t.oracleSlash, taskId, Strings.toHexString(uint256(finalRoot), 32));
+        t.committee.markSlashed(taskId, oracle, finalRoot, t.arbiterRuled);
+        uint128 amount = t.oracleSlash;
+        uint256 slashed = _registry.slash(oracle, amount, amount, taskId, finalRoot);
         emit OracleSlashed(taskId, oracle, slashed);
     }
 
@@ -442,10 +447,10 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function dispute(uint256 taskId) external nonReentrant {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp >= t.claimsOpenAt) revert TaskMarketDeadlinePassed(taskId, t.claimsOpenAt);
-        if (_seats[taskId][msg.sender].number == 0 && _trainers[taskId][msg.sender] == TrainerStatus.None) {
+        if (!t.committee.accepted(msg.sender) && _trainers[taskId][msg.sender].status == TrainerStatus.None) {
             revert TaskMarketNotParticipant(taskId, msg.sender);
         }
 
@@ -460,18 +465,23 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function resolveDispute(uint256 taskId, bytes32 root) external nonReentrant {
         if (msg.sender != _arbiter) revert TaskMarketNotArbiter(msg.sender);
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
         if (t.phase != Phase.Disputed) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        if (_rootStakes[taskId][root] == 0) revert TaskMarketRootNotRevealed(taskId, root);
-        _endDispute(taskId, t, root, uint64(block.timestamp), true);
+        uint256 stake = t.committee.rootStakes[root];
+        if (stake == 0) revert TaskMarketRootNotRevealed(taskId, root);
+        uint256 required = CommitteeVote.totalStake(t.committee) * ARBITER_MIN_ROOT_BPS / 10_000;
+        if (stake < required) revert TaskMarketRootStakeTooLow(taskId, root, stake, required);
+        t.arbiterRuled = true;
+        _endDispute(taskId, t, root, true);
     }
 
     // --- views ----------------------------------------------------------------------------------
 
     /// @inheritdoc ITaskMarket
     function task(uint256 taskId) external view returns (TaskInfo memory info) {
-        Task storage t = _task(taskId);
+        TaskState.Task storage t = _task(taskId);
+        CommitteeVote.State storage c = t.committee;
         info.requester = t.requester;
         info.token = t.token;
         info.phase = t.phase;
@@ -493,7 +503,6 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         info.phaseDeadline = t.phaseDeadline;
         info.claimsOpenAt = t.claimsOpenAt;
         info.claimDeadline = t.claimsOpenAt == 0 ? 0 : t.claimsOpenAt + t.claimDuration;
-        info.stakeLockedUntil = t.stakeLockedUntil;
         info.roundDuration = t.roundDuration;
         info.commitDuration = t.commitDuration;
         info.revealDuration = t.revealDuration;
@@ -502,16 +511,26 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         info.initialModelDigest = t.initialModelDigest;
         info.validationCommitment = t.validationCommitment;
         info.payoutRoot = t.payoutRoot;
-        info.leadingRoot = _leadingRoot(taskId, t);
-        info.leadingStake = t.leadingStake;
-        info.committeeStake = t.committeeStake;
+        info.leadingRoot = c.leadingRoot();
+        info.leadingStake = c.leadingStake;
+        info.committeeStake = CommitteeVote.totalStake(c);
         info.quorumBps = t.quorumBps;
-        info.committeeSize = t.committeeSize;
-        info.committedCount = t.committedCount;
-        info.revealedCount = t.revealedCount;
+        info.committeeSize = c.size;
+        info.committedCount = c.committedCount;
+        info.revealedCount = c.revealedCount;
         info.oracleSlash = t.oracleSlash;
         info.disputer = t.disputer;
-        info.scoringFailed = t.scoringFailed;
+        info.scoringFailed = t.outcome >= Outcome.Failed;
+        info.outcome = t.outcome;
+        info.arbiterRuled = t.arbiterRuled;
+        info.acceptedCount = c.acceptedCount;
+        info.acceptDuration = t.acceptDuration;
+        info.joinDuration = t.joinDuration;
+        info.totalSamples = t.totalSamples;
+        info.joinGate = t.joinGate;
+        info.requesterDeposit = t.requesterDeposit;
+        info.depositHeld = t.depositHeld;
+        info.sealedValidationDigest = t.sealedValidationDigest;
     }
 
     /// @inheritdoc ITaskMarket
@@ -521,17 +540,22 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function isTrainer(uint256 taskId, address account) external view returns (bool) {
-        return _trainers[taskId][account] != TrainerStatus.None;
+        return _trainers[taskId][account].status != TrainerStatus.None;
     }
 
     /// @inheritdoc ITaskMarket
     function isOracle(uint256 taskId, address account) external view returns (bool) {
-        return _seats[taskId][account].number != 0;
+        return _tasks[taskId].committee.seats[account].number != 0;
+    }
+
+    /// @inheritdoc ITaskMarket
+    function hasAccepted(uint256 taskId, address oracle) external view returns (bool) {
+        return _tasks[taskId].committee.accepted(oracle);
     }
 
     /// @inheritdoc ITaskMarket
     function oracles(uint256 taskId) external view returns (address[] memory) {
-        return _committees[taskId];
+        return _tasks[taskId].committee.members;
     }
 
     /// @inheritdoc ITaskMarket
@@ -551,7 +575,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function updateCount(uint256 taskId, uint16 round) external view returns (uint256) {
-        Task storage t = _tasks[taskId];
+        TaskState.Task storage t = _tasks[taskId];
         if (t.phase == Phase.Training && round == t.currentRound) return t.roundCommits;
         return _pastUpdateCounts[taskId][round];
     }
@@ -564,27 +588,47 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function commitmentOf(uint256 taskId, address oracle) external view returns (bytes32) {
-        return _revealed(taskId, oracle) ? bytes32(0) : _votes[taskId][oracle];
+        CommitteeVote.State storage c = _tasks[taskId].committee;
+        return c.revealed(oracle) ? bytes32(0) : c.votes[oracle];
     }
 
     /// @inheritdoc ITaskMarket
     function revealedRootOf(uint256 taskId, address oracle) external view returns (bytes32) {
-        return _revealed(taskId, oracle) ? _votes[taskId][oracle] : bytes32(0);
+        CommitteeVote.State storage c = _tasks[taskId].committee;
+        return c.revealed(oracle) ? c.votes[oracle] : bytes32(0);
     }
 
     /// @inheritdoc ITaskMarket
     function rootStake(uint256 taskId, bytes32 root) external view returns (uint256) {
-        return _rootStakes[taskId][root];
+        return _tasks[taskId].committee.rootStakes[root];
     }
 
     /// @inheritdoc ITaskMarket
     function oracleWeight(uint256 taskId, address oracle) external view returns (uint256) {
-        return _seats[taskId][oracle].weight;
+        CommitteeVote.State storage c = _tasks[taskId].committee;
+        return c.accepted(oracle) ? c.weight : 0;
     }
 
     /// @inheritdoc ITaskMarket
     function isOracleSlashed(uint256 taskId, address oracle) external view returns (bool) {
-        return _seats[taskId][oracle].slashed;
+        return _tasks[taskId].committee.seats[oracle].slashed;
+    }
+
+    /// @inheritdoc ITaskMarket
+    function fallbackOf(uint256 taskId, address trainer) external view returns (uint64 samples, uint256 amount) {
+        TaskState.Task storage t = _tasks[taskId];
+        samples = _trainers[taskId][trainer].samples;
+        if (t.outcome >= Outcome.Failed) amount = _fallbackAmount(t, samples);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function seatAcceptanceDigest(uint256 taskId, address oracle, uint256 deadline) public view returns (bytes32) {
+        // EIP-712 with the domain computed per call: bound to this chain id and this market.
+        bytes32 domain = keccak256(
+            abi.encode(_EIP712_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this))
+        );
+        bytes32 structHash = keccak256(abi.encode(SEAT_ACCEPTANCE_TYPEHASH, taskId, oracle, deadline));
+        return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
     /// @inheritdoc ITaskMarket
@@ -604,116 +648,120 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     // --- internals: creation --------------------------------------------------------------------
 
-    function _checkParams(TaskParams calldata p) private view {
-        if (address(p.token) == address(0)) revert TaskMarketZeroAddress();
-        if (p.budget == 0) revert TaskMarketZeroBudget();
-        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert TaskMarketInvalidRounds(p.rounds);
-        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers) {
-            revert TaskMarketInvalidTrainerBounds(p.minTrainers, p.maxTrainers);
+    /// @dev Moves no token and calls only the registry (trusted): no reentrancy guard needed.
+    function _acceptSeat(uint256 taskId, address oracle) private {
+        TaskState.Task storage t = _task(taskId);
+        if (t.phase != Phase.Forming) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
+        bool complete = t.committee.accept(taskId, oracle);
+        uint128 amount = t.committee.weight; // = oracleSlash, in the slot accept just touched
+        emit SeatAccepted(taskId, oracle, amount);
+        if (complete) {
+            uint64 joinDeadline = uint64(block.timestamp) + t.joinDuration;
+            t.phaseDeadline = joinDeadline;
+            t.joinDeadline = joinDeadline;
+            _setPhase(taskId, t, Phase.Open);
         }
-        if (p.minReputationPpm > ReputationMath.ONE) revert TaskMarketInvalidReputation(p.minReputationPpm);
-        if (
-            p.roundDuration == 0 || p.commitDuration == 0 || p.revealDuration == 0 || p.disputeDuration == 0
-                || p.claimDuration == 0
-        ) revert TaskMarketZeroDuration();
-        if (p.joinDeadline <= block.timestamp) revert TaskMarketDeadlineInPast(p.joinDeadline);
-        if (p.initialModelDigest == bytes32(0) || p.validationCommitment == bytes32(0)) revert TaskMarketZeroHash();
-        if (p.quorumBps <= 5000 || p.quorumBps > 10_000) revert TaskMarketInvalidQuorum(p.quorumBps);
-        if (p.oracles.length == 0 || p.oracles.length > MAX_COMMITTEE) {
-            revert TaskMarketInvalidCommitteeSize(p.oracles.length);
-        }
-    }
-
-    function _emitTaskCreated(uint256 taskId, TaskParams calldata p) private {
-        emit TaskCreated(
-            taskId, msg.sender, p.token, p.budget, p.modelSpecCid, p.initialModelCid, p.initialModelDigest, p.configCid
-        );
-    }
-
-    /// @dev The latest time any claim of the task can happen: every deadline is anchored, so it is
-    ///      at most the sum of the durations after the join deadline (a dispute adds one more
-    ///      dispute duration). Stakes are locked until then.
-    function _scheduleEnd(TaskParams calldata p) private pure returns (uint64) {
-        uint256 end = uint256(p.joinDeadline) + uint256(p.rounds) * p.roundDuration + p.commitDuration
-            + p.revealDuration + 2 * uint256(p.disputeDuration) + p.claimDuration;
-        if (end > type(uint64).max) revert TaskMarketScheduleOverflow();
-        return uint64(end);
-    }
-
-    /// @dev Seats the committee (at most MAX_COMMITTEE iterations) and snapshots each oracle's
-    ///      stake as its voting weight. Returns the total weight. Only views are called here;
-    ///      the stake locks come after every effect (`_lockCommittee`).
-    function _seatCommittee(uint256 taskId, TaskParams calldata p) private returns (uint128 total) {
-        uint256 required = p.oracleSlash > 0 ? p.oracleSlash : 1;
-        uint256 sum = 0;
-        for (uint256 i; i < p.oracles.length; ++i) {
-            address oracle = p.oracles[i];
-            if (oracle == msg.sender) revert TaskMarketConflictOfInterest(oracle);
-            Seat storage seat = _seats[taskId][oracle];
-            if (seat.number != 0) revert TaskMarketDuplicateOracle(oracle);
-            (IParticipantRegistry.Role role,, uint256 staked,,,,) = _registry.participant(oracle);
-            if (role != IParticipantRegistry.Role.Oracle) {
-                revert TaskMarketWrongRole(oracle, IParticipantRegistry.Role.Oracle);
-            }
-            if (staked < required) revert TaskMarketStakeTooLow(oracle, staked, required);
-            seat.weight = _u128(staked);
-            // i < MAX_COMMITTEE = 16, so i + 1 fits uint8.
-            seat.number = uint8(i + 1);
-            _committees[taskId].push(oracle);
-            sum += staked;
-        }
-        total = _u128(sum);
-    }
-
-    /// @dev Locks every committee member's stake until the task's latest possible end (bounded
-    ///      by MAX_COMMITTEE).
-    function _lockCommittee(TaskParams calldata p, uint64 lockedUntil) private {
-        for (uint256 i; i < p.oracles.length; ++i) {
-            _registry.lockStake(p.oracles[i], lockedUntil);
-        }
+        _registry.reserve(oracle, amount);
     }
 
     // --- internals: phases ----------------------------------------------------------------------
 
-    /// @dev Revealing → Finalized (quorum), Disputed (revealed roots, no quorum) or Cancelled
-    ///      (nothing revealed).
-    function _closeScoring(uint256 taskId, Task storage t, uint64 anchor) private {
-        if (t.revealedCount == 0) {
-            t.scoringFailed = true;
-            _setPhase(taskId, t, Phase.Cancelled);
-            _refundEscrow(taskId, t);
+    /// @dev Forming/Open → Cancelled: budget and deposit back to the requester, committee released.
+    function _cancelBeforeTraining(uint256 taskId, TaskState.Task storage t) private {
+        _setPhase(taskId, t, Phase.Cancelled);
+        uint128 refund = t.budget - t.paid - t.refunded;
+        uint128 deposit = t.depositHeld;
+        t.refunded += refund;
+        t.depositHeld = 0;
+        _releaseCommittee(taskId, t);
+        emit Refunded(taskId, t.requester, refund + deposit);
+        t.token.safeTransfer(t.requester, uint256(refund) + deposit);
+    }
+
+    /// @dev Releases every accepted, unslashed seat (at most MAX_COMMITTEE registry calls).
+    function _releaseCommittee(uint256 taskId, TaskState.Task storage t) private {
+        CommitteeVote.State storage c = t.committee;
+        uint256 n = c.size;
+        uint128 amount = t.oracleSlash;
+        for (uint256 i; i < n; ++i) {
+            address oracle = c.members[i];
+            CommitteeVote.Seat storage seat = c.seats[oracle];
+            if (c.accepted(oracle) && !seat.released) {
+                seat.released = true;
+                emit StakeReleased(taskId, oracle, amount);
+                _registry.release(oracle, amount);
+            }
+        }
+    }
+
+    /// @dev Revealing → Finalized (quorum), Disputed (revealed roots, no quorum: the arbiter
+    ///      decides or scoring fails) or a failure (nothing revealed, or a quorum of mismatch).
+    function _closeScoring(uint256 taskId, TaskState.Task storage t) private {
+        CommitteeVote.State storage c = t.committee;
+        if (c.revealedCount == 0) {
+            _fail(taskId, t, Outcome.Failed);
             return;
         }
-        bytes32 leading = _leadingRoot(taskId, t);
+        bytes32 leading = c.leadingRoot();
         t.payoutRoot = leading;
-        // Both factors are below 2^128 and 2^14: no overflow in uint256.
-        if (uint256(t.leadingStake) * 10_000 >= uint256(t.quorumBps) * t.committeeStake) {
-            _finalize(taskId, t, Phase.Revealing, anchor + t.disputeDuration);
+        if (c.hasQuorum(t.quorumBps)) {
+            if (leading == VALIDATION_MISMATCH) {
+                _fail(taskId, t, Outcome.ValidationMismatch);
+            } else {
+                _finalize(taskId, t, Phase.Revealing, uint64(block.timestamp) + t.disputeDuration);
+            }
         } else {
-            t.phaseDeadline = anchor + t.disputeDuration;
+            t.phaseDeadline = uint64(block.timestamp) + t.disputeDuration;
             _setPhase(taskId, t, Phase.Disputed);
         }
     }
 
-    function _finalize(uint256 taskId, Task storage t, Phase from, uint64 claimsOpenAt) private {
+    function _finalize(uint256 taskId, TaskState.Task storage t, Phase from, uint64 claimsOpenAt) private {
         t.phase = Phase.Finalized;
+        t.outcome = Outcome.Scored;
         t.phaseDeadline = claimsOpenAt;
         t.claimsOpenAt = claimsOpenAt;
         emit PhaseAdvanced(taskId, from, Phase.Finalized, t.currentRound);
         emit TaskFinalized(taskId, t.payoutRoot, claimsOpenAt, claimsOpenAt + t.claimDuration);
     }
 
-    /// @dev Disputed → Finalized with `root`; settles the dispute bond (returned if the root
-    ///      changed, burned otherwise).
-    function _endDispute(uint256 taskId, Task storage t, bytes32 root, uint64 claimsOpenAt, bool byArbiter)
-        private
-    {
+    /// @dev Scoring failed: the task is Cancelled with an outcome; the budget becomes the trainers'
+    ///      fallback pool (pro rata by committed samples, pulled with `claimFallback`), or returns
+    ///      to the requester if nobody committed a sample. The requester's deposit returns at sweep
+    ///      unless the validation set was found mismatched (then the provers claim it).
+    function _fail(uint256 taskId, TaskState.Task storage t, Outcome outcome) private {
+        Phase from = t.phase;
+        t.phase = Phase.Cancelled;
+        t.outcome = outcome;
+        if (outcome == Outcome.ValidationMismatch) t.payoutRoot = VALIDATION_MISMATCH;
+        uint64 opensAt = uint64(block.timestamp);
+        t.claimsOpenAt = opensAt;
+        t.phaseDeadline = opensAt + t.claimDuration;
+        uint128 pool = t.totalSamples == 0 ? 0 : t.budget;
+        emit PhaseAdvanced(taskId, from, Phase.Cancelled, t.currentRound);
+        emit ScoringFailed(taskId, outcome, pool, opensAt + t.claimDuration);
+        if (pool == 0) {
+            uint128 refund = t.budget - t.paid - t.refunded;
+            t.refunded += refund;
+            emit Refunded(taskId, t.requester, refund);
+            t.token.safeTransfer(t.requester, refund);
+        }
+    }
+
+    /// @dev Disputed → Finalized with `root` (or the mismatch failure); settles the dispute bond
+    ///      (returned if the root changed, burned otherwise).
+    function _endDispute(uint256 taskId, TaskState.Task storage t, bytes32 root, bool byArbiter) private {
         bool changed = root != t.payoutRoot;
         t.payoutRoot = root;
         address disputer = t.disputer;
         uint128 bond = disputer == address(0) ? 0 : t.disputeBond;
         emit DisputeResolved(taskId, root, changed, byArbiter);
-        _finalize(taskId, t, Phase.Disputed, claimsOpenAt);
+        if (root == VALIDATION_MISMATCH) {
+            _fail(taskId, t, Outcome.ValidationMismatch);
+        } else {
+            _finalize(taskId, t, Phase.Disputed, uint64(block.timestamp));
+        }
         if (bond > 0) {
             if (changed) {
                 t.token.safeTransfer(disputer, bond);
@@ -724,14 +772,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         }
     }
 
-    function _refundEscrow(uint256 taskId, Task storage t) private {
-        uint128 refund = t.budget - t.paid - t.refunded;
-        t.refunded += refund;
-        emit Refunded(taskId, t.requester, refund);
-        t.token.safeTransfer(t.requester, refund);
-    }
-
-    function _setPhase(uint256 taskId, Task storage t, Phase to) private {
+    function _setPhase(uint256 taskId, TaskState.Task storage t, Phase to) private {
         Phase from = t.phase;
         t.phase = to;
         emit PhaseAdvanced(taskId, from, to, t.currentRound);
@@ -740,7 +781,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     // --- internals: claims ---------------------------------------------------------------------
 
     /// @dev The task, if its claim window is open: Finalized, dispute window over, before the deadline.
-    function _claimableTask(uint256 taskId) private view returns (Task storage t) {
+    function _claimableTask(uint256 taskId) private view returns (TaskState.Task storage t) {
         t = _task(taskId);
         if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
         uint64 opensAt = t.claimsOpenAt;
@@ -759,65 +800,71 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @dev Never pays out more than the budget, whatever the tree says: a bad root cannot touch
     ///      other tasks' escrow.
-    function _addPaid(uint256 taskId, Task storage t, uint256 amount) private {
+    function _addPaid(uint256 taskId, TaskState.Task storage t, uint256 amount) private {
         uint256 paid = uint256(t.paid) + amount;
+        // Claims happen only before any refund (refunds come at cancel, sweep, or a failure with
+        // no sample committed, after which nothing is claimable), so paid <= budget suffices.
         if (paid > t.budget) revert TaskMarketBudgetExceeded(taskId, paid, t.budget);
         t.paid = uint128(paid); // <= budget, a uint128
     }
 
-    /// @dev A joined trainer's first claim settles its part in the task: its reputation moves
-    ///      towards the score; a flagged trainer is slashed (up to minStake) and its bond burned,
-    ///      an unflagged one gets its bond back with the payout (returned, for the caller to pay).
-    function _settleTrainer(uint256 taskId, Task storage t, address account, uint32 scorePpm, uint256 flags)
+    function _fallbackAmount(TaskState.Task storage t, uint64 samples) private view returns (uint256) {
+        uint64 total = t.totalSamples;
+        // samples <= total; budget < 2^128 and samples < 2^64: no overflow.
+        return total == 0 ? 0 : uint256(t.budget) * samples / total;
+    }
+
+    /// @dev A joined trainer's first claim settles its part in the task: its reservation is
+    ///      released (or slashed if flagged), its reputation moves towards the score by a step
+    ///      scaled by the stake it had at risk; an unflagged trainer gets its bond back with the
+    ///      payout (returned, for the caller to pay), a flagged one's bond is burned.
+    function _settleTrainer(uint256 taskId, TaskState.Task storage t, address account, uint32 scorePpm, uint256 flags)
         private
         returns (uint256 bondBack)
     {
-        if (_trainers[taskId][account] != TrainerStatus.Joined) return 0;
+        Trainer storage tr = _trainers[taskId][account];
+        if (tr.status != TrainerStatus.Joined) return 0;
         uint128 bond = t.trainerBond;
-        _trainers[taskId][account] = TrainerStatus.Settled;
+        uint128 reserved = tr.reserved;
+        tr.status = TrainerStatus.Settled;
         t.bondsHeld -= bond;
+        // The registry's StakeReleased (market, amount) and this transaction's Claimed name the task.
         if (flags == 0) {
             bondBack = bond;
-        } else if (bond > 0) {
-            emit BondsBurned(taskId, bond);
-        }
-
-        _registry.recordScore(account, scorePpm > ReputationMath.ONE ? ReputationMath.ONE : scorePpm);
-        if (flags != 0) {
-            if (t.minStake > 0) {
-                // Evidence: the final payout root, which names the report (see ScoreRevealed).
-                _registry.slash(account, t.minStake, taskId, Strings.toHexString(uint256(t.payoutRoot), 32));
-            }
+            _registry.settle(account, reserved, _capScore(scorePpm), _reputationWeight(reserved));
+        } else {
+            if (bond > 0) emit BondsBurned(taskId, bond);
+            _registry.settle(account, 0, _capScore(scorePpm), _reputationWeight(reserved));
+            // Evidence: the final payout root, which names the report (see ScoreRevealed).
+            _registry.slash(
+                account, reserved, reserved, taskId, t.payoutRoot
+            );
             if (bond > 0) t.token.safeTransfer(BURN_ADDRESS, bond);
         }
     }
 
+    function _capScore(uint32 scorePpm) private pure returns (uint32) {
+        return scorePpm > ReputationMath.ONE ? ReputationMath.ONE : scorePpm;
+    }
+
+    /// @dev The reputation step's weight: the trainer's reserved stake over REPUTATION_FULL_STAKE.
+    function _reputationWeight(uint128 reserved) private pure returns (uint32) {
+        uint256 weight = uint256(reserved) * ReputationMath.ONE / REPUTATION_FULL_STAKE;
+        return weight > ReputationMath.ONE ? ReputationMath.ONE : uint32(weight);
+    }
+
     // --- internals: helpers ---------------------------------------------------------------------
 
-    function _task(uint256 taskId) private view returns (Task storage t) {
+    function _task(uint256 taskId) private view returns (TaskState.Task storage t) {
         t = _tasks[taskId];
         if (t.requester == address(0)) revert TaskMarketUnknownTask(taskId);
     }
 
-    /// @dev The earlier of now and the deadline that just passed (or is being cut short).
-    function _anchor(uint64 deadline) private view returns (uint64) {
-        return block.timestamp < deadline ? uint64(block.timestamp) : deadline;
-    }
-
-    function _roundEnded(Task storage t, uint16 round) private view returns (bool) {
+    function _roundEnded(TaskState.Task storage t, uint16 round) private view returns (bool) {
         Phase phase = t.phase;
         if (phase == Phase.Training) return t.currentRound > round;
-        return phase != Phase.Open && !(phase == Phase.Cancelled && !t.scoringFailed);
-    }
-
-    function _revealed(uint256 taskId, address oracle) private view returns (bool) {
-        uint8 number = _seats[taskId][oracle].number;
-        return number != 0 && _tasks[taskId].revealedMask & (1 << (number - 1)) != 0;
-    }
-
-    function _leadingRoot(uint256 taskId, Task storage t) private view returns (bytes32) {
-        uint8 leader = t.leader;
-        return leader == 0 ? bytes32(0) : _votes[taskId][_committees[taskId][leader - 1]];
+        if (phase == Phase.Open || phase == Phase.Forming) return false;
+        return t.currentRound > 0 && !(phase == Phase.Cancelled && t.outcome == Outcome.None);
     }
 
     function _u128(uint256 amount) private pure returns (uint128) {

@@ -32,12 +32,14 @@ sys.path.insert(0, str(REPO))
 
 from marketplace.chain.compiler import ContractArtifact, compile_contracts  # noqa: E402
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
+from marketplace.chain.linking import link  # noqa: E402
 from marketplace.valuation.merkle import PayoutTree  # noqa: E402
 from marketplace.valuation.payouts import PayoutEntry  # noqa: E402
 
 SNAPSHOT = REPO / "contracts" / "gas-snapshot.json"
 TOLERANCE = 0.02
 TARGETS = {
+    "TaskMarket.acceptSeat": 50_000,  # [last] also opens the task: measured, not targeted
     "TaskMarket.claim": 90_000,
     "TaskMarket.commitUpdate": 100_000,
     "TaskMarket.commitScore": 80_000,
@@ -81,7 +83,8 @@ class Runner:
 
     def deploy(self, name: str, who: LocalAccount, *args: Any) -> Any:
         art = self.artifacts[name]
-        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        code = link(art, self.artifacts, lambda lib: self.deploy(lib.name, who).address)
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=code)
         receipt = self.send(factory.constructor(*args), who)
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
 
@@ -167,11 +170,16 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
             token.address, 1000 * E18, "bafy-spec", "bafy-model", Web3.keccak(text="m0"),
             "bafy-config", Web3.keccak(text="val"), rounds, 2, trainers, 50 * E18, 0,
             10 * E18, 20 * E18, r.now() + DAY, DAY, DAY, DAY, DAY, 7 * DAY,
-            [o.address for o in oracles], 6600, 30 * E18,
+            [o.address for o in oracles], 6600, 30 * E18, DAY, "0x" + "00" * 20, 0,
+            Web3.keccak(text="sealed"),
         )  # fmt: skip
         receipt = r.send(m.createTask(params), requester, "TaskMarket.createTask")
         (event,) = market.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
-        return int(event["args"]["taskId"])
+        task_id = int(event["args"]["taskId"])
+        for i, o in enumerate(oracles):  # consent: each oracle takes its seat
+            last = i == len(oracles) - 1
+            r.send(m.acceptSeat(task_id), o, "TaskMarket.acceptSeat" + ("[last]" if last else ""))
+        return task_id
 
     def train(task_id: int, trainers: list[LocalAccount], rounds: int, tag: str = "") -> None:
         for t in trainers:
@@ -241,6 +249,8 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
     claim(8, "TaskMarket.claim[nonTrainer]")
     r.warp(8 * DAY)
     r.send(m.sweep(task_id), outsider, "TaskMarket.sweep")
+    # a trainer that never claimed takes its stake reservation back
+    r.send(m.releaseStake(task_id), trainers[2], "TaskMarket.releaseStake")
 
     # --- a disputed task: 2-1 split, dispute, arbiter, then a timeout on a third ------------
     def split_task(tag: str) -> tuple[int, bytes, bytes]:
@@ -280,16 +290,21 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
     tid3 = create(4, 1)
     r.send(m.cancel(tid3), requester, "TaskMarket.cancel")
     tid4 = create(4, 1)
-    r.send(m.join(tid4), trainers[0])
+    r.send(m.join(tid4), trainers[2])
     r.warp(DAY + 1)
     r.send(m.advance(tid4), outsider, "TaskMarket.advance[open->cancelled]")
-    r.send(m.withdrawBond(tid4), trainers[0], "TaskMarket.withdrawBond")
+    r.send(m.withdrawBond(tid4), trainers[2], "TaskMarket.withdrawBond")
 
-    # --- unbonding -----------------------------------------------------------------------------
-    r.warp(30 * DAY)  # past every stake lock
-    r.send(reg.requestUnstake(10 * E18), trainers[0], "ParticipantRegistry.requestUnstake")
+    # --- unbonding (of stake no task reserves) -------------------------------------------------
+    r.warp(30 * DAY)  # past every claim window: the split tasks close, releasing their seats
+    r.send(m.sweep(tid), outsider)
+    r.send(m.sweep(tid2), outsider)
+    for closed in (tid, tid2):
+        for t in trainers[:2]:
+            r.send(m.releaseStake(closed), t)
+    r.send(reg.requestUnstake(10 * E18), trainers[2], "ParticipantRegistry.requestUnstake")
     r.warp(7 * DAY)
-    r.send(reg.withdraw(), trainers[0], "ParticipantRegistry.withdraw")
+    r.send(reg.withdraw(), trainers[2], "ParticipantRegistry.withdraw")
 
     # --- the oracle steps again with 100 trainers ---------------------------------------------
     many = _accounts(w3, r, 100)
@@ -297,6 +312,20 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
     train(big, many, 1, tag=".100trainers")
     # same root as the main task: equal calldata, so any difference would come from the trainers
     score(big, bytes.fromhex(tree.root[2:]), tag=".100trainers")
+
+    # --- failed scoring: nobody reveals, trainers take the fallback pay -----------------------
+    failed = create(2, 1)
+    for t in many[:2]:
+        r.send(m.join(failed), t)
+    r.send(m.advance(failed), outsider)
+    for i, t in enumerate(many[:2]):
+        r.send(m.commitUpdate(failed, 1, "bafy-u", Web3.keccak(text=f"f{i}"), 10 + i), t)
+    r.send(m.advance(failed), outsider)
+    r.warp(DAY + 1)
+    r.send(m.advance(failed), outsider)
+    r.warp(DAY + 1)
+    r.send(m.advance(failed), outsider, "TaskMarket.advance[scoringFailed]")
+    r.send(m.claimFallback(failed), many[0], "TaskMarket.claimFallback")
     return dict(sorted(r.gas.items()))
 
 

@@ -10,11 +10,15 @@ import {IParticipantRegistry} from "./IParticipantRegistry.sol";
 ///         their encrypted updates round by round, an oracle committee commits and reveals the
 ///         Merkle root of the payout table, and trainers claim their share (pull payments). Cheaters
 ///         flagged in the table are slashed; oracles that do not reveal or disagree with the final
-///         root are slashed; a dispute freezes claims until an arbiter picks one of the revealed roots.
-/// @dev Life of a task: Open → Training(round 1..R) → Committing → Revealing → Finalized → Closed,
-///      with Disputed between Finalized and claims, and Cancelled when too few trainers join, the
-///      requester cancels while Open, or no oracle reveals. No function loops over trainers; only
-///      `createTask` loops over the committee (at most 16).
+///         root are slashed only for not revealing or for a root the arbiter ruled against; a
+///         dispute freezes claims until an arbiter picks one of the revealed roots.
+/// @dev Life of a task: Forming (the proposed committee accepts its seats) → Open (trainers join)
+///      → Training(round 1..R) → Committing → Revealing → Finalized → Closed, with Disputed between
+///      Revealing/Finalized and claims, and Cancelled when the committee does not accept in time,
+///      too few trainers join, the requester cancels before training, or scoring fails (then the
+///      trainers that committed updates claim a fallback pay from the escrow). Every phase's
+///      deadline runs from the moment the phase actually starts. No function loops over trainers;
+///      only committee-sized loops (at most 16) exist.
 interface ITaskMarket {
     /// @notice Where a task is in its life.
     enum Phase {
@@ -25,11 +29,26 @@ interface ITaskMarket {
         Finalized,
         Disputed,
         Closed,
-        Cancelled
+        Cancelled,
+        Forming
+    }
+
+    /// @notice How scoring ended.
+    enum Outcome {
+        None, // not scored yet (or cancelled before scoring)
+        Scored, // a payout root is final
+        Failed, // nothing revealed, or no quorum and no ruling: fallback pay by committed samples
+        ValidationMismatch // the committee (or arbiter) found the sealed validation set wrong
     }
 
     /// @notice What a requester fixes when creating a task.
-    /// @dev Durations are seconds; `joinDeadline` is a unix time. Strings are emitted, not stored.
+    /// @dev Durations are seconds, each at most the protocol cap; `joinDeadline` is a unix time:
+    ///      `joinDeadline − now` at creation is the join window, which starts when the committee
+    ///      has accepted. `acceptDuration` is the committee's window to accept. `joinGate` (zero:
+    ///      open joining) is asked `canJoin` on every join. `requesterDeposit` (task token) is paid
+    ///      to the committee if the sealed validation set (digest `sealedValidationDigest`) turns
+    ///      out not to match `validationCommitment`. `oracleSlash` is each seat's reserved stake:
+    ///      its vote weight and what it risks. Strings are emitted, not stored.
     struct TaskParams {
         IERC20 token;
         uint256 budget;
@@ -54,6 +73,10 @@ interface ITaskMarket {
         address[] oracles;
         uint16 quorumBps;
         uint256 oracleSlash;
+        uint64 acceptDuration;
+        address joinGate;
+        uint256 requesterDeposit;
+        bytes32 sealedValidationDigest;
     }
 
     /// @notice A task's state, as returned by `task`.
@@ -83,7 +106,6 @@ interface ITaskMarket {
         uint64 phaseDeadline;
         uint64 claimsOpenAt;
         uint64 claimDeadline;
-        uint64 stakeLockedUntil;
         uint64 roundDuration;
         uint64 commitDuration;
         uint64 revealDuration;
@@ -102,9 +124,53 @@ interface ITaskMarket {
         uint256 oracleSlash;
         address disputer;
         bool scoringFailed;
+        Outcome outcome;
+        bool arbiterRuled;
+        uint8 acceptedCount;
+        uint64 acceptDuration;
+        uint64 joinDuration;
+        uint64 totalSamples;
+        address joinGate;
+        uint256 requesterDeposit;
+        uint256 depositHeld;
+        bytes32 sealedValidationDigest;
     }
 
     // --- errors ---------------------------------------------------------------------------------
+
+    /// @notice Thrown when a duration is above its protocol cap.
+    /// @param duration The duration given.
+    /// @param cap The cap.
+    error TaskMarketDurationTooLong(uint64 duration, uint64 cap);
+    /// @notice Thrown when a task's stake per seat or per trainer is below the protocol minimum.
+    /// @param amount The amount given.
+    /// @param minimum The protocol minimum.
+    error TaskMarketStakeBelowMinimum(uint256 amount, uint256 minimum);
+    /// @notice Thrown when an oracle accepts a seat it already accepted.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    error TaskMarketSeatAlreadyAccepted(uint256 taskId, address oracle);
+    /// @notice Thrown when a seat-acceptance signature is not the oracle's.
+    /// @param taskId The task.
+    /// @param oracle The oracle named.
+    error TaskMarketInvalidSignature(uint256 taskId, address oracle);
+    /// @notice Thrown when a seat-acceptance signature's deadline passed.
+    /// @param deadline The signature's deadline.
+    error TaskMarketSignatureExpired(uint256 deadline);
+    /// @notice Thrown when the task's join gate refuses the trainer.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    error TaskMarketJoinRefused(uint256 taskId, address trainer);
+    /// @notice Thrown when the arbiter picks a root revealed by less stake than the protocol minimum.
+    /// @param taskId The task.
+    /// @param root The root.
+    /// @param stake Its revealed stake.
+    /// @param required The minimum.
+    error TaskMarketRootStakeTooLow(uint256 taskId, bytes32 root, uint256 stake, uint256 required);
+    /// @notice Thrown when a fallback, deposit or release claim does not apply.
+    /// @param taskId The task.
+    /// @param account The caller.
+    error TaskMarketNothingToClaim(uint256 taskId, address account);
 
     /// @notice Thrown when no task has this id.
     /// @param taskId The id asked for.
@@ -145,8 +211,6 @@ interface ITaskMarket {
     /// @notice Thrown when the join deadline is not in the future.
     /// @param joinDeadline The deadline given.
     error TaskMarketDeadlineInPast(uint64 joinDeadline);
-    /// @notice Thrown when the task's latest possible end does not fit a uint64 timestamp.
-    error TaskMarketScheduleOverflow();
     /// @notice Thrown unless 5000 < quorumBps <= 10000 (a quorum is a strict majority of stake).
     /// @param quorumBps The value given.
     error TaskMarketInvalidQuorum(uint16 quorumBps);
@@ -293,6 +357,49 @@ interface ITaskMarket {
         bytes32 initialModelDigest,
         string configCid
     );
+    /// @notice Emitted with `TaskCreated`: the terms that protect the committee and trainers.
+    /// @param taskId The task.
+    /// @param oracles The proposed committee (each must accept its seat).
+    /// @param acceptDeadline When the committee's acceptance window ends.
+    /// @param sealedValidationDigest Digest of the sealed validation blob the requester publishes.
+    /// @param requesterDeposit Tokens deposited against a validation mismatch.
+    /// @param joinGate The join gate (zero: open joining).
+    event TaskTermsSet(
+        uint256 indexed taskId,
+        address[] oracles,
+        uint64 acceptDeadline,
+        bytes32 sealedValidationDigest,
+        uint256 requesterDeposit,
+        address joinGate
+    );
+    /// @notice Emitted when an oracle accepted its seat and its stake was reserved.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param reserved Stake reserved for the task.
+    event SeatAccepted(uint256 indexed taskId, address indexed oracle, uint256 reserved);
+    /// @notice Emitted when a reservation of this task was released (task ended for this account).
+    /// @param taskId The task.
+    /// @param account The staker.
+    /// @param amount Stake released.
+    event StakeReleased(uint256 indexed taskId, address indexed account, uint256 amount);
+    /// @notice Emitted when scoring failed or found the validation set mismatched.
+    /// @param taskId The task.
+    /// @param outcome `Failed` or `ValidationMismatch`.
+    /// @param fallbackPool Budget paid to trainers pro rata by committed samples.
+    /// @param claimDeadline When fallback claims close.
+    event ScoringFailed(uint256 indexed taskId, Outcome outcome, uint256 fallbackPool, uint64 claimDeadline);
+    /// @notice Emitted when a trainer claimed its fallback pay.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    /// @param amount Tokens from the budget (its bond comes on top).
+    /// @param samples Its committed samples.
+    event FallbackClaimed(uint256 indexed taskId, address indexed trainer, uint256 amount, uint64 samples);
+    /// @notice Emitted when an oracle that proved a validation mismatch took its share of the deposit.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param amount Tokens paid.
+    event DepositClaimed(uint256 indexed taskId, address indexed oracle, uint256 amount);
+
     /// @notice Emitted when a task moved from one phase to another.
     /// @param taskId The task.
     /// @param from The phase before.
@@ -395,21 +502,57 @@ interface ITaskMarket {
     // --- requester ------------------------------------------------------------------------------
 
     /// @notice Create a task and escrow `p.budget` of `p.token` from the caller (approve first).
-    /// @dev Locks each oracle's registry stake until the task's latest possible end.
+    /// @dev Touches no stake: the proposed oracles accept their seats themselves (`acceptSeat`).
+    ///      Also escrows `p.requesterDeposit`.
     /// @param p The task's parameters.
     /// @return taskId The new task's id (ids start at 1).
     function createTask(TaskParams calldata p) external returns (uint256 taskId);
 
-    /// @notice Cancel an Open task and refund its budget (requester only). Trainers then take their
-    ///         bonds back with `withdrawBond`.
+    /// @notice Cancel a Forming or Open task (requester only): budget and deposit are refunded and
+    ///         the committee's reservations released at once. Trainers then take their bonds back
+    ///         (and their reservations released) with `withdrawBond`.
     /// @param taskId The task.
     function cancel(uint256 taskId) external;
+
+    // --- committee consent ----------------------------------------------------------------------
+
+    /// @notice Take the caller's seat on a Forming task's committee, before the acceptance
+    ///         deadline: reserves `oracleSlash` of its stake for this task. When the last seat is
+    ///         taken the task opens for joining.
+    /// @param taskId The task.
+    function acceptSeat(uint256 taskId) external;
+
+    /// @notice Take `oracle`'s seat with its EIP-712 signature of
+    ///         `SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)` (domain
+    ///         "FedMarket TaskMarket", version "1", this chain and market). Anyone may submit it.
+    /// @param taskId The task.
+    /// @param oracle The oracle that signed.
+    /// @param deadline The signature's expiry (unix time).
+    /// @param signature The 65-byte signature.
+    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes calldata signature) external;
+
+    // --- failure paths --------------------------------------------------------------------------
+
+    /// @notice After scoring failed: a joined trainer takes its fallback pay (budget × its committed
+    ///         samples / all committed samples), its bond, and its stake reservation back.
+    /// @param taskId The task.
+    function claimFallback(uint256 taskId) external;
+
+    /// @notice After a validation mismatch: an oracle that revealed `VALIDATION_MISMATCH` takes its
+    ///         equal share of the requester's deposit.
+    /// @param taskId The task.
+    function claimDeposit(uint256 taskId) external;
+
+    /// @notice After a task closed: a trainer that never claimed releases its stake reservation.
+    /// @param taskId The task.
+    function releaseStake(uint256 taskId) external;
 
     // --- trainers -------------------------------------------------------------------------------
 
     /// @notice Join an Open task before its join deadline, posting the trainer bond (approve first).
     /// @dev Needs a registered Trainer with enough stake and reputation that is neither the task's
-    ///      requester nor one of its oracles. Locks the trainer's stake until the task's latest end.
+    ///      requester nor one of its oracles, admitted by the task's join gate if any. Reserves the
+    ///      trainer's `minStake` for this task until it ends for the trainer.
     /// @param taskId The task.
     function join(uint256 taskId) external;
 
@@ -483,8 +626,9 @@ interface ITaskMarket {
     /// @param salt The commitment's salt.
     function revealScore(uint256 taskId, bytes32 payoutRoot, string calldata reportCid, bytes32 salt) external;
 
-    /// @notice Slash a committee member that did not reveal the final root (anyone, once the root is
-    ///         final and the dispute window over, or once scoring failed with nothing revealed).
+    /// @notice Slash a committee member that did not reveal, or revealed a root the arbiter ruled
+    ///         against (anyone, between the end of the dispute window and the claim deadline, or
+    ///         within the claim window of a failed scoring). Dissent alone is not slashable.
     /// @param taskId The task.
     /// @param oracle The oracle.
     function slashOracle(uint256 taskId, address oracle) external;
@@ -587,6 +731,26 @@ interface ITaskMarket {
     /// @param oracle The oracle.
     /// @return True if slashed.
     function isOracleSlashed(uint256 taskId, address oracle) external view returns (bool);
+
+    /// @notice Whether `oracle` accepted its seat.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @return True if accepted.
+    function hasAccepted(uint256 taskId, address oracle) external view returns (bool);
+
+    /// @notice The samples a trainer committed over all rounds, and its fallback pay if scoring failed.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    /// @return samples Committed samples.
+    /// @return amount Fallback pay (zero unless scoring failed).
+    function fallbackOf(uint256 taskId, address trainer) external view returns (uint64 samples, uint256 amount);
+
+    /// @notice The EIP-712 digest an oracle signs to accept its seat.
+    /// @param taskId The task.
+    /// @param oracle The oracle.
+    /// @param deadline The signature's expiry.
+    /// @return The digest.
+    function seatAcceptanceDigest(uint256 taskId, address oracle, uint256 deadline) external view returns (bytes32);
 
     /// @notice Whether the payout leaf `index` was claimed.
     /// @param taskId The task.

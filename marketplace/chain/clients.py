@@ -22,6 +22,7 @@ from web3.types import TxReceipt
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.tx import RevertDecoder, call, send
 from marketplace.chain.views import (
+    Outcome,
     Participant,
     Phase,
     Role,
@@ -36,8 +37,10 @@ from marketplace.errors import ChainError
 __all__ = [
     "BPS",
     "QUORUM_MIN_BPS",
+    "VALIDATION_MISMATCH",
     "MarketLimits",
     "Marketplace",
+    "Outcome",
     "Participant",
     "Phase",
     "Role",
@@ -53,6 +56,9 @@ TaskId = NewType("TaskId", int)
 
 BPS = 10_000  # basis points in one
 QUORUM_MIN_BPS = 5_000  # a quorum must be a strict majority of the committee's stake
+
+#: The root an oracle reveals to declare the sealed validation set not matching its commitment.
+VALIDATION_MISMATCH = bytes(Web3.keccak(text="fedmarket.validation-mismatch"))
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,8 @@ class Marketplace:
         """The account's registration (role, key, stake, unbonding, lock, reputation)."""
         addr = Web3.to_checksum_address(address)
         fn = self.registry.functions.participant(addr)
-        return decode(Participant, fn.abi["outputs"], self.call(fn), address=addr)
+        (output,) = fn.abi["outputs"]  # one Participant struct
+        return decode(Participant, output["components"], self.call(fn), address=addr)
 
     def register(
         self, account: LocalAccount, role: Role, encryption_key: bytes, stake: int = 0
@@ -175,8 +182,9 @@ class Marketplace:
     def create_task(self, requester: LocalAccount, params: TaskParams) -> TaskId:
         """Escrow ``params.budget`` and create the task; returns its id."""
         token = params.token or self.token.address
-        self.require_balance(requester, params.budget, "the task budget")
-        self.ensure_allowance(requester, self.market.address, params.budget, token)
+        escrow = params.budget + params.requester_deposit
+        self.require_balance(requester, escrow, "the task budget and deposit")
+        self.ensure_allowance(requester, self.market.address, escrow, token)
         (arg,) = self._abi_function("TaskMarket", "createTask")["inputs"]
         struct = encode(replace(params, token=token), arg["components"])
         receipt = self.send(self.market.functions.createTask(struct), requester)
@@ -212,6 +220,51 @@ class Marketplace:
 
     def cancel(self, requester: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.market.functions.cancel(task_id), requester)
+
+    # --- committee consent and failure paths ----------------------------------------------
+    def accept_seat(self, oracle: LocalAccount, task_id: int) -> TxReceipt:
+        """``oracle`` takes its seat on a Forming task (reserves ``oracleSlash`` of its stake)."""
+        return self.send(self.market.functions.acceptSeat(task_id), oracle)
+
+    def seat_acceptance_signature(self, oracle: LocalAccount, task_id: int, deadline: int) -> bytes:
+        """``oracle``'s EIP-712 signature accepting its seat, for anyone to submit."""
+        digest = bytes(
+            self.call(self.market.functions.seatAcceptanceDigest(task_id, oracle.address, deadline))
+        )
+        signed = oracle.unsafe_sign_hash(digest)
+        return bytes(signed.signature)
+
+    def accept_seat_for(
+        self, sender: LocalAccount, task_id: int, oracle: str, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Submit an oracle's signed seat acceptance (e.g. the requester batching them)."""
+        fn = self.market.functions.acceptSeatFor(
+            task_id, Web3.to_checksum_address(oracle), deadline, signature
+        )
+        return self.send(fn, sender)
+
+    def has_accepted(self, task_id: int, oracle: str) -> bool:
+        checksum = Web3.to_checksum_address(oracle)
+        return bool(self.call(self.market.functions.hasAccepted(task_id, checksum)))
+
+    def claim_fallback(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
+        """After failed scoring: the trainer's pay by committed samples, bond and reservation."""
+        return self.send(self.market.functions.claimFallback(task_id), trainer)
+
+    def fallback_of(self, task_id: int, trainer: str) -> tuple[int, int]:
+        """``(committed samples, fallback pay)`` of ``trainer``."""
+        samples, amount = self.call(
+            self.market.functions.fallbackOf(task_id, Web3.to_checksum_address(trainer))
+        )
+        return int(samples), int(amount)
+
+    def claim_deposit(self, oracle: LocalAccount, task_id: int) -> TxReceipt:
+        """After a validation mismatch: an oracle that proved it takes its deposit share."""
+        return self.send(self.market.functions.claimDeposit(task_id), oracle)
+
+    def release_stake(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
+        """After a task closed: a trainer that never claimed releases its reservation."""
+        return self.send(self.market.functions.releaseStake(task_id), trainer)
 
     def commit_score(self, oracle: LocalAccount, task_id: int, commitment: bytes) -> TxReceipt:
         return self.send(self.market.functions.commitScore(task_id, commitment), oracle)

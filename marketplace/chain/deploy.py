@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from marketplace.chain.linking import link
 from marketplace.chain.tx import RevertDecoder, send
 from marketplace.errors import ChainError, DeploymentNotFoundError
 
@@ -126,9 +127,14 @@ def load_deployment(directory: Path, chain_id: int) -> Deployment:
 
 
 def _deploy_one(
-    w3: Web3, artifact: ContractArtifact, deployer: LocalAccount, decoder: RevertDecoder, *args: Any
+    w3: Web3,
+    artifact: ContractArtifact,
+    deployer: LocalAccount,
+    decoder: RevertDecoder,
+    *args: Any,
+    bytecode: str | None = None,
 ) -> str:
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode or artifact.bytecode)
     receipt = send(w3, factory.constructor(*args), deployer, decoder=decoder)  # type: ignore[arg-type]
     address = receipt.get("contractAddress")
     if not address:
@@ -174,7 +180,13 @@ def deploy_marketplace(
         unbonding_delay,
         deployer.address,
     )
-    market = _deploy_one(w3, arts["TaskMarket"], deployer, decoder, registry, arbiter)
+    libraries: dict[str, str] = {}
+    market_code = link(
+        arts["TaskMarket"], arts, lambda lib: _deploy_one(w3, lib, deployer, decoder), libraries
+    )
+    market = _deploy_one(
+        w3, arts["TaskMarket"], deployer, decoder, registry, arbiter, bytecode=market_code
+    )
     reg = w3.eth.contract(address=registry, abi=arts["ParticipantRegistry"].abi)  # type: ignore[call-overload]
     send(w3, reg.functions.setMarket(market, True), deployer, decoder=decoder)
     contracts = {
@@ -190,7 +202,7 @@ def deploy_marketplace(
         block=start_block + 1,
         deployer=deployer.address,
         contracts=contracts,
-        params={"unbondingDelay": unbonding_delay, "arbiter": arbiter},
+        params={"unbondingDelay": unbonding_delay, "arbiter": arbiter, "libraries": libraries},
     )
     return deploy_model_versions(w3, deployer, deployment, artifacts=arts)
 

@@ -54,6 +54,16 @@ class Phase(IntEnum):
     DISPUTED = 5
     CLOSED = 6
     CANCELLED = 7
+    FORMING = 8  # the proposed committee accepts its seats
+
+
+class Outcome(IntEnum):
+    """``ITaskMarket.Outcome``: how scoring ended."""
+
+    NONE = 0
+    SCORED = 1
+    FAILED = 2
+    VALIDATION_MISMATCH = 3
 
 
 def snake(name: str) -> str:
@@ -128,7 +138,7 @@ def _convert(component: Mapping[str, Any], value: Any, hint: Any) -> Any:
 def _to_abi(component: Mapping[str, Any], value: Any) -> Any:
     type_ = component["type"]
     if type_ == "address":
-        return Web3.to_checksum_address(value)
+        return Web3.to_checksum_address(value or "0x" + "00" * 20)  # None: the zero address
     if type_ == "address[]":
         return [Web3.to_checksum_address(v) for v in value]
     if isinstance(value, IntEnum):
@@ -139,24 +149,31 @@ def _to_abi(component: Mapping[str, Any], value: Any) -> Any:
 # --- the views --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Participant(StructView):
-    """``ParticipantRegistry.participant(address)``: an account's registration."""
+    """``IParticipantRegistry.Participant``: an account's registration.
 
-    ABI: ClassVar[str] = "ParticipantRegistry.participant outputs"
+    ``reserved`` is the part of ``stake`` that live tasks the account accepted hold; the rest can
+    be unbonded at any time. Unbonding comes in two batches: the first keeps its release time
+    whatever later requests do (``queued`` waits behind it).
+    """
+
+    ABI: ClassVar[str] = "IParticipantRegistry.Participant"
     NOT_IN_ABI: ClassVar[tuple[str, ...]] = ("address",)
 
     address: str
     role: Role
     encryption_key: bytes
-    stake_amount: int
+    stake: int
+    reserved: int
     unbonding: int
     unbonding_release_at: int
-    locked_until: int
+    queued: int
+    queued_release_at: int
     reputation_ppm: int
 
     @property
-    def stake(self) -> int:
-        """Tokens staked (``stakeAmount``)."""
-        return self.stake_amount
+    def available(self) -> int:
+        """Stake not reserved by any task: free to unbond or to reserve for a new task."""
+        return self.stake - self.reserved
 
     @property
     def registered(self) -> bool:
@@ -192,7 +209,6 @@ class TaskInfo(StructView):
     phase_deadline: int
     claims_open_at: int
     claim_deadline: int
-    stake_locked_until: int
     round_duration: int
     commit_duration: int
     reveal_duration: int
@@ -211,6 +227,16 @@ class TaskInfo(StructView):
     oracle_slash: int
     disputer: str
     scoring_failed: bool
+    outcome: Outcome
+    arbiter_ruled: bool
+    accepted_count: int
+    accept_duration: int
+    join_duration: int
+    total_samples: int
+    join_gate: str
+    requester_deposit: int
+    deposit_held: int
+    sealed_validation_digest: bytes
 
     @property
     def phase_enum(self) -> Phase:
@@ -271,4 +297,8 @@ class TaskParams(StructView):
     dispute_duration: int = 3600
     claim_duration: int = 7 * 24 * 3600
     quorum_bps: int = 6600  # 2 of 3 equal-stake oracles (6,667 would need all 3)
-    oracle_slash: int = 0
+    oracle_slash: int = 10**18  # each seat's reserved stake (its vote weight and what it risks)
+    accept_duration: int = 3600  # the committee's window to accept its seats
+    join_gate: str = "0x" + "00" * 20  # an IJoinGate contract; zero: open joining
+    requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
+    sealed_validation_digest: bytes = b"\x00" * 32  # digest of the sealed validation blob

@@ -387,9 +387,18 @@ class Indexer:
         if registry is None:
             return
         self._rpc_calls += 1
-        role, _key, stake, unbonding, _release, _locked, rep = registry.functions.participant(
-            Web3.to_checksum_address(account)
-        ).call(block_identifier=block)
+        fn = registry.functions.participant(Web3.to_checksum_address(account))
+        raw = fn.call(block_identifier=block)
+        outputs = fn.abi["outputs"]
+        if len(outputs) == 1 and outputs[0]["type"] == "tuple":  # a Participant struct
+            names = [c["name"] for c in outputs[0]["components"]]
+        else:
+            names = [o["name"] for o in outputs]
+        fields = dict(zip(names, raw, strict=True))
+        role = fields["role"]
+        stake = fields.get("stake", fields.get("stakeAmount", 0))
+        unbonding = fields["unbonding"]
+        rep = fields["reputationPpm"]
         self.conn.execute(
             "INSERT OR REPLACE INTO participant_state VALUES (?, ?, ?, ?, ?, ?)",
             (account, block, int(role), str(stake), str(unbonding), int(rep)),

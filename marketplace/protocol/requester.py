@@ -7,6 +7,7 @@ are stored next; only then is the task created on-chain, pointing at all of them
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +38,7 @@ class TaskPlan:
     oracles: tuple[str, ...]
     min_trainers: int
     max_trainers: int
-    min_stake: int = 0
+    min_stake: int = 10**18  # at least the protocol minimum (TaskMarket.MIN_STAKE)
     aggregator: str = "fedavg"
     aggregator_params: dict[str, Any] = field(default_factory=dict)
     max_update_bytes: int = 64 * 1024 * 1024
@@ -55,8 +56,11 @@ class TaskPlan:
     dispute_duration: int = 3600
     claim_duration: int = 7 * 24 * 3600
     quorum_bps: int = 6600  # 2 of 3 equal-stake oracles reach quorum
-    oracle_slash: int = 0
+    oracle_slash: int = 10**18  # each seat's reserved stake: its vote weight and what it risks
     token: str | None = None
+    accept_window: int = 3600  # seconds the proposed committee has to accept its seats
+    requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
+    join_gate: str | None = None  # an IJoinGate contract (None: open joining)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -174,6 +178,9 @@ def create_task(
         commit_duration=plan.commit_duration, reveal_duration=plan.reveal_duration,
         dispute_duration=plan.dispute_duration, claim_duration=plan.claim_duration,
         quorum_bps=plan.quorum_bps, oracle_slash=plan.oracle_slash,
+        accept_duration=plan.accept_window, join_gate=plan.join_gate,
+        requester_deposit=plan.requester_deposit,
+        sealed_validation_digest=hashlib.sha256(blob).digest(),
     )  # fmt: skip
     task_id = market.create_task(requester.eth, params)
     return task_id, doc

@@ -269,7 +269,9 @@ class TaskSession:
         from marketplace.chain.clients import Phase
 
         phase = info.phase_enum
-        return phase not in (Phase.OPEN, Phase.TRAINING) or info.current_round > round_
+        return (
+            phase not in (Phase.FORMING, Phase.OPEN, Phase.TRAINING) or info.current_round > round_
+        )
 
 
 def _spec_digest(store: ContentStore, cid: str) -> str:

@@ -29,9 +29,9 @@ def deploy(
 
     \b
     Example:
-      fedmarket deploy --dev-account 0
-      cast call $(jq -r .contracts.TaskMarket.address deployments/31337.json) "nextTaskId()(uint256)"
-    """  # noqa: E501 (a \b example block: click prints it verbatim, a wrap would show)
+      fedmarket --dev-account 0 deploy
+      cast call $(jq -r .contracts.TaskMarket.address deployments/31337.json) "taskCount()(uint256)"
+    """
     signer = c.signer()
     dep = deploy_marketplace(
         c.w3, signer, token_address=token, unbonding_delay=unbonding_delay, arbiter=arbiter

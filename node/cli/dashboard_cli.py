@@ -63,7 +63,7 @@ def dashboard(
 
     \b
     Example:
-      fedmarket devnet up && fedmarket deploy --dev-account 0
+      fedmarket devnet up && fedmarket --dev-account 0 deploy
       fedmarket dashboard --port 8550
     """  # fmt: skip
     from marketplace.indexer import IndexerConfig

@@ -29,7 +29,7 @@ def devnet_up(c: CliContext, hardhat: bool, port: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket devnet up && fedmarket deploy --dev-account 0
+      fedmarket devnet up && fedmarket --dev-account 0 deploy
     """
     state = c.read_devnet_state()
     if state and _alive(int(state["pid"])):  # type: ignore[call-overload]

@@ -136,16 +136,18 @@ def status(c: CliContext, address: str | None, as_json: bool) -> None:
         "tokens": str(c.market.balance_of(p.address)),
         "role": p.role.name.lower(),
         "stake": str(p.stake),
+        "reserved": str(p.reserved),
         "unbonding": str(p.unbonding),
         "unbonding_release_at": p.unbonding_release_at,
-        "locked_until": p.locked_until,
+        "queued": str(p.queued),
+        "queued_release_at": p.queued_release_at,
         "reputation_ppm": p.reputation_ppm,
         "encryption_key": "0x" + p.encryption_key.hex(),
     }
 
     def human() -> None:
         rows = {k: v for k, v in out.items() if k != "contracts"}
-        for k in ("tokens", "stake", "unbonding"):
+        for k in ("tokens", "stake", "reserved", "unbonding", "queued"):
             rows[k] = format_amount(int(out[k]))
         rows["eth"] = format_amount(int(out["eth"]))
         console.print(kv_table(f"Account on chain {out['chainId']}", rows))

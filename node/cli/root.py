@@ -69,7 +69,7 @@ def cli(
     \b
     Quick start on a local devnet:
       fedmarket devnet up
-      fedmarket deploy --dev-account 0
+      fedmarket --dev-account 0 deploy
       fedmarket account new
       fedmarket --dev-account 0 faucet 1000 --to ADDRESS
       fedmarket register trainer --stake 100

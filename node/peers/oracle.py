@@ -21,6 +21,7 @@ from typing import ClassVar
 from marketplace.chain.clients import Phase
 from marketplace.errors import FedMarketError, TransactionRevertedError
 from marketplace.oracle.scoring import RoundInput, ScoringResult, score_task
+from marketplace.protocol.committee import accept_seat, may_slash
 from marketplace.protocol.published_report import claim_args, entries_of, final_report, seal_report
 from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
@@ -49,6 +50,9 @@ class OracleNode(Peer):
         tid = s.task_id
         info = s.info()
         phase = info.phase_enum
+        if phase == Phase.FORMING:  # consent: take the seat (marketplace/protocol/committee.py)
+            acted, what = accept_seat(m, self.account, tid)
+            return Step.acted(what) if acted else Step.waiting(what)
         if phase in (Phase.OPEN, Phase.TRAINING):
             return Step.waiting("waiting for training to end")
         if phase == Phase.CANCELLED:
@@ -169,7 +173,7 @@ class OracleNode(Peer):
         for oracle in s.members().oracles:
             if oracle == self.me or m.is_oracle_slashed(s.task_id, oracle):
                 continue
-            if m.revealed_root_of(s.task_id, oracle) != final:
+            if m.revealed_root_of(s.task_id, oracle) != final and may_slash(m, s.task_id, oracle):
                 try:
                     m.slash_oracle(self.account, s.task_id, oracle)
                 except TransactionRevertedError as exc:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import TransactionRevertedError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
+from marketplace.protocol.committee import settle_cancelled
 from marketplace.protocol.published_report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
 from node.peers.base import Peer, Step
@@ -64,6 +64,8 @@ class TrainerNode(Peer):
         info = s.info()
         phase = info.phase_enum
         tid = s.task_id
+        if phase == Phase.FORMING:
+            return Step.waiting("waiting for the committee to accept its seats")
         if phase == Phase.OPEN:
             if not s.market.is_trainer(tid, self.me):
                 s.market.join(self.account, tid)
@@ -205,10 +207,6 @@ class TrainerNode(Peer):
     def _after_cancel(self) -> Step:
         s = self.session
         if s.market.is_trainer(s.task_id, self.me) and not self.journal.has(s.task_id, 0, "bond"):
-            try:
-                s.market.withdraw_bond(self.account, s.task_id)
-            except TransactionRevertedError as exc:
-                if exc.error_name != "TaskMarketNoBond":
-                    raise
+            settle_cancelled(s.market, self.account, s.task_id)
             self.journal.record(s.task_id, 0, "bond", {})
         return Step.done("task cancelled")

@@ -22,6 +22,7 @@ from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt
 
 from marketplace.chain.compiler import ContractArtifact
+from marketplace.chain.linking import link
 from marketplace.chain.tx import DecodedRevert, RevertDecoder
 from marketplace.valuation.merkle import PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
@@ -36,6 +37,15 @@ BURN = "0x000000000000000000000000000000000000dEaD"
 
 class Phase:
     OPEN, TRAINING, COMMITTING, REVEALING, FINALIZED, DISPUTED, CLOSED, CANCELLED = range(8)
+    FORMING = 8
+
+
+class Outcome:
+    NONE, SCORED, FAILED, VALIDATION_MISMATCH = range(4)
+
+
+VALIDATION_MISMATCH = bytes(Web3.keccak(text="fedmarket.validation-mismatch"))
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class Role:
@@ -54,6 +64,7 @@ class Chain:
     artifacts: dict[str, ContractArtifact]
     decoder: RevertDecoder = field(init=False)
     chain_id: int = field(init=False)
+    libraries: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.decoder = RevertDecoder(a.abi for a in self.artifacts.values())
@@ -65,8 +76,12 @@ class Chain:
         return self._send(fn.build_transaction(self._params(who, value)), who, fn.fn_name, fn)
 
     def deploy(self, name: str, who: LocalAccount, *args: Any) -> Contract:
+        """Deploy ``name`` (its external libraries first, once per chain)."""
         art = self.artifacts[name]
-        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        code = link(
+            art, self.artifacts, lambda lib: self.deploy(lib.name, who).address, self.libraries
+        )
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=code)
         receipt = self._send(
             factory.constructor(*args).build_transaction(self._params(who, 0)), who, name, None
         )
@@ -250,6 +265,10 @@ class TaskSpec:
     oracle_slash: int = 30 * E18
     oracles: tuple[str, ...] | None = None  # default: the three registered oracles
     token: str | None = None
+    accept_duration: int = 1000
+    join_gate: str | None = None
+    requester_deposit: int = 0
+    sealed_validation_digest: bytes = bytes(Web3.keccak(text="sealed validation blob"))
 
     def with_(self, **changes: Any) -> TaskSpec:
         return replace(self, **changes)
@@ -281,6 +300,10 @@ def task_params(spec: TaskSpec, *, token: str, oracles: Iterable[str], now: int)
         list(spec.oracles if spec.oracles is not None else oracles),
         spec.quorum_bps,
         spec.oracle_slash,
+        spec.accept_duration,
+        spec.join_gate or ZERO_ADDRESS,
+        spec.requester_deposit,
+        spec.sealed_validation_digest,
     )
 
 
@@ -298,7 +321,15 @@ class Market:
     def fn(self) -> Any:
         return self.market.functions
 
-    def create(self, spec: TaskSpec | None = None, *, requester: LocalAccount | None = None) -> int:
+    def create(
+        self,
+        spec: TaskSpec | None = None,
+        *,
+        requester: LocalAccount | None = None,
+        accept: bool = True,
+    ) -> int:
+        """Create a task; unless ``accept`` is false every proposed oracle then takes its seat
+        (the task is Open)."""
         spec = spec or TaskSpec()
         who = requester or self.actors.requester
         params = task_params(
@@ -309,7 +340,20 @@ class Market:
         )
         receipt = self.chain.tx(self.fn.createTask(params), who)
         (event,) = self.chain.events(self.market, receipt, "TaskCreated")
-        return int(event["taskId"])
+        task_id = int(event["taskId"])
+        if accept:
+            self.accept_all(task_id)
+        return task_id
+
+    def accept_all(self, task_id: int) -> None:
+        """Every proposed committee member accepts its seat."""
+        by_address = {a.address.lower(): a for a in self.everyone()}
+        for oracle in self.fn.oracles(task_id).call():
+            self.chain.tx(self.fn.acceptSeat(task_id), by_address[oracle.lower()])
+
+    def everyone(self) -> list[LocalAccount]:
+        a = self.actors
+        return [a.deployer, a.arbiter, a.requester, *a.oracles, *a.trainers, *a.outsiders]
 
     def params(self, spec: TaskSpec) -> tuple[Any, ...]:
         return task_params(
@@ -408,6 +452,9 @@ class Market:
 
     def stake(self, address: str) -> int:
         return int(self.registry.functions.stakeOf(address).call())
+
+    def reserved(self, address: str) -> int:
+        return int(self.registry.functions.reservedOf(address).call())
 
     def finalized_task(
         self,

@@ -265,7 +265,7 @@ class MarketMachine(RuleBasedStateMachine):
         total = 0
         for a in everyone:
             p = self.mkt.registry.functions.participant(a.address).call()
-            total += p[2] + p[3]
+            total += p[2] + p[4] + p[6]  # stake + both unbonding batches
         assert self.mkt.balance(self.mkt.registry.address) == total
 
 

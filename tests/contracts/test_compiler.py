@@ -31,7 +31,8 @@ def test_compile_returns_every_contract_with_abi_and_bytecode():
         assert art.source.startswith("contracts/")
     assert artifacts["ITaskMarket"].bytecode == "0x"
     # EIP-170: deployable
-    assert len(bytes.fromhex(artifacts["TaskMarket"].deployed_bytecode[2:])) <= 24_576
+    # Linked library placeholders (40 hex chars) stand for 20-byte addresses.
+    assert (len(artifacts["TaskMarket"].deployed_bytecode) - 2) // 2 <= 24_576
 
 
 def test_second_call_is_served_from_the_cache():

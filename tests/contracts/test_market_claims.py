@@ -40,7 +40,8 @@ def test_claim_pays_amount_plus_bond_and_updates_reputation(mkt):
     assert (
         mkt.fn.isClaimed(task_id, 0).call() is True and mkt.fn.isClaimed(task_id, 1).call() is False
     )
-    assert mkt.registry.functions.reputationOf(t0.address).call() == 520_000
+    # Half the full stake at risk (minStake 50 of 100): half the EMA step, 500k → 510k.
+    assert mkt.registry.functions.reputationOf(t0.address).call() == 510_000
     info = mkt.task(task_id)
     assert (info["paid"], info["bondsHeld"]) == (450 * E18, 10 * E18)
 
@@ -81,8 +82,8 @@ def test_claim_of_a_flagged_trainer_slashes_it_and_burns_its_bond(mkt):
     assert mkt.stake(t1.address) == STAKE - 50 * E18  # minStake
     assert mkt.balance(BURN) == burned + 50 * E18 + 10 * E18  # slashed stake + bond
     slashed = mkt.chain.events(mkt.registry, receipt, "Slashed")[0]
-    assert slashed["evidenceCid"] == "0x" + root_bytes(tree).hex()
-    assert mkt.registry.functions.reputationOf(t1.address).call() == 400_000
+    assert slashed["evidence"] == root_bytes(tree)
+    assert mkt.registry.functions.reputationOf(t1.address).call() == 450_000
     assert mkt.chain.events(mkt.market, receipt, "BondsBurned")[0]["amount"] == 10 * E18
 
 
@@ -244,7 +245,7 @@ def test_arbiter_timeout_finalizes_the_current_root(mkt):
     event = mkt.chain.events(mkt.market, receipt, "DisputeResolved")[0]
     assert (event["root"], event["byArbiter"]) == (root_bytes(tree_a), False)
     info = mkt.task(task_id)
-    assert info["phase"] == Phase.FINALIZED and info["claimsOpenAt"] == deadline
+    assert info["phase"] == Phase.FINALIZED and info["claimsOpenAt"] > deadline
     mkt.claim(task_id, tree_a, 0)
 
 

@@ -27,16 +27,23 @@ def test_create_task_escrows_the_budget_and_seats_the_committee(mkt):
     assert mkt.balance(requester.address) == before - spec.budget
     assert mkt.balance(mkt.market.address) == spec.budget
     info = mkt.task(task_id)
-    assert info["phase"] == Phase.OPEN and info["requester"] == requester.address
-    assert info["committeeSize"] == 3 and info["committeeStake"] == 3 * STAKE
+    # Proposed, not seated: nobody's stake is touched until each oracle accepts.
+    assert info["phase"] == Phase.FORMING and info["requester"] == requester.address
+    assert info["committeeSize"] == 3 and info["committeeStake"] == 3 * spec.oracle_slash
+    assert info["phaseDeadline"] == mkt.chain.now() + spec.accept_duration
     assert mkt.fn.modelDigest(task_id, 1).call() == Web3.keccak(text="initial model")
     assert mkt.fn.oracles(task_id).call() == [o.address for o in mkt.actors.oracles]
-    expected_end = info["joinDeadline"] + 2 * 1000 + 1000 + 1000 + 2 * 1000 + 5000
-    assert info["stakeLockedUntil"] == expected_end
     for o in mkt.actors.oracles:
         assert mkt.fn.isOracle(task_id, o.address).call() is True
-        assert mkt.fn.oracleWeight(task_id, o.address).call() == STAKE
-        assert mkt.registry.functions.participant(o.address).call()[5] == expected_end
+        assert mkt.fn.oracleWeight(task_id, o.address).call() == 0
+        assert mkt.reserved(o.address) == 0
+    mkt.accept_all(task_id)
+    info = mkt.task(task_id)
+    assert info["phase"] == Phase.OPEN and info["acceptedCount"] == 3
+    assert info["joinDeadline"] == mkt.chain.now() + spec.join_in
+    for o in mkt.actors.oracles:
+        assert mkt.fn.oracleWeight(task_id, o.address).call() == spec.oracle_slash
+        assert mkt.reserved(o.address) == spec.oracle_slash
 
 
 @pytest.mark.parametrize(
@@ -53,11 +60,13 @@ def test_create_task_escrows_the_budget_and_seats_the_committee(mkt):
         ({"commit_duration": 0}, "TaskMarketZeroDuration", ()),
         ({"claim_duration": 0}, "TaskMarketZeroDuration", ()),
         ({"join_in": 0}, "TaskMarketDeadlineInPast", None),
-        ({"claim_duration": 2**64 - 1}, "TaskMarketScheduleOverflow", ()),
+        ({"claim_duration": 2**64 - 1}, "TaskMarketDurationTooLong", (2**64 - 1, 180 * 86400)),
+        ({"round_duration": 2_592_001}, "TaskMarketDurationTooLong", (2_592_001, 2_592_000)),
+        ({"min_stake": 0}, "TaskMarketStakeBelowMinimum", (0, E18)),
+        ({"oracle_slash": E18 - 1}, "TaskMarketStakeBelowMinimum", (E18 - 1, E18)),
         ({"quorum_bps": 5000}, "TaskMarketInvalidQuorum", (5000,)),
         ({"quorum_bps": 10_001}, "TaskMarketInvalidQuorum", (10_001,)),
         ({"oracles": ()}, "TaskMarketInvalidCommitteeSize", (0,)),
-        ({"oracle_slash": STAKE + 1}, "TaskMarketStakeTooLow", "oracle0"),
     ],
 )
 def test_create_task_rejects_bad_parameters(mkt, change, error, args):
@@ -109,17 +118,18 @@ def test_committee_members_must_be_distinct_staked_oracles_other_than_the_reques
         mkt.chain.expect_revert(mkt.fn.createTask(mkt.params(spec)), req, error, *args)
 
 
-def test_oracle_without_stake_cannot_sit_even_when_oracle_slash_is_zero(mkt):
+def test_oracle_without_enough_free_stake_cannot_take_its_seat(mkt):
     who = mkt.actors.outsiders[0]
     mkt.chain.tx(mkt.registry.functions.register(Role.ORACLE, Web3.keccak(text="k"), 0), who)
-    spec = TaskSpec(oracles=(who.address,), oracle_slash=0)
+    spec = TaskSpec(oracles=(who.address,))
+    task_id = mkt.create(spec, accept=False)
     mkt.chain.expect_revert(
-        mkt.fn.createTask(mkt.params(spec)),
-        mkt.actors.requester,
-        "TaskMarketStakeTooLow",
+        mkt.fn.acceptSeat(task_id),
+        who,
+        "ParticipantRegistryInsufficientStake",
         who.address,
         0,
-        1,
+        spec.oracle_slash,
     )
 
 

@@ -16,18 +16,9 @@ def test_register_records_role_key_stake_and_initial_reputation(mkt):
     # Execute
     receipt = mkt.chain.tx(mkt.registry.functions.register(Role.TRAINER, KEY, 5 * E18), who)
     # Assert
-    role, key, stake, unbonding, release, locked, rep = mkt.registry.functions.participant(
-        who.address
-    ).call()
-    assert (role, key, stake, unbonding, release, locked, rep) == (
-        Role.TRAINER,
-        KEY,
-        5 * E18,
-        0,
-        0,
-        0,
-        500_000,
-    )
+    info = mkt.registry.functions.participant(who.address).call()
+    # (role, key, stake, reserved, unbonding, releaseAt, queued, queuedReleaseAt, reputation)
+    assert tuple(info) == (Role.TRAINER, KEY, 5 * E18, 0, 0, 0, 0, 0, 500_000)
     assert mkt.balance(who.address) == before - 5 * E18
     assert mkt.chain.events(mkt.registry, receipt, "Registered")[0]["role"] == Role.TRAINER
     assert mkt.chain.events(mkt.registry, receipt, "StakeDeposited")[0]["newStake"] == 5 * E18
@@ -113,7 +104,7 @@ def test_unstake_waits_for_the_unbonding_delay_then_withdraws(mkt):
     mkt.chain.warp(UNBONDING_DELAY)
     mkt.chain.tx(reg.withdraw(), who)
     assert mkt.balance(who.address) == before + 40 * E18
-    assert reg.participant(who.address).call()[3] == 0
+    assert reg.participant(who.address).call()[4] == 0
     mkt.chain.expect_revert(
         reg.withdraw(), who, "ParticipantRegistryNothingToWithdraw", who.address
     )
@@ -131,24 +122,25 @@ def test_unstake_more_than_staked_is_rejected(mkt):
     )
 
 
-def test_joining_a_task_locks_stake_until_the_task_can_no_longer_slash(mkt):
+def test_joining_a_task_reserves_min_stake_and_leaves_the_rest_free(mkt):
     # Prepare
     trainer = mkt.actors.trainers[0]
-    task_id = mkt.create(TaskSpec())
+    spec = TaskSpec()
+    task_id = mkt.create(spec)
     # Execute
     mkt.join(task_id, [trainer])
-    # Assert
-    locked = mkt.task(task_id)["stakeLockedUntil"]
-    assert mkt.registry.functions.participant(trainer.address).call()[5] == locked
+    # Assert: only minStake is held; the rest unbonds at once
+    assert mkt.reserved(trainer.address) == spec.min_stake
+    free = STAKE - spec.min_stake
     mkt.chain.expect_revert(
-        mkt.registry.functions.requestUnstake(E18),
+        mkt.registry.functions.requestUnstake(free + 1),
         trainer,
-        "ParticipantRegistryStakeLocked",
+        "ParticipantRegistryInsufficientStake",
         trainer.address,
-        locked,
+        free,
+        free + 1,
     )
-    mkt.chain.warp_past(locked)
-    mkt.chain.tx(mkt.registry.functions.requestUnstake(E18), trainer)
+    mkt.chain.tx(mkt.registry.functions.requestUnstake(free), trainer)
 
 
 def test_market_only_functions_reject_other_callers(mkt):
@@ -156,11 +148,14 @@ def test_market_only_functions_reject_other_callers(mkt):
     reg = mkt.registry.functions
     target = mkt.actors.trainers[0].address
     for fn in (
-        reg.lockStake(target, 2**40),
-        reg.slash(target, 1, 1, "cid"),
-        reg.recordScore(target, 1),
+        reg.release(target, 1),
+        reg.slash(target, 1, 1, 1, b"\x00" * 32),
+        reg.settle(target, 0, 1, 1),
     ):
         mkt.chain.expect_revert(fn, who, "ParticipantRegistryNotMarket", who.address)
+    mkt.chain.expect_revert(
+        reg.reserve(target, 1), who, "ParticipantRegistryMarketNotActive", who.address
+    )
 
 
 def test_only_the_owner_sets_markets_and_never_address_zero(mkt):
@@ -174,54 +169,64 @@ def test_only_the_owner_sets_markets_and_never_address_zero(mkt):
     )
     receipt = mkt.chain.tx(reg.setMarket(who.address, True), mkt.actors.deployer)
     assert reg.isMarket(who.address).call() is True
-    assert (
-        mkt.chain.events(mkt.registry, receipt, "MarketAuthorizationSet")[0]["authorized"] is True
-    )
+    assert mkt.chain.events(mkt.registry, receipt, "MarketStatusSet")[0]["status"] == 1
+    receipt = mkt.chain.tx(reg.setMarket(who.address, False), mkt.actors.deployer)
+    assert reg.isMarket(who.address).call() is False
+    assert reg.marketStatus(who.address).call() == 2  # Retired: keeps its reservations' powers
 
 
-def test_slash_takes_stake_then_unbonding_and_burns_it(mkt):
-    # Prepare: an EOA authorized as a market, a trainer with 60 staked and 40 unbonding
+def test_slash_burns_only_reserved_stake(mkt):
+    # Prepare: an EOA authorized as a market reserves 60 of a trainer's stake; 40 unbonding
     market = mkt.actors.outsiders[0]
     trainer = mkt.actors.trainers[0]
     reg = mkt.registry.functions
     mkt.chain.tx(reg.setMarket(market.address, True), mkt.actors.deployer)
     mkt.chain.tx(reg.requestUnstake(40 * E18), trainer)
+    mkt.chain.tx(reg.reserve(trainer.address, 60 * E18), market)
     burned_before = mkt.balance(BURN)
-    # Execute: slash 70, then slash 100 (only 30 left)
-    first = mkt.chain.tx(reg.slash(trainer.address, 70 * E18, 9, "bafy-evidence"), market)
-    mkt.chain.tx(reg.slash(trainer.address, 100 * E18, 9, "bafy-evidence"), market)
+    evidence = bytes(Web3.keccak(text="root"))
+    # Execute: burn 50 of the 60 reserved, releasing all 60
+    first = mkt.chain.tx(reg.slash(trainer.address, 50 * E18, 60 * E18, 9, evidence), market)
     # Assert
     event = mkt.chain.events(mkt.registry, first, "Slashed")[0]
-    assert (event["amount"], event["taskId"], event["evidenceCid"]) == (
-        70 * E18,
-        9,
-        "bafy-evidence",
-    )
-    assert tuple(reg.participant(trainer.address).call()[2:4]) == (0, 0)
-    assert mkt.balance(BURN) == burned_before + 100 * E18
+    assert (event["amount"], event["taskId"], event["evidence"]) == (50 * E18, 9, evidence)
+    info = reg.participant(trainer.address).call()
+    assert (info[2], info[3], info[4]) == (10 * E18, 0, 40 * E18)  # unbonding untouched
+    assert mkt.balance(BURN) == burned_before + 50 * E18
     mkt.chain.expect_revert(
-        reg.slash(mkt.actors.outsiders[1].address, 1, 1, ""),
+        reg.slash(trainer.address, 1, 1, 9, evidence),
         market,
-        "ParticipantRegistryNotRegistered",
-        mkt.actors.outsiders[1].address,
+        "ParticipantRegistryNotReserved",
+        trainer.address,
+        0,
+        1,
+    )
+    mkt.chain.expect_revert(
+        reg.slash(trainer.address, 2, 1, 9, evidence),
+        market,
+        "ParticipantRegistryNotReserved",
+        trainer.address,
+        1,
+        2,
     )
 
 
-def test_record_score_moves_reputation_by_the_ema(mkt):
+def test_settle_moves_reputation_by_the_weighted_ema(mkt):
     market = mkt.actors.outsiders[0]
     trainer = mkt.actors.trainers[0]
     reg = mkt.registry.functions
     mkt.chain.tx(reg.setMarket(market.address, True), mkt.actors.deployer)
     rep = 500_000
-    for score in (1_000_000, 0, 333_333):
-        receipt = mkt.chain.tx(reg.recordScore(trainer.address, score), market)
-        expected = (rep * 800_000 + score * 200_000) // 1_000_000
-        event = mkt.chain.events(mkt.registry, receipt, "ReputationUpdated")[0]
+    for score, weight in ((1_000_000, 1_000_000), (0, 500_000), (333_333, 10_000)):
+        receipt = mkt.chain.tx(reg.settle(trainer.address, 0, score, weight), market)
+        alpha = 200_000 * weight // 1_000_000
+        expected = (rep * (1_000_000 - alpha) + score * alpha) // 1_000_000
+        event = mkt.chain.events(mkt.registry, receipt, "Settled")[0]
         assert (event["oldReputationPpm"], event["newReputationPpm"]) == (rep, expected)
         rep = expected
     assert reg.reputationOf(trainer.address).call() == rep
     mkt.chain.expect_revert(
-        reg.recordScore(trainer.address, 1_000_001),
+        reg.settle(trainer.address, 0, 1_000_001, 1),
         market,
         "ParticipantRegistryScoreOutOfRange",
         1_000_001,

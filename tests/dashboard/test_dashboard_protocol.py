@@ -1,7 +1,7 @@
 """The dashboard on a task run by the real protocol: TrainerNode/OracleNode peers training with
 PyTorch, encrypted updates and reports on Kubo, scoring by Shapley values, claims and a slash
-(the protocol suite's helpers, tests/peers/test_protocol.py), checked in headless chromium against the
-chain."""
+(the protocol suite's helpers, tests/peers/test_protocol.py), checked in headless chromium
+against the chain."""
 
 from __future__ import annotations
 
@@ -24,14 +24,22 @@ from node.dashboard.formatting import token
 from node.dashboard.server import DashboardServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.peers.test_protocol import TOKEN, commit_raw, drive, join_all, new_task, oracle_nodes, trainer_nodes
+from tests.peers.test_protocol import (
+    TOKEN,
+    commit_raw,
+    drive,
+    join_all,
+    new_task,
+    oracle_nodes,
+    trainer_nodes,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def proto(kubo, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """tests/peers/test_protocol.py's world: 4 trainers, 3 oracles, a requester, on a fresh Anvil."""
+    """The protocol suite's world: 4 trainers, 3 oracles, a requester, on a fresh Anvil."""
     with start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log") as node:
         w3 = connect(node.rpc_url)
         deployer = Identity.dev(0)

@@ -20,6 +20,7 @@ from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import FedMarketError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
 from marketplace.fl.serialization import dump_weights
+from marketplace.protocol.committee import accept_seat
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
@@ -65,6 +66,8 @@ def new_task(world, *, rounds=1, n_trainers=4, validation=None):
         dispute_duration=600,
     )  # fmt: skip
     task_id, _ = create_task(world["market"], world["store"], world["requester"], plan, x, y)
+    for o in world["oracles"]:  # consent: each proposed oracle takes its seat
+        assert accept_seat(world["market"], o.eth, task_id) == (True, "accepted my committee seat")
     return task_id
 
 

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+import {IParticipantRegistry} from "../interfaces/IParticipantRegistry.sol";
+import {ITaskMarket} from "../interfaces/ITaskMarket.sol";
+import {CommitteeVote} from "./CommitteeVote.sol";
+import {ReputationMath} from "./ReputationMath.sol";
+
+/// @title TaskState
+/// @notice A task's stored state and its creation: the protocol's caps and minimums are checked
+///         here, once, and the committee is proposed (no stake is touched until members accept).
+/// @dev An external library (linked into TaskMarket) so the market stays under the 24 KiB limit.
+library TaskState {
+    /// @notice The most training rounds a task may have.
+    uint16 internal constant MAX_ROUNDS = 1000;
+    /// @notice Cap on every phase duration (accept, join, round, commit, reveal, dispute).
+    uint64 internal constant MAX_PHASE_DURATION = 30 days;
+    /// @notice Cap on the claim window.
+    uint64 internal constant MAX_CLAIM_DURATION = 180 days;
+    /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake.
+    uint256 internal constant MIN_STAKE = 1e18;
+
+    // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
+    // commitUpdate, slots 2-4 for claim's accounting.
+    struct Task {
+        // slot 0
+        address requester;
+        ITaskMarket.Phase phase;
+        uint16 currentRound;
+        uint64 phaseDeadline;
+        // slot 1
+        IERC20 token;
+        uint16 rounds;
+        uint16 quorumBps;
+        uint32 trainerCount;
+        uint32 roundCommits; // updates committed in the current round
+        // slot 2
+        uint128 budget;
+        uint128 paid;
+        // slot 3
+        uint128 trainerBond;
+        uint128 bondsHeld;
+        // slot 4
+        uint128 minStake;
+        uint128 oracleSlash;
+        // slot 5
+        uint128 disputeBond;
+        uint128 refunded;
+        // slot 6
+        uint64 roundDuration;
+        uint64 commitDuration;
+        uint64 revealDuration;
+        uint64 disputeDuration;
+        // slot 7
+        uint64 claimDuration;
+        uint64 joinDuration;
+        uint64 claimsOpenAt;
+        uint64 acceptDuration;
+        // slot 8
+        uint64 totalSamples;
+        uint64 joinDeadline; // set when the committee is complete
+        uint32 minTrainers;
+        uint32 maxTrainers;
+        uint32 minReputationPpm;
+        ITaskMarket.Outcome outcome;
+        bool arbiterRuled;
+        // slot 9
+        uint128 requesterDeposit;
+        uint128 depositHeld;
+        // slot 10
+        address disputer;
+        // slot 11
+        address joinGate;
+        // slots 12-15
+        bytes32 payoutRoot;
+        bytes32 initialModelDigest;
+        bytes32 validationCommitment;
+        bytes32 sealedValidationDigest;
+        CommitteeVote.State committee;
+    }
+
+    /// @notice Check `p` against the protocol's rules and initialise task `taskId` in Forming.
+    /// @param t The task's (empty) storage.
+    /// @param taskId The new task's id.
+    /// @param p The requester's parameters.
+    /// @param registry The registry (oracle roles are checked: roles never change).
+    function create(Task storage t, uint256 taskId, ITaskMarket.TaskParams calldata p, IParticipantRegistry registry)
+        external
+    {
+        _check(p);
+        t.requester = msg.sender;
+        t.phase = ITaskMarket.Phase.Forming;
+        uint64 acceptDeadline = uint64(block.timestamp) + p.acceptDuration;
+        t.phaseDeadline = acceptDeadline;
+        t.token = p.token;
+        t.rounds = p.rounds;
+        t.quorumBps = p.quorumBps;
+        t.budget = _u128(p.budget);
+        t.trainerBond = _u128(p.trainerBond);
+        t.disputeBond = _u128(p.disputeBond);
+        t.minStake = _u128(p.minStake);
+        t.oracleSlash = _u128(p.oracleSlash);
+        t.roundDuration = p.roundDuration;
+        t.commitDuration = p.commitDuration;
+        t.revealDuration = p.revealDuration;
+        t.disputeDuration = p.disputeDuration;
+        t.claimDuration = p.claimDuration;
+        t.joinDuration = p.joinDeadline - uint64(block.timestamp);
+        t.acceptDuration = p.acceptDuration;
+        t.minTrainers = p.minTrainers;
+        t.maxTrainers = p.maxTrainers;
+        t.minReputationPpm = p.minReputationPpm;
+        t.requesterDeposit = _u128(p.requesterDeposit);
+        t.depositHeld = t.requesterDeposit;
+        _u128(p.budget + p.requesterDeposit);
+        t.joinGate = p.joinGate;
+        t.initialModelDigest = p.initialModelDigest;
+        t.validationCommitment = p.validationCommitment;
+        t.sealedValidationDigest = p.sealedValidationDigest;
+        CommitteeVote.propose(t.committee, p.oracles, msg.sender, t.oracleSlash);
+        _u128(CommitteeVote.totalStake(t.committee));
+        for (uint256 i; i < p.oracles.length; ++i) {
+            if (registry.roleOf(p.oracles[i]) != IParticipantRegistry.Role.Oracle) {
+                revert ITaskMarket.TaskMarketWrongRole(p.oracles[i], IParticipantRegistry.Role.Oracle);
+            }
+        }
+        emit ITaskMarket.TaskCreated(
+            taskId, msg.sender, p.token, p.budget, p.modelSpecCid, p.initialModelCid, p.initialModelDigest, p.configCid
+        );
+        emit ITaskMarket.TaskTermsSet(
+            taskId, p.oracles, acceptDeadline, p.sealedValidationDigest, p.requesterDeposit, p.joinGate
+        );
+    }
+
+    function _check(ITaskMarket.TaskParams calldata p) private view {
+        if (address(p.token) == address(0)) revert ITaskMarket.TaskMarketZeroAddress();
+        if (p.budget == 0) revert ITaskMarket.TaskMarketZeroBudget();
+        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert ITaskMarket.TaskMarketInvalidRounds(p.rounds);
+        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers) {
+            revert ITaskMarket.TaskMarketInvalidTrainerBounds(p.minTrainers, p.maxTrainers);
+        }
+        if (p.minReputationPpm > ReputationMath.ONE) revert ITaskMarket.TaskMarketInvalidReputation(p.minReputationPpm);
+        if (p.joinDeadline <= block.timestamp) revert ITaskMarket.TaskMarketDeadlineInPast(p.joinDeadline);
+        _checkDuration(p.acceptDuration, MAX_PHASE_DURATION);
+        _checkDuration(p.joinDeadline - uint64(block.timestamp), MAX_PHASE_DURATION);
+        _checkDuration(p.roundDuration, MAX_PHASE_DURATION);
+        _checkDuration(p.commitDuration, MAX_PHASE_DURATION);
+        _checkDuration(p.revealDuration, MAX_PHASE_DURATION);
+        _checkDuration(p.disputeDuration, MAX_PHASE_DURATION);
+        _checkDuration(p.claimDuration, MAX_CLAIM_DURATION);
+        if (p.initialModelDigest == bytes32(0) || p.validationCommitment == bytes32(0)) {
+            revert ITaskMarket.TaskMarketZeroHash();
+        }
+        if (p.quorumBps <= 5000 || p.quorumBps > 10_000) revert ITaskMarket.TaskMarketInvalidQuorum(p.quorumBps);
+        if (p.minStake < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.minStake, MIN_STAKE);
+        if (p.oracleSlash < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.oracleSlash, MIN_STAKE);
+    }
+
+    function _checkDuration(uint64 duration, uint64 cap) private pure {
+        if (duration == 0) revert ITaskMarket.TaskMarketZeroDuration();
+        if (duration > cap) revert ITaskMarket.TaskMarketDurationTooLong(duration, cap);
+    }
+
+    function _u128(uint256 amount) private pure returns (uint128) {
+        if (amount > type(uint128).max) revert ITaskMarket.TaskMarketAmountTooLarge(amount);
+        return uint128(amount);
+    }
+}

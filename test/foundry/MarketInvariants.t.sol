@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {ParticipantRegistry} from "../../contracts/ParticipantRegistry.sol";
+import {RewardToken} from "../../contracts/RewardToken.sol";
+import {TaskMarket} from "../../contracts/TaskMarket.sol";
+import {IParticipantRegistry} from "../../contracts/interfaces/IParticipantRegistry.sol";
+import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
+import {MarketHandler} from "./MarketHandler.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Test} from "./Vm.sol";
+
+/// @notice Invariants of the market and registry under random sequences of every action
+///         (issue 10). Run by scripts/test: `forge test` (runs × depth in foundry.toml).
+contract MarketInvariants is Test {
+    RewardToken internal token;
+    ParticipantRegistry internal registry;
+    TaskMarket internal market;
+    MarketHandler internal handler;
+
+    function setUp() public {
+        token = new RewardToken("FedMarket Reward", "FMR", address(this));
+        registry = new ParticipantRegistry(IERC20(address(token)), 7 days, address(this));
+        handler = new MarketHandler(token, registry);
+        market = handler.market();
+        registry.setMarket(address(market), true);
+        token.transferOwnership(address(handler));
+        handler.fund();
+    }
+
+    /// @notice Forge fuzzes these: the handler (every phase) and the raw contracts (random callers).
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](3);
+        targets[0] = address(handler);
+        targets[1] = address(market);
+        targets[2] = address(registry);
+    }
+
+    /// market balance = Σ (budget − paid − refunded) + bonds + deposits + the dispute bond held.
+    function invariant_marketBalanceEqualsItsBooks() public view {
+        uint256 books;
+        uint256 n = market.taskCount();
+        for (uint256 id = 1; id <= n; ++id) {
+            ITaskMarket.TaskInfo memory t = market.task(id);
+            books += t.budget - t.paid - t.refunded + t.bondsHeld + t.depositHeld;
+            if (t.phase == ITaskMarket.Phase.Disputed && t.disputer != address(0)) books += t.disputeBond;
+        }
+        assertEq(token.balanceOf(address(market)), books, "market balance");
+    }
+
+    /// registry balance = Σ (stake + unbonding batches); reserved <= stake.
+    function invariant_registryBalanceEqualsStakes() public view {
+        uint256 total;
+        for (uint256 i; i < 4; ++i) total += _held(handler.oracle(i));
+        for (uint256 i; i < 6; ++i) total += _held(handler.trainer(i));
+        assertEq(token.balanceOf(address(registry)), total, "registry balance");
+    }
+
+    /// paid + refunded <= budget for every task.
+    function invariant_neverPaysMoreThanTheBudget() public view {
+        uint256 n = market.taskCount();
+        for (uint256 id = 1; id <= n; ++id) {
+            ITaskMarket.TaskInfo memory t = market.task(id);
+            assertTrue(t.paid + t.refunded <= t.budget, "paid + refunded > budget");
+        }
+    }
+
+    /// An oracle that revealed the final root is never slashed.
+    function invariant_revealerOfTheFinalRootIsNeverSlashed() public view {
+        uint256 n = market.taskCount();
+        for (uint256 id = 1; id <= n; ++id) {
+            ITaskMarket.TaskInfo memory t = market.task(id);
+            if (t.payoutRoot == bytes32(0)) continue;
+            address[] memory members = market.oracles(id);
+            for (uint256 j; j < members.length; ++j) {
+                if (market.revealedRootOf(id, members[j]) == t.payoutRoot && t.outcome != ITaskMarket.Outcome.None) {
+                    assertTrue(!market.isOracleSlashed(id, members[j]), "revealer of the final root slashed");
+                }
+            }
+        }
+    }
+
+    /// No stake is reserved or slashed by a task its owner did not accept: oracle 3 never
+    /// accepts a seat and trainer 5 never joins.
+    function invariant_noStakeLockedWithoutConsent() public view {
+        address refuser = handler.oracle(3);
+        address idle = handler.trainer(5);
+        assertEq(registry.reservedOf(refuser), 0, "refusing oracle reserved");
+        assertEq(registry.reservedOf(idle), 0, "idle trainer reserved");
+        IParticipantRegistry.Participant memory p = registry.participant(refuser);
+        assertEq(p.stake + p.unbonding + p.queued, 100e18, "refusing oracle lost stake");
+        p = registry.participant(idle);
+        assertEq(p.stake + p.unbonding + p.queued, 100e18, "idle trainer lost stake");
+    }
+
+    function _held(address who) private view returns (uint256) {
+        IParticipantRegistry.Participant memory p = registry.participant(who);
+        assertTrue(p.reserved <= p.stake, "reserved > stake");
+        return p.stake + p.unbonding + p.queued;
+    }
+}
