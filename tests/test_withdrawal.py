@@ -93,7 +93,7 @@ def _train_to_the_end(market: Marketplace, task_id: int, nodes: list[TrainerNode
             return
         acted = False
         for n in nodes:
-            acted |= not n.step().action.startswith("waiting")
+            acted |= not n.step().is_waiting
         if not acted:
             now = int(market.w3.eth.get_block("latest")["timestamp"])
             advance_chain_time(market.w3, max(1, int(info.phase_deadline) - now + 1))
