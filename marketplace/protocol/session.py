@@ -43,6 +43,7 @@ from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights, get_weights
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.members import TaskMembers, load_members
+from marketplace.protocol.scope import TaskScope, task_scope
 from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
 
@@ -85,6 +86,7 @@ class TaskSession:
     identity: Identity
     doc: TaskDocument
     created: Mapping[str, object]  # the TaskCreated event's args (CIDs)
+    scope: TaskScope | None = None  # which deployment's task this is (keys local state)
     _members: TaskMembers | None = None
     _globals: dict[int, Weights] = field(default_factory=dict)
     _rounds: dict[int, RoundUpdates] = field(default_factory=dict)
@@ -105,7 +107,8 @@ class TaskSession:
             raise ConfigError(
                 f"task {task_id}: the model spec CID does not match the task document's model"
             )
-        return cls(market, store, task_id, identity, doc, created)
+        scope = task_scope(market.deployment.chain_id, market.market.address, task_id, events[0])
+        return cls(market, store, task_id, identity, doc, created, scope)
 
     @property
     def chain_id(self) -> int:

@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from marketplace.journal import Journal
 from web3 import Web3
 
 from marketplace.chain.backend import connect
@@ -27,6 +26,7 @@ from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DEVNET_CHAIN_ID
 from marketplace.errors import ConfigError, KeystoreError
 from marketplace.protocol.identity import Identity
 from marketplace.storage.base import ContentStore
+from node.peers.journal import Journal
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEVNET_CHAIN_IDS = (DEVNET_CHAIN_ID, 1337)
@@ -56,7 +56,7 @@ class CliContext:
 
     @cached_property
     def deployment(self) -> Deployment:
-        return load_deployment(self.deployments_dir, self.w3.eth.chain_id)
+        return load_deployment(self.deployments_dir, self.w3.eth.chain_id, w3=self.w3)
 
     @cached_property
     def market(self) -> Marketplace:

@@ -79,6 +79,8 @@ class Peer(ABC):
     def __init__(self, session: TaskSession, journal: Journal) -> None:
         self.session = session
         self.journal = journal
+        if session.scope is not None:
+            journal.bind(session.scope)  # never resume another deployment's task of the same id
 
     @property
     def me(self) -> str:
