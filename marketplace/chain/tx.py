@@ -185,7 +185,9 @@ def send(
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=name) from None
     except TimeExhausted:
-        raise ChainError(
+        # A stalled node (paused, overloaded) is transient: peers retry the step, which checks
+        # the chain first, so a transaction mined late is not sent twice in effect.
+        raise RpcUnreachableError(
             f"{name}: no receipt after {timeout:.0f}s; the node may be stalled or the gas "
             "price too low — check the node and retry"
         ) from None

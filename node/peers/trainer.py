@@ -175,9 +175,21 @@ class TrainerNode(Peer):
                 return f"posted the model of round {r}"
             return None
         if onchain != s.model_digest(r) and not self.journal.has(s.task_id, r, "mismatch"):
-            log.warning("round %d: posted model differs from ours; reporting evidence", r)
+            log.error(
+                "MODEL MISMATCH in round %d of task %d: the model posted on-chain (%s…) differs "
+                "from the one this node computed (%s…); reporting evidence and following the "
+                "on-chain model if it can be fetched",
+                r, s.task_id, onchain.hex()[:12], s.model_digest(r).hex()[:12],
+            )  # fmt: skip
             self._post_model(r)  # the contract keeps the first post and emits the mismatch
             self.journal.record(s.task_id, r, "mismatch", {"posted": onchain.hex()})
+            followed = s.follow_posted_model(r)
+            self._model_checked.add(r)
+            return (
+                f"MODEL MISMATCH in round {r}: reported; "
+                + ("now following the on-chain model" if followed else "kept ours (posted model "
+                   "unreadable)")
+            )  # fmt: skip
         self._model_checked.add(r)
         return None
 
