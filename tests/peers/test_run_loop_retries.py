@@ -28,8 +28,11 @@ class _Flaky(Peer):
 
 
 def test_transient_failures_are_retried_with_backoff_and_reported():
-    peer = _Flaky([RpcUnreachableError("rpc down"), StoreUnreachableError("ipfs down"),
-                   ContentUnavailableError("not yet"), RpcUnreachableError("still down")])  # fmt: skip
+    failures: list[BaseException] = [
+        RpcUnreachableError("rpc down"), StoreUnreachableError("ipfs down"),
+        ContentUnavailableError("not yet"), RpcUnreachableError("still down"),
+    ]  # fmt: skip
+    peer = _Flaky(failures)
     seen: list[Step] = []
     slept: list[float] = []
     last = peer.run(on_step=seen.append, sleep=slept.append)
