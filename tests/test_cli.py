@@ -108,9 +108,14 @@ def test_register_stake_unstake_withdraw_status(env, trainer, chain):
     assert run(env, "status", "--json")["tokens"] == str((1000 - 150 + 30) * 10**18)
 
 
-def test_register_twice_names_the_custom_error(env, trainer):
+def test_register_twice_is_refused_before_any_transaction(env, trainer, chain):
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    nonce = w3.eth.get_transaction_count(trainer["address"])
     out = run(env, "register", "trainer", ok=False)
-    assert "ParticipantRegistryAlreadyRegistered" in out
+    assert "already registered as trainer" in out and "fedmarket stake" in out
+    assert w3.eth.get_transaction_count(trainer["address"]) == nonce  # no approve was sent
 
 
 def test_wrong_password_is_one_line(env, trainer, tmp_path):

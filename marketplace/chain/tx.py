@@ -137,8 +137,12 @@ def revert_error(
     if decoded is None:
         reason = str(exc.message or exc) if hasattr(exc, "message") else str(exc)
         return TransactionRevertedError(f"{action} reverted: {reason}")
+    from marketplace.chain.explain import explain
+
+    words = explain(decoded.name, decoded.args)
+    text = f"{words} ({decoded.name})" if words else str(decoded)
     return TransactionRevertedError(
-        f"{action} reverted: {decoded}", error_name=decoded.name, args=decoded.args
+        f"{action} reverted: {text}", error_name=decoded.name, args=decoded.args
     )
 
 

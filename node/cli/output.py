@@ -27,15 +27,38 @@ pass_ctx = click.make_pass_decorator(CliContext)
 
 
 class FedMarketGroup(click.Group):
-    """Turns library errors into one-line ``Error: …`` messages (exit 1)."""
+    """Turns library errors, bad parameter values and file-system refusals into one-line
+    ``Error: …`` messages (exit 1); under ``--json``, into one JSON document
+    ``{"error": {"type": …, "message": …}}`` on stdout (and the line on stderr), exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        pending = (*getattr(ctx, "_protected_args", ()), *ctx.args)  # the subcommand line
+        as_json = "--json" in pending
         try:
             return super().invoke(ctx)
         except FedMarketError as exc:
-            raise click.ClickException(str(exc)) from None
+            fail(str(exc), type(exc).__name__, as_json)
+        except click.BadParameter as exc:
+            fail(exc.format_message(), "BadParameter", as_json)
+        except PermissionError as exc:
+            fail(
+                f"permission denied on {exc.filename}: make it writable, or pass another "
+                "--home DIR / --deployments DIR", "PermissionError", as_json,
+            )  # fmt: skip
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            fail(f"{exc.strerror or exc} on {exc.filename}", type(exc).__name__, as_json)
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted") from None
+            fail("interrupted", "KeyboardInterrupt", as_json)
+
+
+def fail(message: str, kind: str, as_json: bool) -> None:
+    """Exit 1 with ``message`` as one line (and a JSON error document under ``--json``)."""
+    line = " ".join(str(message).split())
+    if as_json:
+        click.echo(json.dumps({"error": {"type": kind, "message": line}}))
+    raise click.ClickException(line)
 
 
 def json_option(fn: F) -> F:
@@ -75,7 +98,9 @@ def choice(values: Iterable[str]) -> click.Choice[str]:
 # --- shared options ------------------------------------------------------------------------
 def task_option(fn: F) -> F:
     """``--task ID`` (as ``task_id``)."""
-    return click.option("--task", "task_id", type=int, required=True, help="Task id.")(fn)
+    from node.cli.params import TASK_ID
+
+    return click.option("--task", "task_id", type=TASK_ID, required=True, help="Task id.")(fn)
 
 
 def poll_options(fn: F) -> F:

@@ -100,6 +100,10 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     dataset = _trainer_data(data, part, partition, alpha, seed)
     identity = c.identity()
     session = TaskSession.open(c.market, c.store, task_id, identity)
+    from marketplace.fl.data import check_fits
+
+    spec = session.doc.model  # the data must fit the model before any bond is posted
+    check_fits(dataset, spec.input_dim, spec.num_classes, task=f"task {task_id}")
     _check_registered(c, identity.address, Role.TRAINER, session.info().min_stake)
     # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
     # node still fetches every committed update by CID when its round closes.

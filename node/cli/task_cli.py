@@ -13,6 +13,7 @@ from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+from node.cli.params import ADDRESS, TASK_ID
 
 
 def _load_splits(source: str, seed: int) -> Any:
@@ -35,7 +36,7 @@ def task() -> None:
               show_default=True, help="Model spec as JSON, or a path to a JSON file.")  # fmt: skip
 @click.option("--budget", required=True, help="Tokens escrowed for the trainers.")
 @click.option("--rounds", type=int, default=5, show_default=True)
-@click.option("--oracle", "oracles", multiple=True, required=True,
+@click.option("--oracle", "oracles", type=ADDRESS, multiple=True, required=True,
               help="Committee member (repeat).")  # fmt: skip
 @click.option("--min-trainers", type=int, default=2, show_default=True)
 @click.option("--max-trainers", type=int, default=16, show_default=True)
@@ -135,7 +136,7 @@ def task_list(c: CliContext, as_json: bool) -> None:
 
 
 @task.command("show")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -150,7 +151,7 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @task.command("join")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -163,7 +164,7 @@ def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @task.command("advance")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -177,7 +178,7 @@ def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @task.command("cancel")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_cancel(c: CliContext, task_id: int, as_json: bool) -> None:
