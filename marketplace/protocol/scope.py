@@ -31,7 +31,8 @@ class TaskScope:
     @property
     def key(self) -> str:
         """One string that differs for any two tasks on any two deployments."""
-        return f"{self.chain_id}:{self.market.lower()}:{self.task_id}:{self.created_block_hash.lower()}"
+        block = self.created_block_hash.lower()
+        return f"{self.chain_id}:{self.market.lower()}:{self.task_id}:{block}"
 
     def describe(self) -> str:
         return (
