@@ -98,3 +98,32 @@ def explain(name: str | None, args: Sequence[Any]) -> str | None:
         return template(tuple(args))
     except (IndexError, TypeError, ValueError):
         return None
+
+
+_AMOUNTS = {"budget", "paid", "refunded", "trainerBond", "disputeBond", "bondsHeld", "minStake",
+            "leadingStake", "committeeStake", "oracleSlash"}  # fmt: skip
+_TIMES = {"joinDeadline", "phaseDeadline", "claimsOpenAt", "claimDeadline", "stakeLockedUntil"}
+_DURATIONS = {"roundDuration", "commitDuration", "revealDuration", "disputeDuration",
+              "claimDuration"}  # fmt: skip
+
+
+def humanize_task(fields: dict[str, Any], *, now: float | None = None) -> dict[str, str]:
+    """A task's on-chain fields for people: the phase by name, amounts in tokens, times as dates
+    with "in 12 min", durations in minutes (keys as the contract names them)."""
+    from marketplace.units import relative
+
+    out: dict[str, str] = {}
+    for key, value in fields.items():
+        if key == "phaseName":
+            continue
+        if key == "phase":
+            out[key] = _phase(value)
+        elif key in _AMOUNTS:
+            out[key] = _tok(value)
+        elif key in _TIMES:
+            out[key] = "—" if int(value) == 0 else describe_time(int(value), now=now)
+        elif key in _DURATIONS:
+            out[key] = relative(int(value)).removeprefix("in ")
+        else:
+            out[key] = str(value)
+    return out

@@ -145,7 +145,9 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     out["oracles"] = list(c.market.call(c.market.market.functions.oracles(task_id)))
 
     def human() -> None:
-        console.print(kv_table(f"Task {task_id}", out))
+        from marketplace.chain.explain import humanize_task
+
+        console.print(kv_table(f"Task {task_id}", humanize_task(out, now=c.market.now())))
 
     emit(as_json, out, human)
 

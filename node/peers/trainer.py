@@ -8,13 +8,14 @@ chosen (a committed CID is never replaced by a fresh encryption of the same upda
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import ClassVar
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import TransactionRevertedError
+from marketplace.errors import ConfigError, TransactionRevertedError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
@@ -46,8 +47,23 @@ class TrainerNode(Peer):
         clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(session, journal)
-        self.data = data
         self.behaviour = behaviour or Behaviour()
+        if self.behaviour.name == "copier":
+            # A copier resubmits another trainer's update of the same round; a node only sees
+            # those once they are committed, so this evaluation behaviour lives in the simulator.
+            raise ConfigError(
+                "--behaviour copier runs only in the simulator (`fedmarket demo`): a node cannot "
+                "copy an update it has not seen; choose another behaviour"
+            )
+        # Data-side behaviours (label_flip) poison what this node trains on, as in the simulator.
+        x, y = self.behaviour.poison_data(
+            data.x, data.y, num_classes=session.doc.model.num_classes,
+            seed=derive_seed(seed, "poison", session.identity.address),
+        )  # fmt: skip
+        if x is not data.x or y is not data.y:
+            classes = max(data.num_classes, session.doc.model.num_classes)
+            data = dataclasses.replace(data, x=x, y=y, num_classes=classes)
+        self.data = data
         self.num_threads = num_threads
         self.seed = seed
         self.announce = announce
