@@ -133,7 +133,9 @@ class Peer(ABC):
                 # Transient is not invalid: wait it out (visibly), then redo the step, which
                 # reads the chain first and so never repeats what already happened.
                 delay = backoff.failed(exc)  # raises once the failure outlasts the patience
-                log.warning("%s: %s; retrying in %.0fs", self.role, describe(exc), delay)
+                # Visible either way: through on_step when there is one, else in the log.
+                level = logging.INFO if on_step is not None else logging.WARNING
+                log.log(level, "%s: %s; retrying in %.0fs", self.role, describe(exc), delay)
                 if on_step is not None:
                     on_step(Step.retrying(f"{describe(exc)}: retrying in {delay:.0f}s"))
                 sleep(delay)
