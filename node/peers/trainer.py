@@ -22,6 +22,7 @@ from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
 from marketplace.protocol.published_report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
+from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
 
@@ -228,7 +229,7 @@ class TrainerNode(Peer):
             # race to an oracle, or to our own earlier run, leaves nothing to do.
             return Step.done("already claimed")
         self.journal.record(s.task_id, 0, "claimed", {"amount": str(entry.amount)})
-        return Step.done(f"claimed {entry.amount}")
+        return Step.done(f"claimed {format_amount(entry.amount)} tokens")
 
     def _after_cancel(self) -> Step:
         s = self.session
