@@ -88,6 +88,7 @@ def readme_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 @pytest.mark.anvil
 @pytest.mark.kubo
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every line is a fresh CLI process; the task itself waits out 60 s
 def test_the_readme_devnet_walk_through_runs_to_claims_unattended(tmp_path, kubo):
     from marketplace.chain.backend import connect
     from marketplace.chain.clients import Marketplace, Phase
