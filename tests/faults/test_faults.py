@@ -30,7 +30,7 @@ from .conftest import (
 # Each case is a whole task of three peer processes: allow more than the suite's per-test default.
 pytestmark = [pytest.mark.faults, pytest.mark.anvil, pytest.mark.kubo, pytest.mark.timeout(1800)]
 
-PAUSE_SECONDS = 70.0  # over twice the peers' 30 s RPC timeout: some call of theirs times out
+PAUSE_SECONDS = 70.0  # over twice the peers' 30 s RPC timeout
 CUT_SECONDS = 30.0
 
 RUNS: dict[str, FaultRun] = {}
@@ -112,7 +112,9 @@ def test_anvil_paused_and_resumed_is_waited_out(fault_cluster: FaultCluster):
     RUNS["paused"] = run
     assert run.events == ["anvil paused"]
     assert_no_honest_work_unpaid(cluster, run)
-    assert "retrying" in _all_stderr(cluster, run.task_id)  # the wait was visible
+    # No assertion on "retrying" here: a call into a paused Anvil either times out (30 s, then
+    # retried and printed) or simply completes late, depending on when it started; both are fine.
+    # The dropped-RPC case below checks that retries are printed.
 
 
 def test_the_chain_rpc_dropped_for_30_seconds_is_waited_out(fault_cluster: FaultCluster):
