@@ -118,7 +118,7 @@ def test_the_readme_devnet_walk_through_runs_to_claims_unattended(tmp_path, kubo
         assert sum(int(e["args"]["amount"]) for e in claimed) == 300 * 10**18
     finally:
         down = subprocess.run(
-            ["bash", "-c", last], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            ["bash", "-c", last], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
     assert down.returncode == 0, down.stderr
 
