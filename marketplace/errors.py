@@ -70,6 +70,10 @@ class ContentNotFoundError(StorageError):
     """No content under that CID."""
 
 
+class ContentUnavailableError(ContentNotFoundError):
+    """No provider served the content yet; retried before it counts against anyone."""
+
+
 class DigestMismatchError(StorageError):
     """Fetched bytes do not hash to the expected digest."""
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from marketplace import toolchain
-from marketplace.chain.devnet import start_anvil
+from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil
 from node.cli.root import cli
 
 PASSWORD = "correct horse battery staple"
@@ -108,13 +108,19 @@ def test_register_stake_unstake_withdraw_status(env, trainer, chain):
     assert run(env, "status", "--json")["tokens"] == str((1000 - 150 + 30) * 10**18)
 
 
-def test_register_twice_names_the_custom_error(env, deployed):
+def test_register_twice_is_refused_before_any_transaction(env, deployed, chain):
+    from web3 import Web3
+
     # Prepare: an account of its own, registered once (no earlier test needed)
     run(env, "--dev-account", "7", "register", "oracle")
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    address = w3.eth.account.from_key(DEV_PRIVATE_KEYS[7]).address
+    nonce = w3.eth.get_transaction_count(address)
     # Execute
     out = run(env, "--dev-account", "7", "register", "oracle", ok=False)
     # Assert
-    assert "ParticipantRegistryAlreadyRegistered" in out
+    assert "already registered as oracle" in out and "fedmarket stake" in out
+    assert w3.eth.get_transaction_count(address) == nonce  # no approve was sent
 
 
 def test_wrong_password_is_one_line(env, trainer, tmp_path):

@@ -109,21 +109,51 @@ def write_deployment(deployment: Deployment, directory: Path) -> Path:
     return path
 
 
-def load_deployment(directory: Path, chain_id: int) -> Deployment:
-    """Read the deployments file for ``chain_id``; a clear error when it is missing or corrupt."""
+def load_deployment(directory: Path, chain_id: int, *, w3: Web3 | None = None) -> Deployment:
+    """Read the deployments file for ``chain_id``; a clear error when it is missing or corrupt.
+
+    With ``w3``, also check (``eth_getCode``) that every contract it names has code on that chain:
+    a devnet restarted without its state keeps the file but loses the contracts, and a command run
+    against such a file would send transactions to empty addresses (a mint that "succeeds").
+    """
     path = deployment_path(directory, chain_id)
     try:
         data = json.loads(path.read_text())
-        return Deployment.from_json(data)
+        deployment = Deployment.from_json(data)
     except FileNotFoundError:
         raise DeploymentNotFoundError(
             f"no deployment for chain {chain_id} at {path}: run `fedmarket deploy` first "
             "(or pass --deployments DIR)"
         ) from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
         raise DeploymentNotFoundError(
-            f"{path} is not a valid deployments file ({exc}): redeploy with `fedmarket deploy`"
+            f"cannot read the deployments file {path} ({exc.strerror}): check its permissions, "
+            "or pass --deployments DIR"
         ) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DeploymentNotFoundError(
+            f"{path} is not a valid deployments file ({type(exc).__name__}: {exc}): "
+            "redeploy with `fedmarket deploy`"
+        ) from None
+    missing = [n for n in MARKET_CONTRACTS if n not in deployment.contracts]
+    if missing:
+        raise DeploymentNotFoundError(
+            f"{path} names no {', '.join(missing)}: redeploy with `fedmarket deploy`"
+        )
+    if w3 is not None:
+        check_deployed_code(w3, deployment, path)
+    return deployment
+
+
+def check_deployed_code(w3: Web3, deployment: Deployment, path: Path | str) -> None:
+    """Refuse a deployments file whose contracts have no code on the chain ``w3`` talks to."""
+    for name in MARKET_CONTRACTS:
+        address = deployment.address(name)
+        if len(w3.eth.get_code(address)) == 0:  # type: ignore[arg-type]
+            raise DeploymentNotFoundError(
+                f"stale deployments file {path}: chain {deployment.chain_id} has no {name} at "
+                f"{address} (was the devnet restarted?): run `fedmarket deploy` to deploy again"
+            )
 
 
 def _deploy_one(

@@ -144,8 +144,12 @@ def revert_error(
     if decoded is None:
         reason = str(exc.message or exc) if hasattr(exc, "message") else str(exc)
         return TransactionRevertedError(f"{action} reverted: {reason}")
+    from marketplace.chain.explain import explain
+
+    words = explain(decoded.name, decoded.args)
+    text = f"{words} ({decoded.name})" if words else str(decoded)
     return TransactionRevertedError(
-        f"{action} reverted: {decoded}", error_name=decoded.name, args=decoded.args
+        f"{action} reverted: {text}", error_name=decoded.name, args=decoded.args
     )
 
 
@@ -175,6 +179,12 @@ def send(
     action = f"{getattr(fn, 'address', None) or 'new contract'}.{name}"
     try:
         params: TxParams = {"from": account.address, "value": Wei(value)}
+        if gas is None and _in_process(w3) and hasattr(fn, "call"):
+            # py-evm estimates gas by binary search (about 11 executions per estimate: most of
+            # the in-process demo's time). One eth_call finds a revert just as well, and a
+            # generous fixed limit costs nothing on a local chain (unused gas is refunded).
+            _precheck_in_process(w3, fn, params)
+            gas = IN_PROCESS_GAS
         if gas is None:
             estimate = fn.estimate_gas(params)
             gas = int(estimate * 1.2) + 10_000  # headroom for state changes between calls
@@ -190,7 +200,9 @@ def send(
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=name) from None
     except TimeExhausted:
-        raise ChainError(
+        # A stalled node (paused, overloaded) is transient: peers retry the step, which checks
+        # the chain first, so a transaction mined late is not sent twice in effect.
+        raise RpcUnreachableError(
             f"{name}: no receipt after {timeout:.0f}s; the node may be stalled or the gas "
             "price too low — check the node and retry"
         ) from None
@@ -204,6 +216,40 @@ def send(
         raise _mined_failure(fn, params, receipt, decoder, action=action, name=name)
     log.debug("%s mined, gas %d", action, receipt["gasUsed"])
     return receipt
+
+
+IN_PROCESS_GAS = 8_000_000  # per transaction on the in-process EVM (block limit is 30M)
+
+
+def _in_process(w3: Web3) -> bool:
+    from web3 import EthereumTesterProvider
+
+    return isinstance(w3.provider, EthereumTesterProvider)
+
+
+def _precheck_in_process(w3: Web3, fn: ContractFunction, params: Mapping[str, Any]) -> None:
+    """Run ``fn`` once as a call on the in-process EVM; a revert becomes ContractLogicError with
+    the raw revert data (web3's eth-tester wrapper loses it for custom errors)."""
+    from eth_tester.exceptions import TransactionFailed
+
+    tx = fn.build_transaction({**params, "gas": IN_PROCESS_GAS})  # type: ignore[arg-type]
+    tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    try:
+        tester.call(
+            {"from": tx["from"], "to": tx["to"], "data": tx["data"], "value": tx.get("value", 0),
+             "gas": IN_PROCESS_GAS},
+            "latest",
+        )  # fmt: skip
+    except TransactionFailed as exc:
+        raw = exc.args[0] if exc.args else b""
+        if isinstance(raw, Exception):
+            raw = raw.args[0] if raw.args else b""
+        if isinstance(raw, str) and raw.startswith(("b'", 'b"')):
+            import ast
+
+            raw = ast.literal_eval(raw)  # eth-tester passes the revert bytes as their repr
+        data = "0x" + bytes(raw).hex() if isinstance(raw, bytes | bytearray) else None
+        raise ContractLogicError(f"execution reverted: {raw!r}", data=data) from None
 
 
 def call(fn: ContractFunction, *, decoder: RevertDecoder | None = None, **kwargs: Any) -> Any:

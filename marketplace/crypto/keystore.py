@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
@@ -182,6 +183,9 @@ def import_account(
     return _save(Path(directory), eth, password, scrypt_n)
 
 
+_ACCOUNT_FILE = re.compile(r"^0x[0-9a-fA-F]{40}\.json$")
+
+
 def _read_account(keystore_path: Path) -> AccountFiles:
     address = _checksum(keystore_path.name.removesuffix(".json"))
     x25519_path = keystore_path.with_name(f"{address}.x25519.json")
@@ -208,6 +212,11 @@ def list_accounts(directory: Path) -> list[AccountFiles]:
     for path in sorted(directory.glob("0x*.json")):
         if path.name.endswith(".x25519.json"):
             continue
+        if not _ACCOUNT_FILE.match(path.name):
+            # Not one of ours (a backup copy, another tool's file): never let it disable the
+            # keystore, but say which file it is.
+            log.warning("ignoring %s in the keystore: not an account file (0x<address>.json)", path)
+            continue
         found.append(_read_account(path))
     return found
 
@@ -221,11 +230,21 @@ def unlock(directory: Path, address: str, password: str) -> UnlockedAccount:
         raise KeystoreError(f"no account {address} in {directory}: {_HINT}")
     files = _read_account(keystore_path)
     try:
-        key = Account.decrypt(json.loads(keystore_path.read_text()), password)
-    except ValueError as exc:
+        data = json.loads(keystore_path.read_text())
+        if not isinstance(data, dict) or "crypto" not in {k.lower() for k in data}:
+            raise KeystoreError(
+                f"{keystore_path} is not an Ethereum keystore file (no 'crypto' section): "
+                "restore it from backup, or move it out of the keystore"
+            )
+        key = Account.decrypt(data, password)
+    except KeystoreError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if "MAC mismatch" in str(exc):
             raise KeystoreError(f"wrong password for {address}") from None
-        raise KeystoreError(f"{keystore_path} is corrupt ({exc}): restore it from backup") from exc
+        raise KeystoreError(
+            f"{keystore_path} is corrupt ({type(exc).__name__}: {exc}): restore it from backup"
+        ) from None
     eth = Account.from_key(key)
     if eth.address != address:
         raise KeystoreError(f"{keystore_path} holds the key of {eth.address}, not {address}")

@@ -208,8 +208,11 @@ def _load_npz(path: Path) -> Dataset:
                 f"{path} holds object (pickled) arrays, which are refused: save numeric arrays only"
             ) from None
         raise ConfigError(f"{path} is not a readable .npz file ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path} is not a readable .npz file ({exc})") from None
+    except (OSError, EOFError) as exc:  # an empty file is EOFError ("No data left in file")
+        raise ConfigError(
+            f"{path} is not a readable .npz file ({exc or type(exc).__name__}): save it with "
+            "numpy.savez(path, x=features, y=labels)"
+        ) from None
     return _from_arrays(path.stem, x, y)
 
 
@@ -288,3 +291,21 @@ def split_dataset(
         mean=mean,
         scale=std,
     )
+
+
+def check_fits(data: Dataset, input_dim: int, num_classes: int, *, task: str = "the task") -> None:
+    """Refuse (one line, with the fix) data the task's model cannot train on — checked before a
+    trainer joins, so no bond is posted for data that would crash in round 1."""
+    features = int(data.x.shape[1]) if data.x.ndim == 2 else -1
+    if len(data) == 0:
+        raise ConfigError(f"dataset {data.name!r} has no rows: give data with at least one row")
+    if features != int(input_dim):
+        raise ConfigError(
+            f"dataset {data.name!r} has {features} features per row but {task}'s model takes "
+            f"{input_dim}: give data with {input_dim} features (see `fedmarket task show`)"
+        )
+    if int(data.num_classes) > int(num_classes):
+        raise ConfigError(
+            f"dataset {data.name!r} has {data.num_classes} classes but {task}'s model predicts "
+            f"{num_classes}: give data labelled with at most {num_classes} classes"
+        )

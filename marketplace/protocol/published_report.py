@@ -15,7 +15,12 @@ from typing import Any
 from web3 import Web3
 
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
-from marketplace.errors import FedMarketError
+from marketplace.errors import (
+    ContentNotFoundError,
+    ContentUnavailableError,
+    FedMarketError,
+    StoreUnreachableError,
+)
 from marketplace.valuation.merkle import PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
 
@@ -45,6 +50,7 @@ def final_report(session: Any) -> dict[str, Any]:
     market = session.market
     reveals = market.events(market.market, "ScoreRevealed", filters={"taskId": session.task_id})
     errors = []
+    unavailable = True  # every failure so far was content not served (yet): retry, not fail
     for ev in reveals:
         if bytes(ev["args"]["root"]) != root:
             continue
@@ -62,11 +68,17 @@ def final_report(session: Any) -> dict[str, Any]:
             report: dict[str, Any] = json.loads(plain)
         except (FedMarketError, ValueError) as exc:
             errors.append(f"{oracle}: {exc}")
+            unavailable &= isinstance(exc, ContentNotFoundError | StoreUnreachableError)
             continue
         if report.get("merkle_root", "").lower() != "0x" + root.hex():
             errors.append(f"{oracle}: report root differs from the finalized root")
             continue
         return report
+    if errors and unavailable:
+        raise ContentUnavailableError(
+            f"task {session.task_id}: the finalized report is not available from any IPFS "
+            f"provider yet ({'; '.join(errors)})"
+        )
     raise FedMarketError(
         f"task {session.task_id}: no readable report for the finalized root"
         + (f" ({'; '.join(errors)})" if errors else "")

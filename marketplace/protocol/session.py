@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import (
     ConfigError,
     ContentNotFoundError,
+    ContentUnavailableError,
     CryptoError,
     DigestMismatchError,
     FedMarketError,
@@ -43,6 +45,7 @@ from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights, get_weights
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.members import TaskMembers, load_members
+from marketplace.protocol.scope import TaskScope, task_scope
 from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
 
@@ -85,9 +88,16 @@ class TaskSession:
     identity: Identity
     doc: TaskDocument
     created: Mapping[str, object]  # the TaskCreated event's args (CIDs)
+    scope: TaskScope | None = None  # which deployment's task this is (keys local state)
     _members: TaskMembers | None = None
     _globals: dict[int, Weights] = field(default_factory=dict)
     _rounds: dict[int, RoundUpdates] = field(default_factory=dict)
+    # Seconds a committed update may stay unavailable (no IPFS provider serves it) before it is
+    # scored as invalid; until then fetching it raises ContentUnavailableError and is retried.
+    # An oracle sets this to 0 near the end of the commit phase: it then scores with what is
+    # verifiable rather than miss the commit window.
+    fetch_patience: float = 180.0
+    _unavailable_since: dict[str, float] = field(default_factory=dict)
 
     # --- loading --------------------------------------------------------------------------
     @classmethod
@@ -99,13 +109,14 @@ class TaskSession:
         if not events:
             raise ConfigError(f"no task {task_id} on chain {market.deployment.chain_id}")
         created = dict(events[0]["args"])
-        raw = store.get(str(created["configCid"]), max_size=1 << 20)
+        raw = fetch_shared(store, str(created["configCid"]), max_size=1 << 20)
         doc = TaskDocument.from_json(raw)
         if doc.model.digest() != _spec_digest(store, str(created["modelSpecCid"])):
             raise ConfigError(
                 f"task {task_id}: the model spec CID does not match the task document's model"
             )
-        return cls(market, store, task_id, identity, doc, created)
+        scope = task_scope(market.deployment.chain_id, market.market.address, task_id, events[0])
+        return cls(market, store, task_id, identity, doc, created, scope)
 
     @property
     def chain_id(self) -> int:
@@ -128,8 +139,8 @@ class TaskSession:
         """Round 1's global model: fetched by CID, digest checked against the chain."""
         if 1 not in self._globals:
             digest = bytes(self.created["initialModelDigest"])  # type: ignore[call-overload]
-            blob = self.store.get(
-                str(self.created["initialModelCid"]), expected_sha256=digest,
+            blob = fetch_shared(
+                self.store, str(self.created["initialModelCid"]), expected_sha256=digest,
                 max_size=self.doc.max_update_bytes,
             )  # fmt: skip
             self._globals[1] = load_weights(
@@ -169,6 +180,46 @@ class TaskSession:
             return self.store.put(plain), digest
         blob = seal(plain, recipients=self.members().recipients(), context=self._context(round_))
         return self.store.put(blob), digest
+
+    def follow_posted_model(self, round_: int) -> bool:
+        """Adopt the model posted on-chain for ``round_`` in place of this peer's own recompute
+        (after a mismatch: this peer most likely missed an update it could not fetch). The posted
+        model is fetched by its CID and must hash to the on-chain digest; ``False`` when no such
+        readable post exists (the peer then keeps its own model)."""
+        onchain = self.market.model_digest(self.task_id, round_)
+        events = self.market.events(
+            self.market.market, "ModelPosted", filters={"taskId": self.task_id}
+        )
+        for ev in events:
+            args = ev["args"]
+            if int(args["round"]) != round_ or bytes(args["digest"]) != onchain:
+                continue
+            try:
+                blob = fetch_shared(
+                    self.store,
+                    str(args["cid"]),
+                    max_size=self.doc.max_update_bytes + ENVELOPE_OVERHEAD,
+                )
+                plain = blob if self.doc.public_model else open_envelope(
+                    blob, recipient_address=self.identity.address,
+                    x25519_private=self.identity.x25519_private,
+                    expected_context=self._context(
+                        round_, sender=Web3.to_checksum_address(args["poster"])
+                    ),
+                )  # fmt: skip
+                if hashlib.sha256(plain).digest() != onchain:
+                    continue
+                weights = load_weights(
+                    plain, spec=self.weight_spec(), max_bytes=self.doc.max_update_bytes
+                )
+            except FedMarketError as exc:
+                log.warning("round %d: posted model %s unreadable: %s", round_, args["cid"], exc)
+                continue
+            self._globals[round_] = weights
+            for later in [r for r in self._globals if r > round_]:
+                del self._globals[later]
+            return True
+        return False
 
     # --- updates --------------------------------------------------------------------------
     def _context(self, round_: int, sender: str | None = None) -> EnvelopeContext:
@@ -238,9 +289,18 @@ class TaskSession:
         def fetch(c: CommittedUpdate) -> ClientUpdate | str:
             try:
                 return self.fetch_update(c, template)
+            except ContentNotFoundError as exc:
+                first = self._unavailable_since.setdefault(c.cid, time.monotonic())
+                if time.monotonic() - first < self.fetch_patience:
+                    raise ContentUnavailableError(
+                        f"round {round_}: update of {c.sender} ({c.cid}) not available from any "
+                        f"IPFS provider yet ({exc}); retrying before counting it as missing"
+                    ) from None
+                log.warning("round %d: update of %s unavailable, counted missing: %s",
+                            round_, c.sender, exc)  # fmt: skip
+                return f"{type(exc).__name__}: {exc}"
             except (
-                DigestMismatchError, ContentNotFoundError, CryptoError, InvalidUpdateError,
-                StorageError,
+                DigestMismatchError, CryptoError, InvalidUpdateError, StorageError,
             ) as exc:  # fmt: skip
                 if isinstance(exc, StoreUnreachableError):
                     raise  # our store is down: not the sender's fault
@@ -277,7 +337,21 @@ class TaskSession:
 def _spec_digest(store: ContentStore, cid: str) -> str:
     from marketplace.fl.models import ModelSpec
 
-    return ModelSpec.from_json(store.get(cid, max_size=1 << 20)).digest()
+    return ModelSpec.from_json(fetch_shared(store, cid, max_size=1 << 20)).digest()
+
+
+def fetch_shared(store: ContentStore, cid: str, **kwargs: object) -> bytes:
+    """``store.get`` for content the whole task depends on (its document, the initial model,
+    the validation set, a report): content no provider serves *now* is not anyone's fault, so
+    it raises :class:`ContentUnavailableError`, which peers retry (see marketplace.resilience)."""
+    try:
+        return store.get(cid, **kwargs)  # type: ignore[arg-type]
+    except ContentUnavailableError:
+        raise
+    except ContentNotFoundError as exc:
+        raise ContentUnavailableError(
+            f"{cid} is not available from any IPFS provider yet ({exc}); retrying"
+        ) from None
 
 
 # --- requester-side artifacts ---------------------------------------------------------------
@@ -308,7 +382,7 @@ def open_validation_set(session: TaskSession) -> tuple[np.ndarray, np.ndarray]:
     stored on-chain; refuses to return data that does not match."""
     ref = session.doc.validation
     requester = session.members().requester
-    blob = session.store.get(ref.cid, max_size=session.doc.max_update_bytes * 64)
+    blob = fetch_shared(session.store, ref.cid, max_size=session.doc.max_update_bytes * 64)
     plain = open_envelope(
         blob, recipient_address=session.identity.address,
         x25519_private=session.identity.x25519_private,

@@ -86,6 +86,24 @@ class KuboDaemon:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=15.0)
 
+    def restart(self, timeout: float = _INIT_TIMEOUT) -> None:
+        """Stop the daemon and start it again on the same repository, peer id and ports (the
+        fault tests' "Kubo restarted mid-task"); returns once its API answers again."""
+        config_path = self.repo_dir / "config"
+        config = json.loads(config_path.read_text())
+        config["Addresses"]["API"] = self.api_multiaddr
+        if self.swarm_multiaddrs:
+            config["Addresses"]["Swarm"] = [self.swarm_multiaddrs[0].split("/p2p/")[0]]
+        config_path.write_text(json.dumps(config, indent=2))
+        stop_process_group(self.process, 15.0)
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(toolchain.kubo_path()), "daemon", "--migrate=false"], env=_env(self.repo_dir),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        (self.repo_dir / "api").unlink(missing_ok=True)
+        _wait_ready(self, timeout=timeout)
+
     def __enter__(self) -> KuboDaemon:
         return self
 
@@ -254,3 +272,8 @@ def connect_peers(a: KuboDaemon, b: KuboDaemon, *, timeout: float = 10.0) -> Non
         ) from exc
     if resp.status_code != 200:
         raise ToolchainError(f"swarm connect {a.peer_id} → {target} failed: {resp.text.strip()}")
+    # Peering: Kubo keeps this connection up, reconnecting with backoff if either side restarts
+    # (a plain swarm connect is dropped for good when the other daemon goes away).
+    from marketplace.storage.peering import add_peering
+
+    add_peering(a.api_multiaddr, target, timeout=timeout)

@@ -9,6 +9,7 @@ from marketplace.chain.deploy import deploy_marketplace, write_deployment
 from marketplace.chain.tx import send_eth
 from node.cli.context import CliContext, parse_amount
 from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+from node.cli.params import ADDRESS
 
 
 @click.command()
@@ -47,7 +48,7 @@ def deploy(
 
 @click.command()
 @click.argument("amount")
-@click.option("--to", "to", required=True, help="Recipient address.")
+@click.option("--to", "to", type=ADDRESS, required=True, help="Recipient address.")
 @click.option("--eth", default="1", show_default=True,
               help="Also send this much ETH for gas when the recipient holds less.")  # fmt: skip
 @json_option

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from marketplace import units
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace
 from marketplace.chain.deploy import Deployment, load_deployment
@@ -56,7 +56,7 @@ class CliContext:
 
     @cached_property
     def deployment(self) -> Deployment:
-        return load_deployment(self.deployments_dir, self.w3.eth.chain_id)
+        return load_deployment(self.deployments_dir, self.w3.eth.chain_id, w3=self.w3)
 
     @cached_property
     def market(self) -> Marketplace:
@@ -157,26 +157,10 @@ class CliContext:
 
 
 def parse_amount(text: str, decimals: int = TOKEN_DECIMALS) -> int:
-    """``"1.5"`` tokens → base units; ``"123wei"`` → 123 base units."""
-    text = text.strip()
-    try:
-        if text.endswith("wei"):
-            value = int(text[:-3])
-        else:
-            value = int(Decimal(text) * (10**decimals))
-            if Decimal(value) != Decimal(text) * (10**decimals):
-                raise InvalidOperation
-    except (InvalidOperation, ValueError):
-        raise ConfigError(
-            f"invalid amount {text!r}: give tokens like 100 or 0.5, or base units like 123wei"
-        ) from None
-    if value < 0:
-        raise ConfigError(f"invalid amount {text!r}: must not be negative")
-    return value
+    """``"1.5"`` tokens → base units; ``"123wei"`` → 123 base units (exact: marketplace.units)."""
+    return units.parse_amount(text, decimals)
 
 
 def format_amount(value: int, decimals: int = TOKEN_DECIMALS) -> str:
     """Base units → a token amount without trailing zeros."""
-    q = Decimal(value) / (Decimal(10) ** decimals)
-    text = format(q.normalize(), "f")
-    return text
+    return units.format_amount(value, decimals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from urllib.parse import urlparse
 
 import click
 
@@ -21,16 +22,27 @@ def devnet() -> None:
 
 @devnet.command("up")
 @click.option("--hardhat", is_flag=True, help="Run `npx hardhat node` instead of Anvil.")
-@click.option("--port", type=int, default=8545, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port on 127.0.0.1 (default: the port of --chain-rpc, i.e. 8545).")  # fmt: skip
+@click.option("--block-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Mine a block every N seconds (Anvil), so the chain clock runs while "
+                   "nobody sends transactions; 0: only on transactions.")  # fmt: skip
 @json_option
 @pass_ctx
-def devnet_up(c: CliContext, hardhat: bool, port: int, as_json: bool) -> None:
+def devnet_up(
+    c: CliContext, hardhat: bool, port: int | None, block_time: float, as_json: bool
+) -> None:
     """Start a devnet in the background; its state goes to HOME/devnet.json.
+
+    Anvil mines a block every --block-time seconds, so phase deadlines and the dispute window
+    pass in real time even when no node sends a transaction.
 
     \b
     Example:
       fedmarket devnet up && fedmarket --dev-account 0 deploy
     """
+    if port is None:
+        port = urlparse(c.rpc_url).port or 8545
     state = c.read_devnet_state()
     if state and _alive(int(state["pid"])):  # type: ignore[call-overload]
         raise ConfigError(
@@ -44,9 +56,17 @@ def devnet_up(c: CliContext, hardhat: bool, port: int, as_json: bool) -> None:
         )
     except OSError:
         pass
-    c.home.mkdir(parents=True, exist_ok=True)
+    try:
+        c.home.mkdir(parents=True, exist_ok=True)
+        (c.home / "devnet.log").touch()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to the node directory {c.home} ({exc.strerror}): pass a writable "
+            "--home DIR (or set FEDMARKET_HOME)"
+        ) from None
     kind = "hardhat" if hardhat else "anvil"
-    node = start_devnet(kind, port=port, log_path=c.home / "devnet.log")
+    extra = {"block_time": block_time} if kind == "anvil" and block_time else {}
+    node = start_devnet(kind, port=port, log_path=c.home / "devnet.log", **extra)
     state = {"kind": kind, "pid": node.pid, "rpc_url": node.rpc_url, "chain_id": node.chain_id}
     c.devnet_state_path.write_text(json.dumps(state))
     emit(as_json, state, lambda: console.print(

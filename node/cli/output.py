@@ -15,10 +15,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
-from web3 import Web3
 
-from marketplace.errors import ConfigError, FedMarketError
-from node.cli.context import CliContext, parse_amount
+from marketplace.errors import FedMarketError
+from node.cli.context import CliContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,21 +27,42 @@ pass_ctx = click.make_pass_decorator(CliContext)
 
 
 class FedMarketGroup(click.Group):
-    """Turns library errors into one-line ``Error: …`` messages (exit 1)."""
+    """Turns library errors, bad parameter values and file-system refusals into one-line
+    ``Error: …`` messages (exit 1); under ``--json``, into one JSON document
+    ``{"error": {"type": …, "message": …}}`` on stdout (and the line on stderr), exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        pending = (*getattr(ctx, "_protected_args", ()), *ctx.args)  # the subcommand line
+        as_json = "--json" in pending
         try:
             return super().invoke(ctx)
         except FedMarketError as exc:
-            raise click.ClickException(str(exc)) from None
+            fail(str(exc), type(exc).__name__, as_json)
+        except click.BadParameter as exc:
+            fail(exc.format_message(), "BadParameter", as_json)
+        except PermissionError as exc:
+            fail(
+                f"permission denied on {exc.filename}: make it writable, or pass another "
+                "--home DIR / --deployments DIR", "PermissionError", as_json,
+            )  # fmt: skip
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            fail(f"{exc.strerror or exc} on {exc.filename}", type(exc).__name__, as_json)
         except click.UsageError as exc:
             # A bad option of a subcommand: one line naming it and where the choices are.
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            one_line = click.ClickException(f"{exc.format_message()} (see `{where} --help`)")
-            one_line.exit_code = exc.exit_code
-            raise one_line from None
+            fail(f"{exc.format_message()} (see `{where} --help`)", "UsageError", as_json)
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted") from None
+            fail("interrupted", "KeyboardInterrupt", as_json)
+
+
+def fail(message: str, kind: str, as_json: bool) -> None:
+    """Exit 1 with ``message`` as one line (and a JSON error document under ``--json``)."""
+    line = " ".join(str(message).split())
+    if as_json:
+        click.echo(json.dumps({"error": {"type": kind, "message": line}}))
+    raise click.ClickException(line)
 
 
 def json_option(fn: F) -> F:
@@ -79,39 +99,12 @@ def choice(values: Iterable[str]) -> click.Choice[str]:
     return click.Choice(list(values))
 
 
-class AddressParam(click.ParamType[str]):
-    """An Ethereum address, returned checksummed."""
-
-    name = "address"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        if isinstance(value, str) and Web3.is_address(value):
-            return str(Web3.to_checksum_address(value))
-        self.fail(f"{value!r} is not an Ethereum address (0x + 40 hex digits)", param, ctx)
-
-
-class AmountParam(click.ParamType[int]):
-    """A token amount (``100``, ``0.5``, or base units ``123wei``), returned in base units."""
-
-    name = "amount"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_amount(str(value))
-        except ConfigError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-ADDRESS = AddressParam()
-AMOUNT = AmountParam()
-
-
 # --- shared options ------------------------------------------------------------------------
 def task_option(fn: F) -> F:
     """``--task ID`` (as ``task_id``)."""
-    return click.option("--task", "task_id", type=int, required=True, help="Task id.")(fn)
+    from node.cli.params import TASK_ID
+
+    return click.option("--task", "task_id", type=TASK_ID, required=True, help="Task id.")(fn)
 
 
 def poll_options(fn: F) -> F:

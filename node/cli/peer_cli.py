@@ -100,6 +100,10 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     dataset = _trainer_data(data, part, partition, alpha, seed)
     identity = c.identity()
     session = TaskSession.open(c.market, c.store, task_id, identity)
+    from marketplace.fl.data import check_fits
+
+    spec = session.doc.model  # the data must fit the model before any bond is posted
+    check_fits(dataset, spec.input_dim, spec.num_classes, task=f"task {task_id}")
     _check_registered(c, identity.address, Role.TRAINER, session.info().min_stake)
     # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
     # node still fetches every committed update by CID when its round closes.
@@ -110,9 +114,12 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
                        announce=announcer)  # fmt: skip
     if peers is not None:
         peers.start()
+    keeper = _peer_keeper(c)
     try:
         result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
     finally:
+        if keeper is not None:
+            keeper.close()
         if announcer is not None:
             announcer.close()
         if peers is not None:
@@ -245,7 +252,12 @@ def oracle_run(
     session = TaskSession.open(c.market, c.store, task_id, identity)
     _check_registered(c, identity.address, Role.ORACLE, 0)
     node = OracleNode(session, c.journal(f"oracle-{identity.address}-{task_id}"))
-    result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+    keeper = _peer_keeper(c)
+    try:
+        result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+    finally:
+        if keeper is not None:
+            keeper.close()
     root = node.journal.get(task_id, 0, SCORE_STEP)
     out = {"taskId": task_id, "oracle": identity.address, "result": result.action,
            "committed": root}  # fmt: skip
@@ -256,11 +268,37 @@ def oracle_run(
 def _step_printer(as_json: bool) -> Any:
     """The ``on_step`` hook: print what a peer did (nothing with --json)."""
 
+    last_waiting: list[str] = [""]
+
     def on_step(step: Step) -> None:
-        if not as_json:
-            log_step(step.action, waiting=step.is_waiting)
+        # Waiting states are printed once each, when they change; retries every time.
+        if step.is_waiting and step.detail != "retrying":
+            if step.action == last_waiting[0]:
+                return
+            last_waiting[0] = step.action
+        else:
+            last_waiting[0] = ""
+        if as_json:  # stdout holds the one JSON document: progress goes to stderr
+            click.echo(f"{_stamp()} {step.action}", err=True)
+        else:
+            log_step(f"{_stamp()} {step.action}")
 
     return on_step
+
+
+def _peer_keeper(c: CliContext) -> Any:
+    """Keep this node's Kubo daemon connected to the peers it has (see storage.peering)."""
+    if not c.ipfs_api:
+        return None
+    from marketplace.storage.peering import PeerKeeper
+
+    return PeerKeeper(c.ipfs_api).start()
+
+
+def _stamp() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")
 
 
 def _trainer_data(

@@ -12,6 +12,7 @@ from marketplace.chain.devnet import dev_x25519_public
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
+from node.cli.params import ADDRESS
 
 
 @click.command()
@@ -34,6 +35,13 @@ def register(
     signer = c.signer()
     key = _encryption_key(c, signer.address, encryption_key)
     amount = parse_amount(stake_amount)
+    current = c.market.participant(signer.address)  # before any approve is sent
+    if current.role != Role.NONE:
+        raise ConfigError(
+            f"{signer.address} is already registered as {current.role.name.lower()} with "
+            f"{format_amount(current.stake)} staked: see `fedmarket status`; add stake with "
+            "`fedmarket stake N`"
+        )
     receipt = c.market.register(signer, Role.parse(role), key, amount)
     out = {"address": signer.address, "role": role, "stake": str(amount),
            "tx": receipt["transactionHash"].hex(), "gas": receipt["gasUsed"]}  # fmt: skip
@@ -119,7 +127,7 @@ def withdraw(c: CliContext, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("address", required=False)
+@click.argument("address", type=ADDRESS, required=False)
 @json_option
 @pass_ctx
 def status(c: CliContext, address: str | None, as_json: bool) -> None:

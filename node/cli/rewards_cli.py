@@ -8,6 +8,7 @@ from rich.table import Table
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount
 from node.cli.output import console, emit, json_option, pass_ctx
+from node.cli.params import TASK_ID
 
 
 @click.group()
@@ -16,7 +17,7 @@ def rewards() -> None:
 
 
 @rewards.command("show")
-@click.option("--task", "task_id", type=int, required=True)
+@click.option("--task", "task_id", type=TASK_ID, required=True)
 @json_option
 @pass_ctx
 def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -43,7 +44,7 @@ def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @rewards.command("claim")
-@click.option("--task", "task_id", type=int, required=True)
+@click.option("--task", "task_id", type=TASK_ID, required=True)
 @json_option
 @pass_ctx
 def rewards_claim(c: CliContext, task_id: int, as_json: bool) -> None:

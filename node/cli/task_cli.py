@@ -13,7 +13,8 @@ from marketplace.errors import ConfigError
 from marketplace.fl.strategy import STRATEGIES
 from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
 from node.cli.context import CliContext, format_amount
-from node.cli.output import ADDRESS, AMOUNT, choice, console, emit, json_option, kv_table, pass_ctx
+from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
+from node.cli.params import ADDRESS, AMOUNT, TASK_ID
 
 
 def _load_splits(source: str, seed: int) -> Any:
@@ -138,7 +139,7 @@ def task_list(c: CliContext, as_json: bool) -> None:
 
 
 @task.command("show")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -147,13 +148,15 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     out["oracles"] = list(c.market.oracles(task_id))
 
     def human() -> None:
-        console.print(kv_table(f"Task {task_id}", out))
+        from marketplace.chain.explain import humanize_task
+
+        console.print(kv_table(f"Task {task_id}", humanize_task(out, now=c.market.now())))
 
     emit(as_json, out, human)
 
 
 @task.command("join")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -166,7 +169,7 @@ def task_join(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @task.command("advance")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -180,7 +183,7 @@ def task_advance(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @task.command("cancel")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=TASK_ID)
 @json_option
 @pass_ctx
 def task_cancel(c: CliContext, task_id: int, as_json: bool) -> None:

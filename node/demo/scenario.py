@@ -179,6 +179,7 @@ def _run(
         market.mint(deployer.eth, p.address, 2 * cfg.stake)
         market.register(p.eth, role, p.x25519_public, cfg.stake)
     stake_before = {p.address: market.participant(p.address).stake for p in (*trainers, *oracles)}
+    reputation_before = {t.address: market.participant(t.address).reputation_ppm for t in trainers}
 
     # --- data ----------------------------------------------------------------------------
     splits = split_dataset(load_dataset("digits"), seed=cfg.seed)
@@ -271,6 +272,9 @@ def _run(
             "flags": int(entry.get("flags", 0)),
             "slashed": int(stake_before[t.address] - after.stake),
             "reputation_ppm": after.reputation_ppm,
+            "reputation_before_ppm": int(reputation_before[t.address]),
+            "budget": int(cfg.budget),
+            "flag_names": _flag_names(int(entry.get("flags", 0))),
             "loo_utility": loo.get(t.address, 0.0),
             "stake_before": int(stake_before[t.address]),
             "stake_after": after.stake,
@@ -350,6 +354,12 @@ def _drive(
             )
             advance_chain_time(market.w3, max(1, target - market.now() + 1))
     raise RuntimeError("the demo did not settle: a peer is stuck (run with -v to see its steps)")
+
+
+def _flag_names(flags: int) -> list[str]:
+    from marketplace.valuation.flags import Flag
+
+    return [str(f.name).lower() for f in Flag if f and flags & f]
 
 
 def _leave_one_out(

@@ -25,16 +25,17 @@ def results_table(result: dict[str, Any]) -> Table:
         title_justify="left",
     )
     for col, justify in [
-        ("trainer", "left"), ("samples", "right"), ("label skew", "right"),
+        ("#", "right"), ("trainer", "left"), ("samples", "right"), ("label skew", "right"),
         ("behaviour", "left"), ("score (ppm)", "right"), ("payout", "right"),
-        ("slashed", "right"), ("reputation", "right"),
+        ("slashed", "right"), ("reputation", "right"), ("why", "left"),
     ]:  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for t in result["trainers"]:
+    for i, t in enumerate(result["trainers"], start=1):
         style = {"poisoner": "red", "free_rider": "yellow", "noisy": "magenta"}.get(
             t["behaviour"], ""
         )
         table.add_row(
+            str(i),
             f"{t['address'][:6]}…{t['address'][-4:]}",
             str(t["samples"]),
             f"{t['label_skew']:.2f}",
@@ -43,9 +44,29 @@ def results_table(result: dict[str, Any]) -> Table:
             _tokens(t["payout"]),
             _tokens(t["slashed"]) if t["slashed"] else "-",
             f"{t['reputation_ppm'] / 1e6:.3f}",
+            why(t),
             style=style,
         )
     return table
+
+
+def why(t: dict[str, Any]) -> str:
+    """Why this trainer got what it got, in words: flags, share of the budget, reputation."""
+    rep = ""
+    if "reputation_before_ppm" in t:
+        rep = (
+            f"; reputation {t['reputation_before_ppm'] / 1e6:.3f} → {t['reputation_ppm'] / 1e6:.3f}"
+        )
+    names = t.get("flag_names") or []
+    if names:
+        words = " and ".join(n.replace("_", " ") for n in names)
+        lost = f", slashed {_tokens(t['slashed'])} of stake" if t["slashed"] else ""
+        return f"flagged {words} by the oracles: paid nothing, bond burned{lost}{rep}"
+    budget = int(t.get("budget") or 0)
+    if int(t["payout"]) == 0:
+        return f"score at or below the floor: paid nothing (not flagged, stake kept){rep}"
+    share = f" = {int(t['payout']) / budget:.1%} of the {_tokens(budget)} budget" if budget else ""
+    return f"paid in proportion to its score{share}{rep}"
 
 
 def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
@@ -82,11 +103,17 @@ def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
     fig.savefig(paths["accuracy"], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for t in result["trainers"]:
-        ax.scatter(t["loo_utility"], t["payout"] / TOKEN, color=colours[t["behaviour"]], s=60)
-        ax.annotate(t["behaviour"], (t["loo_utility"], t["payout"] / TOKEN), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen: set[str] = set()
+    for i, t in enumerate(result["trainers"], start=1):
+        b = t["behaviour"]
+        ax.scatter(t["loo_utility"], t["payout"] / TOKEN, color=colours[b], s=90,
+                   label=None if b in seen else b.replace("_", " "), zorder=2)  # fmt: skip
+        seen.add(b)
+        # The row number of the table, inside the marker: matchable, never overlapping text.
+        ax.annotate(str(i), (t["loo_utility"], t["payout"] / TOKEN), fontsize=7, color="white",
+                    ha="center", va="center", zorder=3)  # fmt: skip
+    ax.legend(title="behaviour (numbers: table rows)", fontsize=7, title_fontsize=7)
     ax.set(xlabel="leave-one-out utility on held-out data (accuracy, summed over rounds)",
            ylabel="payout (tokens)", title="Payout against held-out contribution")  # fmt: skip
     paths["payout_vs_loo"] = str(directory / "payout_vs_loo.png")
@@ -94,8 +121,9 @@ def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
     fig.savefig(paths["payout_vs_loo"], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names = [f"{t['behaviour']}\n{t['address'][:6]}" for t in result["trainers"]]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    names = [f"{i}\n{t['behaviour'].replace('_', ' ')}" for i, t in
+             enumerate(result["trainers"], start=1)]  # fmt: skip
     xs = range(len(names))
     before = [t["stake_before"] / TOKEN for t in result["trainers"]]
     after = [t["stake_after"] / TOKEN for t in result["trainers"]]

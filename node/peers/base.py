@@ -16,6 +16,7 @@ fine).
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -26,8 +27,11 @@ from eth_account.signers.local import LocalAccount
 
 from marketplace.errors import FedMarketError, TransactionRevertedError
 from marketplace.protocol.session import TaskSession
+from marketplace.resilience import Backoff, describe, is_transient
 from marketplace.valuation.payouts import PayoutEntry
 from node.peers.journal import Journal
+
+log = logging.getLogger(__name__)
 
 # Reverts that only mean another peer moved the task first.
 LOST_ADVANCE_RACE = ("TaskMarketWrongPhase", "TaskMarketTooEarly")
@@ -62,6 +66,11 @@ class Step:
     def done(cls, action: str) -> Step:
         return cls(StepKind.DONE, action)
 
+    @classmethod
+    def retrying(cls, action: str) -> Step:
+        """A transient failure (chain RPC, IPFS) being waited out: a ``WAITING`` step."""
+        return cls(StepKind.WAITING, action, detail="retrying")
+
     @property
     def is_done(self) -> bool:
         return self.kind is StepKind.DONE
@@ -79,6 +88,10 @@ class Peer(ABC):
     def __init__(self, session: TaskSession, journal: Journal) -> None:
         self.session = session
         self.journal = journal
+        if session.scope is not None:
+            journal.bind(session.scope)  # never resume another deployment's task of the same id
+        # How long a connectivity failure is retried before the run gives up (see run()).
+        self.backoff = Backoff()
 
     @property
     def me(self) -> str:
@@ -105,11 +118,29 @@ class Peer(ABC):
         """Step until the task is over for this peer; returns the last (``DONE``) step.
 
         Sleeps ``poll`` seconds after each ``WAITING`` step; raises :class:`FedMarketError` when
-        still waiting ``timeout`` seconds after the start.
+        still waiting ``timeout`` seconds after the start. A transient failure (chain RPC or
+        IPFS unreachable, content not yet available: :func:`marketplace.resilience.is_transient`)
+        is retried with :attr:`backoff` and reported to ``on_step`` as a ``retrying`` step.
         """
         start = time.monotonic()
+        backoff = self.backoff
         while True:
-            step = self.step()
+            try:
+                step = self.step()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Transient is not invalid: wait it out (visibly), then redo the step, which
+                # reads the chain first and so never repeats what already happened.
+                delay = backoff.failed(exc)  # raises once the failure outlasts the patience
+                # Visible either way: through on_step when there is one, else in the log.
+                level = logging.INFO if on_step is not None else logging.WARNING
+                log.log(level, "%s: %s; retrying in %.0fs", self.role, describe(exc), delay)
+                if on_step is not None:
+                    on_step(Step.retrying(f"{describe(exc)}: retrying in {delay:.0f}s"))
+                sleep(delay)
+                continue
+            backoff.succeeded()
             if on_step is not None:
                 on_step(step)
             if step.is_done:

@@ -6,8 +6,12 @@ sent, so a restarted oracle reveals what it committed and never commits twice (t
 second commitment anyway).
 
 Scoring refuses to run on a validation set that does not hash to the on-chain commitment; an
-update that fails to fetch, decrypt, match its digest or validate is scored as invalid and flagged,
-never a crash. After finalization the oracle enforces the result: it slashes committee members
+update that fails to decrypt, match its digest or validate is scored as invalid and flagged, never a
+crash. An update that no IPFS provider serves *yet* is retried (transient is not invalid) until
+the session's fetch patience runs out or the commit deadline is near; only then is it counted as
+missing — the oracle commits with what it could verify rather than miss the commit window.
+
+After finalization the oracle enforces the result: it slashes committee members
 that revealed another root or did not reveal, and settles flagged trainers' leaves (which slashes
 their stake), since a flagged trainer has no reason to claim.
 """
@@ -31,6 +35,9 @@ from node.peers.journal import Journal
 log = logging.getLogger(__name__)
 
 SCORE_STEP = "score"
+# Within this many chain seconds of the commit deadline, an oracle stops waiting for updates no
+# IPFS provider serves and scores without them (see TaskSession.fetch_patience).
+COMMIT_MARGIN_SECONDS = 60
 
 
 class OracleNode(Peer):
@@ -60,6 +67,10 @@ class OracleNode(Peer):
         commitment = m.commitment_of(tid, self.me)
         if phase == Phase.COMMITTING:
             if commitment == bytes(32):
+                if int(info.phase_deadline) - m.now() <= COMMIT_MARGIN_SECONDS:
+                    # Late in the window: score with what is verifiable now (an update still
+                    # unavailable counts as missing) rather than miss the commit altogether.
+                    s.fetch_patience = 0.0
                 chosen = self._chosen()
                 digest = m.score_commitment(
                     tid, self.me, bytes.fromhex(chosen["root"]), chosen["report_cid"],

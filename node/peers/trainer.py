@@ -8,12 +8,14 @@ chosen (a committed CID is never replaced by a fresh encryption of the same upda
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import ClassVar
 
 from marketplace.chain.clients import Phase
+from marketplace.errors import ConfigError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
@@ -21,6 +23,7 @@ from marketplace.fl.train import train_local
 from marketplace.protocol.committee import settle_cancelled
 from marketplace.protocol.published_report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
+from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
 
@@ -46,8 +49,23 @@ class TrainerNode(Peer):
         clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(session, journal)
-        self.data = data
         self.behaviour = behaviour or Behaviour()
+        if self.behaviour.name == "copier":
+            # A copier resubmits another trainer's update of the same round; a node only sees
+            # those once they are committed, so this evaluation behaviour lives in the simulator.
+            raise ConfigError(
+                "--behaviour copier runs only in the simulator (`fedmarket demo`): a node cannot "
+                "copy an update it has not seen; choose another behaviour"
+            )
+        # Data-side behaviours (label_flip) poison what this node trains on, as in the simulator.
+        x, y = self.behaviour.poison_data(
+            data.x, data.y, num_classes=session.doc.model.num_classes,
+            seed=derive_seed(seed, "poison", session.identity.address),
+        )  # fmt: skip
+        if x is not data.x or y is not data.y:
+            classes = max(data.num_classes, session.doc.model.num_classes)
+            data = dataclasses.replace(data, x=x, y=y, num_classes=classes)
+        self.data = data
         self.num_threads = num_threads
         self.seed = seed
         self.announce = announce
@@ -177,9 +195,21 @@ class TrainerNode(Peer):
                 return f"posted the model of round {r}"
             return None
         if onchain != s.model_digest(r) and not self.journal.has(s.task_id, r, "mismatch"):
-            log.warning("round %d: posted model differs from ours; reporting evidence", r)
+            log.error(
+                "MODEL MISMATCH in round %d of task %d: the model posted on-chain (%s…) differs "
+                "from the one this node computed (%s…); reporting evidence and following the "
+                "on-chain model if it can be fetched",
+                r, s.task_id, onchain.hex()[:12], s.model_digest(r).hex()[:12],
+            )  # fmt: skip
             self._post_model(r)  # the contract keeps the first post and emits the mismatch
             self.journal.record(s.task_id, r, "mismatch", {"posted": onchain.hex()})
+            followed = s.follow_posted_model(r)
+            self._model_checked.add(r)
+            return (
+                f"MODEL MISMATCH in round {r}: reported; "
+                + ("now following the on-chain model" if followed else "kept ours (posted model "
+                   "unreadable)")
+            )  # fmt: skip
         self._model_checked.add(r)
         return None
 
@@ -202,7 +232,7 @@ class TrainerNode(Peer):
             # race to an oracle, or to our own earlier run, leaves nothing to do.
             return Step.done("already claimed")
         self.journal.record(s.task_id, 0, "claimed", {"amount": str(entry.amount)})
-        return Step.done(f"claimed {entry.amount}")
+        return Step.done(f"claimed {format_amount(entry.amount)} tokens")
 
     def _after_cancel(self) -> Step:
         s = self.session

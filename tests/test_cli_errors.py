@@ -1,0 +1,142 @@
+"""Every bad input issue 18 lists is one line naming the cause and the fix: exit 1, no traceback,
+and under ``--json`` a JSON error document on stdout. Run against a real Anvil with the contracts
+deployed, so a check that happens too late (after a transaction) would show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from marketplace.chain.devnet import start_anvil
+from node.cli.root import cli
+
+GOOD = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+BAD_CHECKSUM = "0x70997970c51812DC3A010C7d01b50e0d17dc79C8"  # two letters' case flipped
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("errors")
+    node = start_anvil(log_path=tmp / "anvil.log")
+    env = {
+        "FEDMARKET_HOME": str(tmp / "home"), "FEDMARKET_CHAIN_RPC": node.rpc_url,
+        "FEDMARKET_DEPLOYMENTS": str(tmp / "deployments"), "FEDMARKET_PASSWORD": "pw",
+    }  # fmt: skip
+    result = CliRunner().invoke(cli, ["--dev-account", "0", "deploy"], env=env)
+    assert result.exit_code == 0, result.output
+    (tmp / "empty.npz").write_bytes(b"")
+    np.savez(tmp / "ten.npz", x=np.zeros((20, 10), dtype="f4"), y=np.arange(20) % 2)
+    (tmp / "notadir").write_text("a file where a directory should be")
+    bad_deps = tmp / "bad-deployments"
+    bad_deps.mkdir()
+    (bad_deps / "31337.json").write_text('{"chainId": 31337, "contracts": []}')
+    yield {"tmp": tmp, "env": env, "rpc": node.rpc_url}
+    node.stop()
+
+
+def _keystore_with(world, content: str) -> dict[str, str]:
+    """A home whose one account's keystore file was replaced by ``content``."""
+    home = world["tmp"] / f"home-{abs(hash(content))}"
+    env = {**world["env"], "FEDMARKET_HOME": str(home)}
+    made = CliRunner().invoke(cli, ["account", "new", "--json"], env=env)
+    assert made.exit_code == 0, made.output
+    address = json.loads(made.stdout)["address"]
+    (home / "keystore" / f"{address}.json").write_text(content)
+    return env
+
+
+CASES = {
+    "malformed address (faucet)": (["--dev-account", "0", "faucet", "5", "--to", "0x123"], None),
+    "malformed address (status)": (["status", "0xnothex"], None),
+    "malformed --oracle": (
+        ["--dev-account", "1", "task", "create", "--budget", "1", "--oracle", "bob"],
+        None,
+    ),
+    "EIP-55 checksum wrong": (["--dev-account", "0", "faucet", "5", "--to", BAD_CHECKSUM], None),
+    "negative task id": (["task", "show", "--", "-1"], None),
+    "task id beyond uint256": (["task", "show", str(2**256)], None),
+    "faucet 2**300": (["--dev-account", "0", "faucet", str(2**300), "--to", GOOD], None),
+    "faucet Infinity": (["--dev-account", "0", "faucet", "Infinity", "--to", GOOD], None),
+    "faucet NaN": (["--dev-account", "0", "faucet", "NaN", "--to", GOOD], None),
+    "more decimals than the token": (
+        ["--dev-account", "0", "faucet", "1.0000000000000000001", "--to", GOOD],
+        None,
+    ),
+    "stake 2**300": (["--dev-account", "2", "stake", str(2**300)], None),
+    "deployments file with contracts: []": (["status", GOOD], "bad-deployments"),
+    "read-only --home (account new)": (["account", "new"], "home-under-a-file"),
+    "read-only --home (devnet up)": (["devnet", "up", "--port", "1"], "home-under-a-file"),
+    "empty .npz": (["--dev-account", "2", "node", "run", "--task", "1", "--data", "EMPTY"], None),
+    "foreign JSON as keystore": (["status"], '{"version": "other program", "data": 1}'),
+    "a [1,2] keystore": (["status"], "[1, 2]"),
+}
+
+
+def _prepare(world, args: list[str], extra: str | None) -> tuple[list[str], dict[str, str]]:
+    env = dict(world["env"])
+    args = [a.replace("EMPTY", str(world["tmp"] / "empty.npz")) for a in args]
+    if extra == "bad-deployments":
+        env["FEDMARKET_DEPLOYMENTS"] = str(world["tmp"] / "bad-deployments")
+    elif extra == "home-under-a-file":
+        env["FEDMARKET_HOME"] = str(world["tmp"] / "notadir" / "home")
+    elif extra is not None:
+        env = _keystore_with(world, extra)
+    return args, env
+
+
+def _with_json(args: list[str]) -> list[str]:
+    """``--json`` after the subcommand's own words (before a ``--``)."""
+    if "--" in args:
+        i = args.index("--")
+        return [*args[:i], "--json", *args[i:]]
+    return [*args, "--json"]
+
+
+@pytest.mark.anvil
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_a_bad_input_is_one_line_exit_1(world, case, as_json):
+    args, env = _prepare(world, *CASES[case])
+    if as_json:
+        args = _with_json(args)
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    assert "Aborted" not in err
+    if as_json:
+        doc = json.loads(result.stdout)
+        assert set(doc["error"]) == {"type", "message"} and doc["error"]["message"] in err
+
+
+@pytest.mark.anvil
+def test_trainer_data_that_does_not_fit_the_model_is_refused_before_joining(world):
+    from marketplace.errors import ConfigError
+    from marketplace.fl import load_dataset
+    from marketplace.fl.data import check_fits
+
+    data = load_dataset(str(world["tmp"] / "ten.npz"))
+    with pytest.raises(ConfigError, match="10 features per row but task 1's model takes 64"):
+        check_fits(data, 64, 10, task="task 1")
+    check_fits(load_dataset("digits"), 64, 10)
+
+
+def test_a_stray_file_in_the_keystore_is_named_and_skipped(world, caplog):
+    home = Path(world["tmp"]) / "home-stray"
+    env = {**world["env"], "FEDMARKET_HOME": str(home)}
+    made = CliRunner().invoke(cli, ["account", "new", "--json"], env=env)
+    assert made.exit_code == 0
+    stray = home / "keystore" / "0xbackup-copy.json"
+    stray.write_text("{}")
+    listed = CliRunner().invoke(cli, ["account", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(made.stdout)["address"] in listed.stdout
+    assert any(str(stray) in r.getMessage() for r in caplog.records)
