@@ -523,7 +523,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         info.scoringFailed = t.outcome >= Outcome.Failed;
         info.outcome = t.outcome;
         info.arbiterRuled = t.arbiterRuled;
-        info.acceptedCount = c.acceptedCount;
+        info.acceptedCount = uint8(c.acceptedCount()); // <= 16
         info.acceptDuration = t.acceptDuration;
         info.joinDuration = t.joinDuration;
         info.totalSamples = t.totalSamples;

@@ -34,16 +34,15 @@ library CommitteeVote {
         // Commitment until the member reveals, then its revealed root.
         mapping(address oracle => bytes32) votes;
         mapping(bytes32 root => uint256) rootStakes;
-        // one slot: what accept, commit and reveal read together
-        uint128 weight; // each accepted seat's reserved stake and vote weight
+        // One slot: everything accept, commit and reveal read and write (32 bytes).
+        uint96 weight; // each accepted seat's reserved stake and vote weight
+        uint96 leadingStake; // <= size * weight, checked to fit at creation
         uint8 size;
-        uint8 acceptedCount;
         uint8 committedCount;
         uint8 revealedCount;
         uint8 leader; // seat of the first member that revealed the leading root; 0 = none
         uint16 revealedMask; // bit (seat - 1) set once that member revealed
         uint16 acceptedMask; // bit (seat - 1) set once that member took its seat (stake reserved)
-        uint128 leadingStake;
     }
 
     /// @notice Propose the committee (no stake is touched: members accept later).
@@ -63,8 +62,9 @@ library CommitteeVote {
             seat.number = uint8(i + 1);
             s.members.push(oracle);
         }
+        if (uint256(weight) * n > type(uint96).max) revert ITaskMarket.TaskMarketAmountTooLarge(uint256(weight) * n);
         s.size = uint8(n);
-        s.weight = weight;
+        s.weight = uint96(weight);
     }
 
     /// @notice `oracle` takes its seat.
@@ -77,13 +77,10 @@ library CommitteeVote {
         if (number == 0) revert ITaskMarket.TaskMarketNotCommitteeMember(taskId, oracle);
         uint16 bit = uint16(1 << (number - 1));
         if (s.acceptedMask & bit != 0) revert ITaskMarket.TaskMarketSeatAlreadyAccepted(taskId, oracle);
-        // One slot written: the mask and the count live beside the weight.
-        s.acceptedMask |= bit;
-        // At most `size` (<= 16) acceptances.
-        unchecked {
-            s.acceptedCount += 1;
-        }
-        complete = s.acceptedCount == s.size;
+        // One slot written: the mask lives beside the weight.
+        uint16 mask = s.acceptedMask | bit;
+        s.acceptedMask = mask;
+        complete = mask == (1 << s.size) - 1;
     }
 
     /// @notice Record `oracle`'s commitment.
@@ -136,9 +133,9 @@ library CommitteeVote {
             s.revealedCount += 1;
         }
         // Strictly greater: on a tie the root revealed first keeps the lead. The tally is at most
-        // 16 × a uint128 weight... bounded by the committee stake, checked to fit at creation.
+        // the committee's stake (size × weight), checked at creation to fit a uint96.
         if (tally > s.leadingStake) {
-            s.leadingStake = uint128(tally);
+            s.leadingStake = uint96(tally);
             s.leader = number;
         }
     }
@@ -165,6 +162,15 @@ library CommitteeVote {
     function leadingRoot(State storage s) external view returns (bytes32) {
         uint8 leader = s.leader;
         return leader == 0 ? bytes32(0) : s.votes[s.members[leader - 1]];
+    }
+
+    /// @notice How many members took their seats.
+    /// @param s The committee.
+    /// @return count The number of accepted seats.
+    function acceptedCount(State storage s) internal view returns (uint256 count) {
+        for (uint16 mask = s.acceptedMask; mask != 0; mask &= mask - 1) {
+            ++count;
+        }
     }
 
     /// @notice Whether `oracle` took its seat.

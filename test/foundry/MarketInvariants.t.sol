@@ -50,7 +50,8 @@ contract MarketInvariants is Test {
 
     /// registry balance = Σ (stake + unbonding batches); reserved <= stake.
     function invariant_registryBalanceEqualsStakes() public view {
-        uint256 total;
+        // The requester is funded too: a raw `register`/`stake` from it is a stake like any other.
+        uint256 total = _held(handler.requester());
         for (uint256 i; i < 4; ++i) total += _held(handler.oracle(i));
         for (uint256 i; i < 6; ++i) total += _held(handler.trainer(i));
         assertEq(token.balanceOf(address(registry)), total, "registry balance");
