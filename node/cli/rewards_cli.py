@@ -7,7 +7,7 @@ from rich.table import Table
 
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount
-from node.cli.output import console, emit, json_option, pass_ctx
+from node.cli.output import console, emit, json_option, pass_ctx, task_option
 
 
 @click.group()
@@ -16,7 +16,7 @@ def rewards() -> None:
 
 
 @rewards.command("show")
-@click.option("--task", "task_id", type=int, required=True)
+@task_option
 @json_option
 @pass_ctx
 def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -43,7 +43,7 @@ def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @rewards.command("claim")
-@click.option("--task", "task_id", type=int, required=True)
+@task_option
 @json_option
 @pass_ctx
 def rewards_claim(c: CliContext, task_id: int, as_json: bool) -> None:
