@@ -7,8 +7,7 @@ from rich.table import Table
 
 from marketplace.errors import ConfigError
 from node.cli.context import CliContext, format_amount
-from node.cli.output import console, emit, json_option, pass_ctx
-from node.cli.params import TASK_ID
+from node.cli.output import console, emit, json_option, pass_ctx, task_option
 
 
 @click.group()
@@ -17,7 +16,7 @@ def rewards() -> None:
 
 
 @rewards.command("show")
-@click.option("--task", "task_id", type=TASK_ID, required=True)
+@task_option
 @json_option
 @pass_ctx
 def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
@@ -44,7 +43,7 @@ def rewards_show(c: CliContext, task_id: int, as_json: bool) -> None:
 
 
 @rewards.command("claim")
-@click.option("--task", "task_id", type=TASK_ID, required=True)
+@task_option
 @json_option
 @pass_ctx
 def rewards_claim(c: CliContext, task_id: int, as_json: bool) -> None:
