@@ -13,7 +13,7 @@ import re
 import time
 from decimal import Decimal, InvalidOperation, localcontext
 
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 
 from marketplace.errors import ConfigError
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NewType
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -231,7 +232,7 @@ class Marketplace:
         digest = bytes(
             self.call(self.market.functions.seatAcceptanceDigest(task_id, oracle.address, deadline))
         )
-        signed = oracle.unsafe_sign_hash(digest)
+        signed = oracle.unsafe_sign_hash(Hash32(digest))
         return bytes(signed.signature)
 
     def accept_seat_for(

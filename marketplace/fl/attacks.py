@@ -261,11 +261,13 @@ class IPM(_Adaptive):
 
 
 def _direction(honest: np.ndarray, kind: str) -> np.ndarray:
-    mean = honest.mean(axis=0)
+    mean: np.ndarray = honest.mean(axis=0)
     if kind == "std":
-        return -honest.std(axis=0)
+        spread: np.ndarray = honest.std(axis=0)
+        return -spread
     if kind == "sign":
-        return -np.sign(mean)
+        signs: np.ndarray = np.sign(mean)
+        return -signs
     if kind == "unit":
         norm = float(np.linalg.norm(mean))
         return -mean / norm if norm > 0 else mean

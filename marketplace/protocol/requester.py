@@ -26,6 +26,8 @@ from marketplace.storage.base import ContentStore
 from marketplace.valuation.config import ValuationConfig
 from marketplace.valuation.quantize import PPM
 
+ZERO_ADDRESS = "0x" + "00" * 20  # no join gate: open joining
+
 
 @dataclass(frozen=True)
 class TaskPlan:
@@ -178,7 +180,7 @@ def create_task(
         commit_duration=plan.commit_duration, reveal_duration=plan.reveal_duration,
         dispute_duration=plan.dispute_duration, claim_duration=plan.claim_duration,
         quorum_bps=plan.quorum_bps, oracle_slash=plan.oracle_slash,
-        accept_duration=plan.accept_window, join_gate=plan.join_gate,
+        accept_duration=plan.accept_window, join_gate=plan.join_gate or ZERO_ADDRESS,
         requester_deposit=plan.requester_deposit,
         sealed_validation_digest=hashlib.sha256(blob).digest(),
     )  # fmt: skip

@@ -104,7 +104,7 @@ def data_versions(c: CliContext, task_id: int, as_json: bool) -> None:
     versions = VersionsClient(c.market)
     state = versions.state(task_id)
     rows = versions.versions(task_id)
-    out = {
+    out: dict[str, Any] = {
         "taskId": task_id,
         "retentionExpiry": state.retention_expiry,
         "unlearnWindow": state.unlearn_window,

@@ -15,7 +15,7 @@ from marketplace import units
 from marketplace.errors import ConfigError
 
 
-class _LibraryType(click.ParamType):
+class _LibraryType(click.ParamType[Any]):
     def parse(self, text: str) -> Any:
         raise NotImplementedError
 
