@@ -138,6 +138,8 @@ class Bench:
             commit_duration=10_000, reveal_duration=10_000, dispute_duration=100,
         )  # fmt: skip
         task_id = self.m.create_task(self.requester, params)
+        for o in self.oracles:  # consent: the committee takes its seats
+            self.m.accept_seat(o, task_id)
         for t in trainers:
             self.m.join(t, task_id)
         if self.m.task(task_id).phase_enum.name == "OPEN":

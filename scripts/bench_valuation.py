@@ -285,6 +285,8 @@ def oracle_gas_at(n: int) -> dict[str, object]:
                 oracles=tuple(o.address for o in oracles), quorum_bps=6600, oracle_slash=stake // 4,
             ),
         )  # fmt: skip
+        for o in oracles:  # consent: the committee takes its seats
+            m.accept_seat(o, task_id)
         _fire(w3, [(market.join(task_id), t) for t in trainers])
         m.advance(deployer, task_id)
         _fire(w3, [

@@ -45,6 +45,8 @@ def env(tmp_path_factory):
         min_stake=TOKEN, join_deadline=now + 3600,
         oracles=tuple(Identity.dev(o).address for o in ORACLES),
     ))  # fmt: skip
+    for o in ORACLES:  # consent: the committee takes its seats
+        market.accept_seat(Identity.dev(o).eth, task)
     for t in TRAINERS:
         market.join(Identity.dev(t).eth, task)
     env["TASK"] = str(task)

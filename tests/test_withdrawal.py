@@ -65,6 +65,8 @@ def world(kubo, tmp_path_factory):
     task_id, _ = create_task(
         market, store, requester, plan, splits.validation.x, splits.validation.y
     )
+    for o in oracles:  # consent: the committee takes its seats (the task opens after)
+        market.accept_seat(o.eth, task_id)
     tmp = tmp_path_factory.mktemp("peers")
     nodes = [
         TrainerNode(

@@ -122,7 +122,9 @@ def create_task(world: World, spec: TaskSpec, strings: Strings = Strings()) -> i
     params[2] = strings.model_spec_cid
     receipt = mkt.chain.tx(mkt.fn.createTask(tuple(params)), mkt.actors.requester)
     (event,) = mkt.chain.events(mkt.market, receipt, "TaskCreated")
-    return int(event["taskId"])
+    task_id = int(event["taskId"])
+    mkt.accept_all(task_id)  # consent: the proposed committee takes its seats
+    return task_id
 
 
 def train_round(world: World, task_id: int, trainers: list[LocalAccount], rnd: int,
