@@ -193,6 +193,12 @@ class MarketMachine(RuleBasedStateMachine):
             self.advance(t, wait=variant >= 2)
         elif phase == Phase.COMMITTING:
             self.score(t, ["agree", "split", "silent", "one"][variant])
+            if variant < 2 and self.mkt.task(task_id)["phase"] == Phase.FINALIZED:
+                # A quorum finalized: its trainers claim once claims open (the money-moving
+                # path that reservations per task made rare for random walks to reach).
+                self.chain.warp_past(self.mkt.task(task_id)["claimsOpenAt"])
+                for leaf in range(3):
+                    self.claim(t, 0, leaf)
         elif phase == Phase.FINALIZED:
             if variant == 3:
                 self.dispute(t, who=0)
