@@ -262,7 +262,7 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     /// @inheritdoc IDataSourcing
     function refund(uint256 requestId) external nonReentrant {
         Request storage r = _selected(requestId);
-        uint256 amount;
+        uint256 amount = 0;
         if (block.timestamp > r.claimDeadline) {
             amount = uint256(r.budget) - r.paid - r.refunded;
             r.unspentRefunded = true;

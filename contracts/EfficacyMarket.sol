@@ -82,7 +82,7 @@ contract EfficacyMarket is IEfficacyMarket, ReentrancyGuardTransient {
         o.commitDeadline = p.enrollDeadline + p.commitDuration;
         o.revealDeadline = o.commitDeadline + p.revealDuration;
         o.claimDeadline = o.revealDeadline + p.claimDuration;
-        uint256 stake;
+        uint256 stake = 0;
         for (uint256 i; i < n; ++i) {
             address oracle = p.oracles[i];
             if (_registry.roleOf(oracle) != IParticipantRegistry.Role.Oracle) {

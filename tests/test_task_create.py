@@ -30,6 +30,11 @@ def address(i: int) -> str:
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    if result.exit_code != 0 and "--json" in args:
+        # Under --json an error is one JSON document on stdout and the same line on stderr.
+        doc = json.loads(result.stdout)
+        assert " ".join(doc["error"]["message"].split()) in result.stderr
+        return result.exit_code, result.stderr
     return result.exit_code, result.output
 
 

@@ -61,7 +61,7 @@ def faucet(c: CliContext, amount: str, to: str, eth: str, as_json: bool) -> None
 
     \b
     Example:
-      fedmarket --dev-account 0 faucet 1000 --to 0xYourAddress
+      fedmarket --dev-account 0 faucet 1000 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
     """
     value = parse_amount(amount)
     eth_wei = parse_amount(eth)

@@ -71,7 +71,7 @@ def cli(
       fedmarket devnet up
       fedmarket --dev-account 0 deploy
       fedmarket account new
-      fedmarket --dev-account 0 faucet 1000 --to ADDRESS
+      fedmarket --dev-account 0 faucet 1000 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
       fedmarket register trainer --stake 100
       fedmarket status
     """

@@ -65,7 +65,10 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
 
     \b
     Example:
-      fedmarket task request 1 --budget 300 --oracle 0xA… --oracle 0xB… --oracle 0xC…
+      fedmarket task request 1 --budget 300 \\
+        --oracle 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\
+        --oracle 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 \\
+        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
     """
     from marketplace.fl import load_dataset, split_dataset
     from marketplace.fl.data import canonical_digest

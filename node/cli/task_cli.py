@@ -72,7 +72,10 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
 
     \b
     Example:
-      fedmarket task create --budget 1000 --oracle 0xA… --oracle 0xB… --oracle 0xC…
+      fedmarket task create --budget 1000 \\
+        --oracle 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\
+        --oracle 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 \\
+        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
     """
     from marketplace.fl import ModelSpec, TrainConfig
     from marketplace.protocol.requester import TaskPlan, create_task
