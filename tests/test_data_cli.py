@@ -4,6 +4,7 @@ versions and withdrawals — and the one-line errors of a withdrawal that is not
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -11,9 +12,11 @@ from click.testing import CliRunner
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Role, TaskParams
 from marketplace.chain.deploy import load_deployment
-from marketplace.chain.devnet import start_anvil
+from marketplace.chain.devnet import start_devnet
 from marketplace.protocol.identity import Identity
 from node.cli import cli
+
+CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
 
 TOKEN = 10**18
 REQUESTER, TRAINERS, ORACLES, OUTSIDER = 1, (2, 3), (6, 7, 8), 9
@@ -21,7 +24,7 @@ REQUESTER, TRAINERS, ORACLES, OUTSIDER = 1, (2, 3), (6, 7, 8), 9
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    node = start_anvil(log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
+    node = start_devnet(CHAIN_KIND, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
     home = tmp_path_factory.mktemp("home")
     env = {
         "FEDMARKET_HOME": str(home),
