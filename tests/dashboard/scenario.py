@@ -39,7 +39,7 @@ from marketplace.chain.devnet import dev_private_keys
 from marketplace.storage.base import ContentStore
 
 MAX = 2**256 - 1
-STAKE = 100 * E18
+STAKE = 1_000 * E18  # stake is reserved per live task (30 per seat, 50 per join): room for many
 INVALID = 1
 
 

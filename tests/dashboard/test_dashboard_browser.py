@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from chainkit import TaskSpec
-from scenario import Strings, World, create_task, finalized_task
+from scenario import STAKE, Strings, World, create_task, finalized_task
 from selenium.webdriver.common.by import By
 from web3 import Web3
 
@@ -89,7 +89,7 @@ def test_task_page_matches_the_chain(world: World, browser: Any, tmp_path: Path)
             assert cell(browser, "trainers", t.address, ".payout") == token(paid[t.address])
             assert cell(browser, "trainers", t.address, ".stake") == token(stake_now[t.address])
         # The flagged trainer: flags in words and the slash the chain made.
-        slashed = 100 * 10**18 - stake_now[task.flagged.address]
+        slashed = STAKE - stake_now[task.flagged.address]
         assert slashed > 0
         assert cell(browser, "trainers", task.flagged.address, ".flags") == "invalid update"
         assert cell(browser, "trainers", task.flagged.address, ".slashed") == token(slashed)
