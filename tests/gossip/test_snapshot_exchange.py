@@ -369,6 +369,7 @@ def test_open_gossip_averaging_builds_working_nodes_from_a_real_task(
     task_id, _ = create_task(
         market, stores[0], requester, plan, digits.validation.x, digits.validation.y
     )
+    market.accept_seat(oracles[0].eth, task_id)  # consent: the committee takes its seat
     for t in trainers:
         market.join(t.eth, task_id)
     parts = partition("iid", digits.train.y, num_clients=2, seed=0)
