@@ -230,6 +230,27 @@ def oracle_group() -> None:
     """Run an oracle committee member."""
 
 
+@oracle_group.command("accept")
+@task_option
+@json_option
+@pass_ctx
+def oracle_accept(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Take your seat on a task's proposed committee (consent: your stake is reserved for a task
+    only once you accept it). `oracle run` also accepts a seat it is proposed for.
+
+    \b
+    Example:
+      fedmarket oracle accept --task 1
+    """
+    from marketplace.protocol.committee import accept_seat
+
+    identity = c.identity()
+    _check_registered(c, identity.address, Role.ORACLE, 0)
+    acted, what = accept_seat(c.market, identity.eth, task_id)
+    out = {"taskId": task_id, "oracle": identity.address, "accepted": acted, "status": what}
+    emit(as_json, out, lambda: console.print(what))
+
+
 @oracle_group.command("run")
 @task_option
 @poll_options

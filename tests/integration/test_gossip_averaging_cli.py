@@ -28,6 +28,9 @@ def test_four_trainer_processes_average_by_gossip_and_report_consensus(cluster: 
         "--phase-duration", "900",
     )  # fmt: skip
     task_id = int(created["taskId"])  # type: ignore[call-overload]
+    # Consent: each proposed oracle takes its seat, which opens the task for joining.
+    accept = ("oracle", "accept", "--task", str(task_id))
+    cluster.cli.run_all([(o, accept) for o in cluster.oracles])
     cluster.cli.run_all([(t, ("task", "join", str(task_id))) for t in cluster.trainers])
     cluster.cli.run(cluster.trainers[0], "task", "advance", str(task_id))
     assert cluster.market.task(task_id).phase_enum == Phase.TRAINING
