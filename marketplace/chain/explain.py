@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from marketplace.chain.views import Phase
 from marketplace.units import describe_time, format_amount
-
-PHASES = ("open", "training", "committing", "revealing", "finalized", "disputed", "closed",
-          "cancelled")  # fmt: skip
 
 
 def _phase(value: Any) -> str:
+    """The phase's name, from the one ``Phase`` enum that mirrors the contract."""
     try:
-        return PHASES[int(value)]
-    except (IndexError, TypeError, ValueError):
+        return Phase(int(value)).name.lower()
+    except (TypeError, ValueError):
         return str(value)
 
 
