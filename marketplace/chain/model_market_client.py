@@ -29,6 +29,7 @@ from web3.types import TxReceipt
 
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.tx import RevertDecoder, call, send
+from marketplace.crypto.announce import EIP712_DOMAIN_TYPE
 from marketplace.errors import ChainError, SignatureError
 
 PPM = 1_000_000
@@ -331,12 +332,7 @@ def attestation_typed_data(
     """The EIP-712 message an auditor signs (domain binds chain id and the ModelMarket)."""
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_TYPE,
             "Attestation": [
                 {"name": "taskId", "type": "uint256"},
                 {"name": "modelDigest", "type": "bytes32"},
@@ -555,12 +551,7 @@ class ModelMarketClient:
         nonce = int(self.call(t.functions.nonces(owner.address)))
         data = {
             "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
+                "EIP712Domain": EIP712_DOMAIN_TYPE,
                 "Permit": [
                     {"name": "owner", "type": "address"},
                     {"name": "spender", "type": "address"},

@@ -38,7 +38,8 @@ MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
 DOMAIN_NAME = "FedMarket"
 DOMAIN_VERSION = "1"
 _UINT256_MAX = 2**256 - 1
-_DOMAIN_TYPE = [
+#: The EIP-712 domain's fields (name, version, chain id, verifying contract), for every signed type.
+EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
@@ -68,7 +69,7 @@ class SignedMessageType:
     def types(self) -> dict[str, list[dict[str, str]]]:
         """The ``types`` of the typed data: the domain and this primary type."""
         members = [{"name": member, "type": type_} for member, _, type_ in self.fields]
-        return {"EIP712Domain": _DOMAIN_TYPE, self.primary_type: members}
+        return {"EIP712Domain": EIP712_DOMAIN_TYPE, self.primary_type: members}
 
     def validate(self, msg: Any) -> None:
         """Check every field's type and range (call from ``__post_init__``); checksums the
