@@ -6,7 +6,6 @@ Registered on the root group by :mod:`node.cli`; each command is a thin layer ov
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -14,16 +13,9 @@ import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, json_option
+from node.cli.output import console, emit, json_option
 
 pass_ctx = click.make_pass_decorator(CliContext)
-
-
-def _emit(as_json: bool, data: Any, human: Any) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        human(console)
 
 
 def _when(ts: int) -> str:
@@ -53,7 +45,7 @@ def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
     w = versions.request_withdrawal(c.signer(), task_id)
     out = {"taskId": task_id, "withdrawal": w.number, "trainer": w.trainer,
            "deadline": w.deadline}  # fmt: skip
-    _emit(as_json, out, lambda con: con.print(
+    emit(as_json, out, lambda: console.print(
         f"withdrawal {w.number} recorded for task {task_id}; unlearned version due by "
         f"{_when(w.deadline)}"
     ))  # fmt: skip
@@ -89,7 +81,7 @@ def data_register(
     VersionsClient(c.market).register_task(c.signer(), task_id, terms)
     out = {"taskId": task_id, "retentionExpiry": terms.retention_expiry,
            "unlearnWindow": terms.unlearn_window, "deposit": str(terms.deposit)}  # fmt: skip
-    _emit(as_json, out, lambda con: con.print(
+    emit(as_json, out, lambda: console.print(
         f"task {task_id} registered: retention until {_when(terms.retention_expiry)}, "
         f"deposit {format_amount(terms.deposit)}"
     ))  # fmt: skip
@@ -147,4 +139,4 @@ def data_versions(c: CliContext, task_id: int, as_json: bool) -> None:
                           str(v["validated"]), str(v["sellable"]))  # fmt: skip
         con.print(table)
 
-    _emit(as_json, out, human)
+    emit(as_json, out, lambda: human(console))

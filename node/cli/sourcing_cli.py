@@ -14,12 +14,13 @@ from web3 import Web3
 
 from marketplace.errors import SourcingError
 from node.cli.context import CliContext, parse_amount
+from node.cli.output import emit
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+    emit(as_json, data, lambda: click.echo(text))
 
 
 def _client(c: CliContext) -> Any:
