@@ -6,12 +6,14 @@ serve the dashboard on them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from node.cli.context import CliContext
+from node.cli.output import json_option
 
 DEFAULT_PORT = 8550
 PORT_ENV = "FEDMARKET_DASHBOARD_PORT"  # also read by `demo --dashboard`
@@ -51,9 +53,15 @@ def default_db(home: Path, chain_id: int, market: str) -> Path:
     default=None,
     help="SQLite index file [default: HOME/dashboard/<chain>-<market>.sqlite].",
 )
+@json_option
 @click.pass_obj
 def dashboard(
-    c: CliContext, port: int, reorg_depth: int, confirmations: int, db: Path | None
+    c: CliContext,
+    port: int,
+    reorg_depth: int,
+    confirmations: int,
+    db: Path | None,
+    as_json: bool,
 ) -> None:
     """Serve a live, read-only web dashboard of the marketplace on 127.0.0.1.
 
@@ -76,9 +84,15 @@ def dashboard(
         c.w3, deployment, path, store=c.store, port=port,
         config=IndexerConfig(reorg_depth=reorg_depth, confirmations=confirmations),
     )  # fmt: skip
-    server.serve_forever(
-        lambda url: click.echo(f"FedMarket dashboard on {url} (index {path}); Ctrl-C to stop")
-    )
+
+    def announce(url: str) -> None:
+        # One JSON line once serving, so a script can wait for it and read the address.
+        if as_json:
+            click.echo(json.dumps({"url": url, "index": str(path)}), nl=True)
+        else:
+            click.echo(f"FedMarket dashboard on {url} (index {path}); Ctrl-C to stop")
+
+    server.serve_forever(announce)
 
 
 def demo_workdir(out: Path) -> Path:

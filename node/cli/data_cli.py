@@ -6,12 +6,12 @@ Registered on the root group by :mod:`node.cli`; each command is a thin layer ov
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
+from marketplace.units import describe_time
 from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import console, emit, json_option
 
@@ -19,7 +19,7 @@ pass_ctx = click.make_pass_decorator(CliContext)
 
 
 def _when(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"
+    return describe_time(ts) if ts else "-"
 
 
 @click.group("data")

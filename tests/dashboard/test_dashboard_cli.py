@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,9 +77,11 @@ def test_dashboard_command_serves_the_deployment_and_resumes(tmp_path: Path) -> 
         finally:
             assert stop(proc) in (0, -signal.SIGTERM)
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        proc = start(args, tmp_path, port)
+        proc = start([*args, "--json"], tmp_path, port)
         try:
-            wait_line(proc, "FedMarket dashboard on", 60)
+            ready = json.loads(wait_line(proc, '{"url":', 60))
+            assert ready["url"].startswith(f"http://127.0.0.1:{port}")
+            assert ready["index"].endswith(".sqlite")
             status = get(f"http://127.0.0.1:{port}/api/status")
             assert f'"last_block":{first + 1}' in status.replace(" ", "")
             index = list((tmp_path / "home" / "dashboard").glob("*.sqlite"))
