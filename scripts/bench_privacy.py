@@ -61,8 +61,8 @@ from marketplace.fl.privacy import DPTerms
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import predict_logits
 from marketplace.fl.weights import flatten
+from marketplace.oracle.detection import evaluate_flags
 from marketplace.valuation.config import ValuationConfig
-from marketplace.valuation.detection import evaluate_flags
 
 log = logging.getLogger("bench_privacy")
 

@@ -10,8 +10,8 @@ from marketplace.fl.models import ModelSpec
 from marketplace.fl.partition import partition
 from marketplace.fl.simulate import simulate
 from marketplace.fl.train import TrainConfig
+from marketplace.oracle.detection import evaluate_flags, simulated_address
 from marketplace.valuation.config import ValuationConfig
-from marketplace.valuation.detection import evaluate_flags, simulated_address
 
 
 def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> None:
