@@ -626,13 +626,14 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         return s.decided || (s.revealDeadline != 0 && block.timestamp > s.revealDeadline);
     }
 
-    /// @dev The one place a payout leaf is hashed: through PayoutLeaf, as TaskMarket does.
-    function _leaf(uint256, uint256 index, address account, uint256 amount, uint32 scorePpm, uint256 flags)
+    /// @dev The one place a payout leaf is hashed: through PayoutLeaf, in the domain TaskMarket
+    ///      finalized it in (this chain, the TaskMarket the root was read from, the task).
+    function _leaf(uint256 taskId, uint256 index, address account, uint256 amount, uint32 scorePpm, uint256 flags)
         private
-        pure
+        view
         returns (bytes32)
     {
-        return PayoutLeaf.hash(index, account, amount, scorePpm, flags);
+        return PayoutLeaf.hash(block.chainid, address(_market), taskId, index, account, amount, scorePpm, flags);
     }
 
     function _evaluationCommitment(uint256 taskId, uint8 sub, address oracle, uint32 scorePpm, bytes32 salt)

@@ -339,10 +339,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         bytes32[] calldata proof
     ) external nonReentrant {
         TaskState.Task storage t = _claimableTask(taskId);
-        if (!MerkleProof.verifyCalldata(proof, t.payoutRoot, PayoutLeaf.hash(index, account, amount, scorePpm, flags)))
-        {
-            revert TaskMarketInvalidProof(taskId, index);
-        }
+        bytes32 leaf = PayoutLeaf.hash(block.chainid, address(this), taskId, index, account, amount, scorePpm, flags);
+        if (!MerkleProof.verifyCalldata(proof, t.payoutRoot, leaf)) revert TaskMarketInvalidProof(taskId, index);
         _markClaimed(taskId, index);
         _addPaid(taskId, t, amount);
         emit Claimed(taskId, index, account, amount, flags);
@@ -865,11 +863,6 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         if (phase == Phase.Training) return t.currentRound > round;
         if (phase == Phase.Open || phase == Phase.Forming) return false;
         return t.currentRound > 0 && !(phase == Phase.Cancelled && t.outcome == Outcome.None);
-    }
-
-    function _u128(uint256 amount) private pure returns (uint128) {
-        if (amount > type(uint128).max) revert TaskMarketAmountTooLarge(amount);
-        return uint128(amount);
     }
 
     /// @dev Pulls `amount` of `token` and insists the balance grew by exactly that much.

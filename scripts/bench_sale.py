@@ -68,7 +68,7 @@ from marketplace.protocol.model_sale import (
     publish_model,
 )
 from marketplace.storage.embedded import EmbeddedStore
-from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.payouts import compute_payouts
 
 log = logging.getLogger("bench_sale")
@@ -154,7 +154,8 @@ class Bench:
         final = hashlib.sha256(self.final_model).digest()
         self.m.post_model(trainers[0], task_id, 2, "bafy-final", final)
         totals = {t.address: 1000 + 37 * i for i, t in enumerate(trainers)}
-        tree = PayoutTree.build(compute_payouts(1000 * E18, totals).entries)
+        domain = LeafDomain(self.m.deployment.chain_id, self.m.market.address, task_id)
+        tree = PayoutTree.build(compute_payouts(1000 * E18, totals).entries, domain)
         root = bytes.fromhex(tree.root[2:])
         salts = [bytes([i + 1]) * 32 for i in range(3)]
         for o, s in zip(self.oracles, salts, strict=True):
@@ -209,7 +210,9 @@ class Bench:
                 int(self.mm.deliver(self.requester, sale_id, f"bafy-k{i}")["gasUsed"])
             )
         e = tree.entries[n // 2]
-        claim = self.mm.claim_royalty(self.deployer, listing_id, e.leaf(), tree.proof(e.index))
+        claim = self.mm.claim_royalty(
+            self.deployer, listing_id, e.claim_values(), tree.proof(e.index)
+        )
         log.info("n=%d: task and listing in %.1fs, sale gas %s", n, task_seconds, sale_gas)
         return {
             "first_sale_gas": sale_gas[0],

@@ -57,6 +57,7 @@ from marketplace.valuation import (  # noqa: E402
     Estimator,
     ExactShapley,
     GTGShapley,
+    LeafDomain,
     LeaveOneOut,
     MonteCarloShapley,
     PayoutTree,
@@ -65,6 +66,7 @@ from marketplace.valuation import (  # noqa: E402
     compute_payouts,
     value_rounds,
 )
+from marketplace.valuation.detection import SIMULATION_DOMAIN  # noqa: E402
 from marketplace.valuation.round_utility import RoundUtility  # noqa: E402
 
 SPEC = fl.ModelSpec(arch="mlp", input_dim=64, hidden=(32,), num_classes=10, seed=0)
@@ -196,7 +198,7 @@ def payout_root() -> str:
     valuation = value_rounds(games(sim, splits), GTGShapley(), seed=SEED)
     accounts = {p: f"0x{i + 1:040x}" for i, p in enumerate(sim.trainer_ids)}
     table = compute_payouts(10**18, {accounts[p]: v for p, v in valuation.totals_ppm().items()})
-    return PayoutTree.build(table.entries).root
+    return PayoutTree.build(table.entries, SIMULATION_DOMAIN).root
 
 
 def deterministic() -> tuple[bool, list[str]]:
@@ -297,7 +299,9 @@ def oracle_gas_at(n: int) -> dict[str, object]:
         assert m.task(task_id).phase_enum == Phase.COMMITTING
         # A payout table over every trainer, as score_task would build it.
         table = compute_payouts(budget, {t.address: 1 + i for i, t in enumerate(trainers)})
-        tree = PayoutTree.build(table.entries)
+        tree = PayoutTree.build(
+            table.entries, LeafDomain(m.deployment.chain_id, m.market.address, task_id)
+        )
         root = bytes.fromhex(tree.root[2:])
         salts = [bytes([i + 1]) * 32 for i in range(len(oracles))]
         commits = [

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from marketplace.chain.compiler import ContractArtifact, compile_contracts  # noqa: E402
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
 from marketplace.chain.linking import link  # noqa: E402
-from marketplace.valuation.merkle import PayoutTree  # noqa: E402
+from marketplace.valuation.merkle import LeafDomain, PayoutTree  # noqa: E402
 from marketplace.valuation.payouts import PayoutEntry  # noqa: E402
 
 SNAPSHOT = REPO / "contracts" / "gas-snapshot.json"
@@ -230,7 +230,7 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
         PayoutEntry(i, t.address, (100 + i) * E18, 500_000 + i, 2 if i == 7 else 0)
         for i, t in enumerate(trainers)
     ] + [PayoutEntry(8 + i, a, E18, 0, 0) for i, a in enumerate(fillers)]
-    tree = PayoutTree.build(entries)
+    tree = PayoutTree.build(entries, LeafDomain(w3.eth.chain_id, market.address, task_id))
     score(task_id, bytes.fromhex(tree.root[2:]))
     r.warp(DAY + 1)
 

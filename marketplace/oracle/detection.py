@@ -19,6 +19,10 @@ from marketplace.fl.simulate import SimulationResult
 from marketplace.fl.updates import ClientUpdate
 from marketplace.oracle.scoring import RoundInput, score_task
 from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.merkle import LeafDomain
+
+SIMULATION_DOMAIN = LeafDomain(chain_id=0, market="0x" + "00" * 20, task_id=0)
+"""The leaf domain of a simulated task: no chain, no market (nothing is ever claimed)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def evaluate_flags(
         order = {address[u.sender]: i for i, u in enumerate(rec.updates)}
         rounds.append(RoundInput(rec.server_round, rec.global_weights, updates, commit_order=order))
     scored = score_task(
-        task={"simulation": True},
+        domain=SIMULATION_DOMAIN,
         model_spec=result.model_spec,
         strategy=result.strategy(),
         rounds=rounds,

@@ -53,7 +53,7 @@ from marketplace.valuation.flags import (
 )
 from marketplace.valuation.gtg import GTGShapley
 from marketplace.valuation.loo import LeaveOneOut
-from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.montecarlo import MonteCarloShapley
 from marketplace.valuation.payouts import (
     PayoutEntry,
@@ -199,7 +199,7 @@ class _AddressOrderUtility:
 
 def score_task(
     *,
-    task: Mapping[str, Any],
+    domain: LeafDomain,
     model_spec: ModelSpec,
     strategy: Strategy,
     rounds: Sequence[RoundInput],
@@ -215,8 +215,9 @@ def score_task(
 
     Parameters
     ----------
-    task : mapping
-        Identifies the task in the report, e.g. ``{"chain_id", "market", "task_id"}``.
+    domain : LeafDomain
+        The task (chain id, TaskMarket address, task id): named in the report and bound into
+        every payout leaf.
     model_spec : ModelSpec
         The task's model.
     strategy : Strategy
@@ -302,9 +303,9 @@ def score_task(
         {a: int(rec.flags) for a, rec in flags.items()},
         config=config.payout_config(),
     )
-    tree = PayoutTree.build(table.entries)
+    tree = PayoutTree.build(table.entries, domain)
     report = build_report(
-        task=task,
+        domain=domain,
         valuation=valuation,
         metric=config.metric,
         validation_digest=validation_digest,

@@ -182,7 +182,7 @@ def run_product_phase(
         if e.flags or accrued == paid:
             royalties[e.account] = paid
             continue
-        client.claim_royalty(requester.eth, listing_id, e.leaf(), tree.proof(e.index))
+        client.claim_royalty(requester.eth, listing_id, e.claim_values(), tree.proof(e.index))
         royalties[e.account] = client.royalty_of(listing_id, e.index, e.score_ppm)[1]
     listing = client.listing(listing_id)
     return ProductOutcome(

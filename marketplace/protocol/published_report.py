@@ -3,7 +3,7 @@
 Each oracle publishes the same canonical report bytes, sealed for the task's members with itself
 as sender. A claimer reads the report of any oracle whose revealed root is the finalized root,
 checks that the report's Merkle root is that root, and builds its proof from the report's payout
-table.
+table in the task's own :class:`LeafDomain` (never the domain the report names).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from marketplace.errors import (
     FedMarketError,
     StoreUnreachableError,
 )
-from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
 
 REPORT_ROUND = 0  # envelope round for reports: they cover the whole task
@@ -98,10 +98,13 @@ def entries_of(report: Mapping[str, Any]) -> list[PayoutEntry]:
     ]
 
 
-def claim_args(report: Mapping[str, Any], account: str) -> tuple[PayoutEntry, list[bytes]] | None:
-    """The payout entry of ``account`` and its Merkle proof, or ``None`` if it has no leaf."""
+def claim_args(
+    report: Mapping[str, Any], account: str, domain: LeafDomain
+) -> tuple[PayoutEntry, list[bytes]] | None:
+    """The payout entry of ``account`` and its Merkle proof in the task ``domain`` (the session's
+    ``leaf_domain``), or ``None`` if it has no leaf."""
     entries = entries_of(report)
-    tree = PayoutTree.build(entries)
+    tree = PayoutTree.build(entries, domain)
     account = Web3.to_checksum_address(account)
     for e in entries:
         if e.account == account:

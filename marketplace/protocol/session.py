@@ -48,6 +48,7 @@ from marketplace.protocol.members import TaskMembers, load_members
 from marketplace.protocol.scope import TaskScope, task_scope
 from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
+from marketplace.valuation.merkle import LeafDomain
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,11 @@ class TaskSession:
     @property
     def chain_id(self) -> int:
         return self.market.deployment.chain_id
+
+    @property
+    def leaf_domain(self) -> LeafDomain:
+        """The domain this task's payout leaves are bound to (chain id, TaskMarket, task id)."""
+        return LeafDomain(self.chain_id, self.market.market.address, self.task_id)
 
     def info(self) -> TaskView:
         return self.market.task(self.task_id)

@@ -6,8 +6,9 @@ Typical oracle flow::
     valuation = value_rounds(games, GTGShapley(), seed=task_seed)
     flags = merge_findings([...detector findings..., *poisoner_findings(valuation.totals_ppm())])
     table = compute_payouts(budget, valuation.totals_ppm(), {a: r.flags for a, r in flags.items()})
-    tree = PayoutTree.build(table.entries)
-    report = build_report(task=..., valuation=valuation, ..., flags=flags, payouts=table)
+    domain = LeafDomain(chain_id, task_market_address, task_id)
+    tree = PayoutTree.build(table.entries, domain)
+    report = build_report(domain=domain, valuation=valuation, ..., flags=flags, payouts=table)
 """
 
 from marketplace.valuation.base import Estimator, ShapleyResult
@@ -27,7 +28,13 @@ from marketplace.valuation.flags import (
 )
 from marketplace.valuation.gtg import GTGShapley
 from marketplace.valuation.loo import LeaveOneOut
-from marketplace.valuation.merkle import PAYOUT_LEAF_TYPES, PayoutTree, StandardMerkleTree, verify
+from marketplace.valuation.merkle import (
+    PAYOUT_LEAF_TYPES,
+    LeafDomain,
+    PayoutTree,
+    StandardMerkleTree,
+    verify,
+)
 from marketplace.valuation.montecarlo import MonteCarloShapley
 from marketplace.valuation.payouts import PayoutConfig, PayoutEntry, PayoutTable, compute_payouts
 from marketplace.valuation.quantize import PPM, UTILITY_SCALE
@@ -54,6 +61,7 @@ __all__ = [
     "FlagRecord",
     "FunctionUtility",
     "GTGShapley",
+    "LeafDomain",
     "LeaveOneOut",
     "MonteCarloShapley",
     "PayoutConfig",

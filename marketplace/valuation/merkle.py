@@ -11,22 +11,56 @@ Same algorithm as ``@openzeppelin/merkle-tree`` 1.0.8 (``dist/core.js``, ``merkl
   ``2i + 1`` and ``2i + 2``, root at 0;
 * a proof is the list of siblings from the leaf up to (not including) the root.
 
-The payout leaves are ``(uint256 index, address account, uint256 amount, uint32 scorePpm,
-uint256 flags)``.
+The payout leaves are ``(uint256 chainId, address market, uint256 taskId, uint256 index,
+address account, uint256 amount, uint32 scorePpm, uint256 flags)``, as ``PayoutLeaf.hash`` in
+``contracts/libraries/PayoutLeaf.sol``: the first three values, a :class:`LeafDomain`, bind every
+leaf to one task of one TaskMarket on one chain, so a leaf and its proof claim nowhere else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 from marketplace.errors import ValuationError
-from marketplace.valuation.payouts import PayoutEntry
+from marketplace.valuation.payouts import PayoutEntry, normalize_account
 
-PAYOUT_LEAF_TYPES: tuple[str, ...] = ("uint256", "address", "uint256", "uint32", "uint256")
+PAYOUT_LEAF_TYPES: tuple[str, ...] = (
+    "uint256", "address", "uint256",  # the domain: chainId, market, taskId
+    "uint256", "address", "uint256", "uint32", "uint256",  # index, account, amount, scorePpm, flags
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LeafDomain:
+    """Where a payout tree's leaves can be claimed: one task of one TaskMarket on one chain.
+
+    ``market`` is the TaskMarket that holds the payout root (ModelMarket re-verifies the same
+    leaves with the TaskMarket address it reads them from).
+    """
+
+    chain_id: int
+    market: str
+    task_id: int
+
+    def __post_init__(self) -> None:
+        for name in ("chain_id", "task_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
+                raise ValuationError(f"leaf domain {name} must be a uint256, got {value!r}")
+        object.__setattr__(self, "market", normalize_account(self.market))
+
+    def leaf(self, entry: PayoutEntry) -> tuple[int, str, int, int, str, int, int, int]:
+        """``entry``'s leaf values in this domain, in the order of :data:`PAYOUT_LEAF_TYPES`."""
+        return (self.chain_id, self.market, self.task_id, *entry.claim_values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"chain_id", "market", "task_id"}``: how a report names its task."""
+        return {"chain_id": self.chain_id, "market": self.market, "task_id": self.task_id}
 
 
 def leaf_hash(types: Sequence[str], values: Sequence[Any]) -> bytes:
@@ -121,23 +155,25 @@ class StandardMerkleTree:
 
 
 class PayoutTree(StandardMerkleTree):
-    """The payout table's tree: one leaf ``(index, account, amount, scorePpm, flags)`` per trainer.
+    """The payout table's tree: one leaf per trainer, ``domain.leaf(entry)``
+    (``chainId, market, taskId, index, account, amount, scorePpm, flags``).
 
     Build with :meth:`build`; ``proof(index)`` takes the entry's ``index`` (the claim's index).
     """
 
-    def __init__(self, entries: Sequence[PayoutEntry]) -> None:
+    def __init__(self, entries: Sequence[PayoutEntry], domain: LeafDomain) -> None:
         indexes = [e.index for e in entries]
         if len(set(indexes)) != len(indexes):
             raise ValuationError(f"payout entries repeat an index: {sorted(indexes)}")
         self.entries = tuple(entries)
+        self.domain = domain
         self._position = {e.index: p for p, e in enumerate(entries)}
-        super().__init__([e.leaf() for e in entries], PAYOUT_LEAF_TYPES)
+        super().__init__([domain.leaf(e) for e in entries], PAYOUT_LEAF_TYPES)
 
     @classmethod
-    def build(cls, entries: Sequence[PayoutEntry]) -> PayoutTree:
-        """The tree over ``entries`` (e.g. ``PayoutTable.entries``)."""
-        return cls(entries)
+    def build(cls, entries: Sequence[PayoutEntry], domain: LeafDomain) -> PayoutTree:
+        """The tree over ``entries`` (e.g. ``PayoutTable.entries``) for the task ``domain``."""
+        return cls(entries, domain)
 
     def proof(self, index: int) -> list[str]:
         """The proof for the entry whose ``index`` field is ``index``."""

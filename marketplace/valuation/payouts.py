@@ -60,7 +60,10 @@ class PayoutConfig:
 
 @dataclass(frozen=True)
 class PayoutEntry:
-    """One leaf of the payout tree: ``(index, account, amount, scorePpm, flags)``."""
+    """One row of the payout table: ``(index, account, amount, scorePpm, flags)``.
+
+    Its leaf adds the task's domain (``merkle.LeafDomain.leaf``).
+    """
 
     index: int
     account: str
@@ -68,8 +71,8 @@ class PayoutEntry:
     score_ppm: int
     flags: int
 
-    def leaf(self) -> tuple[int, str, int, int, int]:
-        """The leaf values, in the order of ``merkle.PAYOUT_LEAF_TYPES``."""
+    def claim_values(self) -> tuple[int, str, int, int, int]:
+        """The row as a claim passes it: ``(index, account, amount, scorePpm, flags)``."""
         return (self.index, self.account, self.amount, self.score_ppm, self.flags)
 
 

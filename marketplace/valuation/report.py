@@ -20,11 +20,11 @@ from eth_utils.address import is_address
 
 from marketplace.errors import ValuationError
 from marketplace.valuation.flags import FlagRecord
-from marketplace.valuation.merkle import PAYOUT_LEAF_TYPES, PayoutTree
+from marketplace.valuation.merkle import PAYOUT_LEAF_TYPES, LeafDomain, PayoutTree
 from marketplace.valuation.payouts import PayoutTable, normalize_account
 from marketplace.valuation.rounds import Valuation
 
-REPORT_VERSION = "fedmarket-valuation-report/1"
+REPORT_VERSION = "fedmarket-valuation-report/2"  # 2: leaves carry the task's LeafDomain
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class RoundArtifacts:
 
 def build_report(
     *,
-    task: Mapping[str, Any],
+    domain: LeafDomain,
     valuation: Valuation,
     metric: str,
     validation_digest: str,
@@ -60,8 +60,9 @@ def build_report(
 
     Parameters
     ----------
-    task : mapping
-        Identifies the task, e.g. ``{"chain_id": 31337, "market": "0x…", "task_id": 7}``.
+    domain : LeafDomain
+        The task (chain id, TaskMarket address, task id): written as the report's ``task`` and
+        bound into every payout leaf.
     valuation : Valuation
         Per-round values from :func:`~marketplace.valuation.rounds.value_rounds`.
     metric : str
@@ -75,7 +76,7 @@ def build_report(
     payouts : PayoutTable
         The payout table; its Merkle root is computed here.
     """
-    tree = PayoutTree.build(payouts.entries)
+    tree = PayoutTree.build(payouts.entries, domain)
     refs = {a.round: a for a in artifacts}
     rounds = []
     for rv in valuation.rounds:
@@ -97,7 +98,7 @@ def build_report(
         )
     report = {
         "version": REPORT_VERSION,
-        "task": _jsonable(dict(task)),
+        "task": domain.as_dict(),
         "method": valuation.method,
         "params": _jsonable(dict(valuation.params)),
         "seed": valuation.seed,

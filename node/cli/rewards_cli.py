@@ -53,7 +53,7 @@ def rewards_claim(c: CliContext, task_id: int, as_json: bool) -> None:
 
     identity = c.identity()
     session = TaskSession.open(c.market, c.store, task_id, identity)
-    found = claim_args(final_report(session), identity.address)
+    found = claim_args(final_report(session), identity.address, session.leaf_domain)
     if found is None:
         raise ConfigError(f"{identity.address} has no payout in task {task_id}")
     entry, proof = found

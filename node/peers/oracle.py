@@ -163,7 +163,7 @@ class OracleNode(Peer):
                 )
             )
         self.result = score_task(
-            task={"chain_id": s.chain_id, "market": s.market.market.address, "task_id": s.task_id},
+            domain=s.leaf_domain,
             model_spec=s.doc.model,
             strategy=s.doc.strategy(),
             rounds=rounds,
@@ -201,7 +201,7 @@ class OracleNode(Peer):
         for entry in entries_of(report):
             if not entry.flags:
                 continue
-            found = claim_args(report, entry.account)
+            found = claim_args(report, entry.account, self.session.leaf_domain)
             if found is None:  # entries_of and claim_args read the same table
                 raise FedMarketError(f"payout table lost {entry.account}'s leaf")
             if self.claim_leaf(*found):

@@ -221,7 +221,7 @@ class TrainerNode(Peer):
 
     def _claim(self) -> Step:
         s = self.session
-        found = claim_args(final_report(s), self.me)
+        found = claim_args(final_report(s), self.me, s.leaf_domain)
         if found is None:
             return Step.done("not in the payout table")
         entry, proof = found

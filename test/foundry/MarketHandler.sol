@@ -222,19 +222,25 @@ contract MarketHandler {
 
     /// @notice Payout root A pays trainer 0 ten tokens, B pays trainer 1 twenty (flagged): one leaf
     ///         each, so the proof is empty; or the validation-mismatch root.
-    function _root(uint256 seed, uint256) private view returns (bytes32) {
+    function _root(uint256 seed, uint256 id) private view returns (bytes32) {
         uint256 pick = seed % 3;
-        if (pick == 0) return rootA();
-        if (pick == 1) return rootB();
+        if (pick == 0) return rootA(id);
+        if (pick == 1) return rootB(id);
         return market.VALIDATION_MISMATCH();
     }
 
-    function rootA() public view returns (bytes32) {
-        return PayoutLeaf.hash(0, trainers[0], 10e18, 500_000, 0);
+    /// @notice Task `id`'s root A: its one leaf pays trainer 0 ten tokens.
+    /// @param id The task (the leaf's domain: this chain, this market, the task).
+    /// @return The root.
+    function rootA(uint256 id) public view returns (bytes32) {
+        return PayoutLeaf.hash(block.chainid, address(market), id, 0, trainers[0], 10e18, 500_000, 0);
     }
 
-    function rootB() public view returns (bytes32) {
-        return PayoutLeaf.hash(0, trainers[1], 20e18, 500_000, 1);
+    /// @notice Task `id`'s root B: its one leaf pays trainer 1 twenty tokens, flagged.
+    /// @param id The task.
+    /// @return The root.
+    function rootB(uint256 id) public view returns (bytes32) {
+        return PayoutLeaf.hash(block.chainid, address(market), id, 0, trainers[1], 20e18, 500_000, 1);
     }
 
     function _task(uint256 seed) private view returns (uint256) {

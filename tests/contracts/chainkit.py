@@ -24,7 +24,7 @@ from web3.types import TxReceipt
 from marketplace.chain.compiler import ContractArtifact
 from marketplace.chain.linking import link
 from marketplace.chain.tx import DecodedRevert, RevertDecoder
-from marketplace.valuation.merkle import PayoutTree
+from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
 
 E18 = 10**18
@@ -225,13 +225,15 @@ def commitment(task_id: int, oracle: str, vote: Vote) -> bytes:
     )
 
 
-def payout_tree(rows: Sequence[tuple[str, int, int, int]]) -> PayoutTree:
-    """A payout tree over ``(account, amount, scorePpm, flags)`` rows, indexes 0..n-1."""
+def payout_tree(rows: Sequence[tuple[str, int, int, int]], domain: LeafDomain) -> PayoutTree:
+    """A payout tree over ``(account, amount, scorePpm, flags)`` rows, indexes 0..n-1, for the
+    task ``domain`` (:meth:`Market.domain`)."""
     return PayoutTree.build(
         [
             PayoutEntry(index=i, account=a, amount=m, score_ppm=s, flags=f)
             for i, (a, m, s, f) in enumerate(rows)
-        ]
+        ],
+        domain,
     )
 
 
@@ -320,6 +322,10 @@ class Market:
     @property
     def fn(self) -> Any:
         return self.market.functions
+
+    def domain(self, task_id: int) -> LeafDomain:
+        """The domain task ``task_id``'s payout leaves are bound to on this market."""
+        return LeafDomain(self.chain.chain_id, self.market.address, task_id)
 
     def create(
         self,
@@ -466,7 +472,7 @@ class Market:
         task_id = self.create(spec)
         self.start(task_id, trainers)
         self.train(task_id, trainers)
-        tree = payout_tree(rows(trainers))
+        tree = payout_tree(rows(trainers), self.domain(task_id))
         vote = Vote(root_bytes(tree), "bafy-report", b"\x01" * 32)
         self.score(
             task_id,

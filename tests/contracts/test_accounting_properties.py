@@ -168,7 +168,7 @@ class MarketMachine(RuleBasedStateMachine):
                 (a.address, share, 500_000, 2 if (choice and i == 0) else 0)
                 for i, a in enumerate(joined)
             ]
-            trees[choice] = payout_tree(rows)
+            trees[choice] = payout_tree(rows, self.mkt.domain(task_id))
         return trees[choice]
 
     def oracle_commit(self, t: int, oracle: int, choice: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from chainkit import (
     BURN,
     E18,
@@ -18,11 +19,14 @@ from chainkit import (
     Vote,
     even_rows,
     payout_tree,
+    proof_bytes,
     root_bytes,
 )
 from conftest import STAKE, UNBONDING_DELAY
 from eth_account import Account
 from web3 import Web3
+
+from marketplace.valuation.merkle import LeafDomain
 
 VOTE_A = Vote(bytes(Web3.keccak(text="root A")), "bafy-a", b"\x01" * 32)
 VOTE_B = Vote(bytes(Web3.keccak(text="root B")), "bafy-b", b"\x02" * 32)
@@ -470,6 +474,58 @@ def test_f11_arbiter_minimum_rejects_a_single_seat_of_five(mkt, chain):
     )
 
 
+# --- F11: payout leaves are bound to (chain id, market, task) -----------------------------------
+
+
+def test_f11_a_leaf_and_proof_of_task_a_do_not_claim_in_task_b(mkt):
+    # Prepare: two tasks, same trainers, same payout rows: one root layout, two domains
+    trainers = mkt.actors.trainers[:2]
+    task_a, tree_a = mkt.finalized_task(trainers, lambda ts: even_rows(ts, 900 * E18))
+    task_b, tree_b = mkt.finalized_task(trainers, lambda ts: even_rows(ts, 900 * E18))
+    assert [e.claim_values() for e in tree_a.entries] == [e.claim_values() for e in tree_b.entries]
+    assert tree_a.root != tree_b.root  # the leaves differ only by their task id
+    mkt.open_claims(task_b)
+
+    # Execute / Assert: task A's leaf and proof, replayed in task B
+    for i in range(len(tree_a.entries)):
+        mkt.chain.expect_revert(
+            mkt.fn.claim(task_b, *tree_a.entries[i].claim_values(), proof_bytes(tree_a, i)),
+            mkt.actors.outsiders[0],
+            "TaskMarketInvalidProof",
+            task_b,
+            i,
+        )
+    for task_id, tree in ((task_b, tree_b), (task_a, tree_a)):  # each task's own leaves claim
+        receipt = mkt.claim(task_id, tree, 0)
+        (claimed,) = mkt.chain.events(mkt.market, receipt, "Claimed")
+        assert (claimed["taskId"], claimed["amount"]) == (task_id, tree.entries[0].amount)
+
+
+@pytest.mark.parametrize("foreign", ["chain", "market", "task"])
+def test_f11_a_root_of_leaves_built_for_another_domain_pays_nobody(mkt, foreign):
+    # Prepare: the committee finalizes a root whose leaves name another chain id, another market
+    # address or another task id; its proofs are valid against that very root
+    trainers = mkt.actors.trainers[:2]
+    task_id = _trained(mkt, trainers=trainers)
+    own = mkt.domain(task_id)
+    other = {
+        "chain": LeafDomain(own.chain_id + 1, own.market, task_id),
+        "market": LeafDomain(own.chain_id, mkt.registry.address, task_id),
+        "task": LeafDomain(own.chain_id, own.market, task_id + 1),
+    }[foreign]
+    tree = payout_tree(even_rows(trainers, 900 * E18), other)
+    vote = Vote(root_bytes(tree), "bafy-foreign", b"\x01" * 32)
+    mkt.score(task_id, {i: replace(vote, salt=bytes([i + 1]) * 32) for i in range(3)})
+    assert mkt.task(task_id)["payoutRoot"] == root_bytes(tree)
+    mkt.open_claims(task_id)
+
+    # Execute / Assert
+    for i in range(len(tree.entries)):
+        mkt.chain.expect_revert(
+            mkt.claim_fn(task_id, tree, i), trainers[i], "TaskMarketInvalidProof", task_id, i
+        )
+
+
 # --- join gate ------------------------------------------------------------------------------
 
 
@@ -494,7 +550,7 @@ def test_release_stake_after_close_for_a_trainer_that_never_claimed(mkt):
     mkt.chain.expect_revert(
         mkt.fn.releaseStake(task_id), t1, "TaskMarketNothingToClaim", task_id, t1.address
     )
-    assert payout_tree(even_rows(trainers, 900 * E18)).root == tree.root
+    assert payout_tree(even_rows(trainers, 900 * E18), mkt.domain(task_id)).root == tree.root
     assert mkt.balance(BURN) >= 0 and root_bytes(tree) == mkt.task(task_id)["payoutRoot"]
 
 

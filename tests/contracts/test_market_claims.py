@@ -155,9 +155,13 @@ def _finalized_with_minority(mkt):
     task_id = mkt.create()
     mkt.start(task_id, trainers)
     mkt.train(task_id, trainers)
-    tree_a = payout_tree(even_rows(trainers, 900 * E18))
+    tree_a = payout_tree(even_rows(trainers, 900 * E18), mkt.domain(task_id))
     tree_b = payout_tree(
-        [(trainers[0].address, 100 * E18, 100_000, 0), (trainers[1].address, 800 * E18, 900_000, 0)]
+        [
+            (trainers[0].address, 100 * E18, 100_000, 0),
+            (trainers[1].address, 800 * E18, 900_000, 0),
+        ],
+        mkt.domain(task_id),
     )
     a, b = root_bytes(tree_a), root_bytes(tree_b)
     mkt.score(

@@ -318,4 +318,4 @@ def test_full_life_happy_path(mkt):
     assert mkt.task(task_id)["phase"] == Phase.CLOSED
     assert mkt.balance(mkt.market.address) == 0
     assert root_bytes(tree) == mkt.task(task_id)["payoutRoot"]
-    assert payout_tree(even_rows(trainers, 900 * E18)).root == tree.root
+    assert payout_tree(even_rows(trainers, 900 * E18), mkt.domain(task_id)).root == tree.root

@@ -378,6 +378,39 @@ def test_sales_stop_when_the_versions_contract_says_the_version_is_not_sellable(
     )
 
 
+def test_royalty_claim_takes_only_leaves_of_the_listed_task_on_its_task_market(pm):
+    # Prepare: a listed task with one delivered sale; the same rows as leaves of other domains
+    from chainkit import payout_tree
+
+    from marketplace.valuation.merkle import LeafDomain
+
+    trainers = pm.mkt.actors.trainers[:2]
+
+    def rows(ts):
+        return [(t.address, 100 * E18, 500_000, 0) for t in ts]
+
+    task_id, tree = pm.approved_task(rows, n=2)
+    listing_id = pm.list(task_id)
+    pm.deliver(pm.buy(listing_id, pm.buyers[0]))
+    own = pm.mkt.domain(task_id)
+    others = [
+        LeafDomain(own.chain_id, pm.mm.address, task_id),  # ModelMarket's own address
+        LeafDomain(own.chain_id, own.market, task_id + 1),
+        LeafDomain(own.chain_id + 1, own.market, task_id),
+    ]
+    # Execute / Assert
+    for other in others:
+        foreign = payout_tree(rows(trainers), other)
+        pm.chain.expect_revert(
+            pm.claim_royalty_fn(listing_id, foreign, 0),
+            pm.buyers[0],
+            "ModelMarketInvalidRoyaltyClaim",
+            listing_id,
+            0,
+        )
+    pm.tx(pm.claim_royalty_fn(listing_id, tree, 0), pm.buyers[0])  # its TaskMarket leaf claims
+
+
 def test_royalties_accrue_per_score_and_every_wei_of_the_trainer_share_is_accounted_for(pm):
     # Prepare: four trainers with distinct scores; one flagged with score 0
     scores = [1_000_000, 640_000, 333_333, 0]

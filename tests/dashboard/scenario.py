@@ -37,6 +37,8 @@ from marketplace.chain.compiler import compile_contracts
 from marketplace.chain.deploy import ContractRecord, Deployment
 from marketplace.chain.devnet import dev_private_keys
 from marketplace.storage.base import ContentStore
+from marketplace.valuation.merkle import LeafDomain
+from marketplace.valuation.report import REPORT_VERSION
 
 MAX = 2**256 - 1
 STAKE = 1_000 * E18  # stake is reserved per live task (30 per seat, 50 per join): room for many
@@ -152,9 +154,10 @@ def build_report(
     rounds: int,
     rows: list[tuple[str, int, int, int]],
     strings: Strings,
+    domain: LeafDomain,
 ) -> dict[str, Any]:
     """A public valuation report (as :mod:`marketplace.valuation.report` writes them)."""
-    tree = payout_tree(rows)
+    tree = payout_tree(rows, domain)
     per_round = []
     for r in range(1, rounds + 1):
         per_round.append({
@@ -163,7 +166,7 @@ def build_report(
                            for i, t in enumerate(trainers)},
         })  # fmt: skip
     return {
-        "version": "fedmarket-valuation-report/1", "method": strings.report_method,
+        "version": REPORT_VERSION, "method": strings.report_method,
         "metric": "accuracy", "rounds": per_round,
         "totals_ppm": {a: s for a, _, s, _ in rows},
         "flags": {flagged.address: {"flags": INVALID, "evidence": [
@@ -197,10 +200,10 @@ def finalized_task(
     share = 900 * E18 // len(honest)
     rows = [(t.address, share, 250_000 + i, 0) for i, t in enumerate(honest)]
     rows.append((flagged.address, 0, 0, INVALID))
-    report = build_report(members, flagged, rounds, rows, strings)
+    report = build_report(members, flagged, rounds, rows, strings, mkt.domain(task_id))
     blob = json.dumps(report, sort_keys=True).encode()
     report_cid = world.store.put(blob) if world.store is not None else "bafy-no-store"
-    tree = payout_tree(rows)
+    tree = payout_tree(rows, mkt.domain(task_id))
     vote = Vote(root_bytes(tree), report_cid, b"\x01" * 32)
     votes = {
         0: vote,

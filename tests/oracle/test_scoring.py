@@ -22,14 +22,21 @@ from marketplace.oracle import (
     score_task,
 )
 from marketplace.toolchain import REPO_ROOT
-from marketplace.valuation import PAYOUT_LEAF_TYPES, ExactShapley, Flag, canonical_bytes, verify
+from marketplace.valuation import (
+    PAYOUT_LEAF_TYPES,
+    ExactShapley,
+    Flag,
+    LeafDomain,
+    canonical_bytes,
+    verify,
+)
 from marketplace.valuation.round_utility import RoundUtility
 
 from .conftest import COPIER, FLIPPER, FREE_RIDER, HONEST
 from .federation import SPEC, Federation, simulate
 
 BUDGET = 10**21 + 7  # an odd budget: rounding must still add up exactly
-TASK = {"chain_id": 31337, "market": "0x" + "11" * 20, "task_id": 3}
+DOMAIN = LeafDomain(chain_id=31337, market="0x" + "11" * 20, task_id=3)
 
 
 def score(
@@ -39,7 +46,7 @@ def score(
     trainers: tuple[str, ...] | None = None,
 ) -> ScoringResult:
     return score_task(
-        task=TASK,
+        domain=DOMAIN,
         model_spec=SPEC,
         strategy=fed.sim.strategy(),
         rounds=fed.rounds() if rounds is None else rounds,
@@ -106,8 +113,10 @@ import torch
 torch.set_num_threads(1)
 from tests.oracle.federation import simulate, SPEC
 from marketplace.oracle import score_task
+from marketplace.valuation import LeafDomain
 fed = simulate(6, behaviours={3: "free_rider", 4: "copier", 5: "sign_flip"}, absent=1)
-result = score_task(task={"task_id": 1}, model_spec=SPEC, strategy=fed.sim.strategy(),
+result = score_task(domain=LeafDomain(31337, "0x" + "11" * 20, 1), model_spec=SPEC,
+    strategy=fed.sim.strategy(),
     rounds=fed.rounds(), x_val=fed.splits.validation.x, y_val=fed.splits.validation.y,
     validation_digest="00", budget=10**18, trainers=fed.trainers)
 import hashlib
@@ -286,7 +295,7 @@ def test_proof_for_gives_each_trainer_a_proof_of_its_leaf(
 
         # Assert
         assert entry.account == account
-        assert verify(result.root, PAYOUT_LEAF_TYPES, entry.leaf(), proof)
+        assert verify(result.root, PAYOUT_LEAF_TYPES, DOMAIN.leaf(entry), proof)
 
 
 def test_proof_for_refuses_an_account_without_a_leaf(result: ScoringResult) -> None:

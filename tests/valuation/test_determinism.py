@@ -19,7 +19,8 @@ games = [RoundGame(r, players, concave_game([0.02 * ((3 * i + r) % 8) for i in r
          for r in (1, 2, 3)]
 valuation = value_rounds(games, GTGShapley(eps=0.001, round_threshold=-1), seed=2024)
 table = compute_payouts(10**18, valuation.totals_ppm())
-print(PayoutTree.build(table.entries).root, sorted(valuation.totals_ppm().items()))
+tree = PayoutTree.build(table.entries, LeafDomain(31337, "0x" + "11" * 20, 1))
+print(tree.root, sorted(valuation.totals_ppm().items()))
 """
 
 

@@ -31,7 +31,7 @@ from marketplace.errors import TransactionRevertedError
 from marketplace.fl.serialization import dump_weights
 from marketplace.oracle import RoundInput, ScoringResult, ValuationConfig, proof_for, score_task
 from marketplace.storage.cid import raw_cid
-from marketplace.valuation import Flag, UpdateRef
+from marketplace.valuation import Flag, LeafDomain, UpdateRef
 
 pytestmark = pytest.mark.anvil
 
@@ -200,7 +200,7 @@ def oracle_score(
         for e in m.events(m.market, "TrainerJoined", filters={"taskId": task_id})
     ]
     return score_task(
-        task={"chain_id": m.w3.eth.chain_id, "market": m.market.address, "task_id": task_id},
+        domain=LeafDomain(m.deployment.chain_id, m.market.address, task_id),
         model_spec=SPEC,
         strategy=fed.sim.strategy(),
         rounds=rounds_from_chain(m, fed, task_id),

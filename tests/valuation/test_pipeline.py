@@ -8,6 +8,7 @@ from marketplace import fl
 from marketplace.valuation import (
     Flag,
     GTGShapley,
+    LeafDomain,
     RoundGame,
     UpdateView,
     build_report,
@@ -68,7 +69,7 @@ def run_oracle(sim: fl.SimulationResult, splits: fl.DataSplits) -> dict[str, obj
     flags = merge_findings([*findings, *poisoner_findings(valuation.totals_ppm())])
     table = compute_payouts(10**18, valuation.totals_ppm(), {a: r.flags for a, r in flags.items()})
     return build_report(
-        task={"chain_id": 31337, "task_id": 1},
+        domain=LeafDomain(chain_id=31337, market="0x" + "11" * 20, task_id=1),
         valuation=valuation,
         metric="accuracy",
         validation_digest=splits.validation.sha256(),

@@ -9,6 +9,7 @@ import pytest
 from marketplace.errors import ValuationError
 from marketplace.valuation import (
     GTGShapley,
+    LeafDomain,
     RoundArtifacts,
     RoundGame,
     UpdateRef,
@@ -42,7 +43,7 @@ def make_report(seed: int = 4) -> dict[str, object]:
         for r in (1, 2)
     ]
     return build_report(
-        task={"chain_id": 31337, "market": "0x" + "9" * 40, "task_id": 1},
+        domain=LeafDomain(chain_id=31337, market="0x" + "9" * 40, task_id=1),
         valuation=valuation,
         metric="accuracy",
         validation_digest="ab" * 32,
@@ -114,7 +115,7 @@ def test_address_case_does_not_change_the_bytes() -> None:
         valuation = value_rounds(games, GTGShapley(round_threshold=-1), seed=1)
         table = compute_payouts(1000, valuation.totals_ppm())
         report = build_report(
-            task={"task_id": 1},
+            domain=LeafDomain(chain_id=31337, market="0x" + "9" * 40, task_id=1),
             valuation=valuation,
             metric="accuracy",
             validation_digest="00",

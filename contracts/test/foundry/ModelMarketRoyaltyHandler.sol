@@ -15,16 +15,25 @@ import {PayoutLeaf} from "../../libraries/PayoutLeaf.sol";
 ///         only oracle and key holder is the handler. Stands in for a whole TaskMarket run in the
 ///         invariant harness; the Anvil tests use the real TaskMarket.
 contract FinishedTaskStub {
+    /// @notice Only the handler sets the root.
+    error FinishedTaskStubNotHandler(address caller);
+
     address private immutable _handler;
     IERC20 private immutable _token;
-    bytes32 private immutable _root;
+    bytes32 private _root;
 
     /// @param handler_ The handler (requester, oracle).
     /// @param token_ The task's token.
-    /// @param root_ The final payout root.
-    constructor(address handler_, IERC20 token_, bytes32 root_) {
+    constructor(address handler_, IERC20 token_) {
         _handler = handler_;
         _token = token_;
+    }
+
+    /// @notice Set the final payout root (its leaves bind this stub's address, so the handler
+    ///         builds them once the stub exists).
+    /// @param root_ The root.
+    function setRoot(bytes32 root_) external {
+        if (msg.sender != _handler) revert FinishedTaskStubNotHandler(msg.sender);
         _root = root_;
     }
 
@@ -115,15 +124,15 @@ contract ModelMarketRoyaltyHandler {
         token = new RewardToken("Royalty", "ROY", address(this));
         scores = [uint32(1_000_000), 640_000, 333_333, 0];
         flags = [uint256(0), 0, 0, 2];
+        FinishedTaskStub stub = new FinishedTaskStub(address(this), token);
         uint256 total;
         for (uint256 i; i < LEAVES; ++i) {
             accounts[i] = address(uint160(0xA11CE + i));
-            _leaves[i] = PayoutLeaf.hash(i, accounts[i], 100 ether, scores[i], flags[i]);
+            _leaves[i] = PayoutLeaf.hash(block.chainid, address(stub), 1, i, accounts[i], 100 ether, scores[i], flags[i]);
             total += scores[i];
         }
         totalScore = total;
-        bytes32 root = _pair(_pair(_leaves[0], _leaves[1]), _pair(_leaves[2], _leaves[3]));
-        FinishedTaskStub stub = new FinishedTaskStub(address(this), token, root);
+        stub.setRoot(_pair(_pair(_leaves[0], _leaves[1]), _pair(_leaves[2], _leaves[3])));
         market = new ModelMarket(ITaskMarket(address(stub)));
         token.mint(address(this), 1e30);
         token.approve(address(market), type(uint256).max);
