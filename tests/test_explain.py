@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+from marketkit import Member, market_with
+from web3 import Web3
+
+from marketplace.chain.clients import Role, TaskParams
 from marketplace.chain.explain import explain, humanize_task
+from marketplace.chain.holds import StakeHold, stake_holds
+from marketplace.errors import TransactionRevertedError
+from marketplace.protocol.identity import Identity
 from marketplace.units import describe_time, parse_amount, relative
 
 TOKEN = 10**18
@@ -41,3 +49,56 @@ def test_relative_times_and_exact_amounts():
     assert relative(0.2) == "now" and relative(-7200) == "2.0 h ago"
     assert describe_time(0, now=0).startswith("1970-01-01 00:00 UTC")
     assert parse_amount("99999999999.999999999999999999") == 99999999999999999999999999999
+
+
+def test_held_stake_names_its_tasks():
+    text = explain(
+        "ParticipantRegistryInsufficientStake",
+        ("0xabc", 90 * TOKEN, 100 * TOKEN),
+        [StakeHold(3, 1_796_824_916, "training")],
+    )
+    assert text is not None and "90 tokens of stake free, 100 tokens asked" in text
+    assert text.endswith(f"stake locked until {describe_time(1_796_824_916)} by task 3 (training)")
+
+
+def test_unstaking_reserved_stake_names_the_task_on_anvil(w3: Web3, chain_snapshot: None) -> None:
+    """On Anvil: an oracle that took a seat on task N and a trainer that joined it try to unstake
+    everything; the one-line error names task N and its deadline. After the trainer's stake is
+    free again elsewhere (another task never joined) nothing names that task."""
+    deployer, requester = Identity.dev(0), Identity.dev(1)
+    trainer, oracles = Identity.dev(2), [Identity.dev(i) for i in (6, 7, 8)]
+    members = [Member.of(requester, Role.REQUESTER, tokens=1_000 * TOKEN)]
+    members += [Member.of(trainer, Role.TRAINER, stake=100 * TOKEN, tokens=1_000 * TOKEN)]
+    members += [Member.of(o, Role.ORACLE, stake=100 * TOKEN, tokens=1_000 * TOKEN) for o in oracles]
+    market = market_with(w3, deployer.eth, members)
+    now = int(w3.eth.get_block("latest")["timestamp"])
+
+    def task(max_trainers: int) -> int:
+        return market.create_task(requester.eth, TaskParams(
+            budget=10 * TOKEN, model_spec_cid="bafy-spec", initial_model_cid="bafy-init",
+            initial_model_digest=b"\x01" * 32, config_cid="bafy-config",
+            validation_commitment=b"\x02" * 32, rounds=1, min_trainers=1,
+            max_trainers=max_trainers, min_stake=5 * TOKEN, join_deadline=now + 3600,
+            oracles=tuple(o.address for o in oracles),
+        ))  # fmt: skip
+
+    held, idle = task(2), task(3)
+    for o in oracles:
+        market.accept_seat(o.eth, held)
+    market.join(trainer.eth, held)
+
+    holds = stake_holds(market, trainer.address)
+    assert [h.task_id for h in holds] == [held] and holds[0].phase == "open"
+    assert holds[0].until == market.task(held).phase_deadline
+    with pytest.raises(TransactionRevertedError) as err:
+        market.request_unstake(trainer.eth, 100 * TOKEN)
+    text = str(err.value)
+    assert "95 tokens of stake free, 100 tokens asked" in text, text
+    assert f"stake locked until {describe_time(holds[0].until)[:16]}" in text, text
+    assert f"by task {held} (open)" in text and f"task {idle}" not in text, text
+    assert err.value.error_name == "ParticipantRegistryInsufficientStake"
+
+    with pytest.raises(TransactionRevertedError) as err:
+        market.request_unstake(oracles[0].eth, 100 * TOKEN)
+    assert f"by task {held} (open)" in str(err.value), err.value
+    market.request_unstake(trainer.eth, 95 * TOKEN)  # the free part goes through

@@ -33,7 +33,7 @@ from marketplace.chain.views import (
     decode,
     encode,
 )
-from marketplace.errors import ChainError
+from marketplace.errors import ChainError, TransactionRevertedError
 
 __all__ = [
     "BPS",
@@ -174,7 +174,21 @@ class Marketplace:
         return self.send(self.registry.functions.stake(amount), account)
 
     def request_unstake(self, account: LocalAccount, amount: int) -> TxReceipt:
-        return self.send(self.registry.functions.requestUnstake(amount), account)
+        """Start unbonding ``amount``; stake reserved by tasks is refused naming those tasks."""
+        try:
+            return self.send(self.registry.functions.requestUnstake(amount), account)
+        except TransactionRevertedError as exc:
+            if exc.error_name != "ParticipantRegistryInsufficientStake":
+                raise
+            from marketplace.chain.explain import explain
+            from marketplace.chain.holds import stake_holds
+
+            words = explain(exc.error_name, exc.error_args, stake_holds(self, account.address))
+            raise TransactionRevertedError(
+                f"requestUnstake reverted: {words} ({exc.error_name})",
+                error_name=exc.error_name,
+                args=exc.error_args,
+            ) from exc
 
     def withdraw(self, account: LocalAccount) -> TxReceipt:
         return self.send(self.registry.functions.withdraw(), account)

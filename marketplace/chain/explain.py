@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from marketplace.chain.holds import StakeHold
 from marketplace.chain.views import Phase
 from marketplace.units import describe_time, format_amount
 
@@ -32,6 +33,11 @@ _TEMPLATES: dict[str, Callable[[Sequence[Any]], str]] = {
         f"stake of {a[0]} is locked until {describe_time(int(a[1]))} by a task it takes part "
         "in: wait until then (see `fedmarket status`)"
     ),
+    "ParticipantRegistryInsufficientStake": lambda a: (
+        f"{a[0]} has {_tok(a[1])} of stake free, {_tok(a[2])} asked: the rest is reserved by "
+        f"tasks it takes part in; use at most {format_amount(int(a[1]))} now, or wait until they "
+        "release it (see `fedmarket status`)"
+    ),
     "ParticipantRegistryUnbondingNotReleased": lambda a: (
         f"the unbonding stake of {a[0]} is released at {describe_time(int(a[1]))}: run "
         "`fedmarket withdraw` after that"
@@ -41,9 +47,6 @@ _TEMPLATES: dict[str, Callable[[Sequence[Any]], str]] = {
     ),
     "ParticipantRegistryNotRegistered": lambda a: (
         f"{a[0]} is not registered: run `fedmarket register ROLE --stake N` first"
-    ),
-    "ParticipantRegistryInsufficientStake": lambda a: (
-        f"{a[0]} stakes {_tok(a[1])}, less than the {_tok(a[2])} asked for"
     ),
     "ParticipantRegistryNothingToWithdraw": lambda a: (
         f"{a[0]} has nothing to withdraw: start unbonding with `fedmarket unstake N` first"
@@ -86,17 +89,36 @@ _TEMPLATES: dict[str, Callable[[Sequence[Any]], str]] = {
 }
 
 
-def explain(name: str | None, args: Sequence[Any]) -> str | None:
-    """One sentence for the custom error ``name`` with ``args``, or ``None`` if unknown."""
+_HELD = {"ParticipantRegistryInsufficientStake", "ParticipantRegistryStakeLocked"}
+
+
+def explain(name: str | None, args: Sequence[Any], holds: Sequence[StakeHold] = ()) -> str | None:
+    """One sentence for the custom error ``name`` with ``args``, or ``None`` if unknown.
+
+    ``holds`` (from :func:`marketplace.chain.holds.stake_holds`) names the tasks holding the
+    stake of a stake error: "… stake locked until 2026-12-09 14:00 UTC (in 7 d) by task 3"."""
     if name is None:
         return None
     template = _TEMPLATES.get(name)
     if template is None:
         return None
     try:
-        return template(tuple(args))
+        text = template(tuple(args))
     except (IndexError, TypeError, ValueError):
         return None
+    if holds and name in _HELD:
+        text += "; " + held_by(holds)
+    return text
+
+
+def held_by(holds: Sequence[StakeHold]) -> str:
+    """The words naming the holding tasks: stake locked until DATE by task N (its phase)."""
+    parts = [
+        f"until {describe_time(h.until)} by task {h.task_id} ({h.phase})" if h.until
+        else f"by task {h.task_id} ({h.phase})"
+        for h in holds
+    ]  # fmt: skip
+    return "stake locked " + ", ".join(parts)
 
 
 _AMOUNTS = {"budget", "paid", "refunded", "trainerBond", "disputeBond", "bondsHeld", "minStake",

@@ -7,10 +7,19 @@ interface Vm {
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;
+    function toString(uint256 value) external pure returns (string memory);
+    function addr(uint256 privateKey) external pure returns (address);
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
 }
 
 /// @notice A minimal base: the cheatcode address and an assertion that names what failed.
 abstract contract Test {
+    /// @notice Forge's selector filter (`targetSelectors`): only these functions of `addr` are fuzzed.
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
     function assertEq(uint256 a, uint256 b, string memory what) internal pure {
@@ -19,5 +28,13 @@ abstract contract Test {
 
     function assertTrue(bool ok, string memory what) internal pure {
         if (!ok) revert(what);
+    }
+
+    /// @dev forge's console.log(string) (printed with -vv), without forge-std.
+    function _log(string memory message) internal view {
+        (bool ok,) = address(0x000000000000000000636F6e736F6c652e6c6f67).staticcall(
+            abi.encodeWithSignature("log(string)", message)
+        );
+        ok;
     }
 }
