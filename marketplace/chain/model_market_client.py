@@ -100,6 +100,16 @@ class ProductParams:
 
 
 @dataclass(frozen=True)
+class EvaluationVote:
+    """A committee member's evaluation of one submission (``IModelMarket.evaluationOf``)."""
+
+    committed: bool
+    revealed: bool
+    settled: bool
+    score_ppm: int
+
+
+@dataclass(frozen=True)
 class ListingParams:
     """A listing of the approved submission (shares in basis points)."""
 
@@ -484,6 +494,20 @@ class ModelMarketClient:
         self, oracle: LocalAccount, task_id: int, submission: int, score_ppm: int, salt: bytes
     ) -> TxReceipt:
         return self.send(self.fn.revealEvaluation(task_id, submission, score_ppm, salt), oracle)
+
+    def settle_evaluation(
+        self, account: LocalAccount, task_id: int, submission: int, oracle: str
+    ) -> TxReceipt:
+        """Release ``oracle``'s evaluation stake, or slash it if it did not reveal or revealed
+        a score the quorum ruled against (anyone may call once the submission is resolved)."""
+        return self.send(self.fn.settleEvaluation(task_id, submission, oracle), account)
+
+    def evaluation_of(self, task_id: int, submission: int, oracle: str) -> EvaluationVote:
+        """One committee member's evaluation of a submission."""
+        committed, revealed, settled, score = self.call(
+            self.fn.evaluationOf(task_id, submission, oracle)
+        )
+        return EvaluationVote(bool(committed), bool(revealed), bool(settled), int(score))
 
     def claim_bounty(self, account: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.fn.claimBounty(task_id), account)
