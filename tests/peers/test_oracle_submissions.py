@@ -62,7 +62,8 @@ def test_oracles_evaluate_submissions_and_a_silent_member_is_slashed(world):  # 
     trainers = trainer_nodes(world, task_id)
     first, second, silent = (_oracle(world, market, task_id, o) for o in world["oracles"])
     drive(world, task_id, [*trainers, first, second, silent],
-          until=lambda i: i.phase_enum == Phase.FINALIZED and market.now() >= i.claims_open_at)  # fmt: skip
+          until=lambda i: i.phase_enum == Phase.FINALIZED
+          and market.now() >= i.claims_open_at)  # fmt: skip
     requester, developer = world["requester"], Identity.dev(9)
     client.configure(requester.eth, task_id, ProductParams(
         max_submissions=2, threshold_ppm=500_000, eval_commit_duration=WINDOW,
