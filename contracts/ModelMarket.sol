@@ -12,6 +12,7 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 import {IModelMarket} from "./interfaces/IModelMarket.sol";
 import {IModelVersions} from "./interfaces/IModelVersions.sol";
 import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
+import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
 
 /// @title ModelMarket
@@ -57,7 +58,15 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
 
 
 
+    /// @dev An oracle's evaluation stake: reserved in the registry at commit, settled once.
+    struct EvalStake {
+        uint128 reserved;
+        uint32 scorePpm;
+        bool settled;
+    }
+
     ITaskMarket private immutable _market;
+    IParticipantRegistry private immutable _registry;
 
     mapping(address account => Role) private _roles;
     mapping(address account => bytes32) private _keys;
@@ -66,6 +75,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     mapping(uint256 taskId => mapping(uint8 sub => mapping(address oracle => bytes32))) private _evalCommits;
     mapping(uint256 taskId => mapping(uint8 sub => mapping(address oracle => bool))) private _evalRevealed;
     mapping(uint256 taskId => mapping(uint8 sub => mapping(uint32 score => uint256))) private _scoreStake;
+    mapping(uint256 taskId => mapping(uint8 sub => mapping(address oracle => EvalStake))) private _evalStakes;
     mapping(uint256 taskId => mapping(uint8 sub => mapping(address auditor => uint8))) private _verdicts;
     mapping(uint256 taskId => mapping(uint8 sub => address[])) private _approvers;
     mapping(uint256 taskId => mapping(address => bool)) private _developerOf;
@@ -82,6 +92,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     /// @param market_ The task market whose tasks' models are sold here.
     constructor(ITaskMarket market_) {
         _market = market_;
+        _registry = market_.registry();
     }
 
     // --- roles ----------------------------------------------------------------------------------
@@ -153,7 +164,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IModelMarket
-    function commitEvaluation(uint256 taskId, uint8 sub, bytes32 commitment) external {
+    function commitEvaluation(uint256 taskId, uint8 sub, bytes32 commitment) external nonReentrant {
         Submission storage s = _submission(taskId, sub);
         if (!_market.isOracle(taskId, msg.sender)) revert ModelMarketNotCommitteeMember(taskId, msg.sender);
         if (block.timestamp > s.commitDeadline) revert ModelMarketDeadlinePassed(s.commitDeadline);
@@ -161,9 +172,14 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         if (_evalCommits[taskId][sub][msg.sender] != bytes32(0)) {
             revert ModelMarketAlreadyCommitted(taskId, sub, msg.sender);
         }
+        // TaskMarket stores oracleSlash as a uint128, so the cast is exact.
+        uint128 stake = uint128(_market.task(taskId).oracleSlash);
         _evalCommits[taskId][sub][msg.sender] = commitment;
+        _evalStakes[taskId][sub][msg.sender].reserved = stake;
         s.commitCount += 1;
         emit EvaluationCommitted(taskId, sub, msg.sender);
+        // The registry is trusted (the task market's own); it refuses a member without free stake.
+        _registry.reserve(msg.sender, stake);
     }
 
     /// @inheritdoc IModelMarket
@@ -181,6 +197,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
                 || committed != _evaluationCommitment(taskId, sub, msg.sender, scorePpm, salt)
         ) revert ModelMarketBadReveal(taskId, sub, msg.sender);
         _evalRevealed[taskId][sub][msg.sender] = true;
+        _evalStakes[taskId][sub][msg.sender].scorePpm = scorePpm;
         s.revealCount += 1;
         uint256 stake = _scoreStake[taskId][sub][scorePpm] + _market.oracleWeight(taskId, msg.sender);
         _scoreStake[taskId][sub][scorePpm] = stake;
@@ -191,6 +208,30 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
             s.passed = passed;
             s.scorePpm = scorePpm;
             emit EvaluationDecided(taskId, sub, scorePpm, passed);
+        }
+    }
+
+    /// @inheritdoc IModelMarket
+    function settleEvaluation(uint256 taskId, uint8 sub, address oracle) external nonReentrant {
+        Submission storage s = _submission(taskId, sub);
+        EvalStake storage e = _evalStakes[taskId][sub][oracle];
+        if (_evalCommits[taskId][sub][oracle] == bytes32(0) || e.settled) {
+            revert ModelMarketNothingToSettle(taskId, sub, oracle);
+        }
+        bool revealed = _evalRevealed[taskId][sub][oracle];
+        // A missing reveal is final only after the reveal deadline; a revealed score once decided.
+        if ((!revealed || !s.decided) && block.timestamp <= s.revealDeadline) {
+            revert ModelMarketTooEarly(s.revealDeadline + 1);
+        }
+        bool fault = !revealed || (s.decided && e.scorePpm != s.scorePpm);
+        uint256 amount = e.reserved;
+        e.settled = true;
+        if (fault) {
+            emit EvaluationSettled(taskId, sub, oracle, 0, amount);
+            _registry.slash(oracle, amount, amount, taskId, keccak256(abi.encode(sub, s.digest, s.scorePpm)));
+        } else {
+            emit EvaluationSettled(taskId, sub, oracle, amount, 0);
+            _registry.release(oracle, amount);
         }
     }
 
@@ -503,6 +544,16 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         info.approvals = s.approvals;
         info.rejections = s.rejections;
         info.approved = sub != 0 && _products[taskId].approvedSubmission == sub;
+    }
+
+    /// @inheritdoc IModelMarket
+    function evaluationOf(uint256 taskId, uint8 sub, address oracle)
+        external
+        view
+        returns (bool committed, bool revealed, bool settled, uint32 scorePpm)
+    {
+        EvalStake storage e = _evalStakes[taskId][sub][oracle];
+        return (_evalCommits[taskId][sub][oracle] != bytes32(0), _evalRevealed[taskId][sub][oracle], e.settled, e.scorePpm);
     }
 
     /// @inheritdoc IModelMarket

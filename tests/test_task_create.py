@@ -15,7 +15,8 @@ from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace
 from marketplace.chain.deploy import load_deployment
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS
-from marketplace.errors import ConfigError
+from marketplace.chain.model_market_client import ModelMarketClient, ProductParams
+from marketplace.errors import ConfigError, TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig
 from marketplace.protocol.requester import TaskPlan
 from marketplace.valuation.config import ValuationConfig
@@ -120,6 +121,60 @@ def test_a_valid_task_is_created_and_escrowed(env):
 
 
 @pytest.mark.parametrize(
+    ("extra", "message"),
+    [(("--validation-submissions", "0"), "--validation-submissions must be within 1..16"),
+     (("--validation-submissions", "2", "--auditors", "-1"), "--auditors must be within 0..8"),
+     (("--auditors", "2"), "give --validation-submissions K"),
+     (("--validation-submissions", "2", "--pass-threshold", "1.5"), "--pass-threshold")],
+)  # fmt: skip
+def test_bad_k_or_m_is_a_one_line_error_before_escrow(env, extra, message):
+    before = chain_state(env)
+    code, out = create(env, *extra)
+    assert code == 1 and message in out and "Traceback" not in out
+    assert chain_state(env) == before
+
+
+def test_k_and_m_need_the_model_market_deployed(env):
+    before = chain_state(env)
+    code, out = create(env, "--validation-submissions", "2")
+    assert code == 1 and "fedmarket model deploy" in out
+    assert chain_state(env) == before
+
+
+def test_k_and_m_are_fixed_on_the_model_market_with_the_task(env):
+    # Prepare: ModelMarket on the chain
+    code, out = run(env, "--dev-account", "0", "model", "deploy", "--json")
+    assert code == 0, out
+    before = chain_state(env)
+    # Execute
+    code, out = create(env, "--validation-submissions", "3", "--auditors", "2", "--pass-threshold",
+                       "0.8", "--bounty", "5", "--auditor-fee", "1")  # fmt: skip
+    # Assert: the task and its product settings exist together; budget + bounty + 2 fees escrowed
+    assert code == 0, out
+    doc = json.loads(out)
+    assert (doc["validationSubmissions"], doc["auditors"]) == (3, 2)
+    w3 = connect(env["FEDMARKET_CHAIN_RPC"])
+    client = ModelMarketClient(
+        w3, load_deployment(Path(env["FEDMARKET_DEPLOYMENTS"]), w3.eth.chain_id)
+    )
+    product = client.product(doc["taskId"])
+    assert (product.configured, product.max_submissions, product.required_attestations) == (
+        True, 3, 2,
+    )  # fmt: skip
+    assert (product.threshold_ppm, product.bounty, product.auditor_fee) == (
+        800_000, 5 * 10**18, 10**18,
+    )  # fmt: skip
+    assert chain_state(env)["tokens"] == before["tokens"] - (100 + 5 + 2) * 10**18
+    # the submission limit is the task's from the start: K cannot be raised later
+    with pytest.raises(TransactionRevertedError) as again:
+        client.configure(
+            Account.from_key(DEV_PRIVATE_KEYS[REQUESTER]), doc["taskId"],
+            ProductParams(max_submissions=16, threshold_ppm=0),
+        )  # fmt: skip
+    assert again.value.error_name == "ModelMarketAlreadyConfigured"
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [{"method": "loo"}, {"metric": "f1"}, {"flagged": "burn"}, {"gtg_budget_fraction": 2.0}],
 )
@@ -132,7 +187,9 @@ def test_the_valuation_config_refuses_what_the_oracles_would(kwargs):
     "kwargs",
     [{"rounds": 0}, {"budget": 0}, {"min_trainers": 3, "max_trainers": 2}, {"oracles": ()},
      {"oracles": ("0x12",)}, {"quorum_bps": 5000}, {"aggregator": "mean"},
-     {"oracles": (address(1), address(1).lower())}],
+     {"oracles": (address(1), address(1).lower())}, {"validation_submissions": 0},
+     {"validation_submissions": 17}, {"validation_submissions": 2, "auditors": -1},
+     {"auditors": 1}],
 )  # fmt: skip
 def test_a_task_plan_refuses_bad_parameters_when_built(kwargs):
     base = {

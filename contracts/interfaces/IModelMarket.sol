@@ -240,6 +240,11 @@ interface IModelMarket {
     /// @param submission The submission.
     /// @param oracle The oracle.
     error ModelMarketBadReveal(uint256 taskId, uint8 submission, address oracle);
+    /// @notice Thrown when an evaluation stake has nothing to settle: never committed, or settled.
+    /// @param taskId The task.
+    /// @param submission The submission.
+    /// @param oracle The oracle.
+    error ModelMarketNothingToSettle(uint256 taskId, uint8 submission, address oracle);
     /// @notice Thrown when the score is above 1,000,000 ppm.
     /// @param scorePpm The value given.
     error ModelMarketInvalidScore(uint32 scorePpm);
@@ -373,6 +378,16 @@ interface IModelMarket {
     /// @param oracle The oracle.
     /// @param scorePpm The revealed score.
     event EvaluationRevealed(uint256 indexed taskId, uint8 indexed submission, address indexed oracle, uint32 scorePpm);
+    /// @notice Emitted when an oracle's evaluation stake was settled after its submission resolved.
+    /// @param taskId The task.
+    /// @param submission The submission.
+    /// @param oracle The oracle.
+    /// @param released Stake returned (0 when slashed).
+    /// @param slashed Stake burned: it committed and did not reveal, or revealed a score the
+    ///        quorum ruled against (0 when released).
+    event EvaluationSettled(
+        uint256 indexed taskId, uint8 indexed submission, address indexed oracle, uint256 released, uint256 slashed
+    );
     /// @notice Emitted when a score reached the committee's quorum.
     /// @param taskId The task.
     /// @param submission The submission.
@@ -489,6 +504,8 @@ interface IModelMarket {
     function submit(uint256 taskId, string calldata modelCid, bytes32 digest) external returns (uint8 submission);
 
     /// @notice Commit to an evaluation (committee members, once, before the commit deadline).
+    ///         Reserves the task's `oracleSlash` of the member's free registry stake until
+    ///         `settleEvaluation` (this contract must be an active market of the registry).
     /// @param taskId The task.
     /// @param submission The submission.
     /// @param commitment `evaluationCommitment(taskId, submission, oracle, scorePpm, salt)`.
@@ -501,6 +518,28 @@ interface IModelMarket {
     /// @param scorePpm The committed score.
     /// @param salt The commitment's salt.
     function revealEvaluation(uint256 taskId, uint8 submission, uint32 scorePpm, bytes32 salt) external;
+
+    /// @notice Settle a committee member's evaluation stake (reserved in the registry at its
+    ///         commitment, the task's `oracleSlash`) once the submission is resolved; anyone may call.
+    ///         Slashed if it committed and did not reveal by the reveal deadline, or revealed a
+    ///         score other than the quorum's; released otherwise (no quorum: every revealer).
+    /// @param taskId The task.
+    /// @param submission The submission.
+    /// @param oracle The committee member.
+    function settleEvaluation(uint256 taskId, uint8 submission, address oracle) external;
+
+    /// @notice One committee member's evaluation of a submission.
+    /// @param taskId The task.
+    /// @param submission The submission.
+    /// @param oracle The committee member.
+    /// @return committed Whether it committed.
+    /// @return revealed Whether it revealed.
+    /// @return settled Whether its stake was settled (released or slashed).
+    /// @return scorePpm Its revealed score (0 before the reveal).
+    function evaluationOf(uint256 taskId, uint8 submission, address oracle)
+        external
+        view
+        returns (bool committed, bool revealed, bool settled, uint32 scorePpm);
 
     /// @notice Pay the bounty to the developer of the first passing submission, once every earlier
     ///         submission is resolved (anyone may call).

@@ -23,8 +23,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from marketplace.chain.linking import link
-from marketplace.chain.tx import RevertDecoder, send
-from marketplace.errors import ChainError, DeploymentNotFoundError
+from marketplace.chain.tx import RevertDecoder, call, send
+from marketplace.errors import ChainError, ConfigError, DeploymentNotFoundError
 
 if TYPE_CHECKING:
     from marketplace.chain.compiler import ContractArtifact
@@ -267,8 +267,8 @@ def deploy_product(
     artifacts: Mapping[str, ContractArtifact] | None = None,
 ) -> Deployment:
     """Add ``ModelMarket`` (over the deployment's TaskMarket) and ``EfficacyMarket`` (over its
-    registry) to ``deployment``. Neither has an owner, and neither needs the registry's market
-    authorization (they lock and slash no stake)."""
+    registry) to ``deployment``. Neither has an owner. ModelMarket reserves and slashes committee
+    members' evaluation stake, so the registry's owner (``deployer``) authorizes it as a market."""
     if artifacts is None:
         from marketplace.chain.compiler import compile_contracts
 
@@ -277,6 +277,17 @@ def deploy_product(
     model_market = _deploy_one(
         w3, artifacts["ModelMarket"], deployer, decoder, deployment.address("TaskMarket")
     )
+    registry = w3.eth.contract(
+        address=Web3.to_checksum_address(deployment.address("ParticipantRegistry")),
+        abi=artifacts["ParticipantRegistry"].abi,
+    )
+    owner = str(call(registry.functions.owner()))
+    if owner.lower() != deployer.address.lower():
+        raise ConfigError(
+            f"ModelMarket must be authorized by the registry's owner {owner}: "
+            "deploy it with that account"
+        )
+    send(w3, registry.functions.setMarket(model_market, True), deployer, decoder=decoder)
     efficacy = _deploy_one(
         w3,
         artifacts["EfficacyMarket"],

@@ -33,6 +33,8 @@ from marketplace.crypto.announce import EIP712_DOMAIN_TYPE
 from marketplace.errors import ChainError, SignatureError
 
 PPM = 1_000_000
+MAX_SUBMISSIONS = 16  # ModelMarket.MAX_SUBMISSIONS (K)
+MAX_AUDITORS = 8  # ModelMarket.MAX_AUDITORS (M)
 BPS = 10_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 EIP712_NAME = "FedMarket ModelMarket"
@@ -79,15 +81,17 @@ class ProductParams:
     eval_reveal_duration: int = 3600
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_submissions <= 16:
+        if not 1 <= self.max_submissions <= MAX_SUBMISSIONS:
             raise ChainError(
-                f"max_submissions (K) must be within 1..16, got {self.max_submissions}"
+                f"max_submissions (K) must be within 1..{MAX_SUBMISSIONS}, "
+                f"got {self.max_submissions}"
             )
         if not 0 <= self.threshold_ppm <= PPM:
             raise ChainError(f"threshold_ppm must be within 0..{PPM}, got {self.threshold_ppm}")
-        if not 0 <= self.required_attestations <= 8:
+        if not 0 <= self.required_attestations <= MAX_AUDITORS:
             raise ChainError(
-                f"required attestations (M) must be within 0..8, got {self.required_attestations}"
+                f"required attestations (M) must be within 0..{MAX_AUDITORS}, "
+                f"got {self.required_attestations}"
             )
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -97,6 +101,16 @@ class ProductParams:
     def escrow(self) -> int:
         """Tokens `configure` pulls from the requester."""
         return self.bounty + self.auditor_fee * self.required_attestations
+
+
+@dataclass(frozen=True)
+class EvaluationVote:
+    """A committee member's evaluation of one submission (``IModelMarket.evaluationOf``)."""
+
+    committed: bool
+    revealed: bool
+    settled: bool
+    score_ppm: int
 
 
 @dataclass(frozen=True)
@@ -484,6 +498,20 @@ class ModelMarketClient:
         self, oracle: LocalAccount, task_id: int, submission: int, score_ppm: int, salt: bytes
     ) -> TxReceipt:
         return self.send(self.fn.revealEvaluation(task_id, submission, score_ppm, salt), oracle)
+
+    def settle_evaluation(
+        self, account: LocalAccount, task_id: int, submission: int, oracle: str
+    ) -> TxReceipt:
+        """Release ``oracle``'s evaluation stake, or slash it if it did not reveal or revealed
+        a score the quorum ruled against (anyone may call once the submission is resolved)."""
+        return self.send(self.fn.settleEvaluation(task_id, submission, oracle), account)
+
+    def evaluation_of(self, task_id: int, submission: int, oracle: str) -> EvaluationVote:
+        """One committee member's evaluation of a submission."""
+        committed, revealed, settled, score = self.call(
+            self.fn.evaluationOf(task_id, submission, oracle)
+        )
+        return EvaluationVote(bool(committed), bool(revealed), bool(settled), int(score))
 
     def claim_bounty(self, account: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.fn.claimBounty(task_id), account)

@@ -76,12 +76,16 @@ def commit_and_reveal_evaluation(
     score_ppm: int,
 ) -> None:
     """Each of ``oracles`` commits ``score_ppm`` for the submission, then reveals it (the reveal is
-    allowed at once when the whole committee committed, else after the commit window)."""
+    allowed at once when the whole committee committed, else after the commit window); once the
+    score is decided each settles its evaluation stake (released: it revealed the quorum score)."""
     salts = [secrets.token_bytes(32) for _ in oracles]
     for oracle, salt in zip(oracles, salts, strict=True):
         client.commit_evaluation(oracle, task_id, submission, score_ppm, salt)
     for oracle, salt in zip(oracles, salts, strict=True):
         client.reveal_evaluation(oracle, task_id, submission, score_ppm, salt)
+    if client.submission(task_id, submission).decided:  # free their evaluation stake
+        for oracle in oracles:
+            client.settle_evaluation(oracle, task_id, submission, oracle.address)
 
 
 def submission_context(chain_id: int, task_id: int, developer: str) -> EnvelopeContext:

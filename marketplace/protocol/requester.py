@@ -15,6 +15,12 @@ import numpy as np
 from eth_utils.address import is_address
 
 from marketplace.chain.clients import BPS, QUORUM_MIN_BPS, Marketplace, Role, TaskId, TaskParams
+from marketplace.chain.model_market_client import (
+    MAX_AUDITORS,
+    MAX_SUBMISSIONS,
+    ModelMarketClient,
+    ProductParams,
+)
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.strategy import get_strategy
@@ -27,6 +33,7 @@ from marketplace.valuation.config import ValuationConfig
 from marketplace.valuation.quantize import PPM
 
 ZERO_ADDRESS = "0x" + "00" * 20  # no join gate: open joining
+PRODUCT_CONTRACT = "ModelMarket"
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,30 @@ class TaskPlan:
     accept_window: int = 3600  # seconds the proposed committee has to accept its seats
     requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
     join_gate: str | None = None  # an IJoinGate contract (None: open joining)
+    # After training (ModelMarket): K validation submissions, the final aggregate included
+    # (None: the task has no product phase), and M auditor attestations required for approval.
+    validation_submissions: int | None = None
+    auditors: int = 0
+    pass_threshold_ppm: int = 500_000  # validation accuracy a submission must reach
+    bounty: int = 0  # paid to the first passing submission's developer (escrowed)
+    auditor_fee: int = 0  # paid per required attestation (escrowed)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
         _check_plan(self)
+        _check_product(self)
+
+    def product_params(self) -> ProductParams | None:
+        """What ``ModelMarket.configure`` fixes for this task (``None``: no product phase); the
+        evaluation's commit and reveal windows are the scoring's."""
+        if self.validation_submissions is None:
+            return None
+        return ProductParams(
+            max_submissions=self.validation_submissions, threshold_ppm=self.pass_threshold_ppm,
+            bounty=self.bounty, required_attestations=self.auditors,
+            auditor_fee=self.auditor_fee, eval_commit_duration=self.commit_duration,
+            eval_reveal_duration=self.reveal_duration,
+        )  # fmt: skip
 
 
 _POSITIVE = ("budget", "rounds", "min_trainers", "max_update_bytes", "join_window",
@@ -114,6 +141,33 @@ def _check_plan(plan: TaskPlan) -> None:
     get_strategy(plan.aggregator, **plan.aggregator_params)  # an unknown aggregator: ConfigError
 
 
+def _check_product(plan: TaskPlan) -> None:
+    k, m = plan.validation_submissions, plan.auditors
+    for name, value in (("validation_submissions", k), ("auditors", m), ("bounty", plan.bounty),
+                        ("auditor_fee", plan.auditor_fee),
+                        ("pass_threshold_ppm", plan.pass_threshold_ppm)):  # fmt: skip
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"task {name} must be an integer, got {value!r}")
+    if k is None:
+        if m or plan.bounty or plan.auditor_fee:
+            raise ConfigError(
+                "auditors, a bounty or auditor fees need validation submissions: "
+                "give --validation-submissions K"
+            )
+        return
+    if not 1 <= k <= MAX_SUBMISSIONS:
+        raise ConfigError(
+            f"--validation-submissions must be within 1..{MAX_SUBMISSIONS} (the final aggregate "
+            f"is submission 1), got {k}"
+        )
+    if not 0 <= m <= MAX_AUDITORS:
+        raise ConfigError(f"--auditors must be within 0..{MAX_AUDITORS}, got {m}")
+    if not 0 <= plan.pass_threshold_ppm <= PPM:
+        raise ConfigError(f"pass_threshold_ppm must be within 0..{PPM}")
+    if plan.bounty < 0 or plan.auditor_fee < 0:
+        raise ConfigError("bounty and auditor_fee must not be negative")
+
+
 def create_task(
     market: Marketplace,
     store: ContentStore,
@@ -151,7 +205,14 @@ def create_task(
                 "run `fedmarket register oracle --stake N` first"
             )
         oracle_keys[p.address] = p.encryption_key
-    market.require_balance(requester.eth, plan.budget, "the task budget")
+    product = plan.product_params()
+    if product is not None and PRODUCT_CONTRACT not in market.deployment.contracts:
+        raise ConfigError(
+            "--validation-submissions needs ModelMarket on this chain: "
+            "run `fedmarket model deploy` first"
+        )
+    escrow = 0 if product is None else product.escrow
+    market.require_balance(requester.eth, plan.budget + escrow, "the task budget (and bounty/fees)")
     blob, ref = seal_validation_set(
         x_val, y_val, oracles=oracle_keys, chain_id=market.deployment.chain_id,
         requester=requester.address,
@@ -185,4 +246,6 @@ def create_task(
         sealed_validation_digest=hashlib.sha256(blob).digest(),
     )  # fmt: skip
     task_id = market.create_task(requester.eth, params)
+    if product is not None:  # K and M are fixed with the task, before anyone joins
+        ModelMarketClient(market.w3, market.deployment).configure(requester.eth, task_id, product)
     return task_id, doc

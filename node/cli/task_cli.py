@@ -59,6 +59,17 @@ def task() -> None:
 @click.option("--round-duration", type=int, default=3600, show_default=True)
 @click.option("--phase-duration", type=int, default=3600, show_default=True,
               help="Seconds for each of commit, reveal and dispute.")  # fmt: skip
+@click.option("--validation-submissions", "k", type=int, default=None,
+              help="K: model submissions the committee evaluates after training, the final "
+                   "aggregate included (needs `fedmarket model deploy`).")  # fmt: skip
+@click.option("--auditors", "m", type=int, default=0, show_default=True,
+              help="M: auditor attestations required before the model is approved.")  # fmt: skip
+@click.option("--pass-threshold", type=float, default=0.5, show_default=True,
+              help="Validation accuracy (0..1) a submission must reach.")  # fmt: skip
+@click.option("--bounty", type=AMOUNT, default="0", show_default=True,
+              help="Tokens for the first passing submission's developer (escrowed).")  # fmt: skip
+@click.option("--auditor-fee", type=AMOUNT, default="0", show_default=True,
+              help="Tokens per required attestation (escrowed).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @pass_ctx
@@ -66,20 +77,26 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
                 oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
                 bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
-                phase_duration: int, seed: int, as_json: bool) -> None:  # fmt: skip
+                phase_duration: int, k: int | None, m: int, pass_threshold: float, bounty: int,
+                auditor_fee: int, seed: int, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
-    the model spec and initial weights, and escrow the budget.
+    the model spec and initial weights, and escrow the budget. With --validation-submissions K
+    the task also fixes, on ModelMarket, K submissions (the final aggregate is #1), M required
+    auditor attestations, the pass threshold, and escrows the bounty and the M auditor fees.
 
     \b
     Example:
       fedmarket task create --budget 1000 \\
         --oracle 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\
         --oracle 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 \\
-        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
+        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
+        --validation-submissions 3 --auditors 2
     """
     from marketplace.fl import ModelSpec, TrainConfig
     from marketplace.protocol.requester import TaskPlan, create_task
 
+    if not 0 <= pass_threshold <= 1:
+        raise ConfigError(f"--pass-threshold is an accuracy within 0..1, got {pass_threshold}")
     spec_text = Path(model).read_text() if Path(model).is_file() else model
     try:
         spec = ModelSpec.from_json(spec_text)
@@ -102,12 +119,15 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         dataset={"validation": validation, "features": int(x_val.shape[1])},
         join_window=join_window, round_duration=round_duration, commit_duration=phase_duration,
         reveal_duration=phase_duration, dispute_duration=phase_duration,
+        validation_submissions=k, auditors=m, pass_threshold_ppm=round(pass_threshold * 1e6),
+        bounty=bounty, auditor_fee=auditor_fee,
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
     out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
            "validationCommitment": doc.validation.sha256,
-           "validationCid": doc.validation.cid}  # fmt: skip
+           "validationCid": doc.validation.cid, "validationSubmissions": k,
+           "auditors": m if k is not None else None}  # fmt: skip
     emit(
         as_json,
         out,

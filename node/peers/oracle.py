@@ -31,6 +31,10 @@ from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
+from node.peers.oracle_submissions import evaluate_submissions
+
+# Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
+AFTER_FINALIZATION = (evaluate_submissions,)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,10 @@ class OracleNode(Peer):
             settled = self._settle_flagged()
             if settled:
                 return Step.acted(f"settled flagged trainer {settled}")
+        for after in AFTER_FINALIZATION:
+            owed = after(self)
+            if owed is not None:
+                return owed
         return Step.done("task finalized")
 
     # --- scoring --------------------------------------------------------------------------

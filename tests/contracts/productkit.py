@@ -123,6 +123,9 @@ class Product:
             self.chain.warp_past(self.submission(task_id, sub)["commitDeadline"])
         for o, salt in zip(members, salts, strict=True):
             self.tx(self.fn.revealEvaluation(task_id, sub, score, salt), o)
+        if self.submission(task_id, sub)["decided"]:  # free the members' evaluation stake
+            for o in members:
+                self.tx(self.fn.settleEvaluation(task_id, sub, o.address), o)
 
     def attest_fn(
         self,
@@ -256,6 +259,7 @@ def setup_product(mkt: Market) -> Product:
     chain, actors = mkt.chain, mkt.actors
     d = actors.deployer
     mm = chain.deploy("ModelMarket", d, mkt.market.address)
+    chain.tx(mkt.registry.functions.setMarket(mm.address, True), d)  # it reserves evaluation stake
     versions = chain.deploy("ModelVersionsSwitch", d)
     efficacy = chain.deploy("EfficacyMarket", d, mkt.registry.address)
     out = actors.outsiders

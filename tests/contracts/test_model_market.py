@@ -149,6 +149,58 @@ def test_evaluation_is_commit_reveal_with_the_tasks_quorum(pm):
     )
 
 
+def test_evaluation_stake_is_reserved_at_commit_and_slashed_for_silence_or_dissent(pm):
+    # Prepare: o0 and o1 reveal the quorum's score, o2 reveals another; on submission 2, o2
+    # commits and never reveals
+    from marketplace.chain.model_market_client import evaluation_commitment
+
+    task_id, _ = pm.finished_task()
+    pm.configure(task_id)
+    pm.submit_final(task_id)
+    oracles = pm.mkt.actors.oracles
+    slash = pm.mkt.task(task_id)["oracleSlash"]
+    before = [pm.mkt.stake(o.address) for o in oracles]
+    reserved = [pm.mkt.reserved(o.address) for o in oracles]
+    s = b"\x05" * 32
+
+    def commit(o, sub, score):
+        c = evaluation_commitment(
+            pm.chain.chain_id, pm.mm.address, task_id, sub, o.address, score, s
+        )
+        pm.tx(pm.fn.commitEvaluation(task_id, sub, c), o)
+
+    for o, score in zip(oracles, (900_000, 900_000, 100_000), strict=True):
+        commit(o, 1, score)
+    # Assert: each commitment reserved the task's oracleSlash in the registry
+    assert [pm.mkt.reserved(o.address) for o in oracles] == [r + slash for r in reserved]
+    pm.chain.expect_revert(
+        pm.fn.settleEvaluation(task_id, 1, oracles[0].address), pm.buyers[0],
+        "ModelMarketTooEarly",
+    )  # fmt: skip
+    for o, score in zip(oracles, (900_000, 900_000, 100_000), strict=True):
+        pm.tx(pm.fn.revealEvaluation(task_id, 1, score, s), o)
+    # Execute: anyone settles once the score is decided
+    for o in oracles:
+        pm.tx(pm.fn.settleEvaluation(task_id, 1, o.address), pm.buyers[0])
+    # Assert: the dissenter lost its evaluation stake, the others got theirs back
+    assert [pm.mkt.stake(o.address) for o in oracles] == [before[0], before[1], before[2] - slash]
+    assert [pm.mkt.reserved(o.address) for o in oracles] == reserved
+    assert pm.fn.evaluationOf(task_id, 1, oracles[2].address).call() == [True, True, True, 100_000]
+    pm.chain.expect_revert(
+        pm.fn.settleEvaluation(task_id, 1, oracles[0].address), pm.buyers[0],
+        "ModelMarketNothingToSettle", task_id, 1, oracles[0].address,
+    )  # fmt: skip
+    # Execute: submission 2, o2 commits and stays silent past the reveal deadline
+    sub = pm.submit(task_id, pm.developers[0], "silent")
+    commit(oracles[2], sub, 900_000)
+    pm.chain.warp_past(pm.submission(task_id, sub)["revealDeadline"])
+    receipt = pm.tx(pm.fn.settleEvaluation(task_id, sub, oracles[2].address), pm.buyers[0])
+    # Assert
+    (settled,) = pm.chain.events(pm.mm, receipt, "EvaluationSettled")
+    assert (settled["released"], settled["slashed"]) == (0, slash)
+    assert pm.mkt.stake(oracles[2].address) == before[2] - 2 * slash
+
+
 def test_the_bounty_pays_the_first_passing_submission_in_submission_order(pm):
     # Prepare: submission 1 fails, 2 and 3 pass, 3 is decided before 2
     task_id, _ = pm.finished_task()

@@ -70,6 +70,15 @@ contract FinishedTaskStub {
         return account == _handler ? 1 : 0;
     }
 
+    /// @notice The stub is its own registry (ModelMarket reserves evaluation stake there).
+    /// @return This stub.
+    function registry() external view returns (address) {
+        return address(this);
+    }
+
+    /// @notice Accepts the evaluation stake reservation (the stub task's oracleSlash is 0).
+    function reserve(address, uint256) external pure {}
+
     /// @notice A fixed final model digest.
     /// @return The digest.
     function modelDigest(uint256, uint16) external pure returns (bytes32) {
