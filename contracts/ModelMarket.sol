@@ -61,11 +61,11 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     ///      epochs are folded into `perScore` (per score unit, ×WAD). Without withdrawals every
     ///      field stays zero and a leaf's accrual is exactly `trainerPool · score / totalScore`.
     struct Royalty {
+        uint224 held; // trainer cuts delivered while a withdrawal was unsettled (Σ `_heldAt`)
+        uint32 settled; // withdrawals settled on this listing, in withdrawal order
         uint256 perScore; // Σ over closed epochs of ⌊epochPool · WAD / activeScore⌋
         uint256 epochStart; // trainerPool when the current epoch began
-        uint256 held; // trainer cuts delivered while a withdrawal was unsettled (Σ `_heldAt`)
         uint256 withdrawnScore; // scores of the settled withdrawn trainers
-        uint32 settled; // withdrawals settled on this listing, in withdrawal order
     }
 
 
@@ -402,7 +402,8 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
             uint32 withdrawals = versions.withdrawalCount(l.taskId);
             Royalty storage r = _royalties[s.listingId];
             if (withdrawals != r.settled) {
-                r.held += trainerCut;
+                // ≤ Σ prices of the listing's sales, each ≤ MAX_PRICE (2^128): far below 2^224
+                r.held += uint224(trainerCut);
                 _heldAt[s.listingId][withdrawals] += trainerCut;
             }
         }
@@ -523,9 +524,9 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         r.settled = settled;
         // The cuts delivered after this withdrawal and before the next open the next epoch, shared
         // over the scores still active (the next withdrawn trainer's too: it had not left yet).
-        uint256 held = r.held;
+        uint224 held = r.held;
         r.epochStart = pool - held;
-        r.held = held - _heldAt[listingId][settled];
+        r.held = held - uint224(_heldAt[listingId][settled]); // a part of `held`
         emit WithdrawalSettled(listingId, index, account, scorePpm);
     }
 
@@ -698,6 +699,8 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         returns (uint256)
     {
         Royalty storage r = _royalties[listingId];
+        // Nothing settled yet (the usual case, one storage read): no leaf is stopped, no epoch closed.
+        if (r.settled == 0) return (l.trainerPool - r.held) * scorePpm / l.totalScore;
         uint256 stoppedAt = _stoppedAt[listingId][index];
         if (stoppedAt != 0) return (stoppedAt - 1) * scorePpm / WAD;
         uint256 active = l.totalScore - r.withdrawnScore;
