@@ -37,6 +37,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     bytes32 private constant VERSION_HASH = keccak256("1");
     uint256 private constant BPS = 10_000;
     uint256 private constant PPM = 1_000_000;
+    uint256 private constant WAD = 1e18;
     uint256 private constant MAX_PRICE = type(uint128).max;
     uint8 private constant VERDICT_APPROVE = 1;
     uint8 private constant VERDICT_REJECT = 2;
@@ -56,6 +57,17 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         bytes32 digest;
     }
 
+    /// @dev A listing's royalty weights once trainers withdraw. Deliveries between two settled
+    ///      withdrawals form an epoch, shared by score over the scores still active in it; closed
+    ///      epochs are folded into `perScore` (per score unit, ×WAD). Without withdrawals every
+    ///      field stays zero and a leaf's accrual is exactly `trainerPool · score / totalScore`.
+    struct Royalty {
+        uint224 held; // trainer cuts delivered while a withdrawal was unsettled (Σ `_heldAt`)
+        uint32 settled; // withdrawals settled on this listing, in withdrawal order
+        uint256 perScore; // Σ over closed epochs of ⌊epochPool · WAD / activeScore⌋
+        uint256 epochStart; // trainerPool when the current epoch began
+        uint256 withdrawnScore; // scores of the settled withdrawn trainers
+    }
 
 
     /// @dev An oracle's evaluation stake: reserved in the registry at commit, settled once.
@@ -84,6 +96,9 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     mapping(uint256 taskId => mapping(bytes32 rootAndTotal => uint256)) private _totalStake;
     mapping(uint256 listingId => ListingInfo) private _listings;
     mapping(uint256 listingId => mapping(uint256 index => uint256)) private _royaltyPaid;
+    mapping(uint256 listingId => Royalty) private _royalties;
+    mapping(uint256 listingId => mapping(uint256 index => uint256)) private _stoppedAt; // perScore + 1
+    mapping(uint256 listingId => mapping(uint32 withdrawals => uint256)) private _heldAt; // cuts by count
     mapping(uint256 listingId => mapping(address auditor => uint256)) private _auditorPaid;
     mapping(uint256 saleId => SaleInfo) private _sales;
     uint256 private _listingCount;
@@ -422,6 +437,17 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         l.developerPool += developerCut;
         l.auditorPool += auditorCut;
         l.trainerPool += trainerCut;
+        // A withdrawal not yet settled here: its trainer's score is unknown, so the cut waits.
+        IModelVersions versions = l.versions;
+        if (address(versions) != address(0)) {
+            uint32 withdrawals = versions.withdrawalCount(l.taskId);
+            Royalty storage r = _royalties[s.listingId];
+            if (withdrawals != r.settled) {
+                // ≤ Σ prices of the listing's sales, each ≤ MAX_PRICE (2^128): far below 2^224
+                r.held += uint224(trainerCut);
+                _heldAt[s.listingId][withdrawals] += trainerCut;
+            }
+        }
         emit Delivered(saleId, sealedKeyCid);
     }
 
@@ -456,9 +482,11 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
                 || !MerkleProof.verifyCalldata(proof, l.payoutRoot, _leaf(l.taskId, index, account, amount, scorePpm, flags))
         ) revert ModelMarketInvalidRoyaltyClaim(listingId, index);
         uint256 pool = l.trainerPool;
-        uint256 accrued = pool * scorePpm / l.totalScore;
-        uint256 due = accrued - _royaltyPaid[listingId][index];
-        if (due == 0) revert ModelMarketNothingDue();
+        uint256 accrued = _accrued(listingId, l, index, scorePpm);
+        uint256 paid = _royaltyPaid[listingId][index];
+        // Folding an epoch rounds down once more, so an accrual may dip a wei below what was paid.
+        if (accrued <= paid) revert ModelMarketNothingDue();
+        uint256 due = accrued - paid;
         // A total score below the leaves' true sum cannot take more than the trainers' pool.
         if (l.trainerClaimed + due > pool) revert ModelMarketInvalidRoyaltyClaim(listingId, index);
         _royaltyPaid[listingId][index] = accrued;
@@ -504,6 +532,43 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         remainder += dust;
         emit RoyaltiesSwept(listingId, remainder);
         if (remainder != 0) l.token.safeTransfer(l.requester, remainder);
+    }
+
+    /// @inheritdoc IModelMarket
+    function settleWithdrawal(
+        uint256 listingId,
+        uint256 index,
+        address account,
+        uint256 amount,
+        uint32 scorePpm,
+        uint256 flags,
+        bytes32[] calldata proof
+    ) external {
+        ListingInfo storage l = _listing(listingId);
+        bytes32 leaf = _leaf(l.taskId, index, account, amount, scorePpm, flags);
+        if (!MerkleProof.verifyCalldata(proof, l.payoutRoot, leaf)) revert ModelMarketInvalidRoyaltyClaim(listingId, index);
+        IModelVersions versions = l.versions;
+        Royalty storage r = _royalties[listingId];
+        uint32 settled = r.settled + 1; // one per withdrawn trainer: bounded by the task's trainers
+        // Withdrawals settle in their order, each once, so every held cut knows who shares it.
+        if (address(versions) == address(0) || versions.withdrawalOf(l.taskId, account) != settled) {
+            revert ModelMarketNoWithdrawalToSettle(listingId, account);
+        }
+        uint256 active = l.totalScore - r.withdrawnScore;
+        // A total score below the leaves' true sum cannot make the weights negative.
+        if (scorePpm > active) revert ModelMarketInvalidRoyaltyClaim(listingId, index);
+        uint256 pool = l.trainerPool;
+        // Close the epoch: what was delivered before this withdrawal was shared over `active`.
+        if (active != 0) r.perScore += (pool - r.epochStart - r.held) * WAD / active;
+        _stoppedAt[listingId][index] = r.perScore + 1;
+        r.withdrawnScore += scorePpm;
+        r.settled = settled;
+        // The cuts delivered after this withdrawal and before the next open the next epoch, shared
+        // over the scores still active (the next withdrawn trainer's too: it had not left yet).
+        uint224 held = r.held;
+        r.epochStart = pool - held;
+        r.held = held - uint224(_heldAt[listingId][settled]); // a part of `held`
+        emit WithdrawalSettled(listingId, index, account, scorePpm);
     }
 
     // --- views ----------------------------------------------------------------------------------
@@ -583,7 +648,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         returns (uint256 accrued, uint256 paid)
     {
         ListingInfo storage l = _listings[listingId];
-        accrued = l.totalScore == 0 ? 0 : l.trainerPool * scorePpm / l.totalScore;
+        accrued = l.totalScore == 0 ? 0 : _accrued(listingId, l, index, scorePpm);
         paid = _royaltyPaid[listingId][index];
     }
 
@@ -675,6 +740,23 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
 
     function _resolved(Submission storage s) private view returns (bool) {
         return s.decided || (s.revealDeadline != 0 && block.timestamp > s.revealDeadline);
+    }
+
+    /// @dev A leaf's royalty entitlement: the closed epochs by `perScore` (frozen at its settlement
+    ///      for a withdrawn trainer), plus its score's part of the open epoch while it is active.
+    function _accrued(uint256 listingId, ListingInfo storage l, uint256 index, uint32 scorePpm)
+        private
+        view
+        returns (uint256)
+    {
+        Royalty storage r = _royalties[listingId];
+        // Nothing settled yet (the usual case, one storage read): no leaf is stopped, no epoch closed.
+        if (r.settled == 0) return (l.trainerPool - r.held) * scorePpm / l.totalScore;
+        uint256 stoppedAt = _stoppedAt[listingId][index];
+        if (stoppedAt != 0) return (stoppedAt - 1) * scorePpm / WAD;
+        uint256 active = l.totalScore - r.withdrawnScore;
+        uint256 open = active == 0 ? 0 : (l.trainerPool - r.epochStart - r.held) * scorePpm / active;
+        return r.perScore * scorePpm / WAD + open;
     }
 
     /// @dev The one place a payout leaf is hashed: through PayoutLeaf, in the domain TaskMarket

@@ -266,7 +266,12 @@ contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
         return _withdrawals[taskId][withdrawalId];
     }
 
-    /// @inheritdoc IModelVersionRegistry
+    /// @inheritdoc IModelVersions
+    function withdrawalCount(uint256 taskId) external view returns (uint32) {
+        return _tasks[taskId].withdrawalCount;
+    }
+
+    /// @inheritdoc IModelVersions
     function withdrawalOf(uint256 taskId, address trainer) external view returns (uint32) {
         return _withdrawalOf[taskId][trainer];
     }

@@ -319,6 +319,11 @@ interface IModelMarket {
     error ModelMarketInvalidRoyaltyClaim(uint256 listingId, uint256 index);
     /// @notice Thrown when there is nothing to pay.
     error ModelMarketNothingDue();
+    /// @notice Thrown when a withdrawal is settled for a trainer that has not withdrawn consent
+    ///         from the listing's task, or was settled on this listing already.
+    /// @param listingId The listing.
+    /// @param account The trainer.
+    error ModelMarketNoWithdrawalToSettle(uint256 listingId, address account);
     /// @notice Thrown when the listing's royalties were already swept.
     /// @param listingId The listing.
     error ModelMarketAlreadySwept(uint256 listingId);
@@ -472,6 +477,13 @@ interface IModelMarket {
     /// @param listingId The listing.
     /// @param amount Tokens returned.
     event RoyaltiesSwept(uint256 indexed listingId, uint256 amount);
+    /// @notice Emitted when a withdrawn trainer's royalties stopped on a listing: it keeps what it
+    ///         accrued before its withdrawal; later deliveries go to the remaining trainers.
+    /// @param listingId The listing.
+    /// @param index The trainer's payout leaf.
+    /// @param account The trainer.
+    /// @param scorePpm The score that left the listing's royalty weights.
+    event WithdrawalSettled(uint256 indexed listingId, uint256 index, address indexed account, uint32 scorePpm);
 
     // --- roles ----------------------------------------------------------------------------------
 
@@ -646,6 +658,27 @@ interface IModelMarket {
     ///         and the auditors' split remainder, to the requester (anyone may call, once).
     /// @param listingId The listing.
     function sweepRoyalties(uint256 listingId) external;
+
+    /// @notice Stop the royalties of a trainer that withdrew consent from the listing's task (in the
+    ///         listing's version registry), proven with its payout leaf; anyone may call. Trainer
+    ///         cuts delivered after a withdrawal and before its settlement are held and then shared
+    ///         by score among the remaining trainers (never by the withdrawn one).
+    /// @param listingId The listing.
+    /// @param index The leaf's index.
+    /// @param account The leaf's account (the withdrawn trainer).
+    /// @param amount The leaf's amount.
+    /// @param scorePpm The leaf's score.
+    /// @param flags The leaf's flags.
+    /// @param proof The Merkle proof.
+    function settleWithdrawal(
+        uint256 listingId,
+        uint256 index,
+        address account,
+        uint256 amount,
+        uint32 scorePpm,
+        uint256 flags,
+        bytes32[] calldata proof
+    ) external;
 
     // --- views ----------------------------------------------------------------------------------
 

@@ -343,9 +343,4 @@ interface IModelVersionRegistry is IModelVersions {
     /// @return info The withdrawal.
     function withdrawal(uint256 taskId, uint32 withdrawalId) external view returns (Withdrawal memory info);
 
-    /// @notice The withdrawal number of `trainer` (0: none).
-    /// @param taskId The task.
-    /// @param trainer The trainer.
-    /// @return The number.
-    function withdrawalOf(uint256 taskId, address trainer) external view returns (uint32);
 }

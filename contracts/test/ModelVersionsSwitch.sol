@@ -28,4 +28,14 @@ contract ModelVersionsSwitch is IModelVersions {
     function isSellable(uint256 taskId, uint256 version) external view returns (bool) {
         return !_blocked[taskId][version];
     }
+
+    /// @inheritdoc IModelVersions
+    function withdrawalCount(uint256) external pure returns (uint32) {
+        return 0;
+    }
+
+    /// @inheritdoc IModelVersions
+    function withdrawalOf(uint256, address) external pure returns (uint32) {
+        return 0;
+    }
 }

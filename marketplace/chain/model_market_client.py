@@ -621,6 +621,20 @@ class ModelMarketClient:
         fn = self.fn.claimRoyalty(listing_id, index, account, amount, score, flags, p)
         return self.send(fn, sender)
 
+    def settle_withdrawal(
+        self,
+        sender: LocalAccount,
+        listing_id: int,
+        leaf: tuple[int, str, int, int, int],
+        proof: Sequence[bytes | str],
+    ) -> TxReceipt:
+        """Stop a withdrawn trainer's royalties on a listing with its payout leaf
+        ``(index, account, amount, scorePpm, flags)`` and proof (withdrawals settle in order)."""
+        index, account, amount, score, flags = leaf
+        p = [bytes.fromhex(x[2:]) if isinstance(x, str) else x for x in proof]
+        fn = self.fn.settleWithdrawal(listing_id, index, account, amount, score, flags, p)
+        return self.send(fn, sender)
+
     def claim_share(self, account: LocalAccount, listing_id: int) -> TxReceipt:
         return self.send(self.fn.claimShare(listing_id), account)
 

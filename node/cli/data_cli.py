@@ -11,15 +11,11 @@ from typing import Any
 import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
-from marketplace.units import describe_time
 from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import console, emit, json_option
+from node.cli.retention import print_retention, retention_record, when
 
 pass_ctx = click.make_pass_decorator(CliContext)
-
-
-def _when(ts: int) -> str:
-    return describe_time(ts) if ts else "-"
 
 
 @click.group("data")
@@ -47,7 +43,7 @@ def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
            "deadline": w.deadline}  # fmt: skip
     emit(as_json, out, lambda: console.print(
         f"withdrawal {w.number} recorded for task {task_id}; unlearned version due by "
-        f"{_when(w.deadline)}"
+        f"{when(w.deadline)}"
     ))  # fmt: skip
 
 
@@ -82,7 +78,7 @@ def data_register(
     out = {"taskId": task_id, "retentionExpiry": terms.retention_expiry,
            "unlearnWindow": terms.unlearn_window, "deposit": str(terms.deposit)}  # fmt: skip
     emit(as_json, out, lambda: console.print(
-        f"task {task_id} registered: retention until {_when(terms.retention_expiry)}, "
+        f"task {task_id} registered: retention until {when(terms.retention_expiry)}, "
         f"deposit {format_amount(terms.deposit)}"
     ))  # fmt: skip
 
@@ -93,50 +89,6 @@ def data_register(
 @pass_ctx
 def data_versions(c: CliContext, task_id: int, as_json: bool) -> None:
     """Show a task's retention expiry, withdrawals and model versions (sellable or not)."""
-    versions = VersionsClient(c.market)
-    state = versions.state(task_id)
-    rows = versions.versions(task_id)
-    out: dict[str, Any] = {
-        "taskId": task_id,
-        "retentionExpiry": state.retention_expiry,
-        "unlearnWindow": state.unlearn_window,
-        "depositHeld": str(state.deposit_held),
-        "withdrawals": [
-            {
-                "number": w.number,
-                "trainer": w.trainer,
-                "deadline": w.deadline,
-                "honoured": versions.is_honoured(task_id, w.number),
-                "penaltyPaid": w.penalty_paid,
-            }
-            for w in versions.withdrawals(task_id)
-        ],
-        "versions": [
-            {
-                "number": v.number,
-                "parent": v.parent,
-                "reason": v.reason.name.lower(),
-                "excludes": v.excludes,
-                "digest": "0x" + v.digest.hex(),
-                "validated": v.validated,
-                "sellable": versions.is_sellable(task_id, v.number),
-            }
-            for v in rows
-        ],
-    }
-
-    def human(con: Any) -> None:
-        from rich.table import Table
-
-        con.print(f"task {task_id}: retention until {_when(state.retention_expiry)}, deposit "
-                  f"{format_amount(state.deposit_held)}")  # fmt: skip
-        for w in out["withdrawals"]:
-            con.print(f"withdrawal {w['number']} by {w['trainer']}, due {_when(w['deadline'])}, "
-                      f"honoured: {w['honoured']}")  # fmt: skip
-        table = Table("version", "parent", "reason", "excludes", "validated", "sellable")
-        for v in out["versions"]:
-            table.add_row(str(v["number"]), str(v["parent"]), v["reason"], str(v["excludes"]),
-                          str(v["validated"]), str(v["sellable"]))  # fmt: skip
-        con.print(table)
-
-    emit(as_json, out, lambda: human(console))
+    VersionsClient(c.market).state(task_id)  # a one-line error for an unregistered task
+    out: dict[str, Any] = {"taskId": task_id, **(retention_record(c.market, task_id) or {})}
+    emit(as_json, out, lambda: print_retention(console, task_id, out))

@@ -15,6 +15,7 @@ from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMeth
 from node.cli.context import CliContext, format_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 from node.cli.params import ADDRESS, AMOUNT, TASK_ID
+from node.cli.retention import print_retention, retention_record
 
 
 def _load_splits(source: str, seed: int) -> Any:
@@ -169,11 +170,14 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     """Show a task's on-chain state."""
     out = c.market.task(task_id).to_json()
     out["oracles"] = list(c.market.oracles(task_id))
+    out["retention"] = retention_record(c.market, task_id)
 
     def human() -> None:
         from marketplace.chain.explain import humanize_task
 
-        console.print(kv_table(f"Task {task_id}", humanize_task(out, now=c.market.now())))
+        shown = {k: v for k, v in out.items() if k != "retention"}
+        console.print(kv_table(f"Task {task_id}", humanize_task(shown, now=c.market.now())))
+        print_retention(console, task_id, out["retention"])
 
     emit(as_json, out, human)
 

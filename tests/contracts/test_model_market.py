@@ -615,7 +615,12 @@ def test_every_custom_error_of_the_product_contracts_is_asserted():
     }
     here = Path(__file__).resolve().parent
     sources = "\n".join(
-        p.read_text() for p in (here / "test_model_market.py", here / "test_efficacy_market.py")
+        p.read_text()
+        for p in (
+            here / "test_model_market.py",
+            here / "test_efficacy_market.py",
+            here / "test_royalty_withdrawal.py",
+        )
     )
     asserted = set(re.findall(r'"((?:ModelMarket|EfficacyMarket)\w+)"', sources))
     # Defensive only: TaskMarket refuses fee-on-transfer tokens at createTask, so a task's token
