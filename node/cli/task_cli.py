@@ -15,12 +15,20 @@ from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMeth
 from node.cli.context import CliContext, format_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 from node.cli.params import ADDRESS, AMOUNT, TASK_ID
+from node.cli.sourcing_view import print_sourcing, sourcing_section
 
 
 def _load_splits(source: str, seed: int) -> Any:
     from marketplace.fl import load_dataset, split_dataset
 
     return split_dataset(load_dataset(source), seed=seed)
+
+
+def _sourcing_gate(c: CliContext) -> str:
+    """The deployment's DataSourcing contract: the join gate of a sourced task."""
+    from marketplace.chain.sourcing_client import DataSourcingClient
+
+    return DataSourcingClient(c.w3, c.deployment).address
 
 
 @click.group()
@@ -60,13 +68,15 @@ def task() -> None:
 @click.option("--phase-duration", type=int, default=3600, show_default=True,
               help="Seconds for each of commit, reveal and dispute.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sourced", is_flag=True,
+              help="Only winners of the data request may join (`task request`).")  # fmt: skip
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
                 oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
                 bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
-                phase_duration: int, seed: int, as_json: bool) -> None:  # fmt: skip
+                phase_duration: int, seed: int, sourced: bool, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget.
 
@@ -102,6 +112,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         dataset={"validation": validation, "features": int(x_val.shape[1])},
         join_window=join_window, round_duration=round_duration, commit_duration=phase_duration,
         reveal_duration=phase_duration, dispute_duration=phase_duration,
+        join_gate=_sourcing_gate(c) if sourced else None,
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
@@ -149,11 +160,15 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     """Show a task's on-chain state."""
     out = c.market.task(task_id).to_json()
     out["oracles"] = list(c.market.oracles(task_id))
+    out["sourcing"] = sourcing_section(c, task_id)  # the data request: offers, values, selection
 
     def human() -> None:
         from marketplace.chain.explain import humanize_task
 
-        console.print(kv_table(f"Task {task_id}", humanize_task(out, now=c.market.now())))
+        task_rows = {k: v for k, v in out.items() if k != "sourcing"}
+        console.print(kv_table(f"Task {task_id}", humanize_task(task_rows, now=c.market.now())))
+        if out["sourcing"] is not None:
+            print_sourcing(out["sourcing"])
 
     emit(as_json, out, human)
 
