@@ -229,11 +229,9 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
     from marketplace.fl import load_dataset, split_dataset
     from marketplace.fl.data import canonical_digest
     from marketplace.protocol.sourcing import (
-        collect_offers,
         commit_selection,
-        committee_selection,
         load_request_document,
-        selection_report,
+        oracle_selection,
     )
 
     client = _client(c)
@@ -248,20 +246,19 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
     doc = load_request_document(client, c.store, request_id)
     me = c.identity()
     chain_id = c.w3.eth.chain_id
-    offers = collect_offers(client, c.store, request_id, task_id=task_id, chain_id=chain_id,
-                            oracle=me.address, x25519_private=me.x25519_private)  # fmt: skip
-    result, tree = committee_selection(offers, request_id=request_id, spec=doc.spec,
-                                       x_val=val.x, y_val=val.y, budget=view.budget)  # fmt: skip
-    if tree is None:
+    result, tree, report_cid = oracle_selection(
+        client, c.store, request_id, task_id=task_id, chain_id=chain_id, oracle=me.address,
+        x25519_private=me.x25519_private, spec=doc.spec, x_val=val.x, y_val=val.y,
+        budget=view.budget,
+    )  # fmt: skip
+    if tree is None or report_cid is None:
         raise SourcingError(f"no offer of request {request_id} can be selected: nothing to commit")
-    report = selection_report(result, request_id)
-    report_cid = str(c.store.put(report))
     salt = secrets.token_bytes(32)
     path = _vote_file(c, chain_id, request_id, me.address)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"reportCid": report_cid, "salt": salt.hex()}))
     commit_selection(client, me.eth, request_id, tree, report_cid, salt)
-    out = json.loads(report)
+    out = json.loads(c.store.get(report_cid))
     out["reportCid"] = report_cid
     lines = [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
              f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"

@@ -31,12 +31,10 @@ from marketplace.fl.data import canonical_digest
 from marketplace.protocol.session import open_validation_set
 from marketplace.protocol.sourcing import (
     RequestDocument,
-    collect_offers,
     commit_selection,
-    committee_selection,
     load_request_document,
+    oracle_selection,
     reveal_selection,
-    selection_report,
 )
 from node.peers.base import Peer, Step
 
@@ -155,22 +153,19 @@ class SourcingDuty:
                 "its offers cannot be valued (the requester must re-request)"
             }
             return self._record_once(request_id, "chosen", chosen)
-        offers = collect_offers(
+        result, tree, report_cid = oracle_selection(
             client, s.store, request_id, task_id=s.task_id, chain_id=s.chain_id,
             oracle=self.peer.me, x25519_private=s.identity.x25519_private,
-        )  # fmt: skip
-        result, tree = committee_selection(
-            offers, request_id=request_id, spec=self._document(client, request_id).spec,
-            x_val=x_val, y_val=y_val, budget=view.budget,
+            spec=self._document(client, request_id).spec, x_val=x_val, y_val=y_val,
+            budget=view.budget,
         )  # fmt: skip
         for outcome in result.outcomes:
             if outcome.rejected is not None:
                 log.warning("data request %d: offer of %s rejected: %s",
                             request_id, outcome.owner, outcome.rejected)  # fmt: skip
-        if tree is None:
-            chosen = {"nothing": f"none of the {len(offers)} offers can be selected"}
+        if tree is None or report_cid is None:
+            chosen = {"nothing": f"none of the {len(result.outcomes)} offers can be selected"}
             return self._record_once(request_id, "chosen", chosen)
-        report_cid = str(s.store.put(selection_report(result, request_id)))
         chosen = {
             "winners": [w for w, _ in tree.rows],
             "payments": [str(p) for _, p in tree.rows],
