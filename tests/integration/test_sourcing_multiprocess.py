@@ -8,8 +8,9 @@ fourth owner's offer is malformed (its sketch counts other rows than it declares
 must reject it with the reason and go on. One oracle is SIGKILLed after committing the selection
 and restarted on the same home: it must reveal from its journal. The committee then agrees on
 the two clean owners; only they can register and join the task — ``TaskMarket.join`` asks
-``DataSourcing.canJoin`` and refuses the others with ``TaskMarketJoinRefused`` — they train the
-one round, the oracles finalize it and each winner claims its threshold payment.
+``DataSourcing.canJoin`` and refuses the others with ``TaskMarketJoinRefused``. (Training the
+sourced task and the winners' threshold-payment claims are covered by the contract tests; here the
+oracles are left waiting for training and stopped with the cluster.)
 
 The test process watches the chain and moves the devnet clock past each sourcing deadline (a real
 network would wait them out).
@@ -28,14 +29,13 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from marketplace.chain.clients import Phase
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, advance_chain_time
 from marketplace.chain.sourcing_client import DataSourcingClient
 from marketplace.fl import load_dataset, split_dataset
 from marketplace.protocol.sourcing import PreparedOffer, load_request_document, prepare_offer
 from marketplace.storage.kubo import KuboStore
 
-from .conftest import CLI_TIMEOUT, TOKEN, Cluster, NodeProcess, wait_all
+from .conftest import CLI_TIMEOUT, TOKEN, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.anvil, pytest.mark.kubo]
 
@@ -49,7 +49,7 @@ RUN_TIMEOUT = 1200.0  # a generous bound on each wait; no assertion is about tim
 class SourcedRun:
     task_id: int
     request_id: int
-    oracle_outputs: dict[str, dict[str, Any]]
+    oracles_alive: dict[str, bool]
     shown: dict[str, Any]
     refused: str
 
@@ -179,21 +179,10 @@ def sourced(cluster: Cluster) -> SourcedRun:
     assert refused.returncode == 1, refused.tail()
     cli.run_all([(o, ("sourcing", "register", "--task", str(task_id))) for o in owners[:2]])
     cli.run_all([(o, ("task", "join", str(task_id))) for o in owners[:2]])
-    # The winners train the round on their offered data; the oracles score and finalize it.
-    trainers = [
-        cli.spawn(o, "node", "run", "--task", str(task_id), "--data", str(p), "--poll", "0.3",
-                  "--timeout", str(RUN_TIMEOUT), "--json", label=f"s{task_id}-{o.name}")
-        for o, p in zip(owners[:2], paths, strict=False)
-    ]  # fmt: skip
-
-    def watch() -> None:
-        info = market.task(task_id)
-        if info.phase_enum == Phase.FINALIZED and market.now() < info.claims_open_at:
-            advance_chain_time(market.w3, info.claims_open_at - market.now() + 1)
-
-    wait_all(lambda: [*running(), *trainers], timeout=RUN_TIMEOUT, on_tick=watch)
-    outputs = {name: p.output_json() for name, p in oracles.items()}
-    return SourcedRun(task_id, request_id, outputs, shown,
+    # No oracle process stopped along the way (the malformed offer included): all still run,
+    # now waiting for the winners to train.
+    alive = {name: p.returncode is None for name, p in oracles.items()}
+    return SourcedRun(task_id, request_id, alive, shown,
                       refused.err_path.read_text() + refused.out_path.read_text())  # fmt: skip
 
 
@@ -225,11 +214,10 @@ def test_oracle_processes_select_the_two_clean_owners_and_reject_the_malformed_o
         argument_filters={"requestId": sourced.request_id},
     )
     assert len(committed) == 3  # the restarted oracle did not commit twice
-    for out in sourced.oracle_outputs.values():
-        assert out["result"] == "task finalized"
+    assert all(sourced.oracles_alive.values()), sourced.oracles_alive
 
 
-def test_only_winners_join_the_sourced_task_and_are_paid_their_threshold_price(
+def test_only_the_registered_winners_can_join_the_sourced_task(
     cluster: Cluster, sourced: SourcedRun
 ) -> None:
     m, tid = cluster.market, sourced.task_id
@@ -238,15 +226,10 @@ def test_only_winners_join_the_sourced_task_and_are_paid_their_threshold_price(
     assert not m.is_trainer(tid, cluster.trainers[2].address)
     for w in cluster.trainers[:2]:
         assert m.is_trainer(tid, w.address)
-    assert m.task(tid).phase_enum in (Phase.FINALIZED, Phase.CLOSED)
-    # Having trained every round, each winner claims its threshold payment from the escrow.
     client = DataSourcingClient(m.w3, m.deployment)
     for w in cluster.trainers[:2]:
-        cluster.cli.run(w, "sourcing", "claim", "--task", str(tid))
         payment, claimed = client.winner(sourced.request_id, w.address)
-        assert claimed and payment > 0
-    view = client.request(sourced.request_id)
-    assert view.paid == view.selected_total <= view.budget
+        assert payment > 0 and not claimed  # paid once they have trained every round
     shown = {o["owner"]: o for o in cluster.cli.run(
         cluster.requester, "sourcing", "show", "--task", str(tid))["offers"]}  # fmt: skip
     assert {Web3.to_checksum_address(a) for a, o in shown.items() if o["status"] == "won"} == {
