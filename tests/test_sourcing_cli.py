@@ -113,5 +113,15 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     out = run(env, "--dev-account", "4", "sourcing", "register", "--task", task_id, ok=False)
     assert "not a winner" in out
     shown = run(env, "sourcing", "show", "--task", task_id, "--json")
-    assert len(shown["report"]["offers"]) == 3 and shown["selected_total"] != 0
+    total = int(shown["selection"]["total"])
+    assert len(shown["offers"]) == 3 and 90 * 10**18 <= total <= 150 * 10**18  # thresholds >= asks
+    # `task show` carries the same section: every offer with its value, and the selection
+    task_shown = run(env, "task", "show", task_id, "--json")
+    assert task_shown["sourcing"] == shown
+    by_owner = {o["owner"]: o for o in shown["offers"]}
+    assert {by_owner[Identity.dev(i).address]["status"] for i in (2, 3)} == {"won"}
+    assert by_owner[Identity.dev(4).address]["status"] == "lost"
+    assert all("value_ppm" in o and o["samples"] == 300 for o in shown["offers"])
+    text = run(env, "task", "show", task_id)
+    assert "Data request" in text and "not selected" in text and "won, paid" in text
     run(env, "--dev-account", "1", "sourcing", "refund", "--task", task_id)

@@ -21,13 +21,19 @@ from eth_abi.abi import encode
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from marketplace.chain.deploy import Deployment
-from marketplace.chain.tx import RevertDecoder, call, send
+from marketplace.chain.tx import RevertDecoder, call, revert_error, send
 from marketplace.errors import ChainError, DeploymentNotFoundError, SourcingError
 from marketplace.valuation.merkle import StandardMerkleTree
+
+FINALIZE_GAS = 60_000
+"""Gas added to a selection reveal's estimate: the reveal that reaches the quorum also writes the
+final root and total and emits ``SelectionFinalized``, and another oracle's reveal mined first can
+make ours that one after it was estimated."""
 
 SELECTION_LEAF_TYPES = ("uint256", "address", "uint256")
 """A selection leaf: ``(requestId, owner, payment)``."""
@@ -187,8 +193,14 @@ class DataSourcingClient:
         self.address: str = rec.address
         self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
 
-    def _send(self, fn: Any, account: LocalAccount) -> TxReceipt:
-        return send(self.w3, fn, account, decoder=self.decoder)
+    def _send(self, fn: Any, account: LocalAccount, *, extra_gas: int = 0) -> TxReceipt:
+        gas = None
+        if extra_gas:
+            try:
+                gas = int(fn.estimate_gas({"from": account.address}) * 1.2) + extra_gas
+            except ContractLogicError as exc:
+                raise revert_error(exc, self.decoder, action=fn.fn_name) from None
+        return send(self.w3, fn, account, decoder=self.decoder, gas=gas)
 
     def _call(self, fn: Any) -> Any:
         return call(fn, decoder=self.decoder)
@@ -242,7 +254,7 @@ class DataSourcingClient:
     ) -> TxReceipt:
         """Reveal the oracle's selection."""
         fn = self.contract.functions.revealSelection(request_id, root, total, report_cid, salt)
-        return self._send(fn, oracle)
+        return self._send(fn, oracle, extra_gas=FINALIZE_GAS)
 
     def register_winner(
         self, owner: LocalAccount, request_id: int, tree: SelectionTree

@@ -230,6 +230,32 @@ def committee_selection(
     return result, SelectionTree(request_id, list(result.winners), list(result.payments))
 
 
+def oracle_selection(
+    client: DataSourcingClient,
+    store: ContentStore,
+    request_id: int,
+    *,
+    task_id: int,
+    chain_id: int,
+    oracle: str,
+    x25519_private: X25519PrivateKey,
+    spec: SketchSpec,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    budget: int,
+) -> tuple[SourcingResult, SelectionTree | None, str | None]:
+    """What one oracle decides: open the revealed offers (:func:`collect_offers`), value and
+    select them (:func:`committee_selection`) and store the report. Returns the result, the tree
+    and the report's CID (both ``None`` when nobody wins)."""
+    offers = collect_offers(client, store, request_id, task_id=task_id, chain_id=chain_id,
+                            oracle=oracle, x25519_private=x25519_private)  # fmt: skip
+    result, tree = committee_selection(offers, request_id=request_id, spec=spec, x_val=x_val,
+                                       y_val=y_val, budget=budget)  # fmt: skip
+    if tree is None:
+        return result, None, None
+    return result, tree, str(store.put(selection_report(result, request_id)))
+
+
 def commit_selection(
     client: DataSourcingClient,
     oracle: LocalAccount,

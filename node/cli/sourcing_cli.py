@@ -14,7 +14,7 @@ from web3 import Web3
 
 from marketplace.errors import SourcingError
 from node.cli.context import CliContext, parse_amount
-from node.cli.output import emit
+from node.cli.output import emit, json_option
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -188,8 +188,9 @@ def _vote_file(c: CliContext, chain_id: int, request_id: int, oracle: str) -> Pa
 
 @sourcing.command("accept")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@json_option
 @pass_ctx
-def sourcing_accept(c: CliContext, task_id: int) -> None:
+def sourcing_accept(c: CliContext, task_id: int, as_json: bool) -> None:
     """Accept your committee seat on a task's data request (before the offer deadline).
 
     \b
@@ -199,7 +200,8 @@ def sourcing_accept(c: CliContext, task_id: int) -> None:
     client = _client(c)
     request_id = _request_id(client, task_id)
     client.accept_seat(c.identity().eth, request_id)
-    click.echo(f"seat accepted on request {request_id}")
+    _emit(as_json, {"requestId": request_id, "accepted": True},
+          f"seat accepted on request {request_id}")  # fmt: skip
 
 
 @sourcing.command("select")
@@ -227,11 +229,9 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
     from marketplace.fl import load_dataset, split_dataset
     from marketplace.fl.data import canonical_digest
     from marketplace.protocol.sourcing import (
-        collect_offers,
         commit_selection,
-        committee_selection,
         load_request_document,
-        selection_report,
+        oracle_selection,
     )
 
     client = _client(c)
@@ -246,20 +246,19 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
     doc = load_request_document(client, c.store, request_id)
     me = c.identity()
     chain_id = c.w3.eth.chain_id
-    offers = collect_offers(client, c.store, request_id, task_id=task_id, chain_id=chain_id,
-                            oracle=me.address, x25519_private=me.x25519_private)  # fmt: skip
-    result, tree = committee_selection(offers, request_id=request_id, spec=doc.spec,
-                                       x_val=val.x, y_val=val.y, budget=view.budget)  # fmt: skip
-    if tree is None:
+    result, tree, report_cid = oracle_selection(
+        client, c.store, request_id, task_id=task_id, chain_id=chain_id, oracle=me.address,
+        x25519_private=me.x25519_private, spec=doc.spec, x_val=val.x, y_val=val.y,
+        budget=view.budget,
+    )  # fmt: skip
+    if tree is None or report_cid is None:
         raise SourcingError(f"no offer of request {request_id} can be selected: nothing to commit")
-    report = selection_report(result, request_id)
-    report_cid = str(c.store.put(report))
     salt = secrets.token_bytes(32)
     path = _vote_file(c, chain_id, request_id, me.address)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"reportCid": report_cid, "salt": salt.hex()}))
     commit_selection(client, me.eth, request_id, tree, report_cid, salt)
-    out = json.loads(report)
+    out = json.loads(c.store.get(report_cid))
     out["reportCid"] = report_cid
     lines = [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
              f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"
@@ -269,8 +268,9 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
 
 @sourcing.command("reveal")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@json_option
 @pass_ctx
-def sourcing_reveal(c: CliContext, task_id: int) -> None:
+def sourcing_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
     """Oracle: reveal the selection committed by `fedmarket sourcing select`.
 
     \b
@@ -293,13 +293,15 @@ def sourcing_reveal(c: CliContext, task_id: int) -> None:
     reveal_selection(client, me.eth, request_id, tree, saved["reportCid"],
                      bytes.fromhex(saved["salt"]))  # fmt: skip
     final = client.request(request_id).selected
-    click.echo(f"selection revealed{' and final' if final else ''}")
+    _emit(as_json, {"requestId": request_id, "revealed": True, "final": final},
+          f"selection revealed{' and final' if final else ''}")  # fmt: skip
 
 
 @sourcing.command("register")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@json_option
 @pass_ctx
-def sourcing_register(c: CliContext, task_id: int) -> None:
+def sourcing_register(c: CliContext, task_id: int, as_json: bool) -> None:
     """Winner: prove your place in the final selection, so you may join the task.
 
     \b
@@ -311,14 +313,20 @@ def sourcing_register(c: CliContext, task_id: int) -> None:
     client = _client(c)
     request_id = _request_id(client, task_id)
     tree, _ = load_selection(client, c.store, request_id)
-    client.register_winner(c.identity().eth, request_id, tree)
-    click.echo(f"registered as a winner of request {request_id}: you may join task {task_id}")
+    me = c.identity()
+    client.register_winner(me.eth, request_id, tree)
+    payment, _ = client.winner(request_id, me.address)
+    out = {"requestId": request_id, "taskId": task_id, "payment": str(payment)}
+    _emit(
+        as_json, out, f"registered as a winner of request {request_id}: you may join task {task_id}"
+    )
 
 
 @sourcing.command("claim")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@json_option
 @pass_ctx
-def sourcing_claim(c: CliContext, task_id: int) -> None:
+def sourcing_claim(c: CliContext, task_id: int, as_json: bool) -> None:
     """Winner: claim your threshold payment once you have trained every round.
 
     \b
@@ -330,13 +338,15 @@ def sourcing_claim(c: CliContext, task_id: int) -> None:
     me = c.identity()
     client.claim_payment(me.eth, request_id)
     payment, _ = client.winner(request_id, me.address)
-    click.echo(f"paid {payment} for request {request_id}")
+    _emit(as_json, {"requestId": request_id, "paid": str(payment)},
+          f"paid {payment} for request {request_id}")  # fmt: skip
 
 
 @sourcing.command("refund")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
+@json_option
 @pass_ctx
-def sourcing_refund(c: CliContext, task_id: int) -> None:
+def sourcing_refund(c: CliContext, task_id: int, as_json: bool) -> None:
     """Return the unspent (or, after the claim deadline, unclaimed) budget to the requester.
 
     \b
@@ -347,7 +357,8 @@ def sourcing_refund(c: CliContext, task_id: int) -> None:
     request_id = _request_id(client, task_id)
     client.refund(c.identity().eth, request_id)
     view = client.request(request_id)
-    click.echo(f"refunded; request {request_id} has returned {view.refunded} in total")
+    _emit(as_json, {"requestId": request_id, "refunded": str(view.refunded)},
+          f"refunded; request {request_id} has returned {view.refunded} in total")  # fmt: skip
 
 
 @sourcing.command("show")
@@ -355,32 +366,18 @@ def sourcing_refund(c: CliContext, task_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def sourcing_show(c: CliContext, task_id: int, as_json: bool) -> None:
-    """A data request's state, and its selection report (values, winners) once final.
+    """A data request's state, its offers and, once final, their values and the selection.
 
     \b
     Example:
       fedmarket sourcing show --task 1
     """
-    import dataclasses
+    from node.cli.sourcing_view import print_sourcing, sourcing_section
 
-    from marketplace.protocol.sourcing import load_selection
-
-    client = _client(c)
-    request_id = _request_id(client, task_id)
-    view = client.request(request_id)
-    out: dict[str, Any] = {k: (v.hex() if isinstance(v, bytes) else v)
-                           for k, v in dataclasses.asdict(view).items()}  # fmt: skip
-    out["requestId"] = request_id
-    text = [f"request {request_id}: budget {view.budget}, paid {view.paid}, "
-            f"refunded {view.refunded}, seats {view.accepted}/{view.committee_size}"]  # fmt: skip
-    if view.selected:
-        _, report = load_selection(client, c.store, request_id)
-        out["report"] = report
-        text += [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
-                 f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"
-                 for o in report["offers"]]  # fmt: skip
-    _emit(as_json, {k: str(v) if isinstance(v, int) and v > 2**53 else v for k, v in out.items()},
-          "\n".join(text))  # fmt: skip
+    section = sourcing_section(c, task_id)
+    if section is None:
+        raise SourcingError(f"task {task_id} has no data request: ask its requester")
+    emit(as_json, section, lambda: print_sourcing(section))
 
 
 def register(root: click.Group) -> None:

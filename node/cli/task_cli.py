@@ -16,12 +16,20 @@ from node.cli.context import CliContext, format_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 from node.cli.params import ADDRESS, AMOUNT, TASK_ID
 from node.cli.retention import print_retention, retention_record
+from node.cli.sourcing_view import print_sourcing, sourcing_section
 
 
 def _load_splits(source: str, seed: int) -> Any:
     from marketplace.fl import load_dataset, split_dataset
 
     return split_dataset(load_dataset(source), seed=seed)
+
+
+def _sourcing_gate(c: CliContext) -> str:
+    """The deployment's DataSourcing contract: the join gate of a sourced task."""
+    from marketplace.chain.sourcing_client import DataSourcingClient
+
+    return DataSourcingClient(c.w3, c.deployment).address
 
 
 @click.group()
@@ -72,6 +80,8 @@ def task() -> None:
 @click.option("--auditor-fee", type=AMOUNT, default="0", show_default=True,
               help="Tokens per required attestation (escrowed).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sourced", is_flag=True,
+              help="Only winners of the data request may join (`task request`).")  # fmt: skip
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
@@ -79,7 +89,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
                 bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
                 phase_duration: int, k: int | None, m: int, pass_threshold: float, bounty: int,
-                auditor_fee: int, seed: int, as_json: bool) -> None:  # fmt: skip
+                auditor_fee: int, seed: int, sourced: bool, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget. With --validation-submissions K
     the task also fixes, on ModelMarket, K submissions (the final aggregate is #1), M required
@@ -122,6 +132,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         reveal_duration=phase_duration, dispute_duration=phase_duration,
         validation_submissions=k, auditors=m, pass_threshold_ppm=round(pass_threshold * 1e6),
         bounty=bounty, auditor_fee=auditor_fee,
+        join_gate=_sourcing_gate(c) if sourced else None,
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
@@ -171,13 +182,16 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
     out = c.market.task(task_id).to_json()
     out["oracles"] = list(c.market.oracles(task_id))
     out["retention"] = retention_record(c.market, task_id)
+    out["sourcing"] = sourcing_section(c, task_id)  # the data request: offers, values, selection
 
     def human() -> None:
         from marketplace.chain.explain import humanize_task
 
-        shown = {k: v for k, v in out.items() if k != "retention"}
-        console.print(kv_table(f"Task {task_id}", humanize_task(shown, now=c.market.now())))
+        task_rows = {k: v for k, v in out.items() if k not in ("retention", "sourcing")}
+        console.print(kv_table(f"Task {task_id}", humanize_task(task_rows, now=c.market.now())))
         print_retention(console, task_id, out["retention"])
+        if out["sourcing"] is not None:
+            print_sourcing(out["sourcing"])
 
     emit(as_json, out, human)
 

@@ -36,6 +36,8 @@ from node.peers.oracle_submissions import evaluate_submissions
 # Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
 AFTER_FINALIZATION = (evaluate_submissions,)
 
+from node.peers.oracle_sourcing import SourcingDuty
+
 log = logging.getLogger(__name__)
 
 SCORE_STEP = "score"
@@ -53,6 +55,7 @@ class OracleNode(Peer):
         super().__init__(session, journal)
         self.num_threads = num_threads
         self.result: ScoringResult | None = None
+        self.sourcing = SourcingDuty(self)  # the task's data request, before training
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -63,9 +66,9 @@ class OracleNode(Peer):
         phase = info.phase_enum
         if phase == Phase.FORMING:  # consent: take the seat (marketplace/protocol/committee.py)
             acted, what = accept_seat(m, self.account, tid)
-            return Step.acted(what) if acted else Step.waiting(what)
+            return Step.acted(what) if acted else self.sourcing.step() or Step.waiting(what)
         if phase in (Phase.OPEN, Phase.TRAINING):
-            return Step.waiting("waiting for training to end")
+            return self.sourcing.step() or Step.waiting("waiting for training to end")
         if phase == Phase.CANCELLED:
             return Step.done("task cancelled")
         commitment = m.commitment_of(tid, self.me)
