@@ -17,6 +17,7 @@ from eth_utils.address import is_address
 from marketplace.chain.clients import BPS, QUORUM_MIN_BPS, Marketplace, Role, TaskId, TaskParams
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
+from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import get_strategy
 from marketplace.fl.train import TrainConfig
 from marketplace.protocol.identity import Identity
@@ -63,6 +64,7 @@ class TaskPlan:
     accept_window: int = 3600  # seconds the proposed committee has to accept its seats
     requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
     join_gate: str | None = None  # an IJoinGate contract (None: open joining)
+    privacy: DPTerms | None = None  # the task's DP mode, (ε, δ, clip) per trainer (None: no DP)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -112,6 +114,12 @@ def _check_plan(plan: TaskPlan) -> None:
     if not isinstance(plan.valuation, ValuationConfig):
         raise ConfigError("valuation must be a ValuationConfig")
     get_strategy(plan.aggregator, **plan.aggregator_params)  # an unknown aggregator: ConfigError
+    dpsgd = plan.privacy is not None and plan.privacy.mode == "dpsgd"
+    if dpsgd and (plan.train.optimizer != "sgd" or plan.train.fedprox_mu):
+        raise ConfigError(
+            "DP-SGD trains with plain SGD (per-sample gradients): use optimizer 'sgd' and "
+            "fedprox_mu 0, or the trainer-level DP mode 'update'"
+        )
 
 
 def create_task(
@@ -163,6 +171,7 @@ def create_task(
         aggregator=plan.aggregator, aggregator_params=plan.aggregator_params,
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
+        privacy=plan.privacy,
     )  # fmt: skip
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())

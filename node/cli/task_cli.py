@@ -60,13 +60,33 @@ def task() -> None:
 @click.option("--phase-duration", type=int, default=3600, show_default=True,
               help="Seconds for each of commit, reveal and dispute.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--dp",
+    "dp_mode",
+    type=choice(("none", "dpsgd", "update")),
+    default="none",
+    show_default=True,
+    help="Differential privacy: record-level DP-SGD on each trainer's data, or "
+    "trainer-level (whole update noised; far costlier in accuracy).",
+)
+@click.option(
+    "--dp-epsilon",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="Each trainer's ε over the whole task.",
+)
+@click.option("--dp-delta", type=float, default=1e-5, show_default=True)
+@click.option("--dp-clip", type=float, default=1.0, show_default=True,
+              help="Per-sample (dpsgd) or per-update (update) L2 clip.")  # fmt: skip
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
                 oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
                 bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
-                phase_duration: int, seed: int, as_json: bool) -> None:  # fmt: skip
+                phase_duration: int, seed: int, dp_mode: str, dp_epsilon: float,
+                dp_delta: float, dp_clip: float, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget.
 
@@ -78,6 +98,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
     """
     from marketplace.fl import ModelSpec, TrainConfig
+    from marketplace.fl.privacy import DPTerms
     from marketplace.protocol.requester import TaskPlan, create_task
 
     spec_text = Path(model).read_text() if Path(model).is_file() else model
@@ -102,12 +123,15 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         dataset={"validation": validation, "features": int(x_val.shape[1])},
         join_window=join_window, round_duration=round_duration, commit_duration=phase_duration,
         reveal_duration=phase_duration, dispute_duration=phase_duration,
+        privacy=None if dp_mode == "none" else DPTerms(mode=dp_mode, epsilon=dp_epsilon,
+                                                      delta=dp_delta, clip_norm=dp_clip),
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
     out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
            "validationCommitment": doc.validation.sha256,
-           "validationCid": doc.validation.cid}  # fmt: skip
+           "validationCid": doc.validation.cid,
+           "privacy": None if doc.privacy is None else doc.privacy.to_dict()}  # fmt: skip
     emit(
         as_json,
         out,

@@ -95,8 +95,10 @@ def test_bad_records_and_mismatched_data_are_refused_with_the_fix(
         DPSGDAccountant.from_json("[1, 2")
     with pytest.raises(ConfigError, match="unknown DP mode"):
         DPTerms(mode="local")
-    with pytest.raises(ConfigError, match="for mode 'dpsgd'"):
-        DPSGDAccountant.calibrate(DPTerms(mode="update"), rows=64, rounds=1, train=CONFIG)
+    update = DPSGDAccountant.calibrate(DPTerms(mode="update"), rows=64, rounds=1, train=CONFIG)
+    assert (update.sample_rate, update.steps_per_round) == (1.0, 1)  # one release a round
+    with pytest.raises(ConfigError, match="needs DP mode 'dpsgd'"):
+        train_dpsgd(mlp_spec, get_weights(build_model(mlp_spec)), local, CONFIG, update)
 
 
 def test_the_task_document_carries_dp_terms_and_omits_them_when_unset(
