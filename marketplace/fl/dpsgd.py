@@ -59,9 +59,21 @@ def sampling_plan(rows: int, train: TrainConfig) -> tuple[float, int]:
     return q, train.epochs * math.ceil(rows / train.batch_size)
 
 
+def release_plan(terms: DPTerms, rows: int, train: TrainConfig) -> tuple[float, int]:
+    """``(q, releases per round)`` of ``terms.mode``: DP-SGD's :func:`sampling_plan`, or one
+    full-participation release (``q = 1``) a round for trainer-level DP (``mode="update"``)."""
+    if terms.mode == "update":
+        return 1.0, 1
+    return sampling_plan(rows, train)
+
+
 @dataclass
 class DPSGDAccountant:
-    """One trainer's record-level privacy ledger across the rounds of a task.
+    """One trainer's privacy ledger across the rounds of a task.
+
+    Record-level for ``terms.mode == "dpsgd"`` (a round is ``steps_per_round`` Poisson-sampled
+    noisy steps); trainer-level for ``"update"`` (a round is one release of the clipped, noised
+    update: ``q = 1``, one step).
 
     Attributes
     ----------
@@ -91,12 +103,12 @@ class DPSGDAccountant:
         cls, terms: DPTerms, *, rows: int, rounds: int, train: TrainConfig
     ) -> DPSGDAccountant:
         """The smallest ``sigma`` (to Opacus' tolerance) that keeps ``rounds`` rounds of local
-        DP-SGD on ``rows`` rows within ``terms.epsilon``."""
-        if terms.mode != "dpsgd":
-            raise ConfigError(f"DPSGDAccountant is for mode 'dpsgd', the terms say {terms.mode!r}")
+        DP-SGD on ``rows`` rows (or ``rounds`` trainer-level releases) within ``terms.epsilon``."""
         if rounds < 1:
-            raise ConfigError("DP-SGD calibration needs at least one planned round")
-        q, steps = sampling_plan(rows, train)
+            raise ConfigError("DP calibration needs at least one planned round")
+        if rows < 1:
+            raise ConfigError("DP calibration needs at least one local row: this trainer got none")
+        q, steps = release_plan(terms, rows, train)
         sigma = get_noise_multiplier(
             target_epsilon=terms.epsilon,
             target_delta=terms.delta,
@@ -173,9 +185,18 @@ class DPSGDAccountant:
         """Parse :meth:`to_json` output; :class:`ConfigError` naming what is wrong."""
         try:
             data = json.loads(text)
-            if data.get("format") != ACCOUNTANT_FORMAT:
+        except ValueError as exc:
+            raise ConfigError(f"malformed DP-SGD accountant record: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DPSGDAccountant:
+        """Parse :meth:`to_dict` output; :class:`ConfigError` naming what is wrong."""
+        try:
+            if not isinstance(data, dict) or data.get("format") != ACCOUNTANT_FORMAT:
+                found = data.get("format") if isinstance(data, dict) else type(data).__name__
                 raise ConfigError(
-                    f"not a DP-SGD accountant record (format {data.get('format')!r}, "
+                    f"not a DP-SGD accountant record (format {found!r}, "
                     f"expected {ACCOUNTANT_FORMAT})"
                 )
             history = [(float(s), float(q), int(n)) for s, q, n in data["history"]]
@@ -222,6 +243,10 @@ def train_dpsgd(
     """
     if len(dataset) == 0:
         raise ConfigError("cannot train on an empty dataset: this trainer got no rows")
+    if accountant.terms.mode != "dpsgd":
+        raise ConfigError(
+            f"train_dpsgd needs DP mode 'dpsgd', the terms say {accountant.terms.mode!r}"
+        )
     if config.optimizer != "sgd" or config.fedprox_mu:
         raise ConfigError("DP-SGD supports optimizer 'sgd' without FedProx: set fedprox_mu=0")
     q, steps = sampling_plan(len(dataset), config)

@@ -210,6 +210,7 @@ def score_task(
     trainers: Sequence[str],
     config: ValuationConfig = ValuationConfig(),
     num_threads: int = 1,
+    privacy: Mapping[str, Any] | None = None,
 ) -> ScoringResult:
     """Value a task's rounds and build the payout table, Merkle root and canonical report.
 
@@ -236,6 +237,8 @@ def score_task(
         Estimator, seed, metric and payout policy.
     num_threads : int
         Torch threads for evaluation (results do not depend on it).
+    privacy : mapping or None
+        The report's ``privacy`` section (:func:`marketplace.fl.dp_rounds.privacy_report`).
 
     Raises
     ------
@@ -312,6 +315,7 @@ def score_task(
         artifacts=[_artifacts(ri) for ri in ordered],
         flags=flags,
         payouts=table,
+        privacy=privacy,
     )
     return ScoringResult(
         report=report,

@@ -23,6 +23,7 @@ from marketplace.chain.model_market_client import (
 )
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
+from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import get_strategy
 from marketplace.fl.train import TrainConfig
 from marketplace.protocol.identity import Identity
@@ -77,6 +78,7 @@ class TaskPlan:
     pass_threshold_ppm: int = 500_000  # validation accuracy a submission must reach
     bounty: int = 0  # paid to the first passing submission's developer (escrowed)
     auditor_fee: int = 0  # paid per required attestation (escrowed)
+    privacy: DPTerms | None = None  # the task's DP mode, (ε, δ, clip) per trainer (None: no DP)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -139,6 +141,12 @@ def _check_plan(plan: TaskPlan) -> None:
     if not isinstance(plan.valuation, ValuationConfig):
         raise ConfigError("valuation must be a ValuationConfig")
     get_strategy(plan.aggregator, **plan.aggregator_params)  # an unknown aggregator: ConfigError
+    dpsgd = plan.privacy is not None and plan.privacy.mode == "dpsgd"
+    if dpsgd and (plan.train.optimizer != "sgd" or plan.train.fedprox_mu):
+        raise ConfigError(
+            "DP-SGD trains with plain SGD (per-sample gradients): use optimizer 'sgd' and "
+            "fedprox_mu 0, or the trainer-level DP mode 'update'"
+        )
 
 
 def _check_product(plan: TaskPlan) -> None:
@@ -224,6 +232,7 @@ def create_task(
         aggregator=plan.aggregator, aggregator_params=plan.aggregator_params,
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
+        privacy=plan.privacy,
     )  # fmt: skip
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())

@@ -55,6 +55,7 @@ def build_report(
     artifacts: Sequence[RoundArtifacts],
     flags: Mapping[str, FlagRecord],
     payouts: PayoutTable,
+    privacy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the report (a JSON-ready dict; see :func:`canonical_bytes`).
 
@@ -75,6 +76,9 @@ def build_report(
         Flagged trainer -> record (from :func:`~marketplace.valuation.flags.merge_findings`).
     payouts : PayoutTable
         The payout table; its Merkle root is computed here.
+    privacy : mapping or None
+        The task's DP terms and the ε each trainer's accountant booked per round (strings, see
+        :func:`marketplace.oracle.scoring.privacy_section`); absent from the report when ``None``.
     """
     tree = PayoutTree.build(payouts.entries, domain)
     refs = {a.round: a for a in artifacts}
@@ -128,6 +132,8 @@ def build_report(
         "leaf_encoding": list(PAYOUT_LEAF_TYPES),
         "merkle_root": tree.root,
     }
+    if privacy is not None:
+        report["privacy"] = _jsonable(dict(privacy))
     canonical_bytes(report)  # fail now, not at upload, if something is not canonical
     return report
 

@@ -80,11 +80,15 @@ def node_group() -> None:
 )
 @click.option("--fanout", type=int, default=3, show_default=True,
               help="Gossip re-announcements per round at most.")  # fmt: skip
+@click.option("--max-epsilon", type=float, default=None,
+              help="In a DP task: this node's own ε ceiling below the task's; rounds that "
+                   "would pass it are refused (the noise stays the task's).")  # fmt: skip
 @json_option
 @pass_ctx
 def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
              alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
-             seed: int, gossip: bool, fanout: int, as_json: bool) -> None:  # fmt: skip
+             seed: int, gossip: bool, fanout: int, max_epsilon: float | None,
+             as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
     encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
 
@@ -111,7 +115,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     announcer = BackgroundAnnouncer(peers) if peers is not None else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
                        behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
-                       announce=announcer)  # fmt: skip
+                       announce=announcer, max_epsilon=max_epsilon)  # fmt: skip
     if peers is not None:
         peers.start()
     keeper = _peer_keeper(c)
@@ -130,7 +134,8 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
                       "announce_failed": announcer.failed,
                       "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
-           "claimed": node.claimed, "gossip": gossip_out}  # fmt: skip
+           "claimed": node.claimed, "gossip": gossip_out,
+           "privacy": node.privacy.summary() if node.privacy else None}  # fmt: skip
     emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
 
 

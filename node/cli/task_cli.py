@@ -82,6 +82,25 @@ def task() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sourced", is_flag=True,
               help="Only winners of the data request may join (`task request`).")  # fmt: skip
+@click.option(
+    "--dp",
+    "dp_mode",
+    type=choice(("none", "dpsgd", "update")),
+    default="none",
+    show_default=True,
+    help="Differential privacy: record-level DP-SGD on each trainer's data, or "
+    "trainer-level (whole update noised; far costlier in accuracy).",
+)
+@click.option(
+    "--dp-epsilon",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="Each trainer's ε over the whole task.",
+)
+@click.option("--dp-delta", type=float, default=1e-5, show_default=True)
+@click.option("--dp-clip", type=float, default=1.0, show_default=True,
+              help="Per-sample (dpsgd) or per-update (update) L2 clip.")  # fmt: skip
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
@@ -89,7 +108,8 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
                 bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
                 batch_size: int, valuation: str, join_window: int, round_duration: int,
                 phase_duration: int, k: int | None, m: int, pass_threshold: float, bounty: int,
-                auditor_fee: int, seed: int, sourced: bool, as_json: bool) -> None:  # fmt: skip
+                auditor_fee: int, seed: int, sourced: bool, dp_mode: str, dp_epsilon: float,
+                dp_delta: float, dp_clip: float, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget. With --validation-submissions K
     the task also fixes, on ModelMarket, K submissions (the final aggregate is #1), M required
@@ -104,6 +124,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         --validation-submissions 3 --auditors 2
     """
     from marketplace.fl import ModelSpec, TrainConfig
+    from marketplace.fl.privacy import DPTerms
     from marketplace.protocol.requester import TaskPlan, create_task
 
     if not 0 <= pass_threshold <= 1:
@@ -133,13 +154,16 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         validation_submissions=k, auditors=m, pass_threshold_ppm=round(pass_threshold * 1e6),
         bounty=bounty, auditor_fee=auditor_fee,
         join_gate=_sourcing_gate(c) if sourced else None,
+        privacy=None if dp_mode == "none" else DPTerms(mode=dp_mode, epsilon=dp_epsilon,
+                                                      delta=dp_delta, clip_norm=dp_clip),
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
     out = {"taskId": task_id, "requester": requester.address, "budget": str(plan.budget),
            "validationCommitment": doc.validation.sha256,
            "validationCid": doc.validation.cid, "validationSubmissions": k,
-           "auditors": m if k is not None else None}  # fmt: skip
+           "auditors": m if k is not None else None,
+           "privacy": None if doc.privacy is None else doc.privacy.to_dict()}  # fmt: skip
     emit(
         as_json,
         out,

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import FedMarketError, TransactionRevertedError
+from marketplace.fl.dp_rounds import privacy_report
 from marketplace.oracle.scoring import RoundInput, ScoringResult, score_task
 from marketplace.protocol.committee import accept_seat, may_slash
 from marketplace.protocol.published_report import claim_args, entries_of, final_report, seal_report
@@ -31,12 +32,11 @@ from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
+from node.peers.oracle_sourcing import SourcingDuty
 from node.peers.oracle_submissions import evaluate_submissions
 
 # Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
 AFTER_FINALIZATION = (evaluate_submissions,)
-
-from node.peers.oracle_sourcing import SourcingDuty
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,20 @@ class OracleNode(Peer):
             budget=info.budget,
             trainers=members.trainers,
             config=s.doc.valuation,
+            privacy=self._privacy(info.rounds),
         )
         return self.result
+
+    def _privacy(self, rounds: int) -> dict[str, object] | None:
+        """The report's ε ledger, when the task has a DP mode (from committed row counts)."""
+        s = self.session
+        if s.doc.privacy is None:
+            return None
+        rows = {
+            r: {c.sender: c.num_samples for c in s.round_updates(r).committed}
+            for r in range(1, rounds + 1)
+        }
+        return privacy_report(s.doc.privacy, s.doc.train, rounds, rows)
 
     # --- enforcement ----------------------------------------------------------------------
     def _slash_dissenters(self) -> str | None:

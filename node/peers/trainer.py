@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from marketplace.chain.clients import Phase
-from marketplace.errors import ConfigError
+from marketplace.errors import ConfigError, PrivacyBudgetError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
+from marketplace.fl.dp_rounds import train_private
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
 from marketplace.protocol.committee import settle_cancelled
@@ -26,6 +27,7 @@ from marketplace.protocol.session import TaskSession
 from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
+from node.peers.privacy import TrainerPrivacy
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class TrainerNode(Peer):
         announce: Callable[[int, str, bytes], None] | None = None,
         post_grace: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        max_epsilon: float | None = None,
     ):
         super().__init__(session, journal)
         self.behaviour = behaviour or Behaviour()
@@ -66,6 +69,12 @@ class TrainerNode(Peer):
             classes = max(data.num_classes, session.doc.model.num_classes)
             data = dataclasses.replace(data, x=x, y=y, num_classes=classes)
         self.data = data
+        # The task's DP mode, if any: this trainer's accountant, kept in the journal.
+        self.privacy = (
+            TrainerPrivacy(session, journal, len(data), max_epsilon)
+            if session.doc.privacy is not None
+            else None
+        )
         self.num_threads = num_threads
         self.seed = seed
         self.announce = announce
@@ -100,7 +109,7 @@ class TrainerNode(Peer):
         if phase == Phase.TRAINING:
             r = info.current_round
             digest, _ = s.market.update_of(tid, r, self.me)
-            if digest == bytes(32):
+            if digest == bytes(32) and not (self.privacy and self.privacy.refused(r)):
                 return self._train_and_commit(r)
             # Everyone committed: the last committer closes (see _train_and_commit), the others
             # only as a backstop. Deadline passed: the trainer in the round's seat closes.
@@ -131,23 +140,32 @@ class TrainerNode(Peer):
         recorded = self.journal.get(tid, r, "published")
         if recorded is None:
             global_weights = s.global_weights(r)
-            trained = None
+            trained, dp = None, None  # dp: what the round spent, journaled with the update
             if self.behaviour.trains:
                 config = s.doc.train
-                local = train_local(
-                    s.doc.model, global_weights, self.data,
-                    type(config)(**{**config.__dict__,
-                                    "seed": derive_seed(self.seed, "train", self.me, r),
-                                    "num_threads": self.num_threads}),
-                )  # fmt: skip
-                trained = local.delta
+                config = type(config)(**{**config.__dict__,
+                                         "seed": derive_seed(self.seed, "train", self.me, r),
+                                         "num_threads": self.num_threads})  # fmt: skip
+                if self.privacy is not None:
+                    accountant = self.privacy.accountant(r)
+                    try:
+                        private = train_private(
+                            s.doc.model, global_weights, self.data, config, accountant
+                        )
+                    except PrivacyBudgetError as exc:
+                        self.privacy.refuse(r, str(exc))
+                        return Step.acted(f"refused to train round {r}: {exc}")
+                    trained, dp = private.local.delta, self.privacy.record(private, accountant)
+                else:
+                    trained = train_local(s.doc.model, global_weights, self.data, config).delta
             ctx = RoundContext(
                 r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r)
             )
             delta = self.behaviour.craft_update(trained, ctx)
             cid, digest = s.publish_update(r, delta)
+            entry = {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
             recorded = self.journal.record_once(
-                tid, r, "published", {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
+                tid, r, "published", entry if dp is None else {**entry, "dp": dp}
             )
         cid, digest = recorded["cid"], bytes.fromhex(recorded["digest"])
         s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))
@@ -157,9 +175,16 @@ class TrainerNode(Peer):
         # The last committer closes the round at once: it is the first to know, and waiting for
         # the closer's next poll would put a poll interval on every round's critical path.
         info = s.info()
+        booked = recorded.get("dp")
+        spent = (
+            f" (DP ε +{booked['epsilon_round']:.3f} = {booked['epsilon_total']:.3f} of "
+            f"{self.privacy.budget:g})"
+            if self.privacy is not None and booked
+            else ""
+        )
         if info.round_commits >= info.trainer_count and self.try_advance():
-            return Step.acted(f"committed round {r} and closed it", detail=cid)
-        return Step.acted(f"committed round {r}", detail=cid)
+            return Step.acted(f"committed round {r}{spent} and closed it", detail=cid)
+        return Step.acted(f"committed round {r}{spent}", detail=cid)
 
     def _has_seat(self, seat: int) -> bool:
         trainers = self.session.members().trainers

@@ -10,6 +10,7 @@ import torch
 
 from marketplace.errors import ConfigError, PrivacyBudgetError
 from marketplace.fl.data import DataSplits
+from marketplace.fl.dp_rounds import epsilon_ledger, privacy_report, train_private
 from marketplace.fl.dpsgd import DPSGDAccountant, sampling_plan, train_dpsgd
 from marketplace.fl.models import ModelSpec, build_model
 from marketplace.fl.privacy import DPTerms
@@ -95,8 +96,10 @@ def test_bad_records_and_mismatched_data_are_refused_with_the_fix(
         DPSGDAccountant.from_json("[1, 2")
     with pytest.raises(ConfigError, match="unknown DP mode"):
         DPTerms(mode="local")
-    with pytest.raises(ConfigError, match="for mode 'dpsgd'"):
-        DPSGDAccountant.calibrate(DPTerms(mode="update"), rows=64, rounds=1, train=CONFIG)
+    update = DPSGDAccountant.calibrate(DPTerms(mode="update"), rows=64, rounds=1, train=CONFIG)
+    assert (update.sample_rate, update.steps_per_round) == (1.0, 1)  # one release a round
+    with pytest.raises(ConfigError, match="needs DP mode 'dpsgd'"):
+        train_dpsgd(mlp_spec, get_weights(build_model(mlp_spec)), local, CONFIG, update)
 
 
 def test_the_task_document_carries_dp_terms_and_omits_them_when_unset(
@@ -116,3 +119,36 @@ def test_the_task_document_carries_dp_terms_and_omits_them_when_unset(
     bad["privacy"]["mode"] = "nope"
     with pytest.raises(ConfigError, match="unknown DP mode"):
         TaskDocument.from_json(json.dumps(bad))
+
+
+def test_the_update_mode_noises_the_whole_update_through_the_same_ledger(
+    mlp_spec: ModelSpec, local
+) -> None:  # type: ignore[no-untyped-def]
+    terms = DPTerms(mode="update", epsilon=8.0, clip_norm=0.5)
+    acc = DPSGDAccountant.calibrate(terms, rows=len(local), rounds=2, train=CONFIG)
+    w = get_weights(build_model(mlp_spec))
+
+    res = train_private(mlp_spec, w, local, CONFIG.with_seed(1), acc)
+    plain = train_private(
+        mlp_spec, w, local, CONFIG.with_seed(1),
+        DPSGDAccountant.calibrate(terms, rows=len(local), rounds=2, train=CONFIG),
+    )  # fmt: skip
+
+    assert all(torch.equal(res.local.delta[k], plain.local.delta[k]) for k in res.local.delta)
+    assert res.epsilon_total == pytest.approx(acc.epsilon) and acc.rounds_trained == 1
+    assert l2_norm(res.local.delta) > terms.clip_norm  # noise on top of the clipped delta
+
+
+def test_the_oracle_ledger_matches_each_trainers_own_accountant(mlp_spec: ModelSpec, local) -> None:  # type: ignore[no-untyped-def]
+    acc = DPSGDAccountant.calibrate(DPTerms(epsilon=4.0), rows=len(local), rounds=2, train=CONFIG)
+    w = get_weights(build_model(mlp_spec))
+    own = [train_dpsgd(mlp_spec, w, local, CONFIG.with_seed(s), acc).epsilon_total for s in (1, 2)]
+
+    rows = {1: {"0xa": len(local), "0xb": 100}, 2: {"0xa": len(local)}}
+    ledger = epsilon_ledger(DPTerms(epsilon=4.0), CONFIG, 2, rows)
+    report = privacy_report(DPTerms(epsilon=4.0), CONFIG, 2, rows)
+
+    assert [ledger[1]["0xa"], ledger[2]["0xa"]] == pytest.approx(own, abs=1e-9)
+    assert "0xb" not in ledger[2] and 0 < ledger[1]["0xb"] <= 4.0
+    assert report["rounds"][1]["epsilon_total"] == {"0xa": f"{own[1]:.6f}"}
+    assert report["rounds"][1]["epsilon_round"] == {"0xa": f"{own[1] - own[0]:.6f}"}

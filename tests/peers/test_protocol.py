@@ -55,7 +55,7 @@ def world(kubo, module_chain, tmp_path_factory):
     }  # fmt: skip
 
 
-def new_task(world, *, rounds=1, n_trainers=4, validation=None):
+def new_task(world, *, rounds=1, n_trainers=4, validation=None, privacy=None):
     splits = world["splits"]
     x, y = validation if validation is not None else (splits.validation.x, splits.validation.y)
     plan = TaskPlan(
@@ -63,7 +63,7 @@ def new_task(world, *, rounds=1, n_trainers=4, validation=None):
         oracles=tuple(o.address for o in world["oracles"]), min_trainers=n_trainers,
         max_trainers=n_trainers, min_stake=10 * TOKEN, trainer_bond=TOKEN, oracle_slash=10 * TOKEN,
         join_window=600, round_duration=600, commit_duration=600, reveal_duration=600,
-        dispute_duration=600,
+        dispute_duration=600, privacy=privacy,
     )  # fmt: skip
     task_id, _ = create_task(world["market"], world["store"], world["requester"], plan, x, y)
     for o in world["oracles"]:  # consent: each proposed oracle takes its seat
