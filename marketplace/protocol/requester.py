@@ -15,6 +15,7 @@ import numpy as np
 from eth_utils.address import is_address
 
 from marketplace.chain.clients import BPS, QUORUM_MIN_BPS, Marketplace, Role, TaskId, TaskParams
+from marketplace.crypto.secagg import SecAggTerms
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.strategy import get_strategy
@@ -63,6 +64,7 @@ class TaskPlan:
     accept_window: int = 3600  # seconds the proposed committee has to accept its seats
     requester_deposit: int = 0  # paid to the committee if the validation set is found mismatched
     join_gate: str | None = None  # an IJoinGate contract (None: open joining)
+    secagg: SecAggTerms | None = None  # secure aggregation among peers (None: off)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -163,6 +165,7 @@ def create_task(
         aggregator=plan.aggregator, aggregator_params=plan.aggregator_params,
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
+        secagg=plan.secagg,
     )  # fmt: skip
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())
