@@ -219,6 +219,21 @@ def fetch_survivor(session: TaskSession, cid: str, digest: bytes, sender: str) -
     return manifest, public
 
 
+def refuse_in_plain_node(session: TaskSession, role: str) -> None:
+    """Refuse to run a secure-aggregation task in a node whose round loop is the plain one.
+
+    The node's trainer would publish its update in plaintext to every peer (breaking the task's
+    term) and its oracle would score the masked manifests as invalid updates (flagging honest
+    trainers); until the node drives :class:`SecAggPeer`, it must not take part.
+    """
+    if session.doc.secagg is not None:
+        raise ConfigError(
+            f"task {session.task_id} uses secure aggregation, which the {role} node does not run "
+            "yet (its round is marketplace.protocol.secagg_exchange, library only): take part "
+            "in a task without a secagg term"
+        )
+
+
 class SecAggPeer:
     """One trainer's side of one secure-aggregation round, over chain, store and pubsub.
 

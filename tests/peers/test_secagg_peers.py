@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from web3 import Web3
 from marketplace.chain.clients import Marketplace, Role
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope
 from marketplace.crypto.secagg import SecAggParams, SecAggTerms, clip_vector
-from marketplace.errors import CryptoError
+from marketplace.errors import ConfigError, CryptoError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
 from marketplace.fl.train import train_local
 from marketplace.protocol.identity import Identity
@@ -42,6 +43,7 @@ from marketplace.protocol.session import TaskSession
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon
 from marketplace.storage.pubsub import PubsubClient
+from node.peers.journal import Journal
 
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
 LOCAL = TrainConfig(epochs=1, lr=0.1, batch_size=16)
@@ -194,3 +196,19 @@ def test_a_secure_aggregation_round_survives_a_dropout_and_hides_each_update_fro
     finally:
         for p in peers:
             p.stop()
+
+
+def test_a_plain_node_refuses_a_secure_aggregation_task_in_one_line(
+    world: World, tmp_path: Path
+) -> None:
+    # Prepare: the node's trainer and oracle run the plain round (plaintext to every peer)
+    from node.peers.oracle import OracleNode
+    from node.peers.trainer import TrainerNode
+
+    digits = load_dataset("digits")
+    oracle = TaskSession.open(world.market, world.stores[4], world.task_id, world.oracle)
+    # Execute / Assert: both refuse, naming the cause and the way out
+    with pytest.raises(ConfigError, match=r"uses secure aggregation.*without a secagg term"):
+        TrainerNode(world.sessions[0], digits, Journal(tmp_path / "t.sqlite"))
+    with pytest.raises(ConfigError, match="uses secure aggregation"):
+        OracleNode(oracle, Journal(tmp_path / "o.sqlite"))
