@@ -348,7 +348,18 @@ class SecAggPeer:
             log.info("secagg: publish failed (%s); retrying on the next step", exc)
 
     def _fetch(self, msg: SecAggMessage) -> bytes:
-        return self.session.store.get(msg.cid, expected_sha256=msg.digest, max_size=MAX_INDEX_BYTES)
+        return self.session.store.get(
+            msg.cid, expected_sha256=msg.digest, max_size=MAX_INDEX_BYTES + ENVELOPE_OVERHEAD
+        )
+
+    def _env(self, sender: str) -> EnvelopeContext:
+        return EnvelopeContext(self.ctx.chain_id, self.ctx.task_id, self.round, sender)
+
+    def _open(self, blob: bytes, sender: str) -> bytes:
+        return open_envelope(
+            blob, recipient_address=self.me, x25519_private=self.session.identity.x25519_private,
+            expected_context=self._env(sender),
+        )  # fmt: skip
 
     # --- the round ------------------------------------------------------------------------
     def step(self) -> str:
@@ -382,7 +393,10 @@ class SecAggPeer:
             dropped = [a for a in self.roster if a not in self._inputs]
             response = self.trainer.unmask_response(self.survivors, dropped)
             self._responses[self.me] = response
-            self._post(Kind.UNMASK, response)
+            # Sealed to the task's members: with the masked inputs (public by their CIDs) the
+            # responses give the round's sum, which is for the members alone.
+            members = self.session.members().recipients()
+            self._post(Kind.UNMASK, seal(response, recipients=members, context=self._env(self.me)))
             self.stage = Stage.SUM
             return f"published unmasking ({len(dropped)} dropped)"
         if self.stage is Stage.SUM:
@@ -391,7 +405,7 @@ class SecAggPeer:
 
     def _share(self) -> None:
         index: dict[str, dict[str, str]] = {}
-        env = EnvelopeContext(self.ctx.chain_id, self.ctx.task_id, self.round, self.me)
+        env = self._env(self.me)
         for peer, bundle in self.trainer.share_bundles().items():
             address = next(a for a in self.roster if a.lower() == peer)
             blob = seal(bundle, recipients={address: self.roster[address]}, context=env)
@@ -410,14 +424,7 @@ class SecAggPeer:
                     str(entry["cid"]), expected_sha256=bytes.fromhex(str(entry["sha256"])),
                     max_size=MAX_INDEX_BYTES + ENVELOPE_OVERHEAD,
                 )  # fmt: skip
-                plain = open_envelope(
-                    blob, recipient_address=self.me,
-                    x25519_private=self.session.identity.x25519_private,
-                    expected_context=EnvelopeContext(
-                        self.ctx.chain_id, self.ctx.task_id, self.round, sender
-                    ),
-                )  # fmt: skip
-                self.trainer.receive_bundle(sender, plain)
+                self.trainer.receive_bundle(sender, self._open(blob, sender))
             except (FedMarketError, ValueError, KeyError, TypeError) as exc:
                 log.warning("secagg round %d: shares of %s refused: %s", self.round, sender, exc)
                 self.dropped_reasons["bad_shares"] += 1
@@ -430,8 +437,7 @@ class SecAggPeer:
         masked = self.trainer.masked_input(self.vector)
         raw = masked.public.masked_bytes()
         committee = s.members().recipients(trainers=False)  # the oracles alone
-        env = EnvelopeContext(self.ctx.chain_id, self.ctx.task_id, self.round, self.me)
-        sealed = seal(masked.plaintext, recipients=committee, context=env)
+        sealed = seal(masked.plaintext, recipients=committee, context=self._env(self.me))
         manifest = Manifest(
             masked_cid=s.store.put(raw), masked_sha256=hashlib.sha256(raw).hexdigest(),
             plaintext_sha256=masked.public.plaintext_sha256.hex(),
@@ -465,7 +471,10 @@ class SecAggPeer:
         for sender, msg in self._received(Kind.UNMASK).items():
             if sender not in self._responses:
                 try:
-                    self._responses[sender] = self._fetch(msg)
+                    self._responses[sender] = self._open(self._fetch(msg), sender)
+                except CryptoError as exc:
+                    log.warning("secagg: unmasking of %s refused: %s", sender, exc)
+                    self.dropped_reasons["bad_unmask"] += 1
                 except StorageError as exc:
                     log.info("secagg: unmasking of %s not fetched yet: %s", sender, exc)
         if len(self._responses) < self.params.threshold:
