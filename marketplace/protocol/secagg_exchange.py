@@ -64,7 +64,13 @@ from marketplace.crypto.secagg import (
     committee_check,
     unmask_sum,
 )
-from marketplace.errors import ConfigError, CryptoError, FedMarketError, StorageError
+from marketplace.errors import (
+    ConfigError,
+    CryptoError,
+    DigestMismatchError,
+    FedMarketError,
+    StorageError,
+)
 from marketplace.gossip.topics import task_topic
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
 from marketplace.storage.pubsub import PubsubClient, PubsubMessage, TopicReceiver
@@ -387,7 +393,8 @@ class SecAggPeer:
         if self.stage is Stage.WAIT_CLOSE:
             if not self._round_closed():
                 return f"waiting for round {self.round} to close on-chain"
-            self._load_survivors()
+            if not self._load_survivors():
+                return f"waiting for round {self.round}'s committed inputs to be served"
             self.stage = Stage.UNMASK
         if self.stage is Stage.UNMASK:
             dropped = [a for a in self.roster if a not in self._inputs]
@@ -454,18 +461,28 @@ class SecAggPeer:
         info = self.session.info()
         return info.phase_enum != Phase.TRAINING or info.current_round > self.round
 
-    def _load_survivors(self) -> None:
+    def _load_survivors(self) -> bool:
+        """Fetch and check every committed input; ``False`` (retry later) while one is not
+        served yet. An input that is malformed or does not match its on-chain digest is left out
+        (the same content, so the same verdict, at every peer): its owner counts as dropped."""
+        inputs: dict[str, PublicInput] = {}
         for c in self.session.committed(self.round):
             if c.sender not in self.roster:
                 continue
             try:
                 _, public = fetch_survivor(self.session, c.cid, c.digest, c.sender)
-            except (CryptoError, StorageError) as exc:
-                # Everyone reads the same commit; one that does not verify is left out by all.
+            except (CryptoError, DigestMismatchError) as exc:
                 log.warning("secagg round %d: input of %s refused: %s", self.round, c.sender, exc)
                 continue
-            self._inputs[c.sender] = public
-        self.survivors = tuple(sorted(self._inputs))
+            except StorageError as exc:  # not served yet: deciding now could split the peers
+                log.info(
+                    "secagg round %d: input of %s not fetched yet: %s", self.round, c.sender, exc
+                )
+                return False
+            inputs[c.sender] = public
+        self._inputs = inputs
+        self.survivors = tuple(sorted(inputs))
+        return True
 
     def _try_sum(self) -> str:
         for sender, msg in self._received(Kind.UNMASK).items():
