@@ -91,6 +91,57 @@ class SecAggParams:
             )
 
 
+@dataclass(frozen=True)
+class SecAggTerms:
+    """A task's secure-aggregation term (the task document's ``secagg``): clip norm, fixed-point
+    precision, and the Shamir threshold (``None``: a majority of the trainers, fixed when
+    training starts and the roster is known)."""
+
+    clip_norm: float = 1.0
+    frac_bits: int = 16
+    threshold: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.clip_norm > 0 or not 0 < self.frac_bits < 31:
+            raise ConfigError(
+                "secure aggregation needs clip_norm > 0 and 0 < frac_bits < 31: fix the task's "
+                "secagg term"
+            )
+        if self.threshold is not None and self.threshold < 2:
+            raise ConfigError(f"secure-aggregation threshold {self.threshold} must be >= 2")
+
+    def params(self, n: int) -> SecAggParams:
+        """The round parameters for ``n`` trainers (checked: :class:`ConfigError` if unfit)."""
+        t = default_threshold(n) if self.threshold is None else self.threshold
+        out = SecAggParams(clip_norm=self.clip_norm, threshold=t, frac_bits=self.frac_bits)
+        out.check(n)
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "clip_norm": self.clip_norm,
+            "frac_bits": self.frac_bits,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SecAggTerms:
+        """Parse the task document's ``secagg`` object; :class:`ConfigError` if malformed."""
+        if not isinstance(data, Mapping) or set(data) - {"clip_norm", "frac_bits", "threshold"}:
+            raise ConfigError(
+                f"malformed secagg term {data!r}: keys clip_norm, frac_bits, threshold"
+            )
+        t = data.get("threshold")
+        try:
+            return cls(
+                clip_norm=float(data.get("clip_norm", 1.0)),  # type: ignore[arg-type]
+                frac_bits=int(data.get("frac_bits", 16)),  # type: ignore[call-overload]
+                threshold=None if t is None else int(t),  # type: ignore[call-overload]
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed secagg term: {exc}") from None
+
+
 def default_threshold(n: int) -> int:
     """``floor(n/2) + 1``: a majority, tolerating ``n - t`` dropouts (4 of 10)."""
     return n // 2 + 1

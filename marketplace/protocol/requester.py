@@ -21,6 +21,7 @@ from marketplace.chain.model_market_client import (
     ModelMarketClient,
     ProductParams,
 )
+from marketplace.crypto.secagg import SecAggTerms
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
@@ -79,6 +80,7 @@ class TaskPlan:
     bounty: int = 0  # paid to the first passing submission's developer (escrowed)
     auditor_fee: int = 0  # paid per required attestation (escrowed)
     privacy: DPTerms | None = None  # the task's DP mode, (ε, δ, clip) per trainer (None: no DP)
+    secagg: SecAggTerms | None = None  # secure aggregation among peers (None: off)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -233,6 +235,7 @@ def create_task(
         max_update_bytes=plan.max_update_bytes, max_update_norm=plan.max_update_norm,
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
         privacy=plan.privacy,
+        secagg=plan.secagg,
     )  # fmt: skip
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())

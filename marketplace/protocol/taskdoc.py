@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from marketplace.crypto.secagg import SecAggTerms
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
@@ -47,6 +48,7 @@ class TaskDocument:
     dataset: Mapping[str, Any] = field(default_factory=dict)  # the data card, informational
     public_model: bool = False
     privacy: DPTerms | None = None  # differential privacy (None: none); absent from the JSON then
+    secagg: SecAggTerms | None = None  # secure aggregation among peers (None: off; absent then)
 
     def strategy(self) -> Strategy:
         return get_strategy(self.aggregator, **dict(self.aggregator_params))
@@ -56,8 +58,10 @@ class TaskDocument:
         train.pop("seed", None)  # each trainer seeds its own shuffling
         train.pop("num_threads", None)  # a local choice, not part of the task
         privacy = {} if self.privacy is None else {"privacy": self.privacy.to_dict()}
+        secagg = {} if self.secagg is None else {"secagg": self.secagg.to_dict()}
         return {
             **privacy,
+            **secagg,
             "format": FORMAT,
             "model": self.model.to_dict(),
             "train": train,
@@ -102,6 +106,7 @@ class TaskDocument:
                 dataset=dict(data.get("dataset", {})),
                 public_model=bool(data.get("public_model", False)),
                 privacy=DPTerms.from_dict(data["privacy"]) if "privacy" in data else None,
+                secagg=SecAggTerms.from_dict(data["secagg"]) if "secagg" in data else None,
             )
         except ConfigError:
             raise

@@ -224,3 +224,19 @@ def test_parameters_that_could_overflow_or_cannot_tolerate_a_dropout_are_refused
         SecAggParams(clip_norm=5000.0, threshold=6).check(10)
     with pytest.raises(ConfigError, match="threshold 10"):
         SecAggParams(clip_norm=1.0, threshold=10).check(10)
+
+
+def test_secagg_terms_pick_a_majority_threshold_and_refuse_malformed_terms() -> None:
+    from marketplace.crypto.secagg import SecAggTerms
+
+    # Prepare / Execute
+    terms = SecAggTerms.from_dict({"clip_norm": 0.5, "frac_bits": 16, "threshold": None})
+    # Assert: a majority of the roster, a round trip, and one-line refusals
+    assert terms.params(4).threshold == 3 and terms.params(10).threshold == 6
+    assert SecAggTerms.from_dict(terms.to_dict()) == terms
+    with pytest.raises(ConfigError, match="clip_norm > 0"):
+        SecAggTerms(clip_norm=0.0)
+    with pytest.raises(ConfigError, match="malformed secagg term"):
+        SecAggTerms.from_dict({"clip": 1.0})
+    with pytest.raises(ConfigError, match=r"must be in 2\.\.3"):
+        SecAggTerms(threshold=4).params(4)
