@@ -107,8 +107,8 @@ def local_trainer(spec: ModelSpec, train: TrainConfig, data: Mapping[str, Datase
                   seed: int) -> LocalTrainer:  # fmt: skip
     """Remaining trainers' calibration training, each on its own data (in-process: a closure)."""
 
-    def run(trainer: str, round_: int, start: Weights, epochs: int) -> ClientUpdate:
-        config = replace(train, epochs=epochs, seed=derive_seed(seed, "unlearn", trainer, round_))
+    def run(trainer: str, round: int, start: Weights, epochs: int) -> ClientUpdate:
+        config = replace(train, epochs=epochs, seed=derive_seed(seed, "unlearn", trainer, round))
         result = train_local(spec, start, data[trainer], config)
         return ClientUpdate(trainer, result.delta, result.num_samples)
 
