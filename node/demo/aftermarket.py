@@ -7,9 +7,9 @@ its trainers; then one data owner withdraws consent and the network unlearns its
   trainer's royalties are claimed with its payout leaf).
 * **Withdrawal** (:func:`run_withdrawal_act`): an honest data owner withdraws consent on-chain; a
   remaining trainer derives the model without its data from the stored rounds (FedEraser-style
-  calibrated retraining, or retraining from the last checkpoint before its first round when that
-  is cheaper), publishes and records it as version 2; two oracles re-validate it. After the
-  withdrawal's deadline only version 2 is sellable.
+  calibrated retraining, one calibration round per stored round, or retraining from the last
+  checkpoint before its first round when that is cheaper), publishes and records it as version
+  2; two oracles re-validate it. After the withdrawal's deadline only version 2 is sellable.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from marketplace.valuation.merkle import PayoutTree
 TOKEN = 10**18
 REQUESTER_BPS, AUDITOR_BPS = 1000, 500  # the listing's shares (run_product_phase fixes them)
 UNLEARN_WINDOW = 600  # seconds from a withdrawal to its deadline
-CALIBRATION = FedEraserConfig(interval=2, calibration_epochs=1)
+CALIBRATION = FedEraserConfig(interval=1, calibration_epochs=2)
 
 
 def party(identity: Identity) -> Party:

@@ -337,8 +337,11 @@ def _run(
     clock.lap("sale")
 
     # --- act 4: a data owner withdraws consent -----------------------------------------------
+    # The honest owner whose data the model owes least leaves (its score, the committee's).
     honest = [c for c in winners if c.kind == "honest"]
-    leaver = honest[-1].identity
+    leaver = min(
+        honest, key=lambda c: int(report["totals_ppm"].get(c.identity.address, 0))
+    ).identity
     proposer = next(n for n in trainer_nodes if n.session.identity.address != leaver.address)
     progress(f"data owner {leaver.address[:10]}… withdraws consent: the network unlearns its data")
     withdrawal = run_withdrawal_act(
