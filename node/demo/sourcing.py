@@ -282,8 +282,9 @@ def selection_reason(row: dict[str, Any], winners: list[dict[str, Any]], budget:
     words = []
     far = max((int(w["distance_ppm"]) for w in winners), default=0)
     if winners and int(row["distance_ppm"]) > far:
-        words.append(f"far from the requester's data (OT distance {int(row['distance_ppm']):,} "
-                     f"> {far:,}, the farthest winner)")  # fmt: skip
+        words.append(f"far from the requester's data (OT distance "
+                     f"{int(row['distance_ppm']) / 1e6:.2f} > {far / 1e6:.2f}, the farthest "
+                     f"winner)")  # fmt: skip
     low = min((_per_token(w) for w in winners), default=0.0)
     words.append(f"{vpt:,.0f} ppm per token < {low:,.0f} (the winners' lowest)")
     return (
