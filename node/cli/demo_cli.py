@@ -20,7 +20,7 @@ from node.cli.output import console, emit, json_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("demo-output"), show_default=True,
               help="Where the plots and result.json go.")  # fmt: skip
-@click.option("--rounds", type=int, default=8, show_default=True)
+@click.option("--rounds", type=int, default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--dashboard",
@@ -38,8 +38,9 @@ def demo(
     as_json: bool,
     dashboard: bool,
 ) -> None:
-    """Run the whole marketplace once: 8 trainers (a free rider, a poisoner, a noisy one),
-    3 oracles.
+    """Run the whole marketplace once, in four acts: sourcing (10 data owners offer, the
+    committee values and picks), training (the winners, a free rider and a poisoner among them),
+    the audited sale with royalties, and a consent withdrawal unlearned as version 2.
 
     With no options everything runs in this process (py-evm chain, embedded store). The global
     --chain-rpc and --ipfs-api use real nodes; --devnet starts Anvil and Kubo and stops them after.

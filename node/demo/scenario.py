@@ -1,10 +1,19 @@
-"""``fedmarket demo``: the whole marketplace on one machine, end to end.
+"""``fedmarket demo``: the whole marketplace on one machine, end to end, in four acts.
 
-A requester, 8 trainers on a Dirichlet non-IID split of scikit-learn's digits (one free rider, one
-poisoner, one with noisy labels) and a committee of 3 oracles run one task through every phase:
-deploy, register and stake, create (escrow), join, train and commit each round with encrypted
-updates, aggregate on every peer, score by Shapley values with commit-reveal, finalize, claim, and
-slash. With no options everything is in-process (py-evm and the embedded content store); with
+1. **Sourcing** (:mod:`node.demo.sourcing`): the requester publishes a data request; ten data
+   owners holding Dirichlet non-IID shares of scikit-learn's digits (different sizes, prices and
+   label skews; one with 30% wrong labels, one with shifted features, one overpriced) answer with
+   sealed offers; the committee of 3 oracles values them against the validation set and the
+   truthful budget-feasible mechanism picks the winners, who alone may join the task.
+2. **Training**: the winners (one of them a free rider, one a poisoner) train with encrypted
+   updates, every peer aggregates, the oracles score by Shapley values with commit-reveal,
+   finalize; trainers claim, cheaters are slashed; winners claim their threshold data payments.
+3. **Sale** (:mod:`node.demo.aftermarket`): two auditors attest the model, it is listed, two
+   buyers buy and download it (digest checked), royalties flow to the trainers by score.
+4. **Withdrawal**: one data owner withdraws consent; the network unlearns its data, re-validates
+   and records the new model version.
+
+With no options everything is in-process (py-evm and the embedded content store); with
 ``--chain-rpc``/``--ipfs-api`` (or ``--devnet``) the same run uses real Anvil and Kubo.
 
 The peers share one process here only to need no setup: each is a separate :class:`TrainerNode`
@@ -15,6 +24,7 @@ and the content store, exactly as the multi-process nodes do.
 from __future__ import annotations
 
 import logging
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,27 +38,41 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from marketplace.chain.backend import IN_PROCESS, connect, fund_accounts
+from marketplace.chain.build import contract_artifacts
 from marketplace.chain.clients import Marketplace, Phase, Role
-from marketplace.chain.deploy import deploy_marketplace, write_deployment
+from marketplace.chain.deploy import (
+    Deployment,
+    deploy_marketplace,
+    deploy_model_versions,
+    deploy_product,
+    write_deployment,
+)
 from marketplace.chain.devnet import advance_chain_time
+from marketplace.chain.sourcing_client import DataSourcingClient
+from marketplace.chain.versions_client import VersionsClient
 from marketplace.fl import (
     ModelSpec,
     TrainConfig,
-    add_label_noise,
     evaluate,
     get_behaviour,
-    label_skew,
     load_dataset,
-    partition,
     split_dataset,
     train_centralized,
 )
+from marketplace.fl.serialization import dump_weights
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.published_report import final_report
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.base import ContentStore
 from marketplace.valuation.config import ValuationConfig
+from node.demo.aftermarket import (
+    local_trainer,
+    record_trained_version,
+    run_sale_act,
+    run_withdrawal_act,
+)
+from node.demo.sourcing import make_candidates, run_sourcing_act, sketch_spec
 from node.peers.base import Peer
 from node.peers.journal import Journal
 from node.peers.oracle import OracleNode
@@ -57,19 +81,20 @@ from node.peers.trainer import TrainerNode
 log = logging.getLogger(__name__)
 
 TOKEN = 10**18
-BEHAVIOURS = ("honest",) * 5 + ("free_rider", "poisoner", "noisy")
+CENTRAL_EPOCHS = 4  # epochs of the centralized reference (the accuracy plot's dashed line)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's knobs (the defaults take about 20 s on 2 cores, in-process)."""
+    """The demo's knobs (the defaults: see docs/benchmarks.md, "demo")."""
 
-    trainers: int = 8
+    candidates: int = 10  # data owners answering the request (kinds: node.demo.sourcing.KINDS)
     oracles: int = 3
-    rounds: int = 8
-    alpha: float = 1.0  # Dirichlet label skew (smaller: more skewed)
-    noise_fraction: float = 0.9  # share of the noisy trainer's labels that are wrong
-    budget: int = 1000 * TOKEN
+    rounds: int = 4
+    alpha: float = 3.0  # Dirichlet label skew (smaller: more skewed)
+    budget: int = 1000 * TOKEN  # the task's contribution pool
+    sourcing_budget: int = 270 * TOKEN  # the data request's procurement budget
+    price: int = 50 * TOKEN  # the model's listing price
     stake: int = 100 * TOKEN
     seed: int = 0
     hidden: tuple[int, ...] = (32,)
@@ -93,6 +118,10 @@ class DemoResult:
     seconds: float
     task_id: int
     report_root: str
+    sourcing: dict[str, Any] = field(default_factory=dict)
+    sale: dict[str, Any] = field(default_factory=dict)
+    withdrawal: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     # The live chain client and store, for `demo --dashboard` (not part of the JSON result).
     market: Any = field(default=None, repr=False, compare=False)
@@ -111,6 +140,10 @@ class DemoResult:
             "seconds": round(self.seconds, 2),
             "task_id": self.task_id,
             "report_root": self.report_root,
+            "sourcing": self.sourcing,
+            "sale": self.sale,
+            "withdrawal": self.withdrawal,
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
             "plots": self.plots,
         }
 
@@ -126,6 +159,29 @@ class GasMeter:
         self.totals[function] = self.totals.get(function, 0) + int(receipt["gasUsed"])
 
 
+class Clock:
+    """Wall seconds per act of the demo, and the process's CPU seconds (user + system) since the
+    clock started: the figure a loaded machine does not inflate."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+        self._cpu = _cpu_seconds()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = now - self._last
+        self._last = now
+
+    def cpu(self) -> float:
+        return _cpu_seconds() - self._cpu
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_demo(
     *,
     config: DemoConfig = DemoConfig(),
@@ -136,6 +192,10 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo; returns everything the table, plots and ``--json`` show."""
     started = time.monotonic()
+    if chain_rpc == IN_PROCESS:
+        from node.demo.pyevm_lookup import install
+
+        install()
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(
@@ -148,6 +208,15 @@ def run_demo(
         return _run(config, chain_rpc, store, workdir, progress, started)
 
 
+def _deploy(w3: Web3, deployer: Identity) -> Deployment:
+    """TaskMarket (with its registry, token and the DataSourcing gate), ModelMarket and
+    ModelVersions, from artifacts loaded once."""
+    artifacts = contract_artifacts()
+    deployment = deploy_marketplace(w3, deployer.eth, unbonding_delay=3600, artifacts=artifacts)
+    deployment = deploy_product(w3, deployer.eth, deployment, artifacts=artifacts)
+    return deploy_model_versions(w3, deployer.eth, deployment, artifacts=artifacts)
+
+
 def _run(
     cfg: DemoConfig,
     chain_rpc: str,
@@ -156,74 +225,80 @@ def _run(
     progress: Callable[[str], None],
     started: float,
 ) -> DemoResult:
+    clock = Clock()
     # --- identities and chain ------------------------------------------------------------
     deployer, requester = Identity.dev(0), Identity.dev(1)
-    trainers = [Identity.dev(2 + i) for i in range(cfg.trainers)]
-    oracles = [Identity.dev(2 + cfg.trainers + i) for i in range(cfg.oracles)]
+    owners = [Identity.dev(2 + i) for i in range(cfg.candidates)]
+    n = 2 + cfg.candidates
+    oracles = [Identity.dev(n + i) for i in range(cfg.oracles)]
+    auditors = [Identity.dev(n + cfg.oracles + i) for i in range(2)]
+    buyers = [Identity.dev(n + cfg.oracles + 2 + i) for i in range(2)]
     w3 = connect(chain_rpc)
     if chain_rpc == IN_PROCESS:
-        everyone = (deployer, requester, *trainers, *oracles)
+        everyone = (deployer, requester, *owners, *oracles, *auditors, *buyers)
         fund_accounts(w3, tuple(p.address for p in everyone), amount_wei=100 * 10**18)
     progress("deploying the contracts")
-    deployment = deploy_marketplace(w3, deployer.eth, unbonding_delay=3600)
+    deployment = _deploy(w3, deployer)
     write_deployment(deployment, workdir / "deployments")
     market = Marketplace(w3, deployment)
     gas = GasMeter(market)
+    clock.lap("deploy")
 
     progress(
-        f"funding and registering 1 requester, {len(trainers)} trainers, {len(oracles)} oracles"
+        f"funding and registering 1 requester, {len(owners)} data owners, {len(oracles)} oracles"
     )
-    market.mint(deployer.eth, requester.address, cfg.budget)
+    market.mint(deployer.eth, requester.address, cfg.budget + cfg.sourcing_budget + 100 * TOKEN)
     market.register(requester.eth, Role.REQUESTER, requester.x25519_public, 0)
-    for p, role in [*((t, Role.TRAINER) for t in trainers), *((o, Role.ORACLE) for o in oracles)]:
+    for p, role in [*((t, Role.TRAINER) for t in owners), *((o, Role.ORACLE) for o in oracles)]:
         market.mint(deployer.eth, p.address, 2 * cfg.stake)
         market.register(p.eth, role, p.x25519_public, cfg.stake)
-    stake_before = {p.address: market.participant(p.address).stake for p in (*trainers, *oracles)}
-    reputation_before = {t.address: market.participant(t.address).reputation_ppm for t in trainers}
+    for b in buyers:
+        market.mint(deployer.eth, b.address, 2 * cfg.price)
+    stake_before = {p.address: market.participant(p.address).stake for p in (*owners, *oracles)}
+    reputation_before = {t.address: market.participant(t.address).reputation_ppm for t in owners}
 
     # --- data ----------------------------------------------------------------------------
     splits = split_dataset(load_dataset("digits"), seed=cfg.seed)
-    parts = partition(
-        "dirichlet", splits.train.y, num_clients=cfg.trainers, seed=cfg.seed, alpha=cfg.alpha
-    )
-    skew = label_skew(parts, splits.train.y)
-    behaviours = {t.address: BEHAVIOURS[i % len(BEHAVIOURS)] for i, t in enumerate(trainers)}
-    local = {}
-    for t, idx in zip(trainers, parts, strict=True):
-        data = splits.train.subset(idx, name=f"digits/{t.address[:8]}")
-        if behaviours[t.address] == "noisy":
-            noisy = add_label_noise(
-                splits.train.y,
-                idx,
-                fraction=cfg.noise_fraction,
-                num_classes=splits.train.num_classes,
-                seed=cfg.seed,
-            )
-            data = splits.train.with_labels(noisy).subset(idx, name=data.name)
-        local[t.address] = data
+    candidates = make_candidates(splits, owners, seed=cfg.seed, alpha=cfg.alpha)
     spec = ModelSpec(arch="mlp", input_dim=64, hidden=cfg.hidden, num_classes=10, seed=cfg.seed)
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=16)
+    # The reference line of the accuracy plot: the same model trained on all the rows at once.
     central_weights, _ = train_centralized(
-        spec, splits.train, TrainConfig(epochs=cfg.epochs * cfg.rounds, lr=cfg.lr, batch_size=16)
+        spec, splits.train, TrainConfig(epochs=CENTRAL_EPOCHS, lr=cfg.lr, batch_size=16)
     )
     centralized = evaluate(spec, central_weights, splits.test.x, splits.test.y).accuracy
+    clock.lap("setup")
 
-    # --- the task ------------------------------------------------------------------------
+    # --- the task, gated by the data request -----------------------------------------------
     progress("creating the task: budget escrowed, validation set encrypted for the oracles")
+    sourcing_client = DataSourcingClient(w3, deployment)
     plan = TaskPlan(
         model=spec, train=train, budget=cfg.budget, rounds=cfg.rounds, aggregator=cfg.aggregator,
         aggregator_params=dict(cfg.aggregator_params),
-        oracles=tuple(o.address for o in oracles), min_trainers=cfg.trainers,
-        max_trainers=cfg.trainers, min_stake=cfg.stake // 2, trainer_bond=cfg.stake // 10,
+        oracles=tuple(o.address for o in oracles), min_trainers=2,
+        max_trainers=cfg.candidates, min_stake=cfg.stake // 2, trainer_bond=cfg.stake // 10,
         oracle_slash=cfg.stake // 2, valuation=ValuationConfig(method="auto", seed=cfg.seed),
         dataset={"name": "digits", "features": 64, "classes": 10,
                  "partition": f"dirichlet(alpha={cfg.alpha})"},
-        join_window=600, round_duration=600, commit_duration=600, reveal_duration=600,
-        dispute_duration=600, claim_duration=3600,
+        join_window=3 * 3600, round_duration=600, commit_duration=600, reveal_duration=600,
+        dispute_duration=600, claim_duration=3600, join_gate=sourcing_client.address,
     )  # fmt: skip
     task_id, _ = create_task(
         market, store, requester, plan, splits.validation.x, splits.validation.y
     )
+    for o in oracles:  # consent first: sourcing runs inside the task's join window
+        market.accept_seat(o.eth, task_id)
+
+    # --- act 1: sourcing -------------------------------------------------------------------
+    sourced = run_sourcing_act(
+        market, sourcing_client, store, task_id=task_id, requester=requester, oracles=oracles,
+        candidates=candidates, validation=splits.validation,
+        spec=sketch_spec(splits.validation, cfg.seed), budget=cfg.sourcing_budget, window=600,
+        progress=progress,
+    )  # fmt: skip
+    clock.lap("sourcing")
+    winners = [c for c in candidates if c.identity.address in set(sourced.winners)]
+    local = {c.identity.address: c.data for c in winners}
 
     def session(identity: Identity) -> TaskSession:
         return TaskSession.open(market, store, task_id, identity)
@@ -231,25 +306,65 @@ def _run(
     journals = workdir / "journals"
     trainer_nodes = [
         TrainerNode(
-            session(t),
-            local[t.address],
-            Journal(journals / f"{t.address}.sqlite"),
-            behaviour=_behaviour(behaviours[t.address]),
+            session(c.identity),
+            c.data,
+            Journal(journals / f"{c.identity.address}.sqlite"),
+            behaviour=_behaviour(c.kind),
             seed=cfg.seed,
         )
-        for t in trainers
+        for c in winners
     ]
     oracle_nodes = [
         OracleNode(session(o), Journal(journals / f"{o.address}.sqlite")) for o in oracles
     ]
 
-    # --- run every peer until the task is settled ------------------------------------------
+    # --- act 2: training, scoring, claims ---------------------------------------------------
     _drive(market, task_id, trainer_nodes, oracle_nodes, progress)
+    progress("winners claim their threshold data payments")
+    data_paid = {}
+    for c in winners:
+        before = market.balance_of(c.identity.address)
+        sourcing_client.claim_payment(c.identity.eth, sourced.request_id)
+        data_paid[c.identity.address] = market.balance_of(c.identity.address) - before
+    clock.lap("training")
 
-    # --- results -------------------------------------------------------------------------
     observer = trainer_nodes[0].session
     report = final_report(observer)
     info = market.task(task_id)
+
+    # --- act 3: audit, listing, sales, royalties -------------------------------------------
+    progress("the model is recorded as version 1, audited by 2 auditors, listed and sold to 2 "
+             "buyers")  # fmt: skip
+    versions = VersionsClient(market)
+    trained_version = record_trained_version(market, versions, task_id=task_id,
+                                             rounds=cfg.rounds, requester=requester,
+                                             oracles=oracles)  # fmt: skip
+    final_model = dump_weights(observer.global_weights(cfg.rounds + 1))
+    sale = run_sale_act(
+        market, observer, report=report, final_model=final_model, spec=spec,
+        validation=splits.validation, requester=requester, oracles=oracles, auditors=auditors,
+        buyers=buyers, price=cfg.price,
+    )  # fmt: skip
+    clock.lap("sale")
+
+    # --- act 4: a data owner withdraws consent -----------------------------------------------
+    # The honest owner whose data the model owes least leaves (its score, the committee's).
+    honest = [c for c in winners if c.kind == "honest"]
+    leaver = min(
+        honest, key=lambda c: int(report["totals_ppm"].get(c.identity.address, 0))
+    ).identity
+    proposer = next(n for n in trainer_nodes if n.session.identity.address != leaver.address)
+    progress(f"data owner {leaver.address[:10]}… withdraws consent: the network unlearns its data")
+    withdrawal = run_withdrawal_act(
+        market, versions, task_id=task_id, trained_version=trained_version, leaver=leaver,
+        proposer=proposer.session,
+        checkers=[(n.session, o) for n, o in zip(oracle_nodes[:2], oracles[:2], strict=True)],
+        train=local_trainer(spec, train, local, cfg.seed), validation=splits.validation,
+        test=splits.test, spec=spec,
+    )  # fmt: skip
+    clock.lap("withdrawal")
+
+    # --- results -------------------------------------------------------------------------
     curve = []
     for r in range(1, cfg.rounds + 2):
         acc = evaluate(spec, observer.global_weights(r), splits.test.x, splits.test.y).accuracy
@@ -258,15 +373,17 @@ def _run(
     payouts: dict[str, Any] = {
         str(Web3.to_checksum_address(p["account"])): p for p in report["payouts"]
     }
+    offers = {row["address"]: row for row in sourced.candidates}
     rows = []
-    for i, t in enumerate(trainers):
+    for c in winners:
+        t = c.identity
         after = market.participant(t.address)
         entry = payouts.get(t.address, {})
         rows.append({
             "address": t.address,
             "samples": len(local[t.address]),
-            "label_skew": round(float(skew.per_client[i]), 3),
-            "behaviour": behaviours[t.address],
+            "label_skew": c.label_skew,
+            "behaviour": c.kind,
             "score_ppm": int(report["totals_ppm"].get(t.address, 0)),
             "payout": int(entry.get("amount", 0)),
             "flags": int(entry.get("flags", 0)),
@@ -278,6 +395,10 @@ def _run(
             "loo_utility": loo.get(t.address, 0.0),
             "stake_before": int(stake_before[t.address]),
             "stake_after": after.stake,
+            "ask": int(offers[t.address]["ask"]),
+            "data_payment": int(data_paid[t.address]),
+            "royalty": int(sale["royalties"].get(t.address, 0)),
+            "withdrew": t.address == leaver.address,
         })  # fmt: skip
     oracle_rows = [
         {
@@ -286,6 +407,8 @@ def _run(
         }
         for o in oracles
     ]
+    clock.lap("results")
+    clock.laps["cpu"] = clock.cpu()
     return DemoResult(
         accuracy=curve[-1]["test_accuracy"],
         centralized_accuracy=centralized,
@@ -298,6 +421,10 @@ def _run(
         seconds=time.monotonic() - started,
         task_id=task_id,
         report_root="0x" + bytes(info.payout_root).hex(),
+        sourcing=sourced.to_json(),
+        sale=sale,
+        withdrawal=withdrawal,
+        timings=clock.laps,
         market=market,
         store=store,
     )

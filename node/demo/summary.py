@@ -15,8 +15,63 @@ def _tokens(base_units: int) -> str:
     return f"{base_units / TOKEN:,.2f}"
 
 
+def sourcing_table(sourcing: dict[str, Any]) -> Table:
+    """Act 1: every candidate's offer, its predicted value, the mechanism's verdict and why."""
+    table = Table(
+        title=(
+            f"Sourcing (request {sourcing['request_id']}): {len(sourcing['winners'])} of "
+            f"{len(sourcing['candidates'])} offers picked within a budget of "
+            f"{_tokens(sourcing['budget'])} ({sourcing['branch'].replace('_', ' ')})"
+        ),
+        title_justify="left",
+    )
+    for col, justify in [
+        ("#", "right"), ("data owner", "left"), ("data", "left"), ("rows", "right"),
+        ("label skew", "right"), ("ask", "right"), ("value (ppm)", "right"),
+        ("OT distance", "right"), ("payment", "right"), ("why", "left"),
+    ]:  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for i, c in enumerate(sourcing["candidates"], start=1):
+        table.add_row(
+            str(i),
+            f"{c['address'][:6]}…{c['address'][-4:]}",
+            c["kind"].replace("_", " "),
+            str(c["samples"]),
+            f"{c['label_skew']:.2f}",
+            _tokens(c["ask"]),
+            f"{c['value_ppm']:,}" if "value_ppm" in c else "-",
+            f"{c['distance_ppm'] / 1e6:.2f}" if "distance_ppm" in c else "-",
+            _tokens(c["payment"]) if c["won"] else "-",
+            c["reason"],
+            style="" if c["won"] else "dim",
+        )
+    return table
+
+
+def versions_table(withdrawal: dict[str, Any]) -> Table:
+    """Act 4: the model's versions before and after the withdrawal."""
+    table = Table(
+        title=(
+            f"Withdrawal: {withdrawal['trainer'][:10]}… withdrew consent; unlearned by "
+            f"{withdrawal['method']} (from round {withdrawal['first_round']})"
+        ),
+        title_justify="left",
+    )
+    for col in ("version", "reason", "parent", "digest", "validated", "test accuracy",
+                "sellable after the deadline"):  # fmt: skip
+        table.add_column(col)
+    for v in withdrawal["versions"]:
+        table.add_row(
+            str(v["number"]), v["reason"], str(v["parent"]) if v["parent"] else "-",
+            f"{v['digest'][:18]}…", "yes" if v["validated"] else "no",
+            f"{v['test_accuracy']:.1%}", "yes" if v["sellable_after_deadline"] else "no",
+        )  # fmt: skip
+    return table
+
+
 def results_table(result: dict[str, Any]) -> Table:
-    """Trainer, samples, label skew, behaviour, score, payout, slashed stake, reputation."""
+    """Trainer, samples, label skew, behaviour, score, payout, slashed stake, reputation, data
+    payment and royalties."""
     table = Table(
         title=(
             f"Task {result['task_id']}: model accuracy {result['accuracy']:.1%} "
@@ -27,7 +82,8 @@ def results_table(result: dict[str, Any]) -> Table:
     for col, justify in [
         ("#", "right"), ("trainer", "left"), ("samples", "right"), ("label skew", "right"),
         ("behaviour", "left"), ("score (ppm)", "right"), ("payout", "right"),
-        ("slashed", "right"), ("reputation", "right"), ("why", "left"),
+        ("slashed", "right"), ("reputation", "right"), ("data payment", "right"),
+        ("royalties", "right"), ("why", "left"),
     ]:  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for i, t in enumerate(result["trainers"], start=1):
@@ -44,6 +100,8 @@ def results_table(result: dict[str, Any]) -> Table:
             _tokens(t["payout"]),
             _tokens(t["slashed"]) if t["slashed"] else "-",
             f"{t['reputation_ppm'] / 1e6:.3f}",
+            _tokens(t.get("data_payment", 0)),
+            _tokens(t.get("royalty", 0)),
             why(t),
             style=style,
         )
@@ -63,10 +121,11 @@ def why(t: dict[str, Any]) -> str:
         lost = f", slashed {_tokens(t['slashed'])} of stake" if t["slashed"] else ""
         return f"flagged {words} by the oracles: paid nothing, bond burned{lost}{rep}"
     budget = int(t.get("budget") or 0)
+    after = "; withdrew consent after the sale" if t.get("withdrew") else ""
     if int(t["payout"]) == 0:
-        return f"score at or below the floor: paid nothing (not flagged, stake kept){rep}"
+        return f"score at or below the floor: paid nothing (not flagged, stake kept){rep}{after}"
     share = f" = {int(t['payout']) / budget:.1%} of the {_tokens(budget)} budget" if budget else ""
-    return f"paid in proportion to its score{share}{rep}"
+    return f"paid in proportion to its score{share}{rep}{after}"
 
 
 def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
@@ -139,8 +198,27 @@ def write_plots(result: dict[str, Any], directory: Path) -> dict[str, str]:
     return paths
 
 
+def sale_line(sale: dict[str, Any]) -> str:
+    """Act 3 in one sentence."""
+    return (
+        f"sale: committee score {sale['score_ppm'] / 1e4:.1f}%, {len(sale['auditors'])} auditors "
+        f"attested, listing {sale['listing_id']} sold {sale['sales']} times at "
+        f"{_tokens(sale['price'])} ({sale['downloads_verified']} downloads digest-checked); "
+        f"gross {_tokens(sale['gross'])} = requester {_tokens(sale['requester_share'])} + "
+        f"auditors {_tokens(sale['auditor_share'])} + trainers {_tokens(sale['trainer_share'])} "
+        f"(royalties by score, flagged trainers none)"
+    )
+
+
 def print_summary(console: Console, result: dict[str, Any]) -> None:
+    if result.get("sourcing"):
+        console.print(sourcing_table(result["sourcing"]))
+        console.print(f"join gate: {result['sourcing']['gate']}")
     console.print(results_table(result))
+    if result.get("sale"):
+        console.print(sale_line(result["sale"]))
+    if result.get("withdrawal"):
+        console.print(versions_table(result["withdrawal"]))
     slashed_oracles = [o for o in result["oracles"] if o["slashed"]]
     console.print(
         f"chain: {result['chain']} · storage: {result['storage']} · "
