@@ -66,7 +66,7 @@ from marketplace.valuation import (  # noqa: E402
     compute_payouts,
     value_rounds,
 )
-from marketplace.valuation.detection import SIMULATION_DOMAIN  # noqa: E402
+from marketplace.valuation.merkle import SIMULATION_DOMAIN  # noqa: E402
 from marketplace.valuation.round_utility import RoundUtility  # noqa: E402
 
 SPEC = fl.ModelSpec(arch="mlp", input_dim=64, hidden=(32,), num_classes=10, seed=0)

@@ -19,10 +19,7 @@ from marketplace.fl.simulate import SimulationResult
 from marketplace.fl.updates import ClientUpdate
 from marketplace.oracle.scoring import RoundInput, score_task
 from marketplace.valuation.config import ValuationConfig
-from marketplace.valuation.merkle import LeafDomain
-
-SIMULATION_DOMAIN = LeafDomain(chain_id=0, market="0x" + "00" * 20, task_id=0)
-"""The leaf domain of a simulated task: no chain, no market (nothing is ever claimed)."""
+from marketplace.valuation.merkle import SIMULATION_DOMAIN
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,10 @@ class LeafDomain:
         return {"chain_id": self.chain_id, "market": self.market, "task_id": self.task_id}
 
 
+SIMULATION_DOMAIN = LeafDomain(chain_id=0, market="0x" + "00" * 20, task_id=0)
+"""The leaf domain of a simulated task: no chain, no market (nothing is ever claimed)."""
+
+
 def leaf_hash(types: Sequence[str], values: Sequence[Any]) -> bytes:
     """``keccak256(keccak256(abi.encode(types, values)))``."""
     try:

@@ -82,7 +82,7 @@ def run_sale_act(
 ) -> dict[str, Any]:  # fmt: skip
     """Score, audit, list, sell twice, deliver, download (digest checked), pay royalties."""
     client = ModelMarketClient(market.w3, market.deployment)
-    tree = PayoutTree.build(entries_of(report))
+    tree = PayoutTree.build(entries_of(report), session.leaf_domain)
     outcome = run_product_phase(
         client, session.store, task_id=session.task_id, tree=tree, final_model=final_model,
         model_spec=spec, x_val=validation.x, y_val=validation.y, requester=party(requester),

@@ -349,8 +349,8 @@ contract ModelMarketHandler {
     }
 
     /// @dev The one place a payout leaf is computed (the encoding lives in PayoutLeaf).
-    function _leaf(uint256, uint256 i) private view returns (bytes32) {
-        return PayoutLeaf.hash(i, trainers[i], LEAF_AMOUNT, scores[i], flags[i]);
+    function _leaf(uint256 id, uint256 i) private view returns (bytes32) {
+        return PayoutLeaf.hash(block.chainid, address(taskMarket), id, i, trainers[i], LEAF_AMOUNT, scores[i], flags[i]);
     }
 
     function _root(uint256 id) private view returns (bytes32) {
