@@ -238,10 +238,11 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
         if ((!revealed || !s.decided) && block.timestamp <= s.revealDeadline) {
             revert ModelMarketTooEarly(s.revealDeadline + 1);
         }
-        bool fault = !revealed || (s.decided && e.scorePpm != s.scorePpm);
+        // Only silence is slashable: with no arbiter over evaluations, slashing a revealed score
+        // the quorum disagrees with would let a colluding quorum burn an honest dissenter (F2).
         uint256 amount = e.reserved;
         e.settled = true;
-        if (fault) {
+        if (!revealed) {
             emit EvaluationSettled(taskId, sub, oracle, 0, amount);
             _registry.slash(oracle, amount, amount, taskId, keccak256(abi.encode(sub, s.digest, s.scorePpm)));
         } else {

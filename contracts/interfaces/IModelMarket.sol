@@ -533,8 +533,8 @@ interface IModelMarket {
 
     /// @notice Settle a committee member's evaluation stake (reserved in the registry at its
     ///         commitment, the task's `oracleSlash`) once the submission is resolved; anyone may call.
-    ///         Slashed if it committed and did not reveal by the reveal deadline, or revealed a
-    ///         score other than the quorum's; released otherwise (no quorum: every revealer).
+    ///         Slashed if it committed and did not reveal by the reveal deadline; released for
+    ///         every revealer (dissent is not slashable: no arbiter rules over submissions).
     /// @param taskId The task.
     /// @param submission The submission.
     /// @param oracle The committee member.
