@@ -25,6 +25,7 @@ contract ModelMarketInvariants is Test {
         TaskMarket taskMarket = new TaskMarket(IParticipantRegistry(address(registry)), address(this));
         registry.setMarket(address(taskMarket), true);
         market = new ModelMarket(ITaskMarket(address(taskMarket)));
+        registry.setMarket(address(market), true); // evaluations reserve the committee's stake
         handler = new ModelMarketHandler(token, taskMarket, market);
         token.transferOwnership(address(handler));
         handler.setUp(IParticipantRegistry(address(registry)));
