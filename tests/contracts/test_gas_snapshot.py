@@ -62,3 +62,17 @@ def test_compare_flags_growth_and_missed_targets():
     assert gas.compare(dict(base, **{"TaskMarket.claim": 90_001}), base) == [
         "TaskMarket.claim: 90001 gas, target 90000"
     ]
+
+
+def test_oracle_steps_may_differ_by_hash_calldata_only():
+    gas = _gas_module()
+    keys = ("TaskMarket.commitScore", "TaskMarket.revealScore", "TaskMarket.revealScore[sameRoot]")
+    base = {k: 50_000 for k in keys} | {k + ".100trainers": 50_000 for k in keys}
+    # Three more zero bytes in the 100-trainer task's commitment: 36 gas less, calldata only.
+    zeros = dict(base, **{"TaskMarket.commitScore.100trainers": 50_000 - 3 * 12})
+    assert gas.compare(zeros, base) == []
+    # A difference no calldata byte explains is execution that grows with the trainers.
+    grows = dict(base, **{"TaskMarket.commitScore.100trainers": 50_100})
+    assert gas.compare(grows, base) == [
+        "TaskMarket.commitScore differs with 100 trainers: 50000 vs 50100"
+    ]
