@@ -60,7 +60,7 @@ def _candidate(kind, won, reason, distance=500_000):
 
 
 def test_the_sourcing_table_says_why_each_offer_was_or_was_not_picked():
-    from node.demo.sourcing import selection_reason
+    from node.demo.sourcing_act import selection_reason
 
     winner = _candidate("honest", True, "")
     noisy = _candidate("noisy", False, "", distance=1_000_000)

@@ -87,7 +87,7 @@ def test_unstaking_reserved_stake_names_the_task_on_anvil(w3: Web3, chain_snapsh
         market.accept_seat(o.eth, held)
     market.join(trainer.eth, held)
 
-    holds = stake_holds(market, trainer.address)
+    holds = stake_holds(market.market.events, market.task, trainer.address)
     assert [h.task_id for h in holds] == [held] and holds[0].phase == "open"
     assert holds[0].until == market.task(held).phase_deadline
     with pytest.raises(TransactionRevertedError) as err:

@@ -183,7 +183,8 @@ class Marketplace:
             from marketplace.chain.explain import explain
             from marketplace.chain.holds import stake_holds
 
-            words = explain(exc.error_name, exc.error_args, stake_holds(self, account.address))
+            holds = stake_holds(self.market.events, self.task, account.address)
+            words = explain(exc.error_name, exc.error_args, holds)
             raise TransactionRevertedError(
                 f"requestUnstake reverted: {words} ({exc.error_name})",
                 error_name=exc.error_name,

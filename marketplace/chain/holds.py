@@ -9,13 +9,13 @@ the error a person sees when unstaking reserved stake.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from web3 import Web3
 
-if TYPE_CHECKING:
-    from marketplace.chain.clients import Marketplace
+from marketplace.chain.views import TaskInfo
 
 _TAKEN = (("TrainerJoined", "trainer"), ("SeatAccepted", "oracle"))
 _GIVEN_BACK = (("StakeReleased", "account"), ("Claimed", "account"), ("OracleSlashed", "oracle"))
@@ -31,15 +31,16 @@ class StakeHold:
     phase: str
 
 
-def stake_holds(market: Marketplace, account: str) -> list[StakeHold]:
-    """The tasks of ``market`` whose reservation of ``account``'s stake is still held."""
+def stake_holds(events: Any, task: Callable[[int], TaskInfo], account: str) -> list[StakeHold]:
+    """The tasks whose reservation of ``account``'s stake is still held: ``events`` of the
+    TaskMarket contract, ``task`` its typed task view (``Marketplace.stake_holds`` passes both;
+    taking them, not the client, keeps this module below ``clients`` in the import graph)."""
     addr = Web3.to_checksum_address(account)
-    events = market.market.events
     taken = _task_ids(events, _TAKEN, addr)
     held = sorted(taken - _task_ids(events, _GIVEN_BACK, addr))
     holds = []
     for task_id in held:
-        t = market.task(task_id)
+        t = task(task_id)
         until = t.claims_open_at + t.claim_duration if t.claims_open_at else t.phase_deadline
         holds.append(StakeHold(task_id, int(until), t.phase.name.lower()))
     return holds

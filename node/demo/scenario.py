@@ -1,6 +1,6 @@
 """``fedmarket demo``: the whole marketplace on one machine, end to end, in four acts.
 
-1. **Sourcing** (:mod:`node.demo.sourcing`): the requester publishes a data request; ten data
+1. **Sourcing** (:mod:`node.demo.sourcing_act`): the requester publishes a data request; ten data
    owners holding Dirichlet non-IID shares of scikit-learn's digits (different sizes, prices and
    label skews; one with 30% wrong labels, one with shifted features, one overpriced) answer with
    sealed offers; the committee of 3 oracles values them against the validation set and the
@@ -72,7 +72,7 @@ from node.demo.aftermarket import (
     run_sale_act,
     run_withdrawal_act,
 )
-from node.demo.sourcing import make_candidates, run_sourcing_act, sketch_spec
+from node.demo.sourcing_act import make_candidates, run_sourcing_act, sketch_spec
 from node.peers.base import Peer
 from node.peers.journal import Journal
 from node.peers.oracle import OracleNode
@@ -88,7 +88,7 @@ CENTRAL_EPOCHS = 4  # epochs of the centralized reference (the accuracy plot's d
 class DemoConfig:
     """The demo's knobs (the defaults: see docs/benchmarks.md, "demo")."""
 
-    candidates: int = 10  # data owners answering the request (kinds: node.demo.sourcing.KINDS)
+    candidates: int = 10  # data owners answering the request (kinds: node.demo.sourcing_act.KINDS)
     oracles: int = 3
     rounds: int = 4
     alpha: float = 3.0  # Dirichlet label skew (smaller: more skewed)

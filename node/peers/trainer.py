@@ -27,7 +27,7 @@ from marketplace.protocol.session import TaskSession
 from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
-from node.peers.privacy import TrainerPrivacy
+from node.peers.trainer_privacy import TrainerPrivacy
 
 log = logging.getLogger(__name__)
 
