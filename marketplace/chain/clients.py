@@ -14,7 +14,7 @@ from typing import Any, NewType
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import Hash32
-from web3 import Web3
+from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
@@ -86,6 +86,11 @@ class Marketplace:
         self.market: Contract = self._contract("TaskMarket")
         self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
         self._event_cache: dict[tuple[Any, ...], tuple[int, list[Any]]] = {}
+        # The in-process EVM runs every eth_call in Python (a task view costs tens of ms) while
+        # its block number is a dictionary read: there, views are memoized per block. Over an
+        # RPC the extra eth_blockNumber would cost as much as the call it saves.
+        self._in_process = isinstance(w3.provider, EthereumTesterProvider)
+        self._view_cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
         self._limits: MarketLimits | None = None
         self.receipt_hooks: list[Callable[[str, TxReceipt], None]] = []
 
@@ -112,7 +117,19 @@ class Marketplace:
         return receipt
 
     def call(self, fn: ContractFunction) -> Any:
-        return call(fn, decoder=self.decoder)
+        """``fn``'s result at the latest block (memoized per block on the in-process EVM)."""
+        if not self._in_process:
+            return call(fn, decoder=self.decoder)
+        key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs))
+        block = self.w3.eth.block_number
+        hit = self._view_cache.get(key)
+        if hit is not None and hit[0] == block:
+            return hit[1]
+        if len(self._view_cache) > 4096:  # old blocks' entries are never read again
+            self._view_cache.clear()
+        result = call(fn, decoder=self.decoder)
+        self._view_cache[key] = (block, result)
+        return result
 
     def token_at(self, address: str) -> Contract:
         """An ERC-20 at ``address`` with the RewardToken ABI (its ERC-20 part is standard)."""
