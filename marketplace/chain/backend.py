@@ -43,6 +43,9 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
 
 def in_process_chain(*, fund: tuple[str, ...] = (), amount_wei: int = 10**21) -> Web3:
     """A fresh in-process EVM (py-evm). Each address in ``fund`` receives ``amount_wei``."""
+    from marketplace.chain.pyevm_lookup import install
+
+    install()  # transaction lookup by hash in one step (eth-tester walks every block)
     w3 = Web3(EthereumTesterProvider())
     if fund:
         fund_accounts(w3, fund, amount_wei=amount_wei)

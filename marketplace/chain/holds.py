@@ -33,7 +33,7 @@ class StakeHold:
 
 def stake_holds(events: Any, task: Callable[[int], TaskInfo], account: str) -> list[StakeHold]:
     """The tasks whose reservation of ``account``'s stake is still held: ``events`` of the
-    TaskMarket contract, ``task`` its typed task view (``Marketplace.stake_holds`` passes both;
+    TaskMarket contract, ``task`` its typed task view (``Marketplace.request_unstake`` passes both;
     taking them, not the client, keeps this module below ``clients`` in the import graph)."""
     addr = Web3.to_checksum_address(account)
     taken = _task_ids(events, _TAKEN, addr)

@@ -192,10 +192,6 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo; returns everything the table, plots and ``--json`` show."""
     started = time.monotonic()
-    if chain_rpc == IN_PROCESS:
-        from node.demo.pyevm_lookup import install
-
-        install()
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(

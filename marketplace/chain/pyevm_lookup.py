@@ -6,7 +6,8 @@ eth-tester finds a transaction by walking back from the head block by block (its
 demo's chain (about a thousand blocks) that was 60% of the demo's CPU time (cProfile). py-evm
 already keeps a hash → (block, index) table of its canonical chain; :func:`install` makes
 eth-tester use it. Same answers (the pending head block is searched first, as before), only
-faster; nothing else changes. Anvil and real networks are not affected.
+faster; nothing else changes. :func:`marketplace.chain.backend.in_process_chain` installs it
+for every in-process chain; Anvil and real networks are not affected.
 """
 
 from __future__ import annotations
