@@ -18,11 +18,11 @@ from marketplace.units import describe_time, parse_amount, relative
 TOKEN = 10**18
 
 
-def test_a_stake_lock_is_a_date_and_a_fix():
+def test_an_unbonding_release_is_a_date_and_a_fix():
     now = time.time()
-    text = explain("ParticipantRegistryStakeLocked", ("0xabc", int(now) + 12 * 60))
-    assert text is not None and "locked until" in text and "(in 12 min)" in text
-    assert "UTC" in text and "wait until then" in text
+    text = explain("ParticipantRegistryUnbondingNotReleased", ("0xabc", int(now) + 12 * 60))
+    assert text is not None and "released at" in text and "(in 12 min)" in text
+    assert "UTC" in text and "`fedmarket withdraw` after that" in text
 
 
 def test_amounts_are_tokens_and_unknown_errors_fall_back():

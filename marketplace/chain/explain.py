@@ -1,6 +1,6 @@
 """Contract errors in words, with the fix.
 
-The contracts revert with custom errors (``ParticipantRegistryStakeLocked(account, lockedUntil)``);
+The contracts revert with custom errors (``ParticipantRegistryUnbondingNotReleased(account, at)``);
 :func:`explain` turns the decoded name and arguments into one sentence a person can act on:
 amounts in tokens, times as dates with "in 12 min", and what to do next. An error without an entry
 here is shown by its name and arguments (still one line).
@@ -29,10 +29,6 @@ def _tok(value: Any) -> str:
 
 
 _TEMPLATES: dict[str, Callable[[Sequence[Any]], str]] = {
-    "ParticipantRegistryStakeLocked": lambda a: (
-        f"stake of {a[0]} is locked until {describe_time(int(a[1]))} by a task it takes part "
-        "in: wait until then (see `fedmarket status`)"
-    ),
     "ParticipantRegistryInsufficientStake": lambda a: (
         f"{a[0]} has {_tok(a[1])} of stake free, {_tok(a[2])} asked: the rest is reserved by "
         f"tasks it takes part in; use at most {format_amount(int(a[1]))} now, or wait until they "
@@ -89,7 +85,7 @@ _TEMPLATES: dict[str, Callable[[Sequence[Any]], str]] = {
 }
 
 
-_HELD = {"ParticipantRegistryInsufficientStake", "ParticipantRegistryStakeLocked"}
+_HELD = {"ParticipantRegistryInsufficientStake"}
 
 
 def explain(name: str | None, args: Sequence[Any], holds: Sequence[StakeHold] = ()) -> str | None:

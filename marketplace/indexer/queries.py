@@ -22,7 +22,7 @@ TASK_SECTIONS = frozenset({
     "TaskCreated", "PhaseAdvanced", "TrainerJoined", "UpdateCommitted", "ModelPosted",
     "ModelMismatchReported", "ScoreCommitted", "ScoreRevealed", "TaskFinalized", "Refunded",
     "BondWithdrawn", "BondsBurned", "OracleSlashed", "DisputeRaised", "DisputeResolved", "Claimed",
-    "TaskSwept", "Slashed", "StakeLocked", "ReputationUpdated",
+    "TaskSwept", "Slashed", "ReputationUpdated",
 })  # fmt: skip
 
 # Registry and token bookkeeping: shown on participant pages, not as "other events".
