@@ -64,7 +64,9 @@ class FlagConfig:
         flagged.
     concentration_k, concentration_threshold, concentration_min_rounds
         The input-concentration rule: the ``k`` largest per-feature excess shares of first-layer
-        energy, averaged over at least ``min_rounds`` rounds, summing to at least the threshold.
+        energy, averaged over at least ``min_rounds`` rounds, summing to at least the threshold
+        (None disables the rule). The default 0.19 was chosen on the benchmark's own runs and
+        false-flags honest non-IID trainers on other seeds (docs/benchmarks.md).
     """
 
     poison_k: float = 3.0
@@ -74,7 +76,7 @@ class FlagConfig:
     twin_ratio: float = 0.25
     twin_share: float = 0.5
     concentration_k: int = 4
-    concentration_threshold: float = 0.19
+    concentration_threshold: float | None = 0.19
     concentration_min_rounds: int = 5
 
 

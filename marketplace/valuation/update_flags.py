@@ -19,6 +19,9 @@ tests on the updates catch them:
   averaged over the trainer's rounds and the ``concentration_k`` largest averages are summed. A sum
   of at least ``concentration_threshold``, over at least ``concentration_min_rounds`` rounds, is
   flagged. Only models whose first layer is dense on the raw input (``logreg``, ``mlp``) have it.
+  This rule is weak: its threshold (0.19) separates attackers from honest trainers on the
+  benchmark's seed, but on other seeds non-IID honest trainers reach it and some backdoor
+  attackers do not (docs/benchmarks.md, "Attacks and defenses"); ``None`` disables it.
 
 Updates already flagged as free riders or copiers in a round are left out of that round's tests (a
 copy is the copier rule's business; the original must not be called a twin). A round needs at least
@@ -186,12 +189,13 @@ class UpdateDetector:
                         },
                     )
                 )
-            if t.share_rounds >= max(1, cfg.concentration_min_rounds):
+            threshold = cfg.concentration_threshold
+            if threshold is not None and t.share_rounds >= max(1, cfg.concentration_min_rounds):
                 means = [math.fsum(e) / t.share_rounds for e in t.excess]
                 top = sorted(range(len(means)), key=lambda j: (-means[j], j))
                 top = top[: cfg.concentration_k]
                 score = math.fsum(means[j] for j in top)
-                if score >= cfg.concentration_threshold:
+                if score >= threshold:
                     out.append(
                         Finding(
                             account,
@@ -200,7 +204,7 @@ class UpdateDetector:
                                 "flag": "poisoner",
                                 "rule": "input_concentration",
                                 "score": _num(score),
-                                "threshold": _num(cfg.concentration_threshold),
+                                "threshold": _num(threshold),
                                 "features": sorted(top),
                                 "rounds": t.share_rounds,
                             },

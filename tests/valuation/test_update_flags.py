@@ -132,6 +132,15 @@ def test_a_pixel_backdoor_is_flagged_by_input_concentration(kind: str) -> None:
     assert findings[0].evidence["features"] == [54, 55, 62, 63]  # the trigger's pixels
 
 
+def test_the_concentration_rule_can_be_disabled() -> None:
+    rounds = _rounds("iid", "backdoor", attackers=(2,))
+    detector = UpdateDetector(config=FlagConfig(concentration_threshold=None))
+    for r, views in enumerate(rounds, start=1):
+        detector.observe(r, views, {v.account: v.delta.reshape(CLASSES, FEATURES) for v in views})
+
+    assert detector.findings() == []
+
+
 @pytest.mark.parametrize("kind", ["iid", "dirichlet"])
 def test_honest_trainers_are_not_flagged(kind: str) -> None:
     assert _detect(_rounds(kind)) == []
