@@ -45,6 +45,7 @@ from marketplace.valuation.exact import ExactShapley
 from marketplace.valuation.flags import (
     Finding,
     Flag,
+    FlagConfig,
     UpdateView,
     copier_findings,
     flatten_delta,
@@ -214,6 +215,7 @@ def score_task(
     config: ValuationConfig = ValuationConfig(),
     num_threads: int = 1,
     privacy: Mapping[str, Any] | None = None,
+    flag_config: FlagConfig | None = None,
 ) -> ScoringResult:
     """Value a task's rounds and build the payout table, Merkle root and canonical report.
 
@@ -242,6 +244,9 @@ def score_task(
         Torch threads for evaluation (results do not depend on it).
     privacy : mapping or None
         The report's ``privacy`` section (:func:`marketplace.fl.dp_rounds.privacy_report`).
+    flag_config : FlagConfig or None
+        Thresholds of every flag rule (default :class:`FlagConfig`); not a task term, so every
+        oracle of a committee must use the same one or their roots differ.
 
     Raises
     ------
@@ -256,7 +261,8 @@ def score_task(
     previous_global: np.ndarray | None = None
     previous_round: int | None = None
     active: set[str] = set()
-    detector = UpdateDetector()
+    flag_config = flag_config or FlagConfig()
+    detector = UpdateDetector(config=flag_config)
     layer = input_layer(model_spec)
     for ri in ordered:
         updates = [_normalized(u) for u in ri.updates]
@@ -273,8 +279,10 @@ def score_task(
         if not updates:
             continue
         views = [UpdateView(u.sender, flatten_delta(u.delta), order[u.sender]) for u in updates]
-        round_findings = free_rider_findings(views, round=ri.round, global_delta=global_delta)
-        round_findings += copier_findings(views, round=ri.round)
+        round_findings = free_rider_findings(
+            views, round=ri.round, global_delta=global_delta, config=flag_config
+        )
+        round_findings += copier_findings(views, round=ri.round, config=flag_config)
         findings += round_findings
         _observe_updates(detector, ri.round, views, updates, layer, round_findings)
         utility = RoundUtility(
@@ -302,7 +310,7 @@ def score_task(
     valuation = _with_empty_rounds(valued, [ri.round for ri in ordered])
 
     totals = valuation.totals_ppm()
-    findings += poisoner_findings(totals)
+    findings += poisoner_findings(totals, config=flag_config)
     findings += detector.findings()
     findings += _no_update_findings(
         [a for a in members if a not in active], [ri.round for ri in ordered]

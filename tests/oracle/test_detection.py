@@ -12,6 +12,7 @@ from marketplace.fl.simulate import simulate
 from marketplace.fl.train import TrainConfig
 from marketplace.oracle.detection import evaluate_flags, simulated_address
 from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.flags import FlagConfig
 
 
 def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> None:
@@ -57,3 +58,7 @@ def test_flags_catch_colluding_min_max_attackers_and_a_label_flipper() -> None:
 
     assert found.flagged == {"t01": 2, "t03": 2, "t05": 2}  # POISONER, nobody else
     assert found.recall == 1.0 and found.false_flag_rate == 0.0
+    no_twins = evaluate_flags(
+        result, data.validation.x, data.validation.y, flag_config=FlagConfig(twin_ratio=0.0)
+    )
+    assert no_twins.flagged == {"t03": 2}  # the thresholds reach the rules
