@@ -17,7 +17,8 @@ Prints ONE JSON object on stdout (logs go to stderr). Headline keys:
 - ``attack_worst_gap_20pct``: max over attacks and partitions of clean accuracy minus the best
   defense's, 20% attackers (FedAvg, the undefended baseline, is not a defense);
 - ``flag_recall_min`` / ``false_flag_max``: the oracle's flags (its scoring on the FedAvg run of
-  each attack) over every attack, fraction and partition;
+  each attack: the value rules and the update rules of ``marketplace.valuation.update_flags``)
+  over every attack, fraction and partition;
 - ``attack_table``: accuracy per partition, fraction, attack and strategy, with the backdoor's
   success rate and the detector's figures.
 
@@ -325,7 +326,13 @@ def bench_attacks(
             "adaptive_attacks": "colluding, omniscient (see the round's honest deltas), "
             "jitter 0.05 std; alie z from n and f; ipm epsilon 0.5; min-max/min-sum -std",
             "backdoor": "50% extra triggered rows labelled 0, 2x2 corner trigger, no boost",
-            "detector": {"method": scoring.method, "budget": scoring.gtg_budget_fraction},
+            "detector": {
+                "method": scoring.method,
+                "budget": scoring.gtg_budget_fraction,
+                "update_rules": "twin updates (nearest/median distance < 0.25 in >= half the "
+                "rounds) and first-layer input concentration (top-4 mean excess share >= 0.19 "
+                "over >= 5 rounds), marketplace/valuation/update_flags.py",
+            },
         },
     }
 

@@ -1,7 +1,8 @@
 """The oracle's flags, measured as a detector of attackers on a simulated task.
 
 :func:`evaluate_flags` runs the oracle's own scoring (:func:`marketplace.oracle.scoring.score_task`:
-per-round Shapley values, then the invalid / poisoner / free-rider / copier rules) on the rounds of
+per-round Shapley values, then the invalid / poisoner / free-rider / copier rules and the
+update rules of :mod:`marketplace.valuation.update_flags`) on the rounds of
 a :class:`~marketplace.fl.simulate.SimulationResult` whose behaviours are known, and reports the
 share of attackers flagged (recall) and of honest trainers flagged (false-flag rate).
 """
@@ -19,6 +20,7 @@ from marketplace.fl.simulate import SimulationResult
 from marketplace.fl.updates import ClientUpdate
 from marketplace.oracle.scoring import RoundInput, score_task
 from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.flags import FlagConfig
 from marketplace.valuation.merkle import SIMULATION_DOMAIN
 
 
@@ -43,9 +45,11 @@ def evaluate_flags(
     y_val: np.ndarray,
     *,
     config: ValuationConfig | None = None,
+    flag_config: FlagConfig | None = None,
 ) -> DetectionResult:
-    """Score ``result`` as the oracles would (its strategy, ``config``'s estimator) and compare
-    the flags with the behaviours. Needs ``keep_history=True`` in the simulation."""
+    """Score ``result`` as the oracles would (its strategy, ``config``'s estimator, the flag
+    rules' ``flag_config``) and compare the flags with the behaviours. Needs
+    ``keep_history=True`` in the simulation."""
     if not result.rounds or not result.rounds[0].updates:
         raise ValuationError(
             "flag evaluation needs the rounds' updates: simulate(keep_history=True)"
@@ -68,6 +72,7 @@ def evaluate_flags(
         budget=10**6,
         trainers=list(address.values()),
         config=config or ValuationConfig(),
+        flag_config=flag_config,
     )
     flagged = {back[e.account.lower()]: e.flags for e in scored.table.entries if e.flags}
     attackers = [t for t in result.trainer_ids if result.behaviours[t] != "honest"]

@@ -7,11 +7,13 @@ library in the order its design recommends:
 1. per round, invalid updates (failed decrypt, digest, shape, NaN...) are flagged INVALID and left
    out of the game;
 2. per round, free riders (near-zero update, or a replay of the previous global change) and
-   copiers (an update equal to one committed earlier, by on-chain commit order) are flagged;
+   copiers (an update equal to one committed earlier, by on-chain commit order) are flagged; the
+   other updates go to the update-based poisoner tests (twins, input concentration:
+   :mod:`marketplace.valuation.update_flags`), which accumulate over the rounds;
 3. each round with at least one valid update is a game valued with the task's estimator (``auto``:
    exact Shapley up to :data:`AUTO_EXACT_MAX_PLAYERS` players, GTG-Shapley with an evaluation
    budget above), seeded ``(seed, round)``;
-4. poisoners are flagged on the per-trainer totals;
+4. poisoners are flagged on the per-trainer totals and by the accumulated update tests;
 5. every joined trainer gets a payout entry: one that committed nothing in any round is flagged
    FREE_RIDER with one piece of evidence per round; then payouts, the Merkle tree and the
    canonical report.
@@ -43,6 +45,7 @@ from marketplace.valuation.exact import ExactShapley
 from marketplace.valuation.flags import (
     Finding,
     Flag,
+    FlagConfig,
     UpdateView,
     copier_findings,
     flatten_delta,
@@ -64,6 +67,7 @@ from marketplace.valuation.payouts import (
 from marketplace.valuation.report import RoundArtifacts, UpdateRef, build_report, canonical_bytes
 from marketplace.valuation.round_utility import RoundUtility
 from marketplace.valuation.rounds import RoundGame, RoundValuation, Valuation, value_rounds
+from marketplace.valuation.update_flags import UpdateDetector, input_layer
 from marketplace.valuation.utility import Utility
 
 log = logging.getLogger(__name__)
@@ -211,6 +215,7 @@ def score_task(
     config: ValuationConfig = ValuationConfig(),
     num_threads: int = 1,
     privacy: Mapping[str, Any] | None = None,
+    flag_config: FlagConfig | None = None,
 ) -> ScoringResult:
     """Value a task's rounds and build the payout table, Merkle root and canonical report.
 
@@ -239,6 +244,9 @@ def score_task(
         Torch threads for evaluation (results do not depend on it).
     privacy : mapping or None
         The report's ``privacy`` section (:func:`marketplace.fl.dp_rounds.privacy_report`).
+    flag_config : FlagConfig or None
+        Thresholds of every flag rule (default :class:`FlagConfig`); not a task term, so every
+        oracle of a committee must use the same one or their roots differ.
 
     Raises
     ------
@@ -253,6 +261,9 @@ def score_task(
     previous_global: np.ndarray | None = None
     previous_round: int | None = None
     active: set[str] = set()
+    flag_config = flag_config or FlagConfig()
+    detector = UpdateDetector(config=flag_config)
+    layer = input_layer(model_spec)
     for ri in ordered:
         updates = [_normalized(u) for u in ri.updates]
         invalid = {normalize_account(a): str(r) for a, r in ri.invalid.items()}
@@ -268,8 +279,12 @@ def score_task(
         if not updates:
             continue
         views = [UpdateView(u.sender, flatten_delta(u.delta), order[u.sender]) for u in updates]
-        findings += free_rider_findings(views, round=ri.round, global_delta=global_delta)
-        findings += copier_findings(views, round=ri.round)
+        round_findings = free_rider_findings(
+            views, round=ri.round, global_delta=global_delta, config=flag_config
+        )
+        round_findings += copier_findings(views, round=ri.round, config=flag_config)
+        findings += round_findings
+        _observe_updates(detector, ri.round, views, updates, layer, round_findings)
         utility = RoundUtility(
             model_spec=model_spec,
             global_weights=ri.global_weights,
@@ -295,7 +310,8 @@ def score_task(
     valuation = _with_empty_rounds(valued, [ri.round for ri in ordered])
 
     totals = valuation.totals_ppm()
-    findings += poisoner_findings(totals)
+    findings += poisoner_findings(totals, config=flag_config)
+    findings += detector.findings()
     findings += _no_update_findings(
         [a for a in members if a not in active], [ri.round for ri in ordered]
     )
@@ -386,6 +402,27 @@ def _normalized(update: ClientUpdate) -> ClientUpdate:
     if sender == update.sender:
         return update
     return ClientUpdate(sender, update.delta, update.num_samples)
+
+
+def _observe_updates(
+    detector: UpdateDetector,
+    round: int,
+    views: Sequence[UpdateView],
+    updates: Sequence[ClientUpdate],
+    layer: str | None,
+    round_findings: Sequence[Finding],
+) -> None:
+    """Feed the round's updates that are neither free riders nor copiers to ``detector``, with
+    their first-layer weight change when the model has one (``layer``)."""
+    skip = {f.account for f in round_findings}
+    checked = [v for v in views if v.account not in skip]
+    weights: dict[str, np.ndarray] = {}
+    if layer is not None:
+        for u in updates:
+            if u.sender not in skip and layer in u.delta:
+                weights[u.sender] = u.delta[layer].detach().double().cpu().numpy()
+    # an update without the layer (or no such layer): the concentration test skips the round
+    detector.observe(round, checked, weights if len(weights) == len(checked) else None)
 
 
 def _with_empty_rounds(valued: Valuation, numbers: Sequence[int]) -> Valuation:

@@ -4,7 +4,9 @@ The bits are fixed by the contract (``TaskMarket.claim(..., flags, ...)``)::
 
     1 INVALID     the update failed to decrypt, or its digest, shape, dtype or values were bad
     2 POISONER    a large negative contribution (below -k*MAD of the trainers' totals, or below an
-                  absolute threshold)
+                  absolute threshold), or updates that betray an attack (near-twins of another
+                  trainer's, or a first layer concentrated on a few input features: see
+                  :mod:`marketplace.valuation.update_flags`)
     4 FREE_RIDER  the update's norm is ~0 next to the round's median norm, or it just replays the
                   previous global model change
     8 COPIER      the update equals (cosine > 0.9999) one committed earlier in the round; the
@@ -55,12 +57,27 @@ class FlagConfig:
     copy_cosine : float
         Cosine similarity above which an update is a copy (of an earlier one, or of the previous
         global model change for free riding).
+    twin_ratio, twin_share : float
+        Update-based POISONER rule (:mod:`marketplace.valuation.update_flags`): an update whose
+        nearest other update is closer than ``twin_ratio`` times the round's median pairwise
+        distance is a twin; a trainer that is one in at least ``twin_share`` of its rounds is
+        flagged.
+    concentration_k, concentration_threshold, concentration_min_rounds
+        The input-concentration rule: the ``k`` largest per-feature excess shares of first-layer
+        energy, averaged over at least ``min_rounds`` rounds, summing to at least the threshold
+        (None disables the rule). The default 0.19 was chosen on the benchmark's own runs and
+        false-flags honest non-IID trainers on other seeds (docs/benchmarks.md).
     """
 
     poison_k: float = 3.0
     poison_abs_ppm: int | None = 10_000
     free_rider_ratio: float = 0.01
     copy_cosine: float = 0.9999
+    twin_ratio: float = 0.25
+    twin_share: float = 0.5
+    concentration_k: int = 4
+    concentration_threshold: float | None = 0.19
+    concentration_min_rounds: int = 5
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,6 +12,7 @@ from marketplace.fl.simulate import simulate
 from marketplace.fl.train import TrainConfig
 from marketplace.oracle.detection import evaluate_flags, simulated_address
 from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.flags import FlagConfig
 
 
 def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> None:
@@ -36,3 +37,28 @@ def test_flags_catch_a_free_rider_and_a_sign_flipper_and_spare_the_honest() -> N
     lean = simulate(model_spec=spec, splits=data, partition=parts, rounds=1, keep_history=False)
     with pytest.raises(ValuationError, match="keep_history=True"):
         evaluate_flags(lean, data.validation.x, data.validation.y, config=ValuationConfig())
+
+
+def test_flags_catch_colluding_min_max_attackers_and_a_label_flipper() -> None:
+    # min-max hides inside the honest spread (its Shapley total is near 0): the twin rule on the
+    # updates catches the colluders; the label flipper's negative value flags it.
+    data = split_dataset(load_dataset("digits"), val_fraction=0.15, test_fraction=0.15, seed=0)
+    parts = partition("iid", data.train.y, num_clients=7, seed=0)
+    spec = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
+    result = simulate(
+        model_spec=spec,
+        splits=data,
+        partition=parts,
+        rounds=2,
+        train_config=TrainConfig(epochs=1, lr=0.1, batch_size=16),
+        behaviours={"t01": "min_max", "t05": "min_max", "t03": "label_flip"},
+    )
+
+    found = evaluate_flags(result, data.validation.x, data.validation.y)
+
+    assert found.flagged == {"t01": 2, "t03": 2, "t05": 2}  # POISONER, nobody else
+    assert found.recall == 1.0 and found.false_flag_rate == 0.0
+    no_twins = evaluate_flags(
+        result, data.validation.x, data.validation.y, flag_config=FlagConfig(twin_ratio=0.0)
+    )
+    assert no_twins.flagged == {"t03": 2}  # the thresholds reach the rules
