@@ -18,7 +18,9 @@ Prints ONE JSON object on stdout (logs go to stderr). Headline keys:
   defense's, 20% attackers (FedAvg, the undefended baseline, is not a defense);
 - ``flag_recall_min`` / ``false_flag_max``: the oracle's flags (its scoring on the FedAvg run of
   each attack: the value rules and the update rules of ``marketplace.valuation.update_flags``)
-  over every attack, fraction and partition;
+  over every attack, fraction and partition, with the shipped flag rules;
+  ``flag_recall_min_backdoor_rule`` / ``false_flag_max_backdoor_rule``: the same with the
+  experimental pixel-backdoor rule (``BACKDOOR_RULE``) on;
 - ``attack_table``: accuracy per partition, fraction, attack and strategy, with the backdoor's
   success rate and the detector's figures.
 
@@ -64,6 +66,7 @@ from marketplace.fl.train import predict_logits
 from marketplace.fl.weights import flatten
 from marketplace.oracle.detection import evaluate_flags
 from marketplace.valuation.config import ValuationConfig
+from marketplace.valuation.flags import BACKDOOR_RULE
 
 log = logging.getLogger("bench_privacy")
 
@@ -243,6 +246,8 @@ def bench_attacks(
     gaps_20: list[float] = []
     recalls: list[float] = []
     false_flags: list[float] = []
+    recalls_rule: list[float] = []
+    false_flags_rule: list[float] = []
     for pname in partitions:
         parts = (
             partition("iid", data.train.y, num_clients=ATTACK_TRAINERS, seed=SEED)
@@ -299,6 +304,17 @@ def bench_attacks(
                         row["flagged"] = dict(found.flagged)
                         recalls.append(found.recall)
                         false_flags.append(found.false_flag_rate)
+                        # The experimental pixel-backdoor rule, off in the shipped defaults.
+                        trial = evaluate_flags(
+                            res, data.validation.x, data.validation.y, config=scoring,
+                            flag_config=BACKDOOR_RULE,
+                        )  # fmt: skip
+                        row["backdoor_rule"] = {
+                            "flag_recall": trial.recall,
+                            "false_flag_rate": trial.false_flag_rate,
+                        }
+                        recalls_rule.append(trial.recall)
+                        false_flags_rule.append(trial.false_flag_rate)
                     log.warning(
                         "%s %.0f%% %s %s: %.4f (%.1f s)",
                         pname, 100 * frac, attack, dname, row["acc"][dname],
@@ -315,6 +331,8 @@ def bench_attacks(
         "attack_worst_gap_20pct": max(gaps_20) if gaps_20 else float("nan"),
         "flag_recall_min": min(recalls) if recalls else float("nan"),
         "false_flag_max": max(false_flags) if false_flags else float("nan"),
+        "flag_recall_min_backdoor_rule": min(recalls_rule) if recalls_rule else float("nan"),
+        "false_flag_max_backdoor_rule": max(false_flags_rule) if false_flags_rule else float("nan"),
         "attack_table": table,
         "attack_setup": {
             "trainers": ATTACK_TRAINERS,
@@ -330,8 +348,9 @@ def bench_attacks(
                 "method": scoring.method,
                 "budget": scoring.gtg_budget_fraction,
                 "update_rules": "twin updates (nearest/median distance < 0.25 in >= half the "
-                "rounds) and first-layer input concentration (top-4 mean excess share >= 0.19 "
-                "over >= 5 rounds), marketplace/valuation/update_flags.py",
+                "rounds), marketplace/valuation/update_flags.py; *_backdoor_rule adds the "
+                "experimental first-layer input concentration (top-4 mean excess share >= 0.19 "
+                "over >= 5 rounds), off by default",
             },
         },
     }
@@ -356,6 +375,8 @@ def main() -> None:
                 ("attack_worst_gap_20pct", max),
                 ("flag_recall_min", min),
                 ("false_flag_max", max),
+                ("flag_recall_min_backdoor_rule", min),
+                ("false_flag_max_backdoor_rule", max),
             ):
                 values = [v[key] for v in (part, merged) if key in v and v[key] == v[key]]
                 if values:  # NaN (v != v) means "no such rows in that part"

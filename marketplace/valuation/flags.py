@@ -65,8 +65,10 @@ class FlagConfig:
     concentration_k, concentration_threshold, concentration_min_rounds
         The input-concentration rule: the ``k`` largest per-feature excess shares of first-layer
         energy, averaged over at least ``min_rounds`` rounds, summing to at least the threshold
-        (None disables the rule). The default 0.19 was chosen on the benchmark's own runs and
-        false-flags honest non-IID trainers on other seeds (docs/benchmarks.md).
+        (None, the default, disables the rule). It is off because a flag costs the trainer its
+        bond and stake: 0.19, chosen on the benchmark's own runs, catches the pixel backdoor
+        there but false-flagged up to 2 of 7 honest non-IID trainers on other seeds
+        (docs/benchmarks.md); ``BACKDOOR_RULE`` turns it on for experiments.
     """
 
     poison_k: float = 3.0
@@ -76,8 +78,12 @@ class FlagConfig:
     twin_ratio: float = 0.25
     twin_share: float = 0.5
     concentration_k: int = 4
-    concentration_threshold: float | None = 0.19
+    concentration_threshold: float | None = None
     concentration_min_rounds: int = 5
+
+
+#: The experimental input-concentration (pixel backdoor) rule at the threshold the benchmark chose.
+BACKDOOR_RULE = FlagConfig(concentration_threshold=0.19)
 
 
 @dataclass(frozen=True, eq=False)
