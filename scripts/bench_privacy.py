@@ -5,8 +5,10 @@ Prints ONE JSON object on stdout (logs go to stderr). Headline keys:
 
 - ``nonprivate_acc``: FedAvg, 8 trainers IID, 20 rounds, no DP;
 - ``dpsgd_eps8_acc`` and ``dpsgd_acc_by_epsilon`` (ε ∈ {1, 2, 4, 8}, δ = 1e-5, per-sample clip 1,
-  Poisson sampling, each trainer's accountant calibrated for the 20 rounds);
-  ``trainer_dp_eps8_acc``: the older trainer-level mode (whole update noised) at the same ε;
+  Poisson sampling, the library's ``DPSGD_RECIPE``, each trainer's accountant calibrated for the
+  20 rounds); ``trainer_dp_eps8_acc``: the older trainer-level mode (whole update noised) at ε = 8.
+  These are test-split means over ``--seeds`` (default 0,1; each seed fixes the partition, the
+  initial weights and every derived seed), with ``*_by_seed`` and the validation means beside;
 - ``secagg_bytes_ratio``: a trainer's secure-aggregation bytes (sealed share bundles, masked input
   with its digests, unmasking message) over its plaintext update (float32), 10 trainers, the
   benchmark's model; ``secagg_total_bytes_ratio`` adds the plaintext sealed to the committee;
