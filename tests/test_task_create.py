@@ -5,6 +5,7 @@ fail only in every oracle after the last round)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ from marketplace.chain.devnet import DEV_PRIVATE_KEYS
 from marketplace.chain.model_market_client import ModelMarketClient, ProductParams
 from marketplace.errors import ConfigError, TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig
+from marketplace.fl.dpsgd import DPSGD_RECIPE
 from marketplace.protocol.requester import TaskPlan
 from marketplace.valuation.config import ValuationConfig
 from node.cli.root import cli
+from node.cli.task_cli import local_recipe
 
 REQUESTER, ORACLES = 0, (1, 2, 3)
 
@@ -118,6 +121,36 @@ def test_a_valid_task_is_created_and_escrowed(env):
     after = chain_state(env)
     assert after["tasks"] == before["tasks"] + 1
     assert after["tokens"] == before["tokens"] - 100 * 10**18
+
+
+def test_a_dpsgd_task_fixes_the_librarys_dp_recipe_unless_the_requester_sets_one(env):
+    """The published task document is what every trainer trains with: a DP-SGD task without
+    --epochs/--lr/--batch-size gets DPSGD_RECIPE, a task without DP keeps the plain defaults,
+    and an explicit flag wins over either."""
+    code, out = create(env, "--dp", "dpsgd")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["privacy"]["mode"] == "dpsgd"
+    train = doc["train"]
+    assert (train["epochs"], train["lr"], train["batch_size"], train["momentum"]) == (
+        DPSGD_RECIPE.epochs, DPSGD_RECIPE.lr, DPSGD_RECIPE.batch_size, DPSGD_RECIPE.momentum
+    )  # fmt: skip
+    code, out = create(env, "--dp", "dpsgd", "--epochs", "3")
+    assert code == 0, out
+    assert json.loads(out)["train"]["epochs"] == 3
+    code, out = create(env)
+    assert code == 0, out
+    assert json.loads(out)["train"]["epochs"] == 2 and json.loads(out)["privacy"] is None
+
+
+def test_local_recipe_layers_the_requesters_flags_over_the_mode_default():
+    assert local_recipe("dpsgd", epochs=None, lr=None, batch_size=None) == DPSGD_RECIPE
+    assert local_recipe("update", epochs=None, lr=None, batch_size=None) == TrainConfig(
+        epochs=2, lr=0.1, batch_size=16
+    )
+    assert local_recipe("dpsgd", epochs=None, lr=0.3, batch_size=8) == replace(
+        DPSGD_RECIPE, lr=0.3, batch_size=8
+    )
 
 
 @pytest.mark.parametrize(

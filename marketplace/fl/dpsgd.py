@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 ACCOUNTANT_FORMAT = "fedmarket-dpsgd-accountant/1"
 _EPS_SLACK = 1e-9  # relative: the calibrated plan must pass its own check despite float noise
 
+DPSGD_RECIPE = TrainConfig(epochs=5, lr=0.1, batch_size=16)
+"""Local training of a DP-SGD task when the requester gives none (``fedmarket task create --dp
+dpsgd`` without ``--epochs/--lr/--batch-size``): plain SGD, 5 local epochs of Poisson batches of
+expected size 16, i.e. q = 16 / rows. Chosen on the validation split over several seeds at ε = 8
+(docs/benchmarks.md, "Record-level DP-SGD")."""
+
 
 def sampling_plan(rows: int, train: TrainConfig) -> tuple[float, int]:
     """``(q, steps_per_round)``: Poisson rate ``batch_size / rows`` (at most 1) and

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.table import Table
@@ -18,11 +18,35 @@ from node.cli.params import ADDRESS, AMOUNT, TASK_ID
 from node.cli.retention import print_retention, retention_record
 from node.cli.sourcing_view import print_sourcing, sourcing_section
 
+if TYPE_CHECKING:
+    from marketplace.fl.train import TrainConfig
+
 
 def _load_splits(source: str, seed: int) -> Any:
     from marketplace.fl import load_dataset, split_dataset
 
     return split_dataset(load_dataset(source), seed=seed)
+
+
+def local_recipe(
+    dp_mode: str, *, epochs: int | None, lr: float | None, batch_size: int | None
+) -> TrainConfig:
+    """The task's local training: the requester's ``--epochs/--lr/--batch-size`` over the
+    default recipe, which for a DP-SGD task is the library's tuned
+    :data:`~marketplace.fl.dpsgd.DPSGD_RECIPE` (5 epochs, lr 0.1, batch 16) and otherwise
+    2 epochs, lr 0.1, batch 16."""
+    import dataclasses
+
+    from marketplace.fl.dpsgd import DPSGD_RECIPE
+    from marketplace.fl.train import TrainConfig
+
+    base = DPSGD_RECIPE if dp_mode == "dpsgd" else TrainConfig(epochs=2, lr=0.1, batch_size=16)
+    return dataclasses.replace(
+        base,
+        epochs=base.epochs if epochs is None else epochs,
+        lr=base.lr if lr is None else lr,
+        batch_size=base.batch_size if batch_size is None else batch_size,
+    )
 
 
 def _sourcing_gate(c: CliContext) -> str:
@@ -58,9 +82,11 @@ def task() -> None:
               help="Stake an oracle loses for dissent.")  # fmt: skip
 @click.option("--aggregator", type=choice(STRATEGIES), default="fedavg", show_default=True,
               help="How each round's updates are combined.")  # fmt: skip
-@click.option("--epochs", type=int, default=2, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--epochs", type=int, default=None,
+              help="Local epochs a round [default: 2; 5 with --dp dpsgd].")  # fmt: skip
+@click.option("--lr", type=float, default=None, help="Local SGD learning rate [default: 0.1].")
+@click.option("--batch-size", type=int, default=None,
+              help="Local batch size (DP-SGD: expected Poisson batch) [default: 16].")  # fmt: skip
 @click.option("--valuation", type=choice(METHODS), default="auto", show_default=True,
               help="How the oracles value contributions (auto: exact Shapley up to 12 trainers "
                    "a round, budgeted GTG above).")  # fmt: skip
@@ -105,11 +131,12 @@ def task() -> None:
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
                 oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
-                bond: int, oracle_slash: int, aggregator: str, epochs: int, lr: float,
-                batch_size: int, valuation: str, join_window: int, round_duration: int,
-                phase_duration: int, k: int | None, m: int, pass_threshold: float, bounty: int,
-                auditor_fee: int, seed: int, sourced: bool, dp_mode: str, dp_epsilon: float,
-                dp_delta: float, dp_clip: float, as_json: bool) -> None:  # fmt: skip
+                bond: int, oracle_slash: int, aggregator: str, epochs: int | None,
+                lr: float | None, batch_size: int | None, valuation: str, join_window: int,
+                round_duration: int, phase_duration: int, k: int | None, m: int,
+                pass_threshold: float, bounty: int, auditor_fee: int, seed: int, sourced: bool,
+                dp_mode: str, dp_epsilon: float, dp_delta: float, dp_clip: float,
+                as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget. With --validation-submissions K
     the task also fixes, on ModelMarket, K submissions (the final aggregate is #1), M required
@@ -123,7 +150,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
         --validation-submissions 3 --auditors 2
     """
-    from marketplace.fl import ModelSpec, TrainConfig
+    from marketplace.fl import ModelSpec
     from marketplace.fl.privacy import DPTerms
     from marketplace.protocol.requester import TaskPlan, create_task
 
@@ -143,7 +170,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         ds = load_dataset(validation)
         x_val, y_val = ds.x, ds.y
     plan = TaskPlan(
-        model=spec, train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size),
+        model=spec, train=local_recipe(dp_mode, epochs=epochs, lr=lr, batch_size=batch_size),
         budget=budget, rounds=rounds, oracles=oracles, min_trainers=min_trainers,
         max_trainers=max_trainers, min_stake=min_stake, trainer_bond=bond,
         oracle_slash=oracle_slash, aggregator=aggregator,
@@ -163,7 +190,8 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
            "validationCommitment": doc.validation.sha256,
            "validationCid": doc.validation.cid, "validationSubmissions": k,
            "auditors": m if k is not None else None,
-           "privacy": None if doc.privacy is None else doc.privacy.to_dict()}  # fmt: skip
+           "privacy": None if doc.privacy is None else doc.privacy.to_dict(),
+           "train": doc.to_dict()["train"]}  # fmt: skip
     emit(
         as_json,
         out,
