@@ -303,11 +303,19 @@ class NamespacedKubo:
     def swarm_multiaddr(self) -> str:
         return f"/ip4/{self.namespace.address}/tcp/{KUBO_SWARM_PORT}/p2p/{self.peer_id}"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment an ``ipfs`` command on this daemon runs in."""
+        return daemon_env(self.repo_dir)
+
+    def ipfs_argv(self, *args: str) -> list[str]:
+        """``ipfs ARGS`` on this daemon, inside its namespace (run it with :attr:`env`)."""
+        return self.namespace.exec_argv([str(toolchain.kubo_path()), *args])
+
     def ipfs(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the ``ipfs`` CLI against this daemon, inside its namespace."""
-        argv = self.namespace.exec_argv([str(toolchain.kubo_path()), *args])
-        env = daemon_env(self.repo_dir)
-        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=_TIMEOUT)
+        argv = self.ipfs_argv(*args)
+        out = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=_TIMEOUT)
         if check and out.returncode != 0:
             raise ToolchainError(f"ipfs {' '.join(args)} in {self.namespace.name}: {out.stderr}")
         return out
