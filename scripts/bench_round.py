@@ -316,6 +316,8 @@ def run_ours(
     task_id, _ = create_task(
         market, store, Identity.dev(REQUESTER), plan, data.validation.x, data.validation.y
     )
+    for oracle in ORACLES:  # the committee takes its seats (the oracles run no process here)
+        market.accept_seat(Identity.dev(oracle).eth, task_id)
     first_block = market.w3.eth.block_number + 1
     wiretap = Wiretap(
         net.kubos[0], task_topic(market.deployment.chain_id, market.market.address, task_id)
