@@ -114,6 +114,7 @@ class NetnsLab:
                 after[m]["dropped"] - before[m]["dropped"] for m in [*trainers, "root"]
             ),
             "gas_per_trainer_round": ours["gas_per_trainer_round"],
+            "gas": ours["gas"],
             "restarts": ours["restarts"],
             "restart_errors": ours["restart_errors"],
         }
