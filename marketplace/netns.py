@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "fmn"  # every namespace and interface this module creates starts with it
 KUBO_API_PORT = 5001  # inside each namespace, on its own 127.0.0.1
-KUBO_SWARM_PORT = 4001  # inside each namespace, on its bridge address
+KUBO_SWARM_PORT = 4001  # inside each namespace, on its address 10.A.B.k
 _TIMEOUT = 30.0
 
 
@@ -66,7 +66,7 @@ class LinkShape:
 
 
 def unavailable_reason() -> str | None:
-    """Why namespaces cannot be made here (not root, ``ip`` or ``tc`` missing), else None."""
+    """Why namespaces cannot be made here (not root, no ``ip``, no TUN), else None."""
     if os.geteuid() != 0:
         return "network namespaces need root (ip netns, /dev/net/tun): run as root"
     if shutil.which("ip") is None:
@@ -151,7 +151,7 @@ def _free_subnet(seed: int) -> str:
         net = f"10.{100 + h % 150}.{(h >> 8) % 256}"
         if not re.search(rf"(?<![\d.]){re.escape(net)}\.", taken):
             return net
-    raise ToolchainError("no free 10.x.y.0/24 subnet for the namespace bridge")
+    raise ToolchainError("no free 10.x.y.0/24 subnet for the namespaces: remove stale routes")
 
 
 @dataclass(frozen=True)
@@ -289,8 +289,8 @@ class Network:
 @dataclass
 class NamespacedKubo:
     """A Kubo daemon running inside a namespace: API on that namespace's 127.0.0.1:5001 (reach it
-    only from inside, e.g. a node started with :meth:`Namespace.exec_argv`), swarm on its bridge
-    address, port 4001."""
+    only from inside, e.g. a node started with :meth:`Namespace.exec_argv`), swarm on the
+    namespace's address, port 4001."""
 
     namespace: Namespace
     repo_dir: Path

@@ -504,7 +504,7 @@ def main() -> None:
             report["runs"][str(n)] = row
             if lab is not None:
                 log.warning("%d trainers: chain + IPFS run, each trainer in its own namespace", n)
-                placed = replace(net, kubos=(lab.kubo,))  # the requester's daemon, bridged
+                placed = replace(net, kubos=(lab.kubo,))  # a daemon the namespaces reach
                 report["netns"]["runs"][str(n)] = lab.run(
                     n,
                     args.rounds,

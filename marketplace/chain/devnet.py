@@ -151,7 +151,7 @@ def start_anvil(
 
     Mines a block per transaction unless ``block_time`` is given. ``host`` is the address to
     listen on: 127.0.0.1 unless peers in other network namespaces must reach it (then the root
-    namespace's bridge address, see :mod:`marketplace.netns`), never a public interface.
+    namespace's address on the emulated network, :mod:`marketplace.netns`), never a public one.
     """
     port = port or free_port()
     argv = [

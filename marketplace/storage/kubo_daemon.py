@@ -208,8 +208,8 @@ def start_kubo(
         Fixed TCP ports (API on 127.0.0.1, swarm on ``swarm_host``); free ports chosen by the OS
         when omitted.
     swarm_host:
-        The address the swarm listens on: 127.0.0.1, or a bridge address when peers in other
-        network namespaces must dial this daemon (:mod:`marketplace.netns`).
+        The address the swarm listens on: 127.0.0.1, or the root namespace's address when peers
+        in other network namespaces must dial this daemon (:mod:`marketplace.netns`).
     pubsub:
         Enable the pubsub RPC (``Pubsub.Enabled``).
     offline:
