@@ -32,7 +32,12 @@ Prints ONE JSON object on stdout (logs go to stderr). Per trainer count ``n`` (`
 The top-level ``flower_ratio``, ``simulator_ratio``, ``gossip_messages``, ``gossip_bytes`` and
 ``gas_per_trainer_round`` repeat those figures keyed by ``n``.
 
-Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]``
+With ``--netns``, ``netns`` holds the same task run again with every trainer on a machine of its
+own (a network namespace and a Kubo daemon each, 50 ms one way and 10 Mbit/s between machines;
+see scripts/netns_round.py), per ``n`` under ``runs``, beside that invocation's run without.
+
+Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]
+[--netns]`` (``--netns`` needs root)
 """
 
 from __future__ import annotations
@@ -47,12 +52,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from netns_round import NetnsLab
 from round_timing import summarize_rounds
 
 from marketplace import toolchain
@@ -63,6 +70,7 @@ from marketplace.chain.devnet import start_anvil
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, simulate, split_dataset
 from marketplace.fl.data import DataSplits
 from marketplace.gossip.topics import task_topic
+from marketplace.netns import LinkShape
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.storage.kubo import KuboStore
@@ -200,10 +208,12 @@ class Devnet:
     deployments: Path
     kubos: tuple[KuboDaemon, ...]
     tmp: Path
+    # --netns: where trainer k runs (command prefix, IPFS API); else here, on kubos[dev % 3].
+    site: Callable[[int], tuple[list[str], str]] | None = None
 
 
-def start_devnet(stack: ExitStack, tmp: Path) -> Devnet:
-    anvil = stack.enter_context(start_anvil(log_path=tmp / "anvil.log"))
+def start_devnet(stack: ExitStack, tmp: Path, *, anvil_host: str = "127.0.0.1") -> Devnet:
+    anvil = stack.enter_context(start_anvil(host=anvil_host, log_path=tmp / "anvil.log"))
     kubos = tuple(stack.enter_context(start_kubo()) for _ in range(3))
     for i, a in enumerate(kubos):
         connect_peers(a, kubos[(i + 1) % 3])
@@ -306,6 +316,8 @@ def run_ours(
     task_id, _ = create_task(
         market, store, Identity.dev(REQUESTER), plan, data.validation.x, data.validation.y
     )
+    for oracle in ORACLES:  # the committee takes its seats (the oracles run no process here)
+        market.accept_seat(Identity.dev(oracle).eth, task_id)
     first_block = market.w3.eth.block_number + 1
     wiretap = Wiretap(
         net.kubos[0], task_topic(market.deployment.chain_id, market.market.address, task_id)
@@ -315,7 +327,9 @@ def run_ours(
         dev = FIRST_TRAINER + k
         home = net.tmp / f"task{task_id}" / f"trainer{k}"
         home.mkdir(parents=True)
+        prefix, ipfs_api = net.site(k) if net.site else ([], net.kubos[dev % 3].api_multiaddr)
         argv = [
+            *prefix,
             sys.executable,
             "-m",
             "node",
@@ -326,7 +340,7 @@ def run_ours(
             "--home",
             str(home),
             "--ipfs-api",
-            net.kubos[dev % 3].api_multiaddr,
+            ipfs_api,
             "--dev-account",
             str(dev),
             "node",
@@ -424,6 +438,13 @@ def main() -> None:
         action="store_true",
         help="also run our side with `node run --no-gossip`, to see what gossip costs",
     )
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="also run each task with every trainer in a network namespace of its own (root)",
+    )
+    parser.add_argument("--netns-delay-ms", type=float, default=50.0, help="one way, per hop")
+    parser.add_argument("--netns-rate-mbit", type=float, default=10.0, help="per machine link")
     parser.add_argument("--flower-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -445,7 +466,13 @@ def main() -> None:
         "runs": {},
     }
     with ExitStack() as stack:
-        net = start_devnet(stack, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        lab = None
+        if args.netns:  # before the devnet: Anvil listens where the namespaces reach it
+            shape = LinkShape(args.netns_delay_ms, args.netns_rate_mbit)
+            lab = NetnsLab.open(stack, max(counts), shape, tmp)
+            report["netns"] = {**lab.setup(), "runs": {}}
+        net = start_devnet(stack, tmp, anvil_host=lab.host_address if lab else "127.0.0.1")
         for n in counts:
             log.warning("%d trainers: chain + IPFS run", n)
             ours = run_ours(net, n, args.rounds, args.poll)
@@ -475,6 +502,15 @@ def main() -> None:
                     row["ours_mean_sec_per_round"] / row[f"{name}_mean_sec_per_round"]
                 )
             report["runs"][str(n)] = row
+            if lab is not None:
+                log.warning("%d trainers: chain + IPFS run, each trainer in its own namespace", n)
+                placed = replace(net, kubos=(lab.kubo,))  # a daemon the namespaces reach
+                report["netns"]["runs"][str(n)] = lab.run(
+                    n,
+                    args.rounds,
+                    lambda site: run_ours(replace(placed, site=site), n, args.rounds, args.poll),  # noqa: B023 (called at once)
+                    row["ours_sec_per_round"],
+                )
     report["loadavg_end"] = os.getloadavg()[0]
     runs = report["runs"]
     for key in ("flower_ratio", "simulator_ratio"):

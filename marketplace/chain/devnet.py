@@ -139,6 +139,7 @@ def _spawn(
 
 def start_anvil(
     *,
+    host: str = "127.0.0.1",
     port: int | None = None,
     chain_id: int = DEVNET_CHAIN_ID,
     accounts: int = DEV_ACCOUNT_COUNT,
@@ -148,12 +149,14 @@ def start_anvil(
 ) -> DevnetProcess:
     """Start Anvil on 127.0.0.1 (a free port unless given); returns once it answers JSON-RPC.
 
-    Mines a block per transaction unless ``block_time`` is given.
+    Mines a block per transaction unless ``block_time`` is given. ``host`` is the address to
+    listen on: 127.0.0.1 unless peers in other network namespaces must reach it (then the root
+    namespace's address on the emulated network, :mod:`marketplace.netns`), never a public one.
     """
     port = port or free_port()
     argv = [
         str(toolchain.anvil_path()),
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),
         "--chain-id", str(chain_id),
         "--accounts", str(accounts),
@@ -164,7 +167,7 @@ def start_anvil(
     return _spawn(
         "anvil",
         argv,
-        f"http://127.0.0.1:{port}",
+        f"http://{host}:{port}",
         log_path=log_path,
         cwd=toolchain.REPO_ROOT,
         timeout=timeout,

@@ -98,8 +98,9 @@ class KuboDaemon:
         stop_process_group(self.process, 15.0)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [str(toolchain.kubo_path()), "daemon", "--migrate=false"], env=_env(self.repo_dir),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [str(toolchain.kubo_path()), "daemon", "--migrate=false"],
+                env=daemon_env(self.repo_dir), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
         (self.repo_dir / "api").unlink(missing_ok=True)
         _wait_ready(self, timeout=timeout)
@@ -116,7 +117,8 @@ class KuboDaemon:
         self.stop()
 
 
-def _env(repo_dir: Path) -> dict[str, str]:
+def daemon_env(repo_dir: Path) -> dict[str, str]:
+    """The environment an ``ipfs`` command or daemon on the repository ``repo_dir`` runs in."""
     env = dict(os.environ)
     env["IPFS_PATH"] = str(repo_dir)
     env["IPFS_TELEMETRY"] = "off"  # never phone home from a test machine
@@ -125,7 +127,7 @@ def _env(repo_dir: Path) -> dict[str, str]:
 
 
 def _configure(
-    repo_dir: Path, *, api_port: int | None, swarm_port: int | None, pubsub: bool
+    repo_dir: Path, *, api_port: int | None, swarm_host: str, swarm_port: int | None, pubsub: bool
 ) -> None:
     """Apply our settings to the fresh repo's config file (one edit, not many ``ipfs config``)."""
     config_path = repo_dir / "config"
@@ -133,7 +135,7 @@ def _configure(
     addresses = config.setdefault("Addresses", {})
     addresses["API"] = f"/ip4/127.0.0.1/tcp/{api_port or 0}"
     addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{swarm_port or 0}"]
+    addresses["Swarm"] = [f"/ip4/{swarm_host}/tcp/{swarm_port or 0}"]
     addresses["Announce"] = []
     config["Bootstrap"] = []
     config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
@@ -159,10 +161,37 @@ def _post_json(url: str, *, timeout: float) -> dict[str, object]:
     return result
 
 
+def init_repo(
+    repo_dir: Path,
+    *,
+    api_port: int | None = None,
+    swarm_host: str = "127.0.0.1",
+    swarm_port: int | None = None,
+    pubsub: bool = True,
+    timeout: float = _INIT_TIMEOUT,
+) -> str:
+    """Create a Kubo repository with our settings in the empty directory ``repo_dir``; returns
+    its peer id. The API always listens on 127.0.0.1; the swarm on ``swarm_host``."""
+    if (repo_dir / "config").exists():
+        raise ToolchainError(f"{repo_dir} already holds a Kubo repository: pass an empty directory")
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    init = subprocess.run(
+        [str(toolchain.kubo_path()), "init", "--profile=test", "--empty-repo"],
+        env=daemon_env(repo_dir), capture_output=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if init.returncode != 0:
+        raise ToolchainError(f"ipfs init failed in {repo_dir}: {init.stderr.decode().strip()}")
+    _configure(
+        repo_dir, api_port=api_port, swarm_host=swarm_host, swarm_port=swarm_port, pubsub=pubsub
+    )
+    return str(json.loads((repo_dir / "config").read_text())["Identity"]["PeerID"])
+
+
 def start_kubo(
     *,
     repo_dir: Path | None = None,
     api_port: int | None = None,
+    swarm_host: str = "127.0.0.1",
     swarm_port: int | None = None,
     pubsub: bool = True,
     offline: bool = False,
@@ -176,7 +205,11 @@ def start_kubo(
         Where to create the repository (must not hold one yet). A temporary directory, removed on
         :meth:`KuboDaemon.stop`, when omitted.
     api_port, swarm_port:
-        Fixed TCP ports on 127.0.0.1; free ports chosen by the OS when omitted.
+        Fixed TCP ports (API on 127.0.0.1, swarm on ``swarm_host``); free ports chosen by the OS
+        when omitted.
+    swarm_host:
+        The address the swarm listens on: 127.0.0.1, or the root namespace's address when peers
+        in other network namespaces must dial this daemon (:mod:`marketplace.netns`).
     pubsub:
         Enable the pubsub RPC (``Pubsub.Enabled``).
     offline:
@@ -186,18 +219,16 @@ def start_kubo(
     owns_repo = repo_dir is None
     if repo_dir is None:
         repo_dir = Path(tempfile.mkdtemp(prefix="fedmarket-kubo-"))
-    elif (repo_dir / "config").exists():
-        raise ToolchainError(f"{repo_dir} already holds a Kubo repository: pass an empty directory")
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    env = _env(repo_dir)
+    env = daemon_env(repo_dir)
     try:
-        init = subprocess.run(
-            [str(binary), "init", "--profile=test", "--empty-repo"],
-            env=env, capture_output=True, timeout=timeout, check=False,
-        )  # fmt: skip
-        if init.returncode != 0:
-            raise ToolchainError(f"ipfs init failed in {repo_dir}: {init.stderr.decode().strip()}")
-        _configure(repo_dir, api_port=api_port, swarm_port=swarm_port, pubsub=pubsub)
+        init_repo(
+            repo_dir,
+            api_port=api_port,
+            swarm_host=swarm_host,
+            swarm_port=swarm_port,
+            pubsub=pubsub,
+            timeout=timeout,
+        )
     except BaseException:
         if owns_repo:  # a temporary repo we made: do not leave it behind
             shutil.rmtree(repo_dir, ignore_errors=True)
@@ -224,6 +255,12 @@ def start_kubo(
     return daemon
 
 
+def _swarm_prefix(repo_dir: Path) -> str:
+    """``/ip4/HOST/tcp/`` for the swarm address the repository's config listens on."""
+    swarm = json.loads((repo_dir / "config").read_text())["Addresses"]["Swarm"][0]
+    return "/".join(str(swarm).split("/")[:4]) + "/"
+
+
 def _wait_ready(daemon: KuboDaemon, *, timeout: float) -> None:
     """Wait for the ``api`` file, then for ``/api/v0/id`` to answer; fill in the addresses."""
     api_file = daemon.repo_dir / "api"
@@ -248,7 +285,7 @@ def _wait_ready(daemon: KuboDaemon, *, timeout: float) -> None:
                     addrs = ident.get("Addresses") or []
                     assert isinstance(addrs, list)
                     daemon.swarm_multiaddrs = tuple(
-                        str(a) for a in addrs if str(a).startswith("/ip4/127.0.0.1/tcp/")
+                        str(a) for a in addrs if str(a).startswith(_swarm_prefix(daemon.repo_dir))
                     )
                     return
         time.sleep(0.05)
