@@ -155,12 +155,11 @@ def test_trainer_nodes_run_secure_aggregation_through_a_crash_and_the_task_pays(
                 if not is_transient(exc):
                     raise
         if not crashed and market.update_of(tid, 1, victim.address)[0] != bytes(32):
+            journal = nodes.nodes[VICTIM].journal  # type: ignore[union-attr]
             nodes.crash(VICTIM)
             crashed = True
             # Crashed mid-round: its shares and masked input are out, its unmasking is not
-            journal = Journal(nodes.tmp / f"trainer{VICTIM}.sqlite")
             steps = {e.step for e in journal.entries(tid) if e.round == 1}
-            journal.close()
             assert {"published", "secagg_secrets", "secagg_message_shares"} <= steps, steps
             assert "secagg_message_unmask" not in steps
         if crashed and not restarted and market.model_digest(tid, 2) != bytes(32):
