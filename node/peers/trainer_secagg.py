@@ -25,22 +25,41 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from marketplace.chain.clients import Phase, TaskView
 from marketplace.errors import ConfigError
-from marketplace.fl.weights import flatten
+from marketplace.fl.data import Dataset
+from marketplace.fl.weights import Weights, flatten
 from marketplace.protocol.secagg_exchange import SecAggPeer, Stage
+from marketplace.protocol.session import TaskSession
 from marketplace.storage.pubsub import PubsubClient
 from node.peers.base import Step
 from node.peers.journal import Journal
-
-if TYPE_CHECKING:
-    from node.peers.trainer import TrainerNode
+from node.peers.trainer_privacy import TrainerPrivacy
 
 log = logging.getLogger(__name__)
+
+
+class TrainerHost(Protocol):
+    """What the duty uses of its trainer node (:class:`node.peers.trainer.TrainerNode`)."""
+
+    session: TaskSession
+    journal: Journal
+    data: Dataset
+    privacy: TrainerPrivacy | None
+
+    @property
+    def me(self) -> str: ...
+
+    def train_round(self, r: int) -> tuple[Weights, dict[str, Any] | None] | Step: ...
+
+    def try_advance(self) -> bool: ...
+
+    def _check_or_post_model(self, r: int) -> str | None: ...
+
 
 PUBLISHED = "published"  # the round's input (and DP booking), as in plain mode
 SUM = "secagg_sum"  # the round's unmasked mean, once summed
@@ -74,7 +93,7 @@ class JournalRound:
 class SecAggDuty:
     """The secure-aggregation rounds of one trainer node (see the module docstring)."""
 
-    def __init__(self, node: TrainerNode, pubsub: PubsubClient | None) -> None:
+    def __init__(self, node: TrainerHost, pubsub: PubsubClient | None) -> None:
         if pubsub is None:
             raise ConfigError(
                 f"task {node.session.task_id} uses secure aggregation, whose shares travel over "
@@ -166,10 +185,11 @@ class SecAggDuty:
             if r > 1:
                 node._check_or_post_model(r)  # post or check round r's model, as in plain mode
             refused = node.privacy is not None and node.privacy.refused(r)
+            said = "input ready for secure aggregation"
             if node.journal.get(s.task_id, r, PUBLISHED) is None and not refused:
                 trained = node.train_round(r)
-                if isinstance(trained, Step):
-                    refused = True  # the DP budget is spent: share, but bring no input
+                if isinstance(trained, Step):  # the DP budget is spent: share, bring no input
+                    refused, said = True, f"{trained.action}; shares, brings no input"
                 else:
                     delta, dp = trained
                     entry: dict[str, Any] = {"vector": _b64(flatten(delta)), "n": len(node.data)}
@@ -177,7 +197,7 @@ class SecAggDuty:
                         s.task_id, r, PUBLISHED, entry if dp is None else {**entry, "dp": dp}
                     )
             peer = self._peer(r, None if refused else self._journaled_input(r))
-            return Step.acted(f"round {r}: input ready for secure aggregation")
+            return Step.acted(f"round {r}: {said}")
         if committed:
             peer.step()  # keeps re-publishing our shares for the slower peers
             return None

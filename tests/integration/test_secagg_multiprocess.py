@@ -109,9 +109,10 @@ def secagg_run(cluster: Cluster) -> SecAggRun:
         in_round_1 = info.phase_enum == Phase.TRAINING and info.current_round == 1
         committed = in_round_1 and market.update_of(task_id, 1, victim.address)[0] != bytes(32)
         if not run.killed and committed:
-            procs[victim.name].kill()
+            killed = procs.pop(victim.name)  # out of the watched set until it is restarted
+            killed.kill()
             run.killed = {"round": 1, "commits": info.round_commits,
-                          "returncode": procs[victim.name].returncode,
+                          "returncode": killed.returncode,
                           "steps": journal_steps(victim.home, 1)}  # fmt: skip
         if run.killed and not run.restarted and market.model_digest(task_id, 2) != bytes(32):
             # The survivors finished round 1 without it: bring it back on the same home.
