@@ -236,3 +236,41 @@ def test_a_task_plan_refuses_bad_parameters_when_built(kwargs):
     }
     with pytest.raises(ConfigError):
         TaskPlan(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(("--aggregator", "median"), "aggregator 'median' needs each update: use --aggregator fedavg"),
+     (("--aggregator", "multikrum"), "aggregator 'multikrum' needs each update"),
+     (("--min-trainers", "2"), "at least 3 trainers"),
+     (("--min-trainers", "4", "--secagg-threshold", "4"), "threshold 4 needs at least 5 trainers"),
+     (("--min-trainers", "3", "--secagg-clip", "30000"), "overflow the 32-bit ring"),
+     (("--secagg-clip", "0"), "clip_norm > 0")],
+)  # fmt: skip
+def test_secure_aggregation_refuses_what_it_cannot_run_in_one_line_before_escrow(
+    env, extra, message
+):
+    # Prepare
+    before = chain_state(env)
+    # Execute
+    code, out = create(env, "--secure-aggregation", "--min-trainers", "3", *extra)
+    # Assert: one line naming the cause and the fix; nothing spent, no task
+    assert code == 1 and out.count("\n") == 1 and out.startswith("Error: "), out
+    assert message in " ".join(out.split()), out
+    assert chain_state(env) == before
+
+
+def test_secagg_parameters_without_secure_aggregation_are_refused(env):
+    before = chain_state(env)
+    code, out = create(env, "--secagg-threshold", "3")
+    assert code == 1 and "add --secure-aggregation" in out
+    assert chain_state(env) == before
+
+
+def test_a_secure_aggregation_task_carries_its_term(env):
+    code, out = create(env, "--secure-aggregation", "--min-trainers", "3", "--max-trainers", "6",
+                       "--secagg-clip", "2", "--aggregator", "fedprox")  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out)["secureAggregation"] == {
+        "clip_norm": 2.0, "frac_bits": 16, "threshold": None,
+    }  # fmt: skip

@@ -142,6 +142,39 @@ class SecAggTerms:
             raise ConfigError(f"malformed secagg term: {exc}") from None
 
 
+#: Aggregators that need only the sum of the round's inputs, so secure aggregation can serve
+#: them (unweighted: the peers learn no sample counts). Robust ones (median, trimmed mean, Krum,
+#: Bulyan, centered clipping, bucketing) look at each update and cannot.
+SECAGG_AGGREGATORS = ("fedavg", "fedprox")
+
+
+def check_task_terms(
+    terms: SecAggTerms, *, aggregator: str, min_trainers: int, max_trainers: int
+) -> None:
+    """Refuse, before any transaction, a task whose secure aggregation cannot run: a robust
+    aggregator, too few trainers for the Shamir threshold, or a ring that could overflow."""
+    if aggregator not in SECAGG_AGGREGATORS:
+        raise ConfigError(
+            f"secure aggregation gives peers only the sum of the updates, and aggregator "
+            f"{aggregator!r} needs each update: use --aggregator "
+            f"{' or '.join(SECAGG_AGGREGATORS)} (robustness then rests on the committee's clip "
+            "check and flags)"
+        )
+    if min_trainers < 3:
+        raise ConfigError(
+            f"secure aggregation needs at least 3 trainers (Shamir threshold >= 2, below the "
+            f"trainer count), --min-trainers is {min_trainers}: raise it to 3 or more"
+        )
+    t = terms.threshold
+    if t is not None and t > min_trainers - 1:
+        raise ConfigError(
+            f"secure-aggregation threshold {t} needs at least {t + 1} trainers, --min-trainers "
+            f"is {min_trainers}: raise --min-trainers or lower the threshold"
+        )
+    for n in (min_trainers, max_trainers):
+        terms.params(n)  # the threshold's range and the ring's headroom at either end
+
+
 def default_threshold(n: int) -> int:
     """``floor(n/2) + 1``: a majority, tolerating ``n - t`` dropouts (4 of 10)."""
     return n // 2 + 1
@@ -360,6 +393,9 @@ class SecAggTrainer:
         Chain, task and round.
     params : SecAggParams
         Clip, precision, threshold.
+    self_seed : bytes or None
+        The self-mask seed ``b_i`` (32 bytes) when resuming a round whose shares already left
+        the node (a restarted trainer must mask with the seed it shared); ``None``: a fresh one.
     """
 
     def __init__(
@@ -370,6 +406,7 @@ class SecAggTrainer:
         roster: Mapping[str, bytes],
         ctx: SecAggContext,
         params: SecAggParams,
+        self_seed: bytes | None = None,
     ) -> None:
         self.roster = {a.lower(): bytes(k) for a, k in roster.items()}
         self.address = address.lower()
@@ -383,7 +420,9 @@ class SecAggTrainer:
         self._pair = {
             p: pair_seed(x25519_private, self.roster[p], ctx, self.address, p) for p in self.peers
         }
-        self._self_seed = secrets.token_bytes(32)
+        if self_seed is not None and len(self_seed) != 32:
+            raise CryptoError(f"a self-mask seed is 32 bytes, got {len(self_seed)}")
+        self._self_seed = secrets.token_bytes(32) if self_seed is None else bytes(self_seed)
         self._held: dict[str, dict[str, Share]] = {}  # owner -> label -> my share of its seed
 
     def _labels(self, owner: str) -> list[str]:
@@ -437,8 +476,14 @@ class SecAggTrainer:
         }
 
     # step 2
-    def masked_input(self, update: np.ndarray) -> MaskedInput:
-        """Clip and encode ``update`` (flat float vector), mask it, and bind it to its plaintext."""
+    def masked_input(self, update: np.ndarray, *, salt: bytes | None = None) -> MaskedInput:
+        """Clip and encode ``update`` (flat float vector), mask it, and bind it to its plaintext.
+
+        ``salt`` (16 bytes; default fresh) makes the result reproducible: a restarted trainer
+        passes the one it journaled, so it never publishes two different masked inputs.
+        """
+        if salt is not None and len(salt) != _SALT_BYTES:
+            raise CryptoError(f"a plaintext salt is {_SALT_BYTES} bytes, got {len(salt)}")
         fixed = encode_fixed(update, self.params)
         d = fixed.shape[0]
         y = fixed.view(np.uint32).copy()
@@ -448,7 +493,8 @@ class SecAggTrainer:
                 y += prg(s, d)
             else:
                 y -= prg(s, d)
-        plaintext = secrets.token_bytes(_SALT_BYTES) + fixed.astype("<i4").tobytes()
+        salt = secrets.token_bytes(_SALT_BYTES) if salt is None else bytes(salt)
+        plaintext = salt + fixed.astype("<i4").tobytes()
         digest = hashlib.sha256(plaintext).digest()
         public = PublicInput(
             sender=self.address,

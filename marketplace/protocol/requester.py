@@ -21,7 +21,7 @@ from marketplace.chain.model_market_client import (
     ModelMarketClient,
     ProductParams,
 )
-from marketplace.crypto.secagg import SecAggTerms
+from marketplace.crypto.secagg import SecAggTerms, check_task_terms
 from marketplace.errors import ConfigError
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
@@ -143,6 +143,11 @@ def _check_plan(plan: TaskPlan) -> None:
     if not isinstance(plan.valuation, ValuationConfig):
         raise ConfigError("valuation must be a ValuationConfig")
     get_strategy(plan.aggregator, **plan.aggregator_params)  # an unknown aggregator: ConfigError
+    if plan.secagg is not None:
+        check_task_terms(
+            plan.secagg, aggregator=plan.aggregator, min_trainers=plan.min_trainers,
+            max_trainers=plan.max_trainers,
+        )  # fmt: skip
     dpsgd = plan.privacy is not None and plan.privacy.mode == "dpsgd"
     if dpsgd and (plan.train.optimizer != "sgd" or plan.train.fedprox_mu):
         raise ConfigError(

@@ -33,22 +33,34 @@ Peers re-publish their current message every ``republish_every`` seconds until t
 on (pubsub is best-effort and reaches only live subscribers); receivers keep the first valid
 message per sender and kind, and count anything else as dropped, under its reason.
 
-:func:`committee_review` is the committee's side: open each survivor's sealed plaintext with an
-oracle's key and check binding and clip (:func:`~marketplace.crypto.secagg.committee_check`).
+Crash recovery: everything random a peer chooses is written to its :class:`RoundJournal` before
+anything that depends on it leaves the node — the self-mask seed and the plaintext salt when the
+peer is created, each signed message before its first publication, each opened share bundle on
+receipt. A peer rebuilt over the same journal (a restarted node) re-publishes the same messages,
+masks the same input into the same bytes and never commits twice (the chain is read first), so
+its peers never see two versions of anything it sent. A round that closes on-chain before this
+peer could mask is given up (:attr:`SecAggPeer.abandoned`); the node then follows the model the
+survivors post.
+
+:mod:`marketplace.protocol.secagg_committee` is the committee's side: it opens each survivor's
+sealed plaintext with an oracle's key, checks binding and clip, and recomputes the round's
+aggregate.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,12 +68,11 @@ from marketplace.chain.clients import Phase
 from marketplace.crypto.announce import SignedMessageType
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.crypto.secagg import (
-    CommitteeCheck,
     PublicInput,
     SecAggContext,
     SecAggParams,
     SecAggTrainer,
-    committee_check,
+    binding_digest,
     unmask_sum,
 )
 from marketplace.errors import (
@@ -72,7 +83,7 @@ from marketplace.errors import (
     StorageError,
 )
 from marketplace.gossip.topics import task_topic
-from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
+from marketplace.protocol.session import ENVELOPE_OVERHEAD, CommittedUpdate, TaskSession
 from marketplace.storage.pubsub import PubsubClient, PubsubMessage, TopicReceiver
 
 log = logging.getLogger(__name__)
@@ -154,6 +165,41 @@ def _canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+class RoundJournal(Protocol):
+    """Where a :class:`SecAggPeer` keeps what it must not forget across a crash (one round's
+    entries; the node's journal, or :class:`MemoryJournal`). Payloads are small JSON objects."""
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The payload recorded under ``key``, or ``None``."""
+
+    def record(self, key: str, payload: dict[str, Any]) -> None:
+        """Record (or replace) ``key``, durably before returning."""
+
+    def record_once(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Record ``key`` unless already recorded; the payload on record."""
+
+
+class MemoryJournal:
+    """A :class:`RoundJournal` in memory (no crash recovery: tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._entries.get(key)
+
+    def record(self, key: str, payload: dict[str, Any]) -> None:
+        self._entries[key] = dict(payload)
+
+    def record_once(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._entries.setdefault(key, dict(payload))
+
+
+# RoundJournal keys
+SECRETS_KEY = "secagg_secrets"  # the self-mask seed and the plaintext salt
+HELD_KEY = "secagg_held"  # the share bundles opened so far, sender -> base64
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a trainer commits on-chain in secure-aggregation mode (the CID of this JSON; the
@@ -188,6 +234,10 @@ class Manifest:
             raise CryptoError(f"malformed secure-aggregation manifest: {exc}") from None
 
 
+def _message_key(kind: Kind) -> str:
+    return f"secagg_message_{kind.name.lower()}"
+
+
 def round_context(session: TaskSession, round_: int) -> SecAggContext:
     return SecAggContext(session.chain_id, session.task_id, round_)
 
@@ -203,41 +253,29 @@ def round_params(session: TaskSession) -> SecAggParams:
     return terms.params(len(session.members().trainers))
 
 
-def fetch_survivor(session: TaskSession, cid: str, digest: bytes, sender: str) -> tuple[
-    Manifest, PublicInput
-]:  # fmt: skip
+def fetch_survivor(session: TaskSession, c: CommittedUpdate) -> tuple[Manifest, PublicInput]:
     """A committed survivor's manifest and public input, its binding checked against the
-    on-chain ``digest``; :class:`CryptoError` / :class:`StorageError` naming what is wrong."""
-    manifest = Manifest.from_json(session.store.get(cid, max_size=MAX_INDEX_BYTES))
+    on-chain digest; :class:`CryptoError` / :class:`StorageError` naming what is wrong."""
+    manifest = Manifest.from_json(session.store.get(c.cid, max_size=MAX_INDEX_BYTES))
     limit = session.doc.max_update_bytes
     raw = session.store.get(
         manifest.masked_cid, expected_sha256=bytes.fromhex(manifest.masked_sha256), max_size=limit
     )
     if len(raw) != 4 * manifest.dim:
-        raise CryptoError(f"masked input of {sender} has {len(raw)} bytes, not 4 x {manifest.dim}")
+        raise CryptoError(
+            f"masked input of {c.sender} has {len(raw)} bytes, not 4 x {manifest.dim}"
+        )
+    plain_sha = bytes.fromhex(manifest.plaintext_sha256)
+    if binding_digest(round_context(session, c.round), c.sender, raw, plain_sha) != c.digest.hex():
+        raise CryptoError(f"masked input of {c.sender} does not match its on-chain digest")
     public = PublicInput(
-        sender=sender.lower(),
+        sender=c.sender.lower(),
         masked=np.frombuffer(raw, dtype="<u4").astype(np.uint32),
-        plaintext_sha256=bytes.fromhex(manifest.plaintext_sha256),
-        binding=digest.hex(),
+        plaintext_sha256=plain_sha,
+        binding=c.digest.hex(),
         commitments=manifest.commitments,
     )
     return manifest, public
-
-
-def refuse_in_plain_node(session: TaskSession, role: str) -> None:
-    """Refuse to run a secure-aggregation task in a node whose round loop is the plain one.
-
-    The node's trainer would publish its update in plaintext to every peer (breaking the task's
-    term) and its oracle would score the masked manifests as invalid updates (flagging honest
-    trainers); until the node drives :class:`SecAggPeer`, it must not take part.
-    """
-    if session.doc.secagg is not None:
-        raise ConfigError(
-            f"task {session.task_id} uses secure aggregation, which the {role} node does not run "
-            "yet (its round is marketplace.protocol.secagg_exchange, library only): take part "
-            "in a task without a secagg term"
-        )
 
 
 class SecAggPeer:
@@ -252,12 +290,17 @@ class SecAggPeer:
         Its Kubo daemon's pubsub (the messages' transport).
     round_ : int
         The round.
-    vector : np.ndarray
-        This trainer's input, flat float (it is clipped to the task's ``clip_norm``).
+    vector : np.ndarray or None
+        This trainer's input, flat float (it is clipped to the task's ``clip_norm``); ``None``:
+        this trainer has no input this round (its DP budget is spent) and drops out by choice
+        after sharing (the others need its shares), then helps unmask.
     num_samples : int
         Committed with the update (as in plain mode).
     republish_every : float
         Seconds between re-publications of our current message.
+    journal : RoundJournal or None
+        Where this round's secrets and sent messages are kept (see the module docstring); a
+        peer built over a journal that already holds them resumes the round where it was.
     """
 
     def __init__(
@@ -266,14 +309,16 @@ class SecAggPeer:
         pubsub: PubsubClient,
         *,
         round_: int,
-        vector: np.ndarray,
+        vector: np.ndarray | None,
         num_samples: int,
         republish_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        journal: RoundJournal | None = None,
     ) -> None:
         self.session = session
+        self.journal: RoundJournal = MemoryJournal() if journal is None else journal
         self.round = round_
-        self.vector = np.asarray(vector, dtype=np.float64).ravel()
+        self.vector = None if vector is None else np.asarray(vector, dtype=np.float64).ravel()
         self.num_samples = num_samples
         self.params = round_params(session)
         self.ctx = round_context(session, round_)
@@ -282,6 +327,7 @@ class SecAggPeer:
         self.topic = secagg_topic(session.chain_id, self.market_address, session.task_id)
         self.stage = Stage.SHARE
         self.aggregate: np.ndarray | None = None  # the survivors' mean, once summed
+        self.abandoned = False  # the round closed before this peer could mask
         self.survivors: tuple[str, ...] = ()
         self.dropped_reasons: Counter[str] = Counter()
         self._republish_every, self._clock = republish_every, clock
@@ -294,10 +340,23 @@ class SecAggPeer:
         self._responses: dict[str, bytes] = {}
         members = session.members()
         self.roster = {a: members.keys[a] for a in members.trainers}
+        # Chosen once, journaled before anything depending on them leaves the node.
+        chosen = self.journal.record_once(
+            SECRETS_KEY, {"self_seed": secrets.token_hex(32), "salt": secrets.token_hex(16)}
+        )
+        self._salt = bytes.fromhex(chosen["salt"])
         self.trainer = SecAggTrainer(
             address=self.me, x25519_private=session.identity.x25519_private, roster=self.roster,
-            ctx=self.ctx, params=self.params,
+            ctx=self.ctx, params=self.params, self_seed=bytes.fromhex(chosen["self_seed"]),
         )  # fmt: skip
+        self._bundles: dict[str, str] = dict((self.journal.get(HELD_KEY) or {}).get("held", {}))
+        for sender, bundle in self._bundles.items():
+            self.trainer.receive_bundle(sender, base64.b64decode(bundle))
+            self._opened.add(sender)
+        sent = self.journal.get(_message_key(Kind.SHARES))
+        if sent is not None:  # a restart: our shares are out; send the very same message again
+            self._outbox = str(sent["message"]).encode()
+            self.stage = Stage.COLLECT_SHARES
         self._receiver = TopicReceiver(
             pubsub, self.topic, self._on_message, max_message_bytes=MAX_SECAGG_MESSAGE_BYTES,
             lock=self._lock, label="secagg", logger=log,
@@ -334,13 +393,19 @@ class SecAggPeer:
 
     # --- sending --------------------------------------------------------------------------
     def _post(self, kind: Kind, payload: bytes) -> None:
+        """Store ``payload``, sign a message pointing to it, journal the message, publish it."""
         cid = self.session.store.put(payload)
         unsigned = SecAggMessage(
             chain_id=self.ctx.chain_id, task_id=self.ctx.task_id, round=self.round,
             kind=int(kind), cid=cid, digest=hashlib.sha256(payload).digest(), sender=self.me,
         )  # fmt: skip
         signed = SECAGG_MESSAGE_TYPE.sign(self.session.identity.eth, unsigned, self.market_address)
-        self._outbox = signed.to_json()
+        self._send(kind, signed.to_json())
+
+    def _send(self, kind: Kind, message: bytes) -> None:
+        # The first message journaled for a kind is the only one this peer ever publishes.
+        kept = self.journal.record_once(_message_key(kind), {"message": message.decode()})
+        self._outbox = str(kept["message"]).encode()
         self._published_at = -float("inf")
         self._republish()
 
@@ -376,6 +441,13 @@ class SecAggPeer:
             self._republish()
 
     def _step(self) -> str:
+        if self.stage in (Stage.SHARE, Stage.COLLECT_SHARES, Stage.MASK) and self._round_closed():
+            shared = self.stage is not Stage.SHARE  # others may have masked with our shares
+            if shared and (self.stage is Stage.MASK or not self._collect_shares()):
+                self.stage = Stage.WAIT_CLOSE  # we hold every share: help unmask the survivors
+            else:
+                self.stage, self.abandoned = Stage.DONE, True
+                return f"round {self.round} closed before this trainer could mask: given up"
         if self.stage is Stage.SHARE:
             self._share()
             self.stage = Stage.COLLECT_SHARES
@@ -387,7 +459,10 @@ class SecAggPeer:
             self.stage = Stage.MASK
             return "holds every trainer's shares"
         if self.stage is Stage.MASK:
-            self._mask_and_commit()
+            if self.vector is None:
+                self.stage = Stage.WAIT_CLOSE
+                return f"no input for round {self.round}: sits it out, shares held"
+            self._mask_and_commit(self.vector)
             self.stage = Stage.WAIT_CLOSE
             return f"committed the masked input of round {self.round}"
         if self.stage is Stage.WAIT_CLOSE:
@@ -402,8 +477,13 @@ class SecAggPeer:
             self._responses[self.me] = response
             # Sealed to the task's members: with the masked inputs (public by their CIDs) the
             # responses give the round's sum, which is for the members alone.
-            members = self.session.members().recipients()
-            self._post(Kind.UNMASK, seal(response, recipients=members, context=self._env(self.me)))
+            sent = self.journal.get(_message_key(Kind.UNMASK))
+            if sent is not None:  # a restart: the same survivors, so the same response
+                self._send(Kind.UNMASK, str(sent["message"]).encode())
+            else:
+                members = self.session.members().recipients()
+                blob = seal(response, recipients=members, context=self._env(self.me))
+                self._post(Kind.UNMASK, blob)
             self.stage = Stage.SUM
             return f"published unmasking ({len(dropped)} dropped)"
         if self.stage is Stage.SUM:
@@ -431,17 +511,22 @@ class SecAggPeer:
                     str(entry["cid"]), expected_sha256=bytes.fromhex(str(entry["sha256"])),
                     max_size=MAX_INDEX_BYTES + ENVELOPE_OVERHEAD,
                 )  # fmt: skip
-                self.trainer.receive_bundle(sender, self._open(blob, sender))
+                bundle = self._open(blob, sender)
+                self.trainer.receive_bundle(sender, bundle)
             except (FedMarketError, ValueError, KeyError, TypeError) as exc:
                 log.warning("secagg round %d: shares of %s refused: %s", self.round, sender, exc)
                 self.dropped_reasons["bad_shares"] += 1
                 continue
             self._opened.add(sender)
+            self._bundles[sender] = base64.b64encode(bundle).decode()
+            self.journal.record(HELD_KEY, {"held": self._bundles})
         return [a for a in self.roster if a != self.me and a not in self._opened]
 
-    def _mask_and_commit(self) -> None:
+    def _mask_and_commit(self, vector: np.ndarray) -> None:
         s = self.session
-        masked = self.trainer.masked_input(self.vector)
+        if s.market.update_of(s.task_id, self.round, self.me)[0] != bytes(32):
+            return  # committed before a restart: the same input, masked the same way
+        masked = self.trainer.masked_input(vector, salt=self._salt)
         raw = masked.public.masked_bytes()
         committee = s.members().recipients(trainers=False)  # the oracles alone
         sealed = seal(masked.plaintext, recipients=committee, context=self._env(self.me))
@@ -449,7 +534,7 @@ class SecAggPeer:
             masked_cid=s.store.put(raw), masked_sha256=hashlib.sha256(raw).hexdigest(),
             plaintext_sha256=masked.public.plaintext_sha256.hex(),
             sealed_cid=s.store.put(sealed), sealed_sha256=hashlib.sha256(sealed).hexdigest(),
-            commitments=dict(masked.public.commitments), dim=int(self.vector.shape[0]),
+            commitments=dict(masked.public.commitments), dim=int(vector.shape[0]),
         )  # fmt: skip
         cid = s.store.put(manifest.to_json())
         binding = bytes.fromhex(masked.public.binding)
@@ -470,7 +555,7 @@ class SecAggPeer:
             if c.sender not in self.roster:
                 continue
             try:
-                _, public = fetch_survivor(self.session, c.cid, c.digest, c.sender)
+                _, public = fetch_survivor(self.session, c)
             except (CryptoError, DigestMismatchError) as exc:
                 log.warning("secagg round %d: input of %s refused: %s", self.round, c.sender, exc)
                 continue
@@ -503,37 +588,3 @@ class SecAggPeer:
         self.aggregate = total / len(self.survivors)
         self.stage = Stage.DONE
         return f"aggregated {len(self.survivors)} survivors"
-
-
-def committee_review(session: TaskSession, round_: int) -> dict[str, CommitteeCheck | str]:
-    """An oracle's check of every committed secure-aggregation input of ``round_``: open the
-    plaintext sealed to the committee, check it against the masked input and the on-chain digest,
-    and the clip. Returns sender -> check, or the reason the input could not be checked (a
-    flaggable fault either way when not ``ok``)."""
-    params = round_params(session)
-    ctx = round_context(session, round_)
-    out: dict[str, CommitteeCheck | str] = {}
-    for c in session.committed(round_):
-        try:
-            manifest, public = fetch_survivor(session, c.cid, c.digest, c.sender)
-            blob = session.store.get(
-                manifest.sealed_cid, expected_sha256=bytes.fromhex(manifest.sealed_sha256),
-                max_size=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
-            )  # fmt: skip
-            plain = open_envelope(
-                blob, recipient_address=session.identity.address,
-                x25519_private=session.identity.x25519_private,
-                expected_context=EnvelopeContext(ctx.chain_id, ctx.task_id, round_, c.sender),
-            )  # fmt: skip
-            out[c.sender] = committee_check(
-                ctx, c.sender, masked=public.masked_bytes(), plaintext=plain,
-                binding=c.digest.hex(), params=params,
-            )  # fmt: skip
-        except (CryptoError, StorageError) as exc:
-            out[c.sender] = f"{type(exc).__name__}: {exc}"
-    return out
-
-
-def flagged(review: Mapping[str, Any]) -> list[str]:
-    """The senders a :func:`committee_review` flags: a failed check, or an unreadable input."""
-    return sorted(a for a, v in review.items() if not (isinstance(v, CommitteeCheck) and v.ok))

@@ -42,7 +42,7 @@ from marketplace.fl.data import canonical_digest
 from marketplace.fl.models import build_model
 from marketplace.fl.serialization import WeightSpec, dump_weights, load_weights
 from marketplace.fl.updates import ClientUpdate
-from marketplace.fl.weights import Weights, get_weights
+from marketplace.fl.weights import Weights, flatten, get_weights, unflatten
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.members import TaskMembers, load_members
 from marketplace.protocol.scope import TaskScope, task_scope
@@ -93,6 +93,9 @@ class TaskSession:
     _members: TaskMembers | None = None
     _globals: dict[int, Weights] = field(default_factory=dict)
     _rounds: dict[int, RoundUpdates] = field(default_factory=dict)
+    # Secure aggregation: round -> the survivors' mean input (None: no survivor), as unmasked by
+    # this peer's SecAggPeer or recomputed by an oracle (see set_round_mean).
+    _round_means: dict[int, np.ndarray | None] = field(default_factory=dict)
     # Seconds a committed update may stay unavailable (no IPFS provider serves it) before it is
     # scored as invalid; until then fetching it raises ContentUnavailableError and is retried.
     # An oracle sets this to 0 near the end of the commit phase: it then scores with what is
@@ -158,12 +161,18 @@ class TaskSession:
         """The global model that starts ``round_`` (``rounds + 1`` is the final model).
 
         Round ``r > 1`` is the task's aggregator applied to round ``r - 1``'s valid committed
-        updates, recomputed here; with no valid update the model carries over unchanged.
+        updates, recomputed here; with no valid update the model carries over unchanged. Under
+        secure aggregation it is ``previous + server_lr · mean``, the mean being the round's
+        secure aggregate (:meth:`set_round_mean`) or, when this peer does not hold it, the model
+        the survivors posted on-chain (digest checked); :class:`ContentUnavailableError` until
+        one of them is known.
         """
         if round_ < 1:
             raise ConfigError(f"rounds start at 1, got {round_}")
         if round_ == 1:
             return self.initial_weights()
+        if round_ not in self._globals and self.doc.secagg is not None:
+            self._secure_aggregate(round_)
         if round_ not in self._globals:
             previous = self.global_weights(round_ - 1)
             updates = self.round_updates(round_ - 1)
@@ -173,6 +182,33 @@ class TaskSession:
             else:
                 self._globals[round_] = previous
         return self._globals[round_]
+
+    def set_round_mean(self, round_: int, mean: np.ndarray | None) -> None:
+        """Record round ``round_``'s secure aggregate (the survivors' mean input, flat float64;
+        ``None``: no survivor, the model carries over): the model of ``round_ + 1`` follows."""
+        self._round_means[round_] = None if mean is None else np.asarray(mean, dtype=np.float64)
+        for later in [r for r in self._globals if r > round_]:
+            del self._globals[later]
+
+    def has_round_mean(self, round_: int) -> bool:
+        """Whether this peer holds round ``round_``'s secure aggregate."""
+        return round_ in self._round_means
+
+    def _secure_aggregate(self, round_: int) -> None:
+        previous = self.global_weights(round_ - 1)
+        if round_ - 1 not in self._round_means:
+            if self.follow_posted_model(round_):
+                return
+            raise ContentUnavailableError(
+                f"round {round_ - 1}'s secure aggregate is not known to this peer yet and no "
+                f"model of round {round_} is posted: waiting for the survivors to post it"
+            )
+        mean = self._round_means[round_ - 1]
+        if mean is None:
+            self._globals[round_] = previous
+            return
+        step = self.doc.strategy().server_lr * mean
+        self._globals[round_] = unflatten(flatten(previous) + step, previous)
 
     def model_digest(self, round_: int) -> bytes:
         return hashlib.sha256(dump_weights(self.global_weights(round_))).digest()

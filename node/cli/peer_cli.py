@@ -99,6 +99,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     from marketplace.fl import get_behaviour
     from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
     from marketplace.protocol.session import TaskSession
+    from marketplace.storage.pubsub import PubsubClient
     from node.peers.trainer import TrainerNode
 
     dataset = _trainer_data(data, part, partition, alpha, seed)
@@ -111,17 +112,24 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     _check_registered(c, identity.address, Role.TRAINER, session.info().min_stake)
     # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
     # node still fetches every committed update by CID when its round closes.
+    # Under secure aggregation no update is announced (peers see only masked inputs); the
+    # round's shares and unmasking travel on its own topic instead.
+    secagg = session.doc.secagg is not None
+    gossip = gossip and not secagg
     peers = open_task_gossip(session, c.ipfs_api, fanout=fanout) if gossip and c.ipfs_api else None
     announcer = BackgroundAnnouncer(peers) if peers is not None else None
+    pubsub = PubsubClient(c.ipfs_api) if secagg and c.ipfs_api else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
                        behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
-                       announce=announcer, max_epsilon=max_epsilon)  # fmt: skip
+                       announce=announcer, max_epsilon=max_epsilon, pubsub=pubsub)  # fmt: skip
     if peers is not None:
         peers.start()
     keeper = _peer_keeper(c)
     try:
         result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
     finally:
+        if node.secagg is not None:
+            node.secagg.close()
         if keeper is not None:
             keeper.close()
         if announcer is not None:

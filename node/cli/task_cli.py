@@ -16,6 +16,7 @@ from node.cli.context import CliContext, format_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 from node.cli.params import ADDRESS, AMOUNT, TASK_ID
 from node.cli.retention import print_retention, retention_record
+from node.cli.secagg_options import secagg_options, secagg_terms
 from node.cli.sourcing_view import print_sourcing, sourcing_section
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def task() -> None:
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
 @click.option("--dp-clip", type=float, default=1.0, show_default=True,
               help="Per-sample (dpsgd) or per-update (update) L2 clip.")  # fmt: skip
+@secagg_options
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
@@ -136,6 +138,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
                 round_duration: int, phase_duration: int, k: int | None, m: int,
                 pass_threshold: float, bounty: int, auditor_fee: int, seed: int, sourced: bool,
                 dp_mode: str, dp_epsilon: float, dp_delta: float, dp_clip: float,
+                secure_aggregation: bool, secagg_clip: float, secagg_threshold: int | None,
                 as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget. With --validation-submissions K
@@ -183,6 +186,7 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         join_gate=_sourcing_gate(c) if sourced else None,
         privacy=None if dp_mode == "none" else DPTerms(mode=dp_mode, epsilon=dp_epsilon,
                                                       delta=dp_delta, clip_norm=dp_clip),
+        secagg=secagg_terms(secure_aggregation, secagg_clip, secagg_threshold),
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
@@ -191,7 +195,8 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
            "validationCid": doc.validation.cid, "validationSubmissions": k,
            "auditors": m if k is not None else None,
            "privacy": None if doc.privacy is None else doc.privacy.to_dict(),
-           "train": doc.to_dict()["train"]}  # fmt: skip
+           "train": doc.to_dict()["train"],
+           "secureAggregation": None if doc.secagg is None else doc.secagg.to_dict()}  # fmt: skip
     emit(
         as_json,
         out,

@@ -26,7 +26,6 @@ from typing import ClassVar
 from eth_account.signers.local import LocalAccount
 
 from marketplace.errors import FedMarketError, TransactionRevertedError
-from marketplace.protocol.secagg_exchange import refuse_in_plain_node
 from marketplace.protocol.session import TaskSession
 from marketplace.resilience import Backoff, describe, is_transient
 from marketplace.valuation.payouts import PayoutEntry
@@ -87,7 +86,6 @@ class Peer(ABC):
     role: ClassVar[str]
 
     def __init__(self, session: TaskSession, journal: Journal) -> None:
-        refuse_in_plain_node(session, self.role)
         self.session = session
         self.journal = journal
         if session.scope is not None:

@@ -32,6 +32,7 @@ from marketplace.protocol.session import TaskSession, open_validation_set
 from marketplace.valuation.report import UpdateRef
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
+from node.peers.oracle_secagg import secagg_round_input
 from node.peers.oracle_sourcing import SourcingDuty
 from node.peers.oracle_submissions import evaluate_submissions
 
@@ -160,6 +161,9 @@ class OracleNode(Peer):
         members = s.members(refresh=True)
         rounds = []
         for r in range(1, info.rounds + 1):
+            if s.doc.secagg is not None:  # the plaintexts sealed to the committee
+                rounds.append(secagg_round_input(s, r))
+                continue
             updates = s.round_updates(r)
             rounds.append(
                 RoundInput(
@@ -193,10 +197,7 @@ class OracleNode(Peer):
         s = self.session
         if s.doc.privacy is None:
             return None
-        rows = {
-            r: {c.sender: c.num_samples for c in s.round_updates(r).committed}
-            for r in range(1, rounds + 1)
-        }
+        rows = {r: {c.sender: c.num_samples for c in s.committed(r)} for r in range(1, rounds + 1)}
         return privacy_report(s.doc.privacy, s.doc.train, rounds, rows)
 
     # --- enforcement ----------------------------------------------------------------------

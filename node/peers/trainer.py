@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError, PrivacyBudgetError
@@ -21,13 +21,16 @@ from marketplace.fl.data import Dataset
 from marketplace.fl.dp_rounds import train_private
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
+from marketplace.fl.weights import Weights
 from marketplace.protocol.committee import settle_cancelled
 from marketplace.protocol.published_report import claim_args, final_report
 from marketplace.protocol.session import TaskSession
+from marketplace.storage.pubsub import PubsubClient
 from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
 from node.peers.trainer_privacy import TrainerPrivacy
+from node.peers.trainer_secagg import SecAggDuty
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class TrainerNode(Peer):
         post_grace: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         max_epsilon: float | None = None,
+        pubsub: PubsubClient | None = None,
     ):
         super().__init__(session, journal)
         self.behaviour = behaviour or Behaviour()
@@ -84,6 +88,8 @@ class TrainerNode(Peer):
         self._first_noticed: dict[tuple[object, ...], tuple[float, int]] = {}
         self._model_checked: set[int] = set()
         self.claimed: dict[str, int] | None = None
+        # The task's secure aggregation, if any: its rounds over Kubo pubsub (`pubsub`).
+        self.secagg = SecAggDuty(self, pubsub) if session.doc.secagg is not None else None
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -106,6 +112,8 @@ class TrainerNode(Peer):
             return Step.waiting("waiting for the task to start")
         if phase == Phase.CANCELLED:
             return self._after_cancel()
+        if self.secagg is not None and (owed := self.secagg.step(info)) is not None:
+            return owed  # a secure-aggregation round (node/peers/trainer_secagg.py)
         if phase == Phase.TRAINING:
             r = info.current_round
             digest, _ = s.market.update_of(tid, r, self.me)
@@ -132,6 +140,35 @@ class TrainerNode(Peer):
         return Step.waiting(f"waiting ({phase.name.lower()})")
 
     # --- steps ----------------------------------------------------------------------------
+    def train_round(self, r: int) -> tuple[Weights, dict[str, Any] | None] | Step:
+        """Train round ``r`` from its global model: this trainer's update (as its behaviour
+        crafts it) and what the round spent of the DP budget (``None``: no DP), or the step
+        refusing the round (budget spent; the refusal is journaled)."""
+        s = self.session
+        global_weights = s.global_weights(r)
+        trained, dp = None, None  # dp: what the round spent, journaled with the update
+        if self.behaviour.trains:
+            config = s.doc.train
+            config = type(config)(**{**config.__dict__,
+                                     "seed": derive_seed(self.seed, "train", self.me, r),
+                                     "num_threads": self.num_threads})  # fmt: skip
+            if self.privacy is not None:
+                accountant = self.privacy.accountant(r)
+                try:
+                    private = train_private(
+                        s.doc.model, global_weights, self.data, config, accountant
+                    )
+                except PrivacyBudgetError as exc:
+                    self.privacy.refuse(r, str(exc))
+                    return Step.acted(f"refused to train round {r}: {exc}")
+                trained, dp = private.local.delta, self.privacy.record(private, accountant)
+            else:
+                trained = train_local(s.doc.model, global_weights, self.data, config).delta
+        ctx = RoundContext(
+            r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r)
+        )
+        return self.behaviour.craft_update(trained, ctx), dp
+
     def _train_and_commit(self, r: int) -> Step:
         s = self.session
         tid = s.task_id
@@ -139,29 +176,10 @@ class TrainerNode(Peer):
             self._check_or_post_model(r)
         recorded = self.journal.get(tid, r, "published")
         if recorded is None:
-            global_weights = s.global_weights(r)
-            trained, dp = None, None  # dp: what the round spent, journaled with the update
-            if self.behaviour.trains:
-                config = s.doc.train
-                config = type(config)(**{**config.__dict__,
-                                         "seed": derive_seed(self.seed, "train", self.me, r),
-                                         "num_threads": self.num_threads})  # fmt: skip
-                if self.privacy is not None:
-                    accountant = self.privacy.accountant(r)
-                    try:
-                        private = train_private(
-                            s.doc.model, global_weights, self.data, config, accountant
-                        )
-                    except PrivacyBudgetError as exc:
-                        self.privacy.refuse(r, str(exc))
-                        return Step.acted(f"refused to train round {r}: {exc}")
-                    trained, dp = private.local.delta, self.privacy.record(private, accountant)
-                else:
-                    trained = train_local(s.doc.model, global_weights, self.data, config).delta
-            ctx = RoundContext(
-                r, self.me, global_weights, {}, derive_seed(self.seed, "attack", self.me, r)
-            )
-            delta = self.behaviour.craft_update(trained, ctx)
+            trained = self.train_round(r)
+            if isinstance(trained, Step):
+                return trained
+            delta, dp = trained
             cid, digest = s.publish_update(r, delta)
             entry = {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
             recorded = self.journal.record_once(

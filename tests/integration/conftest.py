@@ -33,7 +33,7 @@ from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kub
 
 TOKEN = 10**18
 STAKE = 100  # tokens each trainer and oracle stakes at registration
-CLI_TIMEOUT = 180.0  # seconds for one short CLI command (deploy, faucet, register, show)
+CLI_TIMEOUT = 600.0  # one short CLI command (deploy, faucet, register, show): bounds a hang
 
 
 def dev_address(index: int) -> str:

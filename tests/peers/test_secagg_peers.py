@@ -31,12 +31,12 @@ from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, spli
 from marketplace.fl.train import train_local
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
+from marketplace.protocol.secagg_committee import committee_review, committee_round, flagged
 from marketplace.protocol.secagg_exchange import (
     Manifest,
+    MemoryJournal,
     SecAggPeer,
     Stage,
-    committee_review,
-    flagged,
     secagg_topic,
 )
 from marketplace.protocol.session import TaskSession
@@ -198,17 +198,60 @@ def test_a_secure_aggregation_round_survives_a_dropout_and_hides_each_update_fro
             p.stop()
 
 
-def test_a_plain_node_refuses_a_secure_aggregation_task_in_one_line(
+def test_a_peer_rebuilt_from_its_journal_resends_the_same_messages_and_masks_the_same_bytes(
+    world: World,
+) -> None:
+    # Prepare: every peer journals; trainer 3 will be rebuilt mid-round (a restarted node)
+    journals = [MemoryJournal() for _ in world.trainers]
+    peers = [
+        SecAggPeer(s, ps, round_=1, vector=world.inputs[t.address], num_samples=1, journal=j)
+        for s, ps, t, j in zip(world.sessions, world.pubsubs, world.trainers, journals, strict=True)
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT
+        while peers[3].stage is not Stage.WAIT_CLOSE:
+            assert time.monotonic() < deadline, [(p.me[:8], p.stage) for p in peers]
+            for p in peers:
+                p.step()
+            time.sleep(0.1)
+        first_shares = peers[3]._outbox
+        committed_before = world.sessions[3].committed(1)
+
+        # Execute: the node "crashes" after committing and comes back over the same journal
+        peers[3].stop()
+        reborn = SecAggPeer(
+            world.sessions[3], world.pubsubs[3], round_=1, num_samples=1, journal=journals[3],
+            vector=world.inputs[world.trainers[3].address],
+        )  # fmt: skip
+        peers[3] = reborn
+        assert reborn.stage is Stage.COLLECT_SHARES and reborn._outbox == first_shares
+        drive(peers, world, closer=0)
+
+        # Assert: no second commit, the same aggregate everywhere, exactly the committee's mean
+        after = world.sessions[0].committed(1)
+        assert len(after) == 4 and [c for c in after if c.sender == reborn.me] == [
+            c for c in committed_before if c.sender == reborn.me
+        ]
+        first = peers[0].aggregate
+        assert first is not None
+        assert all(p.aggregate is not None and np.array_equal(p.aggregate, first) for p in peers)
+        oracle = TaskSession.open(world.market, world.stores[4], world.task_id, world.oracle)
+        opened = committee_round(oracle, 1)
+        assert opened.reproducible and opened.mean is not None
+        assert np.array_equal(opened.mean, first)  # the committee's recompute is bit-exact
+        assert flagged(committee_review(oracle, 1)) == []
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def test_a_trainer_node_without_pubsub_refuses_a_secure_aggregation_task_in_one_line(
     world: World, tmp_path: Path
 ) -> None:
-    # Prepare: the node's trainer and oracle run the plain round (plaintext to every peer)
-    from node.peers.oracle import OracleNode
+    # Prepare: the node's trainer exchanges shares over Kubo pubsub, which it was not given
     from node.peers.trainer import TrainerNode
 
     digits = load_dataset("digits")
-    oracle = TaskSession.open(world.market, world.stores[4], world.task_id, world.oracle)
-    # Execute / Assert: both refuse, naming the cause and the way out
-    with pytest.raises(ConfigError, match=r"uses secure aggregation.*without a secagg term"):
+    # Execute / Assert: one line naming the cause and the way out
+    with pytest.raises(ConfigError, match=r"uses secure aggregation.*--ipfs-api"):
         TrainerNode(world.sessions[0], digits, Journal(tmp_path / "t.sqlite"))
-    with pytest.raises(ConfigError, match="uses secure aggregation"):
-        OracleNode(oracle, Journal(tmp_path / "o.sqlite"))
