@@ -190,7 +190,7 @@ def test_forged_leaf_is_challenged_the_closer_slashed_and_the_victim_commits_dir
     )
     assert event["leaf"] == leaf_digest(fake, mkt.market.address)
     assert mkt.stake(closer.address) == stake - 50 * E18
-    assert mkt.balance(BURN) == burned + 10 * E18
+    assert mkt.balance(BURN) == burned + 50 * E18 + 10 * E18  # stake (registry) + bond (market)
     info = mkt.task(task_id)
     assert (info["bondsHeld"], info["roundCommits"], info["totalSamples"]) == (30 * E18, 2, 200)
     mkt.chain.expect_revert(
