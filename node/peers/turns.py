@@ -6,8 +6,10 @@ already do for their chores: the holder of the chore's seat acts at once, the ot
 the chore is still undone ``grace`` seconds after they first noticed it (by the local or the
 chain clock). A holder that missed its last ``MISSES_TO_SKIP`` turns is skipped: the seat passes
 to the next peer in order that has not, so a crashed member does not delay every phase by the
-grace. Each peer judges misses from what it saw itself (a chore it had to take over); views may
-differ for a moment, and the worst outcome is one redundant call that loses the race.
+grace; after :data:`SKIPS_BEFORE_RETRY` skipped seats it is given one turn again (a miss then
+skips it again, a turn kept restores it). Each peer judges misses from what it saw itself (a
+chore it had to take over); views may differ for a moment, and the worst outcome is one
+redundant call that loses the race.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 MISSES_TO_SKIP = 2
+SKIPS_BEFORE_RETRY = 4  # a skipped member gets a turn again after this many skipped seats
 
 
 @dataclass
@@ -30,6 +33,7 @@ class ChoreTurns:
     # chore -> (holder, local time, chain time) when first seen due
     _pending: dict[Hashable, tuple[str, float, int]] = field(default_factory=dict)
     _missed: dict[str, int] = field(default_factory=dict)  # holder -> consecutive missed turns
+    _skipped: dict[str, int] = field(default_factory=dict)  # member -> seats skipped since
 
     def holder(self, members: Sequence[str], seat: int) -> str:
         """The member holding ``seat`` (members sorted by address, rotated by seat), skipping
@@ -37,7 +41,13 @@ class ChoreTurns:
         order = sorted(members, key=str.lower)
         for k in range(len(order)):
             candidate = order[(seat + k) % len(order)]
-            if self._missed.get(candidate.lower(), 0) < MISSES_TO_SKIP:
+            key = candidate.lower()
+            if self._missed.get(key, 0) < MISSES_TO_SKIP:
+                return candidate
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            if self._skipped[key] > SKIPS_BEFORE_RETRY:  # one more chance: a miss skips it again
+                self._missed[key] = MISSES_TO_SKIP - 1
+                self._skipped[key] = 0
                 return candidate
         return order[seat % len(order)]
 

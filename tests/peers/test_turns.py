@@ -3,7 +3,7 @@ others after a grace period, and a holder that missed its recent turns is skippe
 
 from __future__ import annotations
 
-from node.peers.turns import MISSES_TO_SKIP, ChoreTurns
+from node.peers.turns import MISSES_TO_SKIP, SKIPS_BEFORE_RETRY, ChoreTurns
 
 MEMBERS = ["0xCC", "0xaa", "0xBb"]  # sorted by address: 0xaa, 0xBb, 0xCC
 
@@ -40,6 +40,10 @@ def test_a_holder_that_missed_its_recent_turns_is_skipped_and_restored_when_it_a
         assert me.my_turn(("advance", k), MEMBERS, 1) is True
     assert me.holder(MEMBERS, 1) == "0xCC"  # skipped: the next in order holds its seat
     assert me.my_turn(("advance", 9), MEMBERS, 1) is True  # at once, no grace
+    # After SKIPS_BEFORE_RETRY skipped seats it gets one turn again
+    for _ in range(SKIPS_BEFORE_RETRY - 2):  # two seats were skipped above
+        assert me.holder(MEMBERS, 1) == "0xCC"
+    assert me.holder(MEMBERS, 1) == "0xBb" and me.missed("0xBb") == MISSES_TO_SKIP - 1
     # 0xaa keeps its turns: a chore done in time (no longer asked about) resets its count
     other = turns("0xCC", clock)
     other._missed["0xaa"] = 1
