@@ -14,6 +14,7 @@ import {CommitteeVote} from "./libraries/CommitteeVote.sol";
 import {TaskState} from "./libraries/TaskState.sol";
 import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
 import {ReputationMath} from "./libraries/ReputationMath.sol";
+import {RoundBatch} from "./libraries/RoundBatch.sol";
 
 /// @title TaskMarket
 /// @notice Escrow, committee consent, rounds, update commitments, oracle commit-reveal, disputes,
@@ -66,8 +67,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     struct Trainer {
         TrainerStatus status;
-        uint64 samples; // committed over all rounds (fallback pay weight)
+        uint64 samples; // committed directly or proven from batches (fallback pay weight)
         uint128 reserved; // the task's minStake, reserved at join (read with the status)
+        uint32 index; // join order from 0: the trainer's bit in a batch's bitmap
     }
 
     struct Update {
@@ -82,9 +84,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     mapping(uint256 taskId => TaskState.Task) private _tasks;
     mapping(uint256 taskId => mapping(address trainer => Trainer)) private _trainers;
     mapping(uint256 taskId => mapping(uint16 round => mapping(address trainer => Update))) private _updates;
-    mapping(uint256 taskId => mapping(uint16 round => uint256)) private _pastUpdateCounts;
+    // Trainers that did not commit in an ended round (written only when some did not).
+    mapping(uint256 taskId => mapping(uint16 round => uint256)) private _roundShortfalls;
     mapping(uint256 taskId => mapping(uint16 round => bytes32)) private _models;
     mapping(uint256 taskId => mapping(uint256 word => uint256)) private _claimedBitmap;
+    mapping(uint256 taskId => RoundBatch.Batches) private _batches;
 
     /// @param registry_ The participant registry (must authorize this market).
     /// @param arbiter_ Resolves disputes by picking a revealed root; a multisig or DAO in production.
@@ -158,6 +162,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         uint128 bond = t.trainerBond;
         tr.status = TrainerStatus.Joined;
         tr.reserved = minStake;
+        tr.index = count;
         // count < maxTrainers (a uint32) was checked above.
         unchecked {
             t.trainerCount = count + 1;
@@ -182,6 +187,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         if (numSamples == 0) revert TaskMarketZeroSamples();
         Update storage u = _updates[taskId][round][msg.sender];
         if (u.numSamples != 0) revert TaskMarketUpdateAlreadyCommitted(taskId, round, msg.sender);
+        if (t.batchedRound == round) RoundBatch.commitDirect(_batches[taskId], taskId, round, msg.sender, tr.index);
 
         u.digest = digest;
         u.numSamples = numSamples;
@@ -192,6 +198,95 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
             t.roundCommits += 1;
         }
         emit UpdateCommitted(taskId, round, msg.sender, cid, digest, numSamples);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function commitRound(
+        uint256 taskId,
+        uint16 round,
+        bytes32 root,
+        uint256[] calldata included,
+        uint64 samples,
+        string calldata leavesCid,
+        bytes32 modelDigest,
+        string calldata modelCid
+    ) external {
+        TaskState.Task storage t = _task(taskId);
+        if (_trainers[taskId][msg.sender].status != TrainerStatus.Joined) revert TaskMarketNotJoined(taskId, msg.sender);
+        RoundBatch.commitRound(
+            t,
+            _batches[taskId],
+            _models[taskId],
+            _roundShortfalls[taskId],
+            taskId,
+            round,
+            root,
+            included,
+            samples,
+            leavesCid,
+            modelDigest,
+            modelCid
+        );
+    }
+
+    /// @inheritdoc ITaskMarket
+    function challengeLeaf(
+        uint256 taskId,
+        uint16 round,
+        address closer,
+        bytes32 root,
+        UpdateLeaf calldata leaf,
+        bytes calldata signature,
+        bytes32[] calldata proof
+    ) external nonReentrant {
+        TaskState.Task storage t = _task(taskId);
+        RoundBatch.Batches storage b = _batches[taskId];
+        (bytes32 evidence, bool signed,) = RoundBatch.useLeaf(b, taskId, round, closer, root, leaf, signature, proof);
+        Trainer storage victim = _trainers[taskId][leaf.trainer];
+        bool member = victim.status != TrainerStatus.None;
+        if (member && signed) revert TaskMarketLeafGenuine(taskId, round, leaf.trainer);
+        Trainer storage c = _trainers[taskId][closer];
+        if (c.status != TrainerStatus.Joined) revert TaskMarketCloserNotSlashable(taskId, closer);
+
+        uint128 bond = t.trainerBond;
+        uint128 reserved = c.reserved;
+        c.status = TrainerStatus.Settled;
+        t.bondsHeld -= bond;
+        uint64 total = t.totalSamples;
+        t.totalSamples = leaf.numSamples < total ? total - leaf.numSamples : 0;
+        // The round still open: the victim's bit is cleared (it was counted by the batch) so it
+        // can commit directly.
+        if (member && t.phase == Phase.Training && t.currentRound == round && t.batchedRound == round) {
+            if (RoundBatch.exclude(b, victim.index)) t.roundCommits -= 1;
+        }
+        emit LeafChallenged(taskId, round, closer, leaf.trainer, msg.sender, evidence);
+        if (bond > 0) emit BondsBurned(taskId, bond);
+        _registry.slash(closer, reserved, reserved, taskId, evidence);
+        if (bond > 0) t.token.safeTransfer(BURN_ADDRESS, bond);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function proveSamples(
+        uint256 taskId,
+        uint16 round,
+        address closer,
+        bytes32 root,
+        UpdateLeaf calldata leaf,
+        bytes calldata signature,
+        bytes32[] calldata proof
+    ) external {
+        _task(taskId);
+        Trainer storage tr = _trainers[taskId][msg.sender];
+        if (tr.status != TrainerStatus.Joined || leaf.trainer != msg.sender) {
+            revert TaskMarketNotJoined(taskId, leaf.trainer);
+        }
+        (, bool signed, bool settled) =
+            RoundBatch.useLeaf(_batches[taskId], taskId, round, closer, root, leaf, signature, proof);
+        if (!signed) revert TaskMarketInvalidSignature(taskId, msg.sender);
+        if (settled) revert TaskMarketLeafSettled(taskId, round, msg.sender);
+        uint64 samples = tr.samples + leaf.numSamples; // checked: a uint64 sum
+        tr.samples = samples;
+        emit SamplesProven(taskId, msg.sender, leaf.numSamples, samples);
     }
 
     /// @inheritdoc ITaskMarket
@@ -251,20 +346,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
             }
         } else if (phase == Phase.Training) {
             if (!expired && t.roundCommits < t.trainerCount) revert TaskMarketTooEarly(taskId, deadline + 1);
-            uint16 round = t.currentRound;
-            _pastUpdateCounts[taskId][round] = t.roundCommits;
-            t.roundCommits = 0;
-            if (round < t.rounds) {
-                // round < rounds <= MAX_ROUNDS
-                unchecked {
-                    t.currentRound = round + 1;
-                }
-                t.phaseDeadline = now_ + t.roundDuration;
-                emit PhaseAdvanced(taskId, Phase.Training, Phase.Training, round + 1);
-            } else {
-                t.phaseDeadline = now_ + t.commitDuration;
-                _setPhase(taskId, t, Phase.Committing);
-            }
+            RoundBatch.closeRound(t, _roundShortfalls[taskId], taskId);
         } else if (phase == Phase.Committing) {
             if (!expired && t.committee.committedCount < t.committee.size) revert TaskMarketTooEarly(taskId, deadline + 1);
             t.phaseDeadline = now_ + t.revealDuration;
@@ -477,58 +559,13 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     // --- views ----------------------------------------------------------------------------------
 
     /// @inheritdoc ITaskMarket
-    function task(uint256 taskId) external view returns (TaskInfo memory info) {
-        TaskState.Task storage t = _task(taskId);
-        CommitteeVote.State storage c = t.committee;
-        info.requester = t.requester;
-        info.token = t.token;
-        info.phase = t.phase;
-        info.currentRound = t.currentRound;
-        info.rounds = t.rounds;
-        info.budget = t.budget;
-        info.paid = t.paid;
-        info.refunded = t.refunded;
-        info.trainerBond = t.trainerBond;
-        info.disputeBond = t.disputeBond;
-        info.bondsHeld = t.bondsHeld;
-        info.minStake = t.minStake;
-        info.minReputationPpm = t.minReputationPpm;
-        info.minTrainers = t.minTrainers;
-        info.maxTrainers = t.maxTrainers;
-        info.trainerCount = t.trainerCount;
-        info.roundCommits = t.roundCommits;
-        info.joinDeadline = t.joinDeadline;
-        info.phaseDeadline = t.phaseDeadline;
-        info.claimsOpenAt = t.claimsOpenAt;
-        info.claimDeadline = t.claimsOpenAt == 0 ? 0 : t.claimsOpenAt + t.claimDuration;
-        info.roundDuration = t.roundDuration;
-        info.commitDuration = t.commitDuration;
-        info.revealDuration = t.revealDuration;
-        info.disputeDuration = t.disputeDuration;
-        info.claimDuration = t.claimDuration;
-        info.initialModelDigest = t.initialModelDigest;
-        info.validationCommitment = t.validationCommitment;
-        info.payoutRoot = t.payoutRoot;
-        info.leadingRoot = c.leadingRoot();
-        info.leadingStake = c.leadingStake;
-        info.committeeStake = CommitteeVote.totalStake(c);
-        info.quorumBps = t.quorumBps;
-        info.committeeSize = c.size;
-        info.committedCount = c.committedCount;
-        info.revealedCount = c.revealedCount;
-        info.oracleSlash = t.oracleSlash;
-        info.disputer = t.disputer;
-        info.scoringFailed = t.outcome >= Outcome.Failed;
-        info.outcome = t.outcome;
-        info.arbiterRuled = t.arbiterRuled;
-        info.acceptedCount = uint8(c.acceptedCount()); // <= 16
-        info.acceptDuration = t.acceptDuration;
-        info.joinDuration = t.joinDuration;
-        info.totalSamples = t.totalSamples;
-        info.joinGate = t.joinGate;
-        info.requesterDeposit = t.requesterDeposit;
-        info.depositHeld = t.depositHeld;
-        info.sealedValidationDigest = t.sealedValidationDigest;
+    function task(uint256 taskId) external view returns (TaskInfo memory) {
+        bytes memory encoded = TaskState.encodedInfo(_task(taskId));
+        // TaskInfo is a static struct: the library's abi.encode of it is this function's return
+        // data as it stands (kept out of this contract's code for the 24 KiB limit).
+        assembly ("memory-safe") {
+            return(add(encoded, 32), mload(encoded))
+        }
     }
 
     /// @inheritdoc ITaskMarket
@@ -575,7 +612,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     function updateCount(uint256 taskId, uint16 round) external view returns (uint256) {
         TaskState.Task storage t = _tasks[taskId];
         if (t.phase == Phase.Training && round == t.currentRound) return t.roundCommits;
-        return _pastUpdateCounts[taskId][round];
+        if (round == 0 || round > t.currentRound || !_roundEnded(t, round)) return 0;
+        return t.trainerCount - _roundShortfalls[taskId][round];
     }
 
     /// @inheritdoc ITaskMarket

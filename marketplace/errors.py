@@ -40,6 +40,10 @@ class TransactionRevertedError(ChainError):
         self.error_args = args
 
 
+class BatchError(ChainError):
+    """A round's batch (leaves, tree, bitmap, closer) cannot be built or used as given."""
+
+
 class DeploymentNotFoundError(ChainError):
     """No deployments file for this chain id."""
 

@@ -38,6 +38,10 @@ see scripts/netns_round.py), per ``n`` under ``runs``, beside that invocation's 
 
 Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]
 [--netns]`` (``--netns`` needs root)
+
+``--gas-only --trainers 8,64``: instead, the gas of batched round commitments (``commitRound``
+per round, see scripts/round_gas.py), funded dev accounts driven from one process on a real
+Anvil; its JSON has ``gas_per_trainer_round`` keyed by ``n`` (any ``n``, not only ≤ 8).
 """
 
 from __future__ import annotations
@@ -446,7 +450,19 @@ def main() -> None:
     parser.add_argument("--netns-delay-ms", type=float, default=50.0, help="one way, per hop")
     parser.add_argument("--netns-rate-mbit", type=float, default=10.0, help="per machine link")
     parser.add_argument("--flower-worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gas-only",
+        action="store_true",
+        help="only the gas of batched rounds (one process drives funded dev accounts)",
+    )
     args = parser.parse_args()
+    if args.gas_only:
+        from round_gas import batched_gas
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        counts = [int(c) for c in args.trainers.split(",")]
+        print(json.dumps(batched_gas(counts, args.rounds), sort_keys=True))
+        return
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(1)
     if args.flower_worker is not None:

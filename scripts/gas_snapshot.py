@@ -10,6 +10,10 @@ Keys are ``Contract.function``; a ``[variant]`` suffix names a second measured p
 ``TaskMarket.claim`` is an unflagged trainer's claim of a leaf at depth 4 (16 leaves), reputation
 update and bond return included, once the task's first claim has been made.
 ``*.100trainers`` repeat the oracle steps on a task with 100 trainers.
+``TaskMarket.commitRound`` is a batched round of 8 trainers that also posts the round's model
+and ends the round (``[first]``: round 1, no model, the bitmap's slot still empty; ``[last]``:
+ends training; ``[partial]``: 6 of 8 included, the round stays open); ``.100trainers`` the same
+with 100 trainers (one bitmap word either way).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,9 @@ sys.path.insert(0, str(REPO))
 from marketplace.chain.compiler import ContractArtifact, compile_contracts  # noqa: E402
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
 from marketplace.chain.linking import link  # noqa: E402
+from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf  # noqa: E402
+from marketplace.protocol.round_batch import build_batch  # noqa: E402
+from marketplace.storage.cid import raw_cid  # noqa: E402
 from marketplace.valuation.merkle import LeafDomain, PayoutTree  # noqa: E402
 from marketplace.valuation.payouts import PayoutEntry  # noqa: E402
 
@@ -42,6 +49,7 @@ TARGETS = {
     "TaskMarket.acceptSeat": 50_000,  # [last] also opens the task: measured, not targeted
     "TaskMarket.claim": 90_000,
     "TaskMarket.commitUpdate": 100_000,
+    "TaskMarket.commitRound": 120_000,  # a round of 8 trainers at 15,000 gas each
     "TaskMarket.commitScore": 80_000,
     "TaskMarket.revealScore": 80_000,
     "TaskMarket.revealScore[sameRoot]": 80_000,
@@ -326,6 +334,61 @@ def measure(w3: Web3, *, artifacts: dict[str, ContractArtifact] | None = None) -
     r.warp(DAY + 1)
     r.send(m.advance(failed), outsider, "TaskMarket.advance[scoringFailed]")
     r.send(m.claimFallback(failed), many[0], "TaskMarket.claimFallback")
+
+    # --- batched round commitments: one commitRound per round, 8 and 100 trainers -------------
+    chain_id = w3.eth.chain_id
+
+    def signed_leaf(who: LocalAccount, task_id: int, rnd: int) -> UpdateLeaf:
+        label = f"batched {task_id} {rnd} {who.address}"
+        return sign_update_leaf(
+            who, chain_id=chain_id, task_id=task_id, round=rnd, cid=raw_cid(label.encode()),
+            digest=Web3.keccak(text=label), num_samples=1000, market_address=market.address,
+        )  # fmt: skip
+
+    def batched_task(group: list[LocalAccount], rounds: int) -> int:
+        for t in group:
+            r.send(reg.stake(100 * E18), t)  # the earlier tasks still reserve part of the stake
+        tid = create(len(group), rounds)
+        for t in group:
+            r.send(m.join(tid), t)
+        r.send(m.advance(tid), outsider)  # full: starts at once
+        return tid
+
+    def commit_round(tid, rnd, leaves, group, closer, key):  # type: ignore[no-untyped-def]
+        b = build_batch(
+            leaves, join_order=[t.address for t in group], market_address=market.address
+        )
+        model = Web3.keccak(text=f"batched model {rnd}") if rnd > 1 else bytes(32)
+        fn = m.commitRound(tid, rnd, b.root, list(b.included), b.samples,
+                           raw_cid(f"leaves {tid} {rnd}".encode()), model,
+                           raw_cid(f"model {tid} {rnd}".encode()))  # fmt: skip
+        r.send(fn, closer, key)
+        return b
+
+    for o in oracles:  # seats of the earlier tasks still reserve the committee's stake
+        r.send(reg.stake(200 * E18), o)
+    for tag, group in (("", many[2:10]), (".100trainers", many)):
+        tid = batched_task(group, 3)
+        for rnd, step in ((1, "[first]"), (2, ""), (3, "[last]")):
+            leaves = [signed_leaf(t, tid, rnd) for t in group]
+            commit_round(tid, rnd, leaves, group, group[rnd], "TaskMarket.commitRound" + step + tag)
+
+    # A partial batch (trainer 7 left out, trainer 6's leaf forged by the closer): the left-out
+    # trainer commits directly, the victim challenges, an included trainer proves its leaf.
+    group = many[10:18]
+    tid = batched_task(group, 1)
+    closer, victim = group[0], group[6]
+    forged = replace(signed_leaf(closer, tid, 1), sender=victim.address)
+    leaves = [*(signed_leaf(t, tid, 1) for t in group[:6]), forged]
+    b = commit_round(tid, 1, leaves, group, closer, "TaskMarket.commitRound[partial]")
+    r.send(m.commitUpdate(tid, 1, "bafy-direct-padded-to-a-cid-length", Web3.keccak(text="d"), 900),
+           group[7], "TaskMarket.commitUpdate[afterBatch]")  # fmt: skip
+    challenge = m.challengeLeaf(tid, 1, closer.address, b.root, forged.contract_args(),
+                                forged.signature, b.proof(victim.address))  # fmt: skip
+    r.send(challenge, victim, "TaskMarket.challengeLeaf")
+    own = b.leaves[[lf.sender for lf in b.leaves].index(group[1].address)]
+    r.send(m.proveSamples(tid, 1, closer.address, b.root, own.contract_args(), own.signature,
+                          b.proof(own.sender)), group[1], "TaskMarket.proveSamples")  # fmt: skip
     return dict(sorted(r.gas.items()))
 
 

@@ -84,6 +84,16 @@ interface ITaskMarket {
     ///      round deadline while Training, the commit or reveal deadline, the end of the dispute
     ///      window while Finalized (equal to `claimsOpenAt`), the arbiter's deadline while Disputed.
     ///      `leadingRoot`/`leadingStake` track the revealed root with the most oracle stake.
+    /// @notice One trainer's leaf in a round's batch (task and round are given beside it). Its
+    ///         EIP-712 digest (`UpdateLeaf` under the "FedMarket" domain, see RoundBatch) is what
+    ///         the trainer signs and gossips, and what the batch's Merkle tree commits to.
+    struct UpdateLeaf {
+        address trainer; // the leaf's trainer (the EIP-712 `sender`)
+        bytes32 digest; // sha256 of its encrypted update
+        bytes32 cidHash; // keccak256 of the update's CID string (EIP-712 encoding of `string cid`)
+        uint64 numSamples; // training samples of this round's update
+    }
+
     struct TaskInfo {
         address requester;
         IERC20 token;
@@ -330,6 +340,42 @@ interface ITaskMarket {
     /// @param taskId The task.
     /// @param index The leaf's index.
     error TaskMarketInvalidProof(uint256 taskId, uint256 index);
+    /// @notice Thrown when a round already has its batch.
+    /// @param taskId The task.
+    /// @param round The round.
+    error TaskMarketRoundAlreadyBatched(uint256 taskId, uint16 round);
+    /// @notice Thrown when a batch comes after direct commits of the same round: they would not
+    ///         be checked against its bitmap (the trainers commit directly only once the batch
+    ///         is in or its closer's turn has timed out).
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param commits Direct commits already made.
+    error TaskMarketRoundHasDirectCommits(uint256 taskId, uint16 round, uint32 commits);
+    /// @notice Thrown when a batch's bitmap has the wrong number of words, a bit past the last
+    ///         trainer, or no bit at all.
+    /// @param taskId The task.
+    /// @param words The number of 256-bit words expected (one per 256 trainers).
+    error TaskMarketInvalidBitmap(uint256 taskId, uint256 words);
+    /// @notice Thrown when a leaf is not in the batch named (commitment or Merkle proof mismatch).
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The leaf's trainer.
+    error TaskMarketLeafNotInBatch(uint256 taskId, uint16 round, address trainer);
+    /// @notice Thrown when a challenged leaf is genuine: signed by its trainer, a member.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The leaf's trainer.
+    error TaskMarketLeafGenuine(uint256 taskId, uint16 round, address trainer);
+    /// @notice Thrown when the closer of a forged batch has already settled (claimed, slashed).
+    /// @param taskId The task.
+    /// @param closer The closer.
+    error TaskMarketCloserNotSlashable(uint256 taskId, address closer);
+    /// @notice Thrown when a trainer's leaf for a round was already credited, voided by a
+    ///         challenge, or superseded by its direct commit.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    error TaskMarketLeafSettled(uint256 taskId, uint16 round, address trainer);
     /// @notice Thrown when paying a leaf would pay out more than the task's budget in total.
     /// @param taskId The task.
     /// @param paid The total after this claim.
@@ -493,6 +539,49 @@ interface ITaskMarket {
     /// @param amount Tokens paid from the budget (a returned bond comes on top).
     /// @param flags The leaf's misbehaviour bits.
     event Claimed(uint256 indexed taskId, uint256 index, address indexed account, uint256 amount, uint256 flags);
+    /// @notice Emitted when a round's batch was committed by its closer.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param closer The trainer that sent the batch (slashed if a leaf is proven forged).
+    /// @param root Merkle root over the included trainers' signed leaves.
+    /// @param included Bitmap of included trainers by join index (bit i of word i/256).
+    /// @param count Trainers included.
+    /// @param samples The leaves' total samples.
+    /// @param leavesCid CID of the leaf set (JSON: every signed leaf), for anyone to check.
+    event RoundCommitted(
+        uint256 indexed taskId,
+        uint16 round,
+        address indexed closer,
+        bytes32 root,
+        uint256[] included,
+        uint32 count,
+        uint64 samples,
+        string leavesCid
+    );
+    /// @notice Emitted when a batch's leaf was proven forged (not signed by its trainer, or its
+    ///         trainer not a member): the closer's reserved stake is slashed (burned by the
+    ///         registry) and its bond burned.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param closer The slashed closer.
+    /// @param trainer The leaf's trainer.
+    /// @param challenger Who proved it.
+    /// @param leaf The leaf's EIP-712 digest (the evidence).
+    event LeafChallenged(
+        uint256 indexed taskId,
+        uint16 round,
+        address indexed closer,
+        address indexed trainer,
+        address challenger,
+        bytes32 leaf
+    );
+    /// @notice Emitted when a trainer proved its batched leaves: their samples now count for
+    ///         its fallback pay.
+    /// @param taskId The task.
+    /// @param trainer The trainer.
+    /// @param added Samples credited by this call (the leaf's).
+    /// @param samples The trainer's samples now on record.
+    event SamplesProven(uint256 indexed taskId, address indexed trainer, uint64 added, uint64 samples);
     /// @notice Emitted when a task closed after its claim deadline.
     /// @param taskId The task.
     /// @param refund Unclaimed budget returned to the requester.
@@ -573,6 +662,71 @@ interface ITaskMarket {
     /// @param cid CID of the encrypted model.
     /// @param digest sha256 of the model.
     function postModel(uint256 taskId, uint16 round, string calldata cid, bytes32 digest) external;
+
+    /// @notice Commit round `round`'s set in one transaction, as its closer (a joined trainer):
+    ///         the Merkle root over the included trainers' signed leaves and who is included. It
+    ///         also posts the model that starts the round (round >= 2; zero digest: none) and,
+    ///         when every trainer is included, ends the round. Otherwise the left-out trainers
+    ///         commit directly (`commitUpdate`) until the round's deadline, which is moved to at
+    ///         least a quarter round from now; an included trainer's direct commit reverts.
+    /// @param taskId The task.
+    /// @param round The current round (no direct commit yet, no batch yet).
+    /// @param root Merkle root (OpenZeppelin StandardMerkleTree over the leaves' EIP-712 digests).
+    /// @param included Bitmap by join index, one word per 256 trainers.
+    /// @param samples Total samples of the included leaves (added to the task's total).
+    /// @param leavesCid CID of the published leaf set.
+    /// @param modelDigest sha256 of the model that starts `round` (zero for none).
+    /// @param modelCid Its CID.
+    function commitRound(
+        uint256 taskId,
+        uint16 round,
+        bytes32 root,
+        uint256[] calldata included,
+        uint64 samples,
+        string calldata leavesCid,
+        bytes32 modelDigest,
+        string calldata modelCid
+    ) external;
+
+    /// @notice Prove a batch's leaf forged: in the batch, but not signed by its trainer or its
+    ///         trainer not a member. The closer's reserved stake is slashed (burned by the
+    ///         registry, as for a flagged trainer) and its bond burned; the leaf's samples leave
+    ///         the task's total; if the round is still open, the trainer may commit directly.
+    /// @param taskId The task.
+    /// @param round The batch's round.
+    /// @param closer The batch's closer.
+    /// @param root The batch's root.
+    /// @param leaf The forged leaf.
+    /// @param signature The signature that came with it.
+    /// @param proof Its Merkle proof.
+    function challengeLeaf(
+        uint256 taskId,
+        uint16 round,
+        address closer,
+        bytes32 root,
+        UpdateLeaf calldata leaf,
+        bytes calldata signature,
+        bytes32[] calldata proof
+    ) external;
+
+    /// @notice Credit the caller's leaf of a batched round to its samples on record (the weight
+    ///         of its fallback pay): one call per batched round, each round's leaf counts once.
+    /// @param taskId The task.
+    /// @param round The batch's round.
+    /// @param closer The batch's closer (from RoundCommitted).
+    /// @param root The batch's root.
+    /// @param leaf The caller's leaf.
+    /// @param signature The caller's EIP-712 signature of the leaf.
+    /// @param proof Its Merkle proof.
+    function proveSamples(
+        uint256 taskId,
+        uint16 round,
+        address closer,
+        bytes32 root,
+        UpdateLeaf calldata leaf,
+        bytes calldata signature,
+        bytes32[] calldata proof
+    ) external;
 
     /// @notice Take back the bond of a cancelled task (each trainer once).
     /// @param taskId The task.

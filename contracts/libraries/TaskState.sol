@@ -23,7 +23,7 @@ library TaskState {
     uint256 internal constant MIN_STAKE = 1e18;
 
     // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
-    // commitUpdate, slots 2-4 for claim's accounting.
+    // commitUpdate and commitRound, slots 2-4 for claim's accounting.
     struct Task {
         // slot 0
         address requester;
@@ -66,6 +66,7 @@ library TaskState {
         uint32 minReputationPpm;
         ITaskMarket.Outcome outcome;
         bool arbiterRuled;
+        uint16 batchedRound; // the latest round committed by a batch (RoundBatch), 0 if none
         // slot 9
         uint128 requesterDeposit;
         uint128 depositHeld;
@@ -132,6 +133,65 @@ library TaskState {
         emit ITaskMarket.TaskTermsSet(
             taskId, p.oracles, acceptDeadline, p.sealedValidationDigest, p.requesterDeposit, p.joinGate
         );
+    }
+
+    /// @notice The ABI encoding of task `t`'s `ITaskMarket.TaskInfo` (TaskMarket.task returns it).
+    /// @param t The task.
+    /// @return The encoded struct.
+    function encodedInfo(Task storage t) external view returns (bytes memory) {
+        CommitteeVote.State storage c = t.committee;
+        uint8 leader = c.leader;
+        ITaskMarket.TaskInfo memory info;
+        info.requester = t.requester;
+        info.token = t.token;
+        info.phase = t.phase;
+        info.currentRound = t.currentRound;
+        info.rounds = t.rounds;
+        info.budget = t.budget;
+        info.paid = t.paid;
+        info.refunded = t.refunded;
+        info.trainerBond = t.trainerBond;
+        info.disputeBond = t.disputeBond;
+        info.bondsHeld = t.bondsHeld;
+        info.minStake = t.minStake;
+        info.minReputationPpm = t.minReputationPpm;
+        info.minTrainers = t.minTrainers;
+        info.maxTrainers = t.maxTrainers;
+        info.trainerCount = t.trainerCount;
+        info.roundCommits = t.roundCommits;
+        info.joinDeadline = t.joinDeadline;
+        info.phaseDeadline = t.phaseDeadline;
+        info.claimsOpenAt = t.claimsOpenAt;
+        info.claimDeadline = t.claimsOpenAt == 0 ? 0 : t.claimsOpenAt + t.claimDuration;
+        info.roundDuration = t.roundDuration;
+        info.commitDuration = t.commitDuration;
+        info.revealDuration = t.revealDuration;
+        info.disputeDuration = t.disputeDuration;
+        info.claimDuration = t.claimDuration;
+        info.initialModelDigest = t.initialModelDigest;
+        info.validationCommitment = t.validationCommitment;
+        info.payoutRoot = t.payoutRoot;
+        info.leadingRoot = leader == 0 ? bytes32(0) : c.votes[c.members[leader - 1]];
+        info.leadingStake = c.leadingStake;
+        info.committeeStake = CommitteeVote.totalStake(c);
+        info.quorumBps = t.quorumBps;
+        info.committeeSize = c.size;
+        info.committedCount = c.committedCount;
+        info.revealedCount = c.revealedCount;
+        info.oracleSlash = t.oracleSlash;
+        info.disputer = t.disputer;
+        info.scoringFailed = t.outcome >= ITaskMarket.Outcome.Failed;
+        info.outcome = t.outcome;
+        info.arbiterRuled = t.arbiterRuled;
+        info.acceptedCount = uint8(CommitteeVote.acceptedCount(c)); // <= 16
+        info.acceptDuration = t.acceptDuration;
+        info.joinDuration = t.joinDuration;
+        info.totalSamples = t.totalSamples;
+        info.joinGate = t.joinGate;
+        info.requesterDeposit = t.requesterDeposit;
+        info.depositHeld = t.depositHeld;
+        info.sealedValidationDigest = t.sealedValidationDigest;
+        return abi.encode(info);
     }
 
     function _check(ITaskMarket.TaskParams calldata p) private view {

@@ -27,6 +27,7 @@ from web3 import Web3
 
 from marketplace.chain.clients import Marketplace, TaskView
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import (
     ConfigError,
     ContentNotFoundError,
@@ -102,6 +103,9 @@ class TaskSession:
     # verifiable rather than miss the commit window.
     fetch_patience: float = 180.0
     _unavailable_since: dict[str, float] = field(default_factory=dict)
+    # Signed batch leaves this peer received over gossip, by round then sender (used when a
+    # closer's published leaf set cannot be fetched; every one is checked before use).
+    gossiped_leaves: dict[int, dict[str, UpdateLeaf]] = field(default_factory=dict)
 
     # --- loading --------------------------------------------------------------------------
     @classmethod
@@ -279,13 +283,15 @@ class TaskSession:
         return cid, hashlib.sha256(blob).digest()
 
     def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
-        """The round's ``UpdateCommitted`` events, in chain order."""
+        """The round's ``UpdateCommitted`` events, in chain order, then the round's batched
+        updates (:func:`~marketplace.protocol.batched_round.usable_leaves`: only leaves signed by
+        a trainer of the task, bits set), sorted by sender."""
         events = self.market.events(
             self.market.market, "UpdateCommitted", filters={"taskId": self.task_id}
         )
         picked = [e for e in events if int(e["args"]["round"]) == round_]
         picked.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
-        return tuple(
+        direct = [
             CommittedUpdate(
                 sender=Web3.to_checksum_address(e["args"]["trainer"]),
                 round=round_,
@@ -295,7 +301,29 @@ class TaskSession:
                 order=i,
             )
             for i, e in enumerate(picked)
+        ]
+        return (*direct, *self._batched(round_, start=len(direct)))
+
+    def _batched(self, round_: int, *, start: int) -> list[CommittedUpdate]:
+        from marketplace.chain.batch_client import BatchCommits
+        from marketplace.protocol.batched_round import usable_leaves
+
+        batches = BatchCommits(self.market)
+        recorded = batches.batches(self.task_id).get(round_)
+        if recorded is None:
+            return []
+        leaves = usable_leaves(
+            recorded,
+            self.store,
+            join_order=batches.join_order(self.task_id),
+            chain_id=self.chain_id,
+            market_address=self.market.market.address,
+            known=self.gossiped_leaves.get(round_),
         )
+        return [
+            CommittedUpdate(leaf.sender, round_, leaf.cid, leaf.digest, leaf.num_samples, start + i)
+            for i, leaf in enumerate(leaves)
+        ]
 
     def fetch_update(
         self, c: CommittedUpdate, template: Mapping[str, torch.Tensor]

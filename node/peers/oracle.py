@@ -35,6 +35,7 @@ from node.peers.journal import Journal
 from node.peers.oracle_secagg import secagg_round_input
 from node.peers.oracle_sourcing import SourcingDuty
 from node.peers.oracle_submissions import evaluate_submissions
+from node.peers.turns import ChoreTurns
 
 # Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
 AFTER_FINALIZATION = (evaluate_submissions,)
@@ -57,6 +58,8 @@ class OracleNode(Peer):
         self.num_threads = num_threads
         self.result: ScoringResult | None = None
         self.sourcing = SourcingDuty(self)  # the task's data request, before training
+        # The committee takes turns closing phases (node/peers/turns.py).
+        self.turns = ChoreTurns(self.me, session.market.now)
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -87,7 +90,8 @@ class OracleNode(Peer):
                 m.commit_score(self.account, tid, digest)
                 return Step.acted(f"committed root 0x{chosen['root'][:12]}…")
             all_in = info.committed_count >= info.committee_size
-            if (all_in or m.now() > info.phase_deadline) and self.try_advance():
+            due = all_in or m.now() > info.phase_deadline
+            if due and self._advance_turn(phase) and self.try_advance():
                 return Step.acted("closed the commit phase")
             return Step.waiting("waiting for the other oracles to commit")
         if phase == Phase.REVEALING:
@@ -109,7 +113,8 @@ class OracleNode(Peer):
                 )  # fmt: skip
                 return Step.acted("revealed")
             all_in = info.revealed_count >= info.committed_count
-            if (all_in or m.now() > info.phase_deadline) and self.try_advance():
+            due = all_in or m.now() > info.phase_deadline
+            if due and self._advance_turn(phase) and self.try_advance():
                 return Step.acted("closed the reveal phase")
             return Step.waiting("waiting for the other oracles to reveal")
         if phase == Phase.DISPUTED:
@@ -129,6 +134,11 @@ class OracleNode(Peer):
             if owed is not None:
                 return owed
         return Step.done("task finalized")
+
+    def _advance_turn(self, phase: Phase) -> bool:
+        """Whether this oracle closes ``phase`` now: the committee takes turns by phase."""
+        members = self.session.market.oracles(self.session.task_id)
+        return self.turns.my_turn(("advance", int(phase)), members, int(phase))
 
     # --- scoring --------------------------------------------------------------------------
     def _chosen(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ import {TaskMarket} from "../../contracts/TaskMarket.sol";
 import {IParticipantRegistry} from "../../contracts/interfaces/IParticipantRegistry.sol";
 import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
 import {PayoutLeaf} from "../../contracts/libraries/PayoutLeaf.sol";
+import {RoundBatch} from "../../contracts/libraries/RoundBatch.sol";
 import {ScoreCommitment} from "../../contracts/libraries/ScoreCommitment.sol";
 import {Vm} from "./Vm.sol";
 
@@ -116,6 +117,74 @@ contract MarketHandler {
         uint16 round = _round(id);
         vm.prank(trainers[seed % 5]);
         try market.commitUpdate(id, round, "u", keccak256(abi.encode(seed)), uint64(1 + seed % 1000)) {} catch {}
+    }
+
+    /// @notice The latest batch committed per task (what challengeLeaf attacks).
+    struct SentBatch {
+        uint16 round;
+        address closer;
+        bytes32 root;
+        ITaskMarket.UpdateLeaf leaf;
+    }
+
+    mapping(uint256 taskId => SentBatch) internal _sent;
+
+    /// @notice A one-leaf batch by a random trainer for a random trainer (member or not). The
+    ///         handler has no trainer keys, so every leaf's signature is invalid: each batch is
+    ///         forged and challengeLeaf slashes its closer.
+    function commitRound(uint256 seed) external {
+        calls++;
+        uint256 id = _task(seed >> 8);
+        uint16 round = _round(id);
+        address closer = trainers[seed % 5];
+        ITaskMarket.UpdateLeaf memory leaf = ITaskMarket.UpdateLeaf(
+            trainers[(seed >> 4) % 6], keccak256(abi.encode(seed)), keccak256("cid"), uint64(1 + (seed >> 32) % 1000)
+        );
+        bytes32 root = keccak256(bytes.concat(keccak256(abi.encode(_leafDigest(id, round, leaf)))));
+        uint256[] memory included = new uint256[](1);
+        included[0] = 1 + (seed >> 48) % 7;
+        vm.prank(closer);
+        try market.commitRound(id, round, root, included, leaf.numSamples, "l", keccak256(abi.encode(seed)), "m") {
+            _sent[id] = SentBatch(round, closer, root, leaf);
+        } catch {}
+    }
+
+    function challengeLeaf(uint256 seed) external {
+        calls++;
+        uint256 id = _task(seed >> 8);
+        SentBatch memory b = _sent[id];
+        bytes memory signature = abi.encodePacked(bytes32(seed), bytes32(seed >> 1), uint8(27));
+        vm.prank(trainers[seed % 6]);
+        try market.challengeLeaf(id, b.round, b.closer, b.root, b.leaf, signature, new bytes32[](0)) {} catch {}
+    }
+
+    function _leafDigest(uint256 id, uint16 round, ITaskMarket.UpdateLeaf memory leaf)
+        private
+        view
+        returns (bytes32)
+    {
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("FedMarket"),
+                keccak256("1"),
+                block.chainid,
+                address(market)
+            )
+        );
+        bytes32 structHash = keccak256(
+            abi.encode(
+                RoundBatch.UPDATE_LEAF_TYPEHASH,
+                block.chainid,
+                id,
+                uint256(round),
+                leaf.cidHash,
+                leaf.digest,
+                leaf.trainer,
+                uint256(leaf.numSamples)
+            )
+        );
+        return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
     function commitScore(uint256 seed) external {

@@ -32,6 +32,11 @@ def test_gas_does_not_grow_and_meets_the_targets(chain):
     assert gas.compare(measured, committed) == []
     assert measured["TaskMarket.claim"] <= 90_000
     assert measured["TaskMarket.commitUpdate"] <= 100_000
+    # A batched round costs the same for 8 trainers as for 100 (one bitmap word; only its
+    # calldata bytes differ, 12 gas each beyond a zero byte) and fits 8 x 15,000.
+    batched = measured["TaskMarket.commitRound"]
+    assert batched <= 120_000
+    assert abs(measured["TaskMarket.commitRound.100trainers"] - batched) <= 12 * 32
     assert measured["ParticipantRegistry.register"] <= 150_000
     for key in (
         "TaskMarket.commitScore",
