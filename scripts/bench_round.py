@@ -76,8 +76,9 @@ TOKEN = 10**18
 # The CLI's default task model and the training the task below asks for: every engine runs these.
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(32,), num_classes=10, seed=SEED)
 LOCAL = TrainConfig(epochs=1, lr=0.1, batch_size=16)
-REQUESTER, FIRST_TRAINER, MAX_TRAINERS = 1, 2, 8  # dev keys 2..9 train, 10..12 are the committee
-ORACLES = (10, 11, 12)
+# Dev keys: 1 requests, 2..4 are the committee, 5.. train (Anvil funds DEV_ACCOUNTS of them).
+REQUESTER, ORACLES, FIRST_TRAINER, MAX_TRAINERS = 1, (2, 3, 4), 5, 32
+DEV_ACCOUNTS = FIRST_TRAINER + MAX_TRAINERS
 RUN_TIMEOUT = 900.0
 
 
@@ -203,7 +204,7 @@ class Devnet:
 
 
 def start_devnet(stack: ExitStack, tmp: Path) -> Devnet:
-    anvil = stack.enter_context(start_anvil(log_path=tmp / "anvil.log"))
+    anvil = stack.enter_context(start_anvil(log_path=tmp / "anvil.log", accounts=DEV_ACCOUNTS))
     kubos = tuple(stack.enter_context(start_kubo()) for _ in range(3))
     for i, a in enumerate(kubos):
         connect_peers(a, kubos[(i + 1) % 3])
@@ -306,6 +307,8 @@ def run_ours(
     task_id, _ = create_task(
         market, store, Identity.dev(REQUESTER), plan, data.validation.x, data.validation.y
     )
+    for oracle in ORACLES:  # the committee takes its seats: the task opens for joining
+        market.accept_seat(Identity.dev(oracle).eth, task_id)
     first_block = market.w3.eth.block_number + 1
     wiretap = Wiretap(
         net.kubos[0], task_topic(market.deployment.chain_id, market.market.address, task_id)
