@@ -101,7 +101,7 @@ class ChainSubscription:
         Called with each raw log (JSON-RPC form: hex strings) on the receive thread; returns
         whether the log should wake the loop. Exceptions are logged, never raised.
     connect:
-        Opens the websocket (the ``websockets`` sync client by default; tests pass another URL).
+        Opens the websocket, as a context manager (the ``websockets`` sync client by default).
     """
 
     def __init__(
@@ -170,33 +170,25 @@ class ChainSubscription:
         announced_down = False
         while not self._stopping.is_set():
             try:
-                ws = self._connect(self.url)
-            except Exception as exc:
-                announced_down = self._down(exc, delay, "unavailable", quiet=announced_down)
-                if self._stopping.wait(delay):
-                    return
-                delay = min(2 * delay, self._retry_max)
-                continue
-            with self._ws_lock:
-                self._ws = ws
-            try:
-                self._subscribe(ws)
-                if announced_down:
-                    log.warning("chain subscription on %s restored", self.url)
-                announced_down = False
-                delay = self._retry_min
-                self.connected.set()
-                self.wakeup.set()  # the chain may have moved while nobody listened
-                self._receive(ws)
+                with self._connect(self.url) as ws:
+                    with self._ws_lock:
+                        self._ws = ws
+                    self._subscribe(ws)
+                    if announced_down:
+                        log.warning("chain subscription on %s restored", self.url)
+                    announced_down = False
+                    delay = self._retry_min
+                    self.connected.set()
+                    self.wakeup.set()  # the chain may have moved while nobody listened
+                    self._receive(ws)
             except Exception as exc:
                 if self._stopping.is_set():
                     return
-                was_up = self.connected.is_set()
+                what = "dropped" if self.connected.is_set() else "unavailable"
                 self.connected.clear()
-                announced_down = self._down(
-                    exc, delay, "dropped" if was_up else "refused", quiet=announced_down
-                )
-                self.wakeup.set()
+                self._down(exc, delay, what, quiet=announced_down)
+                announced_down = True
+                self.wakeup.set()  # poll at once: something may have happened meanwhile
                 if self._stopping.wait(delay):
                     return
                 delay = min(2 * delay, self._retry_max)
@@ -204,19 +196,14 @@ class ChainSubscription:
                 self.connected.clear()
                 with self._ws_lock:
                     self._ws = None
-                try:
-                    ws.close()
-                except Exception as exc:
-                    log.debug("closing a broken chain subscription: %s", exc)
 
-    def _down(self, exc: Exception, delay: float, what: str, *, quiet: bool) -> bool:
+    def _down(self, exc: Exception, delay: float, what: str, *, quiet: bool) -> None:
         """Count and log a lost or refused connection: one warning per outage, then debug."""
         self.drops += 1
         cause = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         level = logging.DEBUG if quiet else logging.WARNING
         log.log(level, "chain subscription on %s %s (%s); polling meanwhile, retrying in %.1fs",
                 self.url, what, cause[:200], delay)  # fmt: skip
-        return True
 
     def _subscribe(self, ws: Any) -> None:
         wanted: dict[int, str] = {}

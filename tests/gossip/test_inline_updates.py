@@ -29,17 +29,22 @@ def payload_of(size: int = 12_000) -> tuple[bytes, str, bytes]:
     return blob, raw_cid(blob), hashlib.sha256(blob).digest()
 
 
-def net_with_payloads(make_net: Callable[..., Net]) -> tuple[Net, dict[str, list[bytes]]]:
+@pytest.fixture
+def payload_net(request: pytest.FixtureRequest) -> tuple[Net, dict[str, list[bytes]]]:
+    """A-B-C gossip (fanout 0); ``delivered[name]`` lists the bytes each node handed over."""
+    build: Callable[..., Net] = request.getfixturevalue("make_net")
     delivered: dict[str, list[bytes]] = {"A": [], "B": [], "C": []}
-    net = make_net(fanout=0)
+    net = build(fanout=0)
     for peer in net.peers:
         peer.gossip._on_payload = lambda _ann, data, name=peer.name: delivered[name].append(data)
     return net, delivered
 
 
-def test_an_inline_update_is_accepted_without_any_fetch(make_net: Callable[..., Net]) -> None:
+def test_an_inline_update_is_accepted_without_any_fetch(
+    payload_net: tuple[Net, dict[str, list[bytes]]],
+) -> None:
     # Prepare: the payload is in no daemon, so only the message can carry it
-    net, delivered = net_with_payloads(make_net)
+    net, delivered = payload_net
     blob, cid, digest = payload_of()
     assert not net.a.store.has(cid)
     message = inline.pack(net.sign(TRAINER, cid, digest).to_json(), blob)
@@ -53,10 +58,10 @@ def test_an_inline_update_is_accepted_without_any_fetch(make_net: Callable[..., 
 
 
 def test_a_gossip_node_announces_its_own_small_update_inline(
-    make_net: Callable[..., Net],
+    payload_net: tuple[Net, dict[str, list[bytes]]],
 ) -> None:
     # Prepare
-    net, delivered = net_with_payloads(make_net)
+    net, delivered = payload_net
     blob, cid, digest = payload_of()
     # Execute: A's own announcement, with the payload, never stored anywhere
     net.a.gossip.announce(3, cid, digest, payload=blob)
@@ -66,10 +71,10 @@ def test_a_gossip_node_announces_its_own_small_update_inline(
 
 @pytest.mark.parametrize("tamper", ["payload", "cid"])
 def test_an_inline_payload_that_is_not_the_announced_update_is_dropped(
-    make_net: Callable[..., Net], tamper: str
+    payload_net: tuple[Net, dict[str, list[bytes]]], tamper: str
 ) -> None:
     # Prepare: a correctly signed announcement whose payload differs from its digest or CID
-    net, delivered = net_with_payloads(make_net)
+    net, delivered = payload_net
     blob, cid, digest = payload_of()
     if tamper == "payload":
         carried = blob[:-1] + bytes([blob[-1] ^ 1])  # digest mismatch
@@ -85,9 +90,11 @@ def test_an_inline_payload_that_is_not_the_announced_update_is_dropped(
     assert net.b.updates == [] and delivered["B"] == []
 
 
-def test_an_oversize_inline_payload_is_dropped(make_net: Callable[..., Net]) -> None:
+def test_an_oversize_inline_payload_is_dropped(
+    payload_net: tuple[Net, dict[str, list[bytes]]],
+) -> None:
     # Prepare: one byte over the cap (the frame itself is built by hand: pack refuses it)
-    net, delivered = net_with_payloads(make_net)
+    net, delivered = payload_net
     blob, cid, digest = payload_of(inline.MAX_INLINE_BYTES + 1)
     head = net.sign(TRAINER, cid, digest).to_json()
     message = inline.MAGIC + len(head).to_bytes(2, "big") + head + blob
