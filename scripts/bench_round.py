@@ -419,9 +419,15 @@ def task_gas(market: Marketplace, first: int, last: int) -> dict[str, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--trainers", default="4,8", help="comma-separated trainer counts (≤ 8)")
+    parser.add_argument(
+        "--trainers", default="4,8", help=f"comma-separated trainer counts (≤ {MAX_TRAINERS})"
+    )
     parser.add_argument("--poll", type=float, default=0.3, help="trainers' chain poll interval (s)")
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument(
+        "--flower-up-to", type=int, default=MAX_TRAINERS,
+        help="run Flower only for trainer counts up to this (Ray's actors on a small machine)",
+    )  # fmt: skip
     parser.add_argument(
         "--gossip-off-too",
         action="store_true",
@@ -450,6 +456,7 @@ def main() -> None:
     with ExitStack() as stack:
         net = start_devnet(stack, Path(stack.enter_context(tempfile.TemporaryDirectory())))
         for n in counts:
+            load_before = os.getloadavg()[0]
             log.warning("%d trainers: chain + IPFS run", n)
             ours = run_ours(net, n, args.rounds, args.poll)
             if args.gossip_off_too:
@@ -458,11 +465,13 @@ def main() -> None:
             log.warning("%d trainers: simulator", n)
             sim = run_simulator(n, args.rounds)
             engines = {"ours": ours["round_durations"], "simulator": sim}
-            if not args.no_flower:
+            flower = not args.no_flower and n <= args.flower_up_to
+            if flower:
                 log.warning("%d trainers: Flower", n)
                 engines["flower"], flower_startup = run_flower(n, args.rounds)
-            row: dict[str, Any] = {"ours": ours}
-            if not args.no_flower:
+            # The machine is shared: the 1-minute load average around this trainer count's runs.
+            row: dict[str, Any] = {"ours": ours, "loadavg": [load_before, os.getloadavg()[0]]}
+            if flower:
                 row["flower_startup_sec"] = flower_startup
             for name, durations in engines.items():
                 timing = summarize_rounds(durations)
