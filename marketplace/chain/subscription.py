@@ -184,11 +184,13 @@ class ChainSubscription:
             except Exception as exc:
                 if self._stopping.is_set():
                     return
-                what = "dropped" if self.connected.is_set() else "unavailable"
+                dropped = self.connected.is_set()
                 self.connected.clear()
-                self._down(exc, delay, what, quiet=announced_down)
+                self._down(exc, delay, "dropped" if dropped else "unavailable",
+                           quiet=announced_down)  # fmt: skip
                 announced_down = True
-                self.wakeup.set()  # poll at once: something may have happened meanwhile
+                if dropped:
+                    self.wakeup.set()  # poll at once: something may have happened meanwhile
                 if self._stopping.wait(delay):
                     return
                 delay = min(2 * delay, self._retry_max)
