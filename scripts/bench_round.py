@@ -88,8 +88,9 @@ TOKEN = 10**18
 # The CLI's default task model and the training the task below asks for: every engine runs these.
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(32,), num_classes=10, seed=SEED)
 LOCAL = TrainConfig(epochs=1, lr=0.1, batch_size=16)
-REQUESTER, FIRST_TRAINER, MAX_TRAINERS = 1, 2, 8  # dev keys 2..9 train, 10..12 are the committee
-ORACLES = (10, 11, 12)
+# Dev keys: 1 requests, 2..4 are the committee, 5.. train (Anvil funds DEV_ACCOUNTS of them).
+REQUESTER, ORACLES, FIRST_TRAINER, MAX_TRAINERS = 1, (2, 3, 4), 5, 32
+DEV_ACCOUNTS = FIRST_TRAINER + MAX_TRAINERS
 RUN_TIMEOUT = 900.0
 
 
@@ -217,7 +218,9 @@ class Devnet:
 
 
 def start_devnet(stack: ExitStack, tmp: Path, *, anvil_host: str = "127.0.0.1") -> Devnet:
-    anvil = stack.enter_context(start_anvil(host=anvil_host, log_path=tmp / "anvil.log"))
+    anvil = stack.enter_context(
+        start_anvil(host=anvil_host, log_path=tmp / "anvil.log", accounts=DEV_ACCOUNTS)
+    )
     kubos = tuple(stack.enter_context(start_kubo()) for _ in range(3))
     for i, a in enumerate(kubos):
         connect_peers(a, kubos[(i + 1) % 3])
@@ -320,7 +323,7 @@ def run_ours(
     task_id, _ = create_task(
         market, store, Identity.dev(REQUESTER), plan, data.validation.x, data.validation.y
     )
-    for oracle in ORACLES:  # the committee takes its seats (the oracles run no process here)
+    for oracle in ORACLES:  # the committee takes its seats: the task opens for joining
         market.accept_seat(Identity.dev(oracle).eth, task_id)
     first_block = market.w3.eth.block_number + 1
     wiretap = Wiretap(
@@ -434,9 +437,15 @@ def task_gas(market: Marketplace, first: int, last: int) -> dict[str, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--trainers", default="4,8", help="comma-separated trainer counts (≤ 8)")
+    parser.add_argument(
+        "--trainers", default="4,8", help=f"comma-separated trainer counts (≤ {MAX_TRAINERS})"
+    )
     parser.add_argument("--poll", type=float, default=0.3, help="trainers' chain poll interval (s)")
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument(
+        "--flower-up-to", type=int, default=MAX_TRAINERS,
+        help="run Flower only for trainer counts up to this (Ray's actors on a small machine)",
+    )  # fmt: skip
     parser.add_argument(
         "--gossip-off-too",
         action="store_true",
@@ -490,6 +499,7 @@ def main() -> None:
             report["netns"] = {**lab.setup(), "runs": {}}
         net = start_devnet(stack, tmp, anvil_host=lab.host_address if lab else "127.0.0.1")
         for n in counts:
+            load_before = os.getloadavg()[0]
             log.warning("%d trainers: chain + IPFS run", n)
             ours = run_ours(net, n, args.rounds, args.poll)
             if args.gossip_off_too:
@@ -498,11 +508,13 @@ def main() -> None:
             log.warning("%d trainers: simulator", n)
             sim = run_simulator(n, args.rounds)
             engines = {"ours": ours["round_durations"], "simulator": sim}
-            if not args.no_flower:
+            flower = not args.no_flower and n <= args.flower_up_to
+            if flower:
                 log.warning("%d trainers: Flower", n)
                 engines["flower"], flower_startup = run_flower(n, args.rounds)
-            row: dict[str, Any] = {"ours": ours}
-            if not args.no_flower:
+            # The machine is shared: the 1-minute load average around this trainer count's runs.
+            row: dict[str, Any] = {"ours": ours, "loadavg": [load_before, os.getloadavg()[0]]}
+            if flower:
                 row["flower_startup_sec"] = flower_startup
             for name, durations in engines.items():
                 timing = summarize_rounds(durations)

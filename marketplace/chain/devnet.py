@@ -47,13 +47,27 @@ def dev_private_keys(count: int = DEV_ACCOUNT_COUNT) -> tuple[str, ...]:
 
 
 DEV_PRIVATE_KEYS: tuple[str, ...] = dev_private_keys()
+#: Highest devnet account index a CLI may sign with (``anvil --accounts N`` funds the first N).
+MAX_DEV_ACCOUNT = 99
+
+
+@cache
+def dev_private_key(index: int) -> str:
+    """Devnet key ``index`` of :data:`DEV_MNEMONIC`, also past the 20 funded by default (a
+    benchmark with more peers starts Anvil with ``accounts=``)."""
+    if index < len(DEV_PRIVATE_KEYS):
+        return DEV_PRIVATE_KEYS[index]
+    Account.enable_unaudited_hdwallet_features()
+    path = f"m/44'/60'/0'/0/{index}"
+    key: bytes = Account.from_mnemonic(DEV_MNEMONIC, account_path=path).key
+    return "0x" + key.hex()
 
 
 def dev_x25519_private(index: int) -> X25519PrivateKey:
     """A deterministic X25519 key for devnet account ``index`` (as public as its Ethereum key)."""
     seed = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedmarket devnet x25519"
-    ).derive(bytes.fromhex(DEV_PRIVATE_KEYS[index][2:]))
+    ).derive(bytes.fromhex(dev_private_key(index)[2:]))
     return X25519PrivateKey.from_private_bytes(seed)
 
 

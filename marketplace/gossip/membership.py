@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from marketplace.crypto.announce import Announcement
 from marketplace.errors import StorageError
 from marketplace.gossip.topics import task_topic
-from marketplace.gossip.update_gossip import Gossip
+from marketplace.gossip.update_gossip import INLINE_FRAME_BYTES, Gossip
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
-from marketplace.storage.pubsub import PubsubClient
+from marketplace.storage.pubsub import DEFAULT_MAX_MESSAGE_SIZE, PubsubClient
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +81,21 @@ def open_task_gossip(
     *,
     fanout: int = 3,
     on_update: Callable[[Announcement], None] | None = None,
+    on_payload: Callable[[Announcement, bytes], None] | None = None,
 ) -> Gossip:
     """A started-ready :class:`Gossip` on the task's topic, signing with the session's key.
 
     A fetched blob is bounded by the task's update size (plus envelope overhead, as in
     :meth:`TaskSession.fetch_update`), so a member cannot make the node pull anything larger.
+    Small updates travel inline (:mod:`marketplace.gossip.inline`); ``on_payload`` receives
+    every accepted update's checked bytes.
     """
     market_address = session.market.market.address
     membership = ChainMembership(session)
     return Gossip(
-        pubsub=PubsubClient(ipfs_api),
+        pubsub=PubsubClient(
+            ipfs_api, max_message_size=DEFAULT_MAX_MESSAGE_SIZE + INLINE_FRAME_BYTES
+        ),
         store=session.store,
         topic=task_topic(session.chain_id, market_address, session.task_id),
         chain_id=session.chain_id,
@@ -102,6 +107,7 @@ def open_task_gossip(
         fanout=fanout,
         max_update_bytes=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
         on_update=on_update,
+        on_payload=on_payload,
     )
 
 
@@ -110,12 +116,17 @@ class BackgroundAnnouncer:
 
     A publish goes through the local daemon's pubsub and may wait on it (Kubo serializes
     validation, and a refused publish is retried), so it must not hold up the trainer's loop: the
-    commit is already on-chain, and peers that miss the announcement fetch the update by CID when
-    the round closes. A failed publish is logged, never raised.
+    commit is on its way on-chain, and peers that miss the announcement fetch the update by CID
+    when the round closes. A failed publish is logged, never raised. ``payload_for(round,
+    digest)`` returns the update's bytes to send inline, if this node still holds them (the
+    session's :meth:`~marketplace.protocol.session.TaskSession.own_envelope`).
     """
 
-    def __init__(self, gossip: Gossip) -> None:
+    def __init__(
+        self, gossip: Gossip, payload_for: Callable[[int, bytes], bytes | None] | None = None
+    ) -> None:
         self._gossip = gossip
+        self._payload_for = payload_for
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="announce")
         self.published = 0
         self.failed = 0
@@ -127,7 +138,8 @@ class BackgroundAnnouncer:
     def _publish(self, round_: int, cid: str, digest: bytes) -> None:
         started = time.perf_counter()
         try:
-            self._gossip.announce(round_, cid, digest)
+            payload = self._payload_for(round_, digest) if self._payload_for else None
+            self._gossip.announce(round_, cid, digest, payload=payload)
             self.published += 1
         except StorageError as exc:
             self.failed += 1

@@ -14,13 +14,16 @@ reason, at the first that fails:
 ``not_member``         ``sender`` is not a joined trainer of the task (``is_member``)
 ``sender_limit``       the sender already announced ``max_per_sender`` updates this round
 ``fetch_failed``       the CID could not be fetched, was too large, or hashed to another digest
+``bad_payload``        an inline update that does not hash to the announced digest or CID
 ``error``              anything unexpected (``is_member`` or ``current_round`` raised): logged
 =====================  =====================================================================
 
 A message that passes is either a duplicate (its digest was seen, or is being fetched) or new: it
 is then pulled from the store by CID with ``expected_sha256=digest`` and a size bound, pinned, and
-only then re-announced and handed to ``on_update``. So a node vouches only for bytes it holds and
-checked, and every received message ends in exactly one of ``accepted``, ``duplicates`` or one
+only then re-announced and handed to ``on_update`` (and its bytes to ``on_payload``). A small
+update may travel inside the message (:mod:`marketplace.gossip.inline`): its bytes must hash to
+the signed digest and CID, and then no fetch is needed. So a node vouches only for bytes it holds
+and checked, and every received message ends in exactly one of ``accepted``, ``duplicates`` or one
 ``dropped`` reason (``received == accepted + duplicates + sum(dropped)`` once fetches settle).
 
 **Traffic bound.** A node re-publishes the original signed bytes (never a re-signed copy, so the
@@ -53,7 +56,8 @@ from marketplace.crypto.announce import (
     sign_announcement,
     verify_announcement,
 )
-from marketplace.errors import ConfigError, SignatureError, StorageError
+from marketplace.errors import ConfigError, DigestMismatchError, SignatureError, StorageError
+from marketplace.gossip import inline
 from marketplace.gossip.topics import task_topic
 from marketplace.storage.base import ContentStore
 from marketplace.storage.pubsub import PubsubClient, TopicReceiver
@@ -68,10 +72,13 @@ DROP_REASONS = (
     "not_member",
     "sender_limit",
     "fetch_failed",
+    "bad_payload",
     "error",
 )
 
 DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
+#: What an inline update adds to a message at most (frame header and payload).
+INLINE_FRAME_BYTES = len(inline.MAGIC) + 2 + inline.MAX_INLINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,12 @@ class Gossip:
     on_update:
         Called once per accepted update, after its blob is fetched, digest-checked and pinned,
         from a fetch thread. Not called for this node's own :meth:`announce`.
+    on_payload:
+        Called once per accepted update with its checked bytes (inline or fetched), after
+        ``on_update``, from a fetch thread: a node keeps them instead of fetching them again.
+    inline:
+        Accept updates carried inline (messages up to :data:`~marketplace.gossip.inline.
+        MAX_INLINE_BYTES` more); :meth:`announce` sends one when given ``payload``.
     """
 
     def __init__(
@@ -142,6 +155,8 @@ class Gossip:
         max_per_sender: int = 2,
         fetch_workers: int = 2,
         on_update: Callable[[Announcement], None] | None = None,
+        on_payload: Callable[[Announcement, bytes], None] | None = None,
+        inline: bool = True,
     ) -> None:
         if fanout < 0 or max_message_bytes <= 0 or max_update_bytes <= 0:
             raise ConfigError(
@@ -167,6 +182,9 @@ class Gossip:
         self._max_per_sender = max_per_sender
         self._fetch_workers = fetch_workers
         self._on_update = on_update
+        self._on_payload = on_payload
+        self._max_announcement_bytes = min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES)
+        self.inline = inline
 
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -178,7 +196,8 @@ class Gossip:
 
         self._receiver = TopicReceiver(
             pubsub, topic, lambda message: self._handle(message.data), lock=self._lock,
-            max_message_bytes=min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES), label="gossip",
+            max_message_bytes=self._max_announcement_bytes + (INLINE_FRAME_BYTES if inline else 0),
+            label="gossip",
             logger=log, thread_name=f"gossip:{topic}",
         )  # fmt: skip
         self._pool: ThreadPoolExecutor | None = None
@@ -222,9 +241,20 @@ class Gossip:
 
     # --- public API -----------------------------------------------------------------------
     def announce(
-        self, round: int, cid: str, digest: bytes, nonce: int | None = None
+        self,
+        round: int,
+        cid: str,
+        digest: bytes,
+        nonce: int | None = None,
+        *,
+        payload: bytes | None = None,
     ) -> Announcement:
         """Sign an announcement of our own update (already in the store) and publish it.
+
+        With ``payload`` (the update's bytes, at most :data:`~marketplace.gossip.inline.
+        MAX_INLINE_BYTES`, and ``inline`` on) the bytes travel in the same message; a larger
+        payload is announced by CID alone. A payload that is not the announced update raises
+        :class:`~marketplace.errors.DigestMismatchError` before anything is sent.
 
         The digest is marked as held, so our own message coming back is a duplicate and
         ``on_update`` is not called for it. Publishes are serialized and retried once (Kubo's
@@ -236,6 +266,9 @@ class Gossip:
             digest=digest, market_address=self.market_address, nonce=nonce,
         )  # fmt: skip
         raw = announcement.to_json()
+        if payload is not None and self.inline and len(payload) <= inline.MAX_INLINE_BYTES:
+            inline.check_payload(payload, cid=cid, digest=digest)
+            raw = inline.pack(raw, payload)
         with self._lock:
             self._held[digest] = round
         self._receiver.publish(raw)
@@ -265,7 +298,15 @@ class Gossip:
         """One message of at most ``max_message_bytes``, on the receive thread (counted as
         received, and as ``error`` if this raises, by :class:`TopicReceiver`)."""
         try:
-            ann = Announcement.from_json(data)
+            head, payload = inline.unpack(data) if self.inline else (data, None)
+        except SignatureError as exc:
+            return self._receiver.drop("malformed", exc)
+        if payload is not None and len(payload) > inline.MAX_INLINE_BYTES:
+            return self._receiver.drop("oversize", f"inline payload of {len(payload)} bytes")
+        if len(head) > self._max_announcement_bytes:
+            return self._receiver.drop("oversize", f"announcement of {len(head)} bytes")
+        try:
+            ann = Announcement.from_json(head)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
         current = self._current_round()
@@ -293,10 +334,18 @@ class Gossip:
                 self._receiver.dropped["sender_limit"] += 1
                 return None
             self._per_sender[key] += 1
+            if payload is not None:
+                try:
+                    inline.check_payload(payload, cid=ann.cid, digest=ann.digest)
+                except DigestMismatchError as exc:
+                    self._receiver.dropped["bad_payload"] += 1
+                    log.warning("gossip on %r: inline update from %s refused: %s",
+                                self.topic, sender, exc)  # fmt: skip
+                    return None
             self._fetching.add(ann.digest)
         assert self._pool is not None  # set by start(), before the receive thread exists
         try:
-            self._pool.submit(self._fetch, ann, data)
+            self._pool.submit(self._fetch, ann, data, payload)
         except RuntimeError:  # the pool is shutting down: stop() is under way
             with self._lock:
                 self._fetching.discard(ann.digest)
@@ -313,14 +362,21 @@ class Gossip:
             self._per_sender = Counter({k: v for k, v in self._per_sender.items() if k[1] >= floor})
             self._republished = Counter({r: n for r, n in self._republished.items() if r >= floor})
 
-    def _fetch(self, ann: Announcement, raw: bytes) -> None:
-        """Pull, digest-check and pin the blob; then re-announce and call back (fetch thread)."""
+    def _fetch(self, ann: Announcement, raw: bytes, payload: bytes | None = None) -> None:
+        """Pull, digest-check and pin the blob (unless it came inline, checked); then
+        re-announce and call back (fetch thread)."""
         try:
-            for _chunk in self._store.get_stream(
-                ann.cid, expected_sha256=ann.digest, max_size=self._max_update_bytes
-            ):
-                pass  # streamed and discarded: the digest is checked at the end, memory stays flat
-            self._store.pin(ann.cid)
+            if payload is None and self._on_payload is not None:
+                payload = self._store.get(
+                    ann.cid, expected_sha256=ann.digest, max_size=self._max_update_bytes
+                )
+                self._store.pin(ann.cid)
+            elif payload is None:
+                for _chunk in self._store.get_stream(
+                    ann.cid, expected_sha256=ann.digest, max_size=self._max_update_bytes
+                ):
+                    pass  # streamed and discarded: digest checked at the end, memory stays flat
+                self._store.pin(ann.cid)
         except Exception as exc:
             with self._lock:
                 self._fetching.discard(ann.digest)  # a later announcement may try again
@@ -342,6 +398,11 @@ class Gossip:
                 self._on_update(ann)
             except Exception:
                 log.exception("gossip on %r: on_update raised for %s", self.topic, ann.cid)
+        if self._on_payload is not None and payload is not None:
+            try:
+                self._on_payload(ann, payload)
+            except Exception:
+                log.exception("gossip on %r: on_payload raised for %s", self.topic, ann.cid)
 
     def _republish(self, raw: bytes) -> None:
         try:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, dev_x25519_private
+from marketplace.chain.devnet import dev_private_key, dev_x25519_private
 from marketplace.crypto.keystore import UnlockedAccount
 
 
@@ -35,5 +35,5 @@ class Identity:
     @classmethod
     def dev(cls, index: int) -> Identity:
         """Devnet account ``index`` of the public test mnemonic (devnets only)."""
-        acct: LocalAccount = Account.from_key(DEV_PRIVATE_KEYS[index])
+        acct: LocalAccount = Account.from_key(dev_private_key(index))
         return cls(address=acct.address, eth=acct, x25519_private=dev_x25519_private(index))

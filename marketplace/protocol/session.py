@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -80,6 +81,15 @@ class RoundUpdates:
     invalid: Mapping[str, str]  # sender -> one-line reason
 
 
+class HeldUpdates(Protocol):
+    """Updates a peer already holds, opened and validated, by commitment (see
+    :class:`~marketplace.protocol.update_cache.UpdateCache`)."""
+
+    def get(self, c: CommittedUpdate) -> Mapping[str, torch.Tensor] | None:
+        """The delta committed as ``c`` (same round, sender and digest), if held."""
+        ...
+
+
 @dataclass
 class TaskSession:
     """A peer's working state for one task (see the module docstring)."""
@@ -106,6 +116,12 @@ class TaskSession:
     # Signed batch leaves this peer received over gossip, by round then sender (used when a
     # closer's published leaf set cannot be fetched; every one is checked before use).
     gossiped_leaves: dict[int, dict[str, UpdateLeaf]] = field(default_factory=dict)
+    # Updates already delivered (gossip) or prefetched (commit logs): fetch_update uses them
+    # instead of reading the store again. None: every update is fetched at the round's close.
+    held_updates: HeldUpdates | None = None
+    # This peer's own envelopes by round (what publish_update stored), for inline gossip.
+    _own_envelopes: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    _weight_spec: WeightSpec | None = None
 
     # --- loading --------------------------------------------------------------------------
     @classmethod
@@ -145,7 +161,10 @@ class TaskSession:
         return self._members
 
     def weight_spec(self) -> WeightSpec:
-        return WeightSpec.from_module(build_model(self.doc.model))
+        """Names, shapes and dtypes of the task's model (built once)."""
+        if self._weight_spec is None:
+            self._weight_spec = WeightSpec.from_module(build_model(self.doc.model))
+        return self._weight_spec
 
     # --- models ---------------------------------------------------------------------------
     def initial_weights(self) -> Weights:
@@ -280,7 +299,16 @@ class TaskSession:
         plain = dump_weights(delta)
         blob = seal(plain, recipients=self.members().recipients(), context=self._context(round_))
         cid = self.store.put(blob)
-        return cid, hashlib.sha256(blob).digest()
+        digest = hashlib.sha256(blob).digest()
+        self._own_envelopes = {r: v for r, v in self._own_envelopes.items() if r >= round_ - 1}
+        self._own_envelopes[round_] = (digest, blob)
+        return cid, digest
+
+    def own_envelope(self, round_: int, digest: bytes) -> bytes | None:
+        """The envelope this peer published for ``round_`` with ``digest``, if this process
+        still holds it (to send it inline: see :mod:`marketplace.gossip.inline`)."""
+        held = self._own_envelopes.get(round_)
+        return held[1] if held is not None and held[0] == digest else None
 
     def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
         """The round's ``UpdateCommitted`` events, in chain order, then the round's batched
@@ -331,21 +359,33 @@ class TaskSession:
         """Fetch, digest-check, decrypt and validate one committed update.
 
         Raises a :class:`FedMarketError` naming what is wrong with the update; a store that does
-        not answer raises :class:`StoreUnreachableError` (our problem, not the sender's).
+        not answer raises :class:`StoreUnreachableError` (our problem, not the sender's). An
+        update in :attr:`held_updates` under the same round, sender and digest is not fetched
+        again (it was digest-checked, opened and validated the same way when it arrived).
         """
+        held = self.held_updates.get(c) if self.held_updates is not None else None
+        if held is not None:
+            return ClientUpdate(c.sender, {k: held[k] for k in sorted(held)}, c.num_samples)
         blob = self.store.get(
             c.cid, expected_sha256=c.digest, max_size=self.doc.max_update_bytes + ENVELOPE_OVERHEAD
         )
+        delta = self.open_update(blob, c.round, c.sender, WeightSpec.from_state(template))
+        return ClientUpdate(c.sender, {k: delta[k] for k in sorted(delta)}, c.num_samples)
+
+    def open_update(
+        self, blob: bytes, round_: int, sender: str, spec: WeightSpec | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Decrypt ``sender``'s envelope for ``round_`` (digest already checked by the caller)
+        and validate the delta against the model's spec and the task's bounds."""
         plain = open_envelope(
             blob, recipient_address=self.identity.address,
             x25519_private=self.identity.x25519_private,
-            expected_context=self._context(c.round, sender=c.sender),
+            expected_context=self._context(round_, sender=sender),
         )  # fmt: skip
-        delta = load_weights(
-            plain, spec=WeightSpec.from_state(template), max_bytes=self.doc.max_update_bytes,
+        return load_weights(
+            plain, spec=spec or self.weight_spec(), max_bytes=self.doc.max_update_bytes,
             max_total_norm=self.doc.max_update_norm,
         )  # fmt: skip
-        return ClientUpdate(c.sender, {k: delta[k] for k in sorted(delta)}, c.num_samples)
 
     def round_updates(self, round_: int) -> RoundUpdates:
         """Every committed update of ``round_`` (cached once the round has ended on-chain)."""

@@ -22,7 +22,7 @@ from marketplace import units
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace
 from marketplace.chain.deploy import Deployment, load_deployment
-from marketplace.chain.devnet import DEV_PRIVATE_KEYS, DEVNET_CHAIN_ID
+from marketplace.chain.devnet import DEVNET_CHAIN_ID, MAX_DEV_ACCOUNT, dev_private_key
 from marketplace.errors import ConfigError, KeystoreError
 from marketplace.protocol.identity import Identity
 from marketplace.storage.base import ContentStore
@@ -132,15 +132,15 @@ class CliContext:
 
     def dev_signer(self, index: int) -> LocalAccount:
         """A funded devnet account; refused on any chain that is not a local devnet."""
-        if not 0 <= index < len(DEV_PRIVATE_KEYS):
-            raise ConfigError(f"--dev-account must be 0..{len(DEV_PRIVATE_KEYS) - 1}")
+        if not 0 <= index <= MAX_DEV_ACCOUNT:
+            raise ConfigError(f"--dev-account must be 0..{MAX_DEV_ACCOUNT}")
         chain_id = self.w3.eth.chain_id
         if chain_id not in DEVNET_CHAIN_IDS and self.rpc_url != "inprocess":
             raise ConfigError(
                 f"--dev-account uses public devnet keys and is refused on chain {chain_id}: "
                 "use a keystore account (--account)"
             )
-        acct: LocalAccount = Account.from_key(DEV_PRIVATE_KEYS[index])
+        acct: LocalAccount = Account.from_key(dev_private_key(index))
         return acct
 
     # --- devnet state ---------------------------------------------------------------------

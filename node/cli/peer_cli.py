@@ -80,6 +80,18 @@ def node_group() -> None:
 )
 @click.option("--fanout", type=int, default=3, show_default=True,
               help="Gossip re-announcements per round at most.")  # fmt: skip
+@click.option(
+    "--inline/--no-inline",
+    default=True,
+    show_default=True,
+    help="Send small updates inside the gossip announcement (no IPFS round trip).",
+)
+@click.option(
+    "--subscribe/--no-subscribe",
+    default=True,
+    show_default=True,
+    help="React to the task's chain events over the RPC's websocket (else poll only).",
+)
 @click.option("--max-epsilon", type=float, default=None,
               help="In a DP task: this node's own ε ceiling below the task's; rounds that "
                    "would pass it are refused (the noise stays the task's).")  # fmt: skip
@@ -87,8 +99,8 @@ def node_group() -> None:
 @pass_ctx
 def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
              alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
-             seed: int, gossip: bool, fanout: int, max_epsilon: float | None,
-             as_json: bool) -> None:  # fmt: skip
+             seed: int, gossip: bool, fanout: int, inline: bool, subscribe: bool,
+             max_epsilon: float | None, as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
     encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
 
@@ -99,6 +111,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     from marketplace.fl import get_behaviour
     from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
     from marketplace.protocol.session import TaskSession
+    from marketplace.protocol.task_feed import open_task_feed
     from marketplace.storage.pubsub import PubsubClient
     from node.peers.trainer import TrainerNode
 
@@ -110,14 +123,25 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     spec = session.doc.model  # the data must fit the model before any bond is posted
     check_fits(dataset, spec.input_dim, spec.num_classes, task=f"task {task_id}")
     _check_registered(c, identity.address, Role.TRAINER, session.info().min_stake)
+    # The task's chain events by websocket (polling --poll as the fallback) and the updates that
+    # gossip or the commit logs deliver early, kept for the round's close.
+    feed = open_task_feed(session, c.rpc_url, subscribe=subscribe)
     # Gossip is an accelerator over the chain's canonical commit set: without Kubo pubsub the
     # node still fetches every committed update by CID when its round closes.
     # Under secure aggregation no update is announced (peers see only masked inputs); the
     # round's shares and unmasking travel on its own topic instead.
     secagg = session.doc.secagg is not None
     gossip = gossip and not secagg
-    peers = open_task_gossip(session, c.ipfs_api, fanout=fanout) if gossip and c.ipfs_api else None
-    announcer = BackgroundAnnouncer(peers) if peers is not None else None
+    peers = (
+        open_task_gossip(session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip)
+        if gossip and c.ipfs_api
+        else None
+    )
+    announcer = (
+        BackgroundAnnouncer(peers, payload_for=session.own_envelope if inline else None)
+        if peers is not None
+        else None
+    )
     pubsub = PubsubClient(c.ipfs_api) if secagg and c.ipfs_api else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
                        behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
@@ -126,7 +150,9 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
         peers.start()
     keeper = _peer_keeper(c)
     try:
-        result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+        result = node.run(
+            poll=poll, timeout=timeout, on_step=_step_printer(as_json), sleep=feed.sleep
+        )
     finally:
         if node.secagg is not None:
             node.secagg.close()
@@ -136,13 +162,14 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
             announcer.close()
         if peers is not None:
             peers.stop()
+        feed.close()
     gossip_out = None
     if peers is not None and announcer is not None:
         gossip_out = {**dataclasses.asdict(peers.stats()), "announced": announcer.published,
                       "announce_failed": announcer.failed,
                       "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
-           "claimed": node.claimed, "gossip": gossip_out,
+           "claimed": node.claimed, "gossip": gossip_out, "feed": feed.stats(),
            "privacy": node.privacy.summary() if node.privacy else None}  # fmt: skip
     emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
 

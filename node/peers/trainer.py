@@ -186,10 +186,10 @@ class TrainerNode(Peer):
                 tid, r, "published", entry if dp is None else {**entry, "dp": dp}
             )
         cid, digest = recorded["cid"], bytes.fromhex(recorded["digest"])
+        if self.announce:  # in the background, before the commit: peers get it while it mines
+            self.announce(r, cid, digest)
         s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))
         self.journal.record(tid, r, "committed", recorded)
-        if self.announce:
-            self.announce(r, cid, digest)
         # The last committer closes the round at once: it is the first to know, and waiting for
         # the closer's next poll would put a poll interval on every round's critical path.
         info = s.info()
