@@ -2,6 +2,8 @@
 
 * :mod:`~marketplace.unlearning.history` — the stored rounds (global models and updates) as data;
 * :mod:`~marketplace.unlearning.federaser` — FedEraser-style calibrated retraining;
+* :mod:`~marketplace.unlearning.plan` — either method as steps of new local training, run in one
+  process or over the network (:mod:`marketplace.protocol.calibration`);
 * :mod:`~marketplace.unlearning.retrain` — retraining from the last clean checkpoint, and the
   chooser between the two;
 * :mod:`~marketplace.unlearning.stored` — the same from a content store and the on-chain record,

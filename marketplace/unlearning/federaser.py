@@ -32,7 +32,7 @@ from marketplace.errors import ConfigError
 from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights, apply_delta, l2_norm, scale, zeros_like
-from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn, as_set
+from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn
 
 log = logging.getLogger(__name__)
 
@@ -87,29 +87,10 @@ def federaser(
     Returns the unlearned trajectory's model after round ``R``; raises :class:`ConfigError` if
     ``withdrawn`` never contributed (there is nothing to unlearn).
     """
-    cfg = config or FedEraserConfig()
-    gone = as_set(withdrawn)
-    first = history.first_contribution(gone)
-    if first is None:
-        raise ConfigError(f"{sorted(gone)} contributed to no round: there is nothing to unlearn")
-    weights = history.global_weights(first)
-    for j in cfg.calibration_rounds(first, history.rounds):
-        window = range(j, min(j + cfg.interval, history.rounds + 1))
-        if cfg.magnitude == "round":
-            window = range(j, j + 1)
-        stored_by_trainer: dict[str, list[ClientUpdate]] = {}
-        for r in window:
-            for u in history.updates(r):
-                if u.sender not in gone:
-                    stored_by_trainer.setdefault(u.sender, []).append(u)
-        calibrated: list[ClientUpdate] = []
-        for trainer, samples in history.remaining(j, gone).items():
-            fresh = train(trainer, j, weights, cfg.calibration_epochs)
-            fresh = ClientUpdate(trainer, fresh.delta, samples)  # stored count, not a new claim
-            calibrated.append(
-                calibrate(stored_by_trainer.get(trainer, []), fresh, reference=weights)
-            )
-        if calibrated:
-            weights = strategy.aggregate(weights, calibrated).weights
-        log.debug("calibration round %d: %d trainers", j, len(calibrated))
-    return weights
+    from marketplace.unlearning.plan import plan_unlearning, run_plan  # plan builds on this
+
+    epochs = (config or FedEraserConfig()).calibration_epochs  # unused by a calibration plan
+    plan = plan_unlearning(
+        history, withdrawn=withdrawn, epochs=epochs, config=config, method="federaser"
+    )
+    return run_plan(history, plan, withdrawn=withdrawn, train=train, strategy=strategy)
