@@ -104,6 +104,19 @@ class WithdrawalView:
     penalty_paid: bool
 
 
+@dataclass(frozen=True)
+class CalibrationCommit:
+    """A ``CalibrationCommitted`` event: one remaining trainer's update for one round of the
+    unlearning that forgets withdrawals ``1..excludes``."""
+
+    excludes: int
+    round: int
+    trainer: str
+    digest: bytes  # sha256 of the stored bytes (the envelope)
+    cid: str
+    committed_at: int  # block time
+
+
 class VersionsClient:
     """``ModelVersions`` through a :class:`Marketplace` (its signer plumbing and revert decoder)."""
 
@@ -167,6 +180,16 @@ class VersionsClient:
         receipt = self.market.send(self.contract.functions.requestWithdrawal(task_id), trainer)
         return self.withdrawal(
             task_id, int(self._event(receipt, "WithdrawalRequested")["withdrawalId"])
+        )
+
+    def commit_calibration(
+        self, trainer: LocalAccount, task_id: int, *, excludes: int, round_: int, digest: bytes,
+        cid: str,
+    ) -> TxReceipt:  # fmt: skip
+        """Commit ``trainer``'s calibration update for ``round_`` of unlearning ``excludes``."""
+        return self.market.send(
+            self.contract.functions.commitCalibration(task_id, excludes, round_, digest, cid),
+            trainer,
         )
 
     def claim_missed_deadline(self, trainer: LocalAccount, task_id: int) -> int:
@@ -234,6 +257,40 @@ class VersionsClient:
         """Every withdrawal of the task, in request order."""
         count = self.state(task_id).withdrawal_count
         return [self.withdrawal(task_id, n) for n in range(1, count + 1)]
+
+    def calibration_of(self, task_id: int, excludes: int, round_: int, trainer: str) -> bytes:
+        """``trainer``'s digest for ``round_`` of unlearning ``excludes`` (zeros: none)."""
+        fn = self.contract.functions.calibrationOf(
+            task_id, excludes, round_, Web3.to_checksum_address(trainer)
+        )
+        return bytes(self.market.call(fn))
+
+    def calibrations(self, task_id: int, excludes: int) -> list[CalibrationCommit]:
+        """Every calibration update committed for unlearning ``excludes``, in chain order."""
+        events = self.market.events(
+            self.contract, "CalibrationCommitted", filters={"taskId": task_id, "excludes": excludes}
+        )
+        events = sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return [
+            CalibrationCommit(
+                excludes=excludes,
+                round=int(e["args"]["round"]),
+                trainer=Web3.to_checksum_address(e["args"]["trainer"]),
+                digest=bytes(e["args"]["digest"]),
+                cid=str(e["args"]["cid"]),
+                committed_at=int(e["args"]["committedAt"]),
+            )
+            for e in events
+        ]
+
+    def attested_by(self, task_id: int, version: int, oracle: str) -> bool:
+        """Whether ``oracle`` attested ``version`` (from ``VersionAttested``)."""
+        events = self.market.events(
+            self.contract, "VersionAttested",
+            filters={"taskId": task_id, "version": version,
+                     "oracle": Web3.to_checksum_address(oracle)},
+        )  # fmt: skip
+        return bool(events)
 
     def version_cid(self, task_id: int, number: int) -> str:
         """The CID a version was recorded with (from its ``VersionRecorded`` event)."""

@@ -34,6 +34,7 @@ from node.peers.base import Peer, Step
 from node.peers.journal import Journal
 from node.peers.oracle_sourcing import SourcingDuty
 from node.peers.oracle_submissions import evaluate_submissions
+from node.peers.oracle_versions import VersionDuty
 
 # Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
 AFTER_FINALIZATION = (evaluate_submissions,)
@@ -56,6 +57,7 @@ class OracleNode(Peer):
         self.num_threads = num_threads
         self.result: ScoringResult | None = None
         self.sourcing = SourcingDuty(self)  # the task's data request, before training
+        self.unlearning = VersionDuty(self)  # re-validating unlearned versions, after withdrawals
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -127,6 +129,8 @@ class OracleNode(Peer):
             owed = after(self)
             if owed is not None:
                 return owed
+        if (owed := self.unlearning.step()) is not None:
+            return owed
         return Step.done("task finalized")
 
     # --- scoring --------------------------------------------------------------------------
