@@ -253,6 +253,10 @@ class VersionsClient:
             penalty_paid=bool(raw[3]),
         )  # fmt: skip
 
+    def withdrawal_count(self, task_id: int) -> int:
+        """Withdrawals so far (0 as well for a task not registered: never reverts)."""
+        return int(self.market.call(self.contract.functions.withdrawalCount(task_id)))
+
     def withdrawals(self, task_id: int) -> list[WithdrawalView]:
         """Every withdrawal of the task, in request order."""
         count = self.state(task_id).withdrawal_count

@@ -36,17 +36,13 @@ class VersionDuty:
         self._run: NetworkUnlearning | None = None
 
     def _versions(self) -> VersionsClient | None:
+        """The deployment's ``ModelVersions`` when the task has a withdrawal (so it is
+        registered for retention), else ``None``."""
         s = self.peer.session
         if "ModelVersions" not in s.market.deployment.contracts:
             return None
         versions = VersionsClient(s.market)
-        try:
-            versions.state(s.task_id)
-        except TransactionRevertedError as exc:
-            if exc.error_name == "ModelVersionsUnknownTask":
-                return None  # not registered for retention: no withdrawals
-            raise
-        return versions
+        return versions if versions.withdrawal_count(s.task_id) else None
 
     def step(self) -> Step | None:
         """The next re-validation step, or ``None`` when nothing is owed now."""

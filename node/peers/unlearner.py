@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from marketplace.chain.versions_client import Reason, VersionsClient
-from marketplace.errors import ConfigError, TransactionRevertedError
+from marketplace.errors import ConfigError
 from marketplace.fl.data import Dataset
 from marketplace.fl.seeding import derive_seed
 from marketplace.fl.train import train_local
@@ -36,21 +36,6 @@ log = logging.getLogger(__name__)
 def calibration_step_name(excludes: int) -> str:
     """The journal step of this trainer's published update in unlearning ``excludes``."""
     return f"calibration-{excludes}"
-
-
-def versions_of(session: TaskSession) -> VersionsClient:
-    """The deployment's ``ModelVersions`` with the task registered there, or a one-line error."""
-    versions = VersionsClient(session.market)
-    try:
-        versions.state(session.task_id)
-    except TransactionRevertedError as exc:
-        if exc.error_name != "ModelVersionsUnknownTask":
-            raise
-        raise ConfigError(
-            f"task {session.task_id} is not registered for retention (`fedmarket data register`):"
-            " it has no withdrawals to unlearn"
-        ) from None
-    return versions
 
 
 class UnlearningNode(Peer):
@@ -77,7 +62,12 @@ class UnlearningNode(Peer):
                 "do not spend its budget yet, so this node does not run them: unlearn by "
                 "retraining the task instead"
             )
-        self.versions = versions_of(session)
+        if "ModelVersions" not in session.market.deployment.contracts:
+            raise ConfigError(
+                f"the deployment for chain {session.chain_id} has no ModelVersions: no "
+                "withdrawals to unlearn (redeploy with `fedmarket deploy`)"
+            )
+        self.versions = VersionsClient(session.market)
         self.data = data
         self.num_threads = num_threads
         self.seed = seed
@@ -91,12 +81,12 @@ class UnlearningNode(Peer):
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
         s, v, tid = self.session, self.versions, self.session.task_id
+        if v.withdrawal_count(tid) == 0:  # also: a task not registered for retention
+            return Step.done(f"task {tid} has no withdrawal to unlearn")
         if v.has_withdrawn(tid, self.me):
             return Step.done("this trainer withdrew: the remaining trainers unlearn its data")
         state = v.state(tid)
         k = state.withdrawal_count
-        if k == 0:
-            return Step.done(f"task {tid} has no withdrawal to unlearn")
         if state.excluded_count >= k:
             return Step.done(f"a validated version excludes withdrawals 1..{k}")
         if not s.members().is_trainer(self.me):
