@@ -31,7 +31,7 @@ from marketplace.protocol.published_report import entries_of
 from marketplace.protocol.session import TaskSession
 from marketplace.protocol.withdrawal import load_version
 from marketplace.valuation.merkle import PayoutTree
-from node.peers.base import Peer
+from node.peers.base import Peer, Step
 from node.peers.oracle import OracleNode
 from node.peers.oracle_versions import VERSION_STEP
 from node.peers.unlearner import UnlearningNode
@@ -114,6 +114,7 @@ def run_withdrawal_act(
     attest it (as `oracle run` does)."""
     withdrawal = versions.request_withdrawal(leaver.eth, task_id)
     peers: list[Peer] = [*unlearners, *oracles]
+    steps: list[Step] = []
     for _ in range(max_iterations):
         if versions.state(task_id).excluded_count >= withdrawal.number:
             break
@@ -123,7 +124,8 @@ def run_withdrawal_act(
         if all(step.is_waiting for step in steps):  # a silent trainer: let its deadline pass
             advance_chain_time(market.w3, int(market.task(task_id).round_duration) + 1)
     else:
-        raise RuntimeError("the unlearning did not finish: a peer is stuck (run with -v)")
+        last = "; ".join(sorted({s.action for s in steps}))
+        raise RuntimeError(f"the unlearning did not finish; the peers' last steps: {last}")
     observer = unlearners[0].session
     (recorded,) = [
         v for v in versions.versions(task_id)
