@@ -91,8 +91,10 @@ def data_unlearn(
     finally:
         if keeper is not None:
             keeper.close()
+    digest = node.derived_digest
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
-           "version": node.recorded}  # fmt: skip
+           "version": node.recorded,
+           "derivedDigest": None if digest is None else "0x" + digest.hex()}  # fmt: skip
     emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
 
 

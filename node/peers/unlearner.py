@@ -78,6 +78,12 @@ class UnlearningNode(Peer):
         self._run: NetworkUnlearning | None = None
         self.recorded: int | None = None  # the version this run ended with
 
+    @property
+    def derived_digest(self) -> bytes | None:
+        """The unlearned model's digest as this node derived it (``None``: not derived yet)."""
+        result = self._run.result() if self._run is not None else None
+        return result.digest if result is not None else None
+
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
         s, v, tid = self.session, self.versions, self.session.task_id
