@@ -182,6 +182,11 @@ class NetworkUnlearning:
         config = config or protocol_calibration(epochs)
         k, gone = withdrawn_owners(versions, session.task_id, excludes)
         history, final_posted_at = history_of(session)
+        if final_posted_at == 0:
+            raise ConfigError(
+                f"task {session.task_id} has no final model on-chain yet: unlearning starts "
+                "once training is over"
+            )
         plan = plan_unlearning(
             history, withdrawn=gone, epochs=epochs, config=config, method=method,
         )  # fmt: skip
