@@ -163,6 +163,7 @@ class NetworkUnlearning:
     history: StoredHistory
     plan: UnlearningPlan
     anchor: int
+    timeout: int  # the task's round duration: a calibration round's deadline after it opens
     _models: dict[int, Weights] = field(default_factory=dict)  # step index -> start model
     _refused: dict[tuple[int, str], str] = field(default_factory=dict)
 
@@ -192,7 +193,8 @@ class NetworkUnlearning:
         )  # fmt: skip
         requested_at = versions.withdrawal(session.task_id, k).requested_at
         anchor = max(requested_at, final_posted_at)
-        return cls(session, versions, k, tuple(gone), history, plan, anchor)
+        timeout = int(session.info().round_duration)
+        return cls(session, versions, k, tuple(gone), history, plan, anchor, timeout)
 
     # --- the chain's record ---------------------------------------------------------------
     def status(self) -> list[StepStatus]:
@@ -201,7 +203,7 @@ class NetworkUnlearning:
         return schedule(
             self.plan, self.history, withdrawn=self.withdrawn,
             commits=self.versions.calibrations(self.session.task_id, self.excludes),
-            anchor=self.anchor, timeout=int(self.session.info().round_duration), now=market.now(),
+            anchor=self.anchor, timeout=self.timeout, now=market.now(),
         )  # fmt: skip
 
     # --- publishing -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from marketplace.chain.clients import Marketplace
@@ -113,14 +113,20 @@ def run_withdrawal_act(
     and record the new version; the committee's ``oracles`` derive it themselves, re-validate and
     attest it (as `oracle run` does)."""
     withdrawal = versions.request_withdrawal(leaver.eth, task_id)
-    peers: list[Peer] = [*unlearners, *oracles]
+    # The oracles' other duties are over (the task is finalized and settled): step only their
+    # re-validation, which is what `oracle run` comes to after them.
+    turns: list[tuple[Peer, Callable[[], Step | None]]] = [
+        *((u, u.step) for u in unlearners), *((o, o.unlearning.step) for o in oracles),
+    ]  # fmt: skip
     steps: list[Step] = []
     for _ in range(max_iterations):
         if versions.state(task_id).excluded_count >= withdrawal.number:
             break
-        steps = [p.step() for p in peers]
-        for p, step in zip(peers, steps, strict=True):
-            log.info("%s %s: %s", p.role, p.me, step.action)
+        steps = []
+        for peer, turn in turns:
+            step = turn() or Step.done("nothing owed")
+            log.info("%s %s: %s", peer.role, peer.me, step.action)
+            steps.append(step)
         if all(step.is_waiting for step in steps):  # a silent trainer: let its deadline pass
             advance_chain_time(market.w3, int(market.task(task_id).round_duration) + 1)
     else:

@@ -97,7 +97,7 @@ class UnlearningNode(Peer):
             return Step.done(f"a validated version excludes withdrawals 1..{k}")
         if not s.members().is_trainer(self.me):
             raise ConfigError(f"{self.me} is not a trainer of task {tid}: nothing to unlearn")
-        if s.market.model_digest(tid, int(s.info().rounds) + 1) == bytes(32):
+        if self._run is None and s.market.model_digest(tid, int(s.info().rounds) + 1) == bytes(32):
             return Step.waiting("waiting for training to end (the task's final model)")
         run = self._unlearning(k)
         statuses = run.status()
