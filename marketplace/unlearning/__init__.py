@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
-from marketplace.unlearning.federaser import FedEraserConfig, federaser
+from marketplace.unlearning.federaser import FedEraserConfig
 from marketplace.unlearning.history import LocalTrainer, StoredHistory, weights_digest
-from marketplace.unlearning.retrain import UnlearnResult, choose_method, retrain, unlearn
+from marketplace.unlearning.retrain import UnlearnResult, choose_method, federaser, retrain, unlearn
 
 __all__ = [
     "FedEraserConfig",

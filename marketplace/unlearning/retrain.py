@@ -21,7 +21,7 @@ from marketplace.unlearning.federaser import FedEraserConfig
 from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn, weights_digest
 from marketplace.unlearning.plan import Method, choose_method, plan_unlearning, run_plan
 
-__all__ = ["Method", "UnlearnResult", "choose_method", "retrain", "unlearn"]
+__all__ = ["Method", "UnlearnResult", "choose_method", "federaser", "retrain", "unlearn"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,27 @@ class UnlearnResult:
     method: Method
     first_round: int  # the withdrawn trainer's first round: the checkpoint started from
     local_epochs: int  # local epochs per remaining trainer that the method ran
+
+
+def federaser(
+    history: StoredHistory,
+    *,
+    withdrawn: Withdrawn,
+    train: LocalTrainer,
+    strategy: Strategy,
+    config: FedEraserConfig | None = None,
+) -> Weights:
+    """The final model of ``history`` without the data of ``withdrawn`` (one trainer or several),
+    by calibrated retraining.
+
+    Returns the unlearned trajectory's model after round ``R``; raises :class:`ConfigError` if
+    ``withdrawn`` never contributed (there is nothing to unlearn).
+    """
+    epochs = (config or FedEraserConfig()).calibration_epochs  # unused by a calibration plan
+    plan = plan_unlearning(
+        history, withdrawn=withdrawn, epochs=epochs, config=config, method="federaser"
+    )
+    return run_plan(history, plan, withdrawn=withdrawn, train=train, strategy=strategy)
 
 
 def retrain(
