@@ -27,6 +27,7 @@ from marketplace.chain.clients import Marketplace
 from marketplace.errors import ChainError, ConfigError
 
 DEFAULT_UNLEARN_WINDOW = 7 * 24 * 3600
+ATTEST_GAS = 250_000  # attestVersion uses < 150k even when it reaches the quorum (gas test)
 
 
 class Reason(IntEnum):
@@ -173,7 +174,14 @@ class VersionsClient:
         return int(self._event(receipt, "VersionRecorded")["version"])
 
     def attest_version(self, oracle: LocalAccount, task_id: int, version: int) -> TxReceipt:
-        return self.market.send(self.contract.functions.attestVersion(task_id, version), oracle)
+        """Attest ``version`` as a committee member.
+
+        Sent with a fixed gas limit: the attestation that reaches the quorum also records the
+        exclusion checkpoint, so an estimate taken while another member's attestation is pending
+        would run out of gas when mined after it.
+        """
+        fn = self.contract.functions.attestVersion(task_id, version)
+        return self.market.send(fn, oracle, gas=ATTEST_GAS)
 
     def request_withdrawal(self, trainer: LocalAccount, task_id: int) -> WithdrawalView:
         """Withdraw ``trainer``'s consent; returns the withdrawal with its deadline."""
