@@ -34,6 +34,8 @@ contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
     mapping(uint256 taskId => mapping(address trainer => uint32)) private _withdrawalOf;
     mapping(uint256 taskId => mapping(uint32 nonce => mapping(address trainer => bool))) private _approved;
     mapping(uint256 taskId => Checkpoints.Trace224) private _excluded;
+    mapping(uint256 taskId => mapping(bytes32 unlearningRound => mapping(address trainer => bytes32 digest))) private
+        _calibrations;
 
     /// @param market_ The task market.
     constructor(ITaskMarket market_) {
@@ -154,6 +156,24 @@ contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IModelVersionRegistry
+    function commitCalibration(uint256 taskId, uint32 excludes, uint32 round, bytes32 digest, string calldata cid)
+        external
+    {
+        TaskState storage t = _task(taskId);
+        if (excludes == 0 || excludes > t.withdrawalCount) revert ModelVersionsUnknownWithdrawal(taskId, excludes);
+        if (!market.isTrainer(taskId, msg.sender)) revert ModelVersionsNotTrainer(taskId, msg.sender);
+        if (_withdrawalOf[taskId][msg.sender] != 0) revert ModelVersionsAlreadyWithdrawn(taskId, msg.sender);
+        if (digest == bytes32(0)) revert ModelVersionsZeroDigest();
+        mapping(address => bytes32) storage committed = _calibrations[taskId][_unlearningRound(excludes, round)];
+        if (committed[msg.sender] != bytes32(0)) {
+            revert ModelVersionsCalibrationCommitted(taskId, excludes, round, msg.sender);
+        }
+
+        committed[msg.sender] = digest;
+        emit CalibrationCommitted(taskId, excludes, msg.sender, round, digest, cid, uint64(block.timestamp));
+    }
+
+    /// @inheritdoc IModelVersionRegistry
     function claimMissedDeadline(uint256 taskId) external nonReentrant {
         TaskState storage t = _task(taskId);
         uint32 id = _withdrawalOf[taskId][msg.sender];
@@ -235,6 +255,15 @@ contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IModelVersionRegistry
+    function calibrationOf(uint256 taskId, uint32 excludes, uint32 round, address trainer)
+        external
+        view
+        returns (bytes32 digest)
+    {
+        return _calibrations[taskId][_unlearningRound(excludes, round)][trainer];
+    }
+
+    /// @inheritdoc IModelVersionRegistry
     function hasWithdrawn(uint256 taskId, address trainer) external view returns (bool) {
         return _withdrawalOf[taskId][trainer] != 0;
     }
@@ -281,6 +310,11 @@ contract ModelVersions is IModelVersionRegistry, ReentrancyGuardTransient {
     function _task(uint256 taskId) private view returns (TaskState storage t) {
         t = _tasks[taskId];
         if (t.requester == address(0)) revert ModelVersionsUnknownTask(taskId);
+    }
+
+    /// @dev The key of one round of one unlearning in `_calibrations`.
+    function _unlearningRound(uint32 excludes, uint32 round) private pure returns (bytes32) {
+        return bytes32((uint256(excludes) << 32) | round);
     }
 
     /// @dev The requester, a committee member, or a trainer that has not withdrawn.

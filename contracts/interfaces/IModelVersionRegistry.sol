@@ -177,6 +177,18 @@ interface IModelVersionRegistry is IModelVersions {
     /// @param taskId The task.
     /// @param unlockAt When it may be reclaimed under the current state.
     error ModelVersionsDepositLocked(uint256 taskId, uint64 unlockAt);
+    /// @notice Thrown when a calibration names no recorded withdrawal (`excludes` is 0 or above
+    ///         the withdrawals so far).
+    /// @param taskId The task.
+    /// @param excludes The withdrawals the calibration would forget.
+    error ModelVersionsUnknownWithdrawal(uint256 taskId, uint32 excludes);
+    /// @notice Thrown when a trainer commits a second calibration update for the same round of
+    ///         the same unlearning (one update each, so every peer aggregates the same set).
+    /// @param taskId The task.
+    /// @param excludes The withdrawals being forgotten.
+    /// @param round The stored round being calibrated.
+    /// @param trainer The trainer.
+    error ModelVersionsCalibrationCommitted(uint256 taskId, uint32 excludes, uint32 round, address trainer);
 
     // --- events ---------------------------------------------------------------------------------
 
@@ -243,6 +255,24 @@ interface IModelVersionRegistry is IModelVersions {
     /// @param nonce The renewal.
     /// @param expiry The new expiry.
     event RetentionRenewed(uint256 indexed taskId, uint32 indexed nonce, uint64 expiry);
+    /// @notice Emitted when a remaining trainer commits its calibration update for one round of
+    ///         an unlearning (calibrated retraining over the network).
+    /// @param taskId The task.
+    /// @param excludes The unlearning: withdrawals 1..excludes are being forgotten.
+    /// @param trainer The trainer.
+    /// @param round The stored round being calibrated.
+    /// @param digest sha256 of the stored update's bytes (its envelope).
+    /// @param cid Where the update is stored.
+    /// @param committedAt The block time of the commit (the calibration's deadlines count from it).
+    event CalibrationCommitted(
+        uint256 indexed taskId,
+        uint32 indexed excludes,
+        address indexed trainer,
+        uint32 round,
+        bytes32 digest,
+        string cid,
+        uint64 committedAt
+    );
     /// @notice Emitted when the requester takes back what is left of its deposit.
     /// @param taskId The task.
     /// @param amount Tokens returned.
@@ -288,6 +318,19 @@ interface IModelVersionRegistry is IModelVersions {
     /// @return withdrawalId Its number; its deadline is now plus the task's window.
     function requestWithdrawal(uint256 taskId) external returns (uint32 withdrawalId);
 
+    /// @notice Commit the caller's calibration update for one round of the unlearning that
+    ///         forgets withdrawals 1..`excludes` (a trainer of the task that has not withdrawn;
+    ///         once per round). The update itself is off-chain (`cid`, sealed to the task's
+    ///         members); every peer reads the committed set from these events, so all of them
+    ///         aggregate the same updates.
+    /// @param taskId The task.
+    /// @param excludes The unlearning: 1..withdrawals so far.
+    /// @param round The stored round being calibrated.
+    /// @param digest sha256 of the stored bytes (nonzero).
+    /// @param cid Where they are stored.
+    function commitCalibration(uint256 taskId, uint32 excludes, uint32 round, bytes32 digest, string calldata cid)
+        external;
+
     /// @notice Collect the miss penalty when no version excluding the caller's data was validated
     ///         by its withdrawal's deadline (up to what is left of the deposit). Claim within one
     ///         unlearning window after the deadline: after that, once the retention term has
@@ -312,6 +355,17 @@ interface IModelVersionRegistry is IModelVersions {
     function reclaimDeposit(uint256 taskId) external;
 
     // --- views ----------------------------------------------------------------------------------
+
+    /// @notice The digest `trainer` committed for a round of an unlearning (0: none).
+    /// @param taskId The task.
+    /// @param excludes The unlearning.
+    /// @param round The stored round.
+    /// @param trainer The trainer.
+    /// @return digest sha256 of the committed update's bytes.
+    function calibrationOf(uint256 taskId, uint32 excludes, uint32 round, address trainer)
+        external
+        view
+        returns (bytes32 digest);
 
     /// @notice Whether `trainer` withdrew consent for the task (its share of future sales stops).
     /// @param taskId The task.

@@ -27,6 +27,7 @@ from marketplace.chain.clients import Marketplace
 from marketplace.errors import ChainError, ConfigError
 
 DEFAULT_UNLEARN_WINDOW = 7 * 24 * 3600
+ATTEST_GAS = 250_000  # attestVersion uses < 150k even when it reaches the quorum (gas test)
 
 
 class Reason(IntEnum):
@@ -104,6 +105,19 @@ class WithdrawalView:
     penalty_paid: bool
 
 
+@dataclass(frozen=True)
+class CalibrationCommit:
+    """A ``CalibrationCommitted`` event: one remaining trainer's update for one round of the
+    unlearning that forgets withdrawals ``1..excludes``."""
+
+    excludes: int
+    round: int
+    trainer: str
+    digest: bytes  # sha256 of the stored bytes (the envelope)
+    cid: str
+    committed_at: int  # block time
+
+
 class VersionsClient:
     """``ModelVersions`` through a :class:`Marketplace` (its signer plumbing and revert decoder)."""
 
@@ -160,13 +174,30 @@ class VersionsClient:
         return int(self._event(receipt, "VersionRecorded")["version"])
 
     def attest_version(self, oracle: LocalAccount, task_id: int, version: int) -> TxReceipt:
-        return self.market.send(self.contract.functions.attestVersion(task_id, version), oracle)
+        """Attest ``version`` as a committee member.
+
+        Sent with a fixed gas limit: the attestation that reaches the quorum also records the
+        exclusion checkpoint, so an estimate taken while another member's attestation is pending
+        would run out of gas when mined after it.
+        """
+        fn = self.contract.functions.attestVersion(task_id, version)
+        return self.market.send(fn, oracle, gas=ATTEST_GAS)
 
     def request_withdrawal(self, trainer: LocalAccount, task_id: int) -> WithdrawalView:
         """Withdraw ``trainer``'s consent; returns the withdrawal with its deadline."""
         receipt = self.market.send(self.contract.functions.requestWithdrawal(task_id), trainer)
         return self.withdrawal(
             task_id, int(self._event(receipt, "WithdrawalRequested")["withdrawalId"])
+        )
+
+    def commit_calibration(
+        self, trainer: LocalAccount, task_id: int, *, excludes: int, round_: int, digest: bytes,
+        cid: str,
+    ) -> TxReceipt:  # fmt: skip
+        """Commit ``trainer``'s calibration update for ``round_`` of unlearning ``excludes``."""
+        return self.market.send(
+            self.contract.functions.commitCalibration(task_id, excludes, round_, digest, cid),
+            trainer,
         )
 
     def claim_missed_deadline(self, trainer: LocalAccount, task_id: int) -> int:
@@ -230,10 +261,48 @@ class VersionsClient:
             penalty_paid=bool(raw[3]),
         )  # fmt: skip
 
+    def withdrawal_count(self, task_id: int) -> int:
+        """Withdrawals so far (0 as well for a task not registered: never reverts)."""
+        return int(self.market.call(self.contract.functions.withdrawalCount(task_id)))
+
     def withdrawals(self, task_id: int) -> list[WithdrawalView]:
         """Every withdrawal of the task, in request order."""
         count = self.state(task_id).withdrawal_count
         return [self.withdrawal(task_id, n) for n in range(1, count + 1)]
+
+    def calibration_of(self, task_id: int, excludes: int, round_: int, trainer: str) -> bytes:
+        """``trainer``'s digest for ``round_`` of unlearning ``excludes`` (zeros: none)."""
+        fn = self.contract.functions.calibrationOf(
+            task_id, excludes, round_, Web3.to_checksum_address(trainer)
+        )
+        return bytes(self.market.call(fn))
+
+    def calibrations(self, task_id: int, excludes: int) -> list[CalibrationCommit]:
+        """Every calibration update committed for unlearning ``excludes``, in chain order."""
+        events = self.market.events(
+            self.contract, "CalibrationCommitted", filters={"taskId": task_id, "excludes": excludes}
+        )
+        events = sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return [
+            CalibrationCommit(
+                excludes=excludes,
+                round=int(e["args"]["round"]),
+                trainer=Web3.to_checksum_address(e["args"]["trainer"]),
+                digest=bytes(e["args"]["digest"]),
+                cid=str(e["args"]["cid"]),
+                committed_at=int(e["args"]["committedAt"]),
+            )
+            for e in events
+        ]
+
+    def attested_by(self, task_id: int, version: int, oracle: str) -> bool:
+        """Whether ``oracle`` attested ``version`` (from ``VersionAttested``)."""
+        events = self.market.events(
+            self.contract, "VersionAttested",
+            filters={"taskId": task_id, "version": version,
+                     "oracle": Web3.to_checksum_address(oracle)},
+        )  # fmt: skip
+        return bool(events)
 
     def version_cid(self, task_id: int, number: int) -> str:
         """The CID a version was recorded with (from its ``VersionRecorded`` event)."""

@@ -13,10 +13,10 @@ the latest validated version. The new version's bytes are sealed to the task's m
 not withdrawn (or stored in clear when the task's model is public), with the envelope context's
 round set to ``rounds + 1 + k`` so it cannot be confused with a round's model.
 
-Remaining trainers' new local training (calibration rounds) is the :class:`LocalTrainer` the caller
-gives: in-process runs (the demo, tests) pass a closure over the trainers' data; a deployment where
-every trainer holds its own data needs calibration rounds published like training rounds — not
-built yet (docs/design.md, Unlearning).
+Remaining trainers' new local training (calibration rounds) is, here, the :class:`LocalTrainer`
+the caller gives: in-process runs (tests, simulations) pass a closure over the trainers' data.
+Where every trainer holds its own data, the same steps run over the network:
+:mod:`marketplace.protocol.calibration`; :func:`publish_version` records either result.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,13 +40,13 @@ from marketplace.fl.train import evaluate
 from marketplace.fl.weights import Weights
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, TaskSession
 from marketplace.unlearning.federaser import FedEraserConfig
-from marketplace.unlearning.history import LocalTrainer
-from marketplace.unlearning.retrain import Method, UnlearnResult
+from marketplace.unlearning.history import LocalTrainer, StoredHistory
+from marketplace.unlearning.retrain import Method, UnlearnResult, unlearn
 from marketplace.unlearning.stored import (
     RecordedBlob,
     RecordedUpdate,
     TaskRecord,
-    unlearn_from_store,
+    history_from_store,
 )
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,9 @@ def withdrawn_owners(
     return k, [w.trainer for w in found[:k]]
 
 
-def derive_unlearned(
-    session: TaskSession,
-    *,
-    withdrawn: list[str],
-    train: LocalTrainer,
-    config: FedEraserConfig | None = None,
-    method: Method | Literal["auto"] = "auto",
-) -> UnlearnResult:
-    """The task's model without ``withdrawn``'s data, from the store and the chain's record."""
+def history_of(session: TaskSession) -> tuple[StoredHistory, int]:
+    """The task's stored rounds as this peer reads them (every digest checked, envelopes opened
+    with its key), and the block time the final model was first posted (0: not yet)."""
     record, posters = task_record(session)
     me = session.identity
 
@@ -122,12 +117,35 @@ def derive_unlearned(
             return blob  # the initial model is a seeded init, published in clear
         return open_update(blob, round_, posters[round_])
 
-    return unlearn_from_store(
-        session.store, record, withdrawn=withdrawn, train=train,
-        strategy=session.doc.strategy(), epochs=session.doc.train.epochs,
-        spec=session.weight_spec(), max_bytes=session.doc.max_update_bytes,
-        max_total_norm=session.doc.max_update_norm, config=config, method=method,
-        open_update=open_update, open_model=open_model,
+    history = history_from_store(
+        session.store, record, spec=session.weight_spec(), max_bytes=session.doc.max_update_bytes,
+        max_total_norm=session.doc.max_update_norm, open_update=open_update,
+        open_model=open_model,
+    )  # fmt: skip
+    final = record.rounds + 1
+    market = session.market
+    posted_at = 0
+    for e in market.events(market.market, "ModelPosted", filters={"taskId": session.task_id}):
+        if int(e["args"]["round"]) == final:
+            posted_at = int(market.w3.eth.get_block(e["blockNumber"])["timestamp"])
+            break
+    return history, posted_at
+
+
+def derive_unlearned(
+    session: TaskSession,
+    *,
+    withdrawn: list[str],
+    train: LocalTrainer,
+    config: FedEraserConfig | None = None,
+    method: Method | Literal["auto"] = "auto",
+) -> UnlearnResult:
+    """The task's model without ``withdrawn``'s data, from the store and the chain's record,
+    every remaining trainer's new training run in this process through ``train``."""
+    history, _ = history_of(session)
+    return unlearn(
+        history, withdrawn=withdrawn, train=train, strategy=session.doc.strategy(),
+        epochs=session.doc.train.epochs, config=config, method=method,
     )  # fmt: skip
 
 
@@ -157,17 +175,31 @@ def record_unlearned(
     config: FedEraserConfig | None = None,
 ) -> UnlearnedVersion:
     """Derive the model without withdrawals ``1..upto``, publish it, record it (Unlearned)."""
-    task_id = session.task_id
-    k, gone = withdrawn_owners(versions, task_id, upto)
-    parent = latest_validated(versions, task_id)
+    k, gone = withdrawn_owners(versions, session.task_id, upto)
     result = derive_unlearned(session, withdrawn=gone, train=train, config=config)
+    return publish_version(session, versions, proposer, result, excludes=k, withdrawn=gone)
+
+
+def publish_version(
+    session: TaskSession,
+    versions: VersionsClient,
+    proposer: LocalAccount,
+    result: UnlearnResult,
+    *,
+    excludes: int,
+    withdrawn: Sequence[str],
+) -> UnlearnedVersion:
+    """Store ``result`` (sealed to the members not in ``withdrawn`` unless the task's model is
+    public) and record it as the ``Unlearned`` version excluding withdrawals ``1..excludes``,
+    child of the latest validated version."""
+    task_id, k = session.task_id, excludes
+    parent = latest_validated(versions, task_id)
     plain = dump_weights(result.weights)
     if session.doc.public_model:
         cid = session.store.put(plain)
     else:
-        recipients = {
-            a: key for a, key in session.members().recipients().items() if a not in set(gone)
-        }
+        gone = set(withdrawn)
+        recipients = {a: key for a, key in session.members().recipients().items() if a not in gone}
         blob = seal(
             plain, recipients=recipients, context=_version_context(session, k, proposer.address)
         )

@@ -2,6 +2,8 @@
 
 * :mod:`~marketplace.unlearning.history` — the stored rounds (global models and updates) as data;
 * :mod:`~marketplace.unlearning.federaser` — FedEraser-style calibrated retraining;
+* :mod:`~marketplace.unlearning.plan` — either method as steps of new local training, run in one
+  process or over the network (:mod:`marketplace.protocol.calibration`);
 * :mod:`~marketplace.unlearning.retrain` — retraining from the last clean checkpoint, and the
   chooser between the two;
 * :mod:`~marketplace.unlearning.stored` — the same from a content store and the on-chain record,
@@ -11,9 +13,9 @@
 
 from __future__ import annotations
 
-from marketplace.unlearning.federaser import FedEraserConfig, federaser
+from marketplace.unlearning.federaser import FedEraserConfig
 from marketplace.unlearning.history import LocalTrainer, StoredHistory, weights_digest
-from marketplace.unlearning.retrain import UnlearnResult, choose_method, retrain, unlearn
+from marketplace.unlearning.retrain import UnlearnResult, choose_method, federaser, retrain, unlearn
 
 __all__ = [
     "FedEraserConfig",

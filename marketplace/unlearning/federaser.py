@@ -18,6 +18,11 @@ rounds it replaces. ``magnitude="round"`` uses ``‖U_j^k‖`` alone, as in the 
 Cost: ``ceil((R - f + 1) / Δt)`` rounds of ``calibration_epochs`` local epochs, against
 ``R - f + 1`` rounds of the original epochs for retraining. Deterministic: trainers in address
 order, norms and scaling in float64, the aggregator's float64 combine, float32 weights.
+
+This module holds the configuration and the scaling; the rounds are steps of an
+:class:`~marketplace.unlearning.plan.UnlearningPlan`, run in one process by
+:func:`~marketplace.unlearning.retrain.federaser` or over the network by
+:mod:`marketplace.protocol.calibration`.
 """
 
 from __future__ import annotations
@@ -29,10 +34,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from marketplace.errors import ConfigError
-from marketplace.fl.strategy import Strategy
 from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights, apply_delta, l2_norm, scale, zeros_like
-from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn, as_set
 
 log = logging.getLogger(__name__)
 
@@ -71,45 +74,3 @@ def calibrate(
     norm = l2_norm(fresh.delta)
     factor = target / norm if norm > 0 else 0.0
     return ClientUpdate(fresh.sender, scale(fresh.delta, factor), fresh.num_samples)
-
-
-def federaser(
-    history: StoredHistory,
-    *,
-    withdrawn: Withdrawn,
-    train: LocalTrainer,
-    strategy: Strategy,
-    config: FedEraserConfig | None = None,
-) -> Weights:
-    """The final model of ``history`` without the data of ``withdrawn`` (one trainer or several),
-    by calibrated retraining.
-
-    Returns the unlearned trajectory's model after round ``R``; raises :class:`ConfigError` if
-    ``withdrawn`` never contributed (there is nothing to unlearn).
-    """
-    cfg = config or FedEraserConfig()
-    gone = as_set(withdrawn)
-    first = history.first_contribution(gone)
-    if first is None:
-        raise ConfigError(f"{sorted(gone)} contributed to no round: there is nothing to unlearn")
-    weights = history.global_weights(first)
-    for j in cfg.calibration_rounds(first, history.rounds):
-        window = range(j, min(j + cfg.interval, history.rounds + 1))
-        if cfg.magnitude == "round":
-            window = range(j, j + 1)
-        stored_by_trainer: dict[str, list[ClientUpdate]] = {}
-        for r in window:
-            for u in history.updates(r):
-                if u.sender not in gone:
-                    stored_by_trainer.setdefault(u.sender, []).append(u)
-        calibrated: list[ClientUpdate] = []
-        for trainer, samples in history.remaining(j, gone).items():
-            fresh = train(trainer, j, weights, cfg.calibration_epochs)
-            fresh = ClientUpdate(trainer, fresh.delta, samples)  # stored count, not a new claim
-            calibrated.append(
-                calibrate(stored_by_trainer.get(trainer, []), fresh, reference=weights)
-            )
-        if calibrated:
-            weights = strategy.aggregate(weights, calibrated).weights
-        log.debug("calibration round %d: %d trainers", j, len(calibrated))
-    return weights

@@ -15,20 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from marketplace.errors import ConfigError
 from marketplace.fl.strategy import Strategy
-from marketplace.fl.updates import ClientUpdate
 from marketplace.fl.weights import Weights
-from marketplace.unlearning.federaser import FedEraserConfig, federaser
-from marketplace.unlearning.history import (
-    LocalTrainer,
-    StoredHistory,
-    Withdrawn,
-    as_set,
-    weights_digest,
-)
+from marketplace.unlearning.federaser import FedEraserConfig
+from marketplace.unlearning.history import LocalTrainer, StoredHistory, Withdrawn, weights_digest
+from marketplace.unlearning.plan import Method, choose_method, plan_unlearning, run_plan
 
-Method = Literal["federaser", "retrain"]
+__all__ = ["Method", "UnlearnResult", "choose_method", "federaser", "retrain", "unlearn"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +33,27 @@ class UnlearnResult:
     method: Method
     first_round: int  # the withdrawn trainer's first round: the checkpoint started from
     local_epochs: int  # local epochs per remaining trainer that the method ran
+
+
+def federaser(
+    history: StoredHistory,
+    *,
+    withdrawn: Withdrawn,
+    train: LocalTrainer,
+    strategy: Strategy,
+    config: FedEraserConfig | None = None,
+) -> Weights:
+    """The final model of ``history`` without the data of ``withdrawn`` (one trainer or several),
+    by calibrated retraining.
+
+    Returns the unlearned trajectory's model after round ``R``; raises :class:`ConfigError` if
+    ``withdrawn`` never contributed (there is nothing to unlearn).
+    """
+    epochs = (config or FedEraserConfig()).calibration_epochs  # unused by a calibration plan
+    plan = plan_unlearning(
+        history, withdrawn=withdrawn, epochs=epochs, config=config, method="federaser"
+    )
+    return run_plan(history, plan, withdrawn=withdrawn, train=train, strategy=strategy)
 
 
 def retrain(
@@ -55,27 +69,10 @@ def retrain(
 
     ``start_round`` defaults to ``withdrawn``'s first round; ``1`` retrains from scratch.
     """
-    first = start_round if start_round is not None else history.first_contribution(withdrawn)
-    if first is None:
-        raise ConfigError(
-            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
-        )
-    weights = history.global_weights(first)
-    for r in range(first, history.rounds + 1):
-        updates: list[ClientUpdate] = []
-        for trainer, samples in history.remaining(r, withdrawn).items():
-            fresh = train(trainer, r, weights, epochs)
-            updates.append(ClientUpdate(trainer, fresh.delta, samples))
-        if updates:
-            weights = strategy.aggregate(weights, updates).weights
-    return weights
-
-
-def choose_method(first: int, last: int, *, epochs: int, config: FedEraserConfig) -> Method:
-    """``"retrain"`` when replaying rounds ``first..last`` costs no more local epochs than
-    calibrating them, else ``"federaser"``."""
-    retrain_cost = (last - first + 1) * epochs
-    return "retrain" if retrain_cost <= config.cost(first, last) else "federaser"
+    plan = plan_unlearning(
+        history, withdrawn=withdrawn, epochs=epochs, method="retrain", start_round=start_round
+    )
+    return run_plan(history, plan, withdrawn=withdrawn, train=train, strategy=strategy)
 
 
 def unlearn(
@@ -107,27 +104,10 @@ def unlearn(
     method : {"auto", "federaser", "retrain"}
         ``"auto"`` applies :func:`choose_method`.
     """
-    cfg = config or FedEraserConfig()
-    first = history.first_contribution(withdrawn)
-    if first is None:
-        raise ConfigError(
-            f"{sorted(as_set(withdrawn))} contributed to no round: there is nothing to unlearn"
-        )
-    chosen: Method = (
-        choose_method(first, history.rounds, epochs=epochs, config=cfg)
-        if method == "auto"
-        else method
+    plan = plan_unlearning(
+        history, withdrawn=withdrawn, epochs=epochs, config=config, method=method
     )
-    if chosen == "federaser":
-        weights = federaser(
-            history, withdrawn=withdrawn, train=train, strategy=strategy, config=cfg
-        )
-        cost = cfg.cost(first, history.rounds)
-    elif chosen == "retrain":
-        weights = retrain(
-            history, withdrawn=withdrawn, train=train, strategy=strategy, epochs=epochs
-        )
-        cost = (history.rounds - first + 1) * epochs
-    else:
-        raise ConfigError(f"unknown method {method!r}: use 'auto', 'federaser' or 'retrain'")
-    return UnlearnResult(weights, weights_digest(weights), chosen, first, cost)
+    weights = run_plan(history, plan, withdrawn=withdrawn, train=train, strategy=strategy)
+    return UnlearnResult(
+        weights, weights_digest(weights), plan.method, plan.first_round, plan.local_epochs
+    )

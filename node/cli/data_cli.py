@@ -12,7 +12,8 @@ import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option
+from node.cli.output import console, emit, json_option, poll_options, task_option
+from node.cli.peer_cli import data_options
 from node.cli.retention import print_retention, retention_record, when
 
 pass_ctx = click.make_pass_decorator(CliContext)
@@ -45,6 +46,56 @@ def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
         f"withdrawal {w.number} recorded for task {task_id}; unlearned version due by "
         f"{when(w.deadline)}"
     ))  # fmt: skip
+
+
+@data.command("unlearn")
+@task_option
+@data_options
+@poll_options
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Torch threads for training.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--wait-validated/--no-wait-validated", default=True, show_default=True,
+              help="Wait for the committee to attest the unlearned version.")  # fmt: skip
+@json_option
+@pass_ctx
+def data_unlearn(
+    c: CliContext, task_id: int, data: str, part: str | None, partition: str, alpha: float,
+    poll: float, timeout: float | None, threads: int, seed: int, wait_validated: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Take part, as a remaining trainer, in unlearning a withdrawn owner's data: train each
+    calibration round on your data (the same --data as `node run`) with the other remaining
+    trainers, publish and commit your updates, derive the unlearned model, record it as a new
+    version and wait for the committee (`oracle run`) to attest it. Safe to restart; a trainer
+    that misses a round's deadline (the task's round duration) is left out of the rest.
+
+    \b
+    Example:
+      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 data unlearn --task 1 --data my.npz
+    """
+    from marketplace.protocol.session import TaskSession
+    from node.cli.peer_cli import _peer_keeper, _step_printer, _trainer_data
+    from node.peers.unlearner import UnlearningNode
+
+    dataset = _trainer_data(data, part, partition, alpha, seed)
+    identity = c.identity()
+    session = TaskSession.open(c.market, c.store, task_id, identity)
+    node = UnlearningNode(
+        session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
+        num_threads=threads, seed=seed, wait_validated=wait_validated,
+    )  # fmt: skip
+    keeper = _peer_keeper(c)
+    try:
+        result = node.run(poll=poll, timeout=timeout, on_step=_step_printer(as_json))
+    finally:
+        if keeper is not None:
+            keeper.close()
+    digest = node.derived_digest
+    out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
+           "version": node.recorded,
+           "derivedDigest": None if digest is None else "0x" + digest.hex()}  # fmt: skip
+    emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
 
 
 @data.command("register")

@@ -5,42 +5,42 @@ its trainers; then one data owner withdraws consent and the network unlearns its
   committee; the library's product procedure runs (committee score, two auditors attest, listing,
   two buyers pay, the key holder delivers, each buyer downloads and checks the digest, every
   trainer's royalties are claimed with its payout leaf).
-* **Withdrawal** (:func:`run_withdrawal_act`): an honest data owner withdraws consent on-chain; a
-  remaining trainer derives the model without its data from the stored rounds (FedEraser-style
-  calibrated retraining, one calibration round per stored round, or retraining from the last
-  checkpoint before its first round when that is cheaper), publishes and records it as version
-  2; two oracles re-validate it. After the withdrawal's deadline only version 2 is sellable.
+* **Withdrawal** (:func:`run_withdrawal_act`): an honest data owner withdraws consent on-chain;
+  the remaining trainers' nodes run the calibration rounds together over the chain and the store
+  (:mod:`marketplace.protocol.calibration`: FedEraser-style, one calibration round per stored
+  round, or retraining when that is no dearer), each on its own data, and one records the result
+  as version 2; the oracles derive the same digest themselves, re-validate and attest it. After
+  the withdrawal's deadline only version 2 is sellable.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from marketplace.chain.clients import Marketplace
 from marketplace.chain.devnet import advance_chain_time
 from marketplace.chain.model_market_client import ModelMarketClient
 from marketplace.chain.versions_client import Reason, RetentionTerms, VersionsClient
-from marketplace.fl import Dataset, ModelSpec, TrainConfig, evaluate
-from marketplace.fl.seeding import derive_seed
-from marketplace.fl.train import train_local
-from marketplace.fl.updates import ClientUpdate
-from marketplace.fl.weights import Weights
+from marketplace.fl import Dataset, ModelSpec, evaluate
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.product_flow import Party, run_product_phase
 from marketplace.protocol.published_report import entries_of
 from marketplace.protocol.session import TaskSession
-from marketplace.protocol.withdrawal import record_unlearned, revalidate
-from marketplace.unlearning import FedEraserConfig
-from marketplace.unlearning.history import LocalTrainer
+from marketplace.protocol.withdrawal import load_version
 from marketplace.valuation.merkle import PayoutTree
+from node.peers.base import Peer, Step
+from node.peers.oracle import OracleNode
+from node.peers.oracle_versions import VERSION_STEP
+from node.peers.unlearner import UnlearningNode
+
+log = logging.getLogger(__name__)
 
 TOKEN = 10**18
 REQUESTER_BPS, AUDITOR_BPS = 1000, 500  # the listing's shares (run_product_phase fixes them)
 UNLEARN_WINDOW = 600  # seconds from a withdrawal to its deadline
-CALIBRATION = FedEraserConfig(interval=1, calibration_epochs=2)
 
 
 def party(identity: Identity) -> Party:
@@ -103,50 +103,72 @@ def run_sale_act(
     }  # fmt: skip
 
 
-def local_trainer(spec: ModelSpec, train: TrainConfig, data: Mapping[str, Dataset],
-                  seed: int) -> LocalTrainer:  # fmt: skip
-    """Remaining trainers' calibration training, each on its own data (in-process: a closure)."""
-
-    def run(trainer: str, round: int, start: Weights, epochs: int) -> ClientUpdate:
-        config = replace(train, epochs=epochs, seed=derive_seed(seed, "unlearn", trainer, round))
-        result = train_local(spec, start, data[trainer], config)
-        return ClientUpdate(trainer, result.delta, result.num_samples)
-
-    return run
-
-
 def run_withdrawal_act(
     market: Marketplace, versions: VersionsClient, *, task_id: int, trained_version: int,
-    leaver: Identity, proposer: TaskSession, checkers: Sequence[tuple[TaskSession, Identity]],
-    train: LocalTrainer, validation: Dataset, test: Dataset, spec: ModelSpec,
+    leaver: Identity, unlearners: Sequence[UnlearningNode], oracles: Sequence[OracleNode],
+    test: Dataset, spec: ModelSpec, max_iterations: int = 200,
 ) -> dict[str, Any]:  # fmt: skip
-    """Withdraw ``leaver``'s consent, unlearn, record and re-validate the new version."""
+    """Withdraw ``leaver``'s consent; the remaining trainers' ``unlearners`` run the calibration
+    rounds over the chain and the store (as `fedmarket data unlearn` does, each on its own data)
+    and record the new version; the committee's ``oracles`` derive it themselves, re-validate and
+    attest it (as `oracle run` does)."""
     withdrawal = versions.request_withdrawal(leaver.eth, task_id)
-    recorded = record_unlearned(proposer, versions, proposer.identity.eth, train=train,
-                                config=CALIBRATION)  # fmt: skip
-    accuracies = [revalidate(s, versions, o.eth, recorded.number, validation.x, validation.y)
-                  for s, o in checkers]  # fmt: skip
+    # The oracles' other duties are over (the task is finalized and settled): step only their
+    # re-validation, which is what `oracle run` comes to after them.
+    turns: list[tuple[Peer, Callable[[], Step | None]]] = [
+        *((u, u.step) for u in unlearners), *((o, o.unlearning.step) for o in oracles),
+    ]  # fmt: skip
+    steps: list[Step] = []
+    for _ in range(max_iterations):
+        if versions.state(task_id).excluded_count >= withdrawal.number:
+            break
+        steps = []
+        for peer, turn in turns:
+            step = turn() or Step.done("nothing owed")
+            log.info("%s %s: %s", peer.role, peer.me, step.action)
+            steps.append(step)
+        if all(step.is_waiting for step in steps):  # a silent trainer: let its deadline pass
+            advance_chain_time(market.w3, int(market.task(task_id).round_duration) + 1)
+    else:
+        last = "; ".join(sorted({s.action for s in steps}))
+        raise RuntimeError(f"the unlearning did not finish; the peers' last steps: {last}")
+    observer = unlearners[0].session
+    (recorded,) = [
+        v for v in versions.versions(task_id)
+        if v.reason == Reason.UNLEARNED and v.excludes == withdrawal.number
+    ]  # fmt: skip
+    run = unlearners[0]._run  # the plan every peer ran (all of them derived the same digest)
+    accuracies = [
+        float(entry["accuracy"])
+        for o in oracles
+        if (entry := o.journal.get(task_id, recorded.number, VERSION_STEP)) and "accuracy" in entry
+    ]
     before = versions.version(task_id, trained_version)
-    after = versions.version(task_id, recorded.number)
-    rounds = int(proposer.info().rounds)
-    old_accuracy = evaluate(spec, proposer.global_weights(rounds + 1), test.x, test.y).accuracy
-    new_accuracy = evaluate(spec, recorded.result.weights, test.x, test.y).accuracy
+    rounds = int(observer.info().rounds)
+    old_accuracy = evaluate(spec, observer.global_weights(rounds + 1), test.x, test.y).accuracy
+    new_weights = load_version(observer, versions, recorded.number)
+    new_accuracy = evaluate(spec, new_weights, test.x, test.y).accuracy
     advance_chain_time(market.w3, max(1, withdrawal.deadline - market.now() + 1))
     return {
         "trainer": leaver.address, "withdrawal": withdrawal.number,
-        "deadline": withdrawal.deadline, "method": recorded.result.method,
-        "first_round": recorded.result.first_round,
+        "deadline": withdrawal.deadline, "method": run.plan.method if run else "?",
+        "first_round": run.plan.first_round if run else 0,
+        "calibration_rounds": (
+            [{"round": st.step.round, "participants": list(st.participants)}
+             for st in run.status()] if run else []
+        ),
         "versions": [
             {"number": before.number, "reason": "trained", "parent": before.parent,
              "digest": "0x" + before.digest.hex(), "validated": before.validated,
              "test_accuracy": round(old_accuracy, 4),
              "sellable_after_deadline": versions.is_sellable(task_id, before.number)},
-            {"number": after.number, "reason": "unlearned", "parent": after.parent,
-             "digest": "0x" + after.digest.hex(), "validated": after.validated,
+            {"number": recorded.number, "reason": "unlearned", "parent": recorded.parent,
+             "digest": "0x" + recorded.digest.hex(), "validated": recorded.validated,
              "test_accuracy": round(new_accuracy, 4),
              "validation_accuracy": [round(a, 4) for a in accuracies],
-             "excludes": recorded.excludes, "cid": recorded.cid,
-             "sellable_after_deadline": versions.is_sellable(task_id, after.number)},
+             "excludes": recorded.excludes,
+             "cid": versions.version_cid(task_id, recorded.number),
+             "sellable_after_deadline": versions.is_sellable(task_id, recorded.number)},
         ],
         "honoured": versions.is_honoured(task_id, withdrawal.number),
     }  # fmt: skip

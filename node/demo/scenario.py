@@ -67,7 +67,6 @@ from marketplace.protocol.session import TaskSession
 from marketplace.storage.base import ContentStore
 from marketplace.valuation.config import ValuationConfig
 from node.demo.aftermarket import (
-    local_trainer,
     record_trained_version,
     run_sale_act,
     run_withdrawal_act,
@@ -77,6 +76,7 @@ from node.peers.base import Peer
 from node.peers.journal import Journal
 from node.peers.oracle import OracleNode
 from node.peers.trainer import TrainerNode
+from node.peers.unlearner import UnlearningNode
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +349,15 @@ def _run(
     leaver = min(
         honest, key=lambda c: int(report["totals_ppm"].get(c.identity.address, 0))
     ).identity
-    proposer = next(n for n in trainer_nodes if n.session.identity.address != leaver.address)
     progress(f"data owner {leaver.address[:10]}… withdraws consent: the network unlearns its data")
+    unlearners = [  # each remaining trainer's `fedmarket data unlearn`, on its own data
+        UnlearningNode(session(c.identity), c.data,
+                       Journal(journals / f"unlearn-{c.identity.address}.sqlite"), seed=cfg.seed)
+        for c in winners if c.identity.address != leaver.address
+    ]  # fmt: skip
     withdrawal = run_withdrawal_act(
         market, versions, task_id=task_id, trained_version=trained_version, leaver=leaver,
-        proposer=proposer.session,
-        checkers=[(n.session, o) for n, o in zip(oracle_nodes[:2], oracles[:2], strict=True)],
-        train=local_trainer(spec, train, local, cfg.seed), validation=splits.validation,
-        test=splits.test, spec=spec,
+        unlearners=unlearners, oracles=oracle_nodes, test=splits.test, spec=spec,
     )  # fmt: skip
     clock.lap("withdrawal")
 

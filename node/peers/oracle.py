@@ -35,6 +35,7 @@ from node.peers.journal import Journal
 from node.peers.oracle_secagg import secagg_round_input
 from node.peers.oracle_sourcing import SourcingDuty
 from node.peers.oracle_submissions import evaluate_submissions
+from node.peers.oracle_versions import VersionDuty
 from node.peers.turns import ChoreTurns
 
 # Steps an oracle owes a task once its scoring is enforced (each: None when nothing is owed).
@@ -60,6 +61,7 @@ class OracleNode(Peer):
         self.sourcing = SourcingDuty(self)  # the task's data request, before training
         # The committee takes turns closing phases (node/peers/turns.py).
         self.turns = ChoreTurns(self.me, session.market.now)
+        self.unlearning = VersionDuty(self)  # re-validating unlearned versions, after withdrawals
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -133,6 +135,8 @@ class OracleNode(Peer):
             owed = after(self)
             if owed is not None:
                 return owed
+        if (owed := self.unlearning.step()) is not None:
+            return owed
         return Step.done("task finalized")
 
     def _advance_turn(self, phase: Phase) -> bool:

@@ -361,6 +361,40 @@ def test_python_client_drives_a_withdrawal_end_to_end(world: World) -> None:
         client.claim_missed_deadline(leaver, task)
 
 
+def test_calibration_updates_are_committed_once_per_round_by_remaining_trainers(
+    registered: World,
+) -> None:
+    # Prepare: trainer 1 withdraws; trainers 0 and 2 remain.
+    w, c, fn, task = registered, registered.chain, registered.fn, registered.task
+    stay, leaver, other = w.trainers
+    digest = Web3.keccak(text="calibration update")
+    c.expect_revert(fn.commitCalibration(task, 1, 1, digest, "bafy-c"), stay,
+                    "ModelVersionsUnknownWithdrawal", task, 1)  # fmt: skip
+    c.tx(fn.requestWithdrawal(task), leaver)
+
+    # Execute
+    receipt = c.tx(fn.commitCalibration(task, 1, 1, digest, "bafy-c"), stay)
+
+    # Assert: one event with the block time, the digest stored, one commit per round each.
+    (event,) = c.events(w.v, receipt, "CalibrationCommitted")
+    assert event == {"taskId": task, "excludes": 1, "trainer": stay.address, "round": 1,
+                     "digest": digest, "cid": "bafy-c", "committedAt": c.now()}  # fmt: skip
+    assert fn.calibrationOf(task, 1, 1, stay.address).call() == digest
+    assert fn.calibrationOf(task, 1, 2, stay.address).call() == bytes(32)
+    c.expect_revert(fn.commitCalibration(task, 1, 1, Web3.keccak(text="other"), "bafy-d"), stay,
+                    "ModelVersionsCalibrationCommitted", task, 1, 1, stay.address)  # fmt: skip
+    c.tx(fn.commitCalibration(task, 1, 2, digest, "bafy-c"), stay)  # the next round is open
+    c.expect_revert(fn.commitCalibration(task, 1, 1, digest, "bafy-c"), leaver,
+                    "ModelVersionsAlreadyWithdrawn", task, leaver.address)  # fmt: skip
+    outsider = w.mkt.actors.outsiders[0]
+    c.expect_revert(fn.commitCalibration(task, 1, 1, digest, "bafy-c"), outsider,
+                    "ModelVersionsNotTrainer", task, outsider.address)  # fmt: skip
+    c.expect_revert(fn.commitCalibration(task, 1, 1, bytes(32), "bafy-c"), other,
+                    "ModelVersionsZeroDigest")  # fmt: skip
+    c.expect_revert(fn.commitCalibration(task, 2, 1, digest, "bafy-c"), other,
+                    "ModelVersionsUnknownWithdrawal", task, 2)  # fmt: skip
+
+
 def test_every_model_versions_error_is_asserted_in_this_file(chain: Chain) -> None:
     import re
     from pathlib import Path

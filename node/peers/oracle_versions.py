@@ -1,0 +1,98 @@
+"""The oracle's duty after a consent withdrawal: re-validate the unlearned version.
+
+While a withdrawal of the task is not yet excluded by a validated version and its deadline has
+not passed, a committee member waits for the remaining trainers' unlearned version. It derives
+the expected model itself from the committed calibration updates
+(:class:`marketplace.protocol.calibration.NetworkUnlearning`: the same deterministic steps the
+trainers ran, from the chain's record; it needs no training data), and attests a recorded
+``Unlearned`` version only when its digest is that one *and* it scores within the tolerance of
+:func:`marketplace.protocol.withdrawal.revalidate` on the validation set. A version it refuses is
+journaled, so it is not re-checked; after the deadline a recorded version is still checked, but
+the oracle no longer waits for one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from marketplace.chain.versions_client import Reason, VersionsClient
+from marketplace.errors import FedMarketError, TransactionRevertedError
+from marketplace.protocol.calibration import NetworkUnlearning
+from marketplace.protocol.session import open_validation_set
+from marketplace.protocol.withdrawal import revalidate
+from marketplace.resilience import is_transient
+from node.peers.base import Peer, Step
+
+log = logging.getLogger(__name__)
+
+VERSION_STEP = "version"  # journal step; its round is the version number
+
+
+class VersionDuty:
+    """One committee member's re-validation of its task's unlearned versions."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self._run: NetworkUnlearning | None = None
+
+    def _versions(self) -> VersionsClient | None:
+        """The deployment's ``ModelVersions`` when the task has a withdrawal (so it is
+        registered for retention), else ``None``."""
+        s = self.peer.session
+        if "ModelVersions" not in s.market.deployment.contracts:
+            return None
+        versions = VersionsClient(s.market)
+        return versions if versions.withdrawal_count(s.task_id) else None
+
+    def step(self) -> Step | None:
+        """The next re-validation step, or ``None`` when nothing is owed now."""
+        versions = self._versions()
+        if versions is None:
+            return None
+        s, tid, me = self.peer.session, self.peer.session.task_id, self.peer.me
+        state = versions.state(tid)
+        k = state.withdrawal_count
+        if k == 0 or state.excluded_count >= k:
+            return None
+        owed = s.market.now() <= versions.withdrawal(tid, state.excluded_count + 1).deadline
+        candidates = [
+            v
+            for v in versions.versions(tid)
+            if v.reason == Reason.UNLEARNED and v.excludes == k and not v.validated
+        ]
+        if any(versions.attested_by(tid, v.number, me) for v in candidates):
+            return None  # our part is done; the rest of the quorum is the others'
+        fresh = [v for v in candidates if not self.peer.journal.has(tid, v.number, VERSION_STEP)]
+        waiting = Step.waiting(f"waiting for an unlearned version without withdrawals 1..{k}")
+        if not fresh:
+            return waiting if owed else None
+        if self._run is None or self._run.excludes != k:
+            self._run = NetworkUnlearning.open(s, versions, excludes=k)
+        result = self._run.result()
+        if result is None:
+            return waiting if owed else None
+        version = fresh[0]
+        if version.digest != result.digest:
+            reason = (
+                f"its digest 0x{version.digest.hex()[:12]}… is not the "
+                f"0x{result.digest.hex()[:12]}… derived from the committed calibration updates"
+            )
+            return self._refuse(version.number, reason)
+        x_val, y_val = open_validation_set(s)
+        try:
+            accuracy = revalidate(s, versions, self.peer.account, version.number, x_val, y_val)
+        except FedMarketError as exc:
+            if is_transient(exc) or isinstance(exc, TransactionRevertedError):
+                raise  # a store or chain hiccup is not the version's fault
+            return self._refuse(version.number, str(exc))
+        self.peer.journal.record(tid, version.number, VERSION_STEP, {"accuracy": accuracy})
+        return Step.acted(
+            f"attested version {version.number} without withdrawals 1..{k} "
+            f"(validation accuracy {accuracy:.4f})"
+        )
+
+    def _refuse(self, number: int, reason: str) -> Step:
+        s = self.peer.session
+        log.error("task %d: refusing version %d: %s", s.task_id, number, reason)
+        self.peer.journal.record(s.task_id, number, VERSION_STEP, {"refused": reason})
+        return Step.acted(f"refused version {number}: {reason}")
