@@ -220,6 +220,7 @@ library RoundBatch {
         uint256 words = (uint256(trainers) + 255) >> 8;
         if (included.length != words) revert ITaskMarket.TaskMarketInvalidBitmap(taskId, words);
         uint256 tail = trainers & 0xff; // bits used in the last word (0: all 256)
+        // slither-disable-next-line uninitialized-local
         uint256 total;
         for (uint256 w; w < words; ++w) {
             uint256 bits = included[w];

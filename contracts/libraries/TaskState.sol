@@ -141,6 +141,8 @@ library TaskState {
     function encodedInfo(Task storage t) external view returns (bytes memory) {
         CommitteeVote.State storage c = t.committee;
         uint8 leader = c.leader;
+        // A memory struct starts zeroed; every field is assigned below.
+        // slither-disable-next-line uninitialized-local
         ITaskMarket.TaskInfo memory info;
         info.requester = t.requester;
         info.token = t.token;
