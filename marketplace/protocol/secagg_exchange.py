@@ -29,9 +29,11 @@ One trainer's :class:`SecAggPeer` walks one round in non-blocking :meth:`~SecAgg
     With ``threshold`` valid responses, compute the exact sum of the survivors' clipped inputs and
     their mean: :attr:`SecAggPeer.aggregate`.
 
-Peers re-publish their current message every ``republish_every`` seconds until the round moves
-on (pubsub is best-effort and reaches only live subscribers); receivers keep the first valid
-message per sender and kind, and count anything else as dropped, under its reason.
+Peers re-publish every message they sent this round (shares, masked input, unmasking) every
+``republish_every`` seconds until the round moves on (pubsub is best-effort and reaches only live
+subscribers: a peer that missed a share set while its subscription formed must still get it after
+the sender has moved on to masking); receivers keep the first valid message per sender and kind,
+and count anything else as dropped, under its reason.
 
 Crash recovery: everything random a peer chooses is written to its :class:`RoundJournal` before
 anything that depends on it leaves the node — the self-mask seed and the plaintext salt when the
@@ -333,7 +335,7 @@ class SecAggPeer:
         self._republish_every, self._clock = republish_every, clock
         self._lock = threading.Lock()
         self._inbox: dict[tuple[int, str], SecAggMessage] = {}
-        self._outbox: bytes | None = None
+        self._outbox: list[bytes] = []  # every message sent this round, re-published in turn
         self._published_at = -float("inf")
         self._opened: set[str] = set()
         self._inputs: dict[str, PublicInput] = {}
@@ -355,7 +357,7 @@ class SecAggPeer:
             self._opened.add(sender)
         sent = self.journal.get(_message_key(Kind.SHARES))
         if sent is not None:  # a restart: our shares are out; send the very same message again
-            self._outbox = str(sent["message"]).encode()
+            self._outbox = [str(sent["message"]).encode()]
             self.stage = Stage.COLLECT_SHARES
         self._receiver = TopicReceiver(
             pubsub, self.topic, self._on_message, max_message_bytes=MAX_SECAGG_MESSAGE_BYTES,
@@ -405,15 +407,18 @@ class SecAggPeer:
     def _send(self, kind: Kind, message: bytes) -> None:
         # The first message journaled for a kind is the only one this peer ever publishes.
         kept = self.journal.record_once(_message_key(kind), {"message": message.decode()})
-        self._outbox = str(kept["message"]).encode()
+        message = str(kept["message"]).encode()
+        if message not in self._outbox:
+            self._outbox.append(message)
         self._published_at = -float("inf")
         self._republish()
 
     def _republish(self) -> None:
-        if self._outbox is None or self._clock() - self._published_at < self._republish_every:
+        if not self._outbox or self._clock() - self._published_at < self._republish_every:
             return
         try:
-            self._receiver.publish(self._outbox)
+            for message in self._outbox:
+                self._receiver.publish(message)
             self._published_at = self._clock()
         except StorageError as exc:  # best-effort: the next step tries again
             log.info("secagg: publish failed (%s); retrying on the next step", exc)

@@ -214,7 +214,7 @@ def test_a_peer_rebuilt_from_its_journal_resends_the_same_messages_and_masks_the
             for p in peers:
                 p.step()
             time.sleep(0.1)
-        first_shares = peers[3]._outbox
+        first_shares = list(peers[3]._outbox)
         committed_before = world.sessions[3].committed(1)
 
         # Execute: the node "crashes" after committing and comes back over the same journal
