@@ -91,6 +91,16 @@ class ModelSpec:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
+        # An empty list must not silently mean "the default width": it reads as "no hidden layer".
+        if self.arch == "mlp" and not self.hidden:
+            raise ConfigError(
+                "model spec arch 'mlp' needs 'hidden' layer widths, e.g. [64]; "
+                "for a model without hidden layers use arch 'logreg'"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(
+                f"model spec 'hidden' widths must be positive, got {list(self.hidden)}"
+            )
 
     # --- canonical JSON ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -217,7 +227,7 @@ def _build_logreg(spec: ModelSpec) -> nn.Module:
 
 
 def _build_mlp(spec: ModelSpec) -> nn.Module:
-    return MLP(spec.input_dim, spec.hidden or (64,), spec.num_classes)
+    return MLP(spec.input_dim, spec.hidden, spec.num_classes)
 
 
 def _build_cnn(spec: ModelSpec) -> nn.Module:

@@ -39,6 +39,8 @@ def test_spec_digest_changes_with_any_field() -> None:
         ({"arch": "mlp", "input_dim": 64}, "missing"),
         ({**EXAMPLE, "num_classes": 1}, "at least 2"),
         ({**EXAMPLE, "input_dim": -3}, "positive integer"),
+        ({**EXAMPLE, "arch": "mlp", "hidden": []}, "needs 'hidden'"),
+        ({**EXAMPLE, "arch": "mlp", "hidden": [64, 0]}, "must be positive"),
     ],
 )
 def test_bad_specs_are_config_errors(data: dict[str, object], message: str) -> None:
