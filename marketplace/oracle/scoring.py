@@ -9,7 +9,8 @@ library in the order its design recommends:
 2. per round, free riders (near-zero update, or a replay of the previous global change) and
    copiers (an update equal to one committed earlier, by on-chain commit order) are flagged; the
    other updates go to the update-based poisoner tests (twins, input concentration:
-   :mod:`marketplace.valuation.update_flags`), which accumulate over the rounds;
+   :mod:`marketplace.valuation.update_flags`; trigger reverse-engineering, off by default:
+   :mod:`marketplace.valuation.trigger_flags`), which accumulate over the rounds;
 3. each round with at least one valid update is a game valued with the task's estimator (``auto``:
    exact Shapley up to :data:`AUTO_EXACT_MAX_PLAYERS` players, GTG-Shapley with an evaluation
    budget above), seeded ``(seed, round)``;
@@ -67,6 +68,7 @@ from marketplace.valuation.payouts import (
 from marketplace.valuation.report import RoundArtifacts, UpdateRef, build_report, canonical_bytes
 from marketplace.valuation.round_utility import RoundUtility
 from marketplace.valuation.rounds import RoundGame, RoundValuation, Valuation, value_rounds
+from marketplace.valuation.trigger_flags import TriggerDetector
 from marketplace.valuation.update_flags import UpdateDetector, input_layer
 from marketplace.valuation.utility import Utility
 
@@ -263,6 +265,7 @@ def score_task(
     active: set[str] = set()
     flag_config = flag_config or FlagConfig()
     detector = UpdateDetector(config=flag_config)
+    triggers = TriggerDetector(model_spec, x_val, config=flag_config)
     layer = input_layer(model_spec)
     for ri in ordered:
         updates = [_normalized(u) for u in ri.updates]
@@ -285,6 +288,13 @@ def score_task(
         round_findings += copier_findings(views, round=ri.round, config=flag_config)
         findings += round_findings
         _observe_updates(detector, ri.round, views, updates, layer, round_findings)
+        if triggers.enabled:  # optional (off by default): Neural-Cleanse masks per local model
+            skip = {f.account for f in round_findings}
+            triggers.observe(
+                ri.round,
+                ri.global_weights,
+                {u.sender: u.delta for u in updates if u.sender not in skip},
+            )
         utility = RoundUtility(
             model_spec=model_spec,
             global_weights=ri.global_weights,
@@ -312,6 +322,7 @@ def score_task(
     totals = valuation.totals_ppm()
     findings += poisoner_findings(totals, config=flag_config)
     findings += detector.findings()
+    findings += triggers.findings()
     findings += _no_update_findings(
         [a for a in members if a not in active], [ri.round for ri in ordered]
     )

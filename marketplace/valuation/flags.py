@@ -69,6 +69,16 @@ class FlagConfig:
         bond and stake: 0.19, chosen on the benchmark's own runs, catches the pixel backdoor
         there but false-flagged up to 2 of 7 honest non-IID trainers on other seeds
         (docs/benchmarks.md); ``BACKDOOR_RULE`` turns it on for experiments.
+    trigger_threshold, trigger_min_rounds, trigger_every, trigger_rows, trigger_steps, \
+trigger_penalty
+        Trigger reverse-engineering (:mod:`marketplace.valuation.trigger_flags`): every
+        ``trigger_every``-th round, a Neural-Cleanse mask per class on each trainer's local model
+        (``trigger_rows`` validation inputs, ``trigger_steps`` Adam steps, L1 weight
+        ``trigger_penalty``); a trainer whose median smallest log-mask excess over the round's
+        trainers is at most ``-trigger_threshold`` over at least ``trigger_min_rounds`` observed
+        rounds is flagged. None (the default) disables it: on Dirichlet(0.5) digits no threshold
+        separates backdoor attackers from honest trainers that hold many rows of one class
+        (docs/benchmarks.md); ``TRIGGER_RULE`` turns it on for experiments.
     """
 
     poison_k: float = 3.0
@@ -80,10 +90,20 @@ class FlagConfig:
     concentration_k: int = 4
     concentration_threshold: float | None = None
     concentration_min_rounds: int = 5
+    trigger_threshold: float | None = None
+    trigger_min_rounds: int = 3
+    trigger_every: int = 4
+    trigger_rows: int = 40
+    trigger_steps: int = 200
+    trigger_penalty: float = 0.15
 
 
 #: The experimental input-concentration (pixel backdoor) rule at the threshold the benchmark chose.
 BACKDOOR_RULE = FlagConfig(concentration_threshold=0.19)
+
+#: The experimental trigger reverse-engineering rule, at the threshold chosen on seeds 0-2
+#: (docs/benchmarks.md, "Trigger reverse-engineering"); it does not meet the goal on held-out seeds.
+TRIGGER_RULE = FlagConfig(trigger_threshold=0.75)
 
 
 @dataclass(frozen=True, eq=False)
