@@ -19,11 +19,11 @@ from marketplace.chain.devnet import DEV_PRIVATE_KEYS
 from marketplace.chain.model_market_client import ModelMarketClient, ProductParams
 from marketplace.errors import ConfigError, TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig
-from marketplace.fl.dpsgd import DPSGD_RECIPE
+from marketplace.fl.dpsgd import DPSGD_MODEL_OPTIONS, DPSGD_RECIPE
 from marketplace.protocol.requester import TaskPlan
 from marketplace.valuation.config import ValuationConfig
 from node.cli.root import cli
-from node.cli.task_cli import local_recipe
+from node.cli.task_cli import DEFAULT_MODEL, local_recipe, task_model
 
 REQUESTER, ORACLES = 0, (1, 2, 3)
 
@@ -141,6 +141,19 @@ def test_a_dpsgd_task_fixes_the_librarys_dp_recipe_unless_the_requester_sets_one
     code, out = create(env)
     assert code == 0, out
     assert json.loads(out)["train"]["epochs"] == 2 and json.loads(out)["privacy"] is None
+
+
+def test_task_model_gives_the_default_mlp_the_dp_options_only_in_a_dpsgd_task(tmp_path):
+    """Without --model a DP-SGD task trains the default MLP with DPSGD_MODEL_OPTIONS (tanh,
+    clamped inputs); other modes keep it plain, and a requester's --model is taken as given."""
+    plain = ModelSpec.from_json(DEFAULT_MODEL)
+    assert task_model(None, "dpsgd") == replace(plain, kwargs=DPSGD_MODEL_OPTIONS)
+    assert task_model(None, "none") == plain and task_model(None, "update") == plain
+    own = tmp_path / "model.json"
+    own.write_text(DEFAULT_MODEL)
+    assert task_model(str(own), "dpsgd") == plain
+    with pytest.raises(ConfigError, match="model spec is not valid JSON"):
+        task_model("{not json", "dpsgd")
 
 
 def test_local_recipe_layers_the_requesters_flags_over_the_mode_default():

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,6 +54,20 @@ DPSGD_RECIPE = TrainConfig(epochs=5, lr=0.1, batch_size=16)
 dpsgd`` without ``--epochs/--lr/--batch-size``): plain SGD, 5 local epochs of Poisson batches of
 expected size 16, i.e. q = 16 / rows. Chosen on the validation split over several seeds at ε = 8
 (docs/benchmarks.md, "Record-level DP-SGD")."""
+
+DPSGD_MODEL_OPTIONS: dict[str, Any] = {"activation": "tanh", "input_clip": 2.0}
+"""MLP options of a DP-SGD task's default model (:func:`dpsgd_model`): tanh hidden units (bounded
+activations keep per-sample gradients small, so clipping discards less of them) and inputs
+clamped to [-2, 2] standard deviations (a fixed per-record function: no privacy cost). Chosen
+on the validation split, seeds other than the benchmark's (docs/benchmarks.md)."""
+
+
+def dpsgd_model(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with :data:`DPSGD_MODEL_OPTIONS` if it is an MLP without options of its own;
+    any other spec unchanged (what ``fedmarket task create --dp dpsgd`` trains by default)."""
+    if spec.arch != "mlp" or spec.kwargs:
+        return spec
+    return dataclasses.replace(spec, kwargs=dict(DPSGD_MODEL_OPTIONS))
 
 
 def sampling_plan(rows: int, train: TrainConfig) -> tuple[float, int]:

@@ -64,7 +64,10 @@ class ModelSpec:
     import_path : str
         For ``arch="custom"``: ``"package.module:Class"`` of a locally installed ``nn.Module``.
     kwargs : mapping
-        For ``arch="custom"``: JSON keyword arguments given to the class.
+        For ``arch="custom"``: JSON keyword arguments given to the class. For ``arch="mlp"``:
+        optional ``activation`` (``"relu"``, the default, or ``"tanh"``) and ``input_clip``
+        (clamp each input feature to ``[-c, c]`` before the first layer; the DP-SGD default
+        model, :data:`~marketplace.fl.dpsgd.DPSGD_MODEL_OPTIONS`).
     """
 
     arch: str
@@ -174,15 +177,32 @@ class LogisticRegression(nn.Module):
         return out
 
 
-class MLP(nn.Module):
-    """Fully connected network with ReLU hidden layers."""
+MLP_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-    def __init__(self, input_dim: int, hidden: tuple[int, ...], num_classes: int) -> None:
+
+class MLP(nn.Module):
+    """Fully connected network with ReLU (or tanh) hidden layers, optionally clamping its inputs.
+
+    ``input_clip = c > 0`` clamps every feature to ``[-c, c]`` first: a fixed function of each
+    record, so it costs no privacy, and under DP-SGD it keeps the rare outlying (standardised)
+    pixel from dominating a per-sample gradient that is then clipped.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: tuple[int, ...],
+        num_classes: int,
+        *,
+        activation: str = "relu",
+        input_clip: float = 0.0,
+    ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        act = MLP_ACTIVATIONS[activation]
+        layers: list[nn.Module] = [nn.Hardtanh(-input_clip, input_clip)] if input_clip else []
         width = input_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), act()]
             width = h
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
@@ -227,7 +247,27 @@ def _build_logreg(spec: ModelSpec) -> nn.Module:
 
 
 def _build_mlp(spec: ModelSpec) -> nn.Module:
-    return MLP(spec.input_dim, spec.hidden, spec.num_classes)
+    options = dict(spec.kwargs)
+    activation = options.pop("activation", "relu")
+    input_clip = options.pop("input_clip", 0.0)
+    if options:
+        raise ConfigError(
+            f"mlp model spec has unknown kwargs {sorted(options)}: allowed are "
+            "'activation' and 'input_clip'"
+        )
+    if activation not in MLP_ACTIVATIONS:
+        raise ConfigError(
+            f"mlp 'activation' {activation!r} is not one of {sorted(MLP_ACTIVATIONS)}: pick one"
+        )
+    if isinstance(input_clip, bool) or not isinstance(input_clip, int | float) or input_clip < 0:
+        raise ConfigError(f"mlp 'input_clip' must be a number >= 0 (0: off), got {input_clip!r}")
+    return MLP(
+        spec.input_dim,
+        spec.hidden,
+        spec.num_classes,
+        activation=activation,
+        input_clip=float(input_clip),
+    )
 
 
 def _build_cnn(spec: ModelSpec) -> nn.Module:

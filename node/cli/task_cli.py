@@ -20,6 +20,7 @@ from node.cli.secagg_options import secagg_options, secagg_terms
 from node.cli.sourcing_view import print_sourcing, sourcing_section
 
 if TYPE_CHECKING:
+    from marketplace.fl.models import ModelSpec
     from marketplace.fl.train import TrainConfig
 
 
@@ -27,6 +28,25 @@ def _load_splits(source: str, seed: int) -> Any:
     from marketplace.fl import load_dataset, split_dataset
 
     return split_dataset(load_dataset(source), seed=seed)
+
+
+DEFAULT_MODEL = '{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}'
+
+
+def task_model(model: str | None, dp_mode: str) -> ModelSpec:
+    """The task's model spec: ``--model`` (JSON text or a file) as given, else
+    :data:`DEFAULT_MODEL`, which a DP-SGD task trains with the library's DP options
+    (:func:`~marketplace.fl.dpsgd.dpsgd_model`)."""
+    from marketplace.fl import ModelSpec
+    from marketplace.fl.dpsgd import dpsgd_model
+
+    text = DEFAULT_MODEL if model is None else model
+    spec_text = Path(text).read_text() if Path(text).is_file() else text
+    try:
+        spec = ModelSpec.from_json(spec_text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--model is not a valid model spec: {exc}") from None
+    return dpsgd_model(spec) if model is None and dp_mode == "dpsgd" else spec
 
 
 def local_recipe(
@@ -66,9 +86,10 @@ def task() -> None:
 @click.option("--validation", "validation", default="digits", show_default=True,
               help="Validation data for the oracles: a .npz/.csv path or a built-in dataset "
                    "(its validation split).")  # fmt: skip
-@click.option("--model", "model",
-              default='{"arch": "mlp", "input_dim": 64, "hidden": [32], "num_classes": 10}',
-              show_default=True, help="Model spec as JSON, or a path to a JSON file.")  # fmt: skip
+@click.option("--model", "model", default=None,
+              help="Model spec as JSON, or a path to a JSON file [default: " + DEFAULT_MODEL
+                   + "; with --dp dpsgd its options are tanh units and inputs clamped to ±2]."
+              )  # fmt: skip
 @click.option("--budget", type=AMOUNT, required=True, help="Tokens escrowed for the trainers.")
 @click.option("--rounds", type=int, default=5, show_default=True)
 @click.option("--oracle", "oracles", type=ADDRESS, multiple=True, required=True,
@@ -131,7 +152,7 @@ def task() -> None:
 @secagg_options
 @json_option
 @pass_ctx
-def task_create(c: CliContext, validation: str, model: str, budget: int, rounds: int,
+def task_create(c: CliContext, validation: str, model: str | None, budget: int, rounds: int,
                 oracles: tuple[str, ...], min_trainers: int, max_trainers: int, min_stake: int,
                 bond: int, oracle_slash: int, aggregator: str, epochs: int | None,
                 lr: float | None, batch_size: int | None, valuation: str, join_window: int,
@@ -153,17 +174,12 @@ def task_create(c: CliContext, validation: str, model: str, budget: int, rounds:
         --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
         --validation-submissions 3 --auditors 2
     """
-    from marketplace.fl import ModelSpec
     from marketplace.fl.privacy import DPTerms
     from marketplace.protocol.requester import TaskPlan, create_task
 
     if not 0 <= pass_threshold <= 1:
         raise ConfigError(f"--pass-threshold is an accuracy within 0..1, got {pass_threshold}")
-    spec_text = Path(model).read_text() if Path(model).is_file() else model
-    try:
-        spec = ModelSpec.from_json(spec_text)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"--model is not a valid model spec: {exc}") from None
+    spec = task_model(model, dp_mode)
     splits = _load_splits(validation, seed) if not Path(validation).is_file() else None
     if splits is not None:
         x_val, y_val = splits.validation.x, splits.validation.y

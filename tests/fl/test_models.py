@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -145,3 +147,36 @@ def test_unknown_arch_and_bad_cnn_shape_are_config_errors() -> None:
         build_model(ModelSpec(arch="resnet", input_dim=64, num_classes=10))
     with pytest.raises(ConfigError, match="C\\*H\\*W == input_dim"):
         build_model(ModelSpec(arch="cnn", input_dim=64, num_classes=10, input_shape=(1, 4, 4)))
+
+
+def test_mlp_options_tanh_units_and_clamped_inputs() -> None:
+    """``kwargs`` of an MLP choose tanh units and clamp the inputs: an input beyond the clip
+    gives the same logits as one at the clip, and the default (no options) does not clamp."""
+    spec = ModelSpec(
+        arch="mlp", input_dim=4, hidden=(8,), num_classes=3,
+        kwargs={"activation": "tanh", "input_clip": 3.0},
+    )  # fmt: skip
+    model = build_model(spec)
+    x = torch.tensor([[100.0, -50.0, 0.5, 3.0]])
+    at_clip = torch.tensor([[3.0, -3.0, 0.5, 3.0]])
+
+    assert any(isinstance(m, nn.Tanh) for m in model.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert torch.equal(model(x), model(at_clip))
+    plain = build_model(ModelSpec(arch="mlp", input_dim=4, hidden=(8,), num_classes=3))
+    assert not torch.equal(plain(x), plain(at_clip))
+    assert spec.to_dict()["kwargs"] == {"activation": "tanh", "input_clip": 3.0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"activation": "sigmoid"}, "'activation'"),
+        ({"input_clip": -1}, "'input_clip' must be a number >= 0"),
+        ({"input_clip": "3"}, "'input_clip' must be a number >= 0"),
+        ({"dropout": 0.5}, "unknown kwargs ['dropout']"),
+    ],
+)
+def test_bad_mlp_options_are_config_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_model(ModelSpec(arch="mlp", input_dim=4, hidden=(4,), num_classes=3, kwargs=kwargs))
