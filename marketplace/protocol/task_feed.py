@@ -26,6 +26,7 @@ from web3 import Web3
 from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
 from marketplace.chain.task_logs import TaskLogs
 from marketplace.crypto.announce import Announcement
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.protocol.session import CommittedUpdate, TaskSession
 from marketplace.protocol.update_cache import UpdateCache
 
@@ -49,6 +50,15 @@ class TaskFeed:
     def on_gossip(self, ann: Announcement, payload: bytes) -> None:
         """Gossip's ``on_payload``: keep an update gossip fetched or received inline."""
         self.cache.deliver(ann.round, ann.sender, ann.digest, payload)
+
+    def on_leaf(self, leaf: UpdateLeaf) -> None:
+        """Gossip's ``on_leaf``: keep a batch leaf (checked by gossip; checked again before
+        use) for the round's closer and as the fallback when a leaf set cannot be fetched, and
+        wake the run loop (the closer may now hold every leaf)."""
+        self.session.gossiped_leaves.setdefault(leaf.round, {}).setdefault(leaf.sender, leaf)
+        for old in [r for r in self.session.gossiped_leaves if r < leaf.round - 1]:
+            self.session.gossiped_leaves.pop(old, None)
+        self.wakeup.set()
 
     def on_log(self, raw: Any) -> bool:
         """The subscription's ``on_log``: prefetch commits; whether the log wakes the loop."""
