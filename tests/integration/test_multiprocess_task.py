@@ -102,12 +102,13 @@ def run_task(
     def watch() -> None:
         info = market.task(task_id)
         if kill_victim and not run.killed and _victim_due(cluster, task_id, info, victim):
-            committed_r2 = market.update_of(task_id, 2, victim.address)[0] != bytes(32)
+            committed_r2 = (victim.address.lower(), 2) in round_commits(cluster, task_id)
             procs[victim.name].kill()
             run.killed = {"round": info.current_round, "committed_round_2": committed_r2,
                           "returncode": procs[victim.name].returncode}  # fmt: skip
             # The same command line on the same home: the journal there is what it resumes from.
-            procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM),
+            procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM,
+                                                                 *trainer_extra(VICTIM)),
                                            label=f"t{task_id}-{victim.name}-restarted")  # fmt: skip
         if info.phase_enum == Phase.FINALIZED:
             now = int(market.w3.eth.get_block("latest")["timestamp"])
@@ -120,11 +121,11 @@ def run_task(
 
 
 def _victim_due(cluster: Cluster, task_id: int, info: Any, victim: Peer) -> bool:
-    """Round 2 is under way and the victim's round-1 update is on-chain."""
+    """Round 2 is under way and the victim's round-1 update is on-chain (directly or batched)."""
     return (
         info.phase_enum == Phase.TRAINING
         and info.current_round == 2
-        and cluster.market.update_of(task_id, 1, victim.address)[0] != bytes(32)
+        and (victim.address.lower(), 1) in round_commits(cluster, task_id)
     )
 
 
@@ -211,18 +212,26 @@ def test_seven_peer_processes_finalize_a_task_pay_the_honest_and_slash_the_poiso
         assert not set(s["dropped"]) & bad_drops, s
 
 
-def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
-    cluster: Cluster, first_run: TaskRun, second_run: TaskRun
+def assert_resumed_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, killed_run: TaskRun, *, before_commit: bool = True
 ) -> None:
-    # The kill landed in round 2, after the victim's round-1 commit and before its round-2 one.
-    assert second_run.killed["round"] == 2 and second_run.killed["returncode"] == -9
-    assert second_run.killed["committed_round_2"] is False
-    table = assert_settled_correctly(cluster, second_run)
+    # The kill landed in round 2, after the victim's round-1 commit (and, unbatched, before its
+    # round-2 one: a batched round lasts about a second, so the kill lands anywhere in it).
+    assert killed_run.killed["round"] == 2 and killed_run.killed["returncode"] == -9
+    if before_commit:
+        assert killed_run.killed["committed_round_2"] is False
+    table = assert_settled_correctly(cluster, killed_run)
     first = payouts(cluster, first_run.task_id)
     same_fields = ("amount", "score_ppm", "flags")
     assert {a: [r[f] for f in same_fields] for a, r in table.items()} == {
         a: [r[f] for f in same_fields] for a, r in first.items()
     }
+
+
+def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, second_run: TaskRun
+) -> None:
+    assert_resumed_with_the_same_payouts(cluster, first_run, second_run)
 
 
 # --- batched round commitments: gossip and batches on -----------------------------------------
@@ -244,6 +253,11 @@ def censored_run(cluster: Cluster) -> TaskRun:
         task_extra=BATCHED,
         trainer_extra=lambda k: () if k == CENSORED else ("--censor", censored),
     )
+
+
+@pytest.fixture(scope="module")
+def batched_killed_run(cluster: Cluster) -> TaskRun:
+    return run_task(cluster, kill_victim=True, task_extra=BATCHED)
 
 
 def test_batched_rounds_over_gossip_commit_each_round_in_one_transaction_and_pay_the_same(
@@ -286,3 +300,13 @@ def test_a_trainer_left_out_of_the_batch_commits_directly_and_is_still_paid(
             left_out.add(r)
     assert left_out, "no round was closed by a censoring closer"
     assert direct == left_out  # each left-out round committed directly, no other
+
+
+def test_a_batched_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, batched_killed_run: TaskRun
+) -> None:
+    # The restarted trainer re-sends its journalled leaf (the same one) or, left out, commits
+    # directly: each round exactly once either way, and the payouts are the unbatched run's.
+    assert_resumed_with_the_same_payouts(
+        cluster, first_run, batched_killed_run, before_commit=False
+    )
