@@ -40,9 +40,9 @@ class BatchTerms:
 
     Each round's trainers sign leaves and one elected closer commits them in one transaction.
     ``turn_seconds`` is one closer's turn, counted by each trainer from when its own leaf of the
-    round was ready: the turn-0 closer waits at most half a turn for missing leaves, the next closer takes over
-    after a turn, and a trainer with no batch after :data:`FALLBACK_TURNS` turns commits
-    directly (so do left-out trainers once the batch is on-chain)."""
+    round was ready: the turn-0 closer waits at most half a turn for missing leaves, the next
+    closer takes over after a turn, and a trainer with no batch after :data:`FALLBACK_TURNS`
+    turns commits directly (so do left-out trainers once the batch is on-chain)."""
 
     turn_seconds: float = DEFAULT_TURN_SECONDS
 
