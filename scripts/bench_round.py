@@ -22,7 +22,8 @@ Prints ONE JSON object on stdout (logs go to stderr). Per trainer count ``n`` (`
 - ``flower_ratio`` = ours / flower (goal ≤ 1.3), ``simulator_ratio`` = ours / simulator, both on
   steady-state medians; ``*_ratio_of_means`` on means.
 - ``gas_per_trainer_round``: from the receipts of every TaskMarket transaction of the task
-  (``commitUpdate`` + ``postModel`` + ``advance``, reverted ones included) / (n · rounds);
+  (``commitUpdate`` + ``commitRound`` + ``postModel`` + ``advance``, reverted ones included) /
+  (n · rounds);
   ``gas`` breaks it down by function (``join`` is per task and not in the per-round figure).
 - ``gossip_messages``, ``gossip_bytes`` per round: pubsub publications on the task's topic seen
   by a wiretap subscriber on one daemon (each publication once, whatever its fan-out).
@@ -36,8 +37,13 @@ With ``--netns``, ``netns`` holds the same task run again with every trainer on 
 own (a network namespace and a Kubo daemon each, 50 ms one way and 10 Mbit/s between machines;
 see scripts/netns_round.py), per ``n`` under ``runs``, beside that invocation's run without.
 
+With ``--batch-commits`` (reported as ``batch_commits``) our tasks are created with batched round
+commitments: each round the trainers gossip signed leaves and one elected trainer sends one
+``commitRound`` (a left-out trainer still ``commitUpdate`` s), in place of a ``commitUpdate`` per
+trainer and the round's ``postModel`` and ``advance``.
+
 Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]
-[--netns]`` (``--netns`` needs root)
+[--netns] [--batch-commits]`` (``--netns`` needs root)
 
 ``--gas-only --trainers 8,64``: instead, the gas of batched round commitments (``commitRound``
 per round, see scripts/round_gas.py), funded dev accounts driven from one process on a real
@@ -77,6 +83,7 @@ from marketplace.gossip.topics import task_topic
 from marketplace.netns import LinkShape
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
+from marketplace.protocol.round_batch import BatchTerms
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kubo
 from marketplace.storage.pubsub import PubsubClient, Subscription
@@ -92,6 +99,8 @@ LOCAL = TrainConfig(epochs=1, lr=0.1, batch_size=16)
 REQUESTER, ORACLES, FIRST_TRAINER, MAX_TRAINERS = 1, (2, 3, 4), 5, 32
 DEV_ACCOUNTS = FIRST_TRAINER + MAX_TRAINERS
 RUN_TIMEOUT = 900.0
+# The per-round TaskMarket calls in gas_per_trainer_round (the final postModel included).
+PER_ROUND_CALLS = ("commitUpdate", "commitRound", "postModel", "advance")
 
 
 def splits() -> DataSplits:
@@ -327,7 +336,7 @@ class Trainer:
 
 
 def run_ours(
-    net: Devnet, n: int, rounds: int, poll: float, *, gossip: bool = True
+    net: Devnet, n: int, rounds: int, poll: float, *, gossip: bool = True, batches: bool = False
 ) -> dict[str, Any]:
     market = net.market
     data = splits()
@@ -348,6 +357,7 @@ def run_ours(
         commit_duration=3600,
         reveal_duration=3600,
         dispute_duration=3600,
+        batches=BatchTerms() if batches else None,  # --batch-commits: one commitRound a round
     )
     store = KuboStore(net.kubos[0].api_multiaddr)
     task_id, _ = create_task(
@@ -432,7 +442,7 @@ def run_ours(
     starts = [stamps[f"round{r}"] for r in range(1, rounds + 1)] + [stamps["training_end"]]
     durations = [b - a for a, b in itertools.pairwise(starts)]
     gas = task_gas(market, first_block, last_block)
-    per_round = sum(gas[f]["gas"] for f in ("commitUpdate", "postModel", "advance") if f in gas)
+    per_round = sum(gas[f]["gas"] for f in PER_ROUND_CALLS if f in gas)
     return {
         "task_id": task_id,
         "round_durations": durations,
@@ -494,6 +504,11 @@ def main() -> None:
         action="store_true",
         help="only the gas of batched rounds (one process drives funded dev accounts)",
     )
+    parser.add_argument(
+        "--batch-commits",
+        action="store_true",
+        help="our `node run` tasks use batched round commitments (`task create --batch-commits`)",
+    )
     args = parser.parse_args()
     if args.gas_only:
         from round_gas import batched_gas
@@ -515,6 +530,7 @@ def main() -> None:
         "model": SPEC.to_dict(),
         "local": {"epochs": LOCAL.epochs, "lr": LOCAL.lr, "batch_size": LOCAL.batch_size},
         "poll_sec": args.poll,
+        "batch_commits": args.batch_commits,
         "nodes": "a `node run` process per trainer; 3 Kubo daemons; Anvil automine",
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
@@ -531,10 +547,12 @@ def main() -> None:
         for n in counts:
             load_before = os.getloadavg()[0]
             log.warning("%d trainers: chain + IPFS run", n)
-            ours = run_ours(net, n, args.rounds, args.poll)
+            ours = run_ours(net, n, args.rounds, args.poll, batches=args.batch_commits)
             if args.gossip_off_too:
                 log.warning("%d trainers: chain + IPFS run without gossip", n)
-                ours["without_gossip"] = run_ours(net, n, args.rounds, args.poll, gossip=False)
+                ours["without_gossip"] = run_ours(
+                    net, n, args.rounds, args.poll, gossip=False, batches=args.batch_commits
+                )
             log.warning("%d trainers: simulator", n)
             sim = run_simulator(n, args.rounds)
             engines = {"ours": ours["round_durations"], "simulator": sim}
@@ -566,7 +584,13 @@ def main() -> None:
                 report["netns"]["runs"][str(n)] = lab.run(
                     n,
                     args.rounds,
-                    lambda site: run_ours(replace(placed, site=site), n, args.rounds, args.poll),  # noqa: B023 (called at once)
+                    lambda site, placed=placed, n=n: run_ours(
+                        replace(placed, site=site),
+                        n,
+                        args.rounds,
+                        args.poll,
+                        batches=args.batch_commits,
+                    ),
                     row["ours_sec_per_round"],
                 )
     report["loadavg_end"] = os.getloadavg()[0]

@@ -4,7 +4,8 @@ One process drives funded devnet accounts on a real Anvil through the library, w
 per trainer count ``n``, a task with ``n`` trainers runs ``rounds`` rounds where every trainer
 signs its :class:`~marketplace.crypto.update_leaf.UpdateLeaf` (as a `node run` trainer gossips
 it), the round's elected closer (:func:`~marketplace.protocol.round_batch.closer_for`) checks
-every leaf (:func:`~marketplace.protocol.round_batch.check_leaves`), builds the batch and sends
+every leaf and sends the batch with the library's
+:func:`~marketplace.protocol.round_closer.close_round` (as a `node run` closer does) — its
 ``commitRound`` (which also posts the model that starts the round and ends the round), and after
 the last round one trainer posts the final model (``postModel``).
 
@@ -33,7 +34,8 @@ from marketplace.chain.deploy import deploy_marketplace
 from marketplace.chain.devnet import dev_private_keys, start_anvil
 from marketplace.chain.views import TaskParams
 from marketplace.crypto.update_leaf import sign_update_leaf
-from marketplace.protocol.round_batch import build_batch, check_leaves, closer_for
+from marketplace.protocol.round_batch import closer_for
+from marketplace.protocol.round_closer import NO_MODEL, close_round
 from marketplace.storage.cid import raw_cid
 
 log = logging.getLogger(__name__)
@@ -106,23 +108,16 @@ def _run_task(
                 )
                 for t in trainers
             ]
-            checked = check_leaves(
+            closer = by_address[closer_for(r, order, elapsed=0.0, turn_seconds=60.0)]
+            model = _digest(f"model {r}") if r > 1 else NO_MODEL
+            close_round(
+                batches,
+                closer,
                 leaves,
-                members=order,
-                chain_id=chain_id,
+                join_order=order,
                 task_id=task_id,
                 round_=r,
-                market_address=market.market.address,
-            )
-            batch = build_batch(
-                checked.valid, join_order=order, market_address=market.market.address
-            )
-            closer = by_address[closer_for(r, order, elapsed=0.0, turn_seconds=60.0)]
-            model = _digest(f"model {r}") if r > 1 else b"\x00" * 32
-            batches.commit_round(
-                closer,
-                batch,
-                leaves_cid=raw_cid(f"leaves {task_id} {r}".encode()),
+                publish=raw_cid,  # the leaf set's CID, not stored: gas does not depend on it
                 model_digest=model,
                 model_cid=raw_cid(f"model {r}".encode()) if r > 1 else "",
             )

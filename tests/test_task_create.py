@@ -21,6 +21,9 @@ from marketplace.errors import ConfigError, TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig
 from marketplace.fl.dpsgd import DPSGD_MODEL_OPTIONS, DPSGD_RECIPE
 from marketplace.protocol.requester import TaskPlan
+from marketplace.protocol.round_batch import BatchTerms
+from marketplace.protocol.taskdoc import TaskDocument
+from marketplace.storage.embedded import EmbeddedStore
 from marketplace.valuation.config import ValuationConfig
 from node.cli.root import cli
 from node.cli.task_cli import DEFAULT_MODEL, local_recipe, task_model
@@ -287,3 +290,36 @@ def test_a_secure_aggregation_task_carries_its_term(env):
     assert json.loads(out)["secureAggregation"] == {
         "clip_norm": 2.0, "frac_bits": 16, "threshold": None,
     }  # fmt: skip
+
+
+def test_a_batched_task_publishes_its_term_in_the_task_document(env):
+    # Execute
+    code, out = create(env, "--batch-commits", "--batch-turn", "12")
+    plain_code, plain = create(env)
+    # Assert: the term is in the document every peer reads (the on-chain configCid); a task
+    # created without the flag has none (batches off)
+    assert code == 0 and plain_code == 0, (out, plain)
+    assert json.loads(out)["batches"] == {"turn_seconds": 12.0}
+    w3 = connect(env["FEDMARKET_CHAIN_RPC"])
+    market = Marketplace(w3, load_deployment(Path(env["FEDMARKET_DEPLOYMENTS"]), w3.eth.chain_id))
+    store = EmbeddedStore(Path(env["FEDMARKET_HOME"]) / "store")
+
+    def doc_of(task_id: int) -> TaskDocument:
+        (created,) = market.events(market.market, "TaskCreated", filters={"taskId": task_id})
+        return TaskDocument.from_json(store.get(str(created["args"]["configCid"])))
+
+    assert doc_of(json.loads(out)["taskId"]).batches == BatchTerms(turn_seconds=12.0)
+    assert doc_of(json.loads(plain)["taskId"]).batches is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(("--batch-turn", "0"), "0 < turn_seconds <= 3600"),
+     (("--secure-aggregation", "--min-trainers", "3"), "do not combine yet")],
+)  # fmt: skip
+def test_a_bad_batch_term_is_a_one_line_error_before_escrow(env, extra, message):
+    before = chain_state(env)
+    code, out = create(env, "--batch-commits", *extra)
+    assert code == 1 and out.count("\n") == 1 and out.startswith("Error: "), out
+    assert message in " ".join(out.split()), out
+    assert chain_state(env) == before

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from marketplace.crypto.announce import Announcement
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import StorageError
 from marketplace.gossip.topics import task_topic
 from marketplace.gossip.update_gossip import INLINE_FRAME_BYTES, Gossip
@@ -82,13 +83,14 @@ def open_task_gossip(
     fanout: int = 3,
     on_update: Callable[[Announcement], None] | None = None,
     on_payload: Callable[[Announcement, bytes], None] | None = None,
+    on_leaf: Callable[[UpdateLeaf], None] | None = None,
 ) -> Gossip:
     """A started-ready :class:`Gossip` on the task's topic, signing with the session's key.
 
     A fetched blob is bounded by the task's update size (plus envelope overhead, as in
     :meth:`TaskSession.fetch_update`), so a member cannot make the node pull anything larger.
     Small updates travel inline (:mod:`marketplace.gossip.inline`); ``on_payload`` receives
-    every accepted update's checked bytes.
+    every accepted update's checked bytes, ``on_leaf`` every new checked batch leaf.
     """
     market_address = session.market.market.address
     membership = ChainMembership(session)
@@ -108,6 +110,7 @@ def open_task_gossip(
         max_update_bytes=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
         on_update=on_update,
         on_payload=on_payload,
+        on_leaf=on_leaf,
     )
 
 
@@ -129,6 +132,7 @@ class BackgroundAnnouncer:
         self._payload_for = payload_for
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="announce")
         self.published = 0
+        self.leaves_sent = 0
         self.failed = 0
         self.slowest_seconds = 0.0
 
@@ -145,6 +149,18 @@ class BackgroundAnnouncer:
             self.failed += 1
             log.warning("round %d: announcement not published: %s", round_, exc)
         self.slowest_seconds = max(self.slowest_seconds, time.perf_counter() - started)
+
+    def send_leaf(self, leaf: UpdateLeaf) -> None:
+        """Publish a signed batch leaf (in order, after any queued announcement)."""
+        self._pool.submit(self._publish_leaf, leaf)
+
+    def _publish_leaf(self, leaf: UpdateLeaf) -> None:
+        try:
+            self._gossip.publish_leaf(leaf)
+            self.leaves_sent += 1
+        except StorageError as exc:
+            self.failed += 1
+            log.warning("round %d: batch leaf not published: %s", leaf.round, exc)
 
     def close(self) -> None:
         """Wait for queued announcements (each bounded by the pubsub client's timeout)."""

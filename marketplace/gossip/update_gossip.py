@@ -35,6 +35,14 @@ traffic is bounded too: a member can make a peer pull at most ``max_per_sender``
 ``max_update_bytes`` per round (a failed fetch counts: junk CIDs cannot be re-announced
 forever). Per-round state is forgotten once its round leaves the window.
 
+**Batch leaves.** In a task with batched round commitments a trainer also publishes its signed
+:class:`~marketplace.crypto.update_leaf.UpdateLeaf` on the same topic, framed as
+``LEAF_MAGIC | leaf JSON`` (:meth:`Gossip.publish_leaf`). A leaf goes through the same checks
+(``malformed``, ``replay``, ``bad_signature``, ``not_member``); a new one is counted under
+``leaves`` and handed to ``on_leaf``, a repeat is a duplicate, a second different leaf of the
+same sender and round is dropped (``sender_limit``). Leaves are not re-published by peers: the
+trainer repeats its own until the round's batch is on-chain.
+
 Pubsub is best-effort: the chain's ``commitUpdate`` records are the canonical set of a round, and
 a peer missing one fetches it by CID at the deadline. Gossip only gets the bytes there early.
 """
@@ -56,6 +64,7 @@ from marketplace.crypto.announce import (
     sign_announcement,
     verify_announcement,
 )
+from marketplace.crypto.update_leaf import UpdateLeaf, verify_update_leaf
 from marketplace.errors import ConfigError, DigestMismatchError, SignatureError, StorageError
 from marketplace.gossip import inline
 from marketplace.gossip.topics import task_topic
@@ -77,6 +86,8 @@ DROP_REASONS = (
 )
 
 DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
+#: Frame of a batch leaf on the task's topic (see the module docstring).
+LEAF_MAGIC = b"FMLEAF1\n"
 #: What an inline update adds to a message at most (frame header and payload).
 INLINE_FRAME_BYTES = len(inline.MAGIC) + 2 + inline.MAX_INLINE_BYTES
 
@@ -92,11 +103,13 @@ class GossipStats:
     bytes_in: int = 0
     bytes_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    leaves: int = 0  # batch leaves accepted (new)
 
     @property
     def settled(self) -> bool:
         """Whether every received message has reached its outcome (no fetch still running)."""
-        return self.received == self.accepted + self.duplicates + sum(self.dropped.values())
+        outcomes = self.accepted + self.duplicates + self.leaves + sum(self.dropped.values())
+        return self.received == outcomes
 
 
 class Gossip:
@@ -132,6 +145,9 @@ class Gossip:
     on_payload:
         Called once per accepted update with its checked bytes (inline or fetched), after
         ``on_update``, from a fetch thread: a node keeps them instead of fetching them again.
+    on_leaf:
+        Called once per new batch leaf that passed every check, from the receive thread (keep
+        it quick). Not called for this node's own :meth:`publish_leaf`.
     inline:
         Accept updates carried inline (messages up to :data:`~marketplace.gossip.inline.
         MAX_INLINE_BYTES` more); :meth:`announce` sends one when given ``payload``.
@@ -156,6 +172,7 @@ class Gossip:
         fetch_workers: int = 2,
         on_update: Callable[[Announcement], None] | None = None,
         on_payload: Callable[[Announcement, bytes], None] | None = None,
+        on_leaf: Callable[[UpdateLeaf], None] | None = None,
         inline: bool = True,
     ) -> None:
         if fanout < 0 or max_message_bytes <= 0 or max_update_bytes <= 0:
@@ -183,6 +200,8 @@ class Gossip:
         self._fetch_workers = fetch_workers
         self._on_update = on_update
         self._on_payload = on_payload
+        self._on_leaf = on_leaf
+        self._leaves: dict[tuple[str, int], UpdateLeaf] = {}  # (sender, round) -> first leaf
         self._max_announcement_bytes = min(max_message_bytes, MAX_ANNOUNCEMENT_BYTES)
         self.inline = inline
 
@@ -275,6 +294,13 @@ class Gossip:
         log.info("announced round %d update %s on %r", round, cid, self.topic)
         return announcement
 
+    def publish_leaf(self, leaf: UpdateLeaf) -> None:
+        """Publish this node's signed batch leaf (again, if it was: peers count a repeat as a
+        duplicate). Raises :class:`StorageError` if publishing fails."""
+        with self._lock:
+            self._leaves[(leaf.sender, leaf.round)] = leaf
+        self._receiver.publish(LEAF_MAGIC + leaf.to_json())
+
     def have(self, digest: bytes) -> bool:
         """Whether this node holds the update with this digest (fetched and checked, or ours)."""
         with self._lock:
@@ -291,12 +317,15 @@ class Gossip:
                 bytes_in=self._receiver.counts["bytes_in"],
                 bytes_out=self._receiver.counts["bytes_out"],
                 dropped={k: v for k, v in self._receiver.dropped.items() if v},
+                leaves=self._counts["leaves"],
             )
 
     # --- receiving ------------------------------------------------------------------------
     def _handle(self, data: bytes) -> None:
         """One message of at most ``max_message_bytes``, on the receive thread (counted as
         received, and as ``error`` if this raises, by :class:`TopicReceiver`)."""
+        if data.startswith(LEAF_MAGIC):
+            return self._handle_leaf(data[len(LEAF_MAGIC) :])
         try:
             head, payload = inline.unpack(data) if self.inline else (data, None)
         except SignatureError as exc:
@@ -352,6 +381,45 @@ class Gossip:
             self._receiver.drop("fetch_failed", "stopping")
         return None
 
+    def _handle_leaf(self, raw: bytes) -> None:
+        """A batch leaf: the announcement's checks, then dedup by (sender, round)."""
+        try:
+            leaf = UpdateLeaf.from_json(raw)
+        except SignatureError as exc:
+            return self._receiver.drop("malformed", exc)
+        current = self._current_round()
+        self._forget_rounds_before(current - 1)
+        bound_here = (leaf.chain_id, leaf.task_id) == (self.chain_id, self.task_id)
+        if not bound_here or leaf.round not in (current, current - 1):
+            return self._receiver.drop(
+                "replay", f"leaf for chain {leaf.chain_id} task {leaf.task_id} round {leaf.round}"
+            )
+        try:
+            sender = verify_update_leaf(
+                leaf, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
+                expected_round=leaf.round, market_address=self.market_address,
+            )  # fmt: skip
+        except SignatureError as exc:
+            return self._receiver.drop("bad_signature", exc)
+        if not self._is_member(sender):
+            return self._receiver.drop("not_member", sender)
+        with self._lock:
+            held = self._leaves.get((sender, leaf.round))
+            if held == leaf:
+                self._counts["duplicates"] += 1
+                return None
+            if held is not None:
+                self._receiver.dropped["sender_limit"] += 1
+                return None
+            self._leaves[(sender, leaf.round)] = leaf
+            self._counts["leaves"] += 1
+        if self._on_leaf is not None:
+            try:
+                self._on_leaf(leaf)
+            except Exception:
+                log.exception("gossip on %r: on_leaf raised for %s", self.topic, sender)
+        return None
+
     def _forget_rounds_before(self, floor: int) -> None:
         """Drop per-round state of rounds that left the window, so memory stays bounded."""
         with self._lock:
@@ -361,6 +429,7 @@ class Gossip:
             self._held = {d: r for d, r in self._held.items() if r >= floor}
             self._per_sender = Counter({k: v for k, v in self._per_sender.items() if k[1] >= floor})
             self._republished = Counter({r: n for r, n in self._republished.items() if r >= floor})
+            self._leaves = {k: v for k, v in self._leaves.items() if k[1] >= floor}
 
     def _fetch(self, ann: Announcement, raw: bytes, payload: bytes | None = None) -> None:
         """Pull, digest-check and pin the blob (unless it came inline, checked); then

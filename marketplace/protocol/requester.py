@@ -28,6 +28,7 @@ from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import get_strategy
 from marketplace.fl.train import TrainConfig
 from marketplace.protocol.identity import Identity
+from marketplace.protocol.round_batch import BatchTerms
 from marketplace.protocol.session import initial_model_blob, seal_validation_set
 from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
@@ -81,6 +82,7 @@ class TaskPlan:
     auditor_fee: int = 0  # paid per required attestation (escrowed)
     privacy: DPTerms | None = None  # the task's DP mode, (ε, δ, clip) per trainer (None: no DP)
     secagg: SecAggTerms | None = None  # secure aggregation among peers (None: off)
+    batches: BatchTerms | None = None  # batched round commitments (None: off)
 
     def __post_init__(self) -> None:
         """Refuse a plan the contract or the oracles would refuse, before any transaction."""
@@ -148,6 +150,12 @@ def _check_plan(plan: TaskPlan) -> None:
             plan.secagg, aggregator=plan.aggregator, min_trainers=plan.min_trainers,
             max_trainers=plan.max_trainers,
         )  # fmt: skip
+    if plan.batches is not None and plan.secagg is not None:
+        raise ConfigError(
+            "batched round commitments and secure aggregation do not combine yet (a secure "
+            "round commits masked inputs directly): drop --batch-commits or "
+            "--secure-aggregation"
+        )
     dpsgd = plan.privacy is not None and plan.privacy.mode == "dpsgd"
     if dpsgd and (plan.train.optimizer != "sgd" or plan.train.fedprox_mu):
         raise ConfigError(
@@ -241,6 +249,7 @@ def create_task(
         valuation=plan.valuation, dataset=plan.dataset, public_model=plan.public_model,
         privacy=plan.privacy,
         secagg=plan.secagg,
+        batches=plan.batches,
     )  # fmt: skip
     config_cid = store.put(doc.to_json())
     spec_cid = store.put(plan.model.to_json().encode())

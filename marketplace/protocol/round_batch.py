@@ -23,13 +23,49 @@ from dataclasses import dataclass, field
 from eth_utils.address import to_checksum_address
 
 from marketplace.crypto.update_leaf import UpdateLeaf, leaf_digest, verify_update_leaf
-from marketplace.errors import BatchError, SignatureError
+from marketplace.errors import BatchError, ConfigError, SignatureError
 from marketplace.valuation.merkle import StandardMerkleTree
 
 #: Leaf type of the batch tree: each value is one leaf's EIP-712 digest.
 BATCH_LEAF_TYPES: tuple[str, ...] = ("bytes32",)
 #: Largest published leaf set accepted (bytes): ~400 bytes a leaf, 4096 leaves.
 MAX_LEAF_SET_BYTES = 2_000_000
+#: Default length of one closer's turn (seconds): see :class:`BatchTerms`.
+DEFAULT_TURN_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """A task's batched-commitment term (the task document's ``batches``; absent: off).
+
+    Each round's trainers sign leaves and one elected closer commits them in one transaction.
+    ``turn_seconds`` is one closer's turn, counted by each trainer from when its own leaf of the
+    round was ready: the turn-0 closer waits at most half a turn for missing leaves, the next
+    closer takes over after a turn, and a trainer with no batch after :data:`FALLBACK_TURNS`
+    turns commits directly (so do left-out trainers once the batch is on-chain)."""
+
+    turn_seconds: float = DEFAULT_TURN_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.turn_seconds <= 3600:
+            raise ConfigError(
+                f"batch turn of {self.turn_seconds}s: give 0 < turn_seconds <= 3600 in the task's "
+                "batches term (--batch-turn)"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {"turn_seconds": self.turn_seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> BatchTerms:
+        turn = data.get("turn_seconds", DEFAULT_TURN_SECONDS)
+        if isinstance(turn, bool) or not isinstance(turn, int | float):
+            raise ConfigError(f"batches.turn_seconds must be a number, got {turn!r}")
+        return cls(turn_seconds=float(turn))
+
+
+#: Turns after which a trainer still waiting for a batch commits directly.
+FALLBACK_TURNS = 3
 
 
 @dataclass(frozen=True)

@@ -346,7 +346,7 @@ class TaskSession:
             join_order=batches.join_order(self.task_id),
             chain_id=self.chain_id,
             market_address=self.market.market.address,
-            known=self.gossiped_leaves.get(round_),
+            known=dict(self.gossiped_leaves.get(round_, {})),  # a copy: gossip adds to it
         )
         return [
             CommittedUpdate(leaf.sender, round_, leaf.cid, leaf.digest, leaf.num_samples, start + i)

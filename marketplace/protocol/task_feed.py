@@ -9,8 +9,9 @@ TaskSession`:
   itself acts on, while every other peer only needs its bytes;
 * an :class:`~marketplace.protocol.update_cache.UpdateCache` installed as the session's
   ``held_updates``: each ``UpdateCommitted`` log starts fetching that update at once (not at the
-  round's close), this peer's own commit is kept from the envelope it just sealed, and gossip
-  hands over what it delivered (:meth:`TaskFeed.on_gossip`, for ``on_payload``);
+  round's close), and so does a ``RoundCommitted`` (a batch) for each leaf gossip delivered;
+  this peer's own commit is kept from the envelope it just sealed, and gossip hands over what it
+  delivered (:meth:`TaskFeed.on_gossip`, for ``on_payload``);
 * polling as the fallback: without a websocket, or while it is down, ``sleep`` waits the full
   poll interval and the round's close fetches what is missing, as before.
 """
@@ -26,6 +27,7 @@ from web3 import Web3
 from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
 from marketplace.chain.task_logs import TaskLogs
 from marketplace.crypto.announce import Announcement
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.protocol.session import CommittedUpdate, TaskSession
 from marketplace.protocol.update_cache import UpdateCache
 
@@ -50,11 +52,23 @@ class TaskFeed:
         """Gossip's ``on_payload``: keep an update gossip fetched or received inline."""
         self.cache.deliver(ann.round, ann.sender, ann.digest, payload)
 
+    def on_leaf(self, leaf: UpdateLeaf) -> None:
+        """Gossip's ``on_leaf``: keep a batch leaf (checked by gossip; checked again before
+        use) for the round's closer and as the fallback when a leaf set cannot be fetched, and
+        wake the run loop (the closer may now hold every leaf)."""
+        self.session.gossiped_leaves.setdefault(leaf.round, {}).setdefault(leaf.sender, leaf)
+        for old in [r for r in self.session.gossiped_leaves if r < leaf.round - 1]:
+            self.session.gossiped_leaves.pop(old, None)
+        self.wakeup.set()
+
     def on_log(self, raw: Any) -> bool:
         """The subscription's ``on_log``: prefetch commits; whether the log wakes the loop."""
         event = self.logs.decode(raw)
         if event is None:
             return False
+        if event["event"] == "RoundCommitted":
+            self._keep_batched(int(event["args"]["round"]))
+            return True
         if event["event"] != "UpdateCommitted":
             return True
         args = event["args"]
@@ -70,6 +84,20 @@ class TaskFeed:
             return False
         self.cache.prefetch(c)
         return False
+
+    def _keep_batched(self, round_: int) -> None:
+        """A round's batch landed: keep this peer's own update and start fetching those it
+        holds gossiped leaves of (keyed by the leaf's digest: which leaves count is decided by
+        the recorded batch when the round's updates are read)."""
+        me = self.session.identity.address
+        for leaf in list(self.session.gossiped_leaves.get(round_, {}).values()):
+            own = self.session.own_envelope(round_, leaf.digest) if leaf.sender == me else None
+            if own is not None:
+                self.cache.deliver(round_, me, leaf.digest, own)
+                continue
+            self.cache.prefetch(
+                CommittedUpdate(leaf.sender, round_, leaf.cid, leaf.digest, leaf.num_samples, -1)
+            )
 
     @property
     def subscribed(self) -> bool:

@@ -19,6 +19,7 @@ from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import Strategy, get_strategy
 from marketplace.fl.train import TrainConfig
+from marketplace.protocol.round_batch import BatchTerms
 from marketplace.valuation.config import ValuationConfig
 
 FORMAT = "fedmarket-task/1"
@@ -49,6 +50,7 @@ class TaskDocument:
     public_model: bool = False
     privacy: DPTerms | None = None  # differential privacy (None: none); absent from the JSON then
     secagg: SecAggTerms | None = None  # secure aggregation among peers (None: off; absent then)
+    batches: BatchTerms | None = None  # batched round commitments (None: off; absent then)
 
     def strategy(self) -> Strategy:
         return get_strategy(self.aggregator, **dict(self.aggregator_params))
@@ -59,9 +61,11 @@ class TaskDocument:
         train.pop("num_threads", None)  # a local choice, not part of the task
         privacy = {} if self.privacy is None else {"privacy": self.privacy.to_dict()}
         secagg = {} if self.secagg is None else {"secagg": self.secagg.to_dict()}
+        batches = {} if self.batches is None else {"batches": self.batches.to_dict()}
         return {
             **privacy,
             **secagg,
+            **batches,
             "format": FORMAT,
             "model": self.model.to_dict(),
             "train": train,
@@ -107,6 +111,7 @@ class TaskDocument:
                 public_model=bool(data.get("public_model", False)),
                 privacy=DPTerms.from_dict(data["privacy"]) if "privacy" in data else None,
                 secagg=SecAggTerms.from_dict(data["secagg"]) if "secagg" in data else None,
+                batches=BatchTerms.from_dict(data["batches"]) if "batches" in data else None,
             )
         except ConfigError:
             raise

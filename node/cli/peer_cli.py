@@ -29,6 +29,7 @@ from node.cli.output import (
     poll_options,
     task_option,
 )
+from node.cli.params import ADDRESS
 from node.peers.base import Step
 
 
@@ -95,12 +96,16 @@ def node_group() -> None:
 @click.option("--max-epsilon", type=float, default=None,
               help="In a DP task: this node's own ε ceiling below the task's; rounds that "
                    "would pass it are refused (the noise stays the task's).")  # fmt: skip
+@click.option("--censor", "censor", type=ADDRESS, multiple=True,
+              help="For evaluation only: in a batched task, leave this trainer's leaf out of "
+                   "the batches this node closes (it must commit directly).")  # fmt: skip
 @json_option
 @pass_ctx
 def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
              alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
              seed: int, gossip: bool, fanout: int, inline: bool, subscribe: bool,
-             max_epsilon: float | None, as_json: bool) -> None:  # fmt: skip
+             max_epsilon: float | None, censor: tuple[str, ...],
+             as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
     encrypted updates, aggregate, post models, claim. Safe to restart after a crash.
 
@@ -133,7 +138,9 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     secagg = session.doc.secagg is not None
     gossip = gossip and not secagg
     peers = (
-        open_task_gossip(session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip)
+        open_task_gossip(
+            session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip, on_leaf=feed.on_leaf
+        )
         if gossip and c.ipfs_api
         else None
     )
@@ -145,7 +152,9 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     pubsub = PubsubClient(c.ipfs_api) if secagg and c.ipfs_api else None
     node = TrainerNode(session, dataset, c.journal(f"trainer-{identity.address}-{task_id}"),
                        behaviour=get_behaviour(behaviour), num_threads=threads, seed=seed,
-                       announce=announcer, max_epsilon=max_epsilon, pubsub=pubsub)  # fmt: skip
+                       announce=announcer, max_epsilon=max_epsilon, pubsub=pubsub,
+                       send_leaf=announcer.send_leaf if announcer is not None else None,
+                       censor=censor)  # fmt: skip
     if peers is not None:
         peers.start()
     keeper = _peer_keeper(c)
@@ -166,6 +175,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     gossip_out = None
     if peers is not None and announcer is not None:
         gossip_out = {**dataclasses.asdict(peers.stats()), "announced": announcer.published,
+                      "leaves_sent": announcer.leaves_sent,
                       "announce_failed": announcer.failed,
                       "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,

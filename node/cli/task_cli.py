@@ -11,6 +11,7 @@ from rich.table import Table
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
 from marketplace.fl.strategy import STRATEGIES
+from marketplace.protocol.round_batch import DEFAULT_TURN_SECONDS, BatchTerms
 from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
 from node.cli.context import CliContext, format_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
@@ -150,6 +151,13 @@ def task() -> None:
 @click.option("--dp-clip", type=float, default=1.0, show_default=True,
               help="Per-sample (dpsgd) or per-update (update) L2 clip.")  # fmt: skip
 @secagg_options
+@click.option(
+    "--batch-commits/--no-batch-commits", default=False, show_default=True,
+    help="Batched round commitments: trainers sign leaves, one elected trainer commits each "
+         "round's set in one transaction (a left-out trainer commits directly).",
+)  # fmt: skip
+@click.option("--batch-turn", type=float, default=DEFAULT_TURN_SECONDS, show_default=True,
+              help="Seconds of one closer's turn, with --batch-commits.")  # fmt: skip
 @json_option
 @pass_ctx
 def task_create(c: CliContext, validation: str, model: str | None, budget: int, rounds: int,
@@ -160,7 +168,7 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
                 pass_threshold: float, bounty: int, auditor_fee: int, seed: int, sourced: bool,
                 dp_mode: str, dp_epsilon: float, dp_delta: float, dp_clip: float,
                 secure_aggregation: bool, secagg_clip: float, secagg_threshold: int | None,
-                as_json: bool) -> None:  # fmt: skip
+                batch_commits: bool, batch_turn: float, as_json: bool) -> None:  # fmt: skip
     """Create a task: encrypt the validation set for the committee, publish the task document,
     the model spec and initial weights, and escrow the budget. With --validation-submissions K
     the task also fixes, on ModelMarket, K submissions (the final aggregate is #1), M required
@@ -203,6 +211,7 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
         privacy=None if dp_mode == "none" else DPTerms(mode=dp_mode, epsilon=dp_epsilon,
                                                       delta=dp_delta, clip_norm=dp_clip),
         secagg=secagg_terms(secure_aggregation, secagg_clip, secagg_threshold),
+        batches=BatchTerms(turn_seconds=batch_turn) if batch_commits else None,
     )  # fmt: skip
     requester = c.identity()
     task_id, doc = create_task(c.market, c.store, requester, plan, x_val, y_val)
@@ -212,7 +221,8 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
            "auditors": m if k is not None else None,
            "privacy": None if doc.privacy is None else doc.privacy.to_dict(),
            "train": doc.to_dict()["train"],
-           "secureAggregation": None if doc.secagg is None else doc.secagg.to_dict()}  # fmt: skip
+           "secureAggregation": None if doc.secagg is None else doc.secagg.to_dict(),
+           "batches": None if doc.batches is None else doc.batches.to_dict()}  # fmt: skip
     emit(
         as_json,
         out,

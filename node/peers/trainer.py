@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
-from marketplace.chain.clients import Phase
+from marketplace.chain.clients import Outcome, Phase
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import ConfigError, PrivacyBudgetError
 from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
@@ -29,10 +30,13 @@ from marketplace.storage.pubsub import PubsubClient
 from marketplace.units import format_amount
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
+from node.peers.trainer_batch import BatchDuty
 from node.peers.trainer_privacy import TrainerPrivacy
 from node.peers.trainer_secagg import SecAggDuty
 
 log = logging.getLogger(__name__)
+
+FAILED_OUTCOMES = (Outcome.FAILED, Outcome.VALIDATION_MISMATCH)  # the budget is the fallback pool
 
 
 class TrainerNode(Peer):
@@ -54,6 +58,8 @@ class TrainerNode(Peer):
         clock: Callable[[], float] = time.monotonic,
         max_epsilon: float | None = None,
         pubsub: PubsubClient | None = None,
+        send_leaf: Callable[[UpdateLeaf], None] | None = None,
+        censor: Collection[str] = (),
     ):
         super().__init__(session, journal)
         self.behaviour = behaviour or Behaviour()
@@ -90,6 +96,13 @@ class TrainerNode(Peer):
         self.claimed: dict[str, int] | None = None
         # The task's secure aggregation, if any: its rounds over Kubo pubsub (`pubsub`).
         self.secagg = SecAggDuty(self, pubsub) if session.doc.secagg is not None else None
+        # The task's batched round commitments, if on: leaves over gossip, one elected closer.
+        terms = session.doc.batches
+        self.batch = (
+            BatchDuty(self, terms, send_leaf=send_leaf, censor=censor, clock=clock)
+            if terms is not None
+            else None
+        )
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -116,8 +129,15 @@ class TrainerNode(Peer):
             return owed  # a secure-aggregation round (node/peers/trainer_secagg.py)
         if phase == Phase.TRAINING:
             r = info.current_round
+            if self.batch is not None and (owed := self.batch.step(info)) is not None:
+                return owed  # a batched round (node/peers/trainer_batch.py)
             digest, _ = s.market.update_of(tid, r, self.me)
-            if digest == bytes(32) and not (self.privacy and self.privacy.refused(r)):
+            batched = self.batch is not None and self.batch.included(r)
+            if (
+                digest == bytes(32)
+                and not batched
+                and not (self.privacy and self.privacy.refused(r))
+            ):
                 return self._train_and_commit(r)
             # Everyone committed: the last committer closes (see _train_and_commit), the others
             # only as a backstop. Deadline passed: the trainer in the round's seat closes.
@@ -169,12 +189,12 @@ class TrainerNode(Peer):
         )
         return self.behaviour.craft_update(trained, ctx), dp
 
-    def _train_and_commit(self, r: int) -> Step:
+    def published_update(self, r: int) -> dict[str, Any] | Step:
+        """This trainer's published update of round ``r`` as journalled (``cid``, ``digest``
+        hex, ``n`` samples, DP spend), trained and published first if it is not yet; or the
+        step refusing the round."""
         s = self.session
-        tid = s.task_id
-        if r > 1:
-            self._check_or_post_model(r)
-        recorded = self.journal.get(tid, r, "published")
+        recorded = self.journal.get(s.task_id, r, "published")
         if recorded is None:
             trained = self.train_round(r)
             if isinstance(trained, Step):
@@ -183,11 +203,21 @@ class TrainerNode(Peer):
             cid, digest = s.publish_update(r, delta)
             entry = {"cid": cid, "digest": digest.hex(), "n": len(self.data)}
             recorded = self.journal.record_once(
-                tid, r, "published", entry if dp is None else {**entry, "dp": dp}
+                s.task_id, r, "published", entry if dp is None else {**entry, "dp": dp}
             )
+        return recorded
+
+    def _train_and_commit(self, r: int) -> Step:
+        s = self.session
+        tid = s.task_id
+        if r > 1:
+            self._check_or_post_model(r)
+        recorded = self.published_update(r)
+        if isinstance(recorded, Step):
+            return recorded
         cid, digest = recorded["cid"], bytes.fromhex(recorded["digest"])
-        if self.announce:  # in the background, before the commit: peers get it while it mines
-            self.announce(r, cid, digest)
+        if self.announce and self.batch is None:  # in the background, before the commit: peers
+            self.announce(r, cid, digest)  # get it while it mines (a batched round announced it)
         s.market.commit_update(self.account, tid, r, cid, digest, int(recorded["n"]))
         self.journal.record(tid, r, "committed", recorded)
         # The last committer closes the round at once: it is the first to know, and waiting for
@@ -280,6 +310,9 @@ class TrainerNode(Peer):
     def _after_cancel(self) -> Step:
         s = self.session
         if s.market.is_trainer(s.task_id, self.me) and not self.journal.has(s.task_id, 0, "bond"):
+            if self.batch is not None and int(s.info().outcome) in FAILED_OUTCOMES:
+                # Batched rounds count for the fallback pay only once proven, leaf by leaf.
+                self.batch.prove_samples()
             settle_cancelled(s.market, self.account, s.task_id)
             self.journal.record(s.task_id, 0, "bond", {})
         return Step.done("task cancelled")

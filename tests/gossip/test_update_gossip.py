@@ -23,9 +23,10 @@ from eth_account.signers.local import LocalAccount
 
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS
 from marketplace.crypto.announce import Announcement, sign_announcement
+from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf
 from marketplace.errors import ConfigError
 from marketplace.gossip.topics import task_topic
-from marketplace.gossip.update_gossip import Gossip, GossipStats
+from marketplace.gossip.update_gossip import LEAF_MAGIC, Gossip, GossipStats
 from marketplace.storage.cid import raw_cid
 from marketplace.storage.kubo import KuboStore
 from marketplace.storage.kubo_daemon import KuboDaemon, start_kubo
@@ -379,3 +380,42 @@ def test_daemon_dying_under_the_subscription_does_not_kill_the_receive_thread(
         assert not gossip.running
         pubsub.close()
         store.close()
+
+
+def test_batch_leaves_are_checked_like_announcements_and_handed_over_once(
+    make_net: Callable[..., Net],
+) -> None:
+    # Prepare: a trainer's leaf for this round, and leaves every check must refuse
+    held: list[UpdateLeaf] = []
+    net = make_net(fanout=0, on_leaf=held.append)
+
+    def leaf(who: LocalAccount, samples: int = 10, **over: int) -> bytes:
+        fields = {"chain_id": CHAIN, "task_id": net.task_id, "round": ROUND, **over}
+        signed = sign_update_leaf(who, cid=raw_cid(b"u"), digest=bytes(32), num_samples=samples,
+                                  market_address=MARKET, **fields)  # fmt: skip
+        return LEAF_MAGIC + signed.to_json()
+
+    valid = leaf(TRAINER)
+    outsiders = UpdateLeaf.from_json(leaf(OUTSIDER)[len(LEAF_MAGIC) :])
+    forged = dataclasses.replace(outsiders, sender=TRAINER.address)
+    bad = {
+        "bad_signature": [LEAF_MAGIC + forged.to_json()],
+        "replay": [leaf(TRAINER, chain_id=1), leaf(TRAINER, round=ROUND - 2)],
+        "not_member": [leaf(OUTSIDER)],
+        "malformed": [LEAF_MAGIC + b"{}"],
+        "sender_limit": [leaf(TRAINER, samples=11)],  # a second, different leaf of the round
+    }
+    # Execute: the valid leaf twice, then every bad one, through A to C
+    net.send(valid, observer=net.c)
+    net.send(valid, observer=net.c)
+    for messages in bad.values():
+        for raw in messages:
+            net.send(raw, observer=net.c)
+    # Assert: at C one leaf kept and handed over, the repeat a duplicate, each bad one dropped
+    total = 2 + sum(len(m) for m in bad.values())
+    wait_until(lambda: net.c.stats().received == total and net.c.stats().settled, net.describe)
+    stats = net.c.stats()
+    assert stats.leaves == 1 and stats.duplicates == 1 and stats.accepted == 0
+    assert stats.dropped == {reason: len(m) for reason, m in bad.items()}
+    kept = UpdateLeaf.from_json(valid[len(LEAF_MAGIC) :])
+    assert held and set(held) == {kept}  # every peer that got it kept the same, checked leaf

@@ -221,7 +221,7 @@ def cluster(
 
         cli.run(deployer, "deploy")
         # One signer (the token owner) mints for everyone: these must run one after another.
-        cli.run(deployer, "faucet", "3000", "--to", requester.address)
+        cli.run(deployer, "faucet", "6000", "--to", requester.address)  # six tasks' budgets
         for p in (*trainers, *oracles):
             cli.run(deployer, "faucet", str(2 * STAKE), "--to", p.address)
         cli.run_all([

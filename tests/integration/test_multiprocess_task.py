@@ -13,13 +13,16 @@ the dispute window (a real network would wait it out).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from marketplace.chain.batch_client import BatchCommits
 from marketplace.chain.clients import Phase
 from marketplace.chain.devnet import advance_chain_time
+from marketplace.protocol.round_batch import bitmap_members
 
 from .conftest import TOKEN, Cluster, NodeProcess, Peer, wait_all
 
@@ -44,7 +47,7 @@ class TaskRun:
     killed: dict[str, Any] = field(default_factory=dict)
 
 
-def create_task(cluster: Cluster) -> int:
+def create_task(cluster: Cluster, *extra: str) -> int:
     oracle_args = [arg for o in cluster.oracles for arg in ("--oracle", o.address)]
     out = cluster.cli.run(
         cluster.requester, "task", "create", "--budget", str(BUDGET), "--rounds", str(ROUNDS),
@@ -52,15 +55,16 @@ def create_task(cluster: Cluster) -> int:
         "--min-stake", str(MIN_STAKE), "--bond", "1",
         # Long windows: rounds and phases close early once everyone has acted, so these only
         # bound a stuck run; the dispute window is skipped by moving the devnet clock.
-        "--join-window", "900", "--round-duration", "900", "--phase-duration", "900",
+        "--join-window", "900", "--round-duration", "900", "--phase-duration", "900", *extra,
     )  # fmt: skip
     return int(out["taskId"])  # type: ignore[call-overload]
 
 
-def trainer_args(task_id: int, k: int) -> tuple[str, ...]:
+def trainer_args(task_id: int, k: int, *extra: str) -> tuple[str, ...]:
     behaviour = ("--behaviour", "sign_flip") if k == POISONER else ()
     return ("node", "run", "--task", str(task_id), "--data", "digits", "--part", f"{k}/4",
-            "--poll", "0.3", "--timeout", str(RUN_TIMEOUT), *behaviour, "--json")  # fmt: skip
+            "--poll", "0.3", "--timeout", str(RUN_TIMEOUT), *behaviour, *extra,
+            "--json")  # fmt: skip
 
 
 def oracle_args(task_id: int) -> tuple[str, ...]:
@@ -68,10 +72,18 @@ def oracle_args(task_id: int) -> tuple[str, ...]:
             "--json")  # fmt: skip
 
 
-def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
-    """Create a task, run all seven peers as subprocesses until they exit, return the record."""
+def run_task(
+    cluster: Cluster,
+    *,
+    kill_victim: bool,
+    task_extra: tuple[str, ...] = (),
+    trainer_extra: Callable[[int], tuple[str, ...]] = lambda k: (),
+) -> TaskRun:
+    """Create a task (``task_extra``: more ``task create`` options), run all seven peers as
+    subprocesses (``trainer_extra(k)``: more ``node run`` options of trainer ``k``) until they
+    exit, return the record."""
     market, cli = cluster.market, cluster.cli
-    task_id = create_task(cluster)
+    task_id = create_task(cluster, *task_extra)
     everyone = (*cluster.trainers, *cluster.oracles)
     run = TaskRun(
         task_id=task_id,
@@ -80,7 +92,9 @@ def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
     )
     procs: dict[str, NodeProcess] = {}
     for k, t in enumerate(cluster.trainers):
-        procs[t.name] = cli.spawn(t, *trainer_args(task_id, k), label=f"t{task_id}-{t.name}")
+        procs[t.name] = cli.spawn(
+            t, *trainer_args(task_id, k, *trainer_extra(k)), label=f"t{task_id}-{t.name}"
+        )
     for o in cluster.oracles:
         procs[o.name] = cli.spawn(o, *oracle_args(task_id), label=f"t{task_id}-{o.name}")
     victim = cluster.trainers[VICTIM]
@@ -88,12 +102,13 @@ def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
     def watch() -> None:
         info = market.task(task_id)
         if kill_victim and not run.killed and _victim_due(cluster, task_id, info, victim):
-            committed_r2 = market.update_of(task_id, 2, victim.address)[0] != bytes(32)
+            committed_r2 = (victim.address.lower(), 2) in round_commits(cluster, task_id)
             procs[victim.name].kill()
             run.killed = {"round": info.current_round, "committed_round_2": committed_r2,
                           "returncode": procs[victim.name].returncode}  # fmt: skip
             # The same command line on the same home: the journal there is what it resumes from.
-            procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM),
+            procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM,
+                                                                 *trainer_extra(VICTIM)),
                                            label=f"t{task_id}-{victim.name}-restarted")  # fmt: skip
         if info.phase_enum == Phase.FINALIZED:
             now = int(market.w3.eth.get_block("latest")["timestamp"])
@@ -106,11 +121,11 @@ def run_task(cluster: Cluster, *, kill_victim: bool) -> TaskRun:
 
 
 def _victim_due(cluster: Cluster, task_id: int, info: Any, victim: Peer) -> bool:
-    """Round 2 is under way and the victim's round-1 update is on-chain."""
+    """Round 2 is under way and the victim's round-1 update is on-chain (directly or batched)."""
     return (
         info.phase_enum == Phase.TRAINING
         and info.current_round == 2
-        and cluster.market.update_of(task_id, 1, victim.address)[0] != bytes(32)
+        and (victim.address.lower(), 1) in round_commits(cluster, task_id)
     )
 
 
@@ -118,6 +133,17 @@ def event_args(cluster: Cluster, event: str, task_id: int) -> list[dict[str, Any
     m = cluster.market
     logs = m.events(m.market, event, from_block=m.deployment.block, filters={"taskId": task_id})
     return [dict(ev["args"]) for ev in logs]
+
+
+def round_commits(cluster: Cluster, task_id: int) -> list[tuple[str, int]]:
+    """(trainer lower-case, round) of every commit: direct ones, then batched ones."""
+    direct = event_args(cluster, "UpdateCommitted", task_id)
+    out = [(a["trainer"].lower(), int(a["round"])) for a in direct]
+    batches = BatchCommits(cluster.market)
+    order = batches.join_order(task_id)
+    for b in batches.batches(task_id).values():
+        out += [(t.lower(), b.round) for t in bitmap_members(b.included, order)]
+    return out
 
 
 def payouts(cluster: Cluster, task_id: int) -> dict[str, dict[str, Any]]:
@@ -146,9 +172,8 @@ def assert_settled_correctly(cluster: Cluster, run: TaskRun) -> dict[str, dict[s
     for r in range(2, ROUNDS + 2):
         assert market.model_digest(tid, r) != bytes(32), f"no model posted for round {r}"
     assert event_args(cluster, "ModelMismatchReported", tid) == []
-    # Each trainer committed exactly once per round.
-    commits = event_args(cluster, "UpdateCommitted", tid)
-    per_round = sorted((a["trainer"].lower(), int(a["round"])) for a in commits)
+    # Each trainer committed exactly once per round (directly or in the round's batch).
+    per_round = sorted(round_commits(cluster, tid))
     rounds = range(1, ROUNDS + 1)
     assert per_round == sorted((t.address.lower(), r) for t in cluster.trainers for r in rounds)
 
@@ -187,15 +212,101 @@ def test_seven_peer_processes_finalize_a_task_pay_the_honest_and_slash_the_poiso
         assert not set(s["dropped"]) & bad_drops, s
 
 
-def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
-    cluster: Cluster, first_run: TaskRun, second_run: TaskRun
+def assert_resumed_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, killed_run: TaskRun, *, before_commit: bool = True
 ) -> None:
-    # The kill landed in round 2, after the victim's round-1 commit and before its round-2 one.
-    assert second_run.killed["round"] == 2 and second_run.killed["returncode"] == -9
-    assert second_run.killed["committed_round_2"] is False
-    table = assert_settled_correctly(cluster, second_run)
+    # The kill landed in round 2, after the victim's round-1 commit (and, unbatched, before its
+    # round-2 one: a batched round lasts about a second, so the kill lands anywhere in it).
+    assert killed_run.killed["round"] == 2 and killed_run.killed["returncode"] == -9
+    if before_commit:
+        assert killed_run.killed["committed_round_2"] is False
+    table = assert_settled_correctly(cluster, killed_run)
     first = payouts(cluster, first_run.task_id)
     same_fields = ("amount", "score_ppm", "flags")
     assert {a: [r[f] for f in same_fields] for a, r in table.items()} == {
         a: [r[f] for f in same_fields] for a, r in first.items()
     }
+
+
+def test_a_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, second_run: TaskRun
+) -> None:
+    assert_resumed_with_the_same_payouts(cluster, first_run, second_run)
+
+
+# --- batched round commitments: gossip and batches on -----------------------------------------
+BATCHED = ("--batch-commits", "--batch-turn", "30")
+CENSORED = 1  # trainers[1]: honest; the others, as closers, leave its leaf out of their batches
+
+
+@pytest.fixture(scope="module")
+def batched_run(cluster: Cluster) -> TaskRun:
+    return run_task(cluster, kill_victim=False, task_extra=BATCHED)
+
+
+@pytest.fixture(scope="module")
+def censored_run(cluster: Cluster) -> TaskRun:
+    censored = cluster.trainers[CENSORED].address
+    return run_task(
+        cluster,
+        kill_victim=False,
+        task_extra=BATCHED,
+        trainer_extra=lambda k: () if k == CENSORED else ("--censor", censored),
+    )
+
+
+@pytest.fixture(scope="module")
+def batched_killed_run(cluster: Cluster) -> TaskRun:
+    return run_task(cluster, kill_victim=True, task_extra=BATCHED)
+
+
+def test_batched_rounds_over_gossip_commit_each_round_in_one_transaction_and_pay_the_same(
+    cluster: Cluster, first_run: TaskRun, batched_run: TaskRun
+) -> None:
+    tid = batched_run.task_id
+    table = assert_settled_correctly(cluster, batched_run)
+    # One batch per round; the leaves travelled over gossip between the three daemons.
+    batches = BatchCommits(cluster.market).batches(tid)
+    assert sorted(batches) == list(range(1, ROUNDS + 1))
+    direct = event_args(cluster, "UpdateCommitted", tid)
+    assert len(direct) < ROUNDS * len(cluster.trainers), direct  # batches carried the rounds
+    stats = [batched_run.outputs[t.name]["gossip"] for t in cluster.trainers]
+    assert sum(s["leaves"] for s in stats) > 0, stats
+    for s in stats:
+        assert not set(s["dropped"]) & {"bad_signature", "not_member", "malformed"}, s
+    # The same data, seeds and model as the unbatched run: the same payouts.
+    first = payouts(cluster, first_run.task_id)
+    same_fields = ("amount", "score_ppm", "flags")
+    assert {a: [r[f] for f in same_fields] for a, r in table.items()} == {
+        a: [r[f] for f in same_fields] for a, r in first.items()
+    }
+
+
+def test_a_trainer_left_out_of_the_batch_commits_directly_and_is_still_paid(
+    cluster: Cluster, censored_run: TaskRun
+) -> None:
+    tid = censored_run.task_id
+    assert_settled_correctly(cluster, censored_run)  # the censored trainer is paid and claimed
+    victim = cluster.trainers[CENSORED].address
+    batches = BatchCommits(cluster.market)
+    order = batches.join_order(tid)
+    direct = {int(a["round"]) for a in event_args(cluster, "UpdateCommitted", tid)
+              if a["trainer"] == victim}  # fmt: skip
+    left_out = set()
+    for r, b in batches.batches(tid).items():
+        if b.closer != victim:  # a censoring closer: the victim's bit is never set
+            assert victim not in bitmap_members(b.included, order), b
+        if victim not in bitmap_members(b.included, order):
+            left_out.add(r)
+    assert left_out, "no round was closed by a censoring closer"
+    assert direct == left_out  # each left-out round committed directly, no other
+
+
+def test_a_batched_trainer_killed_in_round_two_resumes_from_its_journal_with_the_same_payouts(
+    cluster: Cluster, first_run: TaskRun, batched_killed_run: TaskRun
+) -> None:
+    # The restarted trainer re-sends its journalled leaf (the same one) or, left out, commits
+    # directly: each round exactly once either way, and the payouts are the unbatched run's.
+    assert_resumed_with_the_same_payouts(
+        cluster, first_run, batched_killed_run, before_commit=False
+    )
