@@ -9,7 +9,7 @@ reason, at the first that fails:
 =====================  =====================================================================
 ``oversize``           more bytes than ``max_message_bytes`` (and the parser's own 2 KiB)
 ``malformed``          not an announcement (JSON shape, types, CID, digest length)
-``replay``             another chain or task, or a round other than the current or previous one
+``replay``             another chain or task, or a round not within one of the current
 ``bad_signature``      the EIP-712 signature does not recover to ``sender`` (forged or altered)
 ``not_member``         ``sender`` is not a joined trainer of the task (``is_member``)
 ``sender_limit``       the sender already announced ``max_per_sender`` updates this round
@@ -86,6 +86,16 @@ DROP_REASONS = (
 )
 
 DEFAULT_MAX_UPDATE_BYTES = 512 * 1024 * 1024
+
+
+def _in_window(round_: int, current: int) -> bool:
+    """Whether a message of ``round_`` is accepted while this node believes it is ``current``:
+    the last round (late messages), this one, and the next. The round is read from the chain at
+    most once a second, so a fast peer's first message of the next round often arrives before
+    this node saw the round change; refusing it cost a resend interval every round."""
+    return current - 1 <= round_ <= current + 1
+
+
 #: Frame of a batch leaf on the task's topic (see the module docstring).
 LEAF_MAGIC = b"FMLEAF1\n"
 #: What an inline update adds to a message at most (frame header and payload).
@@ -341,7 +351,7 @@ class Gossip:
         current = self._current_round()
         self._forget_rounds_before(current - 1)
         bound_here = (ann.chain_id, ann.task_id) == (self.chain_id, self.task_id)
-        if not bound_here or ann.round not in (current, current - 1):
+        if not bound_here or not _in_window(ann.round, current):
             return self._receiver.drop(
                 "replay", f"chain {ann.chain_id} task {ann.task_id} round {ann.round}"
             )
@@ -390,7 +400,7 @@ class Gossip:
         current = self._current_round()
         self._forget_rounds_before(current - 1)
         bound_here = (leaf.chain_id, leaf.task_id) == (self.chain_id, self.task_id)
-        if not bound_here or leaf.round not in (current, current - 1):
+        if not bound_here or not _in_window(leaf.round, current):
             return self._receiver.drop(
                 "replay", f"leaf for chain {leaf.chain_id} task {leaf.task_id} round {leaf.round}"
             )

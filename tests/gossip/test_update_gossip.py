@@ -232,10 +232,12 @@ def test_own_announcement_reaches_the_others_and_is_not_called_back_on_the_annou
 def test_bad_messages_are_dropped_under_their_reason_and_the_node_keeps_working(
     make_net: Callable[..., Net],
 ) -> None:
-    # Prepare: one real update for this round and one for the previous round (a late arrival)
+    # Prepare: one real update for this round, one for the previous round (a late arrival) and
+    # one for the next (a fast peer's, before this node saw the round change)
     net = make_net(fanout=0)
     _, cid, digest = put_blob(net.a.store)
     _, late_cid, late_digest = put_blob(net.a.store)
+    _, early_cid, early_digest = put_blob(net.a.store)
     other_cid = raw_cid(b"another update")
     valid = net.sign(TRAINER, cid, digest)
     forged = dataclasses.replace(net.sign(OUTSIDER, cid, digest), sender=TRAINER.address)
@@ -246,7 +248,7 @@ def test_bad_messages_are_dropped_under_their_reason_and_the_node_keeps_working(
             net.sign(TRAINER, cid, digest, chain_id=1).to_json(),
             net.sign(TRAINER, cid, digest, task_id=net.task_id + 1).to_json(),
             net.sign(TRAINER, cid, digest, round=ROUND - 2).to_json(),
-            net.sign(TRAINER, cid, digest, round=ROUND + 1).to_json(),
+            net.sign(TRAINER, cid, digest, round=ROUND + 2).to_json(),
         ],
         "not_member": [net.sign(OUTSIDER, cid, digest).to_json()],
         "malformed": [b'{"chainId": 31337', b"[]", valid.to_json().replace(b"round", b"rnd")],
@@ -254,19 +256,21 @@ def test_bad_messages_are_dropped_under_their_reason_and_the_node_keeps_working(
         "error": [net.sign(BROKEN_LOOKUP, cid, digest).to_json()],
     }
     late = net.sign(TRAINER, late_cid, late_digest, round=ROUND - 1)
-    # Execute: every bad message, then the two good ones, through A to C
+    early = net.sign(TRAINER, early_cid, early_digest, round=ROUND + 1)
+    # Execute: every bad message, then the three good ones, through A to C
     for messages in bad.values():
         for raw in messages:
             net.send(raw, observer=net.c)
     net.send(late.to_json(), observer=net.c)
+    net.send(early.to_json(), observer=net.c)
     net.send(valid.to_json(), observer=net.c)
-    # Assert: at C, each bad one counted under its reason, both good ones accepted
-    total = sum(len(m) for m in bad.values()) + 2
+    # Assert: at C, each bad one counted under its reason, the three good ones accepted
+    total = sum(len(m) for m in bad.values()) + 3
     wait_until(lambda: net.c.stats().received == total and net.c.stats().settled, net.describe)
     stats = net.c.stats()
     assert stats.dropped == {reason: len(m) for reason, m in bad.items()}
-    assert stats.accepted == 2 and stats.duplicates == 0
-    assert sorted(u.round for u in net.c.updates) == [ROUND - 1, ROUND]
+    assert stats.accepted == 3 and stats.duplicates == 0
+    assert sorted(u.round for u in net.c.updates) == [ROUND - 1, ROUND, ROUND + 1]
     assert all(p.gossip.running for p in net.peers)
 
 
@@ -400,7 +404,11 @@ def test_batch_leaves_are_checked_like_announcements_and_handed_over_once(
     forged = dataclasses.replace(outsiders, sender=TRAINER.address)
     bad = {
         "bad_signature": [LEAF_MAGIC + forged.to_json()],
-        "replay": [leaf(TRAINER, chain_id=1), leaf(TRAINER, round=ROUND - 2)],
+        "replay": [
+            leaf(TRAINER, chain_id=1),
+            leaf(TRAINER, round=ROUND - 2),
+            leaf(TRAINER, round=ROUND + 2),
+        ],
         "not_member": [leaf(OUTSIDER)],
         "malformed": [LEAF_MAGIC + b"{}"],
         "sender_limit": [leaf(TRAINER, samples=11)],  # a second, different leaf of the round
