@@ -31,6 +31,9 @@ from marketplace.storage.pubsub import DEFAULT_MAX_MESSAGE_SIZE, PubsubClient
 log = logging.getLogger(__name__)
 
 
+MIN_ROUND_REREAD = 0.1  # seconds between forced re-reads of the round (see fresh_round)
+
+
 class ChainMembership:
     """Cached answers to "is this address a trainer of the task" and "which round is it"."""
 
@@ -69,8 +72,17 @@ class ChainMembership:
             return member
 
     def current_round(self) -> int:
+        """The task's round, read from the chain at most once per ``round_ttl``."""
+        return self._read_round(self._round_ttl)
+
+    def fresh_round(self) -> int:
+        """The task's round re-read now (at most every :data:`MIN_ROUND_REREAD` seconds, so
+        messages claiming a future round cannot make this node hammer its chain endpoint)."""
+        return self._read_round(MIN_ROUND_REREAD)
+
+    def _read_round(self, max_age: float) -> int:
         with self._lock:
-            if self._clock() - self._round_at >= self._round_ttl:
+            if self._clock() - self._round_at >= max_age:
                 self._round = self._session.info().current_round
                 self._round_at = self._clock()
             return self._round
@@ -106,6 +118,7 @@ def open_task_gossip(
         identity_key=session.identity.eth,
         is_member=membership.is_member,
         current_round=membership.current_round,
+        fresh_round=membership.fresh_round,
         fanout=fanout,
         max_update_bytes=session.doc.max_update_bytes + ENVELOPE_OVERHEAD,
         on_update=on_update,

@@ -138,7 +138,11 @@ class Gossip:
     is_member:
         Whether an address is a joined trainer of the task (the node passes a cached chain check).
     current_round:
-        The task's current round; announcements for it and the previous one are accepted.
+        The task's current round (may be cached); messages of the previous, this and the next
+        round are accepted.
+    fresh_round:
+        The task's round re-read from the chain, asked only when a message is further ahead
+        than ``current_round`` allows (a cache older than a round); ``None``: never re-read.
     fanout:
         Re-publications per round at most (0 turns re-announcing off).
     max_message_bytes:
@@ -175,6 +179,7 @@ class Gossip:
         identity_key: LocalAccount,
         is_member: Callable[[str], bool],
         current_round: Callable[[], int],
+        fresh_round: Callable[[], int] | None = None,
         fanout: int = 3,
         max_message_bytes: int = 4096,
         max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
@@ -204,6 +209,7 @@ class Gossip:
         self._identity = identity_key
         self._is_member = is_member
         self._current_round = current_round
+        self._fresh_round = fresh_round
         self.fanout = fanout
         self._max_update_bytes = max_update_bytes
         self._max_per_sender = max_per_sender
@@ -348,7 +354,7 @@ class Gossip:
             ann = Announcement.from_json(head)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
-        current = self._current_round()
+        current = self._round_seen_by(ann.round)
         self._forget_rounds_before(current - 1)
         bound_here = (ann.chain_id, ann.task_id) == (self.chain_id, self.task_id)
         if not bound_here or not _in_window(ann.round, current):
@@ -391,13 +397,21 @@ class Gossip:
             self._receiver.drop("fetch_failed", "stopping")
         return None
 
+    def _round_seen_by(self, round_: int) -> int:
+        """The task's current round for a message of ``round_``: the cached one, or the chain's
+        own when the message is ahead of the cache (rounds can be shorter than the cache's life)."""
+        current = self._current_round()
+        if round_ > current + 1 and self._fresh_round is not None:
+            current = self._fresh_round()
+        return current
+
     def _handle_leaf(self, raw: bytes) -> None:
         """A batch leaf: the announcement's checks, then dedup by (sender, round)."""
         try:
             leaf = UpdateLeaf.from_json(raw)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
-        current = self._current_round()
+        current = self._round_seen_by(leaf.round)
         self._forget_rounds_before(current - 1)
         bound_here = (leaf.chain_id, leaf.task_id) == (self.chain_id, self.task_id)
         if not bound_here or not _in_window(leaf.round, current):

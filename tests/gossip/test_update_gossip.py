@@ -274,6 +274,25 @@ def test_bad_messages_are_dropped_under_their_reason_and_the_node_keeps_working(
     assert all(p.gossip.running for p in net.peers)
 
 
+def test_a_message_ahead_of_the_cached_round_is_judged_by_the_chains_round(
+    make_net: Callable[..., Net],
+) -> None:
+    # Prepare: every node's cached round is ROUND, the chain has moved on to ROUND + 2 (rounds
+    # shorter than the cache's life)
+    net = make_net(fanout=0, fresh_round=lambda: ROUND + 2)
+    _, cid, digest = put_blob(net.a.store)
+    _, far_cid, far_digest = put_blob(net.a.store)
+    ahead = net.sign(TRAINER, cid, digest, round=ROUND + 3)
+    too_far = net.sign(TRAINER, far_cid, far_digest, round=ROUND + 4)
+    # Execute
+    net.send(ahead.to_json(), observer=net.b)
+    net.send(too_far.to_json(), observer=net.b)
+    # Assert: the next round of the chain's is accepted, the one after is still a replay
+    wait_until(lambda: net.b.stats().received == 2 and net.b.stats().settled, net.describe)
+    assert net.b.stats().accepted == 1 and net.b.stats().dropped == {"replay": 1}
+    assert net.b.updates == [ahead]
+
+
 def test_the_same_update_announced_twice_is_accepted_once(make_net: Callable[..., Net]) -> None:
     # Prepare: fanout 0, so B receives exactly what A's trainer publishes
     net = make_net(fanout=0)
