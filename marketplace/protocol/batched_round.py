@@ -40,8 +40,24 @@ def usable_leaves(
 ) -> tuple[UpdateLeaf, ...]:
     """The genuine, included leaves of ``recorded`` (sorted by sender).
 
-    ``known`` maps a sender to a leaf this peer already holds for the round (from gossip)."""
+    ``known`` maps a sender to a leaf this peer already holds for the round (from gossip). When
+    those leaves alone rebuild the recorded root, bitmap and sample total, the batch holds exactly
+    them and the leaf set is not fetched (an IPFS round trip on every peer's critical path)."""
     args = {"chain_id": chain_id, "task_id": recorded.task_id, "round_": recorded.round}
+    included = bitmap_members(recorded.included, join_order)
+    held = [leaf for s, leaf in (known or {}).items() if s in included]
+    if held and len(held) == len(included):
+        own = check_batch(
+            held,
+            root=recorded.root,
+            included=recorded.included,
+            samples=recorded.samples,
+            join_order=join_order,
+            market_address=market_address,
+            **args,
+        )
+        if own.root_matches and own.bits_match and own.samples_match and not own.forged:
+            return tuple(sorted(own.usable, key=lambda leaf: leaf.sender.lower()))
     leaves: list[UpdateLeaf] = []
     try:
         leaves = parse_leaf_set(store.get(recorded.leaves_cid, max_size=MAX_LEAF_SET_BYTES))
@@ -74,7 +90,6 @@ def usable_leaves(
                 )
             return tuple(sorted(check.usable, key=lambda leaf: leaf.sender.lower()))
         log.error("round %d leaf set does not rebuild the recorded root", recorded.round)
-    included = bitmap_members(recorded.included, join_order)
     mine = check_leaves(
         (leaf for s, leaf in (known or {}).items() if s in included),
         members=join_order,

@@ -135,3 +135,29 @@ def test_a_peer_uses_only_genuine_included_leaves(tmp_path):
     ) == (leaf(2),)
     with pytest.raises(BatchError, match="malformed leaf set"):
         parse_leaf_set(b'{"not": "a list"}')
+
+
+def test_a_peer_holding_every_included_leaf_needs_no_leaf_set_unless_they_disagree(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    honest = build_batch([leaf(1), leaf(2)], join_order=ORDER, market_address=MARKET)
+    gone = raw_cid(b"never stored")
+    recorded = RecordedBatch(7, 1, ORDER[0], honest.root, honest.included, 2, 20, gone, 1)
+    known = {ORDER[1]: leaf(1), ORDER[2]: leaf(2)}
+
+    class NoFetch:
+        def get(self, cid, max_size=None):
+            raise AssertionError(f"fetched {cid}")
+
+    # The held leaves rebuild the root: used without asking the store
+    assert usable_leaves(
+        recorded, NoFetch(), join_order=ORDER, chain_id=CHAIN, market_address=MARKET, known=known
+    ) == tuple(sorted([leaf(1), leaf(2)], key=lambda lf: lf.sender.lower()))
+    # A batch holding a forged leaf for trainer 1: the held genuine leaf does not rebuild its
+    # root, so the published set is fetched and the forgery found
+    forged = dataclasses.replace(leaf(0), sender=TRAINERS[1].address)
+    bad = build_batch([forged, leaf(2)], join_order=ORDER, market_address=MARKET)
+    cid = store.put(leaf_set_json(bad.leaves))
+    recorded = RecordedBatch(7, 1, ORDER[0], bad.root, bad.included, 2, 20, cid, 1)
+    assert usable_leaves(
+        recorded, store, join_order=ORDER, chain_id=CHAIN, market_address=MARKET, known=known
+    ) == (leaf(2),)
