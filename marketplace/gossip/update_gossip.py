@@ -354,22 +354,9 @@ class Gossip:
             ann = Announcement.from_json(head)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
-        current = self._round_seen_by(ann.round)
-        self._forget_rounds_before(current - 1)
-        bound_here = (ann.chain_id, ann.task_id) == (self.chain_id, self.task_id)
-        if not bound_here or not _in_window(ann.round, current):
-            return self._receiver.drop(
-                "replay", f"chain {ann.chain_id} task {ann.task_id} round {ann.round}"
-            )
-        try:
-            sender = verify_announcement(
-                ann, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
-                expected_round=ann.round, market_address=self.market_address,
-            )  # fmt: skip
-        except SignatureError as exc:
-            return self._receiver.drop("bad_signature", exc)
-        if not self._is_member(sender):
-            return self._receiver.drop("not_member", sender)
+        sender = self._admit(ann, verify_announcement, "")
+        if sender is None:
+            return None
         with self._lock:
             if ann.digest in self._held or ann.digest in self._fetching:
                 self._counts["duplicates"] += 1
@@ -397,6 +384,32 @@ class Gossip:
             self._receiver.drop("fetch_failed", "stopping")
         return None
 
+    def _admit(
+        self, msg: Announcement | UpdateLeaf, verify: Callable[..., str], what: str
+    ) -> str | None:
+        """The checks every signed message passes: bound to this chain and task, its round in
+        the window, its signature, its sender a member. Its sender, or ``None`` (dropped)."""
+        current = self._round_seen_by(msg.round)
+        self._forget_rounds_before(current - 1)
+        bound_here = (msg.chain_id, msg.task_id) == (self.chain_id, self.task_id)
+        if not bound_here or not _in_window(msg.round, current):
+            self._receiver.drop(
+                "replay", f"{what}chain {msg.chain_id} task {msg.task_id} round {msg.round}"
+            )
+            return None
+        try:
+            sender = verify(
+                msg, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
+                expected_round=msg.round, market_address=self.market_address,
+            )  # fmt: skip
+        except SignatureError as exc:
+            self._receiver.drop("bad_signature", exc)
+            return None
+        if not self._is_member(sender):
+            self._receiver.drop("not_member", sender)
+            return None
+        return sender
+
     def _round_seen_by(self, round_: int) -> int:
         """The task's current round for a message of ``round_``: the cached one, or the chain's
         own when the message is ahead of the cache (rounds can be shorter than the cache's life)."""
@@ -411,22 +424,9 @@ class Gossip:
             leaf = UpdateLeaf.from_json(raw)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
-        current = self._round_seen_by(leaf.round)
-        self._forget_rounds_before(current - 1)
-        bound_here = (leaf.chain_id, leaf.task_id) == (self.chain_id, self.task_id)
-        if not bound_here or not _in_window(leaf.round, current):
-            return self._receiver.drop(
-                "replay", f"leaf for chain {leaf.chain_id} task {leaf.task_id} round {leaf.round}"
-            )
-        try:
-            sender = verify_update_leaf(
-                leaf, expected_chain_id=self.chain_id, expected_task_id=self.task_id,
-                expected_round=leaf.round, market_address=self.market_address,
-            )  # fmt: skip
-        except SignatureError as exc:
-            return self._receiver.drop("bad_signature", exc)
-        if not self._is_member(sender):
-            return self._receiver.drop("not_member", sender)
+        sender = self._admit(leaf, verify_update_leaf, "leaf for ")
+        if sender is None:
+            return None
         with self._lock:
             held = self._leaves.get((sender, leaf.round))
             if held == leaf:

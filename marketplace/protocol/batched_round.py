@@ -19,6 +19,7 @@ from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import FedMarketError
 from marketplace.protocol.round_batch import (
     MAX_LEAF_SET_BYTES,
+    BatchCheck,
     bitmap_members,
     check_batch,
     check_leaves,
@@ -44,11 +45,10 @@ def usable_leaves(
     those leaves alone rebuild the recorded root, bitmap and sample total, the batch holds exactly
     them and the leaf set is not fetched (an IPFS round trip on every peer's critical path)."""
     args = {"chain_id": chain_id, "task_id": recorded.task_id, "round_": recorded.round}
-    included = bitmap_members(recorded.included, join_order)
-    held = [leaf for s, leaf in (known or {}).items() if s in included]
-    if held and len(held) == len(included):
-        own = check_batch(
-            held,
+
+    def against_record(leaves: Sequence[UpdateLeaf]) -> BatchCheck:
+        return check_batch(
+            leaves,
             root=recorded.root,
             included=recorded.included,
             samples=recorded.samples,
@@ -56,6 +56,11 @@ def usable_leaves(
             market_address=market_address,
             **args,
         )
+
+    included = bitmap_members(recorded.included, join_order)
+    held = [leaf for s, leaf in (known or {}).items() if s in included]
+    if held and len(held) == len(included):
+        own = against_record(held)
         if own.root_matches and own.bits_match and own.samples_match and not own.forged:
             return tuple(sorted(own.usable, key=lambda leaf: leaf.sender.lower()))
     leaves: list[UpdateLeaf] = []
@@ -66,15 +71,7 @@ def usable_leaves(
             "round %d leaf set %s unavailable (%s)", recorded.round, recorded.leaves_cid, exc
         )
     if leaves:
-        check = check_batch(
-            leaves,
-            root=recorded.root,
-            included=recorded.included,
-            samples=recorded.samples,
-            join_order=join_order,
-            market_address=market_address,
-            **args,
-        )
+        check = against_record(leaves)
         for leaf in check.forged:
             log.error(
                 "round %d batch by %s holds a forged or foreign leaf for %s: dropped (evidence "
