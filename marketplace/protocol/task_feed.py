@@ -55,11 +55,14 @@ class TaskFeed:
     def on_leaf(self, leaf: UpdateLeaf) -> None:
         """Gossip's ``on_leaf``: keep a batch leaf (checked by gossip; checked again before
         use) for the round's closer and as the fallback when a leaf set cannot be fetched, and
-        wake the run loop (the closer may now hold every leaf)."""
-        self.session.gossiped_leaves.setdefault(leaf.round, {}).setdefault(leaf.sender, leaf)
+        wake the run loop once the round's leaves are all in (the closer may now send the
+        batch; a wake-up per leaf cost every peer a round of chain reads per leaf)."""
+        held = self.session.gossiped_leaves.setdefault(leaf.round, {})
+        held.setdefault(leaf.sender, leaf)
         for old in [r for r in self.session.gossiped_leaves if r < leaf.round - 1]:
             self.session.gossiped_leaves.pop(old, None)
-        self.wakeup.set()
+        if len(held) >= len(self.session.members().trainers):
+            self.wakeup.set()
 
     def on_log(self, raw: Any) -> bool:
         """The subscription's ``on_log``: prefetch commits; whether the log wakes the loop."""

@@ -284,3 +284,23 @@ def test_an_update_gossip_delivered_inline_is_never_read_from_the_store(world, k
         announcer.close()
         gossip_first.stop(), gossip_second.stop()
         feed.close()
+
+
+def test_gossiped_leaves_wake_the_loop_only_once_the_rounds_leaves_are_all_in() -> None:
+    # Prepare: a feed over a three-trainer task (only what on_leaf reads: the held leaves and
+    # the trainers); each wake-up costs a peer a round of chain reads
+    from types import SimpleNamespace
+
+    trainers = ["0xA", "0xB", "0xC"]
+    members = SimpleNamespace(trainers=trainers)
+    session = SimpleNamespace(gossiped_leaves={}, members=lambda: members)
+    wakeup = Wakeup()
+    feed = TaskFeed(session, wakeup, cache=None, logs=None)  # type: ignore[arg-type]
+    # Execute + Assert: two of three leaves do not wake; the third does; old rounds are dropped
+    session.gossiped_leaves[1] = {"0xA": "old"}
+    for sender in trainers[:2]:
+        feed.on_leaf(SimpleNamespace(round=3, sender=sender))  # type: ignore[arg-type]
+    assert not wakeup.wait(0)
+    feed.on_leaf(SimpleNamespace(round=3, sender="0xC"))  # type: ignore[arg-type]
+    assert wakeup.wait(0)
+    assert sorted(session.gossiped_leaves[3]) == trainers and 1 not in session.gossiped_leaves
