@@ -198,17 +198,20 @@ class SignedMessageType:
         return str(msg.sender)
 
 
+#: The fields every message about one trainer's update of one round starts with, in this order
+#: (EIP-712 name, attribute, type): the announcement and the batch leaf both sign them.
+UPDATE_REF_FIELDS = (
+    ("chainId", "chain_id", "uint256"),
+    ("taskId", "task_id", "uint256"),
+    ("round", "round", "uint256"),
+    ("cid", "cid", "string"),
+    ("digest", "digest", "bytes32"),
+    ("sender", "sender", "address"),
+)
+
 ANNOUNCEMENT_TYPE = SignedMessageType(
     primary_type="Announcement",
-    fields=(
-        ("chainId", "chain_id", "uint256"),
-        ("taskId", "task_id", "uint256"),
-        ("round", "round", "uint256"),
-        ("cid", "cid", "string"),
-        ("digest", "digest", "bytes32"),
-        ("sender", "sender", "address"),
-        ("nonce", "nonce", "uint256"),
-    ),
+    fields=(*UPDATE_REF_FIELDS, ("nonce", "nonce", "uint256")),
     label="announcement",
     max_bytes=MAX_ANNOUNCEMENT_BYTES,
 )

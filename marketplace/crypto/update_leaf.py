@@ -20,22 +20,14 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from marketplace.crypto.announce import SignedMessageType
+from marketplace.crypto.announce import UPDATE_REF_FIELDS, SignedMessageType
 from marketplace.errors import SignatureError
 
 MAX_LEAF_BYTES = 2048
 
 UPDATE_LEAF_TYPE = SignedMessageType(
     primary_type="UpdateLeaf",
-    fields=(
-        ("chainId", "chain_id", "uint256"),
-        ("taskId", "task_id", "uint256"),
-        ("round", "round", "uint256"),
-        ("cid", "cid", "string"),
-        ("digest", "digest", "bytes32"),
-        ("sender", "sender", "address"),
-        ("numSamples", "num_samples", "uint256"),
-    ),
+    fields=(*UPDATE_REF_FIELDS, ("numSamples", "num_samples", "uint256")),
     label="update leaf",
     max_bytes=MAX_LEAF_BYTES,
 )
