@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 import torch
+from flower_env import run_under_flower_python
 from round_timing import summarize_rounds
 
 from marketplace.fl import (
@@ -177,6 +178,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
     args = parser.parse_args()
+    if not args.no_flower:
+        run_under_flower_python()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(1)
     rounds, n = args.rounds, args.clients

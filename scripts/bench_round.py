@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from flower_env import flower_python
 from netns_round import NetnsLab
 from round_timing import summarize_rounds
 
@@ -134,7 +135,7 @@ def run_flower(n: int, rounds: int) -> tuple[list[float], float]:
     with tempfile.TemporaryDirectory(prefix="fmray-", dir="/tmp") as ray_tmp:
         try:
             out = subprocess.run(
-                [sys.executable, __file__, "--flower-worker", str(n), "--rounds", str(rounds)],
+                [flower_python(), __file__, "--flower-worker", str(n), "--rounds", str(rounds)],
                 capture_output=True,
                 text=True,
                 check=False,
