@@ -8,7 +8,9 @@ account explicitly (no hidden default sender); reverts come back as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, NewType
 
@@ -91,6 +93,8 @@ class Marketplace:
         # RPC the extra eth_blockNumber would cost as much as the call it saves.
         self._in_process = isinstance(w3.provider, EthereumTesterProvider)
         self._view_cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        # The block this thread reads at, inside `at_head()` (a peer's step); see there.
+        self._pin = threading.local()
         self._limits: MarketLimits | None = None
         self.receipt_hooks: list[Callable[[str, TxReceipt], None]] = []
 
@@ -110,26 +114,61 @@ class Marketplace:
         """Send ``fn`` signed by ``account``; reverts decoded against the marketplace's errors.
 
         Every mined receipt is passed to each of :attr:`receipt_hooks` with the function's name
-        (e.g. to sum gas per function)."""
+        (e.g. to sum gas per function). Inside :meth:`at_head`, this thread's reads move on to
+        the receipt's block (a step reads what its own transaction did)."""
         receipt = send(self.w3, fn, account, decoder=self.decoder, **kwargs)
+        pinned = getattr(self._pin, "block", None)
+        if pinned is not None:
+            self._pin.block = max(pinned, int(receipt["blockNumber"]))
         for hook in self.receipt_hooks:
             hook(getattr(fn, "fn_name", "constructor"), receipt)
         return receipt
 
-    def call(self, fn: ContractFunction) -> Any:
-        """``fn``'s result at the latest block (memoized per block on the in-process EVM)."""
-        if not self._in_process:
-            return call(fn, decoder=self.decoder)
-        key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs))
-        block = self.w3.eth.block_number
+    @contextmanager
+    def at_head(self) -> Iterator[int]:
+        """Read the chain at one block in this thread: the head when entered (one
+        ``eth_blockNumber``), moved on by this thread's own transactions.
+
+        Inside, views (:meth:`call`), :meth:`events` and :meth:`now` are memoized per block, so
+        a peer's step that reads the same view twice, or a step after a wait in which no block
+        was mined, sends no ``eth_call`` for it: a peer's step reads the task, its round and its
+        batches, and steps far more often than blocks are mined. Other threads are unaffected.
+        Yields the block.
+        """
+        outer = getattr(self._pin, "block", None)
+        self._pin.block = int(self.w3.eth.block_number)
+        try:
+            yield self._pin.block
+        finally:
+            self._pin.block = outer
+
+    def _memo(self, key: tuple[Any, ...], block: int, read: Callable[[], Any]) -> Any:
         hit = self._view_cache.get(key)
         if hit is not None and hit[0] == block:
             return hit[1]
         if len(self._view_cache) > 4096:  # old blocks' entries are never read again
             self._view_cache.clear()
-        result = call(fn, decoder=self.decoder)
+        result = read()
         self._view_cache[key] = (block, result)
         return result
+
+    def call(self, fn: ContractFunction) -> Any:
+        """``fn``'s result at the latest block, or at :meth:`at_head`'s block (memoized per
+        block there, and on the in-process EVM, whose block number is a dictionary read while
+        its every eth_call runs in Python; over an RPC outside ``at_head`` an extra
+        eth_blockNumber would cost as much as the call it saves)."""
+        key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs))
+        pinned = getattr(self._pin, "block", None)
+        if pinned is not None:
+            return self._memo(
+                key, pinned, lambda: call(fn, decoder=self.decoder, block_identifier=pinned)
+            )
+        if not self._in_process:
+            return call(fn, decoder=self.decoder)
+        block = int(self.w3.eth.block_number)
+        return self._memo(
+            key, block, lambda: call(fn, decoder=self.decoder, block_identifier=block)
+        )
 
     def token_at(self, address: str) -> Contract:
         """An ERC-20 at ``address`` with the RewardToken ABI (its ERC-20 part is standard)."""
@@ -429,8 +468,12 @@ class Marketplace:
         return self._limits
 
     def now(self) -> int:
-        """The chain's clock: the latest block's timestamp (what the contracts compare with)."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        """The chain's clock: the latest block's timestamp (what the contracts compare with);
+        inside :meth:`at_head`, that block's."""
+        pinned = getattr(self._pin, "block", None)
+        if pinned is None:
+            return int(self.w3.eth.get_block("latest")["timestamp"])
+        return int(self._memo(("now",), pinned, lambda: self.w3.eth.get_block(pinned)["timestamp"]))
 
     def increase_time(self, seconds: int) -> None:
         """Devnets only: move the chain clock forward and mine a block."""
@@ -461,7 +504,8 @@ class Marketplace:
             )
         key = (contract.address, event, tuple(sorted((filters or {}).items())))
         scanned, logs = self._event_cache.get(key, (self.deployment.block - 1, []))
-        head = self.w3.eth.block_number
+        pinned = getattr(self._pin, "block", None)
+        head = self.w3.eth.block_number if pinned is None else pinned
         if head > scanned:
             fresh = ev.get_logs(
                 from_block=scanned + 1, to_block=head, argument_filters=filters or None

@@ -252,10 +252,16 @@ def _precheck_in_process(w3: Web3, fn: ContractFunction, params: Mapping[str, An
         raise ContractLogicError(f"execution reverted: {raw!r}", data=data) from None
 
 
-def call(fn: ContractFunction, *, decoder: RevertDecoder | None = None, **kwargs: Any) -> Any:
-    """``fn.call()`` with reverts decoded like :func:`send`."""
+def call(
+    fn: ContractFunction,
+    *,
+    decoder: RevertDecoder | None = None,
+    block_identifier: int | str = "latest",
+    **kwargs: Any,
+) -> Any:
+    """``fn.call()`` at ``block_identifier`` with reverts decoded like :func:`send`."""
     try:
-        return fn.call(kwargs or None)  # type: ignore[arg-type]
+        return fn.call(kwargs or None, block_identifier)  # type: ignore[arg-type]
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=fn.fn_name) from None
     except (ConnectionError, OSError) as exc:

@@ -126,7 +126,10 @@ class Peer(ABC):
         backoff = self.backoff
         while True:
             try:
-                step = self.step()
+                # One block per step: its views are read once, and not at all when no block
+                # was mined since the last step (Marketplace.at_head).
+                with self.session.market.at_head():
+                    step = self.step()
             except Exception as exc:
                 if not is_transient(exc):
                     raise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from types import SimpleNamespace
+
 import pytest
 
 from marketplace.errors import (
@@ -17,7 +20,8 @@ from node.peers.base import Peer, Step
 class _Flaky(Peer):
     role = "trainer"
 
-    def __init__(self, failures: list[BaseException]) -> None:  # no session: the loop only
+    def __init__(self, failures: list[BaseException]) -> None:  # no chain: the loop only
+        self.session = SimpleNamespace(market=SimpleNamespace(at_head=nullcontext))  # type: ignore[assignment]
         self.failures = failures
         self.backoff = Backoff(initial=1.0, maximum=4.0, patience=None)
 
