@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
@@ -117,5 +116,4 @@ def verify_update_leaf(
 def leaf_digest(leaf: UpdateLeaf, market_address: str) -> bytes:
     """The leaf's EIP-712 digest (``keccak256("\\x19\\x01" ‖ domain ‖ struct)``), as
     ``RoundBatch.leafDigest`` computes it: the value the batch's Merkle tree commits to."""
-    signable = encode_typed_data(full_message=leaf.typed_data(market_address))
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+    return UPDATE_LEAF_TYPE.digest(leaf, market_address)
