@@ -103,13 +103,27 @@ def decode(
     view: type[V], components: Sequence[Mapping[str, Any]], values: Sequence[Any], **extra: Any
 ) -> V:
     """Build ``view`` from an ABI-decoded tuple ``values`` whose ABI entries are ``components``."""
-    check_components(view, components)
-    hints = get_type_hints(view)
+    names = tuple(str(c["name"]) for c in components)
+    fields = _decoding(view, names)  # checked and resolved once per view and ABI
     kwargs = dict(extra)
-    for comp, value in zip(components, values, strict=True):
-        name = snake(comp["name"])
-        kwargs[name] = _convert(comp, value, hints[name])
+    for comp, value, (name, hint) in zip(components, values, fields, strict=True):
+        kwargs[name] = _convert(comp, value, hint)
     return view(**kwargs)
+
+
+_DECODINGS: dict[tuple[type, tuple[str, ...]], tuple[tuple[str, Any], ...]] = {}
+
+
+def _decoding(view: type[StructView], abi_names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """Each ABI member's field name and type hint in ``view``, after :func:`check_components`
+    (once per view and ABI: a peer decodes the same view many times a second)."""
+    key = (view, abi_names)
+    found = _DECODINGS.get(key)
+    if found is None:
+        check_components(view, [{"name": n} for n in abi_names])
+        hints = get_type_hints(view)
+        found = _DECODINGS[key] = tuple((snake(n), hints[snake(n)]) for n in abi_names)
+    return found
 
 
 def encode(view: StructView, components: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
