@@ -75,6 +75,14 @@ class ChainMembership:
         """The task's round, read from the chain at most once per ``round_ttl``."""
         return self._read_round(self._round_ttl)
 
+    def note_round(self, round_: int) -> None:
+        """The task entered ``round_`` (a ``PhaseAdvanced`` log pushed by the chain
+        subscription): the cached round moves on without a chain read."""
+        with self._lock:
+            if round_ >= self._round:
+                self._round = round_
+                self._round_at = self._clock()
+
     def fresh_round(self) -> int:
         """The task's round re-read now (at most every :data:`MIN_ROUND_REREAD` seconds, so
         messages claiming a future round cannot make this node hammer its chain endpoint)."""
@@ -96,6 +104,7 @@ def open_task_gossip(
     on_update: Callable[[Announcement], None] | None = None,
     on_payload: Callable[[Announcement, bytes], None] | None = None,
     on_leaf: Callable[[UpdateLeaf], None] | None = None,
+    membership: ChainMembership | None = None,
 ) -> Gossip:
     """A started-ready :class:`Gossip` on the task's topic, signing with the session's key.
 
@@ -103,9 +112,11 @@ def open_task_gossip(
     :meth:`TaskSession.fetch_update`), so a member cannot make the node pull anything larger.
     Small updates travel inline (:mod:`marketplace.gossip.inline`); ``on_payload`` receives
     every accepted update's checked bytes, ``on_leaf`` every new checked batch leaf.
+    ``membership`` (default: a new :class:`ChainMembership`) answers who is a member and
+    which round it is; pass one to also feed it rounds (:meth:`ChainMembership.note_round`).
     """
     market_address = session.market.market.address
-    membership = ChainMembership(session)
+    membership = membership or ChainMembership(session)
     return Gossip(
         pubsub=PubsubClient(
             ipfs_api, max_message_size=DEFAULT_MAX_MESSAGE_SIZE + INLINE_FRAME_BYTES

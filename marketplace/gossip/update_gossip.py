@@ -49,6 +49,7 @@ a peer missing one fetches it by CID at the deadline. Gossip only gets the bytes
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
@@ -224,6 +225,10 @@ class Gossip:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._held: dict[bytes, int] = {}  # digest → round, fetched and checked (or our own)
+        # Fingerprints of messages already judged duplicates or accepted → round: the same bytes
+        # again (a peer's re-announcement, a leaf's resend) are a duplicate without parsing or
+        # verifying them once more.
+        self._seen: dict[bytes, int] = {}
         self._fetching: set[bytes] = set()
         self._per_sender: Counter[tuple[str, int]] = Counter()
         self._republished: Counter[int] = Counter()  # round → re-publications made
@@ -340,8 +345,13 @@ class Gossip:
     def _handle(self, data: bytes) -> None:
         """One message of at most ``max_message_bytes``, on the receive thread (counted as
         received, and as ``error`` if this raises, by :class:`TopicReceiver`)."""
+        fingerprint = hashlib.blake2b(data, digest_size=16).digest()
+        with self._lock:
+            if fingerprint in self._seen:
+                self._counts["duplicates"] += 1
+                return None
         if data.startswith(LEAF_MAGIC):
-            return self._handle_leaf(data[len(LEAF_MAGIC) :])
+            return self._handle_leaf(data[len(LEAF_MAGIC) :], fingerprint)
         try:
             head, payload = inline.unpack(data) if self.inline else (data, None)
         except SignatureError as exc:
@@ -360,6 +370,8 @@ class Gossip:
         with self._lock:
             if ann.digest in self._held or ann.digest in self._fetching:
                 self._counts["duplicates"] += 1
+                if ann.digest in self._held:  # (a fetch under way may still fail: then a
+                    self._seen[fingerprint] = ann.round  # repeat is a retry, not a duplicate)
                 return None
             key = (sender, ann.round)
             if self._per_sender[key] >= self._max_per_sender:
@@ -418,7 +430,7 @@ class Gossip:
             current = self._fresh_round()
         return current
 
-    def _handle_leaf(self, raw: bytes) -> None:
+    def _handle_leaf(self, raw: bytes, fingerprint: bytes) -> None:
         """A batch leaf: the announcement's checks, then dedup by (sender, round)."""
         try:
             leaf = UpdateLeaf.from_json(raw)
@@ -431,11 +443,13 @@ class Gossip:
             held = self._leaves.get((sender, leaf.round))
             if held == leaf:
                 self._counts["duplicates"] += 1
+                self._seen[fingerprint] = leaf.round
                 return None
             if held is not None:
                 self._receiver.dropped["sender_limit"] += 1
                 return None
             self._leaves[(sender, leaf.round)] = leaf
+            self._seen[fingerprint] = leaf.round
             self._counts["leaves"] += 1
         if self._on_leaf is not None:
             try:
@@ -451,6 +465,7 @@ class Gossip:
                 return
             self._window_floor = floor
             self._held = {d: r for d, r in self._held.items() if r >= floor}
+            self._seen = {f: r for f, r in self._seen.items() if r >= floor}
             self._per_sender = Counter({k: v for k, v in self._per_sender.items() if k[1] >= floor})
             self._republished = Counter({r: n for r, n in self._republished.items() if r >= floor})
             self._leaves = {k: v for k, v in self._leaves.items() if k[1] >= floor}
@@ -480,6 +495,7 @@ class Gossip:
         with self._lock:
             self._fetching.discard(ann.digest)
             self._held[ann.digest] = ann.round
+            self._seen[hashlib.blake2b(raw, digest_size=16).digest()] = ann.round
             self._counts["accepted"] += 1
             republish = self._republished[ann.round] < self.fanout
             if republish:

@@ -19,6 +19,7 @@ TaskSession`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ class TaskFeed:
     cache: UpdateCache
     logs: TaskLogs
     subscription: ChainSubscription | None = None
+    #: Called with the task's round from each pushed ``PhaseAdvanced`` log (e.g. gossip's
+    #: :meth:`~marketplace.gossip.membership.ChainMembership.note_round`).
+    on_round: Callable[[int], None] | None = None
 
     def sleep(self, seconds: float) -> None:
         """The run loop's sleep: up to ``seconds``, cut short by the task's next event."""
@@ -72,6 +76,8 @@ class TaskFeed:
         if event["event"] == "RoundCommitted":
             self._keep_batched(int(event["args"]["round"]))
             return True
+        if event["event"] == "PhaseAdvanced" and self.on_round is not None:
+            self.on_round(int(event["args"]["round"]))
         if event["event"] != "UpdateCommitted":
             return True
         args = event["args"]

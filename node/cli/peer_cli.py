@@ -114,7 +114,11 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
       fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node run --task 1 --data my.npz
     """
     from marketplace.fl import get_behaviour
-    from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
+    from marketplace.gossip.membership import (
+        BackgroundAnnouncer,
+        ChainMembership,
+        open_task_gossip,
+    )
     from marketplace.protocol.session import TaskSession
     from marketplace.protocol.task_feed import open_task_feed
     from marketplace.storage.pubsub import PubsubClient
@@ -137,13 +141,14 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     # round's shares and unmasking travel on its own topic instead.
     secagg = session.doc.secagg is not None
     gossip = gossip and not secagg
-    peers = (
-        open_task_gossip(
-            session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip, on_leaf=feed.on_leaf
-        )
-        if gossip and c.ipfs_api
-        else None
-    )
+    membership = ChainMembership(session)
+    feed.on_round = membership.note_round  # gossip's round window moves with the pushed logs
+    peers = None
+    if gossip and c.ipfs_api:
+        peers = open_task_gossip(
+            session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip,
+            on_leaf=feed.on_leaf, membership=membership,
+        )  # fmt: skip
     announcer = (
         BackgroundAnnouncer(peers, payload_for=session.own_envelope if inline else None)
         if peers is not None

@@ -309,6 +309,35 @@ def test_the_same_update_announced_twice_is_accepted_once(make_net: Callable[...
     assert net.b.updates == [announcement]
 
 
+def test_the_same_bytes_again_are_a_duplicate_without_a_second_signature_check(
+    make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: count signature checks (every node's); fanout 0, so only A's trainer publishes
+    from marketplace.gossip import update_gossip
+
+    checks: list[str] = []
+    real = update_gossip.verify_announcement
+
+    def counting(*args: object, **kwargs: object) -> str:
+        checks.append("verify")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(update_gossip, "verify_announcement", counting)
+    net = make_net(fanout=0)
+    _, cid, digest = put_blob(net.a.store)
+    raw = net.sign(TRAINER, cid, digest).to_json()
+    net.send(raw, observer=net.b)
+    wait_until(lambda: all(p.stats().accepted == 1 for p in net.peers), net.describe)
+    verified_once = len(checks)
+    # Execute: the identical bytes twice more (as a peer's re-announcement would be)
+    net.send(raw, observer=net.b)
+    net.send(raw, observer=net.b)
+    # Assert: duplicates on every node, and no signature checked again
+    wait_until(lambda: all(p.stats().received == 3 for p in net.peers), net.describe)
+    assert all(p.stats().duplicates == 2 and p.stats().accepted == 1 for p in net.peers)
+    assert len(checks) == verified_once == len(net.peers)
+
+
 def test_fetch_of_a_missing_cid_or_a_wrong_digest_is_counted_and_the_node_keeps_working(
     make_net: Callable[..., Net],
 ) -> None:

@@ -304,3 +304,32 @@ def test_gossiped_leaves_wake_the_loop_only_once_the_rounds_leaves_are_all_in() 
     feed.on_leaf(SimpleNamespace(round=3, sender="0xC"))  # type: ignore[arg-type]
     assert wakeup.wait(0)
     assert sorted(session.gossiped_leaves[3]) == trainers and 1 not in session.gossiped_leaves
+
+
+def test_a_pushed_phase_advance_moves_gossips_round_without_a_chain_read() -> None:
+    # Prepare: gossip's membership over a session that counts its chain reads, fed by the
+    # feed's PhaseAdvanced logs (what `node run` wires)
+    from types import SimpleNamespace
+
+    from marketplace.gossip.membership import ChainMembership
+
+    reads: list[int] = []
+
+    def info() -> SimpleNamespace:
+        reads.append(1)
+        return SimpleNamespace(current_round=2)
+
+    membership = ChainMembership(SimpleNamespace(info=info), round_ttl=60.0)  # type: ignore[arg-type]
+    events = iter([
+        {"event": "PhaseAdvanced", "args": {"round": 3}},
+        {"event": "PhaseAdvanced", "args": {"round": 1}},  # stale: never moves the round back
+    ])  # fmt: skip
+    logs = SimpleNamespace(decode=lambda raw: next(events))
+    feed = TaskFeed(None, Wakeup(), cache=None, logs=logs, on_round=membership.note_round)  # type: ignore[arg-type]
+    assert membership.current_round() == 2 and len(reads) == 1
+    # Execute: the round advances on-chain, pushed by the subscription
+    woke = feed.on_log({})
+    # Assert: the loop is woken and gossip's round moved on with no chain read
+    assert woke and membership.current_round() == 3 and len(reads) == 1
+    feed.on_log({})
+    assert membership.current_round() == 3 and len(reads) == 1
