@@ -6,8 +6,8 @@ Each round (the task's ``batches`` term on):
 1. train and publish the update (as always), sign its
    :class:`~marketplace.crypto.update_leaf.UpdateLeaf` (journalled: the same leaf after a
    restart) and gossip it with the update's announcement, repeating the leaf every
-   :data:`RESEND_SECONDS` until the batch is on-chain (a peer whose subscription formed late
-   still gets it);
+   :data:`RESEND_FIRST_SECONDS`, doubling to :data:`RESEND_MAX_SECONDS`, until the batch is
+   on-chain (a peer whose subscription formed late, or whose daemon dropped it, still gets it);
 2. the round's closer (:func:`~marketplace.protocol.round_batch.closer_for`: trainers by
    address, rotated by round, one turn of ``turn_seconds`` each from the first leaf this peer
    saw) sends the batch once it holds every trainer's leaf, or half a turn in, or at once when
@@ -64,7 +64,12 @@ class TrainerHost(Protocol):
     def published_update(self, r: int) -> dict[str, Any] | Step: ...
 
 
-RESEND_SECONDS = 3.0  # how often a waiting trainer repeats its leaf on the topic
+# A waiting trainer repeats its leaf on the topic after 0.5 s, then 1, 2, 3, 3, … s: pubsub is
+# best-effort (Kubo can drop one of two messages a daemon publishes at once, and the leaf follows
+# the announcement), and a lost leaf holds up the whole round; a repeat costs a receiver a
+# fingerprint lookup (gossip's duplicate check).
+RESEND_FIRST_SECONDS = 0.5
+RESEND_MAX_SECONDS = 3.0
 # The batch cannot be sent (any more): the round goes on with direct commits.
 BATCH_REFUSED = (
     "TaskMarketRoundHasDirectCommits",
@@ -97,7 +102,7 @@ class BatchDuty:
         self._settled: set[int] = set()  # rounds decided: in a batch, or committing directly
         self._included: set[int] = set()
         self._first_leaf: dict[int, float] = {}  # round -> local time the first leaf was seen
-        self._last_sent: dict[int, float] = {}
+        self._sent: dict[int, tuple[float, int]] = {}  # round -> (last sent, times sent)
 
     # --- queries --------------------------------------------------------------------------
     def included(self, round_: int) -> bool:
@@ -187,15 +192,18 @@ class BatchDuty:
         return UpdateLeaf.from_json(str(entry["json"]))
 
     def _send(self, r: int, leaf: UpdateLeaf, published: dict[str, object], now: float) -> None:
-        """Gossip the update's announcement once and the leaf every :data:`RESEND_SECONDS`."""
-        last = self._last_sent.get(r)
-        if last is not None and now - last < RESEND_SECONDS:
-            return
+        """Gossip the update's announcement once and the leaf, repeated after
+        :data:`RESEND_FIRST_SECONDS`, doubling up to :data:`RESEND_MAX_SECONDS`."""
+        last, times = self._sent.get(r, (None, 0))
+        if last is not None:
+            interval = min(RESEND_FIRST_SECONDS * 2 ** (times - 1), RESEND_MAX_SECONDS)
+            if now - last < interval:
+                return
         if last is None and self.node.announce is not None:
             self.node.announce(r, str(published["cid"]), bytes.fromhex(str(published["digest"])))
         if self.send_leaf is not None:
             self.send_leaf(leaf)
-        self._last_sent[r] = now
+        self._sent[r] = (now, times + 1)
 
     def _close(self, r: int, leaves: list[UpdateLeaf], trainers: int) -> Step:
         """Send round ``r``'s batch as its closer."""
