@@ -26,11 +26,12 @@ the signed digest and CID, and then no fetch is needed. So a node vouches only f
 and checked, and every received message ends in exactly one of ``accepted``, ``duplicates`` or one
 ``dropped`` reason (``received == accepted + duplicates + sum(dropped)`` once fetches settle).
 
-**Traffic bound.** A node re-publishes the original signed bytes (never a re-signed copy, so the
-trainer's signature travels unchanged) of an update it fetched, once per digest and at most
-``fanout`` times per round. With ``n`` peers, each announcing its own update once, a round costs
-at most ``n · (1 + fanout)`` publications however many announcements (honest or not) arrive, and
-each publication reaches every subscriber at most once (gossipsub's own seen-cache). Fetch
+**Traffic bound.** A node re-publishes the original signed announcement (never a re-signed copy, so
+the trainer's signature travels unchanged; without an inline payload, which every subscriber got
+with the original and a late one fetches by CID) of an update it fetched, once per digest and at
+most ``fanout`` times per round. With ``n`` peers, each announcing its own update once, a round
+costs at most ``n · (1 + fanout)`` publications however many announcements (honest or not) arrive,
+and each publication reaches every subscriber at most once (gossipsub's own seen-cache). Fetch
 traffic is bounded too: a member can make a peer pull at most ``max_per_sender`` blobs of at most
 ``max_update_bytes`` per round (a failed fetch counts: junk CIDs cannot be re-announced
 forever). Per-round state is forgotten once its round leaves the window.
@@ -514,8 +515,11 @@ class Gossip:
                 log.exception("gossip on %r: on_payload raised for %s", self.topic, ann.cid)
 
     def _republish(self, raw: bytes) -> None:
+        # The signed announcement alone: every subscriber got the inline bytes with the
+        # original message, and one that missed it fetches them by CID (this node pinned them).
+        head = inline.unpack(raw)[0] if self.inline else raw
         try:
-            self._receiver.publish(raw)
+            self._receiver.publish(head)
         except StorageError as exc:
             log.warning("gossip on %r: re-announce failed: %s", self.topic, exc)
             return

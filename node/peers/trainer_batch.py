@@ -129,7 +129,9 @@ class BatchDuty:
         recorded = self.recorded(r)
         if recorded is not None:
             return self._settle(r, recorded)
-        if node.journal.has(tid, r, "left-out") or s.market.update_of(tid, r, me)[0] != bytes(32):
+        # A direct commit of ours would count in round_commits (no batch yet): only then read it.
+        committed = info.round_commits > 0 and s.market.update_of(tid, r, me)[0] != bytes(32)
+        if node.journal.has(tid, r, "left-out") or committed:
             self._settled.add(r)  # decided before a restart, or committed directly already
             return None
         if node.privacy is not None and node.privacy.refused(r):

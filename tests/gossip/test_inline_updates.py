@@ -119,3 +119,36 @@ def test_pack_refuses_an_oversize_payload_and_check_payload_a_wrong_one() -> Non
     with pytest.raises(DigestMismatchError, match="not the content"):
         inline.check_payload(small, cid=cid, digest=small_digest)
     assert inline.unpack(b'{"a":1}') == (b'{"a":1}', None)  # a bare announcement passes through
+
+
+def test_a_re_announcement_carries_the_signed_announcement_without_the_payload(
+    request: pytest.FixtureRequest,
+) -> None:
+    # Prepare: fanout 1 (each node re-announces once), and a wiretap on C's daemon
+    import threading
+
+    from marketplace.storage.pubsub import PubsubClient
+
+    build: Callable[..., Net] = request.getfixturevalue("make_net")
+    net = build(fanout=1)
+    seen: list[bytes] = []
+    tap = PubsubClient(net.c.daemon.api_multiaddr).subscribe(net.topic)
+    reader = threading.Thread(target=lambda: seen.extend(m.data for m in tap), daemon=True)
+    reader.start()
+    blob, cid, digest = payload_of()
+    head = net.sign(TRAINER, cid, digest).to_json()
+    try:
+        # Execute: a trainer's inline announcement through A
+        net.publish(inline.pack(head, blob))
+        # Assert: B and C accepted the bytes and re-announced the bare signed announcement
+        wait_until(
+            lambda: net.b.stats().republished == 1 and net.c.stats().republished == 1,
+            net.describe,
+        )
+        wait_until(lambda: seen.count(head) >= 2, lambda: [len(m) for m in seen])
+        framed = [m for m in seen if m.startswith(inline.MAGIC)]
+        assert framed == [inline.pack(head, blob)]  # the payload travelled once, in the original
+        assert all(m in (head, framed[0]) for m in seen)
+    finally:
+        tap.close()
+        reader.join(timeout=5)
