@@ -42,8 +42,14 @@ commitments: each round the trainers gossip signed leaves and one elected traine
 ``commitRound`` (a left-out trainer still ``commitUpdate`` s), in place of a ``commitUpdate`` per
 trainer and the round's ``postModel`` and ``advance``.
 
+With ``--repeat k`` each trainer count is measured k times in the same invocation (same devnet
+and daemons, a new task each time): every repetition is under ``runs.<n>.repeats`` and the
+figures of ``runs.<n>`` (ratios included) are their medians — Flower's steady round jumps between
+multiples of its ~0.1 s reply polling from run to run, which alone moves one run's ratio by up
+to 2x. Gas and gossip are the first repetition's.
+
 Usage: ``.venv/bin/python scripts/bench_round.py [--rounds 5] [--trainers 4,8] [--poll 0.3]
-[--netns] [--batch-commits]`` (``--netns`` needs root)
+[--netns] [--batch-commits] [--repeat 1]`` (``--netns`` needs root)
 
 ``--gas-only --trainers 8,64``: instead, the gas of batched round commitments (``commitRound``
 per round, see scripts/round_gas.py), funded dev accounts driven from one process on a real
@@ -57,6 +63,7 @@ import itertools
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -492,9 +499,63 @@ def task_gas(market: Marketplace, first: int, last: int) -> dict[str, dict[str, 
     return out
 
 
+def measure(net: Devnet, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One side-by-side measurement at ``n`` trainers: our task, the simulator and Flower."""
+    load_before = os.getloadavg()[0]
+    log.warning("%d trainers: chain + IPFS run", n)
+    ours = run_ours(net, n, args.rounds, args.poll, batches=args.batch_commits)
+    if args.gossip_off_too:
+        log.warning("%d trainers: chain + IPFS run without gossip", n)
+        ours["without_gossip"] = run_ours(
+            net, n, args.rounds, args.poll, gossip=False, batches=args.batch_commits
+        )
+    log.warning("%d trainers: simulator", n)
+    sim = run_simulator(n, args.rounds)
+    engines = {"ours": ours["round_durations"], "simulator": sim}
+    flower = not args.no_flower and n <= args.flower_up_to
+    if flower:
+        log.warning("%d trainers: Flower", n)
+        engines["flower"], flower_startup = run_flower(n, args.rounds)
+    # The machine is shared: the 1-minute load average around this trainer count's runs.
+    row: dict[str, Any] = {"ours": ours, "loadavg": [load_before, os.getloadavg()[0]]}
+    if flower:
+        row["flower_startup_sec"] = flower_startup
+    for name, durations in engines.items():
+        timing = summarize_rounds(durations)
+        row[f"{name}_round_durations"] = durations
+        row[f"{name}_first_round_sec"] = timing["first_round_sec"]
+        row[f"{name}_sec_per_round"] = timing["steady_sec_per_round"]
+        row[f"{name}_mean_sec_per_round"] = timing["mean_sec_per_round"]
+    for name in engines.keys() - {"ours"}:
+        # Headline: steady rounds (2+) on both sides. Means also carry one-off costs:
+        # the first round's warm-up (Ray actors, first fetch and training), restarts.
+        row[f"{name}_ratio"] = row["ours_sec_per_round"] / row[f"{name}_sec_per_round"]
+        row[f"{name}_ratio_of_means"] = (
+            row["ours_mean_sec_per_round"] / row[f"{name}_mean_sec_per_round"]
+        )
+    return row
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``--repeat``: every repetition under ``repeats``, and the median of each figure (Flower's
+    steady round jumps between multiples of its ~0.1 s reply polling from one run to the next, so
+    one run's ratio can be off by 2x); ``ours`` (gas, gossip) is the first repetition's."""
+    merged: dict[str, Any] = {"ours": rows[0]["ours"], "repeats": rows}
+    for key, value in rows[0].items():
+        if key.endswith(("_sec_per_round", "_ratio", "_ratio_of_means", "_sec")) and isinstance(
+            value, float
+        ):
+            merged[key] = statistics.median(r[key] for r in rows)
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="measure each trainer count this many times; report the medians (and each run)",
+    )  # fmt: skip
     parser.add_argument(
         "--trainers", default="4,8", help=f"comma-separated trainer counts (≤ {MAX_TRAINERS})"
     )
@@ -543,12 +604,15 @@ def main() -> None:
     counts = [int(c) for c in args.trainers.split(",")]
     if any(not 1 <= c <= MAX_TRAINERS for c in counts):
         raise SystemExit(f"--trainers must be between 1 and {MAX_TRAINERS}")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     report: dict[str, Any] = {
         "rounds": args.rounds,
         "model": SPEC.to_dict(),
         "local": {"epochs": LOCAL.epochs, "lr": LOCAL.lr, "batch_size": LOCAL.batch_size},
         "poll_sec": args.poll,
         "batch_commits": args.batch_commits,
+        "repeat": args.repeat,
         "nodes": "a `node run` process per trainer; 3 Kubo daemons; Anvil automine",
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
@@ -563,38 +627,8 @@ def main() -> None:
             report["netns"] = {**lab.setup(), "runs": {}}
         net = start_devnet(stack, tmp, anvil_host=lab.host_address if lab else "127.0.0.1")
         for n in counts:
-            load_before = os.getloadavg()[0]
-            log.warning("%d trainers: chain + IPFS run", n)
-            ours = run_ours(net, n, args.rounds, args.poll, batches=args.batch_commits)
-            if args.gossip_off_too:
-                log.warning("%d trainers: chain + IPFS run without gossip", n)
-                ours["without_gossip"] = run_ours(
-                    net, n, args.rounds, args.poll, gossip=False, batches=args.batch_commits
-                )
-            log.warning("%d trainers: simulator", n)
-            sim = run_simulator(n, args.rounds)
-            engines = {"ours": ours["round_durations"], "simulator": sim}
-            flower = not args.no_flower and n <= args.flower_up_to
-            if flower:
-                log.warning("%d trainers: Flower", n)
-                engines["flower"], flower_startup = run_flower(n, args.rounds)
-            # The machine is shared: the 1-minute load average around this trainer count's runs.
-            row: dict[str, Any] = {"ours": ours, "loadavg": [load_before, os.getloadavg()[0]]}
-            if flower:
-                row["flower_startup_sec"] = flower_startup
-            for name, durations in engines.items():
-                timing = summarize_rounds(durations)
-                row[f"{name}_round_durations"] = durations
-                row[f"{name}_first_round_sec"] = timing["first_round_sec"]
-                row[f"{name}_sec_per_round"] = timing["steady_sec_per_round"]
-                row[f"{name}_mean_sec_per_round"] = timing["mean_sec_per_round"]
-            for name in engines.keys() - {"ours"}:
-                # Headline: steady rounds (2+) on both sides. Means also carry one-off costs:
-                # the first round's warm-up (Ray actors, first fetch and training), restarts.
-                row[f"{name}_ratio"] = row["ours_sec_per_round"] / row[f"{name}_sec_per_round"]
-                row[f"{name}_ratio_of_means"] = (
-                    row["ours_mean_sec_per_round"] / row[f"{name}_mean_sec_per_round"]
-                )
+            rows = [measure(net, n, args) for _ in range(args.repeat)]
+            row = rows[0] if args.repeat == 1 else median_row(rows)
             report["runs"][str(n)] = row
             if lab is not None:
                 log.warning("%d trainers: chain + IPFS run, each trainer in its own namespace", n)
