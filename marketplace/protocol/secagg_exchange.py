@@ -32,8 +32,12 @@ One trainer's :class:`SecAggPeer` walks one round in non-blocking :meth:`~SecAgg
 Peers re-publish every message they sent this round (shares, masked input, unmasking) every
 ``republish_every`` seconds until the round moves on (pubsub is best-effort and reaches only live
 subscribers: a peer that missed a share set while its subscription formed must still get it after
-the sender has moved on to masking); receivers keep the first valid message per sender and kind,
-and count anything else as dropped, under its reason.
+the sender has moved on to masking). Until the round closes a peer also relays the share
+messages it holds from the others (their signed messages, re-published unchanged in meaning): a
+sender that crashed right after sharing — its input committed before a slower peer had even
+subscribed — would otherwise leave that peer without its shares until the round's deadline.
+Receivers keep the first valid message per sender and kind, and count anything else as dropped,
+under its reason.
 
 Crash recovery: everything random a peer chooses is written to its :class:`RoundJournal` before
 anything that depends on it leaves the node — the self-mask seed and the plaintext salt when the
@@ -414,14 +418,24 @@ class SecAggPeer:
         self._republish()
 
     def _republish(self) -> None:
-        if not self._outbox or self._clock() - self._published_at < self._republish_every:
+        if self._clock() - self._published_at < self._republish_every:
+            return
+        messages = [*self._outbox, *self._relayed()]
+        if not messages:
             return
         try:
-            for message in self._outbox:
+            for message in messages:
                 self._receiver.publish(message)
             self._published_at = self._clock()
         except StorageError as exc:  # best-effort: the next step tries again
             log.info("secagg: publish failed (%s); retrying on the next step", exc)
+
+    def _relayed(self) -> list[bytes]:
+        """The others' share messages this peer holds, while the round is open (see the module
+        docstring: a late subscriber still gets the shares of a sender that crashed)."""
+        if self.stage not in (Stage.COLLECT_SHARES, Stage.MASK, Stage.WAIT_CLOSE):
+            return []
+        return [msg.to_json() for msg in self._received(Kind.SHARES).values()]
 
     def _fetch(self, msg: SecAggMessage) -> bytes:
         return self.session.store.get(

@@ -33,6 +33,7 @@ from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.secagg_committee import committee_review, committee_round, flagged
 from marketplace.protocol.secagg_exchange import (
+    Kind,
     Manifest,
     MemoryJournal,
     SecAggPeer,
@@ -242,6 +243,44 @@ def test_a_peer_rebuilt_from_its_journal_resends_the_same_messages_and_masks_the
         assert flagged(committee_review(oracle, 1)) == []
     finally:
         for p in peers:
+            p.stop()
+
+
+def test_a_late_subscriber_gets_the_shares_of_a_sender_that_crashed_through_the_others_relay(
+    world: World,
+) -> None:
+    # Prepare: trainers 0-2 share and collect; trainer 3 has not subscribed yet (a slow node)
+    peers = [
+        SecAggPeer(s, ps, round_=1, vector=world.inputs[t.address], num_samples=1)
+        for s, ps, t in list(zip(world.sessions, world.pubsubs, world.trainers, strict=True))[:3]
+    ]  # fmt: skip
+    crasher = peers[0]
+    late: SecAggPeer | None = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while not all(crasher.me in p._received(Kind.SHARES) for p in peers[1:]):
+            assert time.monotonic() < deadline, [(p.me[:8], p.stage) for p in peers]
+            for p in peers:
+                p.step()
+            time.sleep(0.1)
+        # Execute: the crasher dies; only then does trainer 3 subscribe and share
+        crasher.stop()
+        late = SecAggPeer(
+            world.sessions[3], world.pubsubs[3], round_=1, num_samples=1,
+            vector=world.inputs[world.trainers[3].address],
+        )  # fmt: skip
+        live = [*peers[1:], late]
+        deadline = time.monotonic() + WAIT
+        while late.stage in (Stage.SHARE, Stage.COLLECT_SHARES):
+            assert time.monotonic() < deadline, late.step()  # names what it still waits for
+            for p in live:
+                p.step()
+            time.sleep(0.1)
+        # Assert: the late peer holds the crasher's shares (relayed: the crasher was gone)
+        assert crasher.me in late._received(Kind.SHARES)
+        assert late.stage in (Stage.MASK, Stage.WAIT_CLOSE)
+    finally:
+        for p in [*peers, *([late] if late is not None else [])]:
             p.stop()
 
 
