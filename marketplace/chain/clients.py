@@ -117,7 +117,7 @@ class Marketplace:
         (e.g. to sum gas per function). Inside :meth:`at_head`, this thread's reads move on to
         the receipt's block (a step reads what its own transaction did)."""
         receipt = send(self.w3, fn, account, decoder=self.decoder, **kwargs)
-        pinned = getattr(self._pin, "block", None)
+        pinned = self._pinned()
         if pinned is not None:
             self._pin.block = max(pinned, int(receipt["blockNumber"]))
         for hook in self.receipt_hooks:
@@ -135,12 +135,16 @@ class Marketplace:
         batches, and steps far more often than blocks are mined. Other threads are unaffected.
         Yields the block.
         """
-        outer = getattr(self._pin, "block", None)
+        outer = self._pinned()
         self._pin.block = int(self.w3.eth.block_number)
         try:
             yield self._pin.block
         finally:
             self._pin.block = outer
+
+    def _pinned(self) -> int | None:
+        """The block this thread reads at inside :meth:`at_head`, else ``None`` (the latest)."""
+        return getattr(self._pin, "block", None)
 
     def _memo(self, key: tuple[Any, ...], block: int, read: Callable[[], Any]) -> Any:
         hit = self._view_cache.get(key)
@@ -158,7 +162,7 @@ class Marketplace:
         its every eth_call runs in Python; over an RPC outside ``at_head`` an extra
         eth_blockNumber would cost as much as the call it saves)."""
         key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs))
-        pinned = getattr(self._pin, "block", None)
+        pinned = self._pinned()
         if pinned is not None:
             return self._memo(
                 key, pinned, lambda: call(fn, decoder=self.decoder, block_identifier=pinned)
@@ -470,7 +474,7 @@ class Marketplace:
     def now(self) -> int:
         """The chain's clock: the latest block's timestamp (what the contracts compare with);
         inside :meth:`at_head`, that block's."""
-        pinned = getattr(self._pin, "block", None)
+        pinned = self._pinned()
         if pinned is None:
             return int(self.w3.eth.get_block("latest")["timestamp"])
         return int(self._memo(("now",), pinned, lambda: self.w3.eth.get_block(pinned)["timestamp"]))
@@ -504,7 +508,7 @@ class Marketplace:
             )
         key = (contract.address, event, tuple(sorted((filters or {}).items())))
         scanned, logs = self._event_cache.get(key, (self.deployment.block - 1, []))
-        pinned = getattr(self._pin, "block", None)
+        pinned = self._pinned()
         head = self.w3.eth.block_number if pinned is None else pinned
         if head > scanned:
             fresh = ev.get_logs(

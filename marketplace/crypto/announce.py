@@ -55,8 +55,8 @@ M = TypeVar("M")
 def domain_separator(chain_id: int, market_address: str) -> bytes:
     """The EIP-712 domain hash of the FedMarket domain on ``chain_id`` for ``market_address``
     (as ``RoundBatch.leafDigest`` and OpenZeppelin's EIP712 compute it)."""
-    type_hash = keccak(text="EIP712Domain(string name,string version,uint256 chainId,"
-                            "address verifyingContract)")  # fmt: skip
+    members = ",".join(f"{m['type']} {m['name']}" for m in EIP712_DOMAIN_TYPE)
+    type_hash = keccak(text=f"EIP712Domain({members})")
     return keccak(
         type_hash + keccak(text=DOMAIN_NAME) + keccak(text=DOMAIN_VERSION)
         + chain_id.to_bytes(32, "big") + bytes(12) + bytes.fromhex(market_address[2:])

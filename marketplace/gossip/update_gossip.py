@@ -390,7 +390,7 @@ class Gossip:
             self._fetching.add(ann.digest)
         assert self._pool is not None  # set by start(), before the receive thread exists
         try:
-            self._pool.submit(self._fetch, ann, data, payload)
+            self._pool.submit(self._fetch, ann, data, payload, fingerprint)
         except RuntimeError:  # the pool is shutting down: stop() is under way
             with self._lock:
                 self._fetching.discard(ann.digest)
@@ -471,7 +471,9 @@ class Gossip:
             self._republished = Counter({r: n for r, n in self._republished.items() if r >= floor})
             self._leaves = {k: v for k, v in self._leaves.items() if k[1] >= floor}
 
-    def _fetch(self, ann: Announcement, raw: bytes, payload: bytes | None = None) -> None:
+    def _fetch(
+        self, ann: Announcement, raw: bytes, payload: bytes | None, fingerprint: bytes
+    ) -> None:
         """Pull, digest-check and pin the blob (unless it came inline, checked); then
         re-announce and call back (fetch thread)."""
         try:
@@ -496,7 +498,7 @@ class Gossip:
         with self._lock:
             self._fetching.discard(ann.digest)
             self._held[ann.digest] = ann.round
-            self._seen[hashlib.blake2b(raw, digest_size=16).digest()] = ann.round
+            self._seen[fingerprint] = ann.round
             self._counts["accepted"] += 1
             republish = self._republished[ann.round] < self.fanout
             if republish:

@@ -141,10 +141,10 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     # round's shares and unmasking travel on its own topic instead.
     secagg = session.doc.secagg is not None
     gossip = gossip and not secagg
-    membership = ChainMembership(session)
-    feed.on_round = membership.note_round  # gossip's round window moves with the pushed logs
     peers = None
     if gossip and c.ipfs_api:
+        membership = ChainMembership(session)
+        feed.on_round = membership.note_round  # gossip's round window moves with pushed logs
         peers = open_task_gossip(
             session, c.ipfs_api, fanout=fanout, on_payload=feed.on_gossip,
             on_leaf=feed.on_leaf, membership=membership,
