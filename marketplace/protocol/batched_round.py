@@ -4,9 +4,10 @@ record, the closer's published leaf set, and every leaf checked before use.
 A leaf is used only if its signature recovers to its sender for this chain, market, task and
 round, its sender is a trainer of the task and its bit is set in the recorded bitmap; a forged
 or foreign leaf is dropped (and logged: it is evidence for ``challengeLeaf``). When the leaf set
-cannot be fetched or does not rebuild the recorded root, leaves the peer already holds (signed
-by their trainers, e.g. from gossip) are used for the trainers whose bits are set: a trainer's
-own signature is what makes its update usable; the tree only serves the on-chain proofs.
+does not rebuild the recorded root, or cannot be fetched and the caller stopped waiting for it
+(``wait_for_set``), leaves the peer already holds (signed by their trainers, e.g. from gossip)
+are used for the trainers whose bits are set: a trainer's own signature is what makes its update
+usable; the tree only serves the on-chain proofs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from collections.abc import Mapping, Sequence
 
 from marketplace.chain.batch_client import RecordedBatch
 from marketplace.crypto.update_leaf import UpdateLeaf
-from marketplace.errors import FedMarketError
+from marketplace.errors import (
+    ContentNotFoundError,
+    ContentUnavailableError,
+    FedMarketError,
+    StoreUnreachableError,
+)
 from marketplace.protocol.round_batch import (
     MAX_LEAF_SET_BYTES,
     BatchCheck,
@@ -38,12 +44,18 @@ def usable_leaves(
     chain_id: int,
     market_address: str,
     known: Mapping[str, UpdateLeaf] | None = None,
+    wait_for_set: bool = False,
 ) -> tuple[UpdateLeaf, ...]:
     """The genuine, included leaves of ``recorded`` (sorted by sender).
 
     ``known`` maps a sender to a leaf this peer already holds for the round (from gossip). When
     those leaves alone rebuild the recorded root, bitmap and sample total, the batch holds exactly
-    them and the leaf set is not fetched (an IPFS round trip on every peer's critical path)."""
+    them and the leaf set is not fetched (an IPFS round trip on every peer's critical path).
+
+    When they do not and no provider serves the leaf set, ``wait_for_set`` raises
+    :class:`ContentUnavailableError` (the caller retries: using the partial set now would give this
+    peer a different model from everyone who fetched it); otherwise the held leaves are used.
+    :class:`StoreUnreachableError` (this peer's own store is down) always propagates."""
     args = {"chain_id": chain_id, "task_id": recorded.task_id, "round_": recorded.round}
 
     def against_record(leaves: Sequence[UpdateLeaf]) -> BatchCheck:
@@ -66,7 +78,20 @@ def usable_leaves(
     leaves: list[UpdateLeaf] = []
     try:
         leaves = parse_leaf_set(store.get(recorded.leaves_cid, max_size=MAX_LEAF_SET_BYTES))
-    except FedMarketError as exc:
+    except StoreUnreachableError:
+        raise
+    except ContentNotFoundError as exc:
+        if wait_for_set:
+            raise ContentUnavailableError(
+                f"round {recorded.round}: the leaf set {recorded.leaves_cid} of the batch by "
+                f"{recorded.closer} is not available from any IPFS provider yet ({exc}) and gossip "
+                f"brought {len(held)} of its {len(included)} leaves; retrying"
+            ) from None
+        log.warning(
+            "round %d leaf set %s unavailable (%s): using the %d of %d leaves held from gossip",
+            recorded.round, recorded.leaves_cid, exc, len(held), len(included),
+        )  # fmt: skip
+    except FedMarketError as exc:  # oversize or malformed: the closer's fault, not transient
         log.warning(
             "round %d leaf set %s unavailable (%s)", recorded.round, recorded.leaves_cid, exc
         )

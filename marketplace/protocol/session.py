@@ -340,14 +340,22 @@ class TaskSession:
         recorded = batches.batches(self.task_id).get(round_)
         if recorded is None:
             return []
-        leaves = usable_leaves(
-            recorded,
-            self.store,
-            join_order=batches.join_order(self.task_id),
-            chain_id=self.chain_id,
-            market_address=self.market.market.address,
-            known=dict(self.gossiped_leaves.get(round_, {})),  # a copy: gossip adds to it
-        )
+        # A leaf set no provider serves yet is waited for (retried) up to fetch_patience, as a
+        # missing update is; after that the leaves held from gossip are used.
+        first = self._unavailable_since.get(recorded.leaves_cid)
+        try:
+            leaves = usable_leaves(
+                recorded,
+                self.store,
+                join_order=batches.join_order(self.task_id),
+                chain_id=self.chain_id,
+                market_address=self.market.market.address,
+                known=dict(self.gossiped_leaves.get(round_, {})),  # a copy: gossip adds to it
+                wait_for_set=first is None or time.monotonic() - first < self.fetch_patience,
+            )
+        except ContentUnavailableError:
+            self._unavailable_since.setdefault(recorded.leaves_cid, time.monotonic())
+            raise
         return [
             CommittedUpdate(leaf.sender, round_, leaf.cid, leaf.digest, leaf.num_samples, start + i)
             for i, leaf in enumerate(leaves)

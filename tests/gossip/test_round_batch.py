@@ -11,7 +11,12 @@ from eth_account import Account
 
 from marketplace.chain.batch_client import RecordedBatch
 from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf, verify_update_leaf
-from marketplace.errors import BatchError, SignatureError
+from marketplace.errors import (
+    BatchError,
+    ContentUnavailableError,
+    SignatureError,
+    StoreUnreachableError,
+)
 from marketplace.protocol.batched_round import usable_leaves
 from marketplace.protocol.round_batch import (
     bitmap,
@@ -161,3 +166,35 @@ def test_a_peer_holding_every_included_leaf_needs_no_leaf_set_unless_they_disagr
     assert usable_leaves(
         recorded, store, join_order=ORDER, chain_id=CHAIN, market_address=MARKET, known=known
     ) == (leaf(2),)
+
+
+def test_a_peer_missing_leaves_waits_for_the_leaf_set_instead_of_using_part_of_the_batch(tmp_path):
+    # Gossip brought 2 of the batch's 3 leaves and no provider serves the leaf set yet: aggregating
+    # the two would give this peer a model different from everyone else's, so it is retried.
+    store = EmbeddedStore(tmp_path)
+    batch = build_batch([leaf(1), leaf(2), leaf(3)], join_order=ORDER, market_address=MARKET)
+    late_cid = raw_cid(leaf_set_json(batch.leaves))  # published, not yet reachable from here
+    recorded = RecordedBatch(7, 1, ORDER[0], batch.root, batch.included, 3, 30, late_cid, 1)
+    known = {ORDER[1]: leaf(1), ORDER[2]: leaf(2)}
+    kwargs = {"join_order": ORDER, "chain_id": CHAIN, "market_address": MARKET, "known": known}
+    with pytest.raises(ContentUnavailableError, match="gossip brought 2 of its 3 leaves"):
+        usable_leaves(recorded, store, wait_for_set=True, **kwargs)
+    # Once it arrives, the whole batch is used.
+    assert store.put(leaf_set_json(batch.leaves)) == late_cid
+    assert usable_leaves(recorded, store, wait_for_set=True, **kwargs) == tuple(
+        sorted([leaf(1), leaf(2), leaf(3)], key=lambda lf: lf.sender.lower())
+    )
+    # Past the caller's patience (never published): the leaves held, as before.
+    never = dataclasses.replace(recorded, leaves_cid=raw_cid(b"never stored"))
+    assert usable_leaves(never, store, wait_for_set=False, **kwargs) == tuple(
+        sorted([leaf(1), leaf(2)], key=lambda lf: lf.sender.lower())
+    )
+
+    class Down:
+        def get(self, cid, max_size=None):
+            raise StoreUnreachableError("IPFS daemon at /ip4/127.0.0.1/tcp/5001 did not answer")
+
+    # Our own daemon down is never the batch's fault: it propagates whether or not we wait.
+    for wait in (True, False):
+        with pytest.raises(StoreUnreachableError):
+            usable_leaves(recorded, Down(), wait_for_set=wait, **kwargs)

@@ -13,6 +13,8 @@ the dispute window (a real network would wait it out).
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,8 @@ import pytest
 from marketplace.chain.batch_client import BatchCommits
 from marketplace.chain.clients import Phase
 from marketplace.chain.devnet import advance_chain_time
+from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
+from marketplace.chain.task_logs import TaskLogs
 from marketplace.protocol.round_batch import bitmap_members
 
 from .conftest import TOKEN, Cluster, NodeProcess, Peer, wait_all
@@ -98,13 +102,39 @@ def run_task(
     for o in cluster.oracles:
         procs[o.name] = cli.spawn(o, *oracle_args(task_id), label=f"t{task_id}-{o.name}")
     victim = cluster.trainers[VICTIM]
+    # The kill lands as round 2 starts: the websocket thread freezes the victim (SIGSTOP) the
+    # moment the chain pushes the round's PhaseAdvanced log, and the next tick SIGKILLs it (a
+    # round lasts a fraction of a second, less than a chain poll: polling let it commit first).
+    round_two = threading.Event()
+    logs = TaskLogs(market, task_id)
+
+    def on_log(raw: Any) -> bool:
+        event = logs.decode(raw)
+        if (
+            event is not None
+            and event["event"] == "PhaseAdvanced"
+            and Phase(int(event["args"]["to"])) == Phase.TRAINING
+            and int(event["args"]["round"]) == 2
+            and not round_two.is_set()
+        ):
+            procs[victim.name].popen.send_signal(signal.SIGSTOP)  # its exit code stays unset
+            round_two.set()
+        return False
+
+    subscription = None
+    if kill_victim:
+        ws = ws_endpoint(cluster.cli.rpc_url)
+        assert ws is not None, "Anvil serves websockets on its RPC port"
+        subscription = ChainSubscription(ws, wakeup=Wakeup(), logs=logs.filter, on_log=on_log)
+        assert subscription.start().connected.wait(10), f"no websocket subscription to {ws}"
 
     def watch() -> None:
         info = market.task(task_id)
-        if kill_victim and not run.killed and _victim_due(cluster, task_id, info, victim):
+        if kill_victim and not run.killed and round_two.is_set():
+            procs[victim.name].kill()  # SIGKILL ends a stopped process too
+            assert _victim_due(cluster, task_id, market.task(task_id), victim)
             committed_r2 = (victim.address.lower(), 2) in round_commits(cluster, task_id)
-            procs[victim.name].kill()
-            run.killed = {"round": info.current_round, "committed_round_2": committed_r2,
+            run.killed = {"round": 2, "committed_round_2": committed_r2,
                           "returncode": procs[victim.name].returncode}  # fmt: skip
             # The same command line on the same home: the journal there is what it resumes from.
             procs[victim.name] = cli.spawn(victim, *trainer_args(task_id, VICTIM,
@@ -115,7 +145,11 @@ def run_task(
             if now < info.claims_open_at:
                 advance_chain_time(market.w3, info.claims_open_at - now + 1)
 
-    wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
+    try:
+        wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
+    finally:
+        if subscription is not None:
+            subscription.stop()
     run.outputs = {name: p.output_json() for name, p in procs.items()}
     return run
 
@@ -133,6 +167,15 @@ def event_args(cluster: Cluster, event: str, task_id: int) -> list[dict[str, Any
     m = cluster.market
     logs = m.events(m.market, event, from_block=m.deployment.block, filters={"taskId": task_id})
     return [dict(ev["args"]) for ev in logs]
+
+
+def peer_warnings(cluster: Cluster, task_id: int) -> str:
+    """The warnings the task's peers logged (the explanation of a failed check)."""
+    lines = []
+    for path in sorted((cluster.tmp / "logs").glob(f"t{task_id}-*.err")):
+        text = path.read_text(errors="replace").splitlines()
+        lines += [f"{path.stem}: {line}" for line in text if "WARNING" in line or "ERROR" in line]
+    return "\n".join(lines[-60:]) or "no peer logged a warning"
 
 
 def round_commits(cluster: Cluster, task_id: int) -> list[tuple[str, int]]:
@@ -171,7 +214,7 @@ def assert_settled_correctly(cluster: Cluster, run: TaskRun) -> dict[str, dict[s
     # Every round's next model was posted and no peer reported a different one.
     for r in range(2, ROUNDS + 2):
         assert market.model_digest(tid, r) != bytes(32), f"no model posted for round {r}"
-    assert event_args(cluster, "ModelMismatchReported", tid) == []
+    assert event_args(cluster, "ModelMismatchReported", tid) == [], peer_warnings(cluster, tid)
     # Each trainer committed exactly once per round (directly or in the round's batch).
     per_round = sorted(round_commits(cluster, tid))
     rounds = range(1, ROUNDS + 1)
