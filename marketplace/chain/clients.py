@@ -23,7 +23,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from marketplace.chain.deploy import Deployment
-from marketplace.chain.tx import RevertDecoder, call, send
+from marketplace.chain.tx import RevertDecoder, TxContext, call, send
 from marketplace.chain.views import (
     Outcome,
     Participant,
@@ -97,6 +97,8 @@ class Marketplace:
         self._pin = threading.local()
         self._limits: MarketLimits | None = None
         self.receipt_hooks: list[Callable[[str, TxReceipt], None]] = []
+        # Chain id, nonces and fees reused across a step's sends (3 requests a send, not 6).
+        self._tx_context = TxContext(chain_id=deployment.chain_id)
 
     def _abi_function(self, contract: str, name: str) -> dict[str, Any]:
         """The ABI entry of ``contract``'s function ``name``."""
@@ -116,8 +118,14 @@ class Marketplace:
         Every mined receipt is passed to each of :attr:`receipt_hooks` with the function's name
         (e.g. to sum gas per function). Inside :meth:`at_head`, this thread's reads move on to
         the receipt's block (a step reads what its own transaction did)."""
-        receipt = send(self.w3, fn, account, decoder=self.decoder, **kwargs)
         pinned = self._pinned()
+        # Inside a step the head is known for free, so the nonce and fees can be reused safely
+        # (a chain that went backwards makes the context read them again); elsewhere, read them.
+        context = None
+        if pinned is not None:
+            context = self._tx_context
+            context.at_head(pinned)
+        receipt = send(self.w3, fn, account, decoder=self.decoder, context=context, **kwargs)
         if pinned is not None:
             self._pin.block = max(pinned, int(receipt["blockNumber"]))
         for hook in self.receipt_hooks:

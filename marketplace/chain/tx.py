@@ -9,8 +9,10 @@ arguments, decoded against every ABI the library knows.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eth_abi.abi import decode as abi_decode
@@ -21,7 +23,7 @@ from eth_utils.abi import function_abi_to_4byte_selector
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import TxParams, TxReceipt, Wei
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from marketplace.errors import ChainError, RpcUnreachableError, TransactionRevertedError
 
@@ -153,6 +155,83 @@ def revert_error(
     )
 
 
+# Fee caps a TxContext reuses: the tip and the base fee are read again after this long; the cap
+# is 3x the base fee seen (a block raises it by at most 12.5%: ~9 blocks of headroom) plus the
+# tip, and EIP-1559 charges only the base fee actually due, so the headroom costs nothing.
+FEE_TTL_SECONDS = 2.0
+BASE_FEE_HEADROOM = 3
+# What a node answers when a transaction's nonce was already used (another sender of the same
+# account, e.g. `cast send`, or a second client in the process): refetch and send again, once.
+_NONCE_TAKEN = ("nonce too low", "already known", "replacement transaction underpriced",
+                "nonce has already been used", "invalid nonce")  # fmt: skip
+
+
+@dataclass
+class TxContext:
+    """What one chain client reuses across its transactions, so a send costs three requests
+    (gas estimate, raw transaction, receipt) instead of nine: the chain id, each account's next
+    nonce (counted locally after the first ``pending`` read, refetched when a node says it was
+    taken) and the fee caps (read again after :data:`FEE_TTL_SECONDS`). On a network with 50 ms
+    of latency each request saved is 100 ms off the sender's critical path. Thread-safe."""
+
+    chain_id: int
+    fee_ttl: float = FEE_TTL_SECONDS
+    _nonces: dict[str, int] = field(default_factory=dict)
+    _fees: tuple[float, int, int] | None = None  # (read at, max fee, tip)
+    _mined: int = -1  # the newest block a transaction sent in this context was mined in
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def at_head(self, head: int) -> None:
+        """The caller saw ``head``: if the chain is below a block our transactions were mined
+        in (a devnet's ``evm_revert``, a reorganization), our nonces and fees are stale — a
+        nonce past the account's is queued by the node and never mined — so read them again."""
+        with self._lock:
+            if head < self._mined:
+                self._nonces.clear()
+                self._fees = None
+                self._mined = head
+
+    def mined(self, block: int) -> None:
+        self._mined = max(self._mined, block)
+
+    def fees(self, w3: Web3) -> tuple[int, int] | None:
+        """``(maxFeePerGas, maxPriorityFeePerGas)``, or ``None`` on a chain without a base fee
+        (web3 then prices the transaction itself)."""
+        now = time.monotonic()
+        cached = self._fees
+        if cached is not None and now - cached[0] < self.fee_ttl:
+            return cached[1], cached[2]
+        base = w3.eth.get_block("latest").get("baseFeePerGas")
+        if base is None:
+            return None
+        tip = int(w3.eth.max_priority_fee)
+        self._fees = (now, BASE_FEE_HEADROOM * int(base) + tip, tip)
+        return self._fees[1], self._fees[2]
+
+    def next_nonce(self, w3: Web3, address: str) -> int:
+        """The account's next nonce (call with :attr:`lock` held until the send)."""
+        if address not in self._nonces:
+            checksum = Web3.to_checksum_address(address)
+            self._nonces[address] = int(w3.eth.get_transaction_count(checksum, "pending"))
+        return self._nonces[address]
+
+    def used(self, address: str, nonce: int) -> None:
+        self._nonces[address] = nonce + 1
+
+    def forget(self, address: str) -> None:
+        """Read the account's nonce from the node next time (after any failed send)."""
+        self._nonces.pop(address, None)
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+
+def _nonce_taken(exc: Web3RPCError) -> bool:
+    text = _rpc_message(exc).lower()
+    return any(words in text for words in _NONCE_TAKEN)
+
+
 def send(
     w3: Web3,
     fn: ContractFunction,
@@ -162,8 +241,11 @@ def send(
     value: int = 0,
     gas: int | None = None,
     timeout: float = 120.0,
+    context: TxContext | None = None,
 ) -> TxReceipt:
-    """Sign ``fn`` with ``account``, send it and wait for its receipt.
+    """Sign ``fn`` with ``account``, send it and wait for its receipt (``context``: reuse the
+    chain id, nonce and fees, see :class:`TxContext`; the caller checks it against the head with
+    :meth:`TxContext.at_head` first).
 
     Raises
     ------
@@ -189,11 +271,14 @@ def send(
             estimate = fn.estimate_gas(params)
             gas = int(estimate * 1.2) + 10_000  # headroom for state changes between calls
         params["gas"] = gas
-        params["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
-        params["chainId"] = w3.eth.chain_id
-        tx = fn.build_transaction(params)
-        signed = account.sign_transaction(cast(TransactionDictType, tx))
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        if context is None or _in_process(w3):
+            params["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
+            params["chainId"] = w3.eth.chain_id
+            tx = fn.build_transaction(params)
+            signed = account.sign_transaction(cast(TransactionDictType, tx))
+            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        else:
+            tx_hash = _send_in_context(w3, fn, account, params, context)
         receipt = w3.eth.wait_for_transaction_receipt(
             tx_hash, timeout=timeout, poll_latency=RECEIPT_POLL_SECONDS
         )
@@ -201,7 +286,10 @@ def send(
         raise revert_error(exc, decoder, action=name) from None
     except TimeExhausted:
         # A stalled node (paused, overloaded) is transient: peers retry the step, which checks
-        # the chain first, so a transaction mined late is not sent twice in effect.
+        # the chain first, so a transaction mined late is not sent twice in effect. The retry
+        # reads the nonce again (ours may have been one the node queued and will not mine).
+        if context is not None:
+            context.forget(account.address)
         raise RpcUnreachableError(
             f"{name}: no receipt after {timeout:.0f}s; the node may be stalled or the gas "
             "price too low — check the node and retry"
@@ -212,10 +300,44 @@ def send(
         raise RpcUnreachableError(
             f"lost the chain RPC while sending {name}: {exc}; is the node running?"
         ) from None
+    if context is not None:
+        context.mined(int(receipt["blockNumber"]))
     if receipt["status"] != 1:
         raise _mined_failure(fn, params, receipt, decoder, action=action, name=name)
     log.debug("%s mined, gas %d", action, receipt["gasUsed"])
     return receipt
+
+
+def _send_in_context(
+    w3: Web3, fn: ContractFunction, account: LocalAccount, params: TxParams, context: TxContext
+) -> Any:
+    """Sign and send with ``context``'s chain id, fees and local nonce; a nonce the node says
+    was taken is read again and the transaction sent once more."""
+    params["chainId"] = context.chain_id
+    fees = context.fees(w3)
+    if fees is not None:
+        params["maxFeePerGas"], params["maxPriorityFeePerGas"] = Wei(fees[0]), Wei(fees[1])
+    address = account.address
+    for attempt in (1, 2):
+        with context.lock:
+            nonce = context.next_nonce(w3, address)
+            params["nonce"] = Nonce(nonce)
+            tx = fn.build_transaction(params)
+            signed = account.sign_transaction(cast(TransactionDictType, tx))
+            try:
+                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as exc:
+                context.forget(address)
+                if attempt == 1 and _nonce_taken(exc):
+                    log.info("nonce %d of %s was taken: reading it again", nonce, address)
+                    continue
+                raise
+            except BaseException:
+                context.forget(address)
+                raise
+            context.used(address, nonce)
+            return tx_hash
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 IN_PROCESS_GAS = 8_000_000  # per transaction on the in-process EVM (block limit is 30M)

@@ -24,11 +24,16 @@ from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
+from marketplace.chain.batch_client import RecordedBatch
 from marketplace.chain.deploy import Deployment
+from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import ChainError, ConfigError
 from marketplace.indexer import schema
 from marketplace.indexer.abi import DecodedEvent, EventCatalog, jsonable
+from marketplace.indexer.batches import UNAVAILABLE as BATCH_UNAVAILABLE
+from marketplace.indexer.batches import read_batch
 from marketplace.indexer.reports import UNAVAILABLE, read_report
+from marketplace.protocol.round_batch import bitmap_members
 from marketplace.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
@@ -53,8 +58,9 @@ class IndexerConfig:
     poll_seconds : float
         How often :meth:`Indexer.follow` asks for the head.
     report_attempts, report_retry_seconds : int, float
-        A report the store could not give is fetched again by :meth:`Indexer.retry_reports`
-        (from :meth:`Indexer.follow`), at most this many times in all, this far apart.
+        A report (or a batch's leaf set) the store could not give is fetched again by
+        :meth:`Indexer.retry_reports` (:meth:`Indexer.retry_batches`) from
+        :meth:`Indexer.follow`, at most this many times in all, this far apart.
     """
 
     reorg_depth: int = 64
@@ -277,6 +283,39 @@ class Indexer:
             self._notify()
         return found
 
+    def retry_batches(self, *, limit: int = 1) -> int:
+        """Fetch again up to ``limit`` leaf sets that were unavailable (as
+        :meth:`retry_reports`, with the same limits); returns how many became readable."""
+        if self.store is None:
+            return 0
+        rows = self.conn.execute(
+            "SELECT * FROM batches WHERE status = ? AND attempts < ? AND tried_at < ? "
+            "ORDER BY tried_at LIMIT ?",
+            (BATCH_UNAVAILABLE, self.config.report_attempts,
+             time.time() - self.config.report_retry_seconds, limit),
+        ).fetchall()  # fmt: skip
+        found = 0
+        for row in rows:
+            task_id, round_ = int(row["task_id"]), int(row["round"])
+            args = {k: row[k] for k in ("round", "closer", "root", "count", "samples")}
+            args |= {"leavesCid": row["leaves_cid"], "included": json.loads(row["included"])}
+            recorded = self._as_recorded(task_id, args, int(row["block"]))
+            read = read_batch(
+                self.store, recorded, join_order=self._join_order(task_id),
+                chain_id=self.deployment.chain_id, market_address=str(row["market"]),
+            )  # fmt: skip
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE batches SET status = ?, detail = ?, attempts = attempts + 1, "
+                    "tried_at = ? WHERE task_id = ? AND round = ?",
+                    (read.status, read.detail, time.time(), task_id, round_),
+                )
+                self._fill_leaves(task_id, round_, read.leaves)
+            found += read.status != BATCH_UNAVAILABLE
+        if found:
+            self._notify()
+        return found
+
     def follow(
         self, stop: threading.Event, *, on_error: Callable[[Exception], None] | None = None
     ) -> None:
@@ -286,6 +325,7 @@ class Indexer:
                 while self.sync_once().blocks and not stop.is_set():
                     pass
                 self.retry_reports()
+                self.retry_batches()
                 if self.last_error is not None:
                     self.last_error = None
                     self._notify()
@@ -337,10 +377,18 @@ class Indexer:
         a = ev.args
         if ev.name == "UpdateCommitted":
             self.conn.execute(
-                "INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?, 'direct')",
                 (task_id, int(a["round"]), a["trainer"], str(a["cid"]), a["digest"],
                  int(a["numSamples"]), ev.block),
             )  # fmt: skip
+        elif ev.name == "RoundCommitted":
+            self._project_batch(ev, task_id)
+        elif ev.name == "LeafChallenged":  # the leaf is void: its trainer may commit directly
+            self.conn.execute(
+                "DELETE FROM updates WHERE task_id = ? AND round = ? AND trainer = ? "
+                "AND via = 'batch'",
+                (task_id, int(a["round"]), a["trainer"]),
+            )
         elif ev.name in ("ModelPosted", "ModelMismatchReported"):
             poster = a.get("poster", a.get("reporter", ""))
             self.conn.execute(
@@ -356,6 +404,57 @@ class Indexer:
                 (task_id, a["oracle"], cid, root, read.status,
                  None if read.body is None else json.dumps(read.body, sort_keys=True),
                  read.detail, ev.block, time.time()),
+            )  # fmt: skip
+
+    def _project_batch(self, ev: DecodedEvent, task_id: int) -> None:
+        """A round's batch: one ``updates`` row per included trainer, filled from its genuine
+        leaf when the leaf set is readable (else later, by :meth:`retry_batches`), and the
+        batch's own row."""
+        recorded = self._as_recorded(task_id, ev.args, ev.block)
+        order = self._join_order(task_id)
+        read = read_batch(
+            self.store, recorded, join_order=order, chain_id=self.deployment.chain_id,
+            market_address=ev.address,
+        )  # fmt: skip
+        for trainer in bitmap_members(recorded.included, order):
+            self.conn.execute(
+                "INSERT INTO updates VALUES (?, ?, ?, '', '', 0, ?, 'batch')",
+                (task_id, recorded.round, trainer, ev.block),
+            )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            (task_id, recorded.round, recorded.closer, "0x" + recorded.root.hex(), recorded.count,
+             recorded.samples, recorded.leaves_cid, json.dumps(list(recorded.included)),
+             read.status, read.detail, ev.block, ev.address, time.time()),
+        )  # fmt: skip
+        self._fill_leaves(task_id, recorded.round, read.leaves)
+
+    def _join_order(self, task_id: int) -> list[str]:
+        """The task's trainers in join order (their bits in a batch's bitmap)."""
+        joined = self.conn.execute(
+            "SELECT args FROM events WHERE task_id = ? AND name = 'TrainerJoined' "
+            "ORDER BY block, log_index",
+            (task_id,),
+        ).fetchall()
+        return [str(json.loads(row["args"])["trainer"]) for row in joined]
+
+    @staticmethod
+    def _as_recorded(task_id: int, args: dict[str, Any], block: int) -> RecordedBatch:
+        return RecordedBatch(
+            task_id=task_id, round=int(args["round"]), closer=str(args["closer"]),
+            root=bytes.fromhex(str(args["root"])[2:]),
+            included=tuple(int(w) for w in args["included"]), count=int(args["count"]),
+            samples=int(args["samples"]), leaves_cid=str(args["leavesCid"]), block=block,
+        )  # fmt: skip
+
+    def _fill_leaves(self, task_id: int, round_: int, leaves: tuple[UpdateLeaf, ...]) -> None:
+        """Each genuine leaf's CID, digest and samples into its trainer's batched row."""
+        for leaf in leaves:
+            self.conn.execute(
+                "UPDATE updates SET cid = ?, digest = ?, samples = ? WHERE task_id = ? "
+                "AND round = ? AND trainer = ? AND via = 'batch'",
+                (leaf.cid, "0x" + leaf.digest.hex(), leaf.num_samples, task_id, round_,
+                 leaf.sender),
             )  # fmt: skip
 
     def _snapshot_task(self, task_id: int, block: int) -> None:

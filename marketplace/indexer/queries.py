@@ -202,6 +202,10 @@ class IndexReader:
             "SELECT * FROM updates WHERE task_id = ? ORDER BY block, trainer", task_id
         ):
             commits[int(r["round"])].append(r)
+        batches = {
+            int(b["round"]): b
+            for b in self._rows("SELECT * FROM batches WHERE task_id = ?", task_id)
+        }
         models: dict[int, list[sqlite3.Row]] = defaultdict(list)
         for r in self._rows("SELECT * FROM models WHERE task_id = ? ORDER BY block", task_id):
             models[int(r["round"])].append(r)
@@ -216,14 +220,24 @@ class IndexReader:
                 initial.get("initialModelDigest", "") if rnd == 1 else "")  # fmt: skip
             nxt = models.get(rnd + 1, [])
             posted = [m for m in nxt if not m["mismatch"]]
+            batch = batches.get(rnd)
+            direct = [c for c in commits.get(rnd, []) if c["via"] == "direct"]
             out.append({
                 "round": rnd,
                 "model_cid": start_cid, "model_digest": start_digest,
                 "commits": len(commits.get(rnd, [])),
-                "samples": sum(int(c["samples"]) for c in commits.get(rnd, [])),
+                # A batch's total is on-chain even when its leaf set cannot be read.
+                "samples": sum(int(c["samples"]) for c in direct)
+                           + (int(batch["samples"]) if batch else 0),
                 "committers": [c["trainer"] for c in commits.get(rnd, [])],
-                "updates": [{"trainer": c["trainer"], "cid": c["cid"], "digest": c["digest"]}
+                "updates": [{"trainer": c["trainer"], "cid": c["cid"], "digest": c["digest"],
+                             "via": c["via"]}
                             for c in commits.get(rnd, [])],
+                "batch": None if batch is None else {
+                    "closer": batch["closer"], "count": int(batch["count"]),
+                    "leaves_cid": batch["leaves_cid"], "status": batch["status"],
+                    "detail": batch["detail"], "direct": len(direct),
+                },
                 "result_cid": posted[0]["cid"] if posted else "",
                 "result_digest": posted[0]["digest"] if posted else "",
                 "result_poster": posted[0]["poster"] if posted else "",

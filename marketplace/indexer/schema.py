@@ -12,7 +12,7 @@ from pathlib import Path
 
 from marketplace.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: batched rounds (the batches table, updates.via)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,11 +51,21 @@ CREATE TABLE IF NOT EXISTS participant_state (
     PRIMARY KEY (account, block)
 );
 -- task projections for the pages
+-- every committed update: direct (UpdateCommitted) or in a round's batch (RoundCommitted: one
+-- row per included trainer; cid, digest and samples from its verified leaf, else empty and 0)
 CREATE TABLE IF NOT EXISTS updates (
     task_id INTEGER NOT NULL, round INTEGER NOT NULL, trainer TEXT NOT NULL, cid TEXT NOT NULL,
-    digest TEXT NOT NULL, samples INTEGER NOT NULL, block INTEGER NOT NULL
+    digest TEXT NOT NULL, samples INTEGER NOT NULL, block INTEGER NOT NULL, via TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS updates_task ON updates (task_id, round);
+-- every round batch (RoundCommitted) and what its leaf set showed
+CREATE TABLE IF NOT EXISTS batches (
+    task_id INTEGER NOT NULL, round INTEGER NOT NULL, closer TEXT NOT NULL, root TEXT NOT NULL,
+    count INTEGER NOT NULL, samples INTEGER NOT NULL, leaves_cid TEXT NOT NULL,
+    included TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL, block INTEGER NOT NULL,
+    market TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, tried_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, round)
+);
 CREATE TABLE IF NOT EXISTS models (
     task_id INTEGER NOT NULL, round INTEGER NOT NULL, poster TEXT NOT NULL, cid TEXT NOT NULL,
     digest TEXT NOT NULL, mismatch INTEGER NOT NULL, block INTEGER NOT NULL
@@ -75,7 +85,7 @@ CREATE TABLE IF NOT EXISTS dirty (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY
 # Tables with a block column: what a rollback to a fork block deletes from.
 BLOCK_TABLES = (
     "blocks", "events", "event_accounts", "task_state", "participant_state", "updates", "models",
-    "reports",
+    "reports", "batches",
 )  # fmt: skip
 
 

@@ -11,10 +11,13 @@ from eth_utils.abi import event_abi_to_log_topic
 from scenario import World, create_task, finalized_task
 from web3 import Web3
 
+from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf
 from marketplace.errors import ChainError, ConfigError
 from marketplace.indexer import Indexer, IndexerConfig, IndexReader
 from marketplace.indexer.abi import EventCatalog
 from marketplace.indexer.queries import group_of
+from marketplace.protocol.round_batch import build_batch, leaf_set_json
+from marketplace.storage.cid import raw_cid
 from marketplace.storage.embedded import EmbeddedStore
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
@@ -169,3 +172,64 @@ def test_a_file_that_is_not_an_index_is_a_one_line_error(world: World, tmp_path:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ConfigError, match=r"index .* delete it"):
         Indexer(world.w3, world.deployment, bad)
+
+
+def test_batched_rounds_are_indexed_per_trainer_from_their_verified_leaves(
+    world: World, tmp_path: Path
+) -> None:
+    """Round 1: a batch of 3 (leaf set in the store) and the left-out trainer's direct commit;
+    round 2: a batch of all 4 whose leaf set no provider has. Both rounds count every commit."""
+    mkt, store = world.mkt, world.store
+    assert store is not None
+    trainers = mkt.actors.trainers[:4]
+    task_id = create_task(world, TaskSpec(rounds=2, min_trainers=4, max_trainers=4))
+    mkt.start(task_id, trainers)
+    order = [t.address for t in trainers]
+
+    def signed(who, round_: int, samples: int) -> UpdateLeaf:
+        payload = f"update {task_id} {round_} {who.address}".encode()
+        return sign_update_leaf(
+            who, chain_id=world.w3.eth.chain_id, task_id=task_id, round=round_,
+            cid=raw_cid(payload), digest=bytes(Web3.keccak(payload)), num_samples=samples,
+            market_address=mkt.market.address,
+        )  # fmt: skip
+
+    first = [signed(t, 1, 100 + i) for i, t in enumerate(trainers[:3])]
+    b1 = build_batch(first, join_order=order, market_address=mkt.market.address)
+    cid1 = store.put(leaf_set_json(b1.leaves))
+    mkt.chain.tx(mkt.fn.commitRound(task_id, 1, b1.root, list(b1.included), b1.samples, cid1,
+                                    bytes(32), ""), trainers[0])  # fmt: skip
+    mkt.chain.tx(mkt.fn.commitUpdate(task_id, 1, "bafy-direct", bytes(Web3.keccak(b"d")), 7),
+                 trainers[3])  # fmt: skip
+    mkt.chain.tx(mkt.fn.advance(task_id), trainers[0])  # everyone is in: round 2
+    second = [signed(t, 2, 50) for t in trainers]
+    b2 = build_batch(second, join_order=order, market_address=mkt.market.address)
+    missing = raw_cid(leaf_set_json(b2.leaves))  # never stored
+    model = bytes(Web3.keccak(text="model 2"))
+    mkt.chain.tx(mkt.fn.commitRound(task_id, 2, b2.root, list(b2.included), b2.samples, missing,
+                                    model, "bafy-model-2"), trainers[1])  # fmt: skip
+
+    indexer = Indexer(world.w3, world.deployment, tmp_path / "index.sqlite", store=store)
+    indexer.sync()
+    reader = IndexReader(tmp_path / "index.sqlite")
+    try:
+        one, two = reader.task(task_id)["rounds"]
+    finally:
+        reader.close()
+        indexer.close()
+    assert (one["commits"], one["samples"]) == (4, 100 + 101 + 102 + 7)
+    assert one["batch"]["status"] == "verified" and one["batch"]["direct"] == 1
+    by_trainer = {u["trainer"]: u for u in one["updates"]}
+    for lf in first:
+        assert by_trainer[lf.sender]["cid"] == lf.cid and by_trainer[lf.sender]["via"] == "batch"
+        assert by_trainer[lf.sender]["digest"] == "0x" + lf.digest.hex()
+    assert (
+        by_trainer[trainers[3].address] | {"via": "direct", "cid": "bafy-direct"}
+        == (by_trainer[trainers[3].address])
+    )
+    # The leaf set unreadable: every included trainer still counts, the total comes from chain.
+    assert (two["commits"], two["samples"]) == (4, 200)
+    assert two["batch"]["status"] == "unavailable" and two["batch"]["closer"] == trainers[1].address
+    assert {u["cid"] for u in two["updates"]} == {""}
+    # Round 2's batch also posted the model that starts it (round 1's result).
+    assert two["model_digest"] == one["result_digest"] == "0x" + model.hex()
