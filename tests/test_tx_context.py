@@ -60,20 +60,22 @@ def mint(token: Contract, amount: int = 1) -> Any:
 def test_sends_in_a_context_cost_three_requests_each(token, counted):
     w3, requests_sent = counted
     token = w3.eth.contract(address=token.address, abi=token.abi)
-    context = TxContext(chain_id=w3.eth.chain_id)
+    # Fees are read again after fee_ttl (2 s by default): a loaded machine may take that long.
+    context = TxContext(chain_id=w3.eth.chain_id, fee_ttl=3600.0)
     send(w3, mint(token), OWNER, context=context)  # reads the nonce and the fees once
     requests_sent.clear()
     for _ in range(3):
         assert send(w3, mint(token), OWNER, context=context)["status"] == 1
-    assert requests_sent == {
-        "eth_estimateGas": 3, "eth_sendRawTransaction": 3, "eth_getTransactionReceipt": 3
+    # The receipt may be polled more than once on a loaded machine; nothing else is asked.
+    assert set(requests_sent) == {
+        "eth_estimateGas", "eth_sendRawTransaction", "eth_getTransactionReceipt"
     }  # fmt: skip
+    assert requests_sent["eth_estimateGas"] == requests_sent["eth_sendRawTransaction"] == 3
     # Without a context every send reads the nonce and both fee fields again.
     requests_sent.clear()
     send(w3, mint(token), OWNER)
     assert requests_sent["eth_getTransactionCount"] == 1
-    assert requests_sent["eth_maxPriorityFeePerGas"] == 1
-    assert sum(requests_sent.values()) == 6
+    assert requests_sent["eth_maxPriorityFeePerGas"] == requests_sent["eth_getBlockByNumber"] == 1
 
 
 def test_a_nonce_another_sender_took_is_read_again_and_the_send_goes_through(w3, token):
