@@ -179,13 +179,14 @@ class TxContext:
     _nonces: dict[str, int] = field(default_factory=dict)
     _fees: tuple[float, int, int] | None = None  # (read at, max fee, tip)
     _mined: int = -1  # the newest block a transaction sent in this context was mined in
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Held from reading a nonce until its transaction is sent (and by :meth:`at_head`).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def at_head(self, head: int) -> None:
         """The caller saw ``head``: if the chain is below a block our transactions were mined
         in (a devnet's ``evm_revert``, a reorganization), our nonces and fees are stale — a
         nonce past the account's is queued by the node and never mined — so read them again."""
-        with self._lock:
+        with self.lock:
             if head < self._mined:
                 self._nonces.clear()
                 self._fees = None
@@ -221,10 +222,6 @@ class TxContext:
     def forget(self, address: str) -> None:
         """Read the account's nonce from the node next time (after any failed send)."""
         self._nonces.pop(address, None)
-
-    @property
-    def lock(self) -> threading.Lock:
-        return self._lock
 
 
 def _nonce_taken(exc: Web3RPCError) -> bool:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from marketplace.chain.batch_client import RecordedBatch
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import FedMarketError
+from marketplace.indexer.reports import UNAVAILABLE
 from marketplace.protocol.round_batch import MAX_LEAF_SET_BYTES, check_batch, parse_leaf_set
 from marketplace.storage.base import ContentStore
 
 VERIFIED = "verified"  # the leaf set rebuilds the recorded root; leaves hold the genuine ones
 MISMATCH = "mismatch"  # a leaf set under that CID, but not the one the root commits to
-UNAVAILABLE = "unavailable"  # the store could not give it (not found, too large, no store)
 
 
 @dataclass(frozen=True)

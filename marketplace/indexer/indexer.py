@@ -30,7 +30,6 @@ from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import ChainError, ConfigError
 from marketplace.indexer import schema
 from marketplace.indexer.abi import DecodedEvent, EventCatalog, jsonable
-from marketplace.indexer.batches import UNAVAILABLE as BATCH_UNAVAILABLE
 from marketplace.indexer.batches import read_batch
 from marketplace.indexer.reports import UNAVAILABLE, read_report
 from marketplace.protocol.round_batch import bitmap_members
@@ -291,18 +290,20 @@ class Indexer:
         rows = self.conn.execute(
             "SELECT * FROM batches WHERE status = ? AND attempts < ? AND tried_at < ? "
             "ORDER BY tried_at LIMIT ?",
-            (BATCH_UNAVAILABLE, self.config.report_attempts,
+            (UNAVAILABLE, self.config.report_attempts,
              time.time() - self.config.report_retry_seconds, limit),
         ).fetchall()  # fmt: skip
         found = 0
         for row in rows:
             task_id, round_ = int(row["task_id"]), int(row["round"])
-            args = {k: row[k] for k in ("round", "closer", "root", "count", "samples")}
-            args |= {"leavesCid": row["leaves_cid"], "included": json.loads(row["included"])}
-            recorded = self._as_recorded(task_id, args, int(row["block"]))
+            event = self.conn.execute(
+                "SELECT address, args FROM events WHERE block = ? AND log_index = ?",
+                (row["block"], row["log_index"]),
+            ).fetchone()
+            recorded = self._as_recorded(task_id, json.loads(event["args"]), int(row["block"]))
             read = read_batch(
                 self.store, recorded, join_order=self._join_order(task_id),
-                chain_id=self.deployment.chain_id, market_address=str(row["market"]),
+                chain_id=self.deployment.chain_id, market_address=str(event["address"]),
             )  # fmt: skip
             with self.conn:
                 self.conn.execute(
@@ -311,7 +312,7 @@ class Indexer:
                     (read.status, read.detail, time.time(), task_id, round_),
                 )
                 self._fill_leaves(task_id, round_, read.leaves)
-            found += read.status != BATCH_UNAVAILABLE
+            found += read.status != UNAVAILABLE
         if found:
             self._notify()
         return found
@@ -422,10 +423,10 @@ class Indexer:
                 (task_id, recorded.round, trainer, ev.block),
             )
         self.conn.execute(
-            "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
             (task_id, recorded.round, recorded.closer, "0x" + recorded.root.hex(), recorded.count,
-             recorded.samples, recorded.leaves_cid, json.dumps(list(recorded.included)),
-             read.status, read.detail, ev.block, ev.address, time.time()),
+             recorded.samples, recorded.leaves_cid, read.status, read.detail, ev.block,
+             ev.log_index, time.time()),
         )  # fmt: skip
         self._fill_leaves(task_id, recorded.round, read.leaves)
 

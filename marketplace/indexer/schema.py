@@ -58,12 +58,13 @@ CREATE TABLE IF NOT EXISTS updates (
     digest TEXT NOT NULL, samples INTEGER NOT NULL, block INTEGER NOT NULL, via TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS updates_task ON updates (task_id, round);
--- every round batch (RoundCommitted) and what its leaf set showed
+-- every round batch (its RoundCommitted event at block, log_index) and what its leaf set showed
 CREATE TABLE IF NOT EXISTS batches (
     task_id INTEGER NOT NULL, round INTEGER NOT NULL, closer TEXT NOT NULL, root TEXT NOT NULL,
     count INTEGER NOT NULL, samples INTEGER NOT NULL, leaves_cid TEXT NOT NULL,
-    included TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL, block INTEGER NOT NULL,
-    market TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, tried_at REAL NOT NULL DEFAULT 0,
+    status TEXT NOT NULL, detail TEXT NOT NULL, block INTEGER NOT NULL,
+    log_index INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,
+    tried_at REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (task_id, round)
 );
 CREATE TABLE IF NOT EXISTS models (

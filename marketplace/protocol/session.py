@@ -342,7 +342,6 @@ class TaskSession:
             return []
         # A leaf set no provider serves yet is waited for (retried) up to fetch_patience, as a
         # missing update is; after that the leaves held from gossip are used.
-        first = self._unavailable_since.get(recorded.leaves_cid)
         try:
             leaves = usable_leaves(
                 recorded,
@@ -351,7 +350,7 @@ class TaskSession:
                 chain_id=self.chain_id,
                 market_address=self.market.market.address,
                 known=dict(self.gossiped_leaves.get(round_, {})),  # a copy: gossip adds to it
-                wait_for_set=first is None or time.monotonic() - first < self.fetch_patience,
+                wait_for_set=self._still_waiting(recorded.leaves_cid),
             )
         except ContentUnavailableError:
             self._unavailable_since.setdefault(recorded.leaves_cid, time.monotonic())
@@ -408,8 +407,8 @@ class TaskSession:
             try:
                 return self.fetch_update(c, template)
             except ContentNotFoundError as exc:
-                first = self._unavailable_since.setdefault(c.cid, time.monotonic())
-                if time.monotonic() - first < self.fetch_patience:
+                self._unavailable_since.setdefault(c.cid, time.monotonic())
+                if self._still_waiting(c.cid):
                     raise ContentUnavailableError(
                         f"round {round_}: update of {c.sender} ({c.cid}) not available from any "
                         f"IPFS provider yet ({exc}); retrying before counting it as missing"
@@ -441,6 +440,12 @@ class TaskSession:
         if self._round_closed(round_):
             self._rounds[round_] = result
         return result
+
+    def _still_waiting(self, cid: str) -> bool:
+        """Whether content no provider served yet is still waited for (retried): not seen
+        missing before, or for less than :attr:`fetch_patience`."""
+        first = self._unavailable_since.get(cid)
+        return first is None or time.monotonic() - first < self.fetch_patience
 
     def _round_closed(self, round_: int) -> bool:
         info = self.info()

@@ -233,3 +233,20 @@ def test_batched_rounds_are_indexed_per_trainer_from_their_verified_leaves(
     assert {u["cid"] for u in two["updates"]} == {""}
     # Round 2's batch also posted the model that starts it (round 1's result).
     assert two["model_digest"] == one["result_digest"] == "0x" + model.hex()
+    # Once a provider has it, the follow loop's retry fills the rows in.
+    assert store.put(leaf_set_json(b2.leaves)) == missing
+    again = Indexer(
+        world.w3, world.deployment, tmp_path / "index.sqlite", store=store,
+        config=IndexerConfig(report_retry_seconds=0.0),
+    )  # fmt: skip
+    try:
+        assert again.retry_batches() == 1
+    finally:
+        again.close()
+    reader = IndexReader(tmp_path / "index.sqlite")
+    try:
+        two = reader.task(task_id)["rounds"][1]
+    finally:
+        reader.close()
+    assert two["batch"]["status"] == "verified"
+    assert {u["trainer"]: u["cid"] for u in two["updates"]} == {lf.sender: lf.cid for lf in second}
