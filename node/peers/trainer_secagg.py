@@ -179,11 +179,13 @@ class SecAggDuty:
     # --- 2. this round's input ------------------------------------------------------------
     def _contribute(self, r: int, info: TaskView) -> Step | None:
         node, s = self.node, self.node.session
+        if r > 1 and (posted := node._check_or_post_model(r)):
+            # Every step, not only the first: the trainer in the post seat may be stalled, and
+            # the others take over after the grace while they still wait for its shares.
+            return Step.acted(posted)
         committed = s.market.update_of(s.task_id, r, node.me)[0] != bytes(32)
         peer = self.peers.get(r)
         if peer is None:
-            if r > 1:
-                node._check_or_post_model(r)  # post or check round r's model, as in plain mode
             refused = node.privacy is not None and node.privacy.refused(r)
             said = "input ready for secure aggregation"
             if node.journal.get(s.task_id, r, PUBLISHED) is None and not refused:
@@ -229,9 +231,13 @@ class SecAggDuty:
 
     def _retire(self) -> None:
         """Stop the peers of rounds whose next model is on-chain: a slower peer that still lacks
-        our messages follows that model, so nothing more is owed to it."""
+        our messages follows that model, so nothing more is owed to it. Until then a summed
+        round's peer keeps re-publishing its unmasking (pubsub is best-effort: a peer that missed
+        it may hold the seat that posts the next model, and would wait for it forever)."""
         s = self.node.session
         for q in [q for q, p in self.peers.items() if p.stage is Stage.DONE]:
             if s.market.model_digest(s.task_id, q + 1) != bytes(32):
                 self.peers.pop(q).stop()
                 self._settled.add(q)
+            else:
+                self.peers[q].step()  # at DONE, a step only re-publishes

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,14 @@ def _one_torch_thread() -> None:
 class Nodes:
     """A 2-round secure-aggregation task, four trainer nodes and a one-oracle committee."""
 
-    def __init__(self, w3: Web3, daemons: tuple[KuboDaemon, KuboDaemon], tmp: Path) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        daemons: tuple[KuboDaemon, KuboDaemon],
+        tmp: Path,
+        *,
+        post_grace: float = 2.0,
+    ) -> None:
         deployer, requester = Identity.dev(0), Identity.dev(11)
         self.trainers = [Identity.dev(i) for i in (12, 13, 14, 15)]
         self.oracle = Identity.dev(16)
@@ -72,7 +79,7 @@ class Nodes:
               for t in self.trainers),
             Member.of(self.oracle, Role.ORACLE, stake=10 * TOKEN, tokens=100 * TOKEN),
         ])  # fmt: skip
-        self.daemons, self.tmp = daemons, tmp
+        self.daemons, self.tmp, self.post_grace = daemons, tmp, post_grace
         self.clients: list[KuboStore | PubsubClient] = []
         digits = split_dataset(
             load_dataset("digits"), val_fraction=0.15, test_fraction=0.15, seed=0
@@ -107,8 +114,38 @@ class Nodes:
         session = TaskSession.open(self.market, self._store(k), self.task_id, self.trainers[k])
         return TrainerNode(
             session, self.data[k], Journal(self.tmp / f"trainer{k}.sqlite"), pubsub=pubsub,
-            post_grace=2.0,
+            post_grace=self.post_grace,
         )  # fmt: skip
+
+    def seat(self, round_: int) -> int:
+        """The index of the trainer in the seat that posts round ``round_``'s model (all four
+        join; seats go by address, as in ``TrainerNode._my_turn``)."""
+        by_address = sorted(
+            range(4), key=lambda k: Web3.to_checksum_address(self.trainers[k].address)
+        )
+        return by_address[(round_ - 2) % 4]
+
+    def step_until(self, done: Callable[[], bool], *, skip: Collection[int] = ()) -> None:
+        """Step every live node not in ``skip`` in turn until ``done()`` (or fail at ``WAIT``)."""
+        deadline = time.monotonic() + WAIT
+        while not done():
+            assert time.monotonic() < deadline, f"stuck in {self.market.task(self.task_id)}"
+            for k, node in enumerate(self.nodes):
+                if node is None or k in skip:
+                    continue
+                try:
+                    node.step()
+                except FedMarketError as exc:
+                    if not is_transient(exc):
+                        raise
+            time.sleep(0.05)
+
+    def posted(self, round_: int) -> list[str]:
+        """Who posted round ``round_``'s model (the first post counts)."""
+        events = self.market.events(
+            self.market.market, "ModelPosted", filters={"taskId": self.task_id}
+        )
+        return [e["args"]["poster"] for e in events if int(e["args"]["round"]) == round_]
 
     def crash(self, k: int) -> None:
         node = self.nodes[k]
@@ -198,3 +235,61 @@ def test_trainer_nodes_run_secure_aggregation_through_a_crash_and_the_task_pays(
     for node in nodes.nodes[:4]:
         assert isinstance(node, TrainerNode) and node.claimed is not None
         assert node.claimed["flags"] == 0
+
+
+def test_the_others_post_the_next_model_while_the_seated_poster_stalls_before_sharing(
+    w3: Web3, chain_snapshot: None, kubo_pair: tuple[KuboDaemon, KuboDaemon], tmp_path: Path
+) -> None:
+    # Set up: the trainer whose seat posts round 2's model stalls after its round-1 commit
+    nodes = Nodes(w3, kubo_pair, tmp_path, post_grace=2.0)
+    try:
+        market, tid = nodes.market, nodes.task_id
+        seat = nodes.seat(2)
+        stalled = nodes.trainers[seat].address
+        nodes.step_until(lambda: market.update_of(tid, 1, stalled)[0] != bytes(32))
+
+        # Execute: the three others unmask round 1 and wait in round 2 for the stalled one's shares
+        nodes.step_until(lambda: market.model_digest(tid, 2) != bytes(32), skip={seat})
+
+        # Assert: one of them posted round 2's model after the grace (not the seat holder)
+        posters = nodes.posted(2)
+        assert posters and posters[0] != stalled, posters
+
+        # Execute: the stalled trainer wakes up and the task finishes round 2
+        nodes.step_until(lambda: market.model_digest(tid, ROUNDS + 1) != bytes(32))
+
+        # Assert: the woken trainer's own sum gives the posted model; nobody reported a mismatch
+        assert market.events(market.market, "ModelMismatchReported", filters={"taskId": tid}) == []
+    finally:
+        nodes.close()
+
+
+def test_a_restarted_seated_poster_that_missed_every_unmasking_still_sums_and_posts(
+    w3: Web3, chain_snapshot: None, kubo_pair: tuple[KuboDaemon, KuboDaemon], tmp_path: Path
+) -> None:
+    # Set up: only the seat holder posts (an endless grace); it crashes after its round-1 commit
+    nodes = Nodes(w3, kubo_pair, tmp_path, post_grace=1e9)
+    try:
+        market, tid = nodes.market, nodes.task_id
+        seat = nodes.seat(2)
+        seated = nodes.trainers[seat].address
+        nodes.step_until(lambda: market.update_of(tid, 1, seated)[0] != bytes(32))
+        nodes.crash(seat)
+
+        # Execute: the three others unmask and sum round 1 while it is down (it hears nothing)...
+        others = [n for k, n in enumerate(nodes.nodes[:4]) if k != seat]
+        nodes.step_until(
+            lambda: all(isinstance(n, TrainerNode) and n.session.has_round_mean(1) for n in others)
+        )
+        # ...then it restarts on its journal with a fresh subscription
+        nodes.nodes[seat] = nodes.trainer(seat)
+        nodes.step_until(lambda: market.model_digest(tid, 2) != bytes(32))
+
+        # Assert: it summed from the unmaskings the others kept re-publishing, and posted round 2's
+        # model; every other trainer's own sum gives the same digest
+        assert nodes.posted(2) == [seated]
+        for n in others:
+            assert isinstance(n, TrainerNode)
+            assert n.session.model_digest(2) == market.model_digest(tid, 2)
+    finally:
+        nodes.close()
