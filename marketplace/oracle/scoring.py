@@ -264,7 +264,7 @@ def score_task(
     previous_round: int | None = None
     active: set[str] = set()
     flag_config = flag_config or FlagConfig()
-    detector = UpdateDetector(config=flag_config)
+    detector = UpdateDetector(config=flag_config, x_val=x_val)
     triggers = TriggerDetector(model_spec, x_val, config=flag_config)
     layer = input_layer(model_spec)
     for ri in ordered:

@@ -69,6 +69,15 @@ class FlagConfig:
         bond and stake: 0.19, chosen on the benchmark's own runs, catches the pixel backdoor
         there but false-flagged up to 2 of 7 honest non-IID trainers on other seeds
         (docs/benchmarks.md); ``BACKDOOR_RULE`` turns it on for experiments.
+    subspace_share, subspace_window, subspace_threshold
+        The input-subspace rule (pixel-pattern backdoor, :mod:`marketplace.valuation.
+        update_flags`): the validation inputs' least-varying directions that together carry at
+        most ``subspace_share`` of their variance; a trainer whose first-layer change, pooled over
+        ``subspace_window`` consecutive rounds, puts a share of its energy in those directions
+        whose log exceeds the other trainers' median by at least ``subspace_threshold`` is
+        flagged. 0.85 lies between the honest maximum (0.72) and the attackers' minimum (0.97)
+        over 72 runs of the attack table's set-up on 12 seeds (docs/benchmarks.md); None disables
+        the rule.
     trigger_threshold, trigger_min_rounds, trigger_every, trigger_rows, trigger_steps, \
 trigger_penalty
         Trigger reverse-engineering (:mod:`marketplace.valuation.trigger_flags`): every
@@ -90,6 +99,9 @@ trigger_penalty
     concentration_k: int = 4
     concentration_threshold: float | None = None
     concentration_min_rounds: int = 5
+    subspace_share: float = 0.02
+    subspace_window: int = 3
+    subspace_threshold: float | None = 0.85
     trigger_threshold: float | None = None
     trigger_min_rounds: int = 3
     trigger_every: int = 4

@@ -23,6 +23,23 @@ tests on the updates catch them:
   benchmark's seed, but on other seeds non-IID honest trainers reach it and some backdoor
   attackers do not (docs/benchmarks.md, "Attacks and defenses"); ``None`` disables it.
 
+* **Input subspace** (pixel-pattern backdoor, on by default). The same first-layer change has
+  its rows in the span of the inputs the trainer trained on, weighted by the signal they carried.
+  The requester's validation inputs say which directions of the input space its population varies
+  in: the least-varying ones, together at most ``subspace_share`` (2%) of the validation variance,
+  are where an honest trainer's data, from the same population, puts little energy, whatever
+  classes it holds. A trigger stamped on inputs (a bright patch where digits are dark) moves them
+  off that manifold, and the attacker's change carries energy there. Per trainer, over each window
+  of ``subspace_window`` consecutive observed rounds, the share of the pooled change's energy in
+  those directions is compared, as a log, with the other trainers' median for the window; the
+  largest excess over the windows is the trainer's score, flagged at ``subspace_threshold``.
+  Measured on digits (10 trainers, 20 rounds, IID and Dirichlet(0.5), 0/20/30% backdoor, 12 seeds):
+  honest scores up to 0.72, attackers' from 0.97 (docs/benchmarks.md). Limits: directions with no
+  validation variance at all are left out (a pixel constant in the validation sample may vary in
+  an honest trainer's rows), so a trigger on such pixels is not seen; a trigger made of in-manifold
+  features (a natural-looking stroke) is not either; the median needs a majority of honest
+  trainers in the window.
+
 Updates already flagged as free riders or copiers in a round are left out of that round's tests (a
 copy is the copier rule's business; the original must not be called a twin). A round needs at least
 :data:`MIN_UPDATES` updates for a median to mean anything.
@@ -97,6 +114,36 @@ def input_shares(weight: np.ndarray) -> list[float] | None:
     return [e / total for e in energy]
 
 
+NULL_VARIANCE = 1e-6
+"""A validation direction whose variance is below this fraction of the largest carries none."""
+
+RATIO_FLOOR = 1e-12
+"""Energy shares are floored here before the log (a change with none there is not -inf)."""
+
+
+def minor_subspace(x_val: np.ndarray, share: float) -> np.ndarray | None:
+    """An orthonormal basis ``(inputs, k)`` of the directions in which the validation inputs vary
+    least, together carrying at most ``share`` of their variance (directions with no variance at
+    all left out); None if there is none (too few rows, or ``share`` below the smallest)."""
+    x = np.asarray(x_val, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        return None
+    variance, vectors = np.linalg.eigh(np.cov(x, rowvar=False))  # ascending
+    if variance[-1] <= 0.0:
+        return None
+    varying = np.flatnonzero(variance > NULL_VARIANCE * variance[-1])
+    carried = np.cumsum(variance[varying]) / math.fsum(variance[varying].tolist())
+    k = int(np.searchsorted(carried, share, side="right"))
+    return vectors[:, varying[:k]] if k else None
+
+
+def subspace_energy(weight: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
+    """A first-layer change's energy in the span of ``basis``, and its total energy."""
+    w = np.asarray(weight, dtype=np.float64)
+    projected = w @ basis
+    return math.fsum((projected * projected).ravel().tolist()), math.fsum((w * w).ravel().tolist())
+
+
 @dataclass
 class _Trainer:
     rounds: int = 0
@@ -105,6 +152,7 @@ class _Trainer:
     worst_ratio: float = math.inf
     share_rounds: int = 0
     excess: list[list[float]] = field(default_factory=list)  # per feature, per round
+    subspace: dict[int, tuple[float, float]] = field(default_factory=dict)  # round -> energies
 
 
 class UpdateDetector:
@@ -112,12 +160,21 @@ class UpdateDetector:
 
     Call :meth:`observe` once per round, in increasing round order, with that round's checked
     updates (and their first-layer weight changes, if the model has one); then :meth:`findings`.
+    ``x_val`` (the requester's validation inputs) enables the input-subspace rule.
     """
 
-    def __init__(self, *, config: FlagConfig | None = None) -> None:
+    def __init__(
+        self, *, config: FlagConfig | None = None, x_val: np.ndarray | None = None
+    ) -> None:
         self.config = config or FlagConfig()
         self._trainers: dict[str, _Trainer] = {}
         self._last_round: float = -math.inf
+        self._basis = (
+            minor_subspace(x_val, self.config.subspace_share)
+            if x_val is not None and self.config.subspace_threshold is not None
+            else None
+        )
+        self._subspace_rounds: list[int] = []
 
     def observe(
         self,
@@ -145,6 +202,49 @@ class UpdateDetector:
                 t.twin_with.add(nearest)
         if input_weights is not None:
             self._observe_shares(updates, input_weights)
+            self._observe_subspace(round, updates, input_weights)
+
+    def _observe_subspace(
+        self, round: int, updates: Sequence[UpdateView], input_weights: Mapping[str, np.ndarray]
+    ) -> None:
+        basis = self._basis
+        if basis is None:
+            return
+        energies = {}
+        for u in updates:
+            w = input_weights[u.account]
+            if w.ndim != 2 or w.shape[1] != basis.shape[0]:
+                return  # not a dense layer on these inputs: the rule does not apply
+            energies[u.account] = subspace_energy(w, basis)
+        for account, e in energies.items():
+            self._trainers[account].subspace[round] = e
+        self._subspace_rounds.append(round)
+
+    def subspace_scores(self) -> dict[str, tuple[float, int]]:
+        """Per trainer: its largest log energy-share excess over the window's median, and the
+        window's first round (see the module docstring). Windows with fewer than
+        :data:`MIN_UPDATES` trainers present in all their rounds are skipped."""
+        width = max(1, self.config.subspace_window)
+        best: dict[str, tuple[float, int]] = {}
+        rounds = self._subspace_rounds
+        for i in range(len(rounds) - width + 1):
+            window = rounds[i : i + width]
+            logs = {}
+            for account in sorted(self._trainers, key=str.lower):
+                seen = self._trainers[account].subspace
+                if all(r in seen for r in window):
+                    minor = math.fsum(seen[r][0] for r in window)
+                    total = math.fsum(seen[r][1] for r in window)
+                    if total > 0.0:
+                        logs[account] = math.log(max(minor / total, RATIO_FLOOR))
+            if len(logs) < MIN_UPDATES:
+                continue
+            middle = median(logs.values())
+            for account, value in logs.items():
+                excess = value - middle
+                if account not in best or excess > best[account][0]:
+                    best[account] = (excess, window[0])
+        return best
 
     def _observe_shares(
         self, updates: Sequence[UpdateView], input_weights: Mapping[str, np.ndarray]
@@ -170,6 +270,7 @@ class UpdateDetector:
         """POISONER findings, one per rule a trainer broke, sorted by account."""
         cfg = self.config
         out = []
+        subspace = self.subspace_scores() if cfg.subspace_threshold is not None else {}
         for account in sorted(self._trainers, key=str.lower):
             t = self._trainers[account]
             if t.twin_rounds and len(t.twin_rounds) >= cfg.twin_share * t.rounds:
@@ -207,6 +308,29 @@ class UpdateDetector:
                                 "threshold": _num(threshold),
                                 "features": sorted(top),
                                 "rounds": t.share_rounds,
+                            },
+                        )
+                    )
+            if account in subspace and cfg.subspace_threshold is not None:
+                # Compared at 9 significant digits, as written: oracles whose last bits differ
+                # (another BLAS) agree unless a score sits on the threshold itself.
+                score, first = subspace[account]
+                if float(_num(score)) >= cfg.subspace_threshold:
+                    width = max(1, cfg.subspace_window)
+                    out.append(
+                        Finding(
+                            account,
+                            Flag.POISONER,
+                            {
+                                "flag": "poisoner",
+                                "rule": "input_subspace",
+                                "score": _num(score),
+                                "threshold": _num(cfg.subspace_threshold),
+                                "first_round": first,
+                                "window": width,
+                                "directions": int(self._basis.shape[1])
+                                if self._basis is not None
+                                else 0,
                             },
                         )
                     )

@@ -18,7 +18,9 @@ the digest on-chain, bit for bit, and no trainer may have reported a different m
 from __future__ import annotations
 
 import hashlib
+import signal
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ import pytest
 
 from marketplace.chain.clients import Phase
 from marketplace.chain.devnet import advance_chain_time
+from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
+from marketplace.chain.task_logs import TaskLogs
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope
 from marketplace.crypto.secagg import committee_check
 from marketplace.fl.serialization import dump_weights
@@ -103,14 +107,36 @@ def secagg_run(cluster: Cluster) -> SecAggRun:
     for o in cluster.oracles:
         procs[o.name] = cli.spawn(o, *oracle_args(task_id), label=f"s{task_id}-{o.name}")
     victim = cluster.trainers[VICTIM]
+    # The kill lands right after the victim's round-1 commit: the websocket thread freezes it
+    # (SIGSTOP) the moment the chain pushes its UpdateCommitted log, before it can see the round
+    # close and unmask, and the next tick SIGKILLs it. (A tick's chain poll came too late: the
+    # last commit closes the round at once, and the run went on without a kill.)
+    committed = threading.Event()
+    logs = TaskLogs(market, task_id)
+
+    def on_log(raw: Any) -> bool:
+        event = logs.decode(raw)
+        if (
+            event is not None
+            and event["event"] == "UpdateCommitted"
+            and int(event["args"]["round"]) == 1
+            and str(event["args"]["trainer"]).lower() == victim.address.lower()
+            and not committed.is_set()
+        ):
+            procs[victim.name].popen.send_signal(signal.SIGSTOP)  # its exit code stays unset
+            committed.set()
+        return False
+
+    ws = ws_endpoint(cli.rpc_url)
+    assert ws is not None, "Anvil serves websockets on its RPC port"
+    subscription = ChainSubscription(ws, wakeup=Wakeup(), logs=logs.filter, on_log=on_log)
+    assert subscription.start().connected.wait(10), f"no websocket subscription to {ws}"
 
     def watch() -> None:
         info = market.task(task_id)
-        in_round_1 = info.phase_enum == Phase.TRAINING and info.current_round == 1
-        committed = in_round_1 and market.update_of(task_id, 1, victim.address)[0] != bytes(32)
-        if not run.killed and committed:
+        if not run.killed and committed.is_set():
             killed = procs.pop(victim.name)  # out of the watched set until it is restarted
-            killed.kill()
+            killed.kill()  # SIGKILL ends a stopped process too
             run.killed = {"round": 1, "commits": info.round_commits,
                           "returncode": killed.returncode,
                           "steps": journal_steps(victim.home, 1)}  # fmt: skip
@@ -124,7 +150,10 @@ def secagg_run(cluster: Cluster) -> SecAggRun:
             if now < info.claims_open_at:
                 advance_chain_time(market.w3, info.claims_open_at - now + 1)
 
-    wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
+    try:
+        wait_all(lambda: list(procs.values()), timeout=RUN_TIMEOUT, on_tick=watch)
+    finally:
+        subscription.stop()
     run.outputs = {name: p.output_json() for name, p in procs.items()}
     return run
 

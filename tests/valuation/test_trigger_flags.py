@@ -99,9 +99,15 @@ def test_the_rule_is_off_by_default_and_reaches_the_scoring_when_on() -> None:
         behaviours={"t01": "backdoor"},
         seed=3,
     )
-    shipped = evaluate_flags(result, data.validation.x, data.validation.y)
+    # The input-subspace rule (on by default) is set aside: this test is about the trigger rule.
+    shipped = evaluate_flags(
+        result, data.validation.x, data.validation.y,
+        flag_config=FlagConfig(subspace_threshold=None),
+    )  # fmt: skip
     # Every other round observed; a trainer is flagged when its median score is <= -0.3.
-    on = FlagConfig(trigger_threshold=0.3, trigger_every=2, trigger_min_rounds=2)
+    on = FlagConfig(
+        trigger_threshold=0.3, trigger_every=2, trigger_min_rounds=2, subspace_threshold=None
+    )
     trial = evaluate_flags(result, data.validation.x, data.validation.y, flag_config=on)
 
     assert "t01" not in shipped.flagged and shipped.false_flag_rate == 0.0

@@ -1,4 +1,5 @@
-"""The update-based poisoner tests (twins, input concentration) on small synthetic rounds.
+"""The update-based poisoner tests (twins, input concentration, input subspace) on small synthetic
+rounds, and the input-subspace rule on real federated runs (MLP, PyTorch).
 
 Honest updates are real: a few softmax-regression gradient steps on each trainer's part of the
 digits data (IID or Dirichlet(0.5)), from a shared model that moves with their mean. Attackers use
@@ -23,6 +24,8 @@ from marketplace.valuation.update_flags import (
     UpdateDetector,
     input_layer,
     input_shares,
+    minor_subspace,
+    subspace_energy,
     twin_ratios,
 )
 
@@ -42,6 +45,12 @@ def _step(
         p[np.arange(len(y)), y] -= 1.0
         w = w - lr * p.T @ x / len(y)
     return w - start
+
+
+@functools.cache
+def _validation_x() -> np.ndarray:
+    data = split_dataset(load_dataset("digits"), val_fraction=0.15, test_fraction=0.15, seed=0)
+    return data.validation.x.astype(np.float64)
 
 
 @functools.cache
@@ -98,9 +107,11 @@ def _rounds(
 
 
 def _detect(
-    rounds: Sequence[Sequence[UpdateView]], config: FlagConfig = BACKDOOR_RULE
+    rounds: Sequence[Sequence[UpdateView]],
+    config: FlagConfig = BACKDOOR_RULE,
+    x_val: np.ndarray | None = None,
 ) -> list[Finding]:
-    detector = UpdateDetector(config=config)
+    detector = UpdateDetector(config=config, x_val=x_val)
     for r, views in enumerate(rounds, start=1):
         detector.observe(r, views, {v.account: v.delta.reshape(CLASSES, FEATURES) for v in views})
     return detector.findings()
@@ -211,3 +222,114 @@ def test_rounds_must_come_in_order_and_layers_are_known() -> None:
         "net.0.weight"
     )
     assert input_layer(ModelSpec(arch="cnn", input_dim=64, num_classes=10)) is None
+
+
+# --- the input-subspace rule --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet"])
+def test_a_pixel_backdoor_is_flagged_by_the_input_subspace_rule_by_default(kind: str) -> None:
+    rounds = _rounds(kind, "backdoor", attackers=(2, 6))
+
+    findings = _detect(rounds, FlagConfig(), x_val=_validation_x())
+
+    assert _flagged(findings) == {"t2": {"input_subspace"}, "t6": {"input_subspace"}}
+    assert float(findings[0].evidence["score"]) >= 0.85
+    assert findings[0].evidence["window"] == 3 and int(findings[0].evidence["directions"]) > 0
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet"])
+@pytest.mark.parametrize("attack", [None, "label_flip"])
+def test_the_input_subspace_rule_leaves_trainers_of_the_population_alone(
+    kind: str, attack: str | None
+) -> None:
+    # Honest trainers (and label flippers: their inputs are the population's) stay under it
+    rounds = _rounds(kind, attack, attackers=(3,) if attack else ())
+
+    assert _detect(rounds, FlagConfig(), x_val=_validation_x()) == []
+
+
+def test_the_input_subspace_rule_needs_the_validation_inputs_and_can_be_turned_off() -> None:
+    rounds = _rounds("iid", "backdoor", attackers=(2,))
+
+    assert _detect(rounds, FlagConfig()) == []  # no validation inputs given
+    off = FlagConfig(subspace_threshold=None)
+    assert _detect(rounds, off, x_val=_validation_x()) == []
+
+
+def test_the_input_subspace_score_needs_a_whole_window_and_a_median() -> None:
+    rounds = _rounds("dirichlet", "backdoor", attackers=(2,))
+    detector = UpdateDetector(x_val=_validation_x())
+    for r, views in enumerate(rounds[:2], start=1):  # two rounds: no 3-round window yet
+        detector.observe(r, views, {v.account: v.delta.reshape(CLASSES, FEATURES) for v in views})
+    assert detector.subspace_scores() == {}
+    detector.observe(3, rounds[2][:2], {})  # too few updates: not an observed round
+    assert detector.subspace_scores() == {}
+    views = rounds[3]
+    detector.observe(4, views, {v.account: v.delta.reshape(CLASSES, FEATURES) for v in views})
+    scores = detector.subspace_scores()
+    assert set(scores) == {f"t{i}" for i in range(TRAINERS)}
+    assert all(first == 1 for _, first in scores.values())  # the window of rounds 1, 2 and 4
+
+
+def test_minor_subspace_spans_the_least_varying_directions_with_variance() -> None:
+    rng = np.random.default_rng(0)
+    # Four independent directions with variances 100, 10, 1 and 0.01, and one constant feature
+    x = rng.normal(size=(5000, 4)) * np.sqrt([100.0, 10.0, 1.0, 0.01])
+    x = np.hstack([x, np.full((5000, 1), 3.0)])
+
+    smallest = minor_subspace(x, 0.001)  # 0.01 of ~111: the last varying direction alone
+    two = minor_subspace(x, 0.02)  # 1.01 of ~111
+
+    assert smallest is not None and smallest.shape == (5, 1)
+    assert abs(abs(smallest[3, 0]) - 1.0) < 1e-2  # feature 3; the constant one left out
+    assert two is not None and two.shape == (5, 2)
+    assert minor_subspace(x, 1e-6) is None and minor_subspace(x[:1], 0.5) is None
+    inside, total = subspace_energy(np.array([[0.0, 0.0, 0.0, 2.0, 0.0]]), smallest)
+    assert total == 4.0 and abs(inside - 4.0) < 1e-3
+
+
+def test_the_input_subspace_findings_do_not_depend_on_input_order() -> None:
+    rounds = _rounds("dirichlet", "backdoor", attackers=(1, 6))
+    shuffled = [list(reversed(views)) for views in rounds]
+
+    first = _detect(rounds, FlagConfig(), x_val=_validation_x())
+    again = _detect(shuffled, FlagConfig(), x_val=_validation_x())
+
+    assert first and [(f.account, dict(f.evidence)) for f in first] == [
+        (f.account, dict(f.evidence)) for f in again
+    ]
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet"])
+def test_real_federated_backdoor_runs_flag_exactly_the_attackers(kind: str) -> None:
+    """The attack table's set-up (MLP, 10 trainers, 2 local epochs), 12 rounds of real training:
+    the 2 backdoor attackers, and no honest trainer, are flagged by the default rules."""
+    from marketplace.fl import ModelSpec, TrainConfig, simulate
+
+    torch.set_num_threads(1)
+    data = split_dataset(load_dataset("digits"), val_fraction=0.15, test_fraction=0.15, seed=0)
+    extra = {"alpha": 0.5} if kind == "dirichlet" else {}
+    parts = partition(kind, data.train.y, num_clients=10, seed=1, **extra)
+    spec = ModelSpec(arch="mlp", input_dim=64, hidden=(64,), num_classes=10, seed=1)
+    attackers = {"t00", "t09"}
+    result = simulate(
+        model_spec=spec, splits=data, partition=parts, rounds=12,
+        train_config=TrainConfig(epochs=2, lr=0.1, batch_size=16),
+        behaviours=dict.fromkeys(attackers, "backdoor"), seed=1,
+    )  # fmt: skip
+    layer = input_layer(spec)
+    assert layer is not None
+    detector = UpdateDetector(x_val=data.validation.x)
+    for rec in result.rounds:
+        views = [
+            UpdateView(u.sender, np.concatenate([t.numpy().ravel() for t in u.delta.values()]), i)
+            for i, u in enumerate(rec.updates)
+        ]
+        weights = {u.sender: u.delta[layer].double().numpy() for u in rec.updates}
+        detector.observe(rec.server_round, views, weights)
+
+    flagged = _flagged(detector.findings())
+
+    assert set(flagged) == attackers, flagged
+    assert all("input_subspace" in rules for rules in flagged.values())
