@@ -72,12 +72,11 @@ class FlagConfig:
     subspace_share, subspace_window, subspace_threshold
         The input-subspace rule (pixel-pattern backdoor, :mod:`marketplace.valuation.
         update_flags`): the validation inputs' least-varying directions that together carry at
-        most ``subspace_share`` of their variance; a trainer whose first-layer change, pooled over
-        ``subspace_window`` consecutive rounds, puts a share of its energy in those directions
-        whose log exceeds the other trainers' median by at least ``subspace_threshold`` is
-        flagged. 0.85 lies between the honest maximum (0.72) and the attackers' minimum (0.97)
-        over 72 runs of the attack table's set-up on 12 seeds (docs/benchmarks.md); None disables
-        the rule.
+        most ``subspace_share`` of their variance; a trainer whose first-layer change puts a
+        share of its energy in those directions whose log exceeds the round's median over
+        trainers by at least ``subspace_threshold``, in each of ``subspace_window`` consecutive
+        rounds, is flagged. 0.7 lies between the honest maximum (0.61) and the attackers'
+        minimum (0.81) measured on digits (docs/benchmarks.md); None disables the rule.
     trigger_threshold, trigger_min_rounds, trigger_every, trigger_rows, trigger_steps, \
 trigger_penalty
         Trigger reverse-engineering (:mod:`marketplace.valuation.trigger_flags`): every
@@ -101,7 +100,7 @@ trigger_penalty
     concentration_min_rounds: int = 5
     subspace_share: float = 0.02
     subspace_window: int = 3
-    subspace_threshold: float | None = 0.85
+    subspace_threshold: float | None = 0.7
     trigger_threshold: float | None = None
     trigger_min_rounds: int = 3
     trigger_every: int = 4

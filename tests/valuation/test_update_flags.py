@@ -234,7 +234,7 @@ def test_a_pixel_backdoor_is_flagged_by_the_input_subspace_rule_by_default(kind:
     findings = _detect(rounds, FlagConfig(), x_val=_validation_x())
 
     assert _flagged(findings) == {"t2": {"input_subspace"}, "t6": {"input_subspace"}}
-    assert float(findings[0].evidence["score"]) >= 0.85
+    assert float(findings[0].evidence["score"]) >= 0.7
     assert findings[0].evidence["window"] == 3 and int(findings[0].evidence["directions"]) > 0
 
 
