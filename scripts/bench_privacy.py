@@ -22,8 +22,9 @@ Prints ONE JSON object on stdout (logs go to stderr). Headline keys:
 - ``attack_worst_gap_20pct``: max over attacks and partitions of clean accuracy minus the best
   defense's, 20% attackers (FedAvg, the undefended baseline, is not a defense);
 - ``flag_recall_min`` / ``false_flag_max``: the oracle's flags (its scoring on the FedAvg run of
-  each attack: the value rules and the update rules of ``marketplace.valuation.update_flags``)
-  over every attack, fraction and partition, with the shipped flag rules;
+  each attack: the value rules and the update rules of ``marketplace.valuation.update_flags``,
+  the input-subspace rule among them) over every attack, fraction and partition, with the shipped
+  flag rules;
   ``flag_recall_min_backdoor_rule`` / ``false_flag_max_backdoor_rule``: the same with the
   experimental pixel-backdoor rule (``BACKDOOR_RULE``) on;
 - ``attack_table``: accuracy per partition, fraction, attack and strategy, with the backdoor's
@@ -405,9 +406,11 @@ def bench_attacks(
                 "method": scoring.method,
                 "budget": scoring.gtg_budget_fraction,
                 "update_rules": "twin updates (nearest/median distance < 0.25 in >= half the "
-                "rounds), marketplace/valuation/update_flags.py; *_backdoor_rule adds the "
-                "experimental first-layer input concentration (top-4 mean excess share >= 0.19 "
-                "over >= 5 rounds), off by default",
+                "rounds) and input subspace (first-layer energy share in the validation's "
+                "least-varying directions, 2% of its variance, log excess over the round's "
+                "median >= 0.7 in 3 consecutive rounds), marketplace/valuation/update_flags.py; "
+                "*_backdoor_rule adds the experimental first-layer input concentration (top-4 "
+                "mean excess share >= 0.19 over >= 5 rounds), off by default",
             },
         },
     }
