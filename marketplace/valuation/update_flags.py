@@ -2,8 +2,8 @@
 
 The valuation's POISONER rule sees only value (a clearly negative Shapley total). Attacks built to
 stay inside the honest spread (ALIE, min-max, min-sum) have totals near zero, and a backdoor that
-leaves clean accuracy alone has a positive one. The committee sees every plaintext update, so two
-tests on the updates catch them:
+leaves clean accuracy alone has a positive one. The committee sees every plaintext update, so
+tests on the updates catch them (twins and input subspace on by default, input concentration off):
 
 * **Twin updates** (colluders). Per round, each update's distance to its nearest other update is
   divided by the median distance between two updates of the round. Honest trainers train on
