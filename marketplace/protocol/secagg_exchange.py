@@ -36,6 +36,9 @@ the sender has moved on to masking). Until the round closes a peer also relays t
 messages it holds from the others (their signed messages, re-published unchanged in meaning): a
 sender that crashed right after sharing — its input committed before a slower peer had even
 subscribed — would otherwise leave that peer without its shares until the round's deadline.
+And since a sender's manifest carries its signed share message, a peer still missing the shares
+of a trainer that has committed reads them from that commit (the chain names the manifest): a
+sender that committed and crashed before anyone heard its shares does not stall the round either.
 Receivers keep the first valid message per sender and kind, and count anything else as dropped,
 under its reason.
 
@@ -218,6 +221,9 @@ class Manifest:
     sealed_sha256: str  # hex
     commitments: Mapping[str, str]
     dim: int
+    # The sender's signed ``shares`` message (JSON text): a trainer that committed and then
+    # vanished before anyone heard its shares on pubsub still gives them through the chain.
+    shares: str = ""
 
     def to_json(self) -> bytes:
         return _canonical({"format": MANIFEST_FORMAT, **self.__dict__})
@@ -341,6 +347,8 @@ class SecAggPeer:
         self._inbox: dict[tuple[int, str], SecAggMessage] = {}
         self._outbox: list[bytes] = []  # every message sent this round, re-published in turn
         self._published_at = -float("inf")
+        self._commits_read_at = -float("inf")
+        self._manifests_read: set[str] = set()
         self._opened: set[str] = set()
         self._inputs: dict[str, PublicInput] = {}
         self._responses: dict[str, bytes] = {}
@@ -375,23 +383,54 @@ class SecAggPeer:
 
     # --- receiving ------------------------------------------------------------------------
     def _on_message(self, message: PubsubMessage) -> None:
+        refused = self._accept(message.data)
+        if refused is not None:
+            self._receiver.drop(*refused)
+
+    def _accept(self, data: bytes) -> tuple[str, object] | None:
+        """Check a signed message (binding, signature, membership) and keep the first per sender
+        and kind; the drop reason and its detail if refused."""
         try:
-            msg = SecAggMessage.from_json(message.data)
+            msg = SecAggMessage.from_json(data)
             SECAGG_MESSAGE_TYPE.check_binding(
                 msg,
                 {"chain_id": self.ctx.chain_id, "task_id": self.ctx.task_id, "round": self.round},
             )
             sender = SECAGG_MESSAGE_TYPE.recover_sender(msg, self.market_address)
         except CryptoError as exc:
-            reason = "replay" if "replay" in str(exc) else "bad_message"
-            return self._receiver.drop(reason, exc)
+            return ("replay" if "replay" in str(exc) else "bad_message", exc)
         if sender not in self.roster:
-            return self._receiver.drop("not_member", sender)
+            return ("not_member", sender)
         with self._lock:
             held = self._inbox.setdefault((msg.kind, sender), msg)
             if held != msg:
                 self.dropped_reasons["equivocation"] += 1
         return None
+
+    def _shares_from_commits(self, missing: list[str]) -> None:
+        """Take the ``shares`` message of a missing sender that has already committed from its
+        on-chain manifest (at most every ``republish_every`` seconds: a chain read and a fetch)."""
+        now = self._clock()
+        if now - self._commits_read_at < self._republish_every:
+            return
+        self._commits_read_at = now
+        for c in self.session.committed(self.round):
+            if c.sender not in missing or c.cid in self._manifests_read:
+                continue
+            try:
+                manifest = Manifest.from_json(
+                    self.session.store.get(c.cid, max_size=MAX_INDEX_BYTES)
+                )
+            except (CryptoError, StorageError) as exc:
+                log.info("secagg round %d: manifest of %s not read: %s", self.round, c.sender, exc)
+                continue
+            self._manifests_read.add(c.cid)
+            refused = self._accept(manifest.shares.encode()) if manifest.shares else ("empty", "")
+            if refused is not None:
+                log.warning(
+                    "secagg round %d: shares in the manifest of %s refused: %s",
+                    self.round, c.sender, refused[0],
+                )  # fmt: skip
 
     def _received(self, kind: Kind) -> dict[str, SecAggMessage]:
         with self._lock:
@@ -520,6 +559,10 @@ class SecAggPeer:
         self._post(Kind.SHARES, _canonical(index))
 
     def _collect_shares(self) -> list[str]:
+        heard = self._received(Kind.SHARES)
+        unheard = [a for a in self.roster if a != self.me and a not in heard]
+        if unheard:
+            self._shares_from_commits(unheard)
         for sender, msg in self._received(Kind.SHARES).items():
             if sender in self._opened:
                 continue
@@ -554,6 +597,7 @@ class SecAggPeer:
             plaintext_sha256=masked.public.plaintext_sha256.hex(),
             sealed_cid=s.store.put(sealed), sealed_sha256=hashlib.sha256(sealed).hexdigest(),
             commitments=dict(masked.public.commitments), dim=int(vector.shape[0]),
+            shares=str((self.journal.get(_message_key(Kind.SHARES)) or {}).get("message", "")),
         )  # fmt: skip
         cid = s.store.put(manifest.to_json())
         binding = bytes.fromhex(masked.public.binding)

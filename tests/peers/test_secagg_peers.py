@@ -13,6 +13,7 @@ clipped inputs, coordinate by coordinate; the peers' aggregates are bit-identica
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,6 +282,47 @@ def test_a_late_subscriber_gets_the_shares_of_a_sender_that_crashed_through_the_
         assert late.stage in (Stage.MASK, Stage.WAIT_CLOSE)
     finally:
         for p in [*peers, *([late] if late is not None else [])]:
+            p.stop()
+
+
+def test_the_shares_of_a_sender_nobody_heard_come_from_its_commit_after_it_crashes(
+    world: World,
+) -> None:
+    # Prepare: trainer 0's share messages are lost on the way (its other messages are not)
+    peers = [
+        SecAggPeer(s, ps, round_=1, vector=world.inputs[t.address], num_samples=1)
+        for s, ps, t in zip(world.sessions, world.pubsubs, world.trainers, strict=True)
+    ]  # fmt: skip
+    crasher, others = peers[0], peers[1:]
+    publish = crasher._receiver.publish
+
+    def lossy(message: bytes) -> None:
+        if json.loads(message)["kind"] != int(Kind.SHARES):
+            publish(message)
+
+    crasher._receiver.publish = lossy  # type: ignore[method-assign]
+    try:
+        # Execute: it collects the others' shares, commits its masked input and crashes
+        deadline = time.monotonic() + WAIT
+        while world.market.update_of(world.task_id, 1, crasher.me)[0] == bytes(32):
+            assert time.monotonic() < deadline, [(p.me[:8], p.stage) for p in peers]
+            for p in peers:
+                p.step()
+            time.sleep(0.1)
+        crasher.stop()
+        drive(others, world, closer=1)
+
+        # Assert: the others took its shares from its manifest, and summed all four inputs
+        for p in others:
+            assert crasher.me in p._received(Kind.SHARES)
+            assert p.survivors == tuple(sorted(t.address for t in world.trainers))
+            assert p.aggregate is not None
+        expected = np.mean([clip_vector(world.inputs[t.address], CLIP) for t in world.trainers],
+                           axis=0)  # fmt: skip
+        assert np.allclose(others[0].aggregate, expected, atol=TOLERANCE * 4)
+        assert all(np.array_equal(p.aggregate, others[0].aggregate) for p in others)
+    finally:
+        for p in peers:
             p.stop()
 
 
