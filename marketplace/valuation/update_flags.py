@@ -153,7 +153,6 @@ class _Trainer:
     worst_ratio: float = math.inf
     share_rounds: int = 0
     excess: list[list[float]] = field(default_factory=list)  # per feature, per round
-    subspace: dict[int, tuple[float, float]] = field(default_factory=dict)  # round -> energies
 
 
 class UpdateDetector:
@@ -175,7 +174,7 @@ class UpdateDetector:
             if x_val is not None and self.config.subspace_threshold is not None
             else None
         )
-        self._subspace_rounds: list[int] = []
+        self._subspace_excess: dict[int, dict[str, float]] = {}  # round -> account -> excess
 
     def observe(
         self,
@@ -211,15 +210,17 @@ class UpdateDetector:
         basis = self._basis
         if basis is None:
             return
-        energies = {}
-        for u in updates:
+        logs = {}
+        for u in sorted(updates, key=lambda u: u.account.lower()):
             w = input_weights[u.account]
             if w.ndim != 2 or w.shape[1] != basis.shape[0]:
                 return  # not a dense layer on these inputs: the rule does not apply
-            energies[u.account] = subspace_energy(w, basis)
-        for account, e in energies.items():
-            self._trainers[account].subspace[round] = e
-        self._subspace_rounds.append(round)
+            minor, total = subspace_energy(w, basis)
+            if total > 0.0:
+                logs[u.account] = math.log(max(minor / total, RATIO_FLOOR))
+        if len(logs) >= MIN_UPDATES:
+            middle = median(logs.values())
+            self._subspace_excess[round] = {a: v - middle for a, v in logs.items()}
 
     def subspace_scores(self) -> dict[str, tuple[float, int]]:
         """Per trainer: over every window of ``subspace_window`` consecutive observed rounds it
@@ -227,16 +228,7 @@ class UpdateDetector:
         median over trainers); the largest such value, and its window's first round (see the
         module docstring)."""
         width = max(1, self.config.subspace_window)
-        excess: dict[int, dict[str, float]] = {}
-        for r in self._subspace_rounds:
-            logs = {}
-            for account in sorted(self._trainers, key=str.lower):
-                energies = self._trainers[account].subspace.get(r)
-                if energies is not None and energies[1] > 0.0:
-                    logs[account] = math.log(max(energies[0] / energies[1], RATIO_FLOOR))
-            if len(logs) >= MIN_UPDATES:
-                middle = median(logs.values())
-                excess[r] = {a: v - middle for a, v in logs.items()}
+        excess = self._subspace_excess
         rounds = sorted(excess)
         best: dict[str, tuple[float, int]] = {}
         for i in range(len(rounds) - width + 1):
