@@ -157,7 +157,8 @@ class Gossip:
         Fetches running at once, off the receive thread (a slow CID does not stall the topic).
     on_update:
         Called once per accepted update, after its blob is fetched, digest-checked and pinned,
-        from a fetch thread. Not called for this node's own :meth:`announce`.
+        from a fetch thread (the receive thread for an inline update when ``fanout`` is 0).
+        Not called for this node's own :meth:`announce`.
     on_payload:
         Called once per accepted update with its checked bytes (inline or fetched), after
         ``on_update``, from a fetch thread: a node keeps them instead of fetching them again.
@@ -365,6 +366,13 @@ class Gossip:
             ann = Announcement.from_json(head)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
+        with self._lock:
+            if ann.digest in self._held:
+                # A re-announcement (or our own message) of bytes this node already holds and
+                # checked: nothing new, whoever signed it, so not worth a signature check.
+                self._counts["duplicates"] += 1
+                self._seen[fingerprint] = self._held[ann.digest]
+                return None
         sender = self._admit(ann, verify_announcement, "")
         if sender is None:
             return None
@@ -388,6 +396,10 @@ class Gossip:
                                 self.topic, sender, exc)  # fmt: skip
                     return None
             self._fetching.add(ann.digest)
+        if payload is not None and self.fanout == 0:
+            # Checked inline bytes and nothing to re-publish: finish here, on the receive
+            # thread (a pool hand-off per message cost more than the bookkeeping it defers).
+            return self._fetch(ann, data, payload, fingerprint)
         assert self._pool is not None  # set by start(), before the receive thread exists
         try:
             self._pool.submit(self._fetch, ann, data, payload, fingerprint)
@@ -437,6 +449,12 @@ class Gossip:
             leaf = UpdateLeaf.from_json(raw)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
+        with self._lock:
+            if self._leaves.get((leaf.sender, leaf.round)) == leaf:
+                # The very leaf (signature included) already checked, or our own: a resend.
+                self._counts["duplicates"] += 1
+                self._seen[fingerprint] = leaf.round
+                return None
         sender = self._admit(leaf, verify_update_leaf, "leaf for ")
         if sender is None:
             return None

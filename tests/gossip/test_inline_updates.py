@@ -57,6 +57,24 @@ def test_an_inline_update_is_accepted_without_any_fetch(
     assert not net.b.store.has(cid)  # nothing was fetched
 
 
+def test_with_fanout_0_an_inline_update_is_handed_over_on_the_receive_thread(
+    payload_net: tuple[Net, dict[str, list[bytes]]],
+) -> None:
+    # Prepare: note the thread each delivery runs on (fanout 0: nothing to re-publish)
+    import threading
+
+    net, _ = payload_net
+    threads: list[str] = []
+    net.b.gossip._on_payload = lambda _ann, _data: threads.append(threading.current_thread().name)
+    blob, cid, digest = payload_of()
+    # Execute
+    net.send(inline.pack(net.sign(TRAINER, cid, digest).to_json(), blob), net.b)
+    # Assert: handed over by the topic's receive thread itself, no fetch pool in between
+    wait_until(lambda: len(threads) == 1 and net.b.stats().settled, net.describe)
+    assert threads == [f"gossip:{net.topic}"]
+    assert net.b.stats().accepted == 1
+
+
 def test_a_gossip_node_announces_its_own_small_update_inline(
     payload_net: tuple[Net, dict[str, list[bytes]]],
 ) -> None:

@@ -338,6 +338,65 @@ def test_the_same_bytes_again_are_a_duplicate_without_a_second_signature_check(
     assert len(checks) == verified_once == len(net.peers)
 
 
+def test_another_announcement_of_held_bytes_is_a_duplicate_without_a_signature_check(
+    make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: count signature checks; B holds an update once its announcement was accepted
+    from marketplace.gossip import update_gossip
+
+    checks: list[str] = []
+    real = update_gossip.verify_announcement
+
+    def counting(*args: object, **kwargs: object) -> str:
+        checks.append("verify")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(update_gossip, "verify_announcement", counting)
+    net = make_net(fanout=0)
+    _, cid, digest = put_blob(net.a.store)
+    first = net.sign(TRAINER, cid, digest)
+    net.send(first.to_json(), observer=net.b)
+    wait_until(lambda: all(p.stats().accepted == 1 for p in net.peers), net.describe)
+    verified = len(checks)
+    # Execute: other bytes announcing the same digest: a new nonce, and a forged signature
+    renewed = net.sign(TRAINER, cid, digest, nonce=first.nonce + 1)
+    forged = dataclasses.replace(renewed, signature=bytes(65))
+    net.send(renewed.to_json(), observer=net.b)
+    net.send(forged.to_json(), observer=net.b)
+    # Assert: nothing new for anyone (the bytes are held and checked), so nothing verified
+    wait_until(lambda: all(p.stats().received == 3 for p in net.peers), net.describe)
+    assert all(p.stats().duplicates == 2 and p.stats().accepted == 1 for p in net.peers)
+    assert all(p.updates == [first] for p in net.peers)
+    assert len(checks) == verified
+
+
+def test_a_nodes_own_leaf_coming_back_is_a_duplicate_without_a_signature_check(
+    make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: count leaf signature checks; A publishes its own signed leaf
+    from marketplace.gossip import update_gossip
+
+    checks: list[str] = []
+    real = update_gossip.verify_update_leaf
+
+    def counting(*args: object, **kwargs: object) -> str:
+        checks.append("verify")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(update_gossip, "verify_update_leaf", counting)
+    net = make_net(fanout=0)
+    own = sign_update_leaf(NODE_KEYS[0], chain_id=CHAIN, task_id=net.task_id, round=ROUND,
+                           cid=raw_cid(b"u"), digest=bytes(32), num_samples=10,
+                           market_address=MARKET)  # fmt: skip
+    # Execute
+    net.a.gossip.publish_leaf(own)
+    # Assert: B and C check and keep it; A, its author, counts its echo as a duplicate unchecked
+    wait_until(lambda: all(p.stats().received == 1 for p in net.peers), net.describe)
+    assert [p.stats().leaves for p in net.peers] == [0, 1, 1]
+    assert net.a.stats().duplicates == 1
+    assert len(checks) == 2
+
+
 def test_fetch_of_a_missing_cid_or_a_wrong_digest_is_counted_and_the_node_keeps_working(
     make_net: Callable[..., Net],
 ) -> None:
