@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -121,7 +121,10 @@ class TaskSession:
     held_updates: HeldUpdates | None = None
     # This peer's own envelopes by round (what publish_update stored), for inline gossip.
     _own_envelopes: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    # Models this peer put in the store, by round: (cid, plaintext sha256).
+    _published_models: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     _weight_spec: WeightSpec | None = None
+    _join_order: list[str] | None = None
 
     # --- loading --------------------------------------------------------------------------
     @classmethod
@@ -206,6 +209,35 @@ class TaskSession:
                 self._globals[round_] = previous
         return self._globals[round_]
 
+    def speculative_model(self, round_: int, leaves: Sequence[UpdateLeaf]) -> Weights | None:
+        """The model that would start ``round_`` if round ``round_ - 1``'s batch holds exactly
+        ``leaves`` (their signatures checked by the caller), or ``None`` when this peer does not
+        hold every one of their updates yet (gossip's, or its own envelope). Computed as
+        :meth:`global_weights` would, from the same checked deltas in the same order; a guess
+        made before the batch is on-chain, so a caller uses it only once it equals
+        :meth:`global_weights`. Safe from another thread (reads, and one aggregation)."""
+        previous = self._globals.get(round_ - 1)
+        if previous is None or self.doc.secagg is not None or not leaves:
+            return None
+        updates: list[ClientUpdate] = []
+        for leaf in leaves:
+            c = CommittedUpdate(leaf.sender, round_ - 1, leaf.cid, leaf.digest, leaf.num_samples, 0)
+            delta = self._held_delta(c)
+            if delta is None:
+                return None
+            ordered = {k: delta[k] for k in sorted(delta)}
+            updates.append(ClientUpdate(c.sender, ordered, c.num_samples))
+        updates.sort(key=lambda u: u.sender)
+        return self.doc.strategy().aggregate(previous, updates).weights
+
+    def _held_delta(self, c: CommittedUpdate) -> Mapping[str, torch.Tensor] | None:
+        """``c``'s delta if already held: opened by the update cache, or this peer's own."""
+        held = self.held_updates.get(c) if self.held_updates is not None else None
+        if held is not None or c.sender != self.identity.address:
+            return held
+        own = self.own_envelope(c.round, c.digest)
+        return None if own is None else self.open_update(own, c.round, c.sender)
+
     def set_round_mean(self, round_: int, mean: np.ndarray | None) -> None:
         """Record round ``round_``'s secure aggregate (the survivors' mean input, flat float64;
         ``None``: no survivor, the model carries over): the model of ``round_ + 1`` follows."""
@@ -238,13 +270,21 @@ class TaskSession:
 
     def publish_model(self, round_: int) -> tuple[str, bytes]:
         """Put the global model of ``round_`` in the store (encrypted for members unless the
-        task's model is public); returns ``(cid, plaintext sha256)``."""
+        task's model is public); returns ``(cid, plaintext sha256)``. The same model is put
+        once (a round's closer puts it ahead of its batch, see BatchDuty)."""
         plain = dump_weights(self.global_weights(round_))
         digest = hashlib.sha256(plain).digest()
+        done = self._published_models.get(round_)
+        if done is not None and done[1] == digest:
+            return done
         if self.doc.public_model:
-            return self.store.put(plain), digest
-        blob = seal(plain, recipients=self.members().recipients(), context=self._context(round_))
-        return self.store.put(blob), digest
+            cid = self.store.put(plain)
+        else:
+            ctx = self._context(round_)
+            cid = self.store.put(seal(plain, recipients=self.members().recipients(), context=ctx))
+        self._published_models = {r: v for r, v in self._published_models.items() if r >= round_}
+        self._published_models[round_] = (cid, digest)
+        return cid, digest
 
     def follow_posted_model(self, round_: int) -> bool:
         """Adopt the model posted on-chain for ``round_`` in place of this peer's own recompute
@@ -332,6 +372,20 @@ class TaskSession:
         ]
         return (*direct, *self._batched(round_, start=len(direct)))
 
+    def join_order(self) -> list[str]:
+        """The task's trainers in join order (a trainer's bit in a batch's bitmap); final once
+        training started, so read once from then on (one log scan fewer on every round's
+        critical path)."""
+        if self._join_order is not None:
+            return self._join_order
+        from marketplace.chain.batch_client import BatchCommits
+        from marketplace.chain.clients import Phase
+
+        order = BatchCommits(self.market).join_order(self.task_id)
+        if self.info().phase_enum not in (Phase.FORMING, Phase.OPEN):
+            self._join_order = order
+        return order
+
     def _batched(self, round_: int, *, start: int) -> list[CommittedUpdate]:
         from marketplace.chain.batch_client import BatchCommits
         from marketplace.protocol.batched_round import usable_leaves
@@ -346,7 +400,7 @@ class TaskSession:
             leaves = usable_leaves(
                 recorded,
                 self.store,
-                join_order=batches.join_order(self.task_id),
+                join_order=self.join_order(),
                 chain_id=self.chain_id,
                 market_address=self.market.market.address,
                 known=dict(self.gossiped_leaves.get(round_, {})),  # a copy: gossip adds to it

@@ -79,8 +79,9 @@ def node_group() -> None:
     show_default=True,
     help="Announce and pre-fetch updates over Kubo pubsub (needs --ipfs-api).",
 )
-@click.option("--fanout", type=int, default=3, show_default=True,
-              help="Gossip re-announcements per round at most.")  # fmt: skip
+@click.option("--fanout", type=click.IntRange(min=0), default=None,
+              help="Gossip re-announcements per round at most [default: 3; 0 in a "
+                   "batched task, whose trainers repeat their leaves instead].")  # fmt: skip
 @click.option(
     "--inline/--no-inline",
     default=True,
@@ -103,7 +104,7 @@ def node_group() -> None:
 @pass_ctx
 def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition: str,
              alpha: float, behaviour: str, poll: float, timeout: float | None, threads: int,
-             seed: int, gossip: bool, fanout: int, inline: bool, subscribe: bool,
+             seed: int, gossip: bool, fanout: int | None, inline: bool, subscribe: bool,
              max_epsilon: float | None, censor: tuple[str, ...],
              as_json: bool) -> None:  # fmt: skip
     """Take part in a task as a trainer until it is settled: join, train every round, publish
@@ -142,6 +143,11 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
     secagg = session.doc.secagg is not None
     gossip = gossip and not secagg
     peers = None
+    if fanout is None:
+        # Batched: each trainer repeats its signed leaf (CID and digest) until the batch lands,
+        # and a peer fetches by it what it missed, so a re-announcement only costs every peer
+        # one more message to check.
+        fanout = 0 if session.doc.batches is not None else 3
     if gossip and c.ipfs_api:
         membership = ChainMembership(session)
         feed.on_round = membership.note_round  # gossip's round window moves with pushed logs
@@ -168,6 +174,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
             poll=poll, timeout=timeout, on_step=_step_printer(as_json), sleep=feed.sleep
         )
     finally:
+        node.close()
         if node.secagg is not None:
             node.secagg.close()
         if keeper is not None:
@@ -185,6 +192,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
                       "slowest_announce_seconds": round(announcer.slowest_seconds, 3)}  # fmt: skip
     out = {"taskId": task_id, "trainer": identity.address, "result": result.action,
            "claimed": node.claimed, "gossip": gossip_out, "feed": feed.stats(),
+           "trained_ahead": dict(node.ahead_counts),
            "privacy": node.privacy.summary() if node.privacy else None}  # fmt: skip
     emit(as_json, out, lambda: console.print(f"task {task_id}: {result.action}"))
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from marketplace.chain.clients import Outcome, Phase
@@ -21,6 +27,7 @@ from marketplace.fl.attacks import Behaviour, RoundContext
 from marketplace.fl.data import Dataset
 from marketplace.fl.dp_rounds import train_private
 from marketplace.fl.seeding import derive_seed
+from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import train_local
 from marketplace.fl.weights import Weights
 from marketplace.protocol.committee import settle_cancelled
@@ -37,6 +44,24 @@ from node.peers.trainer_secagg import SecAggDuty
 log = logging.getLogger(__name__)
 
 FAILED_OUTCOMES = (Outcome.FAILED, Outcome.VALIDATION_MISMATCH)  # the budget is the fallback pool
+# The nice value of the thread training a round ahead of its batch (Linux: per thread).
+AHEAD_NICENESS = 10
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A round's update trained ahead of its batch: the model it started from, and where the
+    sealed update was published."""
+
+    model: Weights
+    cid: str
+    digest: bytes
+
+
+def same_weights(a: Weights, b: Weights) -> bool:
+    """Whether two models are the same, bit for bit (as the model digest serializes them: a
+    -0.0 for a 0.0 is another model)."""
+    return dump_weights(a) == dump_weights(b)
 
 
 class TrainerNode(Peer):
@@ -93,6 +118,10 @@ class TrainerNode(Peer):
         # chore -> (local clock, chain time) when we first saw it due (see _my_turn)
         self._first_noticed: dict[tuple[object, ...], tuple[float, int]] = {}
         self._model_checked: set[int] = set()
+        # Rounds trained ahead of their batch (see train_ahead), and how those guesses fared.
+        self._ahead: dict[int, Future[Ahead | None]] = {}
+        self._ahead_pool: ThreadPoolExecutor | None = None
+        self.ahead_counts: Counter[str] = Counter()
         self.claimed: dict[str, int] | None = None
         # The task's secure aggregation, if any: its rounds over Kubo pubsub (`pubsub`).
         self.secagg = SecAggDuty(self, pubsub) if session.doc.secagg is not None else None
@@ -160,12 +189,14 @@ class TrainerNode(Peer):
         return Step.waiting(f"waiting ({phase.name.lower()})")
 
     # --- steps ----------------------------------------------------------------------------
-    def train_round(self, r: int) -> tuple[Weights, dict[str, Any] | None] | Step:
-        """Train round ``r`` from its global model: this trainer's update (as its behaviour
-        crafts it) and what the round spent of the DP budget (``None``: no DP), or the step
-        refusing the round (budget spent; the refusal is journaled)."""
+    def train_round(
+        self, r: int, start: Weights | None = None
+    ) -> tuple[Weights, dict[str, Any] | None] | Step:
+        """Train round ``r`` from its global model (or ``start``, a guess of it): this trainer's
+        update (as its behaviour crafts it) and what the round spent of the DP budget (``None``:
+        no DP), or the step refusing the round (budget spent; the refusal is journaled)."""
         s = self.session
-        global_weights = s.global_weights(r)
+        global_weights = s.global_weights(r) if start is None else start
         trained, dp = None, None  # dp: what the round spent, journaled with the update
         if self.behaviour.trains:
             config = s.doc.train
@@ -195,6 +226,9 @@ class TrainerNode(Peer):
         step refusing the round."""
         s = self.session
         recorded = self.journal.get(s.task_id, r, "published")
+        if recorded is None and (ahead := self._take_ahead(r)) is not None:
+            entry = {"cid": ahead.cid, "digest": ahead.digest.hex(), "n": len(self.data)}
+            recorded = self.journal.record_once(s.task_id, r, "published", entry)
         if recorded is None:
             trained = self.train_round(r)
             if isinstance(trained, Step):
@@ -206,6 +240,56 @@ class TrainerNode(Peer):
                 s.task_id, r, "published", entry if dp is None else {**entry, "dp": dp}
             )
         return recorded
+
+    # --- training ahead (batched rounds) --------------------------------------------------
+    def train_ahead(self, r: int, leaves: Sequence[UpdateLeaf]) -> None:
+        """Round ``r - 1``'s leaves are all in and its batch is on its way: train round ``r`` now,
+        in the background, from the model those leaves give, and publish the update, so that
+        when the batch lands only its check is left on the round's critical path
+        (:meth:`published_update` uses the result only if that model is, bit for bit, the one
+        the recorded batch gives; training is deterministic given the model). Not under a DP
+        budget (a guess must not spend it)."""
+        if self.privacy is not None or r in self._ahead:
+            return
+        if self._ahead_pool is None:
+            self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
+        self._ahead = {k: v for k, v in self._ahead.items() if k >= r - 1}
+        self._ahead[r] = self._ahead_pool.submit(self._train_ahead, r, tuple(leaves))
+
+    def _train_ahead(self, r: int, leaves: tuple[UpdateLeaf, ...]) -> Ahead | None:
+        with suppress(OSError):  # a guess yields the CPU to the batch it waits for (the closer's)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AHEAD_NICENESS)
+        try:
+            model = self.session.speculative_model(r, leaves)
+            if model is None:
+                return None
+            trained = self.train_round(r, start=model)
+            if isinstance(trained, Step):
+                return None
+            cid, digest = self.session.publish_update(r, trained[0])
+            return Ahead(model, cid, digest)
+        except Exception as exc:  # a guess: failing it only means training when the batch lands
+            log.info("round %d: training ahead failed (%s); training when the batch lands", r, exc)
+            return None
+
+    def _take_ahead(self, r: int) -> Ahead | None:
+        """Round ``r``'s update trained ahead, if its starting model is round ``r``'s global
+        model (waits for it to finish: sooner than training again)."""
+        future = self._ahead.pop(r, None)
+        ahead = future.result() if future is not None else None
+        if ahead is None:
+            return None
+        if same_weights(ahead.model, self.session.global_weights(r)):
+            self.ahead_counts["used"] += 1
+            return ahead
+        self.ahead_counts["missed"] += 1
+        log.info("round %d: the batch differs from the leaves trained ahead on; training again", r)
+        return None
+
+    def close(self) -> None:
+        """Stop background work (a guess still training is dropped)."""
+        if self._ahead_pool is not None:
+            self._ahead_pool.shutdown(wait=False, cancel_futures=True)
 
     def _train_and_commit(self, r: int) -> Step:
         s = self.session

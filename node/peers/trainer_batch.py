@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
@@ -62,6 +62,8 @@ class TrainerHost(Protocol):
     def account(self) -> LocalAccount: ...
 
     def published_update(self, r: int) -> dict[str, Any] | Step: ...
+
+    def train_ahead(self, r: int, leaves: Sequence[UpdateLeaf]) -> None: ...
 
 
 # A waiting trainer repeats its leaf on the topic after 0.5 s, then 1, 2, 3, 3, … s: pubsub is
@@ -98,11 +100,11 @@ class BatchDuty:
         self.censor = {to_checksum_address(a) for a in censor}
         self.batches = BatchCommits(node.session.market)
         self._clock = clock
-        self._order: list[str] | None = None
         self._settled: set[int] = set()  # rounds decided: in a batch, or committing directly
         self._included: set[int] = set()
         self._first_leaf: dict[int, float] = {}  # round -> local time the first leaf was seen
         self._sent: dict[int, tuple[float, int]] = {}  # round -> (last sent, times sent)
+        self._model_put: set[int] = set()  # rounds whose model this closer put ahead
 
     # --- queries --------------------------------------------------------------------------
     def included(self, round_: int) -> bool:
@@ -111,9 +113,7 @@ class BatchDuty:
 
     def join_order(self) -> list[str]:
         """The task's trainers in join order (final once training started; read once)."""
-        if self._order is None:
-            self._order = self.batches.join_order(self.node.session.task_id)
-        return self._order
+        return self.node.session.join_order()
 
     def recorded(self, round_: int) -> RecordedBatch | None:
         return self.batches.batches(self.node.session.task_id).get(round_)
@@ -147,11 +147,22 @@ class BatchDuty:
         self._send(r, leaf, published, now)
         if info.round_commits > 0:  # direct commits and no batch: no batch can follow
             return self._leave_out(r, "other trainers committed directly")
-        elapsed = now - first
+        order = self.join_order()
         turn = self.terms.turn_seconds
+        first_closer = closer_for(r, order, elapsed=0.0, turn_seconds=turn)
+        if r > 1 and r not in self._model_put and first_closer == me:
+            # First in line to close: put the round's model (the batch posts it) while the
+            # leaves come in, not between the last leaf and the batch.
+            self._model_put.add(r)
+            s.publish_model(r)
+        if len(held) >= info.trainer_count and r < info.rounds:
+            # Every leaf is in: the batch can only be these (or fewer), so start on the next
+            # round now, off the critical path (checked against the batch once it lands).
+            node.train_ahead(r + 1, [held[sender] for sender in sorted(held)])
+        elapsed = now - first
         if elapsed >= FALLBACK_TURNS * turn:
             return self._leave_out(r, f"no batch after {FALLBACK_TURNS} closers' turns")
-        closer = closer_for(r, self.join_order(), elapsed=elapsed, turn_seconds=turn)
+        closer = closer_for(r, order, elapsed=elapsed, turn_seconds=turn)
         if closer == me:
             leaves = [leaf for sender, leaf in list(held.items()) if sender not in self.censor]
             if len(held) >= info.trainer_count or elapsed >= turn / 2:

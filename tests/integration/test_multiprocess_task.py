@@ -317,6 +317,11 @@ def test_batched_rounds_over_gossip_commit_each_round_in_one_transaction_and_pay
     assert sum(s["leaves"] for s in stats) > 0, stats
     for s in stats:
         assert not set(s["dropped"]) & {"bad_signature", "not_member", "malformed"}, s
+        assert s["republished"] == 0, s  # batched: the leaves are repeated, not announcements
+    # Rounds were trained ahead of their batch (from the gossiped leaves) and those updates
+    # used; the payouts below being the unbatched run's shows they are the same updates.
+    ahead = [batched_run.outputs[t.name]["trained_ahead"] for t in cluster.trainers]
+    assert sum(a.get("used", 0) for a in ahead) > 0, ahead
     # The same data, seeds and model as the unbatched run: the same payouts.
     first = payouts(cluster, first_run.task_id)
     same_fields = ("amount", "score_ppm", "flags")
