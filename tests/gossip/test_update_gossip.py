@@ -151,6 +151,21 @@ def make_net(kubo_line: tuple[KuboDaemon, KuboDaemon, KuboDaemon]) -> Iterator[C
         peer.store.close()
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Wrap gossip's ``name`` (a signature check) so each call is recorded in the list returned."""
+    from marketplace.gossip import update_gossip
+
+    calls: list[str] = []
+    real = getattr(update_gossip, name)
+
+    def counting(*args: object, **kwargs: object) -> str:
+        calls.append(name)
+        return str(real(*args, **kwargs))
+
+    monkeypatch.setattr(update_gossip, name, counting)
+    return calls
+
+
 def is_pinned(daemon: KuboDaemon, cid: str) -> bool:
     """Whether ``daemon`` pins ``cid`` (so its garbage collection keeps it)."""
     resp = requests.post(
@@ -313,16 +328,7 @@ def test_the_same_bytes_again_are_a_duplicate_without_a_second_signature_check(
     make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: count signature checks (every node's); fanout 0, so only A's trainer publishes
-    from marketplace.gossip import update_gossip
-
-    checks: list[str] = []
-    real = update_gossip.verify_announcement
-
-    def counting(*args: object, **kwargs: object) -> str:
-        checks.append("verify")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(update_gossip, "verify_announcement", counting)
+    checks = count_calls(monkeypatch, "verify_announcement")
     net = make_net(fanout=0)
     _, cid, digest = put_blob(net.a.store)
     raw = net.sign(TRAINER, cid, digest).to_json()
@@ -342,16 +348,7 @@ def test_another_announcement_of_held_bytes_is_a_duplicate_without_a_signature_c
     make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: count signature checks; B holds an update once its announcement was accepted
-    from marketplace.gossip import update_gossip
-
-    checks: list[str] = []
-    real = update_gossip.verify_announcement
-
-    def counting(*args: object, **kwargs: object) -> str:
-        checks.append("verify")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(update_gossip, "verify_announcement", counting)
+    checks = count_calls(monkeypatch, "verify_announcement")
     net = make_net(fanout=0)
     _, cid, digest = put_blob(net.a.store)
     first = net.sign(TRAINER, cid, digest)
@@ -374,16 +371,7 @@ def test_a_nodes_own_leaf_coming_back_is_a_duplicate_without_a_signature_check(
     make_net: Callable[..., Net], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: count leaf signature checks; A publishes its own signed leaf
-    from marketplace.gossip import update_gossip
-
-    checks: list[str] = []
-    real = update_gossip.verify_update_leaf
-
-    def counting(*args: object, **kwargs: object) -> str:
-        checks.append("verify")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(update_gossip, "verify_update_leaf", counting)
+    checks = count_calls(monkeypatch, "verify_update_leaf")
     net = make_net(fanout=0)
     own = sign_update_leaf(NODE_KEYS[0], chain_id=CHAIN, task_id=net.task_id, round=ROUND,
                            cid=raw_cid(b"u"), digest=bytes(32), num_samples=10,
