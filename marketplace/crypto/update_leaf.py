@@ -14,6 +14,7 @@ commits to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -110,9 +111,18 @@ def verify_update_leaf(
         leaf,
         {"chain_id": expected_chain_id, "task_id": expected_task_id, "round": expected_round},
     )
+    return _signer(leaf, market_address)
+
+
+# A round's leaves are checked by gossip on arrival, again by the closer, and again by every
+# peer against the recorded batch: each is the same pure function of the leaf (signature
+# included) and the market, so it is computed once. A forged leaf raises and is not cached.
+@lru_cache(maxsize=4096)
+def _signer(leaf: UpdateLeaf, market_address: str) -> str:
     return UPDATE_LEAF_TYPE.recover_sender(leaf, market_address)
 
 
+@lru_cache(maxsize=4096)
 def leaf_digest(leaf: UpdateLeaf, market_address: str) -> bytes:
     """The leaf's EIP-712 digest (``keccak256("\\x19\\x01" ‖ domain ‖ struct)``), as
     ``RoundBatch.leafDigest`` computes it: the value the batch's Merkle tree commits to."""

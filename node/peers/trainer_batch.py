@@ -152,9 +152,11 @@ class BatchDuty:
         first_closer = closer_for(r, order, elapsed=0.0, turn_seconds=turn)
         if r > 1 and r not in self._model_put and first_closer == me:
             # First in line to close: put the round's model (the batch posts it) while the
-            # leaves come in, not between the last leaf and the batch.
+            # leaves come in, not between the last leaf and the batch; the view read here is
+            # memoized for the close (no block is mined while the leaves come in).
             self._model_put.add(r)
-            s.publish_model(r)
+            if s.market.model_digest(s.task_id, r) == bytes(32):
+                s.publish_model(r)
         if len(held) >= info.trainer_count and r < info.rounds:
             # Every leaf is in: the batch can only be these (or fewer), so start on the next
             # round now, off the critical path (checked against the batch once it lands).
