@@ -225,8 +225,7 @@ class TaskSession:
             delta = self._held_delta(c)
             if delta is None:
                 return None
-            ordered = {k: delta[k] for k in sorted(delta)}
-            updates.append(ClientUpdate(c.sender, ordered, c.num_samples))
+            updates.append(_client_update(c, delta))
         updates.sort(key=lambda u: u.sender)
         return self.doc.strategy().aggregate(previous, updates).weights
 
@@ -421,17 +420,16 @@ class TaskSession:
 
         Raises a :class:`FedMarketError` naming what is wrong with the update; a store that does
         not answer raises :class:`StoreUnreachableError` (our problem, not the sender's). An
-        update in :attr:`held_updates` under the same round, sender and digest is not fetched
-        again (it was digest-checked, opened and validated the same way when it arrived).
+        update in :attr:`held_updates` under the same round, sender and digest, or this peer's
+        own envelope of that digest, is not fetched again (it was digest-checked, and is opened
+        and validated the same way).
         """
-        held = self.held_updates.get(c) if self.held_updates is not None else None
-        if held is not None:
-            return ClientUpdate(c.sender, {k: held[k] for k in sorted(held)}, c.num_samples)
-        blob = self.store.get(
-            c.cid, expected_sha256=c.digest, max_size=self.doc.max_update_bytes + ENVELOPE_OVERHEAD
-        )
-        delta = self.open_update(blob, c.round, c.sender, WeightSpec.from_state(template))
-        return ClientUpdate(c.sender, {k: delta[k] for k in sorted(delta)}, c.num_samples)
+        delta = self._held_delta(c)
+        if delta is None:
+            max_size = self.doc.max_update_bytes + ENVELOPE_OVERHEAD
+            blob = self.store.get(c.cid, expected_sha256=c.digest, max_size=max_size)
+            delta = self.open_update(blob, c.round, c.sender, WeightSpec.from_state(template))
+        return _client_update(c, delta)
 
     def open_update(
         self, blob: bytes, round_: int, sender: str, spec: WeightSpec | None = None
@@ -509,6 +507,11 @@ class TaskSession:
         return (
             phase not in (Phase.FORMING, Phase.OPEN, Phase.TRAINING) or info.current_round > round_
         )
+
+
+def _client_update(c: CommittedUpdate, delta: Mapping[str, torch.Tensor]) -> ClientUpdate:
+    """``c``'s delta as an aggregator takes it (tensors in name order)."""
+    return ClientUpdate(c.sender, {k: delta[k] for k in sorted(delta)}, c.num_samples)
 
 
 def _spec_digest(store: ContentStore, cid: str) -> str:

@@ -9,6 +9,7 @@ chosen (a committed CID is never replaced by a fresh encryption of the same upda
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -50,18 +51,13 @@ AHEAD_NICENESS = 10
 
 @dataclass(frozen=True)
 class Ahead:
-    """A round's update trained ahead of its batch: the model it started from, and where the
-    sealed update was published."""
+    """A round's update trained ahead of its batch: the digest of the model it started from
+    (as :meth:`TaskSession.model_digest` serializes it: bit for bit), and where the sealed
+    update was published."""
 
-    model: Weights
+    model_digest: bytes
     cid: str
     digest: bytes
-
-
-def same_weights(a: Weights, b: Weights) -> bool:
-    """Whether two models are the same, bit for bit (as the model digest serializes them: a
-    -0.0 for a 0.0 is another model)."""
-    return dump_weights(a) == dump_weights(b)
 
 
 class TrainerNode(Peer):
@@ -267,7 +263,7 @@ class TrainerNode(Peer):
             if isinstance(trained, Step):
                 return None
             cid, digest = self.session.publish_update(r, trained[0])
-            return Ahead(model, cid, digest)
+            return Ahead(hashlib.sha256(dump_weights(model)).digest(), cid, digest)
         except Exception as exc:  # a guess: failing it only means training when the batch lands
             log.info("round %d: training ahead failed (%s); training when the batch lands", r, exc)
             return None
@@ -279,7 +275,7 @@ class TrainerNode(Peer):
         ahead = future.result() if future is not None else None
         if ahead is None:
             return None
-        if same_weights(ahead.model, self.session.global_weights(r)):
+        if ahead.model_digest == self.session.model_digest(r):
             self.ahead_counts["used"] += 1
             return ahead
         self.ahead_counts["missed"] += 1

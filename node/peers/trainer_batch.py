@@ -149,8 +149,11 @@ class BatchDuty:
             return self._leave_out(r, "other trainers committed directly")
         order = self.join_order()
         turn = self.terms.turn_seconds
-        first_closer = closer_for(r, order, elapsed=0.0, turn_seconds=turn)
-        if r > 1 and r not in self._model_put and first_closer == me:
+        if (
+            r > 1
+            and r not in self._model_put
+            and closer_for(r, order, elapsed=0.0, turn_seconds=turn) == me
+        ):
             # First in line to close: put the round's model (the batch posts it) while the
             # leaves come in, not between the last leaf and the batch; the view read here is
             # memoized for the close (no block is mined while the leaves come in).
