@@ -74,6 +74,10 @@ CASES = {
     "read-only --home (account new)": (["account", "new"], "home-under-a-file"),
     "read-only --home (devnet up)": (["devnet", "up", "--port", "1"], "home-under-a-file"),
     "empty .npz": (["--dev-account", "2", "node", "run", "--task", "1", "--data", "EMPTY"], None),
+    "negative --fanout": (
+        ["--dev-account", "2", "node", "run", "--task", "1", "--data", "digits", "--fanout", "-1"],
+        None,
+    ),
     "foreign JSON as keystore": (["status"], '{"version": "other program", "data": 1}'),
     "a [1,2] keystore": (["status"], "[1, 2]"),
 }
