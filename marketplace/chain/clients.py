@@ -23,7 +23,8 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from marketplace.chain.deploy import Deployment
-from marketplace.chain.tx import RevertDecoder, TxContext, call, send
+from marketplace.chain.lean import LeanReads, Missing
+from marketplace.chain.tx import RevertDecoder, TxContext, call, call_unreachable, send
 from marketplace.chain.views import (
     Outcome,
     Participant,
@@ -93,6 +94,9 @@ class Marketplace:
         # RPC the extra eth_blockNumber would cost as much as the call it saves.
         self._in_process = isinstance(w3.provider, EthereumTesterProvider)
         self._view_cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        # Over an RPC, views and logs skip web3's per-read plumbing (see lean.py), which cost
+        # a polling peer more CPU than the requests themselves.
+        self._lean = LeanReads(w3)
         # The block this thread reads at, inside `at_head()` (a peer's step); see there.
         self._pin = threading.local()
         self._limits: MarketLimits | None = None
@@ -172,15 +176,27 @@ class Marketplace:
         key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs))
         pinned = self._pinned()
         if pinned is not None:
-            return self._memo(
-                key, pinned, lambda: call(fn, decoder=self.decoder, block_identifier=pinned)
-            )
+            return self._memo(key, pinned, lambda: self._read(fn, key, pinned))
         if not self._in_process:
-            return call(fn, decoder=self.decoder)
+            return self._read(fn, key, "latest")
         block = int(self.w3.eth.block_number)
         return self._memo(
             key, block, lambda: call(fn, decoder=self.decoder, block_identifier=block)
         )
+
+    def _read(self, fn: ContractFunction, key: tuple[Any, ...], block: int | str) -> Any:
+        """``fn`` at ``block`` over the RPC: the lean path, else web3's (which then raises its
+        error for a revert or an odd answer, decoded as :func:`~marketplace.chain.tx.call`
+        does). The in-process EVM always takes web3's path (its provider is no JSON-RPC)."""
+        if self._in_process:
+            return call(fn, decoder=self.decoder, block_identifier=block)
+        try:
+            result = self._lean.call(fn, key, block)
+        except (ConnectionError, OSError) as exc:
+            raise call_unreachable(fn.fn_name, exc) from None
+        if isinstance(result, Missing):
+            return call(fn, decoder=self.decoder, block_identifier=block)
+        return result
 
     def token_at(self, address: str) -> Contract:
         """An ERC-20 at ``address`` with the RewardToken ABI (its ERC-20 part is standard)."""
@@ -508,10 +524,9 @@ class Marketplace:
         extended incrementally, so polling peers scan each block once. Devnets do not reorganize;
         on a real network pass explicit ``to_block`` values a few blocks behind the head.
         """
-        ev = getattr(contract.events, event)
         if from_block is not None or to_block != "latest":
             start = self.deployment.block if from_block is None else from_block
-            return ev.get_logs(  # type: ignore[no-any-return]
+            return getattr(contract.events, event).get_logs(  # type: ignore[no-any-return]
                 from_block=start, to_block=to_block, argument_filters=filters or None
             )
         key = (contract.address, event, tuple(sorted((filters or {}).items())))
@@ -519,9 +534,25 @@ class Marketplace:
         pinned = self._pinned()
         head = self.w3.eth.block_number if pinned is None else pinned
         if head > scanned:
-            fresh = ev.get_logs(
-                from_block=scanned + 1, to_block=head, argument_filters=filters or None
-            )
+            fresh = self._new_logs(contract, event, filters, scanned + 1, head)
             logs = [*logs, *fresh]
             self._event_cache[key] = (head, logs)
         return logs
+
+    def _new_logs(
+        self,
+        contract: Contract,
+        event: str,
+        filters: dict[str, Any] | None,
+        from_block: int,
+        to_block: int,
+    ) -> Sequence[Any]:
+        """The logs of ``from_block..to_block``: the lean path over an RPC (indexed equality
+        filters), else web3's ``get_logs`` (and its errors)."""
+        if not self._in_process:
+            fresh = self._lean.logs(contract, event, filters, from_block, to_block)
+            if not isinstance(fresh, Missing):
+                return fresh
+        return getattr(contract.events, event).get_logs(  # type: ignore[no-any-return]
+            from_block=from_block, to_block=to_block, argument_filters=filters or None
+        )

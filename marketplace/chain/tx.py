@@ -384,7 +384,12 @@ def call(
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=fn.fn_name) from None
     except (ConnectionError, OSError) as exc:
-        raise RpcUnreachableError(f"lost the chain RPC calling {fn.fn_name}: {exc}") from None
+        raise call_unreachable(fn.fn_name, exc) from None
+
+
+def call_unreachable(name: str, exc: BaseException) -> RpcUnreachableError:
+    """The error for a view ``name`` whose request did not reach the node."""
+    return RpcUnreachableError(f"lost the chain RPC calling {name}: {exc}")
 
 
 def _rpc_message(exc: Web3RPCError) -> str:
