@@ -204,6 +204,16 @@ def test_a_view_at_a_pinned_block_reads_that_block(world: World) -> None:
         assert market.call(fn) == fn.call()
 
 
+def test_the_head_is_the_nodes_block_number_and_moves_with_it(world: World) -> None:
+    market = world.market
+    # Execute / Assert: the raw read equals web3's, and a new block shows at once
+    assert market.head() == market.w3.eth.block_number
+    market.mint(DEPLOYER, T1.address, TOKEN)
+    assert market.head() == market.w3.eth.block_number
+    with market.at_head() as block:
+        assert block == market.w3.eth.block_number
+
+
 def test_a_reverted_view_raises_the_same_decoded_error(world: World) -> None:
     market = world.market
     fn = market.market.functions.task(world.task_id + 100)  # no such task

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, NewType
 
@@ -148,11 +148,21 @@ class Marketplace:
         Yields the block.
         """
         outer = self._pinned()
-        self._pin.block = int(self.w3.eth.block_number)
+        self._pin.block = self.head()
         try:
             yield self._pin.block
         finally:
             self._pin.block = outer
+
+    def head(self) -> int:
+        """The latest block's number (over an RPC without web3's per-request plumbing; any
+        odd answer or error takes web3's path, and its error)."""
+        if not self._in_process:
+            with suppress(ConnectionError, OSError):
+                number = self._lean.block_number()
+                if not isinstance(number, Missing):
+                    return number
+        return int(self.w3.eth.block_number)
 
     def _pinned(self) -> int | None:
         """The block this thread reads at inside :meth:`at_head`, else ``None`` (the latest)."""
@@ -532,7 +542,7 @@ class Marketplace:
         key = (contract.address, event, tuple(sorted((filters or {}).items())))
         scanned, logs = self._event_cache.get(key, (self.deployment.block - 1, []))
         pinned = self._pinned()
-        head = self.w3.eth.block_number if pinned is None else pinned
+        head = self.head() if pinned is None else pinned
         if head > scanned:
             fresh = self._new_logs(contract, event, filters, scanned + 1, head)
             logs = [*logs, *fresh]

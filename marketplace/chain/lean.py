@@ -149,6 +149,19 @@ class LeanReads:
         self._events: dict[tuple[str, str], _Event | None] = {}
         self._filters: dict[tuple[Any, ...], dict[str, Any] | None] = {}
 
+    # --- the head -------------------------------------------------------------------------
+    def block_number(self) -> int | Missing:
+        """The head's number (one raw ``eth_blockNumber``: a peer reads it every step), or
+        :data:`MISSING`. Connection errors propagate as the provider raises them."""
+        response = self._w3.provider.make_request(RPCEndpoint("eth_blockNumber"), [])
+        result = response.get("result")
+        if "error" in response or not isinstance(result, str):
+            return MISSING
+        try:
+            return int(result, 16)
+        except ValueError:
+            return MISSING
+
     # --- views ----------------------------------------------------------------------------
     def call(self, fn: ContractFunction, key: tuple[Any, ...], block: int | str) -> Any:
         """``fn``'s result at ``block`` (a number or a tag such as ``"latest"``), equal to
