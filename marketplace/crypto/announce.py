@@ -24,7 +24,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_keys.datatypes import Signature
@@ -242,6 +242,24 @@ class SignedMessageType:
 
 #: The fields every message about one trainer's update of one round starts with, in this order
 #: (EIP-712 name, attribute, type): the announcement and the batch leaf both sign them.
+class UpdateRef(Protocol):
+    """What a signed reference to a trainer's update says (an :class:`Announcement`, or a
+    batch leaf): whose update of which round of which task, and where (CID, sha256)."""
+
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def cid(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def sender(self) -> str: ...
+
+
 UPDATE_REF_FIELDS = (
     ("chainId", "chain_id", "uint256"),
     ("taskId", "task_id", "uint256"),

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from marketplace.crypto.announce import Announcement
+from marketplace.crypto.announce import UpdateRef
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import StorageError
 from marketplace.gossip.topics import task_topic
@@ -101,8 +101,8 @@ def open_task_gossip(
     ipfs_api: str,
     *,
     fanout: int = 3,
-    on_update: Callable[[Announcement], None] | None = None,
-    on_payload: Callable[[Announcement, bytes], None] | None = None,
+    on_update: Callable[[UpdateRef], None] | None = None,
+    on_payload: Callable[[UpdateRef, bytes], None] | None = None,
     on_leaf: Callable[[UpdateLeaf], None] | None = None,
     membership: ChainMembership | None = None,
 ) -> Gossip:
@@ -155,6 +155,7 @@ class BackgroundAnnouncer:
         self._gossip = gossip
         self._payload_for = payload_for
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="announce")
+        self._announced: dict[bytes, int] = {}  # digests announced alongside their leaf → round
         self.published = 0
         self.leaves_sent = 0
         self.failed = 0
@@ -175,16 +176,28 @@ class BackgroundAnnouncer:
         self.slowest_seconds = max(self.slowest_seconds, time.perf_counter() - started)
 
     def send_leaf(self, leaf: UpdateLeaf) -> None:
-        """Publish a signed batch leaf (in order, after any queued announcement)."""
+        """Publish a signed batch leaf and make its update reachable (in order, after any
+        queued announcement): a small update this node holds rides with the leaf (one message);
+        a larger one is announced on its own, once, before the leaf."""
         self._pool.submit(self._publish_leaf, leaf)
 
     def _publish_leaf(self, leaf: UpdateLeaf) -> None:
+        started = time.perf_counter()
         try:
-            self._gossip.publish_leaf(leaf)
+            payload = self._payload_for(leaf.round, leaf.digest) if self._payload_for else None
+            carried = self._gossip.publish_leaf(leaf, payload=payload)
+            if not carried and leaf.digest not in self._announced:
+                # Too large to carry, or not held: announced by CID, once per update.
+                self._gossip.announce(leaf.round, leaf.cid, leaf.digest)
+                self._announced[leaf.digest] = leaf.round
+                self._announced = {d: r for d, r in self._announced.items()
+                                   if r >= leaf.round - 1}  # fmt: skip
+                self.published += 1
             self.leaves_sent += 1
         except StorageError as exc:
             self.failed += 1
             log.warning("round %d: batch leaf not published: %s", leaf.round, exc)
+        self.slowest_seconds = max(self.slowest_seconds, time.perf_counter() - started)
 
     def close(self) -> None:
         """Wait for queued announcements (each bounded by the pubsub client's timeout)."""

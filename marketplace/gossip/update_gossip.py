@@ -44,6 +44,14 @@ forever). Per-round state is forgotten once its round leaves the window.
 same sender and round is dropped (``sender_limit``). Leaves are not re-published by peers: the
 trainer repeats its own until the round's batch is on-chain.
 
+A small update may ride with its leaf instead of in an announcement of its own (one message and
+one signature a trainer and round instead of two: :meth:`Gossip.publish_leaf` with ``payload``,
+framed as an inline update whose head is the leaf). The leaf signs the same ``(cid, digest)`` an
+announcement does, so the payload is checked against them exactly as an inline announcement's
+(``bad_payload`` drops the whole message, leaf included), and then handed to ``on_update`` and
+``on_payload`` as an accepted update's would be (with the leaf as the signed reference); the
+message counts once, under ``leaves``.
+
 Pubsub is best-effort: the chain's ``commitUpdate`` records are the canonical set of a round, and
 a peer missing one fetches it by CID at the deadline. Gossip only gets the bytes there early.
 """
@@ -63,6 +71,7 @@ from eth_account.signers.local import LocalAccount
 from marketplace.crypto.announce import (
     MAX_ANNOUNCEMENT_BYTES,
     Announcement,
+    UpdateRef,
     sign_announcement,
     verify_announcement,
 )
@@ -156,9 +165,10 @@ class Gossip:
     fetch_workers:
         Fetches running at once, off the receive thread (a slow CID does not stall the topic).
     on_update:
-        Called once per accepted update, after its blob is fetched, digest-checked and pinned,
-        from a fetch thread (the receive thread for an inline update when ``fanout`` is 0).
-        Not called for this node's own :meth:`announce`.
+        Called once per accepted update with its signed reference (the announcement, or the
+        leaf that carried it), after its blob is fetched, digest-checked and pinned, from a fetch
+        thread (the receive thread for an inline update when ``fanout`` is 0, and for one
+        carried by a leaf). Not called for this node's own :meth:`announce`.
     on_payload:
         Called once per accepted update with its checked bytes (inline or fetched), after
         ``on_update``, from a fetch thread: a node keeps them instead of fetching them again.
@@ -188,8 +198,8 @@ class Gossip:
         max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
         max_per_sender: int = 2,
         fetch_workers: int = 2,
-        on_update: Callable[[Announcement], None] | None = None,
-        on_payload: Callable[[Announcement, bytes], None] | None = None,
+        on_update: Callable[[UpdateRef], None] | None = None,
+        on_payload: Callable[[UpdateRef, bytes], None] | None = None,
         on_leaf: Callable[[UpdateLeaf], None] | None = None,
         inline: bool = True,
     ) -> None:
@@ -317,12 +327,26 @@ class Gossip:
         log.info("announced round %d update %s on %r", round, cid, self.topic)
         return announcement
 
-    def publish_leaf(self, leaf: UpdateLeaf) -> None:
+    def publish_leaf(self, leaf: UpdateLeaf, *, payload: bytes | None = None) -> bool:
         """Publish this node's signed batch leaf (again, if it was: peers count a repeat as a
-        duplicate). Raises :class:`StorageError` if publishing fails."""
+        duplicate), carrying the update's bytes when ``payload`` is given, ``inline`` is on and
+        it fits (:data:`~marketplace.gossip.inline.MAX_INLINE_BYTES`). Whether it carried them.
+
+        A payload that is not the leaf's update raises :class:`~marketplace.errors.
+        DigestMismatchError` before anything is sent; :class:`StorageError` if publishing fails.
+        """
+        raw = LEAF_MAGIC + leaf.to_json()
+        carried = payload is not None and self.inline and len(payload) <= inline.MAX_INLINE_BYTES
+        if carried:
+            assert payload is not None
+            inline.check_payload(payload, cid=leaf.cid, digest=leaf.digest)
+            raw = inline.pack(raw, payload)
         with self._lock:
             self._leaves[(leaf.sender, leaf.round)] = leaf
-        self._receiver.publish(LEAF_MAGIC + leaf.to_json())
+            if carried:
+                self._held[leaf.digest] = leaf.round
+        self._receiver.publish(raw)
+        return carried
 
     def have(self, digest: bytes) -> bool:
         """Whether this node holds the update with this digest (fetched and checked, or ours)."""
@@ -352,14 +376,14 @@ class Gossip:
             if fingerprint in self._seen:
                 self._counts["duplicates"] += 1
                 return None
-        if data.startswith(LEAF_MAGIC):
-            return self._handle_leaf(data[len(LEAF_MAGIC) :], fingerprint)
         try:
             head, payload = inline.unpack(data) if self.inline else (data, None)
         except SignatureError as exc:
             return self._receiver.drop("malformed", exc)
         if payload is not None and len(payload) > inline.MAX_INLINE_BYTES:
             return self._receiver.drop("oversize", f"inline payload of {len(payload)} bytes")
+        if head.startswith(LEAF_MAGIC):
+            return self._handle_leaf(head[len(LEAF_MAGIC) :], fingerprint, payload)
         if len(head) > self._max_announcement_bytes:
             return self._receiver.drop("oversize", f"announcement of {len(head)} bytes")
         try:
@@ -443,8 +467,9 @@ class Gossip:
             current = self._fresh_round()
         return current
 
-    def _handle_leaf(self, raw: bytes, fingerprint: bytes) -> None:
-        """A batch leaf: the announcement's checks, then dedup by (sender, round)."""
+    def _handle_leaf(self, raw: bytes, fingerprint: bytes, payload: bytes | None) -> None:
+        """A batch leaf, perhaps carrying its update: the announcement's checks, then dedup by
+        (sender, round); a carried update new to this node is checked and handed over."""
         try:
             leaf = UpdateLeaf.from_json(raw)
         except SignatureError as exc:
@@ -467,6 +492,19 @@ class Gossip:
             if held is not None:
                 self._receiver.dropped["sender_limit"] += 1
                 return None
+            carried = payload is not None and not (
+                leaf.digest in self._held or leaf.digest in self._fetching
+            )
+            if carried:
+                assert payload is not None
+                try:
+                    inline.check_payload(payload, cid=leaf.cid, digest=leaf.digest)
+                except DigestMismatchError as exc:
+                    self._receiver.dropped["bad_payload"] += 1
+                    log.warning("gossip on %r: update carried by the leaf of %s refused: %s",
+                                self.topic, sender, exc)  # fmt: skip
+                    return None
+                self._held[leaf.digest] = leaf.round
             self._leaves[(sender, leaf.round)] = leaf
             self._seen[fingerprint] = leaf.round
             self._counts["leaves"] += 1
@@ -475,6 +513,9 @@ class Gossip:
                 self._on_leaf(leaf)
             except Exception:
                 log.exception("gossip on %r: on_leaf raised for %s", self.topic, sender)
+        if carried:
+            assert payload is not None
+            self._deliver(leaf, payload)
         return None
 
     def _forget_rounds_before(self, floor: int) -> None:
@@ -523,16 +564,20 @@ class Gossip:
                 self._republished[ann.round] += 1
         if republish:
             self._republish(raw)
+        self._deliver(ann, payload)
+
+    def _deliver(self, ref: UpdateRef, payload: bytes | None) -> None:
+        """Hand an accepted update (checked) to ``on_update`` and its bytes to ``on_payload``."""
         if self._on_update is not None:
             try:
-                self._on_update(ann)
+                self._on_update(ref)
             except Exception:
-                log.exception("gossip on %r: on_update raised for %s", self.topic, ann.cid)
+                log.exception("gossip on %r: on_update raised for %s", self.topic, ref.cid)
         if self._on_payload is not None and payload is not None:
             try:
-                self._on_payload(ann, payload)
+                self._on_payload(ref, payload)
             except Exception:
-                log.exception("gossip on %r: on_payload raised for %s", self.topic, ann.cid)
+                log.exception("gossip on %r: on_payload raised for %s", self.topic, ref.cid)
 
     def _republish(self, raw: bytes) -> None:
         # The signed announcement alone: every subscriber got the inline bytes with the

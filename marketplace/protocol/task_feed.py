@@ -27,7 +27,7 @@ from web3 import Web3
 
 from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
 from marketplace.chain.task_logs import TaskLogs
-from marketplace.crypto.announce import Announcement
+from marketplace.crypto.announce import UpdateRef
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.protocol.session import CommittedUpdate, TaskSession
 from marketplace.protocol.update_cache import UpdateCache
@@ -52,9 +52,10 @@ class TaskFeed:
         """The run loop's sleep: up to ``seconds``, cut short by the task's next event."""
         self.wakeup.wait(seconds)
 
-    def on_gossip(self, ann: Announcement, payload: bytes) -> None:
-        """Gossip's ``on_payload``: keep an update gossip fetched or received inline."""
-        self.cache.deliver(ann.round, ann.sender, ann.digest, payload)
+    def on_gossip(self, ref: UpdateRef, payload: bytes) -> None:
+        """Gossip's ``on_payload``: keep an update gossip fetched, or received inline (in its
+        announcement or with its leaf)."""
+        self.cache.deliver(ref.round, ref.sender, ref.digest, payload)
 
     def on_leaf(self, leaf: UpdateLeaf) -> None:
         """Gossip's ``on_leaf``: keep a batch leaf (checked by gossip; checked again before

@@ -5,7 +5,8 @@ Each round (the task's ``batches`` term on):
 
 1. train and publish the update (as always), sign its
    :class:`~marketplace.crypto.update_leaf.UpdateLeaf` (journalled: the same leaf after a
-   restart) and gossip it with the update's announcement, repeating the leaf every
+   restart) and gossip it, carrying the update when it is small (else with the update's
+   announcement), repeating the leaf every
    :data:`RESEND_FIRST_SECONDS`, doubling to :data:`RESEND_MAX_SECONDS`, until the batch is
    on-chain (a peer whose subscription formed late, or whose daemon dropped it, still gets it);
 2. the round's closer (:func:`~marketplace.protocol.round_batch.closer_for`: trainers by
@@ -210,17 +211,18 @@ class BatchDuty:
         return UpdateLeaf.from_json(str(entry["json"]))
 
     def _send(self, r: int, leaf: UpdateLeaf, published: dict[str, object], now: float) -> None:
-        """Gossip the update's announcement once and the leaf, repeated after
-        :data:`RESEND_FIRST_SECONDS`, doubling up to :data:`RESEND_MAX_SECONDS`."""
+        """Gossip the leaf, repeated after :data:`RESEND_FIRST_SECONDS`, doubling up to
+        :data:`RESEND_MAX_SECONDS` (``send_leaf`` makes the update reachable too: carried with
+        the leaf, or announced); without ``send_leaf``, only announce the update, once."""
         last, times = self._sent.get(r, (None, 0))
         if last is not None:
             interval = min(RESEND_FIRST_SECONDS * 2 ** (times - 1), RESEND_MAX_SECONDS)
             if now - last < interval:
                 return
-        if last is None and self.node.announce is not None:
-            self.node.announce(r, str(published["cid"]), bytes.fromhex(str(published["digest"])))
         if self.send_leaf is not None:
             self.send_leaf(leaf)
+        elif last is None and self.node.announce is not None:
+            self.node.announce(r, str(published["cid"]), bytes.fromhex(str(published["digest"])))
         self._sent[r] = (now, times + 1)
 
     def _close(self, r: int, leaves: list[UpdateLeaf], trainers: int) -> Step:

@@ -1,5 +1,5 @@
-"""Small updates carried inside their announcement (marketplace.gossip.inline), over the three
-real Kubo daemons of test_update_gossip (A-B-C in a line).
+"""Small updates carried inside their announcement or their batch leaf (marketplace.gossip.inline),
+over the three real Kubo daemons of test_update_gossip (A-B-C in a line).
 
 The payload is never added to any daemon here, so a node that accepts it cannot have fetched it:
 acceptance proves the inline path; a refused payload must be dropped under its reason.
@@ -12,12 +12,19 @@ import os
 from collections.abc import Callable
 
 import pytest
+from eth_account.signers.local import LocalAccount
 
+from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf
 from marketplace.errors import DigestMismatchError, SignatureError
 from marketplace.gossip import inline
+from marketplace.gossip.update_gossip import LEAF_MAGIC
 from marketplace.storage.cid import raw_cid
 from tests.gossip.test_update_gossip import (  # noqa: F401 (make_net is a fixture)
+    CHAIN,
+    MARKET,
+    ROUND,
     TRAINER,
+    TRAINER_2,
     Net,
     make_net,
     wait_until,
@@ -170,3 +177,130 @@ def test_a_re_announcement_carries_the_signed_announcement_without_the_payload(
     finally:
         tap.close()
         reader.join(timeout=5)
+
+
+# --- a batch leaf carrying its update ---------------------------------------------------------
+def signed_leaf(net: Net, cid: str, digest: bytes, who: LocalAccount = TRAINER) -> UpdateLeaf:
+    return sign_update_leaf(
+        who, chain_id=CHAIN, task_id=net.task_id, round=ROUND, cid=cid, digest=digest,
+        num_samples=10, market_address=MARKET,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def leaf_net(
+    payload_net: tuple[Net, dict[str, list[bytes]]],
+) -> tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]]:
+    """``payload_net`` whose node B also keeps the leaves it accepts."""
+    net, delivered = payload_net
+    leaves: list[UpdateLeaf] = []
+    net.b.gossip._on_leaf = leaves.append
+    return net, delivered, leaves
+
+
+def test_a_leaf_carrying_its_update_is_one_message_handed_over_as_leaf_and_update(
+    leaf_net: tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]],
+) -> None:
+    # Prepare: the payload is in no daemon, so only the leaf's message can carry it
+    net, delivered, leaves = leaf_net
+    blob, cid, digest = payload_of()
+    leaf = signed_leaf(net, cid, digest)
+    message = inline.pack(LEAF_MAGIC + leaf.to_json(), blob)
+    # Execute: the message, then the trainer's resend of it
+    net.send(message, net.b)
+    net.send(message, net.b)
+    # Assert: one leaf kept, the bytes handed over once with the leaf as their signed reference,
+    # the resend a duplicate, nothing fetched; the message counted once, under leaves
+    wait_until(lambda: net.b.stats().received == 2 and net.b.stats().settled, net.describe)
+    stats = net.b.stats()
+    assert (stats.leaves, stats.duplicates, stats.accepted, stats.dropped) == (1, 1, 0, {})
+    assert leaves == [leaf]
+    assert delivered["B"] == [blob] and net.b.updates == [leaf]
+    assert net.b.gossip.have(digest) and not net.b.store.has(cid)
+
+
+@pytest.mark.parametrize("tamper", ["payload", "cid"])
+def test_a_leaf_carrying_other_bytes_than_it_signs_is_dropped_leaf_and_all(
+    leaf_net: tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]], tamper: str
+) -> None:
+    # Prepare: a correctly signed leaf whose carried bytes are not its (digest, CID)
+    net, delivered, leaves = leaf_net
+    blob, cid, digest = payload_of()
+    if tamper == "payload":
+        carried = blob[:-1] + bytes([blob[-1] ^ 1])
+    else:
+        carried, cid = blob, raw_cid(os.urandom(100))
+    message = inline.pack(LEAF_MAGIC + signed_leaf(net, cid, digest).to_json(), carried)
+    # Execute
+    net.send(message, net.b)
+    # Assert: refused as a whole: no leaf kept, no bytes handed over
+    wait_until(lambda: net.b.stats().settled, net.describe)
+    assert net.b.stats().dropped == {"bad_payload": 1}
+    assert leaves == [] and delivered["B"] == [] and net.b.updates == []
+
+
+def test_a_leaf_carrying_bytes_already_held_is_kept_and_the_bytes_not_handed_over_again(
+    leaf_net: tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]],
+) -> None:
+    # Prepare: B already took the update from its inline announcement
+    net, delivered, leaves = leaf_net
+    blob, cid, digest = payload_of()
+    net.send(inline.pack(net.sign(TRAINER, cid, digest).to_json(), blob), net.b)
+    leaf = signed_leaf(net, cid, digest)
+    # Execute
+    net.send(inline.pack(LEAF_MAGIC + leaf.to_json(), blob), net.b)
+    # Assert
+    wait_until(lambda: net.b.stats().settled and leaves == [leaf], net.describe)
+    assert delivered["B"] == [blob]  # once, from the announcement
+    assert net.b.stats().accepted == 1 and net.b.stats().leaves == 1
+
+
+def test_publish_leaf_carries_a_small_update_and_sends_a_large_one_bare(
+    leaf_net: tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]],
+) -> None:
+    # Prepare: A's own leaves, one for an update that fits a message, one for one that does not
+    net, delivered, leaves = leaf_net
+    small, small_cid, small_digest = payload_of()
+    large, large_cid, large_digest = payload_of(inline.MAX_INLINE_BYTES + 1)
+    with pytest.raises(DigestMismatchError):  # bytes that are not the leaf's update: refused
+        net.a.gossip.publish_leaf(signed_leaf(net, small_cid, small_digest), payload=small[1:])
+    # Execute
+    carried = net.a.gossip.publish_leaf(signed_leaf(net, small_cid, small_digest), payload=small)
+    wait_until(lambda: len(leaves) == 1, net.describe)
+    bare = net.a.gossip.publish_leaf(
+        signed_leaf(net, large_cid, large_digest, who=TRAINER_2), payload=large
+    )
+    # Assert: B and C took the small update from the leaf; the large leaf came without bytes
+    wait_until(lambda: len(leaves) == 2 and delivered["C"] == [small], net.describe)
+    assert (carried, bare) == (True, False)
+    assert delivered["B"] == [small]
+    assert net.a.gossip.have(small_digest)  # its own bytes come back as a duplicate
+
+
+def test_the_announcer_sends_a_held_small_update_with_its_leaf_and_announces_others_once(
+    leaf_net: tuple[Net, dict[str, list[bytes]], list[UpdateLeaf]],
+) -> None:
+    # Prepare: A's announcer holds one update's bytes (small) and not another's (in A's store)
+    from marketplace.gossip.membership import BackgroundAnnouncer
+
+    net, delivered, leaves = leaf_net
+    small, small_cid, small_digest = payload_of()
+    other, other_cid, other_digest = payload_of()
+    assert net.a.store.put(other) == other_cid
+    held = {small_digest: small}
+    announcer = BackgroundAnnouncer(net.a.gossip, payload_for=lambda _r, d: held.get(d))
+    with_bytes = signed_leaf(net, small_cid, small_digest)
+    without = signed_leaf(net, other_cid, other_digest, who=TRAINER_2)
+    try:
+        # Execute: each leaf sent twice (the duty's resend)
+        for leaf in (with_bytes, with_bytes, without, without):
+            announcer.send_leaf(leaf)
+            announcer._pool.submit(lambda: None).result()  # one message in flight at a time
+            wait_until(lambda: net.b.stats().settled, net.describe)
+    finally:
+        announcer.close()
+    # Assert: the held update rode with its leaf; the other was announced once, by CID
+    wait_until(lambda: net.b.stats().received == 5 and net.b.stats().settled, net.describe)
+    assert (announcer.leaves_sent, announcer.published, announcer.failed) == (4, 1, 0)
+    assert leaves == [with_bytes, without] and delivered["B"] == [small, other]
+    assert net.b.stats().accepted == 1 and net.b.stats().dropped == {}  # fetched by its CID
