@@ -9,6 +9,7 @@ Every refusal is a one-line :class:`ConfigError` naming the value and the fix.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from decimal import Decimal, InvalidOperation, localcontext
@@ -64,6 +65,14 @@ def format_amount(value: int, decimals: int = TOKEN_DECIMALS) -> str:
         q = Decimal(int(value)).scaleb(-decimals)
         text = format(q.normalize(), "f")
     return text
+
+
+@functools.lru_cache(maxsize=4096)
+def checksum_address(address: str) -> str:
+    """``address`` (any case, or 20 bytes) in its EIP-55 form; memoized: a peer checksums the
+    same few dozen addresses on every message and read, a keccak each otherwise. Raises
+    ``ValueError`` for what is not an address."""
+    return str(to_checksum_address(address))
 
 
 def parse_address(text: str, *, what: str = "address") -> str:

@@ -22,9 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from eth_abi.grammar import TupleType, parse
-from eth_typing import ChecksumAddress
 from eth_utils.abi import event_abi_to_log_topic, get_abi_output_types
-from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.abi import normalize_event_input_types
@@ -34,6 +32,8 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.datastructures import AttributeDict
 from web3.types import RPCEndpoint
+
+from marketplace.units import checksum_address
 
 __all__ = ["MISSING", "LeanReads", "Missing"]
 
@@ -50,12 +50,6 @@ class Missing:
 
 #: What a lean read returns when the caller must take web3's path instead.
 MISSING: Final = Missing()
-
-
-@functools.lru_cache(maxsize=CACHE_LIMIT)
-def _checksum(address: str) -> ChecksumAddress:
-    # A keccak per address per read otherwise; a peer sees the same few dozen addresses.
-    return to_checksum_address(address)
 
 
 @functools.lru_cache(maxsize=256)
@@ -77,7 +71,7 @@ def normalizer(type_str: str) -> Normalizer | None:
             v if p is None else p(v) for p, v in zip(parts, values, strict=True)
         )
     if abi_type.to_type_str() == "address":
-        return _checksum
+        return checksum_address
     return None
 
 
@@ -307,7 +301,7 @@ class LeanReads:
                 "logIndex": _int(entry["logIndex"]),
                 "transactionIndex": _int(entry.get("transactionIndex")),
                 "transactionHash": _hexbytes(entry.get("transactionHash")),
-                "address": _checksum(entry["address"]),
+                "address": checksum_address(entry["address"]),
                 "blockHash": _hexbytes(entry.get("blockHash")),
                 "blockNumber": _int(entry.get("blockNumber")),
             }

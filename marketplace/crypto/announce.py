@@ -29,11 +29,12 @@ from typing import Any, Protocol, TypeVar
 from eth_account.signers.local import LocalAccount
 from eth_keys.datatypes import Signature
 from eth_typing import Hash32
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import is_address
 from eth_utils.crypto import keccak
 
 from marketplace.errors import SignatureError, StorageError
 from marketplace.storage.cid import parse_cid
+from marketplace.units import checksum_address
 
 MAX_ANNOUNCEMENT_BYTES = 2048
 MAX_SNAPSHOT_ANNOUNCEMENT_BYTES = 2048
@@ -105,7 +106,7 @@ class SignedMessageType:
                     raise SignatureError(
                         f"malformed {self.label}: {attr} {value!r} is not an address"
                     )
-                object.__setattr__(msg, attr, str(to_checksum_address(value)))
+                object.__setattr__(msg, attr, checksum_address(value))
             else:  # string: the CID
                 try:
                     parse_cid(value)
@@ -123,7 +124,7 @@ class SignedMessageType:
                 "name": DOMAIN_NAME,
                 "version": DOMAIN_VERSION,
                 "chainId": msg.chain_id,
-                "verifyingContract": str(to_checksum_address(market_address)),
+                "verifyingContract": checksum_address(market_address),
             },
             "message": {member: getattr(msg, attr) for member, attr, _ in self.fields},
         }
@@ -227,7 +228,8 @@ class SignedMessageType:
             signature = Signature(
                 vrs=(v, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"))
             )
-            signer = signature.recover_public_key_from_msg_hash(digest).to_checksum_address()
+            public = signature.recover_public_key_from_msg_hash(digest)
+            signer = checksum_address("0x" + public.to_canonical_address().hex())
         except Exception:  # eth-keys raises several types for a malformed signature
             raise SignatureError(
                 f"{self.label} from {msg.sender}: signature is malformed"

@@ -35,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import is_address
 
 from marketplace.errors import CryptoError
+from marketplace.units import checksum_address
 
 MAGIC = b"FMENV"
 VERSION = 1
@@ -77,7 +78,7 @@ class EnvelopeContext:
 def _address(value: object, what: str) -> str:
     if not isinstance(value, str) or not is_address(value):
         raise CryptoError(f"{what} is not an Ethereum address: {value!r}")
-    return str(to_checksum_address(value))
+    return checksum_address(value)
 
 
 def _public_raw(key: X25519PublicKey) -> bytes:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from web3 import Web3
-
 from marketplace.chain.clients import Marketplace
 from marketplace.errors import ChainError
+from marketplace.units import checksum_address
 
 
 @dataclass(frozen=True)
@@ -26,14 +25,14 @@ class TaskMembers:
         return {a: self.keys[a] for a in sorted(set(chosen))}
 
     def is_trainer(self, address: str) -> bool:
-        return Web3.to_checksum_address(address) in self.trainers
+        return checksum_address(address) in self.trainers
 
 
 def load_members(market: Marketplace, task_id: int) -> TaskMembers:
     """Read the task's members and their keys from the chain (events + registry views)."""
     info = market.task(task_id)
     joined = market.events(market.market, "TrainerJoined", filters={"taskId": task_id})
-    trainers = tuple(sorted({Web3.to_checksum_address(e["args"]["trainer"]) for e in joined}))
+    trainers = tuple(sorted({checksum_address(e["args"]["trainer"]) for e in joined}))
     oracles = tuple(sorted(market.oracles(task_id)))
     keys: dict[str, bytes] = {}
     for addr in (*trainers, *oracles):
@@ -42,7 +41,7 @@ def load_members(market: Marketplace, task_id: int) -> TaskMembers:
             raise ChainError(f"{addr} has no encryption key registered: it cannot receive updates")
         keys[addr] = key
     return TaskMembers(
-        requester=Web3.to_checksum_address(info.requester),
+        requester=checksum_address(info.requester),
         trainers=trainers,
         oracles=oracles,
         keys=keys,

@@ -20,10 +20,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eth_utils.address import to_checksum_address
-
 from marketplace.crypto.update_leaf import UpdateLeaf, leaf_digest, verify_update_leaf
 from marketplace.errors import BatchError, ConfigError, SignatureError
+from marketplace.units import checksum_address
 from marketplace.valuation.merkle import StandardMerkleTree
 
 #: Leaf type of the batch tree: each value is one leaf's EIP-712 digest.
@@ -82,7 +81,7 @@ class Batch:
 
     def proof(self, sender: str) -> list[bytes]:
         """The Merkle proof of ``sender``'s leaf."""
-        want = to_checksum_address(sender)
+        want = checksum_address(sender)
         for position, leaf in enumerate(self.leaves):
             if leaf.sender == want:
                 return [bytes.fromhex(h[2:]) for h in self.tree.proof_at(position)]
@@ -122,7 +121,7 @@ def build_batch(
     senders = [leaf.sender for leaf in ordered]
     if len(set(senders)) != len(senders):
         raise BatchError("a batch has one leaf per trainer")
-    index: dict[str, int] = {to_checksum_address(a): i for i, a in enumerate(join_order)}
+    index: dict[str, int] = {checksum_address(a): i for i, a in enumerate(join_order)}
     missing = [s for s in senders if s not in index]
     if missing:
         raise BatchError(f"leaf senders {missing} have not joined the task")
@@ -162,7 +161,7 @@ def check_leaves(
 ) -> LeafCheck:
     """Keep each leaf signed by its sender for this chain, market, task and round whose sender
     is a member; the first valid leaf of a sender wins, a second different one is rejected."""
-    allowed = {to_checksum_address(m) for m in members}
+    allowed = {checksum_address(m) for m in members}
     valid: dict[str, UpdateLeaf] = {}
     rejected: list[tuple[UpdateLeaf, str]] = []
     for leaf in leaves:
@@ -238,7 +237,7 @@ def closer_for(round_: int, trainers: Iterable[str], *, elapsed: float, turn_sec
     """Who closes ``round_`` ``elapsed`` seconds after the first leaf could be batched: the
     trainers sorted by address, rotated by round; each turn lasts ``turn_seconds``, after
     which the next one in that order may close."""
-    order = sorted({to_checksum_address(t) for t in trainers}, key=str.lower)
+    order = sorted({checksum_address(t) for t in trainers}, key=str.lower)
     if not order:
         raise BatchError("no trainers to elect a closer from")
     turns = int(max(elapsed, 0.0) // turn_seconds) if turn_seconds > 0 else 0
@@ -267,4 +266,4 @@ def parse_leaf_set(raw: bytes) -> list[UpdateLeaf]:
 
 def join_index(join_order: Sequence[str]) -> Mapping[str, int]:
     """Each trainer's bit in the bitmap (its position in join order)."""
-    return {to_checksum_address(a): i for i, a in enumerate(join_order)}
+    return {checksum_address(a): i for i, a in enumerate(join_order)}

@@ -24,7 +24,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from web3 import Web3
 
 from marketplace.chain.clients import Marketplace, TaskView
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
@@ -50,6 +49,7 @@ from marketplace.protocol.members import TaskMembers, load_members
 from marketplace.protocol.scope import TaskScope, task_scope
 from marketplace.protocol.taskdoc import TaskDocument, ValidationRef
 from marketplace.storage.base import ContentStore
+from marketplace.units import checksum_address
 from marketplace.valuation.merkle import LeafDomain
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ class TaskSession:
                     blob, recipient_address=self.identity.address,
                     x25519_private=self.identity.x25519_private,
                     expected_context=self._context(
-                        round_, sender=Web3.to_checksum_address(args["poster"])
+                        round_, sender=checksum_address(args["poster"])
                     ),
                 )  # fmt: skip
                 if hashlib.sha256(plain).digest() != onchain:
@@ -360,7 +360,7 @@ class TaskSession:
         picked.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         direct = [
             CommittedUpdate(
-                sender=Web3.to_checksum_address(e["args"]["trainer"]),
+                sender=checksum_address(e["args"]["trainer"]),
                 round=round_,
                 cid=str(e["args"]["cid"]),
                 digest=bytes(e["args"]["digest"]),

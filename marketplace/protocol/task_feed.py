@@ -23,14 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from web3 import Web3
-
 from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
 from marketplace.chain.task_logs import TaskLogs
 from marketplace.crypto.announce import UpdateRef
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.protocol.session import CommittedUpdate, TaskSession
 from marketplace.protocol.update_cache import UpdateCache
+from marketplace.units import checksum_address
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class TaskFeed:
             return True
         args = event["args"]
         c = CommittedUpdate(
-            sender=Web3.to_checksum_address(args["trainer"]), round=int(args["round"]),
+            sender=checksum_address(args["trainer"]), round=int(args["round"]),
             cid=str(args["cid"]), digest=bytes(args["digest"]),
             num_samples=int(args["numSamples"]), order=-1,
         )  # fmt: skip

@@ -32,6 +32,7 @@ import torch
 
 from marketplace.errors import FedMarketError
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, CommittedUpdate, TaskSession
+from marketplace.units import checksum_address
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,5 @@ class UpdateCache:
 
 
 def _checksum(address: str) -> str:
-    from web3 import Web3
 
-    return str(Web3.to_checksum_address(address))
+    return checksum_address(address)
