@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,19 @@ def test_daemon_killed_during_put_stream_raises_store_unreachable(fresh_kubo: Ku
     # Execute / Assert
     with pytest.raises(StoreUnreachableError, match="is unreachable"):
         store.put_stream(chunks())
+
+
+@pytest.mark.parametrize("size", [1, 13_000, CHUNK_SIZE])
+def test_one_chunk_is_put_as_its_raw_block_pinned_or_not_as_asked(
+    kubo_store: KuboStore, size: int
+) -> None:
+    # Prepare
+    data = os.urandom(size)
+    # Execute
+    pinned = kubo_store.put(data)
+    loose = kubo_store.put(os.urandom(size), pin=False)
+    # Assert: the CID `add` gives (one raw block), readable, and pinned only when asked
+    assert pinned == raw_cid(data)
+    assert kubo_store.get(pinned, expected_sha256=hashlib.sha256(data).digest()) == data
+    pins = kubo_store._post("pin/ls", {"type": "recursive"}).json()["Keys"]
+    assert pinned in pins and loose not in pins
