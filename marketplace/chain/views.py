@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 from web3 import Web3
 
 from marketplace.errors import ChainError
+from marketplace.units import checksum_address
 
 V = TypeVar("V", bound="StructView")
 
@@ -137,9 +138,9 @@ def _convert(component: Mapping[str, Any], value: Any, hint: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, IntEnum):
         return hint(int(value))
     if type_ == "address":
-        return str(Web3.to_checksum_address(value))
+        return checksum_address(value)
     if type_ == "address[]":
-        return tuple(str(Web3.to_checksum_address(v)) for v in value)
+        return tuple(checksum_address(v) for v in value)
     if type_.startswith("bytes"):
         return bytes(value)
     if type_ == "bool":

@@ -425,10 +425,13 @@ class TaskSession:
         and validated the same way).
         """
         delta = self._held_delta(c)
-        if delta is None:
-            max_size = self.doc.max_update_bytes + ENVELOPE_OVERHEAD
-            blob = self.store.get(c.cid, expected_sha256=c.digest, max_size=max_size)
-            delta = self.open_update(blob, c.round, c.sender, WeightSpec.from_state(template))
+        return _client_update(c, delta) if delta is not None else self._fetched(c, template)
+
+    def _fetched(self, c: CommittedUpdate, template: Mapping[str, torch.Tensor]) -> ClientUpdate:
+        """``c`` read from the store (digest-checked), decrypted and validated."""
+        max_size = self.doc.max_update_bytes + ENVELOPE_OVERHEAD
+        blob = self.store.get(c.cid, expected_sha256=c.digest, max_size=max_size)
+        delta = self.open_update(blob, c.round, c.sender, WeightSpec.from_state(template))
         return _client_update(c, delta)
 
     def open_update(
@@ -455,9 +458,14 @@ class TaskSession:
         valid: list[ClientUpdate] = []
         invalid: dict[str, str] = {}
 
-        def fetch(c: CommittedUpdate) -> ClientUpdate | str:
+        def fetch(c: CommittedUpdate, held_only: bool = False) -> ClientUpdate | str | None:
+            """``c`` opened, or why it is refused; with ``held_only``, ``None`` when it is not
+            held yet (it must be read from the store)."""
             try:
-                return self.fetch_update(c, template)
+                if held_only:
+                    delta = self._held_delta(c)
+                    return None if delta is None else _client_update(c, delta)
+                return self._fetched(c, template)
             except ContentNotFoundError as exc:
                 self._unavailable_since.setdefault(c.cid, time.monotonic())
                 if self._still_waiting(c.cid):
@@ -476,13 +484,25 @@ class TaskSession:
                 log.warning("round %d: update of %s refused: %s", round_, c.sender, exc)
                 return f"{type(exc).__name__}: {exc}"
 
-        # Fetches wait on the store and decryption releases the GIL: overlap them.
-        with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, max(1, len(committed)))) as pool:
-            for c, outcome in zip(committed, pool.map(fetch, committed), strict=True):
-                if isinstance(outcome, str):
-                    invalid[c.sender] = outcome
-                else:
-                    valid.append(outcome)
+        # Held updates (gossip's, this peer's own) first, here; the rest are read from the
+        # store, overlapped when several (fetches wait on the store, decryption releases the
+        # GIL) — a pool per round only for what is missing, not for every round's close.
+        outcomes = [fetch(c, held_only=True) for c in committed]
+        missing = [c for c, outcome in zip(committed, outcomes, strict=True) if outcome is None]
+        read: list[ClientUpdate | str | None] = []
+        if len(missing) == 1:
+            read = [fetch(missing[0])]
+        elif missing:
+            with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(missing))) as pool:
+                read = list(pool.map(fetch, missing))
+        fetched = iter(read)
+        for c, outcome in zip(committed, outcomes, strict=True):
+            if outcome is None:
+                outcome = next(fetched)
+            if isinstance(outcome, str):
+                invalid[c.sender] = outcome
+            elif outcome is not None:
+                valid.append(outcome)
         result = RoundUpdates(
             round=round_,
             committed=committed,

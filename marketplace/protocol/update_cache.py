@@ -107,7 +107,7 @@ class UpdateCache:
         round_, sender, _digest = key
         try:
             blob = read()
-            delta = self._session.open_update(blob, round_, _checksum(sender), self._spec)
+            delta = self._session.open_update(blob, round_, checksum_address(sender), self._spec)
         except FedMarketError as exc:
             self.stats["failed"] += 1
             log.info("round %d: update of %s not kept early (%s); read at the close",
@@ -165,8 +165,3 @@ class UpdateCache:
     def close(self) -> None:
         """Stop the workers (running opens finish; queued ones are dropped)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _checksum(address: str) -> str:
-
-    return checksum_address(address)
