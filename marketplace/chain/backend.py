@@ -9,6 +9,7 @@ from web3 import EthereumTesterProvider, Web3
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, Wei
 
+from marketplace.chain.transport import use_keep_alive
 from marketplace.errors import RpcUnreachableError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
         cache_allowed_requests=True,
         cacheable_requests={RPCEndpoint("eth_chainId")},
     )
+    use_keep_alive(provider)  # a kept-alive stdlib connection per thread, not requests'
     w3 = Web3(provider)
     try:
         w3.eth.chain_id  # noqa: B018 (a real round trip, not a cached value)
