@@ -8,7 +8,9 @@ Two sources fill it, both off the run loop's thread:
   is fetched by CID (``expected_sha256`` = the committed digest) as soon as it appears.
 
 Each is opened (:meth:`TaskSession.open_update`: decrypted for this peer, validated against the
-model's spec and the task's bounds) on a small worker pool and kept under ``(round, sender,
+model's spec and the task's bounds) — delivered bytes on the deliverer's thread (gossip's: they
+are in hand, and a small update opens in about what a hand-off to another thread costs),
+prefetches on a small worker pool (they wait on the store) — and kept under ``(round, sender,
 digest)``. :meth:`get` answers only for a commitment with that very key, so the chain's digest is
 what decides: bytes that do not hash to it are never used, whatever gossip said. An update that
 fails to open is not kept; the round's close then fetches it and refuses it with the reason.
@@ -69,7 +71,9 @@ class UpdateCache:
             return
         key = self._claim(round_, sender, digest, "delivered")
         if key is not None:
-            self._submit(key, lambda: blob)
+            # Opened here, on the deliverer's thread: a small update opens in about the time a
+            # hand-off to the pool costs (its bytes are in hand; only reads need the workers).
+            self._open(key, lambda: blob)
 
     def prefetch(self, c: CommittedUpdate) -> None:
         """Fetch and open a commitment seen on-chain (no-op if held or under way)."""

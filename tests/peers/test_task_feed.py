@@ -8,6 +8,7 @@ them from the store again (store reads are counted, never timed).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -27,8 +28,9 @@ from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
 from marketplace.protocol.committee import accept_seat
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.requester import TaskPlan, create_task
-from marketplace.protocol.session import TaskSession
+from marketplace.protocol.session import CommittedUpdate, TaskSession
 from marketplace.protocol.task_feed import TaskFeed, open_task_feed
+from marketplace.protocol.update_cache import UpdateCache
 from marketplace.storage.kubo import KuboStore
 from node.peers.base import Peer, Step
 from node.peers.journal import Journal
@@ -333,3 +335,34 @@ def test_a_pushed_phase_advance_moves_gossips_round_without_a_chain_read() -> No
     assert woke and membership.current_round() == 3 and len(reads) == 1
     feed.on_log({})
     assert membership.current_round() == 3 and len(reads) == 1
+
+
+def test_delivered_bytes_are_opened_on_the_delivering_thread_and_wrong_ones_never_kept(
+    world,
+) -> None:
+    # Prepare: the second trainer's sealed update of round 1 (its own envelope) and a cache on
+    # the first trainer's session
+    task_id = new_task(world)
+    first, second = trainers_of(world, task_id)
+    first.step(), second.step()
+    starter = min((first, second), key=lambda n: n.me)
+    assert starter.step().action == "advanced to training"
+    delta = second.train_round(1)
+    assert not isinstance(delta, Step)
+    cid, digest = second.session.publish_update(1, delta[0])
+    blob = second.session.own_envelope(1, digest)
+    assert blob is not None
+    cache = UpdateCache(first.session)
+    try:
+        # Execute: bytes that are not the digest's, bytes that do not open, then the update
+        cache.deliver(1, second.me, digest, blob[:-1])
+        cache.deliver(1, second.me, hashlib.sha256(b"junk").digest(), b"junk")
+        cache.deliver(1, second.me, digest, blob)
+        # Assert: kept on return (no worker involved), under the committed key only
+        assert cache.held() == 1 and cache.stats["opened"] == 1 and cache.stats["failed"] == 1
+        committed = CommittedUpdate(second.me, 1, cid, digest, len(second.data), -1)
+        held = cache.get(committed)
+        assert held is not None and held.keys() == delta[0].keys()
+        assert cache.get(CommittedUpdate(second.me, 1, cid, bytes(32), 1, -1)) is None
+    finally:
+        cache.close()
