@@ -411,14 +411,8 @@ class Gossip:
                 self._receiver.dropped["sender_limit"] += 1
                 return None
             self._per_sender[key] += 1
-            if payload is not None:
-                try:
-                    inline.check_payload(payload, cid=ann.cid, digest=ann.digest)
-                except DigestMismatchError as exc:
-                    self._receiver.dropped["bad_payload"] += 1
-                    log.warning("gossip on %r: inline update from %s refused: %s",
-                                self.topic, sender, exc)  # fmt: skip
-                    return None
+            if payload is not None and self._refuse_payload(payload, ann, "inline update"):
+                return None
             self._fetching.add(ann.digest)
         if payload is not None and self.fanout == 0:
             # Checked inline bytes and nothing to re-publish: finish here, on the receive
@@ -497,12 +491,7 @@ class Gossip:
             )
             if carried:
                 assert payload is not None
-                try:
-                    inline.check_payload(payload, cid=leaf.cid, digest=leaf.digest)
-                except DigestMismatchError as exc:
-                    self._receiver.dropped["bad_payload"] += 1
-                    log.warning("gossip on %r: update carried by the leaf of %s refused: %s",
-                                self.topic, sender, exc)  # fmt: skip
+                if self._refuse_payload(payload, leaf, "update carried by the leaf"):
                     return None
                 self._held[leaf.digest] = leaf.round
             self._leaves[(sender, leaf.round)] = leaf
@@ -517,6 +506,17 @@ class Gossip:
             assert payload is not None
             self._deliver(leaf, payload)
         return None
+
+    def _refuse_payload(self, payload: bytes, ref: UpdateRef, what: str) -> bool:
+        """Whether carried bytes are not exactly the signed reference's update (counted as
+        ``bad_payload`` and logged, then): the caller drops the whole message."""
+        try:
+            inline.check_payload(payload, cid=ref.cid, digest=ref.digest)
+        except DigestMismatchError as exc:
+            self._receiver.dropped["bad_payload"] += 1
+            log.warning("gossip on %r: %s from %s refused: %s", self.topic, what, ref.sender, exc)
+            return True
+        return False
 
     def _forget_rounds_before(self, floor: int) -> None:
         """Drop per-round state of rounds that left the window, so memory stays bounded."""
