@@ -120,3 +120,29 @@ def test_an_endpoint_behind_a_proxy_is_left_to_web3s_own_session(
     body = manager.make_post_request("http://10.0.0.1:8545", b"{}", timeout=1.0)
     # Assert: web3's session (which honours the proxy) made the request
     assert calls == ["http://10.0.0.1:8545"] and body.endswith(b'"0x1"}')
+
+
+def test_finished_threads_sockets_are_closed_and_close_closes_every_one(
+    module_chain: DevnetProcess,
+) -> None:
+    # Prepare: a connection from a thread that has finished
+    w3 = connect(module_chain.rpc_url)
+    manager = manager_of(w3)
+
+    def request_from_a_thread() -> None:
+        worker = threading.Thread(target=lambda: w3.eth.block_number)
+        worker.start(), worker.join()
+
+    request_from_a_thread()
+    finished = list(manager._opened.values())[-1][1]
+    # Execute: another thread opens its connection (the finished thread's is closed then)
+    request_from_a_thread()
+    # Assert: the finished thread's socket closed, the others kept until close()
+    assert finished.sock is None
+    assert finished not in [c for _, c in manager._opened.values()]
+    sockets = [c.sock for _, c in manager._opened.values()]
+    assert sockets and all(sock is not None and sock.fileno() >= 0 for sock in sockets)
+    manager.close()
+    assert manager._opened == {} and all(sock.fileno() == -1 for sock in sockets)
+    # ... and a connection closed this way reopens, tracked again, on the next request
+    assert w3.eth.block_number >= 0 and len(manager._opened) == 1

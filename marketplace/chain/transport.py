@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import select
 import threading
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,17 @@ class KeepAliveSessionManager:
         self._fallback = fallback
         self._local = threading.local()
         self._direct: dict[str, bool] = {}
+        # Every connection opened, with the thread that owns it: those of finished threads are
+        # closed when the next connection is opened, all of them on close() and when the
+        # manager (its provider) is collected.
+        self._lock = threading.Lock()
+        self._opened: dict[int, tuple[threading.Thread, http.client.HTTPConnection]] = {}
+        weakref.finalize(self, _close_all, self._opened)
+
+    def close(self) -> None:
+        """Close every kept-alive connection (they reopen on the next request)."""
+        with self._lock:
+            _close_all(self._opened)
 
     def __getattr__(self, name: str) -> Any:
         # Everything but POSTs (e.g. web3's session cache helpers) stays web3's.
@@ -83,22 +95,41 @@ class KeepAliveSessionManager:
         conns: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
         conn = conns.get(endpoint_uri)
         if conn is not None and _closed_by_peer(conn):
-            conn.close()
+            self._drop(endpoint_uri)
             conn = None
         if conn is None:
             parts = urlsplit(endpoint_uri)
             conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
             conns[endpoint_uri] = conn
+        if id(conn) not in self._opened:  # new, or reopened after close()
+            self._register(conn)
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def _register(self, conn: http.client.HTTPConnection) -> None:
+        """Track ``conn`` for this thread; close those of threads that have finished."""
+        with self._lock:
+            finished = [k for k, (thread, _) in self._opened.items() if not thread.is_alive()]
+            closing = [self._opened.pop(k)[1] for k in finished]
+            self._opened[id(conn)] = (threading.current_thread(), conn)
+        for old in closing:
+            old.close()
 
     def _drop(self, endpoint_uri: str) -> None:
         conns = self._local.__dict__.get("conns", {})
         conn = conns.pop(endpoint_uri, None)
         if conn is not None:
             conn.close()
+            with self._lock:
+                self._opened.pop(id(conn), None)
+
+
+def _close_all(opened: dict[int, tuple[threading.Thread, http.client.HTTPConnection]]) -> None:
+    for _, conn in list(opened.values()):
+        conn.close()
+    opened.clear()
 
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
