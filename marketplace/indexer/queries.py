@@ -29,15 +29,30 @@ TASK_SECTIONS = frozenset({
 ACCOUNT_EVENTS = frozenset({
     "Registered", "EncryptionKeyChanged", "StakeDeposited", "UnstakeRequested", "Withdrawn",
     "MarketAuthorizationSet", "Transfer", "Approval", "OwnershipTransferred",
+    "MarketStatusSet", "StakeReserved", "StakeReleased", "Settled",
 })  # fmt: skip
 KNOWN_EVENTS = TASK_SECTIONS | ACCOUNT_EVENTS
 
 # Words for the generic sections other contracts add (matched on the event name, lower case).
 GENERIC_GROUPS = (
-    ("Offers and selections", ("offer", "select", "sourcing", "ask")),
+    ("Offers and selections", ("offer", "select", "sourcing", "winner")),
     ("Listings and sales", ("listing", "listed", "sale", "sold", "purchase", "royalt")),
     ("Withdrawals and model versions", ("withdrawal", "version", "unlearn", "consent")),
 )
+
+# The sections the task page gives the later contracts, by (contract name in the deployment,
+# event): these are not repeated in the task's "other events".
+PRODUCT_SECTIONS = frozenset({
+    ("DataSourcing", "RequestCreated"), ("ModelMarket", "Listed"),
+    ("ModelVersions", "VersionRecorded"), ("ModelVersions", "VersionAttested"),
+    ("ModelVersions", "VersionValidated"), ("ModelVersions", "WithdrawalRequested"),
+    ("ModelVersions", "PenaltyPaid"),
+})  # fmt: skip
+SOURCING_EVENTS = (
+    "OfferCommitted", "OfferRevealed", "SelectionRevealed", "SelectionFinalized",
+    "WinnerRegistered", "PaymentClaimed", "Refunded", "RequestCancelled",
+)  # fmt: skip
+VERSION_REASONS = ("trained", "unlearned", "renewed")  # IModelVersionRegistry.Reason
 
 FLAG_WORDS = {
     Flag.INVALID: "invalid update",
@@ -191,8 +206,124 @@ class IndexReader:
             "finalized": self._events(task_id, "TaskFinalized", "TaskSwept", "Refunded",
                                       "BondsBurned", "BondWithdrawn"),
             "report": report,
+            "sourcing": self._sourcing(task_id),
+            "listings": self._listings(task_id),
+            "versions": self._versions(task_id),
+            "withdrawals": self._withdrawals(task_id),
             "other_events": self._task_other_events(task_id),
         }  # fmt: skip
+
+    # --- the later contracts' sections (each empty when its contract is not deployed) ----------
+    def _of(self, contract: str, names: tuple[str, ...], key: str, ids: set[int]) -> list[Any]:
+        """Events of one contract whose ``key`` argument (an id without a task) is in ``ids``."""
+        marks = ",".join("?" * len(names))
+        rows = self._rows(
+            f"SELECT * FROM events WHERE contract = ? AND name IN ({marks}) "  # noqa: S608
+            "ORDER BY block, log_index",
+            contract,
+            *names,
+        )
+        return [e for e in map(self._event, rows) if _int(e["args"].get(key, -1)) in ids]
+
+    def _task_events(self, task_id: int, contract: str, *names: str) -> list[dict[str, Any]]:
+        return [e for e in self._events(task_id, *names) if e["contract"] == contract]
+
+    def _sourcing(self, task_id: int) -> list[dict[str, Any]]:
+        """The task's data requests: each owner's offer, the committee's selection, payments."""
+        out = []
+        for req in self._task_events(task_id, "DataSourcing", "RequestCreated"):
+            rid = _int(req["args"].get("requestId"))
+            offers: dict[str, dict[str, Any]] = {}
+            selection, reveals, refunded, cancelled = None, [], 0, False
+            for e in self._of("DataSourcing", SOURCING_EVENTS, "requestId", {rid}):
+                a, name = e["args"], e["name"]
+                if name.startswith(("Offer", "Winner", "Payment")):
+                    o = offers.setdefault(str(a.get("owner")), {
+                        "owner": str(a.get("owner")), "ask": None, "samples": None,
+                        "sketch_cid": "", "payment": None, "paid": None})  # fmt: skip
+                    if name == "OfferRevealed":
+                        o.update(ask=_int(a.get("ask")), samples=_int(a.get("samples")),
+                                 sketch_cid=str(a.get("sketchCid", "")))  # fmt: skip
+                    elif name == "WinnerRegistered":
+                        o["payment"] = _int(a.get("payment"))
+                    elif name == "PaymentClaimed":
+                        o["paid"] = _int(a.get("amount"))
+                elif name == "SelectionRevealed":
+                    reveals.append(a)
+                elif name == "SelectionFinalized":
+                    selection = {"root": a.get("root"), "total": _int(a.get("total"))}
+                elif name == "Refunded":
+                    refunded += _int(a.get("amount"))
+                else:
+                    cancelled = True
+            out.append({
+                "request_id": rid, "budget": _int(req["args"].get("budget")),
+                "schema_cid": str(req["args"].get("schemaCid", "")),
+                "offers": list(offers.values()), "reveals": reveals, "selection": selection,
+                "winners": sum(o["payment"] is not None for o in offers.values()),
+                "refunded": refunded,
+                "status": "cancelled" if cancelled else "selected" if selection else "open",
+            })  # fmt: skip
+        return out
+
+    def _listings(self, task_id: int) -> list[dict[str, Any]]:
+        """The model's listings: price, each sale (delivered or refunded), royalties paid."""
+        listings = self._task_events(task_id, "ModelMarket", "Listed")
+        ids = {_int(e["args"].get("listingId")) for e in listings}
+        sales: dict[int, dict[str, Any]] = {}
+        paid: dict[int, int] = defaultdict(int)
+        for e in self._of("ModelMarket", ("Purchased", "RoyaltyClaimed", "ShareClaimed"),
+                          "listingId", ids):  # fmt: skip
+            a = e["args"]
+            if e["name"] == "Purchased":
+                sales[_int(a.get("saleId"))] = {
+                    "sale_id": _int(a.get("saleId")), "listing_id": _int(a.get("listingId")),
+                    "buyer": str(a.get("buyer")), "price": _int(a.get("price")),
+                    "status": "awaiting delivery"}  # fmt: skip
+            else:
+                paid[_int(a.get("listingId"))] += _int(a.get("amount"))
+        for e in self._of("ModelMarket", ("Delivered", "Refunded"), "saleId", set(sales)):
+            sales[_int(e["args"]["saleId"])]["status"] = e["name"].lower()
+        return [{
+            "listing_id": _int(a.get("listingId")), "submission": _int(a.get("submission")),
+            "price": _int(a.get("price")), "license_cid": str(a.get("licenseCid", "")),
+            "expiry": _int(a.get("expiry")), "claimed": paid[_int(a.get("listingId"))],
+            "sales": [s for s in sales.values() if s["listing_id"] == _int(a.get("listingId"))],
+        } for a in (e["args"] for e in listings)]  # fmt: skip
+
+    def _versions(self, task_id: int) -> list[dict[str, Any]]:
+        """The task's model versions: parent, reason, withdrawals excluded, attestations."""
+        out: dict[int, dict[str, Any]] = {}
+        for e in self._task_events(task_id, "ModelVersions", "VersionRecorded",
+                                   "VersionAttested", "VersionValidated"):  # fmt: skip
+            a, v = e["args"], _int(e["args"].get("version"))
+            if e["name"] == "VersionRecorded":
+                reason = _int(a.get("reason"))
+                out[v] = {"version": v, "parent": _int(a.get("parent")),
+                          "reason": VERSION_REASONS[reason] if reason < 3 else f"reason {reason}",
+                          "excludes": _int(a.get("excludes")), "digest": a.get("digest", ""),
+                          "cid": str(a.get("cid", "")), "attestations": 0, "validated": False,
+                          "block": e["block"]}  # fmt: skip
+            elif v in out and e["name"] == "VersionAttested":
+                out[v]["attestations"] = max(out[v]["attestations"], _int(a.get("attestations")))
+            elif v in out:
+                out[v]["validated"] = True
+        return list(out.values())
+
+    def _withdrawals(self, task_id: int) -> list[dict[str, Any]]:
+        """Withdrawals of consent: deadline, the first validated version excluding it, penalty."""
+        versions = self._versions(task_id)
+        out: dict[int, dict[str, Any]] = {}
+        for e in self._task_events(task_id, "ModelVersions", "WithdrawalRequested", "PenaltyPaid"):
+            a, w = e["args"], _int(e["args"].get("withdrawalId"))
+            if e["name"] == "WithdrawalRequested":
+                done = [v["version"] for v in versions if v["validated"] and v["excludes"] >= w]
+                out[w] = {"withdrawal_id": w, "trainer": str(a.get("trainer")),
+                          "deadline": _int(a.get("deadline")), "penalty": 0,
+                          "excluded_by": min(done) if done else None}  # fmt: skip
+            elif w in out:
+                out[w]["penalty"] += _int(a.get("amount"))
+        return list(out.values())
 
     def _rounds(
         self, task_id: int, state: dict[str, Any], created: list[dict[str, Any]]
@@ -390,7 +521,11 @@ class IndexReader:
             task_id,
             *sorted(TASK_SECTIONS),
         )
-        return [self._event(r) | {"group": group_of(r["name"])} for r in rows]
+        return [
+            self._event(r) | {"group": group_of(r["name"])}
+            for r in rows
+            if (r["contract"], r["name"]) not in PRODUCT_SECTIONS
+        ]
 
     # --- one participant ------------------------------------------------------------------------
     def participant(self, account: str) -> dict[str, Any]:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from test_dashboard_browser import DOCS, SHOTS, wait_for
 
 from marketplace.chain.backend import connect
 from marketplace.chain.deploy import deploy_marketplace, write_deployment
 from marketplace.chain.devnet import free_port, start_devnet
 from marketplace.protocol.identity import Identity
+from node.dashboard.formatting import token
 
 CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
 
@@ -102,7 +107,8 @@ def test_dashboard_without_a_deployment_is_a_one_line_error(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr
 
 
-def test_demo_dashboard_serves_the_in_process_demo(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_demo_dashboard_serves_the_in_process_demo(tmp_path: Path, browser: Any) -> None:
     port = free_port()
     proc = start(["demo", "--rounds", "1", "--out", str(tmp_path / "out"), "--dashboard"],
                  tmp_path, port)  # fmt: skip
@@ -116,5 +122,54 @@ def test_demo_dashboard_serves_the_in_process_demo(tmp_path: Path) -> None:
         assert page.count('class="claimed">yes<') == 7
         assert "poisoner" in page and "free rider" in page  # the demo's cheaters, flagged
         assert page.count("status-encrypted") == 3  # the committee's sealed reports
+        # The later contracts' sections against the demo's own record of what it sent.
+        result = json.loads((tmp_path / "out" / "result.json").read_text())
+        offers = section(page, 'id="offers-1"')
+        for c in result["sourcing"]["candidates"]:
+            cells = row_cells(offers, c["address"])
+            assert cells["ask"] == token(c["ask"])
+            assert cells["selected"] == ("yes" if c["won"] else "no")
+            assert cells["payment"] == (token(c["payment"]) if c["won"] else "—")
+        sale = result["sale"]
+        listings = section(page, 'id="listings"')
+        assert f'<td class="num price">{token(sale["price"])}</td>' in listings
+        for buyer in sale["buyers"]:
+            assert re.search(rf'title="{buyer}">[^<]*</a> paid [^,]*, <span class="sale-status">'
+                             r"delivered<", listings)  # fmt: skip
+        versions = section(page, 'id="versions"')
+        for v in result["withdrawal"]["versions"]:
+            shown = versions.split(f'data-version="{v["number"]}"', 1)[1].split("</tr>", 1)[0]
+            assert f'class="reason">{v["reason"]}<' in shown
+            assert f'class="validated">{"yes" if v["validated"] else "no"}<' in shown
+        leaver = row_cells(section(page, 'id="withdrawals"'), result["withdrawal"]["trainer"])
+        assert leaver["excluded-by"] == "2"  # the unlearned version excludes withdrawal 1
+        # The same on screen, in chromium (and the README's screenshot of these sections).
+        browser.get(url)
+        wait_for("the page script", lambda: browser.execute_script(
+            "return document.body.dataset.ready"))  # fmt: skip
+        assert browser.find_element(By.CSS_SELECTOR, "#listings .price").text == token(
+            sale["price"]
+        )
+        statuses = browser.find_elements(By.CSS_SELECTOR, "#listings .sale-status")
+        assert [e.text for e in statuses] == ["delivered"] * len(sale["buyers"])
+        selected = browser.find_elements(By.CSS_SELECTOR, "#offers-1 .selected")
+        won = sum(c["won"] for c in result["sourcing"]["candidates"])
+        assert [e.text for e in selected].count("yes") == won
+        if SHOTS:
+            heading = browser.find_element(By.XPATH, "//h2[starts-with(., 'Offers and')]")
+            browser.execute_script("arguments[0].scrollIntoView()", heading)
+            browser.save_screenshot(str(DOCS / "dashboard-products.png"))
     finally:
         stop(proc)
+
+
+def section(page: str, marker: str) -> str:
+    """One table of a page, from its marker to its end."""
+    return page.split(marker, 1)[1].split("</table>", 1)[0]
+
+
+def row_cells(table: str, address: str) -> dict[str, str]:
+    """The text of each classed cell of the row of ``address``."""
+    row = table.split(f'data-address="{address}"', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r'<td class="(?:num )?([a-z-]+)">(.*?)</td>', row, re.S)
+    return {k: re.sub(r"<[^>]+>", "", v).strip() for k, v in cells}

@@ -48,6 +48,9 @@ def test_a_new_contracts_events_are_decoded_from_its_abi_alone() -> None:
     assert (ev.contract, ev.name) == ("ModelListing", "ListingCreated")
     assert ev.args == {"taskId": 5, "seller": seller, "licenseCid": "<b>cid</b>", "price": 2**200}
     assert group_of(ev.name) == "Listings and sales"
+    # "task" is not an ask: the market's and the version registry's own events are not offers.
+    assert group_of("TaskTermsSet") is None and group_of("TaskRegistered") is None
+    assert group_of("OfferRevealed") == group_of("WinnerRegistered") == "Offers and selections"
     # A log no ABI describes is kept raw, not dropped.
     other = catalog.decode(log | {"topics": [b"\x09" * 32]})
     assert other.name == "?" and other.args["topics"] == ["0x" + "09" * 32]
