@@ -144,7 +144,9 @@ def test_page_follows_new_blocks_without_reload(world: World, browser: Any, tmp_
         )
         wait_for("the commit on screen", lambda: browser.find_element(
             By.CSS_SELECTOR, '#rounds tr[data-round="1"] .commits').text == "1")  # fmt: skip
-        print(f"on screen {time.monotonic() - sent:.2f} s after the transaction")
+        delay = time.monotonic() - sent
+        print(f"on screen {delay:.2f} s after the transaction")
+        assert delay <= 2.0, f"a new block took {delay:.2f} s to show (goal: within 2 s)"
         assert browser.execute_script("return window.__sameDocument") == "yes"  # no reload
         mkt.chain.tx(
             mkt.fn.commitUpdate(task_id, 1, "bafy-live2", Web3.keccak(text="v"), 7), trainers[1]
