@@ -478,6 +478,12 @@ class ModelMarketClient:
     def deployment_task_market(self) -> Contract:
         return self._contract("TaskMarket")
 
+    def validation_commitment(self, task_id: int) -> bytes:
+        """The task's validation commitment as TaskMarket stores it (``validationCommitment``)."""
+        fn = self.deployment_task_market().functions.task(task_id)
+        names = [c["name"] for c in fn.abi["outputs"][0]["components"]]
+        return bytes(self.call(fn)[names.index("validationCommitment")])
+
     def submit_final_model(self, requester: LocalAccount, task_id: int, model_cid: str) -> int:
         receipt = self.send(self.fn.submitFinalModel(task_id, model_cid), requester)
         return int(self._event(self.contract, receipt, "ModelSubmitted")["submission"])

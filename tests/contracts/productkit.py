@@ -63,11 +63,14 @@ class Product:
         rows: Callable[[Sequence[LocalAccount]], Sequence[tuple[str, int, int, int]]] | None = None,
         n: int = 2,
         final: bytes | None = None,
+        validation: bytes | None = None,
     ) -> tuple[int, PayoutTree]:
-        """A task trained by ``n`` trainers, its final model (digest ``final``) posted, root
-        final, claims open."""
+        """A task trained by ``n`` trainers (validation commitment ``validation``), its final
+        model (digest ``final``) posted, root final, claims open."""
         trainers = self.mkt.actors.trainers[:n]
         spec = self.mkt_spec(n)
+        if validation is not None:
+            spec = spec.with_(validation_commitment=validation)
         task_id, tree = self.mkt.finalized_task(
             trainers, rows or (lambda ts: [(t.address, 100 * E18, 500_000, 0) for t in ts]), spec
         )

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from productkit import deployment_of, setup_product
 
 from marketplace.chain.model_market_client import ModelMarketClient
-from marketplace.errors import ChainError, CryptoError
-from marketplace.fl.data import load_dataset, split_dataset
+from marketplace.errors import ChainError, CryptoError, DigestMismatchError
+from marketplace.fl.data import canonical_bytes, canonical_digest, load_dataset, split_dataset
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import TrainConfig, train_centralized
@@ -109,7 +109,8 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
 
     blob, splits = trained
     pm = setup_product(mkt)
-    task_id, _ = pm.finished_task()
+    val = splits.validation
+    task_id, _ = pm.finished_task(validation=bytes.fromhex(canonical_digest(val.x, val.y)))
     pm.configure(task_id, ProductParams(3, 800_000, 5 * E18, 2, E18, 600, 600))
     pm.submit_final(task_id)
     pm.evaluate(task_id, 1, 100_000)
@@ -134,7 +135,8 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     commit_and_reveal_evaluation(client, list(oracles), task_id, sub, score)
     info = client.submission(task_id, sub)
     # the requester seals model + validation set to the auditors; each checks and attests
-    validation = splits.validation.x.tobytes() + splits.validation.y.tobytes()
+    validation = canonical_bytes(val.x, val.y)
+    committed = client.validation_commitment(task_id)  # the task's, on-chain
     auditors = pm.auditors[:2]
     akeys = {a.address: X25519PrivateKey.generate() for a in auditors}
     ctx = audit_context(client.chain_id, task_id, sub, pm.requester.address)
@@ -146,7 +148,7 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     for a in auditors:
         opened = open_audit_package(
             kubo_store.get(cid), auditor=a.address, x25519_private=akeys[a.address], context=ctx,
-            model_digest=info.digest, validation_commitment=hashlib.sha256(validation).digest(),
+            model_digest=info.digest, validation_commitment=committed,
         )  # fmt: skip
         assert opened.model == blob
         sig = client.sign_attestation(a, task_id, info.digest, f"bafy-report-{a.address}", True)
@@ -158,6 +160,16 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     assert (info.decided, info.passed, info.score_ppm) == (True, True, score)
     assert client.product(task_id).approved_submission == sub
     assert pm.mkt.balance(dev.address) - before == 5 * E18
+    # a package carrying another validation set than the committed one is refused
+    other = seal_audit_package(
+        AuditPackage(blob, canonical_bytes(val.x, (val.y + 1) % 10)),
+        auditors={a: _raw(k) for a, k in akeys.items()}, context=ctx,
+    )  # fmt: skip
+    with pytest.raises(DigestMismatchError, match="validation set"):
+        open_audit_package(
+            other, auditor=auditors[0].address, x25519_private=akeys[auditors[0].address],
+            context=ctx, model_digest=info.digest, validation_commitment=committed,
+        )  # fmt: skip
     with pytest.raises(CryptoError):  # not an auditor of this package
         open_audit_package(
             kubo_store.get(cid), auditor=pm.buyers[0].address,
