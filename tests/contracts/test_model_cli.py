@@ -1,5 +1,5 @@
-"""`fedmarket audit attest`, `model sell | list | show | buy | deliver | download` on the devnet and
-Kubo, each as a user runs it (dev accounts, their own homes)."""
+"""`fedmarket audit attest`, `model submit | sell | list | show | buy | deliver | download` on the
+devnet and Kubo, each as a user runs it (dev accounts, their own homes)."""
 
 from __future__ import annotations
 
@@ -76,3 +76,58 @@ def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli
     assert bad.exit_code == 1
     assert bad.output.startswith("Error: ") and "no listing 99" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_model_submit_seals_to_the_committee_and_the_k_plus_first_is_refused(
+    mkt, anvil, kubo, kubo_store, tmp_path
+):
+    # Prepare: a finished task with K = 2; the final aggregate and a developer's revision on disk
+    from marketplace.chain.model_market_client import ProductParams
+
+    final = dump_weights(get_weights(build_model(ModelSpec("logreg", 64, 10, seed=3))))
+    revised = dump_weights(get_weights(build_model(ModelSpec("logreg", 64, 10, seed=4))))
+    (tmp_path / "final.safetensors").write_bytes(final)
+    (tmp_path / "rev.safetensors").write_bytes(revised)
+    pm = setup_product(mkt)
+    task_id, _ = pm.finished_task(final=hashlib.sha256(final).digest())
+    k2 = ProductParams(max_submissions=2, threshold_ppm=800_000, eval_commit_duration=60,
+                       eval_reveal_duration=60)  # fmt: skip
+    pm.configure(task_id, k2)
+    deployments = tmp_path / "deployments"
+    write_deployment(deployment_of(pm), deployments)
+    runner = CliRunner()
+
+    def run(dev: int, *args: str) -> tuple[int, str]:
+        result = runner.invoke(
+            cli,
+            ["--chain-rpc", anvil.rpc_url, "--deployments", str(deployments),
+             "--home", str(tmp_path / f"home{dev}"), "--ipfs-api", kubo.api_multiaddr,
+             "--dev-account", str(dev), *args],
+        )  # fmt: skip
+        return result.exit_code, result.output
+
+    task = str(task_id)
+    # Execute: the requester submits the final aggregate (#1), developer 14 a revision (#2)
+    code, out = run(REQUESTER, "model", "submit", "--task", task, "--model",
+                    str(tmp_path / "final.safetensors"), "--final", "--json")  # fmt: skip
+    assert code == 0, out
+    first = json.loads(out)
+    code, out = run(14, "model", "submit", "--task", task, "--model",
+                    str(tmp_path / "rev.safetensors"), "--json")  # fmt: skip
+    assert code == 0, out
+    second = json.loads(out)
+    code, out = run(15, "model", "submit", "--task", task, "--model",
+                    str(tmp_path / "rev.safetensors"))  # fmt: skip
+    # Assert: numbered 1 and 2, digests on-chain, content in Kubo and sealed (no plaintext)
+    assert (first["submission"], second["submission"]) == (1, 2)
+    assert pm.submission(task_id, 1)["digest"] == hashlib.sha256(final).digest()
+    assert pm.submission(task_id, 2)["digest"] == hashlib.sha256(revised).digest()
+    assert pm.submission(task_id, 2)["developer"] == pm.developers[0].address
+    for sub, blob in ((first, final), (second, revised)):
+        stored = kubo_store.get(sub["cid"])
+        assert blob not in stored and len(stored) > len(blob)
+    # the (K+1)-th submission is refused by the chain: one line, no traceback
+    assert code == 1
+    assert out.startswith("Error: ") and "ModelMarketSubmissionLimit" in out
+    assert "Traceback" not in out
+    assert pm.product(task_id)["submissionCount"] == 2
