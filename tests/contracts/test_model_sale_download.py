@@ -1,5 +1,6 @@
 """A trained model evaluated by the committee, sold, delivered through Kubo and downloaded with its
-digest checked: the buyer sends one transaction; an undelivered sale cannot be downloaded."""
+digest checked: the buyer sends one transaction; an undelivered sale cannot be downloaded and is
+refunded after its delivery deadline."""
 
 from __future__ import annotations
 
@@ -88,6 +89,21 @@ def test_a_buyer_pays_in_one_transaction_and_downloads_the_evaluated_model(
         download_model(
             client, kubo_store, buyer=buyer.address, buyer_private=other_key, sale_id=sale_id
         )
+    # a sale the key holder never delivers: nothing to download, refunded after the deadline
+    late = buy_model(client, other, listing_id, _raw(other_key))
+    paid = pm.mkt.balance(other.address)
+    pm.chain.warp_past(client.sale(late).deliver_by)
+    with pytest.raises(ChainError, match="not delivered"):
+        download_model(
+            client, kubo_store, buyer=other.address, buyer_private=other_key, sale_id=late
+        )
+    with pytest.raises(ChainError, match="ModelMarketDeadlinePassed"):
+        deliver_sale(
+            client, kubo_store, key_holder, late, model_cid=model_cid, content_key=content_key
+        )
+    client.refund(other, late)
+    assert pm.mkt.balance(other.address) - paid == 10 * E18
+    assert client.listing(listing_id).gross == 10 * E18  # the refunded sale never counted
 
 
 def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_are_sealed(
