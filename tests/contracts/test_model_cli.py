@@ -1,5 +1,5 @@
-"""`fedmarket audit attest`, `model submit | sell | list | show | buy | deliver | download` on the
-devnet and Kubo, each as a user runs it (dev accounts, their own homes)."""
+"""`fedmarket audit register | package | attest`, `model submit | sell | list | show | buy |
+deliver | download` on the devnet and Kubo, each as a user runs it (dev accounts, own homes)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from click.testing import CliRunner
 from productkit import deployment_of, setup_product
 
 from marketplace.chain.deploy import write_deployment
+from marketplace.fl.data import canonical_digest, load_dataset, split_dataset
 from marketplace.fl.models import ModelSpec, build_model
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.weights import get_weights
 from node.cli import cli
 
-REQUESTER, AUDITORS, BUYER = 2, (16, 17), 19  # chainkit's actors are the dev keys in this order
+# chainkit's actors are the dev keys in this order; 8 and 9 are trainers of no task here, so they
+# may audit this one (and register as auditors from the CLI, with their own X25519 keys)
+REQUESTER, AUDITORS, BUYER = 2, (8, 9), 19
 
 
 def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli(
@@ -26,7 +29,11 @@ def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli
     path = tmp_path / "final.safetensors"
     path.write_bytes(blob)
     pm = setup_product(mkt)
-    task_id, _ = pm.finished_task(final=hashlib.sha256(blob).digest())
+    val = split_dataset(load_dataset("digits"), seed=0).validation
+    task_id, _ = pm.finished_task(
+        final=hashlib.sha256(blob).digest(),
+        validation=bytes.fromhex(canonical_digest(val.x, val.y)),
+    )
     pm.configure(task_id)
     pm.submit_final(task_id)
     pm.evaluate(task_id, 1, 900_000)
@@ -35,20 +42,35 @@ def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli
     write_deployment(deployment_of(pm), deployments)
     runner = CliRunner()
 
+    def common(dev: int) -> list[str]:
+        return ["--chain-rpc", anvil.rpc_url, "--deployments", str(deployments),
+                "--home", str(tmp_path / f"home{dev}"), "--ipfs-api", kubo.api_multiaddr,
+                "--dev-account", str(dev)]  # fmt: skip
+
     def run(dev: int, *args: str) -> dict:
-        result = runner.invoke(
-            cli,
-            ["--chain-rpc", anvil.rpc_url, "--deployments", str(deployments),
-             "--home", str(tmp_path / f"home{dev}"), "--ipfs-api", kubo.api_multiaddr,
-             "--dev-account", str(dev), *args, "--json"],
-        )  # fmt: skip
+        result = runner.invoke(cli, [*common(dev), *args, "--json"])
         assert result.exit_code == 0, result.output
         return json.loads(result.output)
 
-    # Execute
+    # Execute: the auditors register; the requester seals model + committed validation set to them
+    auditors = [run(a, "audit", "register")["auditor"] for a in AUDITORS]
+    package = ["audit", "package", "--task", str(task_id), "--submission", "1",
+               "--model", str(path), "--validation", "digits"]  # fmt: skip
+    bad = runner.invoke(cli, [*common(REQUESTER), *package, "--seed", "1",
+                              *(f"--auditor={a}" for a in auditors)])  # fmt: skip
+    assert bad.exit_code == 1 and "not task" in bad.output  # not the committed validation set
+    cid = run(REQUESTER, *package, *(f"--auditor={a}" for a in auditors))["package"]
+    # an auditor checks the package before it signs: another package (not sealed to it) fails
+    other = run(REQUESTER, *package, f"--auditor={auditors[0]}")["package"]
+    attest = ["audit", "attest", "--task", str(task_id), "--submission", "1"]
+    bad = runner.invoke(
+        cli, [*common(AUDITORS[1]), *attest, "--package", other, "--report-cid", "r"]
+    )
+    assert bad.exit_code == 1 and "not a recipient" in bad.output
+    assert bad.output.startswith("Error: ") and "Traceback" not in bad.output
     for a in AUDITORS:
         out = run(a, "audit", "attest", "--task", str(task_id), "--submission", "1",
-                  "--report-cid", f"bafy-report-{a}")  # fmt: skip
+                  "--package", cid, "--report-cid", f"bafy-report-{a}")  # fmt: skip
         assert out["approved"] is True
     pm.tx(pm.fn.approve(task_id, 1), pm.requester)
     sold = run(REQUESTER, "model", "sell", "--task", str(task_id), "--model", str(path),
