@@ -183,9 +183,7 @@ def run_product_phase(
     verified = 0
     for b in buyers:
         sale_id = buy_model(client, b.eth, listing_id, b.x25519_public)
-        deliver_sale(
-            client, store, requester.eth, sale_id, model_cid=model_cid, content_key=content_key
-        )
+        deliver_sale(client, requester.eth, sale_id, model_cid=model_cid, content_key=content_key)
         got = download_model(
             client, store, buyer=b.address, buyer_private=b.x25519_private, sale_id=sale_id
         )

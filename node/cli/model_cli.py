@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from web3 import Web3
 
 from marketplace.chain.deploy import deploy_product, write_deployment
 from marketplace.chain.model_market_client import (
@@ -295,6 +296,9 @@ def model_sell(
 def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Key holder: seal the content key to every paid, undelivered sale of a listing.
 
+    Each envelope is recorded on-chain (the Delivered event); the output maps each sale to the
+    envelope's keccak256, as the sale stores it.
+
     \b
     Example:
       fedmarket model deliver --listing 1
@@ -310,10 +314,11 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     for ev in events:
         sale_id = int(ev["args"]["saleId"])
         if client.sale(sale_id).status is SaleStatus.PAID:
-            done[str(sale_id)] = deliver_sale(
-                client, c.store, c.signer(), sale_id, model_cid=keys["modelCid"],
+            envelope = deliver_sale(
+                client, c.signer(), sale_id, model_cid=keys["modelCid"],
                 content_key=bytes.fromhex(keys["contentKey"]),
             )  # fmt: skip
+            done[str(sale_id)] = bytes(Web3.keccak(envelope))  # the sale's sealedKeyHash
     _emit(as_json, {"delivered": done}, f"Listing {listing_id}")
 
 
@@ -339,7 +344,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 @_json_option
 @pass_ctx
 def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> None:
-    """Open your delivery, fetch and decrypt the model, check its digest, write it.
+    """Open your delivery (read from the chain), fetch and decrypt the model, check its digest.
 
     \b
     Example:

@@ -204,7 +204,7 @@ class Product:
         return int(event["saleId"])
 
     def deliver(self, sale_id: int) -> Any:
-        return self.tx(self.fn.deliver(sale_id, f"bafy-sealed-{sale_id}"), self.requester)
+        return self.tx(self.fn.deliver(sale_id, f"sealed key {sale_id}".encode()), self.requester)
 
     def claim_royalty_fn(self, listing_id: int, tree: PayoutTree, i: int) -> Any:
         e = tree.entries[i]

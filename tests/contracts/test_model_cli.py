@@ -85,6 +85,7 @@ def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli
     # Assert
     assert [r["listing"] for r in listed] == [listing]
     assert list(delivered) == [str(sale)]
+    assert delivered[str(sale)] == "0x" + pm.sale(sale)["sealedKeyHash"].hex()  # on-chain
     assert out_file.read_bytes() == blob
     assert downloaded["sha256"] == "0x" + hashlib.sha256(blob).hexdigest()
     assert shown["sales"] == 1 and shown["gross"] == 10 * 10**18
