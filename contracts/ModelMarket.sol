@@ -27,6 +27,9 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     uint8 public constant MAX_SUBMISSIONS = 16;
     /// @notice Most attestations a task may require (M).
     uint8 public constant MAX_AUDITORS = 8;
+    /// @notice Longest sealed key envelope `deliver` accepts, in bytes (a one-recipient envelope
+    ///         of a model CID and a 32-byte key is about 600).
+    uint256 public constant MAX_SEALED_KEY = 1024;
     /// @notice The attestation's EIP-712 type.
     bytes32 public constant ATTESTATION_TYPEHASH =
         keccak256("Attestation(uint256 taskId,bytes32 modelDigest,string reportCid,bool approved)");
@@ -418,16 +421,19 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IModelMarket
-    function deliver(uint256 saleId, string calldata sealedKeyCid) external nonReentrant {
+    function deliver(uint256 saleId, bytes calldata sealedKey) external nonReentrant {
         SaleInfo storage s = _sale(saleId);
         ListingInfo storage l = _listings[s.listingId];
         if (msg.sender != l.keyHolder) revert ModelMarketNotKeyHolder(msg.sender);
         if (s.status != SaleStatus.Paid) revert ModelMarketWrongSaleStatus(saleId, s.status);
         if (block.timestamp > s.deliverBy) revert ModelMarketDeadlinePassed(s.deliverBy);
-        if (bytes(sealedKeyCid).length == 0) revert ModelMarketZeroHash();
+        if (sealedKey.length == 0 || sealedKey.length > MAX_SEALED_KEY) {
+            revert ModelMarketBadSealedKeyLength(sealedKey.length, MAX_SEALED_KEY);
+        }
         uint256 price = s.price;
+        bytes32 sealedKeyHash = keccak256(sealedKey);
         s.status = SaleStatus.Delivered;
-        s.sealedKeyCid = sealedKeyCid;
+        s.sealedKeyHash = sealedKeyHash;
         l.pending -= price;
         l.gross += price;
         // Each sale is split on its own price, so every pool only grows (claims never underflow);
@@ -449,7 +455,7 @@ contract ModelMarket is IModelMarket, ReentrancyGuardTransient {
                 _heldAt[s.listingId][withdrawals] += trainerCut;
             }
         }
-        emit Delivered(saleId, sealedKeyCid);
+        emit Delivered(saleId, sealedKeyHash, sealedKey);
     }
 
     /// @inheritdoc IModelMarket

@@ -16,7 +16,9 @@ Prints ONE JSON object on stdout (logs go to stderr):
   the first two sales of each listing are warm-up (they write storage from zero: the listing's
   counters, on the first listing also each buyer's permit nonce) and are reported apart as
   ``first_sale_gas``;
-- ``deliver_gas``: median gas of the key holder's ``deliver`` (the price joins the gross);
+- ``deliver_gas``: median gas of the key holder's ``deliver`` (the price joins the gross) with
+  a real sealed key envelope (a CIDv1 model CID and a 32-byte key sealed to the buyer, about 600
+  bytes: calldata and the ``Delivered`` log; the sale stores its keccak256);
 - ``claim_royalty_gas``: one trainer's royalty claim with its payout leaf (grows with log2 n, the
   proof length — per trainer, never per sale);
 - ``sale_gas_spread``: |gas(100) - gas(8)| / gas(8) (goal ≤ 0.02) and ``sale_gas_goal_met``;
@@ -62,11 +64,15 @@ from marketplace.chain.model_market_client import (
 from marketplace.chain.tx import send_eth
 from marketplace.protocol.model_evaluation import commit_and_reveal_evaluation
 from marketplace.protocol.model_sale import (
+    Delivery,
     buy_model,
     deliver_sale,
     download_model,
     publish_model,
+    sale_context,
+    seal_delivery,
 )
+from marketplace.storage.cid import raw_cid
 from marketplace.storage.embedded import EmbeddedStore
 from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.payouts import compute_payouts
@@ -206,9 +212,8 @@ class Bench:
             buyer = self.buyers[i % 2]
             sale_id, receipt = self.mm.buy(buyer, listing_id, _key(f"buyer{i}"))
             sale_gas.append(int(receipt["gasUsed"]))
-            deliver_gas.append(
-                int(self.mm.deliver(self.requester, sale_id, f"bafy-k{i}")["gasUsed"])
-            )
+            sealed = self.sealed_key(task_id, sale_id)
+            deliver_gas.append(int(self.mm.deliver(self.requester, sale_id, sealed)["gasUsed"]))
         e = tree.entries[n // 2]
         claim = self.mm.claim_royalty(
             self.deployer, listing_id, e.claim_values(), tree.proof(e.index)
@@ -218,12 +223,22 @@ class Bench:
             "first_sale_gas": sale_gas[0],
             "sale_gas": int(statistics.median(sale_gas[2:])),
             "deliver_gas": int(statistics.median(deliver_gas[2:])),
+            "sealed_key_bytes": len(sealed),
             "claim_royalty_gas": int(claim["gasUsed"]),
             "proof_length": len(tree.proof(e.index)),
             "task_seconds": round(task_seconds, 2),
             "listing_id": listing_id,
             "task_id": task_id,
         }
+
+    def sealed_key(self, task_id: int, sale_id: int) -> bytes:
+        """A real delivery envelope for a sale (what ``deliver_sale`` records)."""
+        sale = self.mm.sale(sale_id)
+        context = sale_context(self.mm.chain_id, task_id, sale_id, self.requester.address)
+        delivery = Delivery(str(raw_cid(self.final_model)), bytes(range(32)))
+        return seal_delivery(
+            delivery, buyer=sale.buyer, buyer_public=sale.buyer_key, context=context
+        )
 
     def buyer_transactions(self, listing_id: int, task_id: int) -> int:
         """The buyer's transactions from payment to a digest-verified download."""
@@ -238,7 +253,6 @@ class Bench:
             sale_id = buy_model(self.mm, buyer, listing_id, _x25519_public(key))
             deliver_sale(
                 self.mm,
-                store,
                 self.requester,
                 sale_id,
                 model_cid=model_cid,
@@ -279,6 +293,7 @@ def main() -> None:
         "sale_gas": gas,
         "first_sale_gas": {k: v["first_sale_gas"] for k, v in per_n.items()},
         "deliver_gas": {k: v["deliver_gas"] for k, v in per_n.items()},
+        "sealed_key_bytes": first["sealed_key_bytes"],
         "claim_royalty_gas": {k: v["claim_royalty_gas"] for k, v in per_n.items()},
         "proof_length": {k: v["proof_length"] for k, v in per_n.items()},
         "sale_gas_spread": round(spread, 6),

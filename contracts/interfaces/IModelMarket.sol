@@ -161,6 +161,8 @@ interface IModelMarket {
     }
 
     /// @notice A sale, as returned by `sale`.
+    /// @dev `sealedKeyHash` is the keccak256 of the sealed key envelope `deliver` recorded (the
+    ///      envelope itself is in the sale's `Delivered` event); zero until delivered.
     struct SaleInfo {
         uint256 listingId;
         address buyer;
@@ -168,7 +170,7 @@ interface IModelMarket {
         SaleStatus status;
         bytes32 buyerKey;
         uint256 price;
-        string sealedKeyCid;
+        bytes32 sealedKeyHash;
     }
 
     // --- errors ---------------------------------------------------------------------------------
@@ -309,6 +311,10 @@ interface IModelMarket {
     /// @notice Thrown when someone other than the listing's key holder delivers.
     /// @param account The caller.
     error ModelMarketNotKeyHolder(address account);
+    /// @notice Thrown when a delivered sealed key envelope is empty or longer than MAX_SEALED_KEY.
+    /// @param length Its length in bytes.
+    /// @param max The longest accepted.
+    error ModelMarketBadSealedKeyLength(uint256 length, uint256 max);
     /// @notice Thrown when someone other than the buyer asks for a refund.
     /// @param account The caller.
     error ModelMarketNotBuyer(address account);
@@ -453,10 +459,13 @@ interface IModelMarket {
     event Purchased(
         uint256 indexed saleId, uint256 indexed listingId, address indexed buyer, bytes32 buyerKey, uint256 price, uint64 deliverBy
     );
-    /// @notice Emitted when the key holder recorded the content key sealed to the buyer.
+    /// @notice Emitted when the key holder recorded the content key sealed to the buyer. The
+    ///         envelope is on-chain (this event's data): the buyer reads it from the log and
+    ///         checks it against the sale's `sealedKeyHash`; no content store is involved.
     /// @param saleId The sale.
-    /// @param sealedKeyCid CID of the sealed key envelope.
-    event Delivered(uint256 indexed saleId, string sealedKeyCid);
+    /// @param sealedKeyHash keccak256 of `sealedKey` (stored in the sale).
+    /// @param sealedKey The sealed key envelope (model CID and content key, sealed to the buyer).
+    event Delivered(uint256 indexed saleId, bytes32 sealedKeyHash, bytes sealedKey);
     /// @notice Emitted when an undelivered sale was refunded.
     /// @param saleId The sale.
     /// @param amount Tokens returned to the buyer.
@@ -621,10 +630,13 @@ interface IModelMarket {
         returns (uint256 saleId);
 
     /// @notice Record the content key sealed to the buyer (the listing's key holder, before the
-    ///         delivery deadline); the price joins the listing's gross.
+    ///         delivery deadline); the price joins the listing's gross. The envelope is emitted in
+    ///         `Delivered` and only its keccak256 is stored, so a delivered buyer needs no content
+    ///         store to get its key. Whether the envelope opens to the right key is not checked
+    ///         here (the contract cannot open it).
     /// @param saleId The sale.
-    /// @param sealedKeyCid CID of the sealed key envelope.
-    function deliver(uint256 saleId, string calldata sealedKeyCid) external;
+    /// @param sealedKey The sealed key envelope (1 to MAX_SEALED_KEY bytes).
+    function deliver(uint256 saleId, bytes calldata sealedKey) external;
 
     /// @notice Take back the price of a sale not delivered by its deadline (the buyer).
     /// @param saleId The sale.

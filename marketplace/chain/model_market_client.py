@@ -226,7 +226,7 @@ class SaleInfo:
     status: SaleStatus
     buyer_key: bytes
     price: int
-    sealed_key_cid: str
+    sealed_key_hash: bytes  # keccak256 of the envelope in the sale's Delivered event; zero before
 
 
 @dataclass(frozen=True)
@@ -478,6 +478,12 @@ class ModelMarketClient:
     def deployment_task_market(self) -> Contract:
         return self._contract("TaskMarket")
 
+    def validation_commitment(self, task_id: int) -> bytes:
+        """The task's validation commitment as TaskMarket stores it (``validationCommitment``)."""
+        fn = self.deployment_task_market().functions.task(task_id)
+        names = [c["name"] for c in fn.abi["outputs"][0]["components"]]
+        return bytes(self.call(fn)[names.index("validationCommitment")])
+
     def submit_final_model(self, requester: LocalAccount, task_id: int, model_cid: str) -> int:
         receipt = self.send(self.fn.submitFinalModel(task_id, model_cid), requester)
         return int(self._event(self.contract, receipt, "ModelSubmitted")["submission"])
@@ -601,8 +607,27 @@ class ModelMarketClient:
         sig = owner.sign_message(encode_typed_data(full_message=data))
         return int(sig.v), int(sig.r).to_bytes(32, "big"), int(sig.s).to_bytes(32, "big")
 
-    def deliver(self, key_holder: LocalAccount, sale_id: int, sealed_key_cid: str) -> TxReceipt:
-        return self.send(self.fn.deliver(sale_id, sealed_key_cid), key_holder)
+    def deliver(self, key_holder: LocalAccount, sale_id: int, sealed_key: bytes) -> TxReceipt:
+        """Record the sealed key envelope itself (on-chain, in the ``Delivered`` event)."""
+        return self.send(self.fn.deliver(sale_id, sealed_key), key_holder)
+
+    def delivered_envelope(self, sale_id: int) -> bytes:
+        """The sealed key envelope of a delivered sale, read from its ``Delivered`` log and
+        checked against the sale's stored ``sealedKeyHash``: no content store involved."""
+        expected = self.sale(sale_id).sealed_key_hash
+        if expected == bytes(32):
+            raise ChainError(f"sale {sale_id} has no delivery recorded")
+        events = self.contract.events.Delivered().get_logs(
+            from_block=self.deployment.block, argument_filters={"saleId": sale_id}
+        )
+        for ev in events:
+            envelope = bytes(ev["args"]["sealedKey"])
+            if Web3.keccak(envelope) == expected:
+                return envelope
+        raise ChainError(
+            f"no Delivered log of sale {sale_id} carries the envelope hashing to "
+            f"0x{expected.hex()}: the RPC's logs are pruned or incomplete; ask another node"
+        )
 
     def refund(self, buyer: LocalAccount, sale_id: int) -> TxReceipt:
         return self.send(self.fn.refund(sale_id), buyer)

@@ -106,19 +106,23 @@ class DataSplits:
     scale: np.ndarray
 
 
-def canonical_digest(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 over a JSON header (dtypes, shapes) then ``x`` as little-endian float32 C-order bytes
-    and ``y`` as little-endian int64: the same arrays hash the same on every machine."""
+def canonical_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
+    """A JSON header (dtypes, shapes) then ``x`` as little-endian float32 C-order bytes and ``y``
+    as little-endian int64: the bytes :func:`canonical_digest` hashes (what an audit package
+    carries, so an auditor checks it against the task's on-chain validation commitment)."""
     xc = np.ascontiguousarray(x, dtype="<f4")
     yc = np.ascontiguousarray(y, dtype="<i8")
     header = {
         "x": {"dtype": "<f4", "shape": list(xc.shape)},
         "y": {"dtype": "<i8", "shape": list(yc.shape)},
     }
-    h = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
-    h.update(xc.tobytes())
-    h.update(yc.tobytes())
-    return h.hexdigest()
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return head + xc.tobytes() + yc.tobytes()
+
+
+def canonical_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 of :func:`canonical_bytes`: the same arrays hash the same on every machine."""
+    return hashlib.sha256(canonical_bytes(x, y)).hexdigest()
 
 
 def load_dataset(

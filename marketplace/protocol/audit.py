@@ -2,8 +2,10 @@
 
 The requester (who holds the validation set) seals one envelope to the task's auditors, with the
 context ``(chain id, task id, round = submission, sender = requester)``; its payload is the model
-and the validation set, each length-prefixed. The auditor checks the model against the
-submission's on-chain digest and the validation set against the task's validation commitment
+(length-prefixed) and the validation set in its canonical encoding
+(:func:`marketplace.fl.data.canonical_bytes`, whose sha256 is the task's on-chain
+``validationCommitment``). The auditor checks the model against the submission's on-chain digest
+and the validation set against that commitment (``ModelMarketClient.validation_commitment``)
 before auditing, then signs its attestation (``ModelMarketClient.sign_attestation``).
 """
 

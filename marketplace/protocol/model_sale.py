@@ -4,13 +4,15 @@ The key holder (the requester's node) encrypts the approved model once under a f
 (AES-256-GCM, associated data binding chain id, task and the model's digest) and adds the blob to
 the content store. For each paid sale it seals a small JSON payload — the model blob's CID and the
 content key — to the buyer's X25519 key with :mod:`marketplace.crypto.envelope`, in an envelope
-whose context is ``(chain id, task id, round = sale id, sender = key holder)``, adds it to the
-store and records its CID on-chain with ``ModelMarket.deliver``.
+whose context is ``(chain id, task id, round = sale id, sender = key holder)``, and records the
+envelope itself on-chain with ``ModelMarket.deliver`` (the bytes go in the ``Delivered`` event, the
+sale stores their keccak256). No content store carries the key: a delivered buyer gets its
+envelope from any node serving the chain's logs, even if the key holder's store is gone.
 
 A buyer needs one transaction (``buyWithPermit``: payment and permit together, two with a plain
-``approve`` + ``buy``); the download is reads only: the sale's sealed-key CID from the chain, the
-envelope and the model blob from the store, and the model's sha256 checked against the digest the
-committee evaluated (the submission's, on-chain).
+``approve`` + ``buy``); the download is reads only: the envelope from the sale's ``Delivered`` log
+(checked against the stored hash), the model blob from the store, and the model's sha256 checked
+against the digest the committee evaluated (the submission's, on-chain).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from marketplace.errors import ChainError, CryptoError, DigestMismatchError
 from marketplace.storage.base import ContentStore
 
 MODEL_MAGIC = b"FMMDL1"
-MAX_DELIVERY_BYTES = 4096
+MAX_DELIVERY_BYTES = 1024  # ModelMarket.MAX_SEALED_KEY: the longest envelope deliver records
 _NONCE_BYTES = 12
 
 
@@ -149,14 +151,14 @@ def publish_model(
 
 def deliver_sale(
     client: ModelMarketClient,
-    store: ContentStore,
     key_holder: LocalAccount,
     sale_id: int,
     *,
     model_cid: str,
     content_key: bytes,
-) -> str:
-    """Key holder: seal the content key to the sale's buyer, store it, record it; its CID."""
+) -> bytes:
+    """Key holder: seal the content key to the sale's buyer and record the envelope on-chain;
+    returns the envelope."""
     sale = client.sale(sale_id)
     if sale.status is not SaleStatus.PAID:
         raise ChainError(f"sale {sale_id} is {sale.status.name.lower()}, not awaiting delivery")
@@ -168,9 +170,13 @@ def deliver_sale(
         buyer_public=sale.buyer_key,
         context=context,
     )
-    cid = str(store.put(sealed))
-    client.deliver(key_holder, sale_id, cid)
-    return cid
+    if len(sealed) > MAX_DELIVERY_BYTES:
+        raise CryptoError(
+            f"the sealed delivery is {len(sealed)} bytes, ModelMarket records at most "
+            f"{MAX_DELIVERY_BYTES}: is the model CID ({len(model_cid)} characters) genuine?"
+        )
+    client.deliver(key_holder, sale_id, sealed)
+    return sealed
 
 
 def buy_model(
@@ -189,15 +195,16 @@ def download_model(
     buyer_private: X25519PrivateKey,
     sale_id: int,
 ) -> bytes:
-    """Buyer: read the delivery, open it, fetch and decrypt the model, check its digest.
+    """Buyer: read the delivery from the chain, open it, fetch and decrypt the model from the
+    store, check its digest.
 
     Raises
     ------
     ChainError
         The sale is not delivered yet (wait, or refund after the deadline).
     CryptoError, DigestMismatchError
-        The delivery or model does not check out (ask for a refund is not possible once
-        delivered: keep the evidence — the CIDs and this error).
+        The delivery or model does not check out (a refund is not possible once delivered:
+        keep the evidence — the sale id, whose envelope is on-chain, and this error).
     """
     sale = client.sale(sale_id)
     if sale.status is not SaleStatus.DELIVERED:
@@ -208,7 +215,7 @@ def download_model(
     listing = client.listing(sale.listing_id)
     expected = client.submission(listing.task_id, listing.submission).digest
     context = sale_context(client.chain_id, listing.task_id, sale_id, listing.key_holder)
-    envelope = store.get(sale.sealed_key_cid, max_size=MAX_DELIVERY_BYTES)
+    envelope = client.delivered_envelope(sale_id)
     delivery = open_delivery(envelope, buyer=buyer, buyer_private=buyer_private, context=context)
     blob = store.get(delivery.model_cid)
     return decrypt_model(

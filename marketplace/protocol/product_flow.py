@@ -28,7 +28,8 @@ from marketplace.chain.model_market_client import (
     ProductParams,
     ProductRole,
 )
-from marketplace.errors import ChainError
+from marketplace.errors import ChainError, DigestMismatchError
+from marketplace.fl.data import canonical_bytes
 from marketplace.fl.models import ModelSpec
 from marketplace.protocol.audit import (
     AuditPackage,
@@ -92,8 +93,22 @@ def run_product_phase(
     price: int,
     threshold_ppm: int = 500_000,
 ) -> ProductOutcome:
-    """Run submission → evaluation → audits → listing → sales → royalty claims (see module)."""
+    """Run submission → evaluation → audits → listing → sales → royalty claims (see module).
+
+    Raises
+    ------
+    DigestMismatchError
+        ``(x_val, y_val)`` is not the validation set the task committed to on-chain (checked
+        before any transaction: the committee scores, and the auditors check, only that set).
+    """
     chain_id = client.chain_id
+    validation = canonical_bytes(x_val, y_val)
+    committed = client.validation_commitment(task_id)
+    if hashlib.sha256(validation).digest() != committed:
+        raise DigestMismatchError(
+            f"task {task_id}: the validation set does not match its on-chain commitment "
+            f"0x{committed.hex()}; score and audit only the committed set"
+        )
     client.configure(
         requester.eth, task_id,
         ProductParams(max_submissions=2, threshold_ppm=threshold_ppm,
@@ -128,7 +143,6 @@ def run_product_phase(
     info = client.submission(task_id, sub)
     if not info.passed:
         raise ChainError(f"the model scored {score} ppm, below the threshold {threshold_ppm}")
-    validation = np.ascontiguousarray(x_val).tobytes() + np.ascontiguousarray(y_val).tobytes()
     ctx = audit_context(chain_id, task_id, sub, requester.address)
     package_cid = str(
         store.put(
@@ -145,7 +159,7 @@ def run_product_phase(
         open_audit_package(
             store.get(package_cid), auditor=a.address, x25519_private=a.x25519_private,
             context=ctx, model_digest=info.digest,
-            validation_commitment=hashlib.sha256(validation).digest(),
+            validation_commitment=client.validation_commitment(task_id),
         )  # fmt: skip
         report = f"audit:{task_id}:{sub}:{a.address}"
         sig = client.sign_attestation(a.eth, task_id, info.digest, report, True)
@@ -169,9 +183,7 @@ def run_product_phase(
     verified = 0
     for b in buyers:
         sale_id = buy_model(client, b.eth, listing_id, b.x25519_public)
-        deliver_sale(
-            client, store, requester.eth, sale_id, model_cid=model_cid, content_key=content_key
-        )
+        deliver_sale(client, requester.eth, sale_id, model_cid=model_cid, content_key=content_key)
         got = download_model(
             client, store, buyer=b.address, buyer_private=b.x25519_private, sale_id=sale_id
         )

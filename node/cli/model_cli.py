@@ -16,12 +16,14 @@ from typing import Any
 
 import click
 from rich.table import Table
+from web3 import Web3
 
 from marketplace.chain.deploy import deploy_product, write_deployment
 from marketplace.chain.model_market_client import (
     ListingParams,
     ModelMarketClient,
     ProductParams,
+    ProductRole,
     SaleStatus,
 )
 from marketplace.errors import ConfigError
@@ -294,6 +296,9 @@ def model_sell(
 def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Key holder: seal the content key to every paid, undelivered sale of a listing.
 
+    Each envelope is recorded on-chain (the Delivered event); the output maps each sale to the
+    envelope's keccak256, as the sale stores it.
+
     \b
     Example:
       fedmarket model deliver --listing 1
@@ -309,10 +314,11 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     for ev in events:
         sale_id = int(ev["args"]["saleId"])
         if client.sale(sale_id).status is SaleStatus.PAID:
-            done[str(sale_id)] = deliver_sale(
-                client, c.store, c.signer(), sale_id, model_cid=keys["modelCid"],
+            envelope = deliver_sale(
+                client, c.signer(), sale_id, model_cid=keys["modelCid"],
                 content_key=bytes.fromhex(keys["contentKey"]),
             )  # fmt: skip
+            done[str(sale_id)] = bytes(Web3.keccak(envelope))  # the sale's sealedKeyHash
     _emit(as_json, {"delivered": done}, f"Listing {listing_id}")
 
 
@@ -338,7 +344,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 @_json_option
 @pass_ctx
 def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> None:
-    """Open your delivery, fetch and decrypt the model, check its digest, write it.
+    """Open your delivery (read from the chain), fetch and decrypt the model, check its digest.
 
     \b
     Example:
@@ -359,25 +365,90 @@ def audit() -> None:
     """Independent audits of a submitted model (EIP-712 attestations)."""
 
 
+@audit.command("package")
+@click.option("--task", "task_id", type=int, required=True)
+@click.option("--submission", type=int, required=True)
+@click.option("--model", "model_path", type=_FILE, required=True,
+              help="The submission's model (must match its on-chain digest).")  # fmt: skip
+@click.option("--validation", required=True,
+              help="The validation source `task create` was given (dataset or file).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="As given to `task create`.")
+@click.option("--auditor", "auditors", multiple=True, required=True,
+              help="A registered auditor's address (repeat).")  # fmt: skip
+@_json_option
+@pass_ctx
+def audit_package(
+    c: CliContext, task_id: int, submission: int, model_path: Path, validation: str, seed: int,
+    auditors: tuple[str, ...], as_json: bool,
+) -> None:  # fmt: skip
+    """Requester: seal the model and the committed validation set to the auditors' keys.
+
+    \b
+    Example:
+      fedmarket audit package --task 1 --submission 1 --model final.safetensors \\
+          --validation digits --auditor 0xA1… --auditor 0xA2…
+    """
+    from marketplace.fl import canonical_bytes, load_dataset, split_dataset
+    from marketplace.protocol.audit import AuditPackage, audit_context, seal_audit_package
+
+    client = _client(c)
+    me = c.identity()
+    blob = model_path.read_bytes()
+    if hashlib.sha256(blob).digest() != client.submission(task_id, submission).digest:
+        raise ConfigError(f"{model_path} is not submission {submission}'s model (digest differs)")
+    if Path(validation).is_file():
+        ds = load_dataset(validation)
+    else:
+        ds = split_dataset(load_dataset(validation), seed=seed).validation
+    data = canonical_bytes(ds.x, ds.y)
+    if hashlib.sha256(data).digest() != client.validation_commitment(task_id):
+        raise ConfigError(
+            f"--validation {validation} (--seed {seed}) is not task {task_id}'s committed "
+            "validation set: give what `task create` was given"
+        )
+    keys = {}
+    for a in auditors:
+        if client.role_of(a) is not ProductRole.AUDITOR:
+            raise ConfigError(f"{a} is not a registered auditor (`fedmarket audit register`)")
+        keys[a] = bytes(client.call(client.fn.encryptionKeyOf(a)))
+    ctx = audit_context(client.chain_id, task_id, submission, me.address)
+    cid = str(c.store.put(seal_audit_package(AuditPackage(blob, data), auditors=keys, context=ctx)))
+    _emit(as_json, {"task": task_id, "submission": submission, "package": cid}, "Audit package")
+
+
 @audit.command("attest")
 @click.option("--task", "task_id", type=int, required=True)
 @click.option("--submission", type=int, required=True)
+@click.option("--package", "package_cid", required=True,
+              help="CID of the package the requester sealed to you (`audit package`).")  # fmt: skip
 @click.option("--report-cid", required=True, help="CID of your audit report.")
 @click.option("--approve/--reject", "approved", default=True, show_default=True)
 @_json_option
 @pass_ctx
 def audit_attest(
-    c: CliContext, task_id: int, submission: int, report_cid: str, approved: bool, as_json: bool
-) -> None:
-    """Sign an attestation of a submission's model and post it (register as auditor first).
+    c: CliContext, task_id: int, submission: int, package_cid: str, report_cid: str,
+    approved: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Open your audit package, check the model against the submission's digest and the
+    validation set against the task's commitment, then sign an attestation and post it.
 
     \b
     Example:
-      fedmarket --account 0xAUDITOR audit attest --task 1 --submission 1 --report-cid bafy…
+      fedmarket --account 0xAUDITOR audit attest --task 1 --submission 1 --package bafy… \\
+          --report-cid bafy…
     """
+    from marketplace.protocol.audit import audit_context, open_audit_package
+
     client = _client(c)
-    me = c.signer()
+    me_keys = c.identity()
     digest = client.submission(task_id, submission).digest
+    requester = client.call(client.deployment_task_market().functions.task(task_id))[0]
+    open_audit_package(
+        c.store.get(package_cid), auditor=me_keys.address, x25519_private=me_keys.x25519_private,
+        context=audit_context(client.chain_id, task_id, submission, requester),
+        model_digest=digest, validation_commitment=client.validation_commitment(task_id),
+    )  # fmt: skip
+    me = c.signer()
     sig = client.sign_attestation(me, task_id, digest, report_cid, approved)
     client.attest(me, task_id, submission, digest, report_cid, approved, sig)
     _emit(as_json, {"task": task_id, "submission": submission, "approved": approved,

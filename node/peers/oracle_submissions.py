@@ -7,8 +7,9 @@ it against the on-chain digest, scores it on the committed validation set (a det
 score. The ``(score, salt)`` pair is journaled *before* the commitment is sent, so a restarted
 oracle reveals what it committed. Committing reserves the task's ``oracleSlash`` of the member's
 registry stake; once the submission is resolved the member settles every committee member's
-evaluation stake: released for a member that revealed the quorum's score (or any score when no
-quorum formed), slashed for one that committed and did not reveal, or revealed another score.
+evaluation stake: released for a member that revealed (whatever it revealed: dissent is not
+slashable, there is no arbiter over submissions), slashed for one that committed and did not
+reveal by the reveal deadline.
 
 A model that does not match its digest, fails to open or fails validation scores 0 (the chain
 keeps the CID as evidence); content not yet served is transient and retried by the run loop.
@@ -135,7 +136,6 @@ def _settle_one(peer: Peer, client: ModelMarketClient, sub: int) -> Step | None:
             if exc.error_name != ALREADY_SETTLED:
                 raise
             continue
-        fault = not vote.revealed or (info.decided and vote.score_ppm != info.score_ppm)
-        what = "slashed" if fault else "released"
+        what = "released" if vote.revealed else "slashed"  # ModelMarket slashes silence only
         return Step.acted(f"{what} {oracle}'s evaluation stake on submission {sub}")
     return pending

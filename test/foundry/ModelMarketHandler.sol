@@ -237,7 +237,7 @@ contract ModelMarketHandler {
         IModelMarket.SaleInfo memory s = market.sale(saleId);
         // Mostly the key holder; sometimes the buyer itself, which must revert.
         vm.prank((seed >> 8) % 8 == 0 ? s.buyer : keyHolder);
-        try market.deliver(saleId, "sealed key") {
+        try market.deliver(saleId, bytes("sealed key")) {
             IModelMarket.ListingInfo memory l = market.listing(s.listingId);
             succeeded[1]++;
             ghostDelivered[s.listingId] += s.price;

@@ -271,6 +271,7 @@ class TaskSpec:
     join_gate: str | None = None
     requester_deposit: int = 0
     sealed_validation_digest: bytes = bytes(Web3.keccak(text="sealed validation blob"))
+    validation_commitment: bytes = bytes(Web3.keccak(text="validation set"))
 
     def with_(self, **changes: Any) -> TaskSpec:
         return replace(self, **changes)
@@ -285,7 +286,7 @@ def task_params(spec: TaskSpec, *, token: str, oracles: Iterable[str], now: int)
         "bafy-initial-model",
         Web3.keccak(text="initial model"),
         "bafy-config",
-        Web3.keccak(text="validation set"),
+        spec.validation_commitment,
         spec.rounds,
         spec.min_trainers,
         spec.max_trainers,

@@ -63,11 +63,14 @@ class Product:
         rows: Callable[[Sequence[LocalAccount]], Sequence[tuple[str, int, int, int]]] | None = None,
         n: int = 2,
         final: bytes | None = None,
+        validation: bytes | None = None,
     ) -> tuple[int, PayoutTree]:
-        """A task trained by ``n`` trainers, its final model (digest ``final``) posted, root
-        final, claims open."""
+        """A task trained by ``n`` trainers (validation commitment ``validation``), its final
+        model (digest ``final``) posted, root final, claims open."""
         trainers = self.mkt.actors.trainers[:n]
         spec = self.mkt_spec(n)
+        if validation is not None:
+            spec = spec.with_(validation_commitment=validation)
         task_id, tree = self.mkt.finalized_task(
             trainers, rows or (lambda ts: [(t.address, 100 * E18, 500_000, 0) for t in ts]), spec
         )
@@ -201,7 +204,7 @@ class Product:
         return int(event["saleId"])
 
     def deliver(self, sale_id: int) -> Any:
-        return self.tx(self.fn.deliver(sale_id, f"bafy-sealed-{sale_id}"), self.requester)
+        return self.tx(self.fn.deliver(sale_id, f"sealed key {sale_id}".encode()), self.requester)
 
     def claim_royalty_fn(self, listing_id: int, tree: PayoutTree, i: int) -> Any:
         e = tree.entries[i]

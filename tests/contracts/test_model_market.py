@@ -386,12 +386,12 @@ def test_an_undelivered_sale_is_refunded_and_never_counts_as_revenue(pm):
         pm.fn.refund(sale_id), pm.requester, "ModelMarketNotBuyer", pm.requester.address
     )
     pm.chain.expect_revert(
-        pm.fn.deliver(sale_id, "bafy-k"), buyer, "ModelMarketNotKeyHolder", buyer.address
+        pm.fn.deliver(sale_id, b"sealed"), buyer, "ModelMarketNotKeyHolder", buyer.address
     )
     # Execute: the key holder misses the deadline
     pm.chain.warp_past(pm.sale(sale_id)["deliverBy"])
     pm.chain.expect_revert(
-        pm.fn.deliver(sale_id, "bafy-k"), pm.requester, "ModelMarketDeadlinePassed"
+        pm.fn.deliver(sale_id, b"sealed"), pm.requester, "ModelMarketDeadlinePassed"
     )
     r = pm.tx(pm.fn.refund(sale_id), buyer)
     # Assert
@@ -402,6 +402,46 @@ def test_an_undelivered_sale_is_refunded_and_never_counts_as_revenue(pm):
     assert (info["gross"], info["pending"]) == (0, 0)
     pm.chain.expect_revert(pm.fn.refund(sale_id), buyer, "ModelMarketWrongSaleStatus", sale_id, 3)
     pm.chain.expect_revert(pm.fn.refund(99), buyer, "ModelMarketUnknownSale", 99)
+
+
+def test_deliver_records_the_envelope_in_its_event_and_only_its_hash_in_the_sale(pm):
+    # Prepare
+    from web3 import Web3
+
+    task_id, _ = pm.approved_task()
+    listing_id = pm.list(task_id)
+    sale_id = pm.buy(listing_id, pm.buyers[0])
+    most = pm.fn.MAX_SEALED_KEY().call()
+    assert most == 1024
+    # Execute / Assert: an empty or over-long envelope is refused, the sale stays paid
+    for bad in (b"", b"\x01" * (most + 1)):
+        pm.chain.expect_revert(
+            pm.fn.deliver(sale_id, bad), pm.requester, "ModelMarketBadSealedKeyLength", len(bad),
+            most,
+        )  # fmt: skip
+    assert pm.sale(sale_id)["status"] == 1 and pm.sale(sale_id)["sealedKeyHash"] == bytes(32)
+    envelope = bytes(range(256)) * 4  # the longest accepted
+    r = pm.tx(pm.fn.deliver(sale_id, envelope), pm.requester)
+    (event,) = pm.chain.events(pm.mm, r, "Delivered")
+    assert (event["saleId"], event["sealedKey"]) == (sale_id, envelope)
+    assert event["sealedKeyHash"] == pm.sale(sale_id)["sealedKeyHash"] == Web3.keccak(envelope)
+    assert pm.sale(sale_id)["status"] == 2
+
+
+def test_the_model_market_views_have_exactly_the_abi_fields():
+    import dataclasses
+
+    from marketplace.chain import model_market_client as mmc
+    from marketplace.chain.compiler import compile_contracts
+    from marketplace.chain.views import snake
+
+    abi = {e["name"]: e for e in compile_contracts()["ModelMarket"].abi if e["type"] == "function"}
+    views = {"product": mmc.ProductInfo, "submission": mmc.SubmissionInfo,
+             "listing": mmc.ListingInfo, "sale": mmc.SaleInfo}  # fmt: skip
+    for function, view in views.items():
+        (out,) = abi[function]["outputs"]
+        names = [snake(c["name"]) for c in out["components"]]
+        assert names == [f.name for f in dataclasses.fields(view)], function
 
 
 def test_a_sale_after_the_listings_expiry_reverts(pm):
@@ -597,7 +637,7 @@ def test_a_finished_task_without_a_posted_final_model_cannot_be_submitted(pm):
     )  # fmt: skip
     pm.chain.expect_revert(pm.fn.attestTotalScore(task_id, 0), o0, "ModelMarketInvalidParams")
     pm.chain.expect_revert(pm.fn.claimBounty(task_id), outsider, "ModelMarketNoBounty", task_id)
-    pm.chain.expect_revert(pm.fn.deliver(5, "k"), outsider, "ModelMarketUnknownSale", 5)
+    pm.chain.expect_revert(pm.fn.deliver(5, b"k"), outsider, "ModelMarketUnknownSale", 5)
 
 
 def test_every_custom_error_of_the_product_contracts_is_asserted():

@@ -1,19 +1,23 @@
-"""A trained model evaluated by the committee, sold, delivered through Kubo and downloaded with its
-digest checked: the buyer sends one transaction; an undelivered sale cannot be downloaded."""
+"""A trained model evaluated by the committee, sold, delivered on-chain (the sealed key in the
+Delivered event) and downloaded from Kubo with its digest checked: the buyer sends one
+transaction; an undelivered sale cannot be downloaded and is refunded after its delivery deadline;
+a delivered sale still downloads once the key holder's store is gone."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 from chainkit import E18
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from productkit import deployment_of, setup_product
+from web3 import Web3
 
 from marketplace.chain.model_market_client import ModelMarketClient
-from marketplace.errors import ChainError, CryptoError
-from marketplace.fl.data import load_dataset, split_dataset
+from marketplace.errors import ChainError, CryptoError, DigestMismatchError
+from marketplace.fl.data import canonical_bytes, canonical_digest, load_dataset, split_dataset
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import TrainConfig, train_centralized
@@ -24,6 +28,8 @@ from marketplace.protocol.model_sale import (
     download_model,
     publish_model,
 )
+from marketplace.storage.cid import raw_cid
+from marketplace.storage.embedded import EmbeddedStore
 
 SPEC = ModelSpec(arch="logreg", input_dim=64, num_classes=10, seed=0)
 
@@ -68,8 +74,8 @@ def test_a_buyer_pays_in_one_transaction_and_downloads_the_evaluated_model(
         download_model(
             client, kubo_store, buyer=buyer.address, buyer_private=buyer_key, sale_id=sale_id
         )
-    sealed_cid = deliver_sale(
-        client, kubo_store, key_holder, sale_id, model_cid=model_cid, content_key=content_key
+    envelope = deliver_sale(
+        client, key_holder, sale_id, model_cid=model_cid, content_key=content_key
     )
     got = download_model(
         client, kubo_store, buyer=buyer.address, buyer_private=buyer_key, sale_id=sale_id
@@ -77,7 +83,7 @@ def test_a_buyer_pays_in_one_transaction_and_downloads_the_evaluated_model(
     # Assert
     assert pm.chain.w3.eth.get_transaction_count(buyer.address) - nonce == 1
     assert got == blob
-    assert client.sale(sale_id).sealed_key_cid == sealed_cid
+    assert client.sale(sale_id).sealed_key_hash == Web3.keccak(envelope)
     assert client.listing(listing_id).gross == 10 * E18
     # another buyer's key opens nothing of this sale
     with pytest.raises(CryptoError):
@@ -88,6 +94,52 @@ def test_a_buyer_pays_in_one_transaction_and_downloads_the_evaluated_model(
         download_model(
             client, kubo_store, buyer=buyer.address, buyer_private=other_key, sale_id=sale_id
         )
+    # a sale the key holder never delivers: nothing to download, refunded after the deadline
+    late = buy_model(client, other, listing_id, _raw(other_key))
+    paid = pm.mkt.balance(other.address)
+    pm.chain.warp_past(client.sale(late).deliver_by)
+    with pytest.raises(ChainError, match="not delivered"):
+        download_model(
+            client, kubo_store, buyer=other.address, buyer_private=other_key, sale_id=late
+        )
+    with pytest.raises(ChainError, match="ModelMarketDeadlinePassed"):
+        deliver_sale(client, key_holder, late, model_cid=model_cid, content_key=content_key)
+    client.refund(other, late)
+    assert pm.mkt.balance(other.address) - paid == 10 * E18
+    assert client.listing(listing_id).gross == 10 * E18  # the refunded sale never counted
+
+
+def test_a_delivered_sale_downloads_after_the_key_holders_store_is_gone(
+    mkt, kubo_store, trained, tmp_path
+):
+    # Prepare: the key holder's node publishes the model in its own store; the ciphertext is
+    # public, so a mirror (an earlier buyer, a pinning node) also serves it from Kubo
+    blob, _ = trained
+    pm = setup_product(mkt)
+    task_id, _ = pm.approved_task(final=hashlib.sha256(blob).digest())
+    listing_id = pm.list(task_id)
+    client = ModelMarketClient(pm.chain.w3, deployment_of(pm))
+    holder_dir = tmp_path / "key-holder-store"
+    holder = EmbeddedStore(holder_dir)
+    model_cid, content_key = publish_model(holder, blob, chain_id=client.chain_id, task_id=task_id)
+    assert str(kubo_store.put(holder.get(model_cid))) == model_cid
+    buyer, buyer_key = pm.buyers[0], X25519PrivateKey.generate()
+    sale_id = buy_model(client, buyer, listing_id, _raw(buyer_key))
+    envelope = deliver_sale(
+        client, pm.requester, sale_id, model_cid=model_cid, content_key=content_key
+    )
+    # Execute: the key holder's store dies right after the delivery
+    holder.close()
+    shutil.rmtree(holder_dir)
+    got = download_model(
+        client, kubo_store, buyer=buyer.address, buyer_private=buyer_key, sale_id=sale_id
+    )
+    # Assert: the key came from the chain (the Delivered log, checked against the stored hash)
+    assert got == blob
+    assert client.delivered_envelope(sale_id) == envelope
+    assert client.sale(sale_id).sealed_key_hash == Web3.keccak(envelope)
+    assert not kubo_store.has(str(raw_cid(envelope)))  # no store ever held the envelope
+    assert not holder_dir.exists()
 
 
 def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_are_sealed(
@@ -109,7 +161,8 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
 
     blob, splits = trained
     pm = setup_product(mkt)
-    task_id, _ = pm.finished_task()
+    val = splits.validation
+    task_id, _ = pm.finished_task(validation=bytes.fromhex(canonical_digest(val.x, val.y)))
     pm.configure(task_id, ProductParams(3, 800_000, 5 * E18, 2, E18, 600, 600))
     pm.submit_final(task_id)
     pm.evaluate(task_id, 1, 100_000)
@@ -134,7 +187,8 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     commit_and_reveal_evaluation(client, list(oracles), task_id, sub, score)
     info = client.submission(task_id, sub)
     # the requester seals model + validation set to the auditors; each checks and attests
-    validation = splits.validation.x.tobytes() + splits.validation.y.tobytes()
+    validation = canonical_bytes(val.x, val.y)
+    committed = client.validation_commitment(task_id)  # the task's, on-chain
     auditors = pm.auditors[:2]
     akeys = {a.address: X25519PrivateKey.generate() for a in auditors}
     ctx = audit_context(client.chain_id, task_id, sub, pm.requester.address)
@@ -146,7 +200,7 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     for a in auditors:
         opened = open_audit_package(
             kubo_store.get(cid), auditor=a.address, x25519_private=akeys[a.address], context=ctx,
-            model_digest=info.digest, validation_commitment=hashlib.sha256(validation).digest(),
+            model_digest=info.digest, validation_commitment=committed,
         )  # fmt: skip
         assert opened.model == blob
         sig = client.sign_attestation(a, task_id, info.digest, f"bafy-report-{a.address}", True)
@@ -158,6 +212,16 @@ def test_the_committee_scores_a_sealed_submission_and_auditors_audit_what_they_a
     assert (info.decided, info.passed, info.score_ppm) == (True, True, score)
     assert client.product(task_id).approved_submission == sub
     assert pm.mkt.balance(dev.address) - before == 5 * E18
+    # a package carrying another validation set than the committed one is refused
+    other = seal_audit_package(
+        AuditPackage(blob, canonical_bytes(val.x, (val.y + 1) % 10)),
+        auditors={a: _raw(k) for a, k in akeys.items()}, context=ctx,
+    )  # fmt: skip
+    with pytest.raises(DigestMismatchError, match="validation set"):
+        open_audit_package(
+            other, auditor=auditors[0].address, x25519_private=akeys[auditors[0].address],
+            context=ctx, model_digest=info.digest, validation_commitment=committed,
+        )  # fmt: skip
     with pytest.raises(CryptoError):  # not an auditor of this package
         open_audit_package(
             kubo_store.get(cid), auditor=pm.buyers[0].address,

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from chainkit import E18
 from productkit import deployment_of, setup_product
 
 from marketplace.chain.model_market_client import ModelMarketClient
-from marketplace.fl.data import load_dataset, split_dataset
+from marketplace.errors import DigestMismatchError
+from marketplace.fl.data import canonical_digest, load_dataset, split_dataset
 from marketplace.fl.models import ModelSpec
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.train import TrainConfig, train_centralized
@@ -30,15 +32,29 @@ def test_the_product_phase_pays_royalties_by_score_after_two_verified_sales(mkt,
     def rows(ts):
         return [(t.address, 100 * E18, s, 0 if s else 4) for t, s in zip(ts, scores, strict=True)]
 
-    task_id, tree = pm.finished_task(rows, n=3, final=hashlib.sha256(blob).digest())
+    val = splits.validation
+    committed = bytes.fromhex(canonical_digest(val.x, val.y))
+    task_id, tree = pm.finished_task(
+        rows, n=3, final=hashlib.sha256(blob).digest(), validation=committed
+    )
     client = ModelMarketClient(pm.chain.w3, deployment_of(pm))
+    parties = {
+        "requester": new_party(pm.requester),
+        "oracles": [new_party(o) for o in mkt.actors.oracles],
+        "auditors": [new_party(a) for a in pm.auditors[:2]],
+        "buyers": [new_party(b) for b in pm.buyers],
+    }
+    # a validation set other than the committed one is refused before any transaction
+    with pytest.raises(DigestMismatchError, match="on-chain commitment"):
+        run_product_phase(
+            client, kubo_store, task_id=task_id, tree=tree, final_model=blob, model_spec=SPEC,
+            x_val=val.x, y_val=(val.y + 1) % 10, price=10 * E18, **parties,
+        )  # fmt: skip
+    assert not client.product(task_id).configured
     # Execute
     outcome = run_product_phase(
         client, kubo_store, task_id=task_id, tree=tree, final_model=blob, model_spec=SPEC,
-        x_val=splits.validation.x, y_val=splits.validation.y, requester=new_party(pm.requester),
-        oracles=[new_party(o) for o in mkt.actors.oracles],
-        auditors=[new_party(a) for a in pm.auditors[:2]],
-        buyers=[new_party(b) for b in pm.buyers], price=10 * E18,
+        x_val=val.x, y_val=val.y, price=10 * E18, **parties,
     )  # fmt: skip
     # Assert
     assert (outcome.sales, outcome.gross, outcome.downloads_verified) == (2, 20 * E18, 2)
