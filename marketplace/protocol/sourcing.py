@@ -33,7 +33,7 @@ from marketplace.chain.sourcing_client import (
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
 from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
-from marketplace.sourcing.sketch import MAX_SKETCH_BYTES
+from marketplace.sourcing.sketch import MAX_SKETCH_BYTES, check_basis
 from marketplace.storage.base import ContentStore
 
 SOURCING_ROUND = 0
@@ -172,7 +172,12 @@ def prepare_offer(
     owner: str,
     committee_keys: Mapping[str, bytes],
 ) -> PreparedOffer:
-    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit."""
+    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit.
+
+    Refuses a request whose basis could make the sketch reveal rows
+    (:func:`~marketplace.sourcing.sketch.check_basis`).
+    """
+    check_basis(spec)
     sketch = build_sketch(x, y, spec)
     context = EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner)
     sealed = seal(sketch.to_json(), recipients=committee_keys, context=context)
