@@ -32,6 +32,7 @@ from marketplace.chain.sourcing_client import (
 )
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
+from marketplace.jsonlimits import shallow_json
 from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
 from marketplace.sourcing.sketch import MAX_SKETCH_BYTES, check_basis
 from marketplace.storage.base import ContentStore
@@ -60,7 +61,7 @@ class RequestDocument:
     def from_json(cls, blob: bytes) -> RequestDocument:
         """Parse and check a request document."""
         try:
-            doc = json.loads(blob)
+            doc = shallow_json(blob)
             raw: dict[str, Any] = dict(doc["spec"])
             basis = raw.pop("basis")
             spec = SketchSpec(
@@ -328,7 +329,9 @@ def load_selection(
         if bytes(log["args"]["root"]) != view.selection_root:
             continue
         try:
-            report = json.loads(store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES))
+            report = shallow_json(
+                store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES)
+            )
             won = [r for r in report["offers"] if r["won"]]
             tree = SelectionTree(
                 request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won]

@@ -31,6 +31,7 @@ import numpy as np
 
 from marketplace.errors import ConfigError, InvalidSketchError
 from marketplace.fl.seeding import derive_seed
+from marketplace.jsonlimits import NestingError, shallow_json
 
 SKETCH_VERSION = 1
 QUANTILE_SCALE = 10**6
@@ -285,7 +286,9 @@ def parse_sketch(data: bytes | str, spec: SketchSpec, *, declared_samples: int) 
     if len(raw) > MAX_SKETCH_BYTES:
         raise InvalidSketchError(f"sketch is {len(raw)} bytes, above {MAX_SKETCH_BYTES}")
     try:
-        doc = json.loads(raw)
+        doc = shallow_json(raw)
+    except NestingError as exc:
+        raise InvalidSketchError(f"sketch {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSketchError(f"sketch is not JSON ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):

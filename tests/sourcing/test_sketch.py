@@ -85,7 +85,10 @@ def test_sample_count_must_match_offer(digits: DataSplits, spec: SketchSpec) -> 
         parse_sketch(blob, spec, declared_samples=len(digits.train) + 10)
 
 
-@pytest.mark.parametrize("blob", [b"", b"not json", b"[1,2]", b"\xff\xfe", b"{" * 10])
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"not json", b"[1,2]", b"\xff\xfe", b"{" * 10, b"[" * 200_000, b'{"a":' * 100_000],
+)
 def test_garbage_is_rejected_not_crashing(spec: SketchSpec, blob: bytes) -> None:
     with pytest.raises(InvalidSketchError):
         parse_sketch(blob, spec, declared_samples=1)
@@ -155,3 +158,11 @@ def test_an_owner_does_not_sketch_for_a_crafted_basis(digits: DataSplits, tmp_pa
         prepare_offer(store=store, spec=leaky, x=digits.train.x, y=digits.train.y, ask=1,
                       request_id=1, task_id=1, chain_id=1, owner="0x" + "11" * 20,
                       committee_keys={})  # fmt: skip
+
+
+def test_a_request_document_nested_too_deep_is_malformed_not_a_crash() -> None:
+    from marketplace.errors import SourcingError
+    from marketplace.protocol.sourcing import RequestDocument
+
+    with pytest.raises(SourcingError, match="malformed"):
+        RequestDocument.from_json(b"[" * 200_000)
