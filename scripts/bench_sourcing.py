@@ -12,10 +12,11 @@ directions (9 of 64 features), 16 quantiles per direction.
   federation with FedAvg (MLP 64-32-10, 5 rounds, 2 local epochs; per-round exact Shapley of the
   validation accuracy, summed: ``marketplace.valuation`` on ``marketplace.fl.simulate``). Median
   Spearman over seeds 0..4.
-* ``noisy_recall`` (goal >= 0.9): 8 candidates with IID labels and unequal sizes (quantity skew,
-  Dirichlet(5) sizes), two with >= 30% flipped labels (30% and 50%); the fraction of noisy
-  candidates ranked in the bottom quarter (2 of 8) by predicted value, over seeds 0..4.
-  ``noisy_recall_dirichlet_1`` is the same with Dirichlet(1.0) label skew, where strongly skewed
+* ``noisy_recall`` (goal >= 0.9): 8 candidates with IID labels and equal sizes, two with >= 30%
+  flipped labels (30% and 50%); the fraction of noisy candidates ranked in the bottom quarter
+  (2 of 8) by predicted value, over seeds 0..4. ``noisy_recall_quantity_skew_5`` is the same with
+  unequal sizes (Dirichlet(5) quantity skew), where a large 30%-noisy candidate can outrank small
+  clean ones; ``noisy_recall_dirichlet_1`` with Dirichlet(1.0) label skew, where strongly skewed
   clean candidates compete for the bottom quarter (and FedAvg's Shapley values agree that they
   are worth less than a 30%-noisy balanced one).
 * ``selection_ratio`` (goal >= 0.95): 12 candidates (clean, skewed, noisy, shifted, of various

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_utils.address import is_address
 
 from marketplace.errors import CryptoError
+from marketplace.jsonlimits import shallow_json
 from marketplace.units import checksum_address
 
 MAGIC = b"FMENV"
@@ -262,7 +263,7 @@ def parse_header(blob: bytes | bytearray | memoryview) -> EnvelopeHeader:
     if len(view) < end:
         raise CryptoError("truncated envelope: the header is cut short")
     try:
-        header = json.loads(bytes(view[_PREFIX.size : end]))
+        header = shallow_json(bytes(view[_PREFIX.size : end]))  # a peer's: nesting bounded
     except (ValueError, UnicodeDecodeError) as exc:
         raise CryptoError(f"malformed envelope: header is not JSON ({exc})") from exc
     if not isinstance(header, dict):

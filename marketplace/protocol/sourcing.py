@@ -32,8 +32,9 @@ from marketplace.chain.sourcing_client import (
 )
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
+from marketplace.jsonlimits import shallow_json
 from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
-from marketplace.sourcing.sketch import MAX_SKETCH_BYTES
+from marketplace.sourcing.sketch import MAX_SKETCH_BYTES, check_basis
 from marketplace.storage.base import ContentStore
 
 SOURCING_ROUND = 0
@@ -60,7 +61,7 @@ class RequestDocument:
     def from_json(cls, blob: bytes) -> RequestDocument:
         """Parse and check a request document."""
         try:
-            doc = json.loads(blob)
+            doc = shallow_json(blob)
             raw: dict[str, Any] = dict(doc["spec"])
             basis = raw.pop("basis")
             spec = SketchSpec(
@@ -172,7 +173,12 @@ def prepare_offer(
     owner: str,
     committee_keys: Mapping[str, bytes],
 ) -> PreparedOffer:
-    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit."""
+    """Sketch ``(x, y)``, seal the sketch to the committee, store it; return the offer to commit.
+
+    Refuses a request whose basis could make the sketch reveal rows
+    (:func:`~marketplace.sourcing.sketch.check_basis`).
+    """
+    check_basis(spec)
     sketch = build_sketch(x, y, spec)
     context = EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner)
     sealed = seal(sketch.to_json(), recipients=committee_keys, context=context)
@@ -323,7 +329,9 @@ def load_selection(
         if bytes(log["args"]["root"]) != view.selection_root:
             continue
         try:
-            report = json.loads(store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES))
+            report = shallow_json(
+                store.get(log["args"]["reportCid"], max_size=MAX_REQUEST_DOC_BYTES)
+            )
             won = [r for r in report["offers"] if r["won"]]
             tree = SelectionTree(
                 request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won]

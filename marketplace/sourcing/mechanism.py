@@ -6,11 +6,21 @@ Each valid offer ``i`` has a value ``v_i >= 0`` (its predicted Shapley value in 
 **Allocation.** Offers with ``v_i = 0`` or ``c_i > B`` never win. Let ``i*`` be the offer of
 largest value and ``F`` the fractional-knapsack optimum of the *other* offers under ``B`` (which
 does not depend on ``i*``'s ask). If ``k * v_{i*} >= F``, ``i*`` alone wins (the large-item
-test of Chen, Gravin and Lu, who use ``k = 1 + sqrt 2``; the default here is ``k = 1``, see
+test of Chen, Gravin and Lu, who use ``k = 1 + sqrt 2``; the default here is ``k = 3/2``, see
 :data:`LARGE_ITEM_FACTOR`). Otherwise Singer's *proportional-share* rule runs: sort
 offers by ``c_i / v_i`` ascending (ties: lower index first) and take the longest prefix
 ``1..k`` in which every ``c_j <= B * v_j / V(1..j)``. Because ``c_j / v_j`` rises along the order
 and ``B / V(1..j)`` falls, the condition holds exactly on a prefix.
+
+**Approximation.** For ``k > 1`` the chosen value is at least ``OPT / max(1 + k, 2k / (k - 1))``
+(``OPT``: the best set whose asks fit ``B``; ``OPT*`` its fractional relaxation). Large-item
+branch: ``OPT <= v_{i*} + F <= (1 + k) v_{i*}``. Otherwise, if the prefix ``S`` stops before offer
+``j`` (if it takes every eligible offer, ``V(S) = OPT``), offers from ``j`` on buy value at a rate
+``v/c <= v_j/c_j < V(S + j) / B``, so ``OPT* < V(S) + V(S + j) <= 2 V(S) + v_{i*}``; with
+``k v_{i*} < F <= OPT*`` this gives ``OPT <= OPT* < 2k/(k-1) V(S)``. ``k = 1 + sqrt 2`` gives
+``2 + sqrt 2`` (Chen-Gravin-Lu's bound), ``k = 3/2`` gives 6, and ``k = 1`` no bound at all (a
+cheap, nearly worthless offer first in the order can stop the prefix before an offer worth almost
+all of ``OPT``: ``tests/sourcing/test_mechanism.py``).
 
 **Payments.** Each winner is paid its *threshold*: the largest integer ask at which it would still
 win, others' asks fixed (found by binary search; the allocation is monotone in the own ask, so the
@@ -35,11 +45,12 @@ from marketplace.errors import SourcingError
 
 SQRT2_PLUS_1 = Fraction(2_414_213_562_373_095, 10**15)
 """``1 + sqrt 2`` as an exact rational just below it (15 digits): Chen-Gravin-Lu's factor."""
-LARGE_ITEM_FACTOR = Fraction(1)
-"""The default factor of the large-item test. Any positive constant keeps the mechanism truthful
-and budget-feasible; ``1 + sqrt 2`` (:data:`SQRT2_PLUS_1`) is the one with Chen-Gravin-Lu's
-approximation proof, but with it three offers or fewer always yield a single winner (the others'
-fractional optimum is at most twice the largest value), so the default is 1."""
+LARGE_ITEM_FACTOR = Fraction(3, 2)
+"""The default factor of the large-item test: approximation ratio 6 (see the module docstring).
+Any positive constant keeps the mechanism truthful and budget-feasible; ``1 + sqrt 2``
+(:data:`SQRT2_PLUS_1`) has the best ratio, ``2 + sqrt 2``, but with any ``k >= 2`` three offers or
+fewer always yield a single winner (the others' fractional optimum is at most twice the largest
+value); ``3/2`` still lets two of three offers win. ``k = 1`` has no bounded ratio."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Inputs are the task's sketch spec, the committee's validation rows, the budget a
 offers (ask, declared sample count, sketch bytes already checked against the committed digest).
 Bad offers are rejected with their reason and count as non-selected; the others are valued
 (:class:`~marketplace.sourcing.ot_value.Predictor`) and the mechanism picks winners and payments.
-Every number that decides money is an integer, so honest oracles agree to the bit.
+Every number that decides money is an integer, so honest oracles on the same software stack
+agree to the bit (the values are rounded floats: see docs/design.md on other CPUs and BLAS).
 """
 
 from __future__ import annotations

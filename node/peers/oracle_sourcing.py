@@ -16,7 +16,8 @@ Everything chosen is journaled *before* it is sent — keyed by the task's scope
 task) and the request id — so a restarted oracle reveals what it committed and never commits
 twice. An offer whose sketch cannot be fetched, opened or parsed is rejected with its reason and
 counts as non-selected (:func:`marketplace.sourcing.run_sourcing`); it never stops the oracle.
-Returns ``None`` when there is nothing (more) to do: no request, not on its committee, or done.
+Returns ``None`` when there is nothing (more) to do: no request, not on its committee, a request
+document that cannot be read as one (logged), or done.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ import secrets
 from typing import Any
 
 from marketplace.chain.sourcing_client import DataSourcingClient, RequestView, SelectionTree
-from marketplace.errors import DeploymentNotFoundError, TransactionRevertedError
+from marketplace.errors import (
+    DeploymentNotFoundError,
+    SourcingError,
+    StorageError,
+    TransactionRevertedError,
+)
 from marketplace.fl.data import canonical_digest
 from marketplace.protocol.session import open_validation_set
 from marketplace.protocol.sourcing import (
@@ -36,6 +42,7 @@ from marketplace.protocol.sourcing import (
     oracle_selection,
     reveal_selection,
 )
+from marketplace.resilience import is_transient
 from node.peers.base import Peer, Step
 
 log = logging.getLogger(__name__)
@@ -67,7 +74,14 @@ class SourcingDuty:
         if client is None or request_id == 0:
             return None  # no request (yet): the requester may still publish one
         view = client.request(request_id)
-        doc = self._document(client, request_id)
+        try:
+            doc = self._document(client, request_id)
+        except (SourcingError, StorageError) as exc:
+            if is_transient(exc):
+                raise  # the store is unreachable or the content not there yet: retried
+            # The requester's document is malformed, oversized or not a CID: nothing to value,
+            # and no reason to stop this oracle's scoring of the task itself.
+            return self._finish(f"data request {request_id} cannot be served: {exc}")
         if self.peer.me not in doc.oracles:
             return self._finish(f"not on the committee of data request {request_id}")
         if view.cancelled:

@@ -353,7 +353,8 @@ def test_winners_are_paid_their_threshold_after_the_rounds_and_budget_is_conserv
         rid,
         winners[0].address,
     )
-    # the winners train both rounds (this branch's TaskMarket has no gate yet: they join directly)
+    # the winners train both rounds (this task has no join gate: the gate is tested in
+    # test_oracle_sourcing.py and the multi-process run)
     mkt.start(task_id, winners)
     chain.expect_revert(
         ds.functions.claimPayment(rid), winners[0], "DataSourcingRoundsNotCompleted"

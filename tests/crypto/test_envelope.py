@@ -180,6 +180,17 @@ def test_malformed_blobs_are_refused_with_crypto_error(reader, context) -> None:
         open_as(not_object, reader, context)
 
 
+def test_a_header_nested_deep_is_refused_not_a_crash(reader, context) -> None:
+    # 200 KiB of "[" (under the 256 KiB header cap): json.loads would overflow the C stack of a
+    # process that imported web3 (py_ecc raises the recursion limit to 100,000) and kill it.
+    import marketplace.chain.sourcing_client  # noqa: F401  (web3, py_ecc: the real recursion limit)
+
+    body = b"[" * 200_000
+    blob = b"FMENV\x01" + len(body).to_bytes(4, "big") + body
+    with pytest.raises(CryptoError, match="nests deeper"):
+        open_as(blob, reader, context)
+
+
 def test_header_missing_a_field_is_refused(recipients, reader, context) -> None:
     # Prepare
     blob = seal(b"x", recipients=recipients, context=context)

@@ -18,7 +18,7 @@ from marketkit import Member, market_with
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Role
 from marketplace.chain.devnet import advance_chain_time
-from marketplace.chain.sourcing_client import DataSourcingClient
+from marketplace.chain.sourcing_client import DataSourcingClient, RequestParams
 from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, split_dataset
@@ -65,8 +65,9 @@ def world(kubo, module_chain, tmp_path_factory):
     }  # fmt: skip
 
 
-def sourced_task(world) -> tuple[int, int, SketchSpec]:
-    """A task gated by DataSourcing, with a data request on it (budget 150, quorum 2)."""
+def sourced_task(world, *, document: bytes | None = None) -> tuple[int, int, SketchSpec]:
+    """A task gated by DataSourcing, with a data request on it (budget 150, quorum 2);
+    ``document`` replaces the request document the requester publishes."""
     market, store, client = world["market"], world["store"], world["client"]
     val = world["splits"].validation
     plan = TaskPlan(
@@ -83,6 +84,14 @@ def sourced_task(world) -> tuple[int, int, SketchSpec]:
     basis = discriminant_basis(val.x, val.y, num_classes=10, num_directions=9, seed=0)
     spec = SketchSpec(task_seed=0, input_dim=64, num_classes=10, num_directions=9, basis=basis)
     market.ensure_allowance(requester.eth, client.address, 150 * TOKEN)
+    if document is not None:
+        now, oracles = market.now(), tuple(o.address for o in world["oracles"])
+        params = RequestParams(
+            task_id, market.token.address, 150 * TOKEN, str(store.put(document)),
+            bytes.fromhex(canonical_digest(val.x, val.y)), oracles, 2,
+            *(now + k * WINDOW for k in range(1, 6)),
+        )  # fmt: skip
+        return task_id, client.create_request(requester.eth, params), spec
     request_id, _ = publish_request(
         client, store, requester.eth, task_id=task_id, token=market.token.address,
         budget=150 * TOKEN, spec=spec, oracles=tuple(o.address for o in world["oracles"]),
@@ -184,3 +193,14 @@ def test_oracles_select_from_revealed_offers_reject_malformed_ones_and_resume_af
         client.register_winner(owners[address].eth, request_id, tree)
         market.join(owners[address].eth, task_id)
         assert market.is_trainer(task_id, address)
+
+
+def test_a_malformed_request_document_does_not_stop_the_oracle(world):
+    # The requester's document is not a request document: each oracle says why, leaves the data
+    # request alone and goes on with the task's own state machine (it never raises).
+    task_id, request_id, _ = sourced_task(world, document=b'{"version": 1, "spec": "nonsense"}')
+    for o in world["oracles"]:
+        node = oracle_node(world, task_id, o)
+        assert node.step().is_waiting
+        assert node.sourcing.finished
+        assert not world["client"].request(request_id).accepted  # no seat taken

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketplace.errors import SourcingError
 from marketplace.sourcing import allocate, select, threshold
+from marketplace.sourcing.mechanism import LARGE_ITEM_FACTOR, SQRT2_PLUS_1
 
 instances = st.integers(min_value=1, max_value=7).flatmap(
     lambda n: st.tuples(
@@ -82,3 +85,36 @@ def test_bad_inputs_are_refused() -> None:
         select([1, 2], [1], 10)
     with pytest.raises(SourcingError, match="non-negative"):
         select([1], [-1], 10)
+
+
+def _best_value(values: list[int], asks: list[int], budget: int) -> int:
+    best = 0
+    for mask in range(1 << len(values)):
+        members = [i for i in range(len(values)) if mask >> i & 1]
+        if sum(asks[i] for i in members) <= budget:
+            best = max(best, sum(values[i] for i in members))
+    return best
+
+
+def test_a_worthless_cheap_offer_cannot_crowd_out_the_valuable_one() -> None:
+    # A cheap offer worth 0.1% comes first in the c/v order; the valuable one asks just above its
+    # proportional share B*v/V and stops the prefix. With k = 1 the mechanism would buy only the
+    # worthless offer (ratio 1001, unbounded as it shrinks); the default k = 3/2 keeps ratio <= 6.
+    budget = 10**6
+    values = [1_000, 1_000_000, 600_000, 600_000]
+    asks = [1, budget - 500, 600_000, 600_000]
+    best = _best_value(values, asks, budget)
+    assert select(values, asks, budget, large_item_factor=Fraction(1)).winners == (0,)
+    for k in (LARGE_ITEM_FACTOR, SQRT2_PLUS_1):
+        sel = select(values, asks, budget, large_item_factor=k)
+        ratio = max(1 + k, 2 * k / (k - 1))
+        assert sum(values[i] for i in sel.winners) * ratio >= best
+    assert Fraction(3, 2) == LARGE_ITEM_FACTOR
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances)
+def test_selected_value_is_within_the_stated_ratio(inst) -> None:
+    values, costs, budget = inst
+    sel = select(values, costs, budget)
+    assert sum(values[i] for i in sel.winners) * 6 >= _best_value(values, costs, budget)

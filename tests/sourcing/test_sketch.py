@@ -9,7 +9,7 @@ import pytest
 
 from marketplace.errors import ConfigError, InvalidSketchError
 from marketplace.fl.data import DataSplits
-from marketplace.sourcing import SketchSpec, build_sketch, parse_sketch
+from marketplace.sourcing import SketchSpec, build_sketch, discriminant_basis, parse_sketch
 
 
 def _doc(digits: DataSplits, spec: SketchSpec) -> dict:
@@ -85,7 +85,10 @@ def test_sample_count_must_match_offer(digits: DataSplits, spec: SketchSpec) -> 
         parse_sketch(blob, spec, declared_samples=len(digits.train) + 10)
 
 
-@pytest.mark.parametrize("blob", [b"", b"not json", b"[1,2]", b"\xff\xfe", b"{" * 10])
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"not json", b"[1,2]", b"\xff\xfe", b"{" * 10, b"[" * 200_000, b'{"a":' * 100_000],
+)
 def test_garbage_is_rejected_not_crashing(spec: SketchSpec, blob: bytes) -> None:
     with pytest.raises(InvalidSketchError):
         parse_sketch(blob, spec, declared_samples=1)
@@ -99,3 +102,67 @@ def test_quantiles_published_for_a_tiny_class_are_refused(
     doc["num_samples"] = sum(doc["counts"])
     with pytest.raises(InvalidSketchError, match="must be null"):
         parse_sketch(json.dumps(doc), spec, declared_samples=doc["num_samples"])
+
+
+def _leaky_basis(d: int, delta: float) -> tuple[tuple[int, ...], ...]:
+    """A crafted basis: ``w`` and ``w + delta * e_j`` (near-parallel for a small ``delta``)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(d)
+    w /= np.linalg.norm(w)
+    rows = [w] + [w + delta * np.eye(d)[j] for j in range(d - 2)]
+    return tuple(tuple(int(v) for v in np.rint(r * 1e6)) for r in rows)
+
+
+def test_a_crafted_basis_would_leak_rows_and_owners_refuse_it(
+    digits: DataSplits, spec: SketchSpec
+) -> None:
+    from marketplace.sourcing.sketch import check_basis
+
+    x, y = digits.train.x[:300], digits.train.y[:300]
+    d, delta = x.shape[1], 0.01
+    leaky = SketchSpec(task_seed=0, input_dim=d, num_classes=10, num_directions=d - 1,
+                       basis=_leaky_basis(d, delta))  # fmt: skip
+    # The threat is real: differences of quantiles at the same level spell out a real row.
+    sketch = build_sketch(x, y, leaky)
+    norms = np.linalg.norm(np.array(leaky.basis, dtype=np.float64) / 1e6, axis=1)
+    recovered = columns = 0
+    for c in range(10):
+        q = sketch.quantile_values(c)
+        if q is None:
+            continue
+        p = q * norms[:, None]
+        features = (p[1:] - p[:1]) / delta  # (d - 2, Q): features 0..d-3 of the row at each level
+        err = np.abs(x[y == c][:, : d - 2, None] - features[None]).max(axis=1).min(axis=0)
+        recovered += int((err < 0.1).sum())
+        columns += q.shape[1]
+    assert recovered >= columns // 3
+    with pytest.raises(ConfigError, match="near-parallel"):
+        check_basis(leaky)
+    check_basis(spec)  # the discriminant basis of the validation set passes
+    v = digits.validation  # and so does one completed with 54 random directions
+    full = discriminant_basis(v.x, v.y, num_classes=10, num_directions=63, seed=5)
+    check_basis(
+        SketchSpec(task_seed=5, input_dim=64, num_classes=10, num_directions=63, basis=full)
+    )
+
+
+def test_an_owner_does_not_sketch_for_a_crafted_basis(digits: DataSplits, tmp_path) -> None:
+    from marketplace.protocol.sourcing import prepare_offer
+    from marketplace.storage.embedded import EmbeddedStore
+
+    d = digits.train.x.shape[1]
+    leaky = SketchSpec(task_seed=0, input_dim=d, num_classes=10, num_directions=d - 1,
+                       basis=_leaky_basis(d, 0.01))  # fmt: skip
+    store = EmbeddedStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match="do not offer"):
+        prepare_offer(store=store, spec=leaky, x=digits.train.x, y=digits.train.y, ask=1,
+                      request_id=1, task_id=1, chain_id=1, owner="0x" + "11" * 20,
+                      committee_keys={})  # fmt: skip
+
+
+def test_a_request_document_nested_too_deep_is_malformed_not_a_crash() -> None:
+    from marketplace.errors import SourcingError
+    from marketplace.protocol.sourcing import RequestDocument
+
+    with pytest.raises(SourcingError, match="malformed"):
+        RequestDocument.from_json(b"[" * 200_000)
