@@ -119,7 +119,7 @@ def data_register(
     Example:
       fedmarket data register --task 1 --retention-days 365 --quorum 2 --deposit 50 --penalty 10
     """
-    now = int(c.w3.eth.get_block("latest")["timestamp"])
+    now = c.market.now()
     terms = RetentionTerms(
         retention_expiry=now + int(retention_days * 86400), quorum=quorum,
         unlearn_window=int(window_hours * 3600), deposit=parse_amount(deposit),

@@ -171,10 +171,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
     me = c.identity()
     blob = model_path.read_bytes()
     digest = hashlib.sha256(blob).digest()
-    committee = c.market.call(c.market.market.functions.oracles(task_id))
-    recipients = {
-        o: bytes(c.market.call(c.market.registry.functions.encryptionKeyOf(o))) for o in committee
-    }
+    recipients = {o: c.market.participant(o).encryption_key for o in c.market.oracles(task_id)}
     sealed = seal_submission(
         blob, recipients=recipients, chain_id=client.chain_id, task_id=task_id,
         developer=me.address,
@@ -271,7 +268,7 @@ def model_sell(
     if hashlib.sha256(blob).digest() != expected:
         raise ConfigError(f"{model_path} is not submission {submission}'s model (digest differs)")
     model_cid, key = publish_model(c.store, blob, chain_id=client.chain_id, task_id=task_id)
-    now = int(c.w3.eth.get_block("latest")["timestamp"])
+    now = c.market.now()
     listing_id = client.list_model(me.eth, ListingParams(
         task_id=task_id, submission=submission, price=parse_amount(price),
         license_cid=license_cid, expiry=now + days * 86400, delivery_window=86400,

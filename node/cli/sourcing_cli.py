@@ -90,7 +90,7 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
         budget=amount, spec=spec, oracles=tuple(Web3.to_checksum_address(o) for o in oracles),
         quorum=quorum, validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)),
         window=window, claim_window=claim_window,
-        now=int(c.w3.eth.get_block("latest")["timestamp"]),
+        now=c.market.now(),
     )  # fmt: skip
     out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount)}
     _emit(as_json, out, f"data request {request_id} for task {task_id} ({budget} escrowed)")
