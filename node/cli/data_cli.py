@@ -12,11 +12,9 @@ import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option, poll_options, task_option
+from node.cli.output import console, emit, json_option, pass_ctx, poll_options, task_option
 from node.cli.peer_cli import data_options
 from node.cli.retention import print_retention, retention_record, when
-
-pass_ctx = click.make_pass_decorator(CliContext)
 
 
 @click.group("data")

@@ -33,22 +33,25 @@ from marketplace.protocol.model_sale import (
     publish_model,
 )
 from node.cli.context import CliContext, format_amount, parse_amount
+from node.cli.output import console, emit, json_option, kv_table, pass_ctx
 
-pass_ctx = click.make_pass_decorator(CliContext)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _json_option(fn: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
-
-
 def _emit(as_json: bool, data: Any, title: str) -> None:
-    from node.cli.output import console, kv_table
+    rows = {k: _jsonable(v) for k, v in data.items()}
+    emit(as_json, _hex_bytes(data), lambda: console.print(kv_table(title, rows)))
 
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
-    else:
-        console.print(kv_table(title, {k: _jsonable(v) for k, v in data.items()}))
+
+def _hex_bytes(v: Any) -> Any:
+    """``v`` with every ``bytes`` inside written ``0x…`` (JSON has no bytes)."""
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, dict):
+        return {k: _hex_bytes(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_hex_bytes(x) for x in v]
+    return v
 
 
 def _jsonable(v: Any) -> Any:
@@ -84,7 +87,7 @@ def model() -> None:
 
 
 @model.command("deploy")
-@_json_option
+@json_option
 @pass_ctx
 def model_deploy(c: CliContext, as_json: bool) -> None:
     """Add ModelMarket and EfficacyMarket to this chain's deployment.
@@ -100,7 +103,7 @@ def model_deploy(c: CliContext, as_json: bool) -> None:
 
 
 @model.command("register")
-@_json_option
+@json_option
 @pass_ctx
 def model_register(c: CliContext, as_json: bool) -> None:
     """Register as a developer with your X25519 key (needed to submit revisions).
@@ -127,7 +130,7 @@ def model_register(c: CliContext, as_json: bool) -> None:
 @click.option("--auditor-fee", default="0", show_default=True, help="Tokens per attestation.")
 @click.option("--window", type=int, default=3600, show_default=True,
               help="Seconds of the committee's commit window (and reveal window).")  # fmt: skip
-@_json_option
+@json_option
 @pass_ctx
 def model_configure(
     c: CliContext, task_id: int, k: int, threshold: float, m: int, bounty: str,
@@ -158,7 +161,7 @@ def model_configure(
 @click.option("--model", "model_path", type=_FILE, required=True,
               help="The model's weights (safetensors).")  # fmt: skip
 @click.option("--final", is_flag=True, help="Requester: submit the task's final aggregate (#1).")
-@_json_option
+@json_option
 @pass_ctx
 def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_json: bool) -> None:
     """Submit a model for evaluation on the hidden validation set (sealed to the committee).
@@ -186,7 +189,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
 
 
 @model.command("list")
-@_json_option
+@json_option
 @pass_ctx
 def model_list(c: CliContext, as_json: bool) -> None:
     """Every listing: task, price, expiry, sales.
@@ -195,8 +198,6 @@ def model_list(c: CliContext, as_json: bool) -> None:
     Example:
       fedmarket model list
     """
-    from node.cli.output import console
-
     client = _client(c)
     events = client.contract.events.Listed().get_logs(from_block=c.deployment.block)
     rows = []
@@ -221,7 +222,7 @@ def model_list(c: CliContext, as_json: bool) -> None:
 
 @model.command("show")
 @click.argument("listing_id", type=int)
-@_json_option
+@json_option
 @pass_ctx
 def model_show(c: CliContext, listing_id: int, as_json: bool) -> None:
     """One listing's on-chain state and the model's evaluated digest and score.
@@ -249,7 +250,7 @@ def model_show(c: CliContext, listing_id: int, as_json: bool) -> None:
 @click.option("--requester-bps", type=int, default=1000, show_default=True)
 @click.option("--developer-bps", type=int, default=0, show_default=True)
 @click.option("--auditor-bps", type=int, default=0, show_default=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_sell(
     c: CliContext, task_id: int, submission: int, model_path: Path, price: str, license_cid: str,
@@ -286,7 +287,7 @@ def model_sell(
 
 @model.command("deliver")
 @click.option("--listing", "listing_id", type=int, required=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Key holder: seal the content key to every paid, undelivered sale of a listing.
@@ -315,7 +316,7 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
 
 @model.command("buy")
 @click.argument("listing_id", type=int)
-@_json_option
+@json_option
 @pass_ctx
 def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Pay for a listing in one transaction (permit); the key comes sealed to your X25519 key.
@@ -332,7 +333,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 @model.command("download")
 @click.argument("sale_id", type=int)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> None:
     """Open your delivery, fetch and decrypt the model, check its digest, write it.
@@ -361,7 +362,7 @@ def audit() -> None:
 @click.option("--submission", type=int, required=True)
 @click.option("--report-cid", required=True, help="CID of your audit report.")
 @click.option("--approve/--reject", "approved", default=True, show_default=True)
-@_json_option
+@json_option
 @pass_ctx
 def audit_attest(
     c: CliContext, task_id: int, submission: int, report_cid: str, approved: bool, as_json: bool
@@ -382,7 +383,7 @@ def audit_attest(
 
 
 @audit.command("register")
-@_json_option
+@json_option
 @pass_ctx
 def audit_register(c: CliContext, as_json: bool) -> None:
     """Register as an auditor with your X25519 key (models are sealed to it).

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
+from marketplace.fl.privacy import DP_MODES
 from marketplace.fl.strategy import STRATEGIES
 from marketplace.protocol.round_batch import DEFAULT_TURN_SECONDS, BatchTerms
 from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
@@ -134,7 +135,7 @@ def task() -> None:
 @click.option(
     "--dp",
     "dp_mode",
-    type=choice(("none", "dpsgd", "update")),
+    type=choice(("none", *DP_MODES)),
     default="none",
     show_default=True,
     help="Differential privacy: record-level DP-SGD on each trainer's data, or "
