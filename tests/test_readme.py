@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from marketplace.chain.devnet import start_anvil
+from marketplace.chain.devnet import start_devnet
 from node.cli.root import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +123,11 @@ def test_the_readme_devnet_walk_through_runs_to_claims_unattended(tmp_path, kubo
     assert down.returncode == 0, down.stderr
 
 
-def test_the_readme_cast_lines_run_against_anvil(tmp_path):
+def test_the_readme_cast_lines_run_against_the_devnet(chain_kind, tmp_path):
     """The section's lines as written (PATH for cast and the faucet line included), after a
     deploy, from the repository root."""
     script = readme_block("## Calling the contracts from any wallet")
-    node = start_anvil()
+    node = start_devnet(chain_kind)
     try:
         env = readme_env(tmp_path, FEDMARKET_CHAIN_RPC=node.rpc_url, RPC=node.rpc_url)
         deployed = subprocess.run(
