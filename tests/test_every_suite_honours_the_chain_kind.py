@@ -35,3 +35,51 @@ def pinned_calls(path: Path) -> list[tuple[str, str]]:
 def test_no_suite_pins_its_devnet():
     calls = {c for p in sorted(TESTS.rglob("*.py")) for c in pinned_calls(p)}
     assert calls == set(EXCEPTIONS)
+
+
+STARTS = PINNED | {"start_devnet", "start_kubo"}
+
+
+def starting_tests() -> set[str]:
+    """``file::test`` of each test function that starts a devnet or a Kubo daemon itself."""
+    found = set()
+    for path in sorted(TESTS.rglob("test_*.py")):
+        for fn in ast.parse(path.read_text()).body:
+            if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_")):
+                continue
+            for node in ast.walk(fn):
+                call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                if call and node.func.id in STARTS:
+                    found.add(f"{path.relative_to(TESTS.parent)}::{fn.name}")
+    return found
+
+
+def test_a_test_that_starts_a_service_is_not_in_the_unit_loop():
+    """``-m unit`` is the loop with no services: a test that starts a devnet or a daemon itself
+    must be marked for it (tests/conftest.py marks by fixture: ``chain_kind`` counts)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--collect-only",
+            "-m",
+            "unit",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS),
+        ],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    unit = {line.split("[")[0] for line in out.splitlines() if "::" in line}
+    starting = starting_tests()
+    assert starting, "the finder found no test that starts a service"
+    assert unit & starting == set()
