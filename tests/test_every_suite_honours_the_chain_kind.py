@@ -40,46 +40,68 @@ def test_no_suite_pins_its_devnet():
 STARTS = PINNED | {"start_devnet", "start_kubo"}
 
 
-def starting_tests() -> set[str]:
-    """``file::test`` of each test function that starts a devnet or a Kubo daemon itself."""
-    found = set()
-    for path in sorted(TESTS.rglob("test_*.py")):
-        for fn in ast.parse(path.read_text()).body:
-            if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_")):
-                continue
-            for node in ast.walk(fn):
-                call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                if call and node.func.id in STARTS:
-                    found.add(f"{path.relative_to(TESTS.parent)}::{fn.name}")
-    return found
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text())
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
 
 
-def test_a_test_that_starts_a_service_is_not_in_the_unit_loop():
-    """``-m unit`` is the loop with no services: a test that starts a devnet or a daemon itself
-    must be marked for it (tests/conftest.py marks by fixture: ``chain_kind`` counts)."""
+def starts_a_service(path: Path, fn: ast.FunctionDef, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether ``fn`` calls a start function, itself or through a function of its module."""
+    module = _functions(path)
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name = node.func.id
+            if name in STARTS:
+                return True
+            inner = module.get(name) if name not in seen else None
+            if inner is not None and starts_a_service(path, inner, seen | {fn.name}):
+                return True
+    return False
+
+
+def function_at(path: Path, line: int) -> ast.FunctionDef | None:
+    """The module-level function whose definition (decorators included) starts at ``line``."""
+    for fn in _functions(path).values():
+        if line in (fn.lineno, *(d.lineno for d in fn.decorator_list)):
+            return fn
+    return None
+
+
+def unit_loop(*options: str) -> str:
     import subprocess
     import sys
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "--collect-only",
-            "-m",
-            "unit",
-            "-p",
-            "no:cacheprovider",
-            str(TESTS),
-        ],
-        cwd=TESTS.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
-    unit = {line.split("[")[0] for line in out.splitlines() if "::" in line}
-    starting = starting_tests()
-    assert starting, "the finder found no test that starts a service"
-    assert unit & starting == set()
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *options, "-m", "unit", "-p", "no:cacheprovider",
+         str(TESTS)],
+        cwd=TESTS.parent, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_a_test_that_starts_a_service_is_not_in_the_unit_loop():
+    """``-m unit`` is the loop with no services: a test that starts a devnet or a daemon, itself
+    or through a fixture of its own, must be marked for it (tests/conftest.py marks by the
+    fixtures it knows: ``anvil``, ``module_chain``, ``chain_kind``, the Kubo ones)."""
+    import re
+
+    # The unit tests themselves ...
+    tests = {
+        (file, name)
+        for file, name in re.findall(
+            r"^(tests/[^:]+\.py)::(\w+)", unit_loop("--collect-only"), re.M
+        )
+    }
+    # ... and the fixtures they use ("name -- tests/y.py:M"), by where they are defined
+    per_test = unit_loop("--fixtures-per-test")
+    fixtures = set(re.findall(r"^\S+ -- (tests/[^:\s]+\.py):(\d+)$", per_test, re.M))
+    assert tests and fixtures, "nothing parsed"
+    starting = []
+    for file, name in sorted(tests):
+        fn = _functions(TESTS.parent / file).get(name)
+        if fn is not None and starts_a_service(TESTS.parent / file, fn):
+            starting.append(f"{file}::{name}")
+    for file, line in sorted(fixtures):
+        fn = function_at(TESTS.parent / file, int(line))
+        if fn is not None and starts_a_service(TESTS.parent / file, fn):
+            starting.append(f"{file}:{line} (fixture {fn.name})")
+    assert starting == []
