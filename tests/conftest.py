@@ -26,6 +26,7 @@ TESTS = Path(__file__).resolve().parent
 # fixture closure, so only the roots are listed).
 SERVICE_OF_FIXTURE = {
     "anvil": "anvil",
+    "chain_kind": "anvil",  # asked for by tests that start a devnet of their own
     "module_chain": "anvil",
     "kubo": "kubo",
     "kubo_pair": "kubo",

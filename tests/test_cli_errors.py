@@ -5,26 +5,22 @@ deployed, so a check that happens too late (after a transaction) would show."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from marketplace.chain.devnet import start_devnet
 from node.cli.root import cli
-
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
 
 GOOD = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BAD_CHECKSUM = "0x70997970c51812DC3A010C7d01b50e0d17dc79C8"  # two letters' case flipped
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(module_chain, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("errors")
-    node = start_devnet(CHAIN_KIND, log_path=tmp / "anvil.log")
+    node = module_chain  # the module's own devnet (FEDMARKET_TEST_CHAIN)
     env = {
         "FEDMARKET_HOME": str(tmp / "home"), "FEDMARKET_CHAIN_RPC": node.rpc_url,
         "FEDMARKET_DEPLOYMENTS": str(tmp / "deployments"), "FEDMARKET_PASSWORD": "pw",
@@ -37,8 +33,7 @@ def world(tmp_path_factory):
     bad_deps = tmp / "bad-deployments"
     bad_deps.mkdir()
     (bad_deps / "31337.json").write_text('{"chainId": 31337, "contracts": []}')
-    yield {"tmp": tmp, "env": env, "rpc": node.rpc_url}
-    node.stop()
+    return {"tmp": tmp, "env": env, "rpc": node.rpc_url}
 
 
 def _keystore_with(world, content: str) -> dict[str, str]:

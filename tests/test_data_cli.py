@@ -4,7 +4,6 @@ versions and withdrawals — and the one-line errors of a withdrawal that is not
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
@@ -12,19 +11,16 @@ from click.testing import CliRunner
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Role, TaskParams
 from marketplace.chain.deploy import load_deployment
-from marketplace.chain.devnet import start_devnet
 from marketplace.protocol.identity import Identity
 from node.cli import cli
-
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
 
 TOKEN = 10**18
 REQUESTER, TRAINERS, ORACLES, OUTSIDER = 1, (2, 3), (6, 7, 8), 9
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    node = start_devnet(CHAIN_KIND, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
+def env(module_chain, tmp_path_factory):
+    node = module_chain  # the module's own devnet (FEDMARKET_TEST_CHAIN)
     home = tmp_path_factory.mktemp("home")
     env = {
         "FEDMARKET_HOME": str(home),
@@ -54,7 +50,6 @@ def env(tmp_path_factory):
         market.join(Identity.dev(t).eth, task)
     env["TASK"] = str(task)
     yield env
-    node.stop()
 
 
 def run(env, *args: str, ok: bool = True) -> dict | str:

@@ -1,5 +1,5 @@
-"""The README tells the truth: its commands exist and have help, its `cast` lines work on Anvil,
-and CI runs its test command."""
+"""The README tells the truth: its commands exist and have help, its `cast` lines work on the
+devnet, CI runs its test command, and its layout and environment variables are the code's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from marketplace.chain.devnet import start_anvil
+from marketplace.chain.devnet import start_devnet
 from node.cli.root import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +123,11 @@ def test_the_readme_devnet_walk_through_runs_to_claims_unattended(tmp_path, kubo
     assert down.returncode == 0, down.stderr
 
 
-def test_the_readme_cast_lines_run_against_anvil(tmp_path):
+def test_the_readme_cast_lines_run_against_the_devnet(chain_kind, tmp_path):
     """The section's lines as written (PATH for cast and the faucet line included), after a
     deploy, from the repository root."""
     script = readme_block("## Calling the contracts from any wallet")
-    node = start_anvil()
+    node = start_devnet(chain_kind)
     try:
         env = readme_env(tmp_path, FEDMARKET_CHAIN_RPC=node.rpc_url, RPC=node.rpc_url)
         deployed = subprocess.run(
@@ -147,3 +147,47 @@ def test_the_readme_cast_lines_run_against_anvil(tmp_path):
         assert "500000" in lines  # reputationOf: a new participant starts at 0.5
     finally:
         node.stop()
+
+
+def layout_block(text: str, heading: str) -> str:
+    """The first fenced block after ``heading``: a layout tree."""
+    return text.split(heading, 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+
+
+def test_both_layouts_name_every_package_and_design_every_module():
+    design = (ROOT / "docs" / "design.md").read_text()
+    trees = {
+        "README.md": layout_block(README, "## Layout"),
+        "docs/design.md": layout_block(design, "## Overview and layout"),
+    }
+    packages = sorted(
+        f"{p.parent.name}/{p.name}/"
+        for top in ("marketplace", "node")
+        for p in (ROOT / top).iterdir()
+        if (p / "__init__.py").exists()
+    )
+    missing = [
+        f"{doc}: {pkg}"
+        for doc, tree in trees.items()
+        for pkg in packages
+        if not re.search(rf"(^|\s){re.escape(pkg.split('/')[1])}/(\s|$)", tree, re.M)
+    ]
+    modules = sorted(p.name for p in (ROOT / "marketplace").glob("*.py") if p.name != "__init__.py")
+    missing += [
+        f"docs/design.md: marketplace/{m}"
+        for m in modules
+        if m not in trees["docs/design.md"].split()
+    ]
+    assert missing == []
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_readme():
+    read = {
+        name
+        for top in ("marketplace", "node", "scripts", "tests")
+        for path in (ROOT / top).rglob("*")
+        if path.is_file() and path.suffix in ("", ".py") and "__pycache__" not in path.parts
+        for name in re.findall(r"FEDMARKET_[A-Z_]+[A-Z]", path.read_text(errors="ignore"))
+    }
+    assert "FEDMARKET_CHAIN_RPC" in read and "FEDMARKET_TOOLS" in read  # the scan sees them
+    assert sorted(name for name in read if name not in README) == []

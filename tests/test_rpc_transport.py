@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from marketplace.chain.backend import connect
-from marketplace.chain.devnet import DevnetProcess, free_port, start_anvil
+from marketplace.chain.devnet import DevnetProcess, free_port, start_devnet
 from marketplace.chain.transport import KeepAliveSessionManager
 
 
@@ -45,16 +45,16 @@ def test_connect_posts_over_one_kept_alive_connection_per_thread(
     assert other and other[0] is not first
 
 
-def test_a_restarted_node_on_the_same_port_is_reached_again_without_error() -> None:
+def test_a_restarted_node_on_the_same_port_is_reached_again_without_error(chain_kind) -> None:
     # Prepare: a node, a kept-alive connection to it, then the node restarted on its port
     port = free_port()
-    node = start_anvil(port=port)
+    node = start_devnet(chain_kind, port=port)
     try:
         w3 = connect(node.rpc_url)
         chain_id = w3.eth.chain_id
         w3.eth.block_number  # noqa: B018 (the connection now idles, kept alive)
         node.stop()
-        node = start_anvil(port=port)
+        node = start_devnet(chain_kind, port=port)
         # Execute / Assert: the stale connection is replaced; the request goes through once
         assert w3.eth.block_number == 0
         assert w3.eth.chain_id == chain_id

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from web3 import Web3
 
-from marketplace.chain.devnet import start_devnet
 from marketplace.fl import load_dataset, split_dataset
 from marketplace.protocol.identity import Identity
 from node.cli import cli
 
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
-
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    node = start_devnet(CHAIN_KIND, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield node
-    node.stop()
+def chain(module_chain):
+    return module_chain  # the module's own devnet (FEDMARKET_TEST_CHAIN)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ digest independently."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role
 from marketplace.chain.deploy import deploy_marketplace
-from marketplace.chain.devnet import advance_chain_time, start_devnet
+from marketplace.chain.devnet import advance_chain_time
 from marketplace.chain.versions_client import Reason, RetentionTerms, VersionsClient
 from marketplace.errors import TransactionRevertedError
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, split_dataset
@@ -32,8 +31,6 @@ from marketplace.unlearning import FedEraserConfig
 from node.peers.journal import Journal
 from node.peers.trainer import TrainerNode
 
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
-
 TOKEN = 10**18
 SPEC = ModelSpec(arch="mlp", input_dim=64, hidden=(16,), num_classes=10, seed=0)
 TRAIN = TrainConfig(epochs=2, lr=0.1)
@@ -42,8 +39,8 @@ CALIBRATION = FedEraserConfig(interval=1, calibration_epochs=1)
 
 
 @pytest.fixture(scope="module")
-def world(kubo, tmp_path_factory):
-    node = start_devnet(CHAIN_KIND, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
+def world(kubo, module_chain, tmp_path_factory):
+    node = module_chain  # the module's own devnet (FEDMARKET_TEST_CHAIN)
     w3 = connect(node.rpc_url)
     deployer = Identity.dev(0)
     market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))
@@ -85,7 +82,6 @@ def world(kubo, tmp_path_factory):
         "trainers": trainers, "oracles": oracles, "data": data, "splits": splits,
     }  # fmt: skip
     store.close()
-    node.stop()
 
 
 def _train_to_the_end(market: Marketplace, task_id: int, nodes: list[TrainerNode]) -> None:

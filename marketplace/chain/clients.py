@@ -566,3 +566,23 @@ class Marketplace:
         return getattr(contract.events, event).get_logs(  # type: ignore[no-any-return]
             from_block=from_block, to_block=to_block, argument_filters=filters or None
         )
+
+
+# --- generic reads at a block (the indexer's snapshots) ------------------------------------------
+def view_at(contract: Contract, function: str, *args: Any, block: int) -> Any:
+    """The raw answer of view ``function(*args)`` of any contract, as of ``block``."""
+    return getattr(contract.functions, function)(*args).call(block_identifier=block)
+
+
+def view_fields_at(contract: Contract, function: str, *args: Any, block: int) -> dict[str, Any]:
+    """View ``function(*args)`` as of ``block``, by output name: a struct's components when the
+    view returns one struct, else its named outputs."""
+    fn = getattr(contract.functions, function)(*args)
+    raw = fn.call(block_identifier=block)
+    outputs = fn.abi["outputs"]
+    if len(outputs) == 1 and outputs[0]["type"] == "tuple":
+        names = [c["name"] for c in outputs[0]["components"]]
+    else:
+        names = [o["name"] for o in outputs]
+        raw = raw if isinstance(raw, (list, tuple)) else (raw,)
+    return dict(zip(names, raw, strict=True))

@@ -440,6 +440,10 @@ class ModelMarketClient:
     def call(self, fn: ContractFunction) -> Any:
         return call(fn, decoder=self.decoder)
 
+    def now(self) -> int:
+        """The chain's clock: the latest block's timestamp (what the contracts compare with)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
     def _token(self, address: str) -> Contract:
         return self.w3.eth.contract(
             address=Web3.to_checksum_address(address),
@@ -571,7 +575,7 @@ class ModelMarketClient:
             raise ChainError(
                 f"no listing {listing_id} on ModelMarket {self.address}: see `fedmarket model list`"
             )
-        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + 3600
+        deadline = self.now() + 3600
         v, r, s = self._permit(buyer, info.token, info.price, deadline)
         fn = self.fn.buyWithPermit(listing_id, buyer_key, deadline, v, r, s)
         receipt = self.send(fn, buyer)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import torch
 from opacus.accountants import RDPAccountant
@@ -28,8 +28,10 @@ from marketplace.fl.weights import Weights, l2_norm
 log = logging.getLogger(__name__)
 
 
-DP_MODES = ("dpsgd", "update")
-DP_ACCOUNTANTS = ("rdp", "prv")
+DPMode = Literal["dpsgd", "update"]
+DPAccountant = Literal["rdp", "prv"]
+DP_MODES: tuple[DPMode, ...] = get_args(DPMode)
+DP_ACCOUNTANTS: tuple[DPAccountant, ...] = get_args(DPAccountant)
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class DPTerms:
         Opacus accountant: ``"rdp"`` or ``"prv"``.
     """
 
-    mode: str = "dpsgd"
+    mode: DPMode = "dpsgd"
     epsilon: float = 8.0
     delta: float = 1e-5
     clip_norm: float = 1.0
-    accountant: str = "rdp"
+    accountant: DPAccountant = "rdp"
 
     def __post_init__(self) -> None:
         if self.mode not in DP_MODES:
@@ -80,11 +82,11 @@ class DPTerms:
             raise ConfigError(f"DP terms must be a JSON object, got {type(data).__name__}")
         try:
             return cls(
-                mode=str(data["mode"]),
+                mode=cast(DPMode, str(data["mode"])),  # checked in __post_init__
                 epsilon=float(data["epsilon"]),
                 delta=float(data["delta"]),
                 clip_norm=float(data["clip_norm"]),
-                accountant=str(data.get("accountant", "rdp")),
+                accountant=cast(DPAccountant, str(data.get("accountant", "rdp"))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed DP terms: {type(exc).__name__}: {exc}") from None

@@ -25,6 +25,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from marketplace.chain.batch_client import RecordedBatch
+from marketplace.chain.clients import view_at, view_fields_at
 from marketplace.chain.deploy import Deployment
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import ChainError, ConfigError
@@ -462,18 +463,12 @@ class Indexer:
         market = self._contracts.get("TaskMarket")
         if market is None:
             return
-        fn = market.functions.task(task_id)
         self._rpc_calls += 2
-        raw = fn.call(block_identifier=block)
-        outputs = fn.abi["outputs"]
-        if len(outputs) == 1 and outputs[0]["type"] == "tuple":
-            names = [c["name"] for c in outputs[0]["components"]]
-        else:
-            names = [o["name"] for o in outputs]
-            raw = raw if isinstance(raw, (list, tuple)) else (raw,)
-        state = {n: jsonable(v) for n, v in zip(names, raw, strict=True)}
+        state = {
+            n: jsonable(v) for n, v in view_fields_at(market, "task", task_id, block=block).items()
+        }
         try:
-            committee = market.functions.oracles(task_id).call(block_identifier=block)
+            committee = view_at(market, "oracles", task_id, block=block)
             oracles = [str(o) for o in committee]
         except Exception:  # a market without the view: no committee list
             oracles = []
@@ -487,14 +482,9 @@ class Indexer:
         if registry is None:
             return
         self._rpc_calls += 1
-        fn = registry.functions.participant(Web3.to_checksum_address(account))
-        raw = fn.call(block_identifier=block)
-        outputs = fn.abi["outputs"]
-        if len(outputs) == 1 and outputs[0]["type"] == "tuple":  # a Participant struct
-            names = [c["name"] for c in outputs[0]["components"]]
-        else:
-            names = [o["name"] for o in outputs]
-        fields = dict(zip(names, raw, strict=True))
+        fields = view_fields_at(
+            registry, "participant", Web3.to_checksum_address(account), block=block
+        )
         role = fields["role"]
         stake = fields.get("stake", fields.get("stakeAmount", 0))
         unbonding = fields["unbonding"]

@@ -170,7 +170,7 @@ def run_product_phase(
         if client.product(task_id).total_score:
             break
         client.attest_total_score(o.eth, task_id, total)
-    now = int(client.w3.eth.get_block("latest")["timestamp"])
+    now = client.now()
     listing_id = client.list_model(
         requester.eth,
         ListingParams(

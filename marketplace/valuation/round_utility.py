@@ -32,11 +32,12 @@ from marketplace.fl.strategy import Strategy
 from marketplace.fl.train import torch_settings
 from marketplace.fl.updates import ClientUpdate, validate_updates
 from marketplace.fl.weights import flatten
+from marketplace.valuation.config import ValuationMetric
 from marketplace.valuation.utility import coalition_to_mask
 
 log = logging.getLogger(__name__)
 
-Metric = Literal["accuracy", "neg_loss"]
+Metric = ValuationMetric  # one Literal for the concept (marketplace.valuation.config)
 
 
 class RoundUtility:

@@ -12,11 +12,9 @@ import click
 
 from marketplace.chain.versions_client import RetentionTerms, VersionsClient
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option, poll_options, task_option
+from node.cli.output import console, emit, json_option, pass_ctx, poll_options, task_option
 from node.cli.peer_cli import data_options
 from node.cli.retention import print_retention, retention_record, when
-
-pass_ctx = click.make_pass_decorator(CliContext)
 
 
 @click.group("data")
@@ -119,7 +117,7 @@ def data_register(
     Example:
       fedmarket data register --task 1 --retention-days 365 --quorum 2 --deposit 50 --penalty 10
     """
-    now = int(c.w3.eth.get_block("latest")["timestamp"])
+    now = c.market.now()
     terms = RetentionTerms(
         retention_expiry=now + int(retention_days * 86400), quorum=quorum,
         unlearn_window=int(window_hours * 3600), deposit=parse_amount(deposit),

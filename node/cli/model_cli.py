@@ -35,22 +35,25 @@ from marketplace.protocol.model_sale import (
     publish_model,
 )
 from node.cli.context import CliContext, format_amount, parse_amount
+from node.cli.output import console, emit, json_option, kv_table, pass_ctx
 
-pass_ctx = click.make_pass_decorator(CliContext)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _json_option(fn: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
-
-
 def _emit(as_json: bool, data: Any, title: str) -> None:
-    from node.cli.output import console, kv_table
+    rows = {k: _jsonable(v) for k, v in data.items()}
+    emit(as_json, _hex_bytes(data), lambda: console.print(kv_table(title, rows)))
 
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
-    else:
-        console.print(kv_table(title, {k: _jsonable(v) for k, v in data.items()}))
+
+def _hex_bytes(v: Any) -> Any:
+    """``v`` with every ``bytes`` inside written ``0x…`` (JSON has no bytes)."""
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, dict):
+        return {k: _hex_bytes(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_hex_bytes(x) for x in v]
+    return v
 
 
 def _jsonable(v: Any) -> Any:
@@ -86,7 +89,7 @@ def model() -> None:
 
 
 @model.command("deploy")
-@_json_option
+@json_option
 @pass_ctx
 def model_deploy(c: CliContext, as_json: bool) -> None:
     """Add ModelMarket and EfficacyMarket to this chain's deployment.
@@ -102,7 +105,7 @@ def model_deploy(c: CliContext, as_json: bool) -> None:
 
 
 @model.command("register")
-@_json_option
+@json_option
 @pass_ctx
 def model_register(c: CliContext, as_json: bool) -> None:
     """Register as a developer with your X25519 key (needed to submit revisions).
@@ -129,7 +132,7 @@ def model_register(c: CliContext, as_json: bool) -> None:
 @click.option("--auditor-fee", default="0", show_default=True, help="Tokens per attestation.")
 @click.option("--window", type=int, default=3600, show_default=True,
               help="Seconds of the committee's commit window (and reveal window).")  # fmt: skip
-@_json_option
+@json_option
 @pass_ctx
 def model_configure(
     c: CliContext, task_id: int, k: int, threshold: float, m: int, bounty: str,
@@ -160,7 +163,7 @@ def model_configure(
 @click.option("--model", "model_path", type=_FILE, required=True,
               help="The model's weights (safetensors).")  # fmt: skip
 @click.option("--final", is_flag=True, help="Requester: submit the task's final aggregate (#1).")
-@_json_option
+@json_option
 @pass_ctx
 def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_json: bool) -> None:
     """Submit a model for evaluation on the hidden validation set (sealed to the committee).
@@ -173,10 +176,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
     me = c.identity()
     blob = model_path.read_bytes()
     digest = hashlib.sha256(blob).digest()
-    committee = c.market.call(c.market.market.functions.oracles(task_id))
-    recipients = {
-        o: bytes(c.market.call(c.market.registry.functions.encryptionKeyOf(o))) for o in committee
-    }
+    recipients = {o: c.market.participant(o).encryption_key for o in c.market.oracles(task_id)}
     sealed = seal_submission(
         blob, recipients=recipients, chain_id=client.chain_id, task_id=task_id,
         developer=me.address,
@@ -191,7 +191,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
 
 
 @model.command("list")
-@_json_option
+@json_option
 @pass_ctx
 def model_list(c: CliContext, as_json: bool) -> None:
     """Every listing: task, price, expiry, sales.
@@ -200,8 +200,6 @@ def model_list(c: CliContext, as_json: bool) -> None:
     Example:
       fedmarket model list
     """
-    from node.cli.output import console
-
     client = _client(c)
     events = client.contract.events.Listed().get_logs(from_block=c.deployment.block)
     rows = []
@@ -226,7 +224,7 @@ def model_list(c: CliContext, as_json: bool) -> None:
 
 @model.command("show")
 @click.argument("listing_id", type=int)
-@_json_option
+@json_option
 @pass_ctx
 def model_show(c: CliContext, listing_id: int, as_json: bool) -> None:
     """One listing's on-chain state and the model's evaluated digest and score.
@@ -254,7 +252,7 @@ def model_show(c: CliContext, listing_id: int, as_json: bool) -> None:
 @click.option("--requester-bps", type=int, default=1000, show_default=True)
 @click.option("--developer-bps", type=int, default=0, show_default=True)
 @click.option("--auditor-bps", type=int, default=0, show_default=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_sell(
     c: CliContext, task_id: int, submission: int, model_path: Path, price: str, license_cid: str,
@@ -273,7 +271,7 @@ def model_sell(
     if hashlib.sha256(blob).digest() != expected:
         raise ConfigError(f"{model_path} is not submission {submission}'s model (digest differs)")
     model_cid, key = publish_model(c.store, blob, chain_id=client.chain_id, task_id=task_id)
-    now = int(c.w3.eth.get_block("latest")["timestamp"])
+    now = c.market.now()
     listing_id = client.list_model(me.eth, ListingParams(
         task_id=task_id, submission=submission, price=parse_amount(price),
         license_cid=license_cid, expiry=now + days * 86400, delivery_window=86400,
@@ -291,7 +289,7 @@ def model_sell(
 
 @model.command("deliver")
 @click.option("--listing", "listing_id", type=int, required=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Key holder: seal the content key to every paid, undelivered sale of a listing.
@@ -324,7 +322,7 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
 
 @model.command("buy")
 @click.argument("listing_id", type=int)
-@_json_option
+@json_option
 @pass_ctx
 def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
     """Pay for a listing in one transaction (permit); the key comes sealed to your X25519 key.
@@ -341,7 +339,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 @model.command("download")
 @click.argument("sale_id", type=int)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@_json_option
+@json_option
 @pass_ctx
 def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> None:
     """Open your delivery (read from the chain), fetch and decrypt the model, check its digest.
@@ -423,7 +421,7 @@ def audit_package(
               help="CID of the package the requester sealed to you (`audit package`).")  # fmt: skip
 @click.option("--report-cid", required=True, help="CID of your audit report.")
 @click.option("--approve/--reject", "approved", default=True, show_default=True)
-@_json_option
+@json_option
 @pass_ctx
 def audit_attest(
     c: CliContext, task_id: int, submission: int, package_cid: str, report_cid: str,
@@ -456,7 +454,7 @@ def audit_attest(
 
 
 @audit.command("register")
-@_json_option
+@json_option
 @pass_ctx
 def audit_register(c: CliContext, as_json: bool) -> None:
     """Register as an auditor with your X25519 key (models are sealed to it).

@@ -14,9 +14,7 @@ from web3 import Web3
 
 from marketplace.errors import SourcingError
 from node.cli.context import CliContext, parse_amount
-from node.cli.output import emit, json_option
-
-pass_ctx = click.make_pass_decorator(CliContext)
+from node.cli.output import emit, json_option, pass_ctx
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -54,7 +52,7 @@ def _offer_file(c: CliContext, chain_id: int, request_id: int, owner: str) -> Pa
     help="Seconds of each phase: offers, reveals, selection commit, selection reveal.",
 )
 @click.option("--claim-window", type=int, default=7 * 24 * 3600, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, ...], quorum: int,
                  validation: str, seed: int, directions: int, window: int, claim_window: int,
@@ -90,7 +88,7 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
         budget=amount, spec=spec, oracles=tuple(Web3.to_checksum_address(o) for o in oracles),
         quorum=quorum, validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)),
         window=window, claim_window=claim_window,
-        now=int(c.w3.eth.get_block("latest")["timestamp"]),
+        now=c.market.now(),
     )  # fmt: skip
     out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount)}
     _emit(as_json, out, f"data request {request_id} for task {task_id} ({budget} escrowed)")
@@ -107,7 +105,7 @@ def offer() -> None:
 )
 @click.option("--data", "data", required=True, help="Your data (.npz with x, y, or .csv).")
 @click.option("--ask", required=True, help="Your asking price (tokens).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool) -> None:
     """Sketch your data, seal the sketch to the committee and commit a sealed offer.
@@ -146,7 +144,7 @@ def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool
 @click.option(
     "--task", "task_id", type=int, required=True, help="The task whose request to answer."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
     """Reveal the offer you committed with `fedmarket offer submit` (after the offer deadline).
@@ -213,7 +211,7 @@ def sourcing_accept(c: CliContext, task_id: int, as_json: bool) -> None:
     help="The validation set the request was made with.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
                     as_json: bool) -> None:  # fmt: skip
@@ -363,7 +361,7 @@ def sourcing_refund(c: CliContext, task_id: int, as_json: bool) -> None:
 
 @sourcing.command("show")
 @click.option("--task", "task_id", type=int, required=True, help="The task of the request.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def sourcing_show(c: CliContext, task_id: int, as_json: bool) -> None:
     """A data request's state, its offers and, once final, their values and the selection.

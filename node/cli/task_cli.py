@@ -10,6 +10,7 @@ from rich.table import Table
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
+from marketplace.fl.privacy import DP_MODES, DPMode
 from marketplace.fl.strategy import STRATEGIES
 from marketplace.protocol.round_batch import DEFAULT_TURN_SECONDS, BatchTerms
 from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
@@ -134,7 +135,7 @@ def task() -> None:
 @click.option(
     "--dp",
     "dp_mode",
-    type=choice(("none", "dpsgd", "update")),
+    type=choice(("none", *DP_MODES)),
     default="none",
     show_default=True,
     help="Differential privacy: record-level DP-SGD on each trainer's data, or "
@@ -208,8 +209,9 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
         validation_submissions=k, auditors=m, pass_threshold_ppm=round(pass_threshold * 1e6),
         bounty=bounty, auditor_fee=auditor_fee,
         join_gate=_sourcing_gate(c) if sourced else None,
-        privacy=None if dp_mode == "none" else DPTerms(mode=dp_mode, epsilon=dp_epsilon,
-                                                      delta=dp_delta, clip_norm=dp_clip),
+        privacy=None if dp_mode == "none" else DPTerms(
+            mode=cast(DPMode, dp_mode), epsilon=dp_epsilon, delta=dp_delta, clip_norm=dp_clip
+        ),
         secagg=secagg_terms(secure_aggregation, secagg_clip, secagg_threshold),
         batches=BatchTerms(turn_seconds=batch_turn) if batch_commits else None,
     )  # fmt: skip

@@ -1,5 +1,6 @@
-"""Fixtures of the dashboard suite: a real Anvil with the marketplace, Kubo for reports, and
-headless Debian chromium driven by selenium (installed by scripts/bootstrap)."""
+"""Fixtures of the dashboard suite: a real devnet (Anvil, or the Hardhat node) with the
+marketplace, Kubo for reports, and headless Debian chromium driven by selenium (installed by
+scripts/bootstrap)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from scenario import World, deploy_world
 
 from marketplace.chain.backend import connect
-from marketplace.chain.devnet import start_anvil
+from marketplace.chain.devnet import start_devnet
 from marketplace.storage.kubo import KuboStore
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,10 +26,11 @@ CHROME_FLAGS = (
 
 
 @pytest.fixture(scope="module")
-def world(kubo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The marketplace on a fresh Anvil of this module, with the session's Kubo as store."""
-    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
-    with start_anvil(log_path=log_path) as node:
+def world(kubo, chain_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The marketplace on a fresh devnet of this module (Anvil, or the Hardhat node with
+    FEDMARKET_TEST_CHAIN=hardhat), with the session's Kubo as store."""
+    log_path = tmp_path_factory.mktemp("devnet") / f"{chain_kind}.log"
+    with start_devnet(chain_kind, log_path=log_path) as node:
         store = KuboStore(kubo.api_multiaddr, timeout=10.0)
         yield deploy_world(connect(node.rpc_url), store)
         store.close()

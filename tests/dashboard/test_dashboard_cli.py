@@ -23,8 +23,6 @@ from marketplace.chain.devnet import free_port, start_devnet
 from marketplace.protocol.identity import Identity
 from node.dashboard.formatting import token
 
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
-
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
@@ -65,8 +63,10 @@ def get(url: str) -> str:
         return r.read().decode()
 
 
-def test_dashboard_command_serves_the_deployment_and_resumes(tmp_path: Path) -> None:
-    with start_devnet(CHAIN_KIND) as node:
+def test_dashboard_command_serves_the_deployment_and_resumes(
+    chain_kind: str, tmp_path: Path
+) -> None:
+    with start_devnet(chain_kind) as node:
         w3 = connect(node.rpc_url)
         write_deployment(deploy_marketplace(w3, Identity.dev(0).eth), tmp_path / "deployments")
         args = ["--chain-rpc", node.rpc_url, "--deployments", str(tmp_path / "deployments"),
@@ -95,8 +95,10 @@ def test_dashboard_command_serves_the_deployment_and_resumes(tmp_path: Path) -> 
             stop(proc)
 
 
-def test_dashboard_without_a_deployment_is_a_one_line_error(tmp_path: Path) -> None:
-    with start_devnet(CHAIN_KIND) as node:
+def test_dashboard_without_a_deployment_is_a_one_line_error(
+    chain_kind: str, tmp_path: Path
+) -> None:
+    with start_devnet(chain_kind) as node:
         proc = subprocess.run(
             [sys.executable, "-m", "node", "--chain-rpc", node.rpc_url, "--deployments",
              str(tmp_path / "none"), "dashboard"],

@@ -5,8 +5,8 @@ against the chain."""
 
 from __future__ import annotations
 
-import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from test_dashboard_browser import cell, wait_for
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role
 from marketplace.chain.deploy import deploy_marketplace
-from marketplace.chain.devnet import start_devnet
+from marketplace.chain.devnet import DevnetProcess
 from marketplace.fl import load_dataset, split_dataset
 from marketplace.protocol.identity import Identity
 from marketplace.storage.kubo import KuboStore
@@ -35,15 +35,13 @@ from tests.peers.test_protocol import (
     trainer_nodes,
 )
 
-CHAIN_KIND = os.environ.get("FEDMARKET_TEST_CHAIN", "anvil")  # as tests/conftest.py
-
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def proto(kubo, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The protocol suite's world: 4 trainers, 3 oracles, a requester, on a fresh Anvil."""
-    with start_devnet(CHAIN_KIND, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log") as node:
+def proto(kubo, module_chain: DevnetProcess, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The protocol suite's world: 4 trainers, 3 oracles, a requester, on the module's devnet."""
+    with nullcontext(module_chain) as node:  # the module's devnet (FEDMARKET_TEST_CHAIN)
         w3 = connect(node.rpc_url)
         deployer = Identity.dev(0)
         market = Marketplace(w3, deploy_marketplace(w3, deployer.eth, unbonding_delay=60))

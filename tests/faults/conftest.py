@@ -1,5 +1,6 @@
-"""A small marketplace of separate processes for fault injection: Anvil behind a cuttable TCP proxy,
-two Kubo daemons kept peered, and every peer a ``python -m node`` subprocess.
+"""A small marketplace of separate processes for fault injection: Anvil (or the Hardhat node, with
+FEDMARKET_TEST_CHAIN=hardhat) behind a cuttable TCP proxy, two Kubo daemons kept peered, and every
+peer a ``python -m node`` subprocess.
 
 Two honest trainers (dev 2 on Kubo 0, dev 3 on Kubo 1) and one oracle (dev 6 on Kubo 1) take part
 in short tasks (two rounds, one epoch of a small MLP on digits). The peers reach the chain only
@@ -24,7 +25,7 @@ import pytest
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role
 from marketplace.chain.deploy import deploy_marketplace, load_deployment, write_deployment
-from marketplace.chain.devnet import DevnetProcess, advance_chain_time, free_port, start_anvil
+from marketplace.chain.devnet import DevnetProcess, advance_chain_time, free_port, start_devnet
 from marketplace.protocol.identity import Identity
 from marketplace.storage.kubo_daemon import KuboDaemon, connect_peers, start_kubo
 from tests.integration.conftest import (
@@ -55,6 +56,7 @@ class FaultCluster:
     trainers: tuple[Peer, ...]
     oracle: Peer
     tmp: Path
+    chain_kind: str = "anvil"  # or "hardhat" (FEDMARKET_TEST_CHAIN)
     market: Marketplace = field(init=False)
 
     def observe(self) -> None:
@@ -65,7 +67,9 @@ class FaultCluster:
     def restart_anvil(self) -> None:
         """`devnet down` then `devnet up`: a fresh chain on the same port (same RPC URL)."""
         self.anvil.stop()
-        self.anvil = start_anvil(port=self.anvil_port, log_path=self.tmp / "anvil-2.log")
+        self.anvil = start_devnet(
+            self.chain_kind, port=self.anvil_port, log_path=self.tmp / "anvil-2.log"
+        )
 
     def set_up_market(self) -> None:
         """Deploy, fund and register everyone (in-process: the CLI's own paths for these are
@@ -87,13 +91,15 @@ class FaultCluster:
 
 
 @pytest.fixture(scope="module")
-def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
+def fault_cluster(
+    chain_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultCluster]:
     tmp = tmp_path_factory.mktemp("faults")
     logs = tmp / "logs"
     logs.mkdir()
     with ExitStack() as stack:
         port = free_port()
-        anvil = start_anvil(port=port, log_path=tmp / "anvil.log")
+        anvil = start_devnet(chain_kind, port=port, log_path=tmp / "anvil.log")
         proxy = CuttableProxy(port)
         stack.callback(proxy.close)
         kubos = tuple(stack.enter_context(start_kubo()) for _ in range(2))
@@ -111,7 +117,7 @@ def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultClu
             cli=cli, anvil=anvil, anvil_port=port, proxy=proxy, kubos=kubos,
             deployer=peer("deployer", 0, 0), requester=peer("requester", 1, 0),
             trainers=(peer("trainer0", 2, 0), peer("trainer1", 3, 1)),
-            oracle=peer("oracle", 6, 1), tmp=tmp,
+            oracle=peer("oracle", 6, 1), tmp=tmp, chain_kind=chain_kind,
         )  # fmt: skip
         stack.callback(lambda: cluster.anvil.stop())
         # Anvil may be left SIGSTOPped by a failed test: resume it so it can be stopped.

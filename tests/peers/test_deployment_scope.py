@@ -14,7 +14,7 @@ import pytest
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Marketplace, Phase, Role
 from marketplace.chain.deploy import deploy_marketplace, load_deployment, write_deployment
-from marketplace.chain.devnet import free_port, start_anvil
+from marketplace.chain.devnet import free_port, start_devnet
 from marketplace.errors import DeploymentNotFoundError
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.session import TaskSession
@@ -28,10 +28,10 @@ pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 STALE_ROOT = "ab" * 32
 
 
-def _world(rpc_port, kubo, tmp, splits):
+def _world(kind, rpc_port, kubo, tmp, splits):
     from marketplace.storage.kubo import KuboStore
 
-    node = start_anvil(port=rpc_port, log_path=tmp / f"anvil-{rpc_port}-{id(tmp)}.log")
+    node = start_devnet(kind, port=rpc_port, log_path=tmp / f"{kind}-{rpc_port}-{id(tmp)}.log")
     w3 = connect(node.rpc_url)
     deployer = Identity.dev(0)
     dep = deploy_marketplace(w3, deployer.eth, unbonding_delay=60)
@@ -52,7 +52,7 @@ def _world(rpc_port, kubo, tmp, splits):
 
 
 def test_a_redeployed_devnet_task_of_the_same_id_is_scored_afresh_not_from_the_old_journal(
-    kubo, tmp_path
+    kubo, chain_kind, tmp_path
 ):
     from marketplace.fl import load_dataset, split_dataset
 
@@ -61,7 +61,7 @@ def test_a_redeployed_devnet_task_of_the_same_id_is_scored_afresh_not_from_the_o
     journal_path = tmp_path / "home" / "journal" / "oracle.sqlite"
 
     # The first devnet: task 1 exists; its oracle journaled a root (what it commits after scoring).
-    node, world = _world(port, kubo, tmp_path, splits)
+    node, world = _world(chain_kind, port, kubo, tmp_path, splits)
     try:
         old_market = world["market"].market.address
         old_tid = new_task(world, n_trainers=4)
@@ -77,7 +77,7 @@ def test_a_redeployed_devnet_task_of_the_same_id_is_scored_afresh_not_from_the_o
         node.stop()
 
     # `devnet down` then `devnet up` on the same port: the old deployments file is now stale.
-    node, world = _world(port, kubo, tmp_path, splits)
+    node, world = _world(chain_kind, port, kubo, tmp_path, splits)
     try:
         assert world["market"].market.address == old_market  # same address: the collision
         tid = new_task(world, n_trainers=4)
@@ -105,14 +105,16 @@ def test_a_redeployed_devnet_task_of_the_same_id_is_scored_afresh_not_from_the_o
         node.stop()
 
 
-def test_a_deployments_file_of_a_restarted_devnet_is_refused_naming_the_file_and_the_fix(tmp_path):
+def test_a_deployments_file_of_a_restarted_devnet_is_refused_naming_the_file_and_the_fix(
+    chain_kind, tmp_path
+):
     port = free_port()
     deployments = tmp_path / "deployments"
-    with start_anvil(port=port, log_path=tmp_path / "a.log") as node:
+    with start_devnet(chain_kind, port=port, log_path=tmp_path / "a.log") as node:
         w3 = connect(node.rpc_url)
         write_deployment(deploy_marketplace(w3, Identity.dev(0).eth), deployments)
         assert load_deployment(deployments, w3.eth.chain_id, w3=w3).chain_id == w3.eth.chain_id
-    with start_anvil(port=port, log_path=tmp_path / "b.log") as node:
+    with start_devnet(chain_kind, port=port, log_path=tmp_path / "b.log") as node:
         w3 = connect(node.rpc_url)
         with pytest.raises(DeploymentNotFoundError) as err:
             load_deployment(deployments, w3.eth.chain_id, w3=w3)

@@ -211,21 +211,21 @@ def test_an_oracle_that_missed_the_commit_phase_does_not_reveal_and_is_slashed(w
     assert market.participant(late.me).stake == stake_before - 10 * TOKEN
 
 
-def test_a_trainer_restarted_after_publishing_commits_the_journaled_update(world):
+def test_a_trainer_restarted_after_publishing_commits_the_journaled_update(world, monkeypatch):
     task_id = new_task(world, n_trainers=2)
     a, b = trainer_nodes(world, task_id, n=2)
     join_all(world, task_id, [a, b])
     # Publish but "crash" before the commit transaction: make commit_update fail once.
     market = world["market"]
-    original = market.commit_update
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    market.commit_update = crash  # type: ignore[method-assign]
+    # monkeypatch restores the module-scoped market even if the step does not raise
+    monkeypatch.setattr(market, "commit_update", crash)
     with pytest.raises(KeyboardInterrupt):
         a.step()
-    market.commit_update = original  # type: ignore[method-assign]
+    monkeypatch.undo()
     recorded = a.journal.get(task_id, 1, "published")
     assert recorded is not None
     restarted = TrainerNode(TaskSession.open(market, world["store"], task_id, a.session.identity),

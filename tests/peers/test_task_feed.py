@@ -21,7 +21,7 @@ from marketkit import Member, market_with
 
 from marketplace.chain.backend import connect
 from marketplace.chain.clients import Role
-from marketplace.chain.devnet import free_port, start_anvil
+from marketplace.chain.devnet import free_port, start_devnet
 from marketplace.chain.subscription import ChainSubscription, Wakeup, ws_endpoint
 from marketplace.fl import ModelSpec, TrainConfig, load_dataset, partition, split_dataset
 from marketplace.gossip.membership import BackgroundAnnouncer, open_task_gossip
@@ -187,11 +187,11 @@ def test_without_a_websocket_the_peer_polls_and_says_so_once(world, kubo, caplog
     assert open_task_feed(first.session, "inprocess").subscription is None  # polls only
 
 
-def test_a_dropped_socket_is_retried_visibly_and_restored(tmp_path, caplog) -> None:
+def test_a_dropped_socket_is_retried_visibly_and_restored(chain_kind, tmp_path, caplog) -> None:
     # Prepare: a node of our own, so it can be stopped and started again on the same port
     caplog.set_level(logging.WARNING, logger="marketplace.chain.subscription")
     port = free_port()
-    node = start_anvil(port=port, log_path=tmp_path / "a.log")
+    node = start_devnet(chain_kind, port=port, log_path=tmp_path / "a.log")
     url = ws_endpoint(node.rpc_url)
     assert url is not None
     wakeup = Wakeup()
@@ -207,7 +207,7 @@ def test_a_dropped_socket_is_retried_visibly_and_restored(tmp_path, caplog) -> N
         assert wakeup.wait(WAIT)
         assert any("dropped" in r.getMessage() for r in caplog.records)
         # Execute: the node comes back on the same port
-        restarted = start_anvil(port=port, log_path=tmp_path / "b.log")
+        restarted = start_devnet(chain_kind, port=port, log_path=tmp_path / "b.log")
         wait_until(sub.connected.is_set, "resubscribed")
         wakeup.wait(0)
         connect(restarted.rpc_url).provider.make_request("evm_mine", [])  # type: ignore[arg-type]
