@@ -1,7 +1,10 @@
 """Evaluation behaviours behave in a real node as in the simulator: ``label_flip`` trains on
-flipped labels, ``copier`` (which needs updates a node cannot see) is refused before joining."""
+flipped labels, ``copier`` (which needs updates a node cannot see) is refused before joining.
+A model posted on-chain that differs from a node's own is a loud error, and the node follows it."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
@@ -12,7 +15,12 @@ from marketplace.protocol.session import TaskSession
 from node.peers.journal import Journal
 from node.peers.trainer import TrainerNode
 
-from .test_protocol import new_task, world  # noqa: F401 (the module-scoped fixture)
+from .test_protocol import (  # noqa: F401 (world: the module-scoped fixture)
+    join_all,
+    new_task,
+    trainer_nodes,
+    world,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo]
 
@@ -44,3 +52,30 @@ def test_copier_is_refused_before_joining(world):  # noqa: F811
     with pytest.raises(ConfigError, match="copier runs only in the simulator"):
         _node(world, task_id, "copier")
     assert world["market"].task(task_id).trainer_count == before
+
+
+def test_a_model_mismatch_is_loud_and_the_node_follows_the_posted_model(world, caplog):  # noqa: F811
+    market = world["market"]
+    task_id = new_task(world, rounds=2, n_trainers=2)
+    first, second = trainer_nodes(world, task_id, n=2)
+    join_all(world, task_id, [first, second])
+    for node in (first, second):  # round 1: both train and commit; the last one closes it
+        assert node.step().action.startswith("committed round 1")
+    assert market.task(task_id).current_round == 2
+    assert market.model_digest(task_id, 2) == bytes(32)
+    # The first poster's round-2 model is not what the second computes (as when a poster missed
+    # an update): here it is tampered, sealed for the members and posted first.
+    own = first.session.global_weights(2)
+    first.session._globals[2] = {k: v + 0.01 for k, v in own.items()}
+    first._post_model(2)
+    posted = market.model_digest(task_id, 2)
+    assert posted != second.session.model_digest(2)
+    with caplog.at_level(logging.WARNING):
+        said = second._check_or_post_model(2)
+    assert said == "MODEL MISMATCH in round 2: reported; now following the on-chain model"
+    loud = [r for r in caplog.records if "MODEL MISMATCH" in r.getMessage()]
+    assert loud and loud[0].levelno == logging.ERROR
+    reported = market.events(market.market, "ModelMismatchReported", filters={"taskId": task_id})
+    assert len(reported) == 1
+    assert second.session.model_digest(2) == posted  # follows the chain from now on
+    assert second._check_or_post_model(2) is None  # reported once
