@@ -143,3 +143,27 @@ def test_log_lines_carry_a_timestamp(tmp_path):
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "0xbackup-copy.json" in line]
     assert warned and re.match(r"\d\d:\d\d:\d\d WARNING ", warned[0]), proc.stderr
+
+
+def test_an_error_without_a_sentence_still_shows_dates_and_tokens():
+    from marketplace.chain.tx import DecodedRevert
+
+    unlock = int(time.time()) + 3 * 3600
+    text = str(DecodedRevert("ModelVersionsDepositLocked", (3, unlock), ("taskId", "unlockAt")))
+    assert text.startswith("ModelVersionsDepositLocked(taskId=3, unlockAt=20")
+    assert "UTC (in 3.0 h)" in text and str(unlock) not in text
+    root = bytes(32)
+    text = str(
+        DecodedRevert(
+            "TaskMarketRootStakeTooLow", (1, root, 5 * TOKEN, 10 * TOKEN),
+            ("taskId", "root", "stake", "required"),
+        )
+    )  # fmt: skip
+    assert "stake=5 tokens" in text and "required=10 tokens" in text
+    text = str(
+        DecodedRevert(
+            "TaskMarketReputationTooLow", ("0xabc", 400_000, 500_000),
+            ("account", "reputationPpm", "required"),
+        )
+    )  # fmt: skip
+    assert "required=500000" in text  # a ppm, not an amount
