@@ -80,7 +80,8 @@ def cli(
     # basicConfig a no-op: set the level and the format on the plain stderr handler either way.
     logging.basicConfig()
     root_logger = logging.getLogger()
-    root_logger.setLevel(max(level, logging.DEBUG))
+    if verbose:  # otherwise the root's level is left as it is (WARNING unless a test set it)
+        root_logger.setLevel(max(level, logging.DEBUG))
     stamped = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     for handler in root_logger.handlers:
         if type(handler) is logging.StreamHandler:  # not a test's capture handler
