@@ -94,6 +94,8 @@ def test_register_stake_unstake_withdraw_status(env, trainer, chain):
 
     un = run(env, "unstake", "30", "--json")
     assert un["unbonding"] == str(30 * 10**18)
+    shown = run(env, "status")  # the release time for people: a date and "in …"
+    assert "UTC (in " in shown and str(un["release_at"]) not in shown
     early = run(env, "withdraw", ok=False)
     assert "ParticipantRegistryUnbondingNotReleased" in early
     assert early.count("\n") == 1

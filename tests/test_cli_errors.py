@@ -5,6 +5,7 @@ deployed, so a check that happens too late (after a transaction) would show."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,9 @@ def world(module_chain, tmp_path_factory):
 
 
 def _keystore_with(world, content: str) -> dict[str, str]:
-    """A home whose one account's keystore file was replaced by ``content``."""
-    home = world["tmp"] / f"home-{abs(hash(content))}"
+    """A fresh home whose one account's keystore file was replaced by ``content`` (fresh for
+    each call: a second account in a shared home would fail earlier, as "2 accounts")."""
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=world["tmp"]))
     env = {**world["env"], "FEDMARKET_HOME": str(home)}
     made = CliRunner().invoke(cli, ["account", "new", "--json"], env=env)
     assert made.exit_code == 0, made.output
@@ -78,6 +80,29 @@ CASES = {
 }
 
 
+# What each message must say besides the cause: the fix (or the valid form).
+FIXES = {
+    "malformed address (faucet)": "expected 0x followed by 40 hex digits",
+    "malformed address (status)": "expected 0x followed by 40 hex digits",
+    "malformed --oracle": "expected 0x followed by 40 hex digits",
+    "EIP-55 checksum wrong": "copy the address again",
+    "negative task id": "between 0 and 2^256 - 1",
+    "task id beyond uint256": "between 0 and 2^256 - 1",
+    "faucet 2**300": "2^256 - 1",
+    "faucet Infinity": "give tokens like 100 or 0.5",
+    "faucet NaN": "give tokens like 100 or 0.5",
+    "more decimals than the token": "at most 18 decimals",
+    "stake 2**300": "2^256 - 1",
+    "deployments file with contracts: []": "redeploy with `fedmarket deploy`",
+    "read-only --home (account new)": "writable --home DIR",
+    "read-only --home (devnet up)": "writable --home DIR",
+    "empty .npz": "numpy.savez",
+    "negative --fanout": "x>=0",
+    "foreign JSON as keystore": "move it out of the keystore",
+    "a [1,2] keystore": "move it out of the keystore",
+}
+
+
 def _prepare(world, args: list[str], extra: str | None) -> tuple[list[str], dict[str, str]]:
     env = dict(world["env"])
     args = [a.replace("EMPTY", str(world["tmp"] / "empty.npz")) for a in args]
@@ -114,6 +139,7 @@ def test_a_bad_input_is_one_line_exit_1(world, case, as_json):
     assert "Traceback" not in result.output
     assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
     assert "Aborted" not in err
+    assert FIXES[case] in err and "AttributeError" not in err, err
     if as_json:
         doc = json.loads(result.stdout)
         assert set(doc["error"]) == {"type", "message"} and doc["error"]["message"] in err

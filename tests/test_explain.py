@@ -102,3 +102,68 @@ def test_unstaking_reserved_stake_names_the_task_on_anvil(w3: Web3, chain_snapsh
         market.request_unstake(oracles[0].eth, 100 * TOKEN)
     assert f"by task {held} (open)" in str(err.value), err.value
     market.request_unstake(trainer.eth, 95 * TOKEN)  # the free part goes through
+
+
+def test_progress_lines_carry_a_timestamp_and_a_waiting_state_is_printed_once(capsys):
+    import re
+
+    from node.cli.peer_cli import _step_printer
+    from node.peers.base import Step
+
+    on_step = _step_printer(as_json=True)  # progress on stderr, as a node under --json
+    for step in (
+        Step.waiting("waiting for training to end"),
+        Step.waiting("waiting for training to end"),  # the same state: not printed again
+        Step.retrying("chain RPC unreachable (refused): retrying in 2s"),
+        Step.retrying("chain RPC unreachable (refused): retrying in 4s"),
+        Step.acted("committed root 0xabc…"),
+    ):
+        on_step(step)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4, lines
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert lines[0].endswith("waiting for training to end")
+
+
+def test_log_lines_carry_a_timestamp(tmp_path):
+    """A warning the CLI logs (here: a stray file in the keystore) starts with HH:MM:SS."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "keystore").mkdir()
+    (tmp_path / "keystore" / "0xbackup-copy.json").write_text("{}")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "FEDMARKET_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "node", "account", "list"], cwd=root, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "0xbackup-copy.json" in line]
+    assert warned and re.match(r"\d\d:\d\d:\d\d WARNING ", warned[0]), proc.stderr
+
+
+def test_an_error_without_a_sentence_still_shows_dates_and_tokens():
+    from marketplace.chain.tx import DecodedRevert
+
+    unlock = int(time.time()) + 3 * 3600
+    text = str(DecodedRevert("ModelVersionsDepositLocked", (3, unlock), ("taskId", "unlockAt")))
+    assert text.startswith("ModelVersionsDepositLocked(taskId=3, unlockAt=20")
+    assert "UTC (in 3.0 h)" in text and str(unlock) not in text
+    root = bytes(32)
+    text = str(
+        DecodedRevert(
+            "TaskMarketRootStakeTooLow", (1, root, 5 * TOKEN, 10 * TOKEN),
+            ("taskId", "root", "stake", "required"),
+        )
+    )  # fmt: skip
+    assert "stake=5 tokens" in text and "required=10 tokens" in text
+    text = str(
+        DecodedRevert(
+            "TaskMarketReputationTooLow", ("0xabc", 400_000, 500_000),
+            ("account", "reputationPpm", "required"),
+        )
+    )  # fmt: skip
+    assert "required=500000" in text  # a ppm, not an amount

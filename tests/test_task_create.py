@@ -323,3 +323,31 @@ def test_a_bad_batch_term_is_a_one_line_error_before_escrow(env, extra, message)
     assert code == 1 and out.count("\n") == 1 and out.startswith("Error: "), out
     assert message in " ".join(out.split()), out
     assert chain_state(env) == before
+
+
+def test_trainer_data_that_does_not_fit_the_model_is_refused_before_joining(env, tmp_path):
+    """`node run --data` with rows the task's model cannot take: one line naming the shapes, and
+    no transaction (no join, no bond posted) — it used to join and then crash in training."""
+    import numpy as np
+
+    code, out = create(env)
+    assert code == 0, out
+    task_id = json.loads(out)["taskId"]
+    trainer = 4
+    for args in (
+        ("--dev-account", "0", "faucet", "100", "--to", address(trainer)),
+        ("--dev-account", str(trainer), "register", "trainer", "--stake", "50"),
+    ):
+        code, out = run(env, *args)
+        assert code == 0, out
+    np.savez(tmp_path / "ten.npz", x=np.zeros((20, 10), dtype="f4"), y=np.arange(20) % 2)
+    w3 = connect(env["FEDMARKET_CHAIN_RPC"])
+    market = Marketplace(w3, load_deployment(Path(env["FEDMARKET_DEPLOYMENTS"]), w3.eth.chain_id))
+    nonce = w3.eth.get_transaction_count(address(trainer))
+    for as_json in ((), ("--json",)):
+        code, out = run(env, "--dev-account", str(trainer), "node", "run", "--task",
+                        str(task_id), "--data", str(tmp_path / "ten.npz"), *as_json)  # fmt: skip
+        assert code == 1 and out.count("\n") == 1 and "Traceback" not in out, out
+        assert f"10 features per row but task {task_id}'s model takes 64" in out, out
+    assert w3.eth.get_transaction_count(address(trainer)) == nonce  # nothing was sent
+    assert market.task(task_id).trainer_count == 0

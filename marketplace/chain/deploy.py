@@ -74,6 +74,8 @@ class Deployment:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Deployment:
+        if not isinstance(data, Mapping) or not isinstance(data.get("contracts"), Mapping):
+            raise ValueError("'contracts' is not an object of name -> {address, abi}")
         return cls(
             chain_id=int(data["chainId"]),
             block=int(data.get("block", 0)),

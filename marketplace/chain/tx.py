@@ -57,15 +57,31 @@ class DecodedRevert:
         if self.name == "Error" and len(self.args) == 1:
             return f'reverted with reason "{self.args[0]}"'
         parts = ", ".join(
-            f"{n}={_fmt(v)}" if n else _fmt(v)
+            f"{n}={_fmt(v, n)}" if n else _fmt(v)
             for n, v in zip(self.arg_names, self.args, strict=True)
         )
         return f"{self.name}({parts})"
 
 
-def _fmt(value: Any) -> str:
+# Argument names the contracts' custom errors use for chain timestamps and for token amounts:
+# an error without a sentence in marketplace.chain.explain still shows these for people.
+_TIME_ARGS = {"deadline", "notBefore", "notAfter", "expiry", "unlockAt", "releaseAt",
+              "joinDeadline", "lockedUntil"}  # fmt: skip
+_AMOUNT_ARGS = {"amount", "budget", "stake", "paid", "minimum", "available", "reserved",
+                "requested"}  # fmt: skip
+_WEI_FLOOR = 10**12  # "required" is a stake in wei, or a count/ppm (never this large)
+
+
+def _fmt(value: Any, name: str = "") -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        from marketplace.units import describe_time, format_amount
+
+        if name in _TIME_ARGS:
+            return describe_time(value)
+        if name in _AMOUNT_ARGS or (name == "required" and value >= _WEI_FLOOR):
+            return f"{format_amount(value)} tokens"
     return str(value)
 
 

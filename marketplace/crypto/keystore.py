@@ -126,7 +126,10 @@ def _write_new(path: Path, content: bytes) -> None:
     except FileExistsError:
         raise KeystoreError(f"{path} already exists: refusing to overwrite a key file") from None
     except OSError as exc:
-        raise KeystoreError(f"cannot write {path}: {exc.strerror}; check the directory") from exc
+        raise KeystoreError(
+            f"cannot write {path}: {exc.strerror}; check the directory's permissions, or pass a "
+            "writable --home DIR (or set FEDMARKET_HOME)"
+        ) from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -142,7 +145,8 @@ def _save(directory: Path, eth: LocalAccount, password: str, scrypt_n: int) -> A
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise KeystoreError(
-            f"cannot create keystore directory {directory}: {exc.strerror}"
+            f"cannot create keystore directory {directory}: {exc.strerror}; pass a writable "
+            "--home DIR (or set FEDMARKET_HOME)"
         ) from exc
     x25519 = X25519PrivateKey.generate()
     keystore = Account.encrypt(eth.key, password, kdf="scrypt", iterations=scrypt_n)

@@ -144,16 +144,22 @@ class Indexer:
 
     # --- identity of the file ---------------------------------------------------------------
     def _bind_deployment(self) -> None:
+        # Chain id, market address and the hash of the deployment's block: a devnet stopped,
+        # restarted and redeployed has the same chain id and addresses, not the same blocks.
         market = self.deployment.contracts.get("TaskMarket")
         ident = f"{self.deployment.chain_id}:{market.address if market else '-'}"
+        anchor = bytes(self.w3.eth.get_block(max(self.deployment.block, 0))["hash"]).hex()
+        full = f"{ident}:{anchor}"
         have = schema.get_meta(self.conn, "deployment")
-        if have is None:
-            schema.set_meta(self.conn, "deployment", ident)
-            schema.set_meta(self.conn, "last_block", str(self.deployment.block - 1))
+        if have is None or have == ident:  # new, or written before the block hash was kept
+            schema.set_meta(self.conn, "deployment", full)
+            if have is None:
+                schema.set_meta(self.conn, "last_block", str(self.deployment.block - 1))
             self.conn.commit()
-        elif have != ident:
+        elif have != full:
             raise ConfigError(
-                f"{self.db_path} indexes deployment {have}, not {ident}: pass another --db "
+                f"{self.db_path} indexes deployment {have}, not {full} (a chain restarted and "
+                "redeployed at the same addresses is another deployment): pass another --db "
                 "or delete the file"
             )
 

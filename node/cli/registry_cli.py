@@ -10,6 +10,7 @@ from web3 import Web3
 from marketplace.chain.clients import Role
 from marketplace.chain.devnet import dev_x25519_public
 from marketplace.errors import ConfigError
+from marketplace.units import describe_time
 from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import choice, console, emit, json_option, kv_table, pass_ctx
 from node.cli.params import ADDRESS
@@ -104,9 +105,9 @@ def unstake(c: CliContext, amount: str, as_json: bool) -> None:
         "release_at": p.unbonding_release_at,
         "tx": receipt["transactionHash"].hex(),
     }
+    when = describe_time(p.unbonding_release_at, now=c.market.now())
     emit(as_json, out, lambda: console.print(
-        f"unbonding {format_amount(p.unbonding)}; "
-        f"withdrawable after timestamp {p.unbonding_release_at}"
+        f"unbonding {format_amount(p.unbonding)}; `fedmarket withdraw` after {when}"
     ))  # fmt: skip
 
 
@@ -158,6 +159,9 @@ def status(c: CliContext, address: str | None, as_json: bool) -> None:
         for k in ("tokens", "stake", "reserved", "unbonding", "queued"):
             rows[k] = format_amount(int(out[k]))
         rows["eth"] = format_amount(int(out["eth"]))
+        now = c.market.now()
+        for k in ("unbonding_release_at", "queued_release_at"):
+            rows[k] = describe_time(int(out[k]), now=now) if out[k] else "-"
         console.print(kv_table(f"Account on chain {out['chainId']}", rows))
         console.print(kv_table("Contracts", out["contracts"]))
 

@@ -76,9 +76,16 @@ def cli(
       fedmarket status
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
-    )
+    # A library (opacus, at import) may have configured the root logger already, which makes
+    # basicConfig a no-op: set the level and the format on the plain stderr handler either way.
+    logging.basicConfig()
+    root_logger = logging.getLogger()
+    if verbose:  # otherwise the root's level is left as it is (WARNING unless a test set it)
+        root_logger.setLevel(max(level, logging.DEBUG))
+    stamped = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    for handler in root_logger.handlers:
+        if type(handler) is logging.StreamHandler:  # not a test's capture handler
+            handler.setFormatter(stamped)
     ctx.obj = CliContext(
         home=home,
         rpc_url=chain_rpc,

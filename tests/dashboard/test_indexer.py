@@ -253,3 +253,35 @@ def test_batched_rounds_are_indexed_per_trainer_from_their_verified_leaves(
         reader.close()
     assert two["batch"]["status"] == "verified"
     assert {u["trainer"]: u["cid"] for u in two["updates"]} == {lf.sender: lf.cid for lf in second}
+
+
+def test_an_index_of_a_restarted_and_redeployed_devnet_is_refused(tmp_path: Path) -> None:
+    """Same chain id, same contract addresses (the deployer's nonces start at 0 again), another
+    chain: the index of the first must not be continued on the second."""
+    import time
+
+    from marketplace.chain.backend import connect
+    from marketplace.chain.deploy import deploy_marketplace
+    from marketplace.chain.devnet import start_anvil
+    from marketplace.protocol.identity import Identity
+
+    db = tmp_path / "index.sqlite"
+    deployments = []
+    for _ in range(2):
+        node = start_anvil()
+        try:
+            w3 = connect(node.rpc_url)
+            deployment = deploy_marketplace(w3, Identity.dev(0).eth)
+            deployments.append(deployment)
+            if len(deployments) == 1:
+                Indexer(w3, deployment, db).close()
+                time.sleep(1.1)  # the next chain's blocks get other timestamps
+                continue
+            first, second = deployments
+            assert (first.chain_id, first.contracts["TaskMarket"].address) == (
+                second.chain_id, second.contracts["TaskMarket"].address,
+            )  # fmt: skip
+            with pytest.raises(ConfigError, match=r"indexes deployment .*another deployment"):
+                Indexer(w3, deployment, db)
+        finally:
+            node.stop()
