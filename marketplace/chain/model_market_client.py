@@ -482,11 +482,18 @@ class ModelMarketClient:
     def deployment_task_market(self) -> Contract:
         return self._contract("TaskMarket")
 
-    def validation_commitment(self, task_id: int) -> bytes:
-        """The task's validation commitment as TaskMarket stores it (``validationCommitment``)."""
+    def _task_field(self, task_id: int, name: str) -> Any:
         fn = self.deployment_task_market().functions.task(task_id)
         names = [c["name"] for c in fn.abi["outputs"][0]["components"]]
-        return bytes(self.call(fn)[names.index("validationCommitment")])
+        return self.call(fn)[names.index(name)]
+
+    def validation_commitment(self, task_id: int) -> bytes:
+        """The task's validation commitment as TaskMarket stores it (``validationCommitment``)."""
+        return bytes(self._task_field(task_id, "validationCommitment"))
+
+    def task_requester(self, task_id: int) -> str:
+        """The task's requester as TaskMarket stores it (audit packages are bound to it)."""
+        return Web3.to_checksum_address(str(self._task_field(task_id, "requester")))
 
     def submit_final_model(self, requester: LocalAccount, task_id: int, model_cid: str) -> int:
         receipt = self.send(self.fn.submitFinalModel(task_id, model_cid), requester)

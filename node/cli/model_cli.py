@@ -440,7 +440,7 @@ def audit_attest(
     client = _client(c)
     me_keys = c.identity()
     digest = client.submission(task_id, submission).digest
-    requester = client.call(client.deployment_task_market().functions.task(task_id))[0]
+    requester = client.task_requester(task_id)
     open_audit_package(
         c.store.get(package_cid), auditor=me_keys.address, x25519_private=me_keys.x25519_private,
         context=audit_context(client.chain_id, task_id, submission, requester),
