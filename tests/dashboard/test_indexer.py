@@ -255,20 +255,22 @@ def test_batched_rounds_are_indexed_per_trainer_from_their_verified_leaves(
     assert {u["trainer"]: u["cid"] for u in two["updates"]} == {lf.sender: lf.cid for lf in second}
 
 
-def test_an_index_of_a_restarted_and_redeployed_devnet_is_refused(tmp_path: Path) -> None:
+def test_an_index_of_a_restarted_and_redeployed_devnet_is_refused(
+    tmp_path: Path, chain_kind: str
+) -> None:
     """Same chain id, same contract addresses (the deployer's nonces start at 0 again), another
     chain: the index of the first must not be continued on the second."""
     import time
 
     from marketplace.chain.backend import connect
     from marketplace.chain.deploy import deploy_marketplace
-    from marketplace.chain.devnet import start_anvil
+    from marketplace.chain.devnet import start_devnet
     from marketplace.protocol.identity import Identity
 
     db = tmp_path / "index.sqlite"
     deployments = []
     for _ in range(2):
-        node = start_anvil()
+        node = start_devnet(chain_kind)
         try:
             w3 = connect(node.rpc_url)
             deployment = deploy_marketplace(w3, Identity.dev(0).eth)
