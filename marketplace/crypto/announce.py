@@ -33,6 +33,7 @@ from eth_utils.address import is_address
 from eth_utils.crypto import keccak
 
 from marketplace.errors import SignatureError, StorageError
+from marketplace.jsonlimits import shallow_json
 from marketplace.storage.cid import parse_cid
 from marketplace.units import checksum_address
 
@@ -146,7 +147,7 @@ class SignedMessageType:
                 f"{self.label} of {len(raw)} bytes exceeds {self.max_bytes}: dropped"
             )
         try:
-            obj = json.loads(raw)
+            obj = shallow_json(raw)  # a peer's: nesting bounded (1 deep)
         except (ValueError, UnicodeDecodeError) as exc:
             raise SignatureError(f"malformed {self.label}: not JSON ({exc})") from None
         expected = [member for member, _, _ in self.fields] + ["signature"]

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from marketplace.errors import ConfigError, CryptoError
+from marketplace.jsonlimits import shallow_json
 
 PRIME = 2**130 - 5  # the Poly1305 prime: Shamir field; a 32-byte secret is two 16-byte chunks
 _CHUNK, _ELEM = 16, 17  # secret chunk and field element sizes in bytes
@@ -455,7 +456,7 @@ class SecAggTrainer:
         """Keep the shares ``owner`` sent this trainer (after opening its envelope)."""
         owner = owner.lower()
         try:
-            data = json.loads(bundle)
+            data = shallow_json(bundle)  # a peer's: nesting bounded
         except ValueError:
             raise CryptoError(f"share bundle from {owner} is not JSON") from None
         if not isinstance(data, dict) or str(data.get("owner", "")).lower() != owner:
@@ -580,7 +581,7 @@ def unmask_sum(
     known: dict[tuple[int, int], bytes] = {}  # (owner, 0) self seed, (owner, j) pair seed
     for raw in responses:
         try:
-            msg = json.loads(raw)
+            msg = shallow_json(raw)
             sender = str(msg["from"]).lower()
             selfs, pairs, own = dict(msg["self"]), dict(msg["pairs"]), dict(msg["own"])
         except (ValueError, KeyError, TypeError):

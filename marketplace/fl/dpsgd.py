@@ -43,6 +43,7 @@ from marketplace.fl.models import ModelSpec, build_model
 from marketplace.fl.privacy import DPTerms
 from marketplace.fl.train import LocalResult, TrainConfig, torch_settings
 from marketplace.fl.weights import check_finite, check_same_layout, get_weights, weight_delta
+from marketplace.jsonlimits import shallow_json
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class DPSGDAccountant:
     def from_json(cls, text: str | bytes) -> DPSGDAccountant:
         """Parse :meth:`to_json` output; :class:`ConfigError` naming what is wrong."""
         try:
-            data = json.loads(text)
+            data = shallow_json(text)
         except ValueError as exc:
             raise ConfigError(f"malformed DP-SGD accountant record: {exc}") from None
         return cls.from_dict(data)

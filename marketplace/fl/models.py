@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from marketplace.errors import ConfigError
+from marketplace.jsonlimits import shallow_json
 
 ModelFactory = Callable[["ModelSpec"], nn.Module]
 
@@ -154,11 +155,13 @@ class ModelSpec:
     def from_json(cls, text: str | bytes) -> ModelSpec:
         """Parse a spec from JSON text."""
         try:
-            data = json.loads(text)
+            data = shallow_json(text, max_depth=16)  # a requester's (via the task)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"model spec is not valid JSON ({exc.msg}): fix the spec file"
             ) from None
+        except ValueError as exc:  # nested too deep (NestingError) or not UTF-8
+            raise ConfigError(f"model spec is not valid JSON ({exc}): fix the spec file") from None
         if not isinstance(data, dict):
             raise ConfigError("model spec JSON must be an object")
         return cls.from_dict(data)

@@ -10,7 +10,6 @@ one line naming the offending tensor.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import torch
 from safetensors.torch import load as load_safetensors  # a plain tensor format: no code runs
 
 from marketplace.errors import InvalidUpdateError
+from marketplace.jsonlimits import shallow_json
 
 # safetensors' dtype names for the torch dtypes a model may hold.
 _DTYPE_NAMES: dict[torch.dtype, str] = {
@@ -99,7 +99,7 @@ def _read_header(blob: bytes) -> dict[str, Any]:
     if length > min(len(blob) - 8, _MAX_HEADER_BYTES):
         raise InvalidUpdateError(f"update header length {length} is out of bounds: truncated blob?")
     try:
-        header = json.loads(blob[8 : 8 + length])
+        header = shallow_json(blob[8 : 8 + length])  # a peer's: nesting bounded
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidUpdateError(f"update header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):

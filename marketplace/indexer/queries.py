@@ -15,6 +15,7 @@ from typing import Any
 from marketplace.chain.clients import Phase
 from marketplace.indexer import schema
 from marketplace.indexer.reports import PUBLIC
+from marketplace.jsonlimits import shallow_json
 from marketplace.valuation.flags import Flag
 
 # Events the task page shows in their own sections; any other event is listed generically.
@@ -480,7 +481,7 @@ class IndexReader:
         )  # fmt: skip
         for r in rows:
             try:
-                body = json.loads(r["body"])
+                body = shallow_json(r["body"], max_depth=16)  # an oracle's report, re-dumped
             except (TypeError, ValueError):
                 continue
             return {"oracle": r["oracle"], "cid": r["cid"], "root": r["root"],

@@ -8,12 +8,12 @@ can read and records the rest by status; nothing here trusts the content.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from marketplace.crypto.envelope import parse_header
 from marketplace.errors import FedMarketError
+from marketplace.jsonlimits import shallow_json
 from marketplace.storage.base import ContentStore
 
 MAX_REPORT_BYTES = 8 << 20
@@ -48,7 +48,7 @@ def read_report(store: ContentStore | None, cid: str, *, root: str) -> ReportRea
     if header is not None:
         return ReportRead(ENCRYPTED, None, "sealed to the task's members")
     try:
-        body = json.loads(blob)
+        body = shallow_json(blob, max_depth=16)  # an oracle's: nesting bounded
     except (ValueError, UnicodeDecodeError) as exc:
         return ReportRead(UNREADABLE, None, f"not JSON nor an envelope ({exc})"[:300])
     if not isinstance(body, dict):

@@ -31,6 +31,7 @@ from eth_account.signers.local import LocalAccount
 from marketplace.chain.model_market_client import ModelMarketClient, SaleStatus
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import ChainError, CryptoError, DigestMismatchError
+from marketplace.jsonlimits import shallow_json
 from marketplace.storage.base import ContentStore
 
 MODEL_MAGIC = b"FMMDL1"
@@ -104,7 +105,7 @@ class Delivery:
     @classmethod
     def from_bytes(cls, data: bytes) -> Delivery:
         try:
-            obj = json.loads(data)
+            obj = shallow_json(data)  # the seller's: nesting bounded
             key = bytes.fromhex(obj["contentKey"])
             cid = str(obj["modelCid"])
         except (ValueError, KeyError, TypeError) as exc:

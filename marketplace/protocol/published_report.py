@@ -8,7 +8,6 @@ table in the task's own :class:`LeafDomain` (never the domain the report names).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from marketplace.errors import (
     FedMarketError,
     StoreUnreachableError,
 )
+from marketplace.jsonlimits import shallow_json
 from marketplace.valuation.merkle import LeafDomain, PayoutTree
 from marketplace.valuation.payouts import PayoutEntry
 
@@ -65,7 +65,7 @@ def final_report(session: Any) -> dict[str, Any]:
                     sender=oracle,
                 ),
             )  # fmt: skip
-            report: dict[str, Any] = json.loads(plain)
+            report: dict[str, Any] = shallow_json(plain, max_depth=16)  # an oracle's
         except (FedMarketError, ValueError) as exc:
             errors.append(f"{oracle}: {exc}")
             unavailable &= isinstance(exc, ContentNotFoundError | StoreUnreachableError)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from marketplace.crypto.update_leaf import UpdateLeaf, leaf_digest, verify_update_leaf
 from marketplace.errors import BatchError, ConfigError, SignatureError
+from marketplace.jsonlimits import shallow_json
 from marketplace.units import checksum_address
 from marketplace.valuation.merkle import StandardMerkleTree
 
@@ -247,7 +248,7 @@ def closer_for(round_: int, trainers: Iterable[str], *, elapsed: float, turn_sec
 def leaf_set_json(leaves: Iterable[UpdateLeaf]) -> bytes:
     """The published leaf set: a JSON list of leaves' wire forms."""
     return json.dumps(
-        [json.loads(leaf.to_json()) for leaf in leaves], separators=(",", ":")
+        [shallow_json(leaf.to_json()) for leaf in leaves], separators=(",", ":")
     ).encode()
 
 
@@ -256,7 +257,7 @@ def parse_leaf_set(raw: bytes) -> list[UpdateLeaf]:
     if len(raw) > MAX_LEAF_SET_BYTES:
         raise BatchError(f"leaf set of {len(raw)} bytes exceeds {MAX_LEAF_SET_BYTES}: dropped")
     try:
-        items = json.loads(raw)
+        items = shallow_json(raw)  # a peer's: nesting bounded (2 deep)
         if not isinstance(items, list):
             raise ValueError("not a list")
         return [UpdateLeaf.from_json(json.dumps(item)) for item in items]

@@ -92,6 +92,7 @@ from marketplace.errors import (
     StorageError,
 )
 from marketplace.gossip.topics import task_topic
+from marketplace.jsonlimits import shallow_json
 from marketplace.protocol.session import ENVELOPE_OVERHEAD, CommittedUpdate, TaskSession
 from marketplace.storage.pubsub import PubsubClient, PubsubMessage, TopicReceiver
 
@@ -232,7 +233,7 @@ class Manifest:
     def from_json(cls, raw: bytes) -> Manifest:
         """Parse a manifest; :class:`CryptoError` naming what is wrong."""
         try:
-            data = json.loads(raw)
+            data = shallow_json(raw)  # a peer's: nesting bounded
             if data.pop("format") != MANIFEST_FORMAT:
                 raise CryptoError(f"not a secure-aggregation manifest ({MANIFEST_FORMAT})")
             out = cls(**data)
@@ -567,7 +568,7 @@ class SecAggPeer:
             if sender in self._opened:
                 continue
             try:
-                index = json.loads(self._fetch(msg))
+                index = shallow_json(self._fetch(msg))
                 entry = index[self.me]
                 blob = self.session.store.get(
                     str(entry["cid"]), expected_sha256=bytes.fromhex(str(entry["sha256"])),

@@ -153,7 +153,7 @@ class PreparedOffer:
     def from_json(cls, text: str) -> PreparedOffer:
         """Read :meth:`to_json`'s output."""
         try:
-            doc = json.loads(text)
+            doc = shallow_json(text)
             doc["salt"] = bytes.fromhex(doc["salt"])
             return cls(**doc)
         except (ValueError, KeyError, TypeError) as exc:

@@ -19,6 +19,7 @@ from marketplace.fl.models import ModelSpec
 from marketplace.fl.privacy import DPTerms
 from marketplace.fl.strategy import Strategy, get_strategy
 from marketplace.fl.train import TrainConfig
+from marketplace.jsonlimits import shallow_json
 from marketplace.protocol.round_batch import BatchTerms
 from marketplace.valuation.config import ValuationConfig
 
@@ -90,7 +91,7 @@ class TaskDocument:
         if len(raw) > max_bytes:
             raise ConfigError(f"task document is {len(raw)} bytes, over the {max_bytes} limit")
         try:
-            data = json.loads(raw)
+            data = shallow_json(raw, max_depth=16)  # the requester's: free-form params
             if data.get("format") != FORMAT:
                 raise ConfigError(
                     f"unsupported task document format {data.get('format')!r}: expected {FORMAT}"

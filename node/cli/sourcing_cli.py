@@ -13,6 +13,7 @@ import click
 from web3 import Web3
 
 from marketplace.errors import SourcingError
+from marketplace.jsonlimits import shallow_json
 from node.cli.context import CliContext, parse_amount
 from node.cli.output import emit, json_option, pass_ctx
 
@@ -256,7 +257,7 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"reportCid": report_cid, "salt": salt.hex()}))
     commit_selection(client, me.eth, request_id, tree, report_cid, salt)
-    out = json.loads(c.store.get(report_cid))
+    out = shallow_json(c.store.get(report_cid))
     out["reportCid"] = report_cid
     lines = [f"{o['owner']}  ask {o['ask']}  value {o.get('value_ppm', '-')}  "
              f"{'WON ' + o['payment'] if o['won'] else o['rejected'] or 'not selected'}"
@@ -284,8 +285,8 @@ def sourcing_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
     path = _vote_file(c, c.w3.eth.chain_id, request_id, me.address)
     if not path.is_file():
         raise SourcingError(f"no committed selection at {path}: run `fedmarket sourcing select`")
-    saved = json.loads(path.read_text())
-    report = json.loads(c.store.get(saved["reportCid"]))
+    saved = shallow_json(path.read_text())
+    report = shallow_json(c.store.get(saved["reportCid"]))
     won = [r for r in report["offers"] if r["won"]]
     tree = SelectionTree(request_id, [r["owner"] for r in won], [int(r["payment"]) for r in won])
     reveal_selection(client, me.eth, request_id, tree, saved["reportCid"],
