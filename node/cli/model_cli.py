@@ -373,7 +373,7 @@ def audit() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="As given to `task create`.")
 @click.option("--auditor", "auditors", multiple=True, required=True,
               help="A registered auditor's address (repeat).")  # fmt: skip
-@_json_option
+@json_option
 @pass_ctx
 def audit_package(
     c: CliContext, task_id: int, submission: int, model_path: Path, validation: str, seed: int,
