@@ -9,7 +9,7 @@ from marketkit import Member, market_with
 from web3 import Web3
 
 from marketplace.chain.clients import Role, TaskParams
-from marketplace.chain.explain import explain, humanize_task
+from marketplace.chain.explain import FIX_MARKERS, TEMPLATES, explain, humanize_task
 from marketplace.chain.holds import StakeHold, stake_holds
 from marketplace.errors import TransactionRevertedError
 from marketplace.protocol.identity import Identity
@@ -167,3 +167,81 @@ def test_an_error_without_a_sentence_still_shows_dates_and_tokens():
         )
     )  # fmt: skip
     assert "required=500000" in text  # a ppm, not an amount
+
+
+_TIMES = {"deadline", "notBefore", "notAfter", "expiry", "unlockAt", "releaseAt", "joinDeadline"}
+_COUNTS = {"taskId", "requestId", "listingId", "saleId", "offerId", "index", "version", "words",
+           "size", "length", "max", "currentNonce", "duration", "cap"}  # fmt: skip
+_NOT_AMOUNTS = _COUNTS | _TIMES
+
+
+def _plausible(inputs: list[dict], now: int, enum: int) -> tuple[object, ...]:
+    """Arguments for an error from its ABI inputs: an address, 5 tokens in wei, a timestamp an
+    hour ahead, an id or a count, an enum value (a phase, a role) ``enum``, a digest."""
+    out: list[object] = []
+    for i in inputs:
+        name, kind = i["name"], i["type"]
+        if kind == "address":
+            out.append("0x" + "ab" * 20)
+        elif kind == "bytes32":
+            out.append(b"\x11" * 32)
+        elif kind == "string":
+            out.append("name")
+        elif kind == "uint8":
+            out.append(enum)
+        elif name in _TIMES:
+            out.append(now + 3600)
+        elif kind == "uint256" and name not in _NOT_AMOUNTS:
+            out.append(5 * TOKEN)
+        else:
+            out.append(7 * 86400 if name in ("duration", "cap") else 3)
+    return tuple(out)
+
+
+def test_every_contract_error_has_a_one_line_sentence_with_a_fix():
+    """Every custom error of every deployable contract (the packaged ABIs the library decodes
+    with) has a sentence; rendered with plausible arguments (each enum value 0..7) it is one
+    line, shows no raw epoch seconds and no raw wei, and carries a fix (FIX_MARKERS)."""
+    import re
+
+    from marketplace.chain.build import contract_artifacts
+
+    now = int(time.time())
+    errors = {
+        item["name"]: item["inputs"]
+        for artifact in contract_artifacts().values()
+        for item in artifact.abi
+        if item.get("type") == "error"
+    }
+    assert len(errors) > 150, len(errors)  # the ABIs were read
+    missing = sorted(set(errors) - set(TEMPLATES))
+    assert not missing, f"no sentence in marketplace/chain/explain for {missing}"
+    bad: list[tuple[str, str, str]] = []  # (error, what is wrong, the text): all at once
+    for name, inputs in errors.items():
+        names = [i["name"] for i in inputs]
+        for enum in range(8):
+            args = _plausible(inputs, now, enum)
+            text = explain(name, args) or ""
+            checks = {
+                "no sentence": bool(text),
+                "not one line": "\n" not in text and text == text.strip(),
+                "raw epoch or wei": str(now + 3600) not in text and not re.search(r"\d{16,}", text),
+                "no fix": any(m in text for m in FIX_MARKERS),
+                "a time not as a date": "UTC" in text or not set(names) & {"deadline", "notBefore"},
+                "an amount not in tokens": "5 tokens" in text
+                or not any(
+                    i["type"] == "uint256" and i["name"] not in _NOT_AMOUNTS for i in inputs
+                ),
+            }
+            bad += [(name, what, text) for what, ok in checks.items() if not ok]
+            if not any(i["type"] == "uint8" for i in inputs):
+                break
+    assert not bad, "\n".join(map(str, bad))
+
+
+def test_phases_and_roles_are_named():
+    assert "in its committing phase" in (explain("TaskMarketWrongPhase", (3, 2)) or "")
+    text = explain("TaskMarketWrongRole", ("0xabc", 1)) or ""
+    assert "not registered as trainer" in text and "`fedmarket register trainer" in text
+    assert "as auditor" in (explain("ModelMarketWrongRole", ("0xabc", 2)) or "")
+    assert "`fedmarket audit register`" in (explain("ModelMarketWrongRole", ("0xabc", 2)) or "")

@@ -1,0 +1,103 @@
+"""DataSourcing's errors: a task's data request (offers, committee selection, winners' pay)."""
+
+from __future__ import annotations
+
+from marketplace.chain.explain._words import Template, at, tok
+
+_SHOW = "see `fedmarket sourcing show --task TASK`"
+
+TEMPLATES: dict[str, Template] = {
+    "DataSourcingUnknownRequest": lambda a: (
+        f"there is no data request {a[0]}: the task has none yet — its requester publishes one "
+        "with `fedmarket task request TASK_ID`"
+    ),
+    "DataSourcingNotTaskRequester": lambda a: (
+        f"{a[1]} is not the requester of task {a[0]}: publish its data request with the "
+        "requester's account (`fedmarket --account ADDRESS …`)"
+    ),
+    "DataSourcingTaskAlreadySourced": lambda a: (
+        f"task {a[0]} already has a data request: nothing to do; see "
+        f"`fedmarket sourcing show --task {a[0]}`"
+    ),
+    "DataSourcingBadBudget": lambda a: (
+        f"a procurement budget of {tok(a[0])} is zero or too large: run "
+        "`fedmarket task request TASK_ID --budget N` with a positive N"
+    ),
+    "DataSourcingBadCommittee": lambda a: (
+        "the request's committee is empty, above 16, repeats an address or has a quorum of 0 or "
+        "above its size: run `fedmarket task request` again with 1 to 16 distinct --oracle and "
+        "--quorum <= their number"
+    ),
+    "DataSourcingBadSchedule": lambda a: (
+        "the request's deadlines do not increase from now: run `fedmarket task request` again "
+        "with --window and --claim-window above 0"
+    ),
+    "DataSourcingWrongTime": lambda a: (
+        f"request {a[0]}: this step's window turns at {at(a[1])}: wait until then if it is "
+        f"ahead; if it is past, the step is over ({_SHOW})"
+    ),
+    "DataSourcingNotOracle": lambda a: (
+        f"{a[1]} is not on request {a[0]}'s committee: run it with a member's account "
+        f"(`fedmarket --account ADDRESS …`; {_SHOW})"
+    ),
+    "DataSourcingSeatAlreadyAccepted": lambda a: (
+        f"{a[1]} already accepted its seat on request {a[0]}: nothing to do; next is "
+        "`fedmarket sourcing select --task TASK` once the reveals are in"
+    ),
+    "DataSourcingSeatNotAccepted": lambda a: (
+        f"{a[1]} did not accept its seat on request {a[0]} before offers closed, so it cannot "
+        f"select: nothing to do ({_SHOW})"
+    ),
+    "DataSourcingEmptyCommitment": lambda a: (
+        "an offer or selection commitment is zero: a client bug; the transaction was not "
+        "applied, report it"
+    ),
+    "DataSourcingAlreadyCommitted": lambda a: (
+        f"{a[1]} already committed to request {a[0]}: nothing to do; reveal it with "
+        "`fedmarket offer reveal --task TASK` (an oracle: `fedmarket sourcing reveal --task "
+        "TASK`) when reveals open"
+    ),
+    "DataSourcingRevealMismatch": lambda a: (
+        f"request {a[0]}: what {a[1]} reveals does not match its commitment (its saved offer "
+        "was lost or edited): run the reveal from the same --home again, or report it"
+    ),
+    "DataSourcingAlreadyRevealed": lambda a: (
+        f"{a[1]} already revealed to request {a[0]}: nothing to do; wait for the selection "
+        f"({_SHOW})"
+    ),
+    "DataSourcingZeroSamples": lambda a: (
+        "the offer declares 0 samples: run `fedmarket offer submit` again with non-empty --data"
+    ),
+    "DataSourcingSelectionOverBudget": lambda a: (
+        f"the selection pays {tok(a[0])}, above the {tok(a[1])} budget: the selection is wrong "
+        "(a bug, or a dishonest oracle): do not reveal it; report it"
+    ),
+    "DataSourcingNotSelected": lambda a: (
+        f"request {a[0]} has no final selection (no quorum yet, or it was cancelled): wait for "
+        f"the committee's reveals ({_SHOW})"
+    ),
+    "DataSourcingBadProof": lambda a: (
+        f"request {a[0]}: the proof does not place {a[1]} in the final selection (not a winner, "
+        f"or a stale selection): {_SHOW}; report it if it lists you as a winner"
+    ),
+    "DataSourcingAlreadyRegistered": lambda a: (
+        f"{a[1]} is already registered as a winner of request {a[0]}: nothing to do; join the "
+        "task with `fedmarket task join TASK_ID`"
+    ),
+    "DataSourcingRoundsNotCompleted": lambda a: (
+        f"{a[1]} has not trained every round of request {a[0]}'s task, so its payment is not "
+        "due: train with `fedmarket node run --task TASK` and claim after the last round"
+    ),
+    "DataSourcingNothingToClaim": lambda a: (
+        f"{a[1]} has nothing to claim from request {a[0]} (not a registered winner, or paid "
+        "already): register first with `fedmarket sourcing register --task TASK`"
+    ),
+    "DataSourcingNotCancellable": lambda a: (
+        f"request {a[0]} cannot be cancelled now (its selection is final, a window is still "
+        f"open, or it was cancelled): wait for its windows to end ({_SHOW})"
+    ),
+    "DataSourcingNothingToRefund": lambda a: (
+        f"request {a[0]} has nothing to refund now (spent, refunded, or the claim window is "
+        f"open): try again after its claim deadline ({_SHOW})"
+    ),
+}
