@@ -43,12 +43,17 @@ def seal_report(session: Any, report_bytes: bytes) -> bytes:
 
 def final_report(session: Any) -> dict[str, Any]:
     """The report behind the task's finalized payout root, fetched, decrypted and checked."""
-    info = session.info()
-    root = bytes(info.payout_root)
+    return final_report_of(session.market, session.store, session.identity, session.task_id)
+
+
+def final_report_of(market: Any, store: Any, identity: Any, task_id: int) -> dict[str, Any]:
+    """:func:`final_report` without a task session (no task document needed): ``market`` a
+    :class:`~marketplace.chain.Marketplace`, ``identity`` the member reading it."""
+    root = bytes(market.task(task_id).payout_root)
     if root == bytes(32):
-        raise FedMarketError(f"task {session.task_id} has no finalized payout root yet")
-    market = session.market
-    reveals = market.events(market.market, "ScoreRevealed", filters={"taskId": session.task_id})
+        raise FedMarketError(f"task {task_id} has no finalized payout root yet")
+    chain_id = market.deployment.chain_id
+    reveals = market.events(market.market, "ScoreRevealed", filters={"taskId": task_id})
     errors = []
     unavailable = True  # every failure so far was content not served (yet): retry, not fail
     for ev in reveals:
@@ -56,12 +61,12 @@ def final_report(session: Any) -> dict[str, Any]:
             continue
         oracle = Web3.to_checksum_address(ev["args"]["oracle"])
         try:
-            blob = session.store.get(str(ev["args"]["reportCid"]), max_size=64 << 20)
+            blob = store.get(str(ev["args"]["reportCid"]), max_size=64 << 20)
             plain = open_envelope(
-                blob, recipient_address=session.identity.address,
-                x25519_private=session.identity.x25519_private,
+                blob, recipient_address=identity.address,
+                x25519_private=identity.x25519_private,
                 expected_context=EnvelopeContext(
-                    chain_id=session.chain_id, task_id=session.task_id, round=REPORT_ROUND,
+                    chain_id=chain_id, task_id=task_id, round=REPORT_ROUND,
                     sender=oracle,
                 ),
             )  # fmt: skip
@@ -76,11 +81,11 @@ def final_report(session: Any) -> dict[str, Any]:
         return report
     if errors and unavailable:
         raise ContentUnavailableError(
-            f"task {session.task_id}: the finalized report is not available from any IPFS "
+            f"task {task_id}: the finalized report is not available from any IPFS "
             f"provider yet ({'; '.join(errors)})"
         )
     raise FedMarketError(
-        f"task {session.task_id}: no readable report for the finalized root"
+        f"task {task_id}: no readable report for the finalized root"
         + (f" ({'; '.join(errors)})" if errors else "")
     )
 
