@@ -35,7 +35,7 @@ from marketplace.protocol.model_sale import (
     publish_model,
 )
 from node.cli.context import CliContext, format_amount, parse_amount
-from node.cli.output import console, emit, json_option, kv_table, pass_ctx
+from node.cli.output import console, emit, json_option, kv_table, pass_ctx, task_option
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -355,6 +355,177 @@ def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> Non
     out.write_bytes(blob)
     digest = hashlib.sha256(blob).digest()
     _emit(as_json, {"sale": sale_id, "file": str(out), "sha256": digest}, "Downloaded")
+
+
+# --- money out: refunds, royalties, shares, bounty, escrow, sweep ------------------------------
+_WITHDRAWAL_OF_ABI = [{
+    "type": "function", "name": "withdrawalOf", "stateMutability": "view",
+    "inputs": [{"name": "taskId", "type": "uint256"}, {"name": "trainer", "type": "address"}],
+    "outputs": [{"name": "", "type": "uint32"}],
+}]  # fmt: skip
+
+
+def _paid(
+    as_json: bool, client: ModelMarketClient, receipt: Any, event: str, field: str,
+    data: dict[str, Any], title: str,
+) -> None:  # fmt: skip
+    """Print what ``event`` of ``receipt`` moved (``field``, in tokens) with ``data``."""
+    amount = int(client._event(client.contract, receipt, event)[field])
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    _emit(as_json, data | {"amount": format_amount(amount), "tx": tx}, title)
+
+
+@model.command("refund")
+@click.argument("sale_id", type=int)
+@json_option
+@pass_ctx
+def model_refund(c: CliContext, sale_id: int, as_json: bool) -> None:
+    """Buyer: take your payment back for a sale the key holder did not deliver in time.
+
+    Possible once the sale's delivery deadline has passed with no delivery recorded.
+
+    \b
+    Example:
+      fedmarket --account 0xBUYER model refund 1
+    """
+    client = _client(c)
+    receipt = client.refund(c.signer(), sale_id)
+    _paid(as_json, client, receipt, "Refunded", "amount", {"sale": sale_id}, "Refunded")
+
+
+@model.command("claim")
+@click.option("--listing", "listing_id", type=int, required=True)
+@json_option
+@pass_ctx
+def model_claim(c: CliContext, listing_id: int, as_json: bool) -> None:
+    """Trainer: claim your royalties on a listing with your payout leaf of the listing's task.
+
+    The leaf and its Merkle proof come from the task's published valuation report, as
+    `fedmarket rewards claim` finds them.
+
+    \b
+    Example:
+      fedmarket --account 0xTRAINER model claim --listing 1
+    """
+    from marketplace.protocol.published_report import claim_args, final_report_of
+    from marketplace.units import describe_time
+    from marketplace.valuation.merkle import LeafDomain
+
+    client = _client(c)
+    me = c.identity()
+    info = client.listing(listing_id)
+    if info.price == 0:
+        raise ConfigError(f"there is no listing {listing_id}: see `fedmarket model list`")
+    task_id = info.task_id
+    domain = LeafDomain(client.chain_id, c.market.market.address, task_id)
+    found = None
+    if c.market.is_trainer(task_id, me.address):  # nobody else can open the report
+        found = claim_args(final_report_of(c.market, c.store, me, task_id), me.address, domain)
+    if found is None:
+        raise ConfigError(f"{me.address} has no payout leaf in task {task_id}: only its "
+                          f"trainers earn royalties on listing {listing_id}")  # fmt: skip
+    entry, proof = found
+    if entry.flags != 0:
+        raise ConfigError(f"{me.address}'s payout leaf in task {task_id} is flagged "
+                          f"({entry.flags}): a flagged trainer earns no royalties")  # fmt: skip
+    if client.now() > info.royalty_deadline:
+        closed = describe_time(info.royalty_deadline)
+        raise ConfigError(f"listing {listing_id}'s royalty window closed at {closed}: nothing "
+                          "can be claimed now")  # fmt: skip
+    accrued, paid = client.royalty_of(listing_id, entry.index, entry.score_ppm)
+    if accrued <= paid:
+        versions = Web3.to_checksum_address(info.versions)
+        if int(versions, 16) != 0:
+            v = c.w3.eth.contract(address=versions, abi=_WITHDRAWAL_OF_ABI)
+            if int(client.call(v.functions.withdrawalOf(task_id, me.address))) != 0:
+                raise ConfigError(
+                    f"{me.address} withdrew its data from task {task_id}: its royalties on "
+                    f"listing {listing_id} stopped there and {format_amount(paid)} tokens are "
+                    "claimed; nothing more is due"
+                )
+        if paid:
+            raise ConfigError(
+                f"{me.address} already claimed its {format_amount(paid)} tokens of royalties on "
+                f"listing {listing_id}: nothing more is due until the next delivered sale"
+            )
+        raise ConfigError(f"no royalties on listing {listing_id} yet: they accrue as sales "
+                          f"are delivered (see `fedmarket model show {listing_id}`)")  # fmt: skip
+    receipt = client.claim_royalty(me.eth, listing_id, entry.claim_values(), proof)
+    _paid(as_json, client, receipt, "RoyaltyClaimed", "amount",
+          {"listing": listing_id, "task": task_id, "index": entry.index,
+           "account": entry.account}, "Royalties claimed")  # fmt: skip
+
+
+@model.command("claim-share")
+@click.option("--listing", "listing_id", type=int, required=True)
+@json_option
+@pass_ctx
+def model_claim_share(c: CliContext, listing_id: int, as_json: bool) -> None:
+    """Requester, developer or approving auditor: claim your share of a listing's sales.
+
+    Whichever of these roles the account holds on the listing is paid (all of them, if several).
+
+    \b
+    Example:
+      fedmarket model claim-share --listing 1
+    """
+    client = _client(c)
+    receipt = client.claim_share(c.signer(), listing_id)
+    _paid(as_json, client, receipt, "ShareClaimed", "amount", {"listing": listing_id},
+          "Share claimed")  # fmt: skip
+
+
+@model.command("claim-bounty")
+@task_option
+@json_option
+@pass_ctx
+def model_claim_bounty(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Pay a task's bounty to the developer of its first passing submission (anyone may send).
+
+    \b
+    Example:
+      fedmarket --account 0xDEV model claim-bounty --task 1
+    """
+    client = _client(c)
+    receipt = client.claim_bounty(c.signer(), task_id)
+    event = client._event(client.contract, receipt, "BountyPaid")
+    _paid(as_json, client, receipt, "BountyPaid", "amount",
+          {"task": task_id, "submission": int(event["submission"]),
+           "developer": str(event["developer"])}, "Bounty paid")  # fmt: skip
+
+
+@model.command("reclaim")
+@task_option
+@json_option
+@pass_ctx
+def model_reclaim(c: CliContext, task_id: int, as_json: bool) -> None:
+    """Return a task's unused product escrow to its requester: the unpaid auditor fees once a
+    submission is approved, and the bounty too if all K submissions failed.
+
+    \b
+    Example:
+      fedmarket model reclaim --task 1
+    """
+    client = _client(c)
+    receipt = client.reclaim(c.signer(), task_id)
+    _paid(as_json, client, receipt, "EscrowReclaimed", "amount", {"task": task_id}, "Reclaimed")
+
+
+@model.command("sweep")
+@click.option("--listing", "listing_id", type=int, required=True)
+@json_option
+@pass_ctx
+def model_sweep(c: CliContext, listing_id: int, as_json: bool) -> None:
+    """After a listing's royalty window: send its unclaimed royalties to the requester
+    (anyone may send it).
+
+    \b
+    Example:
+      fedmarket model sweep --listing 1
+    """
+    client = _client(c)
+    receipt = client.sweep_royalties(c.signer(), listing_id)
+    _paid(as_json, client, receipt, "RoyaltiesSwept", "amount", {"listing": listing_id}, "Swept")
 
 
 # --- audit -------------------------------------------------------------------------------------

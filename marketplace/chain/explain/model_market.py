@@ -74,9 +74,15 @@ TEMPLATES: dict[str, Template] = {
         f"(`fedmarket oracle run --task {a[0]}`)"
     ),
     "ModelMarketDeadlinePassed": lambda a: (
-        f"the deadline passed at {at(a[0])}: too late for this step; see `fedmarket model list`"
+        f"the deadline passed at {at(a[0])}: too late for this step (unclaimed royalties go "
+        "back to the requester with `fedmarket model sweep --listing ID`); see "
+        "`fedmarket model list`"
     ),
-    "ModelMarketTooEarly": lambda a: f"not before {at(a[0])}: wait until then and try again",
+    "ModelMarketTooEarly": lambda a: (
+        f"not before {at(a[0])}: wait until then and run the same command again (`fedmarket "
+        "model refund SALE_ID` for an undelivered sale, `fedmarket model sweep --listing ID` "
+        "after the royalty window)"
+    ),
     "ModelMarketAlreadyCommitted": lambda a: (
         f"{a[2]} already committed its evaluation of task {a[0]}'s submission {a[1]}: nothing "
         f"to do; `fedmarket oracle run --task {a[0]}` reveals it when the reveal window opens"
@@ -101,7 +107,8 @@ TEMPLATES: dict[str, Template] = {
     ),
     "ModelMarketNoBounty": lambda a: (
         f"task {a[0]} owes no bounty now (none set, paid already, or no submission passed and "
-        "resolved yet): wait for the evaluations to resolve (see `fedmarket model list`)"
+        "resolved yet): wait for the evaluations to resolve, then run "
+        f"`fedmarket model claim-bounty --task {a[0]}`"
     ),
     "ModelMarketBadAttestation": lambda a: (
         f"the attestation's signature recovers {a[0]}, not a registered auditor: sign with an "
@@ -153,7 +160,8 @@ TEMPLATES: dict[str, Template] = {
         f"there is no sale {a[0]}: see the buy's output or `fedmarket model show LISTING_ID`"
     ),
     "ModelMarketWrongSaleStatus": lambda a: (
-        f"sale {a[0]} is {named(a[1], _SALE)}, where this is not possible: see "
+        f"sale {a[0]} is {named(a[1], _SALE)}, where this is not possible (only a paid, "
+        f"undelivered sale is delivered or refunded with `fedmarket model refund {a[0]}`): see "
         "`fedmarket model show LISTING_ID`"
     ),
     "ModelMarketNotKeyHolder": lambda a: (
@@ -164,16 +172,18 @@ TEMPLATES: dict[str, Template] = {
         f"the sealed key is {a[0]} bytes, at most {a[1]} are accepted: {BUG}"
     ),
     "ModelMarketNotBuyer": lambda a: (
-        f"{a[0]} is not the sale's buyer, only the buyer is refunded: run it with the buyer's "
-        "account (`fedmarket --account ADDRESS …`)"
+        f"{a[0]} is not the sale's buyer, only the buyer is refunded: run "
+        "`fedmarket --account BUYER model refund SALE_ID` with the buyer's account"
     ),
     "ModelMarketInvalidRoyaltyClaim": lambda a: (
-        f"listing {a[0]}: royalty leaf {a[1]} does not verify (wrong proof, or more than the "
-        "trainers' pool): a stale payout report? try again after `fedmarket rewards show`, or "
-        "report it"
+        f"listing {a[0]}: royalty leaf {a[1]} does not verify (wrong proof, a flagged leaf, or "
+        "more than the trainers' pool): claim with `fedmarket model claim --listing "
+        f"{a[0]}`, which takes the leaf and proof from the published report, or report it"
     ),
     "ModelMarketNothingDue": lambda a: (
-        "nothing is due to this account now: wait for more sales (see `fedmarket model list`)"
+        "nothing is due to this account now (claimed already, or no delivered sale since): "
+        "after the next sale run `fedmarket model claim --listing ID` (trainer) or "
+        "`fedmarket model claim-share --listing ID` (requester, developer, auditor)"
     ),
     "ModelMarketNoWithdrawalToSettle": lambda a: (
         f"listing {a[0]}: {a[1]} withdrew no data that this listing must settle: nothing to do "
@@ -188,7 +198,8 @@ TEMPLATES: dict[str, Template] = {
         "transfer, which the market refuses; use the deployment's reward token, or report it"
     ),
     "ModelMarketNotReclaimable": lambda a: (
-        f"task {a[0]}'s product escrow cannot be reclaimed yet (no approval, or submissions "
-        "unresolved): wait until they resolve (see `fedmarket model list`)"
+        f"task {a[0]}'s product escrow cannot be reclaimed now (reclaimed already, no "
+        "approval yet, or submissions unresolved): once a submission is approved or all K "
+        f"failed, run `fedmarket model reclaim --task {a[0]}`"
     ),
 }
