@@ -5,7 +5,7 @@ The contracts revert with custom errors (``ParticipantRegistryUnbondingNotReleas
 amounts in tokens, times as dates with "in 12 min", phases and roles by name, and what to do next.
 The sentences live per contract in this package (:mod:`.task_market`, :mod:`.registry` — with the
 token's and the OpenZeppelin libraries' errors —, :mod:`.data_sourcing`, :mod:`.model_market`,
-:mod:`.model_versions`, :mod:`.efficacy`); every custom error in a deployable contract's ABI has
+:mod:`.model_versions`, :mod:`.efficacy_market`); every custom error in a deployable contract's ABI has
 one (``tests/test_explain.py`` checks it against the packaged ABIs).
 
 The convention a test checks: a sentence is one line, names the cause, then after ": " or "; "
@@ -24,7 +24,7 @@ from typing import Any
 
 from marketplace.chain.explain import (
     data_sourcing,
-    efficacy,
+    efficacy_market,
     model_market,
     model_versions,
     registry,
@@ -43,7 +43,7 @@ TEMPLATES: dict[str, Template] = {
     **data_sourcing.TEMPLATES,
     **model_market.TEMPLATES,
     **model_versions.TEMPLATES,
-    **efficacy.TEMPLATES,
+    **efficacy_market.TEMPLATES,
 }
 
 
