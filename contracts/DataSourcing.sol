@@ -9,6 +9,7 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 import {IDataSourcing} from "./interfaces/IDataSourcing.sol";
 import {IJoinGate} from "./interfaces/IJoinGate.sol";
 import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
+import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
 
 /// @title DataSourcing
 /// @notice Data requests, sealed offers, the committee's selection by commit-reveal quorum, the
@@ -17,7 +18,10 @@ import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
 ///      chain by every oracle deterministically (`marketplace.sourcing`); the chain only orders
 ///      commitments, counts identical reveals and moves money. Winners prove their leaf once
 ///      (`registerWinner`), so nothing loops over winners. The registered payments can never
-///      exceed the revealed total, which can never exceed the escrowed budget.
+///      exceed the revealed total, which can never exceed the escrowed budget. A winner is paid
+///      only if the task's final payout leaf of its account has no flag (or scoring failed and it
+///      committed the last round); a withheld payment returns to the requester with `refund`
+///      after the claim deadline.
 contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -243,18 +247,52 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IDataSourcing
-    function claimPayment(uint256 requestId) external nonReentrant {
+    function claimPayment(
+        uint256 requestId,
+        uint256 index,
+        uint256 amount,
+        uint32 scorePpm,
+        uint256 flags,
+        bytes32[] calldata proof
+    ) external nonReentrant {
         Request storage r = _selected(requestId);
         if (block.timestamp > r.claimDeadline) revert DataSourcingWrongTime(requestId, r.claimDeadline);
         WinnerState storage w = _winners[requestId][msg.sender];
         if (!w.registered || w.claimed) revert DataSourcingNothingToClaim(requestId, msg.sender);
-        if (!_completedRounds(r.taskId, msg.sender)) revert DataSourcingRoundsNotCompleted(requestId, msg.sender);
-        uint256 amount = w.payment;
+        uint256 taskId = r.taskId;
+        ITaskMarket.TaskInfo memory info = market.task(taskId);
+        if (info.outcome == ITaskMarket.Outcome.Scored) {
+            // The payout root is final once its dispute window is over (Finalized from
+            // claimsOpenAt on, or Closed by the sweep); a Disputed root may still change.
+            if (
+                info.phase != ITaskMarket.Phase.Closed
+                    && (info.phase != ITaskMarket.Phase.Finalized || block.timestamp < info.claimsOpenAt)
+            ) revert DataSourcingPayoutNotFinal(requestId, taskId);
+            bytes32 leaf =
+                PayoutLeaf.hash(block.chainid, address(market), taskId, index, msg.sender, amount, scorePpm, flags);
+            if (!MerkleProof.verifyCalldata(proof, info.payoutRoot, leaf)) {
+                revert DataSourcingBadPayoutLeaf(requestId, msg.sender);
+            }
+            if (flags != 0) revert DataSourcingWinnerFlagged(requestId, msg.sender, flags);
+        } else if (info.outcome == ITaskMarket.Outcome.None) {
+            // Training or scoring is not over (or the task was cancelled before training).
+            ITaskMarket.Phase phase = info.phase;
+            if (
+                phase == ITaskMarket.Phase.Forming || phase == ITaskMarket.Phase.Open
+                    || phase == ITaskMarket.Phase.Training || phase == ITaskMarket.Phase.Cancelled
+            ) revert DataSourcingRoundsNotCompleted(requestId, msg.sender);
+            revert DataSourcingPayoutNotFinal(requestId, taskId);
+        }
+        // Scored and unflagged, or scoring failed (no root: the failure is not the winner's, as
+        // with TaskMarket's fallback pay): the winner must have committed the last round's update.
+        (bytes32 digest,) = market.update(taskId, info.rounds, msg.sender);
+        if (digest == bytes32(0)) revert DataSourcingRoundsNotCompleted(requestId, msg.sender);
+        uint256 payment = w.payment;
         w.claimed = true;
-        r.paid += uint128(amount); // paid <= registeredTotal <= selectedTotal <= budget
-        emit PaymentClaimed(requestId, msg.sender, amount);
+        r.paid += uint128(payment); // paid <= registeredTotal <= selectedTotal <= budget
+        emit PaymentClaimed(requestId, msg.sender, payment);
 
-        r.token.safeTransfer(msg.sender, amount);
+        r.token.safeTransfer(msg.sender, payment);
     }
 
     // --- anyone -----------------------------------------------------------------------------
@@ -378,17 +416,5 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     function _selected(uint256 requestId) private view returns (Request storage r) {
         r = _existing(requestId);
         if (r.selectionRoot == bytes32(0) || r.cancelled) revert DataSourcingNotSelected(requestId);
-    }
-
-    /// @dev Training has ended (the task left Open and Training without being cancelled) and the
-    ///      owner committed an update in the last round.
-    function _completedRounds(uint256 taskId, address owner) private view returns (bool) {
-        ITaskMarket.TaskInfo memory info = market.task(taskId);
-        if (
-            info.phase == ITaskMarket.Phase.Open || info.phase == ITaskMarket.Phase.Training
-                || info.phase == ITaskMarket.Phase.Cancelled
-        ) return false;
-        (bytes32 digest,) = market.update(taskId, info.rounds, owner);
-        return digest != bytes32(0);
     }
 }

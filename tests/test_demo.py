@@ -52,8 +52,14 @@ def check_sourcing(result: dict) -> None:
     assert sum(c["payment"] for c in won) <= s["budget"]
     assert sorted(t["address"] for t in result["trainers"]) == sorted(s["winners"])
     assert "refused" in s["gate"] and "TaskMarketJoinRefused" in s["gate"]
+    # Money follows contribution: a winner the oracles flagged gets no data payment (the
+    # contract refused its claim); every other winner is paid its threshold.
     paid = {c["address"]: c["payment"] for c in won}
-    assert all(t["data_payment"] == paid[t["address"]] for t in result["trainers"])
+    for t in result["trainers"]:
+        if t["flags"]:
+            assert t["data_payment"] == 0 and t["data_payment_withheld"] == paid[t["address"]]
+        else:
+            assert t["data_payment"] == paid[t["address"]] and t["data_payment_withheld"] == 0
 
 
 def check_outcome(result: dict) -> None:
@@ -67,6 +73,9 @@ def check_outcome(result: dict) -> None:
     assert by[POISONER][0]["payout"] == 0
     assert by[POISONER][0]["slashed"] > 0 and by[POISONER][0]["flags"] & Flag.POISONER
     assert by[FREE_RIDER][0]["slashed"] > 0
+    for cheat in (FREE_RIDER, POISONER):  # both won sourcing, neither gets its data payment
+        assert by[cheat][0]["flags"] and by[cheat][0]["data_payment"] == 0
+        assert by[cheat][0]["data_payment_withheld"] > 0
     assert all(t["slashed"] == 0 for t in by[HONEST])
     assert sum(t["payout"] for t in result["trainers"]) == 1000 * TOKEN  # the whole budget
     assert all(o["slashed"] == 0 for o in result["oracles"])  # the committee agreed

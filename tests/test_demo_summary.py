@@ -30,6 +30,8 @@ def test_why_names_the_flag_the_loss_and_the_share():
     rider = why(_row("free_rider", 0, ["free_rider"], slashed=50 * TOKEN, score=78_650))
     assert "flagged free rider" in rider and "paid nothing" in rider
     assert "slashed 50.00" in rider and "reputation 0.500 → 0.450" in rider
+    withheld = why({**_row("poisoner", 0, ["poisoner"]), "data_payment_withheld": 30 * TOKEN})
+    assert "data payment 30.00 withheld (returns to the requester)" in withheld
     honest = why(_row("honest", 150 * TOKEN, score=150_000))
     assert "15.0% of the 1,000.00 budget" in honest
     low = why(_row("noisy", 0))

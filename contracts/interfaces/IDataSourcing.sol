@@ -10,8 +10,9 @@ import {ITaskMarket} from "./ITaskMarket.sol";
 /// @notice Sourcing before training: a requester's data request with an escrowed procurement
 ///         budget, sealed offers by commit-reveal, the oracle committee's selection (winners and
 ///         threshold payments as a Merkle root) committed and revealed by quorum, a join gate
-///         that admits only winners, payments claimed by winners once the task's rounds are done,
-///         and refunds of the unspent budget.
+///         that admits only winners, payments claimed by winners whose final payout leaf in the
+///         task is unflagged (or, if scoring failed, who trained the last round), and refunds of
+///         the unspent or withheld budget.
 /// @dev The schedule is fixed at creation (offer, reveal, selection commit and reveal deadlines;
 ///      the claim deadline), so phases follow the clock and nobody has to advance them. No
 ///      function loops over offers or winners; only `createRequest` loops over the committee
@@ -142,6 +143,24 @@ interface IDataSourcing is IJoinGate {
     /// @param requestId The request.
     /// @param owner The winner.
     error DataSourcingRoundsNotCompleted(uint256 requestId, address owner);
+    /// @notice Thrown when the task's payout root is not final yet (scoring under way, a dispute
+    ///         open, or the dispute window not over): a scored winner can only be paid once its
+    ///         leaf is checked against the final root.
+    /// @param requestId The request.
+    /// @param taskId The request's task.
+    error DataSourcingPayoutNotFinal(uint256 requestId, uint256 taskId);
+    /// @notice Thrown when the claimed payout leaf (with the caller as its account) does not verify
+    ///         against the task's final payout root.
+    /// @param requestId The request.
+    /// @param owner The caller.
+    error DataSourcingBadPayoutLeaf(uint256 requestId, address owner);
+    /// @notice Thrown when the committee flagged the winner in the task's final payout table
+    ///         (invalid update, poisoner, free rider, copier): it is not paid, and its payment
+    ///         returns to the requester with `refund` after the claim deadline.
+    /// @param requestId The request.
+    /// @param owner The flagged winner.
+    /// @param flags The leaf's flag bits (`PayoutLeaf.FLAG_*`).
+    error DataSourcingWinnerFlagged(uint256 requestId, address owner, uint256 flags);
     /// @notice Thrown when the caller is not a registered, unpaid winner.
     /// @param requestId The request.
     /// @param owner The caller.
@@ -263,13 +282,34 @@ interface IDataSourcing is IJoinGate {
     /// @param proof The Merkle proof of the caller's leaf.
     function registerWinner(uint256 requestId, uint256 payment, bytes32[] calldata proof) external;
 
-    /// @notice Claim the caller's threshold payment once it has committed its update in the
-    ///         task's last round and training has ended (before the claim deadline).
+    /// @notice Claim the caller's threshold payment (before the claim deadline). Money follows
+    ///         contribution: once the task is scored, the caller proves its leaf in the task's
+    ///         final payout root (TaskMarket's `payoutRoot`, after the dispute window) and is paid
+    ///         only if the leaf has no flag; a flagged winner's payment is withheld and returns to
+    ///         the requester with `refund` after the claim deadline. If scoring failed (the task
+    ///         ended with outcome `Failed` or `ValidationMismatch`: no root), the leaf arguments
+    ///         are ignored and the winner is paid as TaskMarket's fallback pays trainers, for
+    ///         having trained: the failure is not its fault. Either way the caller must have
+    ///         committed its update in the task's last round.
     /// @param requestId The request.
-    function claimPayment(uint256 requestId) external;
+    /// @param index The caller's row in the task's payout table.
+    /// @param amount The row's task payout (hashed into the leaf; not what this contract pays).
+    /// @param scorePpm The row's score.
+    /// @param flags The row's flag bits; any set bit means no payment.
+    /// @param proof The Merkle proof of the row's leaf (`PayoutLeaf.hash` with the caller as the
+    ///        account) under the task's payout root.
+    function claimPayment(
+        uint256 requestId,
+        uint256 index,
+        uint256 amount,
+        uint32 scorePpm,
+        uint256 flags,
+        bytes32[] calldata proof
+    ) external;
 
     /// @notice Return budget to the requester: the part no winner can be paid once the selection
-    ///         is final, and everything unclaimed after the claim deadline. Anyone may call it.
+    ///         is final, and everything unclaimed after the claim deadline (flagged winners'
+    ///         withheld payments included). Anyone may call it.
     /// @param requestId The request.
     function refund(uint256 requestId) external;
 

@@ -29,6 +29,7 @@ from marketplace.chain.deploy import Deployment
 from marketplace.chain.tx import RevertDecoder, call, revert_error, send
 from marketplace.errors import ChainError, DeploymentNotFoundError, SourcingError
 from marketplace.valuation.merkle import StandardMerkleTree
+from marketplace.valuation.payouts import PayoutEntry
 
 FINALIZE_GAS = 60_000
 """Gas added to a selection reveal's estimate: the reveal that reaches the quorum also writes the
@@ -264,9 +265,26 @@ class DataSourcingClient:
         fn = self.contract.functions.registerWinner(request_id, payment, proof)
         return self._send(fn, owner)
 
-    def claim_payment(self, owner: LocalAccount, request_id: int) -> TxReceipt:
-        """Claim the winner's threshold payment after the task's rounds."""
-        return self._send(self.contract.functions.claimPayment(request_id), owner)
+    def claim_payment(
+        self,
+        owner: LocalAccount,
+        request_id: int,
+        leaf: PayoutEntry | None = None,
+        proof: Sequence[bytes] = (),
+    ) -> TxReceipt:
+        """Claim the winner's threshold payment once the task is scored: ``leaf`` is the owner's
+        row of the final payout table and ``proof`` its Merkle proof (see
+        :func:`marketplace.protocol.published_report.claim_args`); the contract pays only an
+        unflagged row (``DataSourcingWinnerFlagged`` otherwise). If the task's scoring failed
+        there is no table: pass no leaf (the winner is paid for having trained the last round)."""
+        if leaf is None:
+            args: tuple[int, int, int, int] = (0, 0, 0, 0)
+        else:
+            if Web3.to_checksum_address(leaf.account) != owner.address:
+                raise SourcingError(f"payout row {leaf.index} is not {owner.address}'s")
+            args = (leaf.index, leaf.amount, leaf.score_ppm, leaf.flags)
+        fn = self.contract.functions.claimPayment(request_id, *args, list(proof))
+        return self._send(fn, owner)
 
     def refund(self, account: LocalAccount, request_id: int) -> TxReceipt:
         """Return unspent or unclaimed budget to the requester."""

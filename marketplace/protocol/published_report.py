@@ -13,6 +13,7 @@ from typing import Any
 
 from web3 import Web3
 
+from marketplace.chain.views import Outcome
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.errors import (
     ContentNotFoundError,
@@ -115,3 +116,17 @@ def claim_args(
         if e.account == account:
             return e, [bytes.fromhex(p[2:]) for p in tree.proof(e.index)]
     return None
+
+
+def sourcing_claim_args(session: Any) -> tuple[PayoutEntry | None, list[bytes]]:
+    """What ``DataSourcing.claimPayment`` needs from the session's identity, found as
+    ``fedmarket rewards claim`` finds it: its row of the task's final payout table and the row's
+    proof; ``(None, [])`` when the task's scoring failed (no table: the contract pays a winner
+    that trained the last round). A flagged row is returned as it is (the contract refuses it)."""
+    if session.info().outcome in (Outcome.FAILED, Outcome.VALIDATION_MISMATCH):
+        return None, []
+    address = session.identity.address
+    found = claim_args(final_report(session), address, session.leaf_domain)
+    if found is None:
+        raise FedMarketError(f"{address} has no row in task {session.task_id}'s payout table")
+    return found

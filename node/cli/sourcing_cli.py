@@ -326,16 +326,30 @@ def sourcing_register(c: CliContext, task_id: int, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def sourcing_claim(c: CliContext, task_id: int, as_json: bool) -> None:
-    """Winner: claim your threshold payment once you have trained every round.
+    """Winner: claim your threshold payment once the task is scored (after its dispute window).
+
+    Your row of the task's final payout table is read and proven the way `fedmarket rewards
+    claim` does it; a row the oracles flagged (free rider, poisoner, invalid update, copier) is
+    not paid: its payment returns to the requester. If scoring failed, you are paid for having
+    trained the last round.
 
     \b
     Example:
       fedmarket sourcing claim --task 1
     """
+    from marketplace.protocol.published_report import sourcing_claim_args
+    from marketplace.protocol.session import TaskSession
+
     client = _client(c)
     request_id = _request_id(client, task_id)
     me = c.identity()
-    client.claim_payment(me.eth, request_id)
+    leaf, proof = sourcing_claim_args(TaskSession.open(c.market, c.store, task_id, me))
+    if leaf is not None and leaf.flags:
+        raise SourcingError(
+            f"the oracles flagged {me.address} in task {task_id} (flags {leaf.flags}): "
+            "no data payment; it returns to the requester"
+        )
+    client.claim_payment(me.eth, request_id, leaf, proof)
     payment, _ = client.winner(request_id, me.address)
     _emit(as_json, {"requestId": request_id, "paid": str(payment)},
           f"paid {payment} for request {request_id}")  # fmt: skip

@@ -7,7 +7,8 @@
    truthful budget-feasible mechanism picks the winners, who alone may join the task.
 2. **Training**: the winners (one of them a free rider, one a poisoner) train with encrypted
    updates, every peer aggregates, the oracles score by Shapley values with commit-reveal,
-   finalize; trainers claim, cheaters are slashed; winners claim their threshold data payments.
+   finalize; trainers claim, cheaters are slashed; winners claim their threshold data payments
+   with their rows of the final payout table, and the contract refuses the two flagged ones.
 3. **Sale** (:mod:`node.demo.aftermarket`): two auditors attest the model, it is listed, two
    buyers buy and download it (digest checked), royalties flow to the trainers by score.
 4. **Withdrawal**: one data owner withdraws consent; the network unlearns its data, re-validates
@@ -50,6 +51,7 @@ from marketplace.chain.deploy import (
 from marketplace.chain.devnet import advance_chain_time
 from marketplace.chain.sourcing_client import DataSourcingClient
 from marketplace.chain.versions_client import VersionsClient
+from marketplace.errors import TransactionRevertedError
 from marketplace.fl import (
     ModelSpec,
     TrainConfig,
@@ -61,7 +63,7 @@ from marketplace.fl import (
 )
 from marketplace.fl.serialization import dump_weights
 from marketplace.protocol.identity import Identity
-from marketplace.protocol.published_report import final_report
+from marketplace.protocol.published_report import final_report, sourcing_claim_args
 from marketplace.protocol.requester import TaskPlan, create_task
 from marketplace.protocol.session import TaskSession
 from marketplace.storage.base import ContentStore
@@ -316,12 +318,20 @@ def _run(
 
     # --- act 2: training, scoring, claims ---------------------------------------------------
     _drive(market, task_id, trainer_nodes, oracle_nodes, progress)
-    progress("winners claim their threshold data payments")
-    data_paid = {}
+    progress("winners claim their threshold data payments: flagged winners are refused")
+    data_paid, data_withheld = {}, {}
     for c in winners:
-        before = market.balance_of(c.identity.address)
-        sourcing_client.claim_payment(c.identity.eth, sourced.request_id)
-        data_paid[c.identity.address] = market.balance_of(c.identity.address) - before
+        address = c.identity.address
+        leaf, proof = sourcing_claim_args(session(c.identity))
+        before = market.balance_of(address)
+        try:
+            sourcing_client.claim_payment(c.identity.eth, sourced.request_id, leaf, proof)
+        except TransactionRevertedError as exc:
+            if exc.error_name != "DataSourcingWinnerFlagged":
+                raise
+            # Withheld: it returns to the requester with `refund` after the claim deadline.
+            data_withheld[address] = sourcing_client.winner(sourced.request_id, address)[0]
+        data_paid[address] = market.balance_of(address) - before
     clock.lap("training")
 
     observer = trainer_nodes[0].session
@@ -394,6 +404,7 @@ def _run(
             "stake_after": after.stake,
             "ask": int(offers[t.address]["ask"]),
             "data_payment": int(data_paid[t.address]),
+            "data_payment_withheld": int(data_withheld.get(t.address, 0)),
             "royalty": int(sale["royalties"].get(t.address, 0)),
             "withdrew": t.address == leaver.address,
         })  # fmt: skip

@@ -274,8 +274,9 @@ def selection_reason(row: dict[str, Any], winners: list[dict[str, Any]], budget:
         return f"offer rejected: {row['rejected']}"
     vpt = _per_token(row)
     if row["won"]:
-        return (f"picked: {vpt:,.0f} ppm per token; paid its threshold "
-                f"{int(row['payment']) / TOKEN:,.2f} (≥ its ask)")  # fmt: skip
+        return (f"picked: {vpt:,.0f} ppm per token; its threshold "
+                f"{int(row['payment']) / TOKEN:,.2f} (≥ its ask) is paid unless the oracles "
+                "flag its training")  # fmt: skip
     value = max(int(row["value_ppm"]), 0)
     total = sum(max(int(w["value_ppm"]), 0) for w in winners) + value
     share = budget * value // total if total else 0

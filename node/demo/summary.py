@@ -119,7 +119,13 @@ def why(t: dict[str, Any]) -> str:
     if names:
         words = " and ".join(n.replace("_", " ") for n in names)
         lost = f", slashed {_tokens(t['slashed'])} of stake" if t["slashed"] else ""
-        return f"flagged {words} by the oracles: paid nothing, bond burned{lost}{rep}"
+        withheld = int(t.get("data_payment_withheld") or 0)
+        data = (
+            f", data payment {_tokens(withheld)} withheld (returns to the requester)"
+            if withheld
+            else ""
+        )
+        return f"flagged {words} by the oracles: paid nothing{data}, bond burned{lost}{rep}"
     budget = int(t.get("budget") or 0)
     after = "; withdrew consent after the sale" if t.get("withdrew") else ""
     if int(t["payout"]) == 0:

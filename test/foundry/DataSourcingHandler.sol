@@ -9,13 +9,16 @@ import {TaskMarket} from "../../contracts/TaskMarket.sol";
 import {IDataSourcing} from "../../contracts/interfaces/IDataSourcing.sol";
 import {IParticipantRegistry} from "../../contracts/interfaces/IParticipantRegistry.sol";
 import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
+import {PayoutLeaf} from "../../contracts/libraries/PayoutLeaf.sol";
 import {Vm} from "./Vm.sol";
 
 /// @notice Drives DataSourcing (issue 14) against a real TaskMarket whose tasks it gates: requests
 ///         (each for a new task), seats, sealed offers (commit-reveal), selection commit-reveal by
 ///         a 2-of-3 quorum (an honest root, an under-declared total, or a split vote), winners'
-///         leaf registration, the task's training (joins through the gate, one round), threshold
-///         payment claims, refunds, cancellations and time. Every action is a real call that may
+///         leaf registration, the task's training (joins through the gate, one round), its
+///         scoring (a payout table flagging random owners, or no reveal: scoring fails),
+///         threshold payment claims (with the owner's row, sometimes with its flags forged to 0),
+///         refunds, cancellations and time. Every action is a real call that may
 ///         revert (a revert is a no-op for the invariants); the ghosts record only what moved.
 contract DataSourcingHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
@@ -45,13 +48,18 @@ contract DataSourcingHandler {
 
     mapping(uint256 requestId => mapping(address owner => Offer)) private _offers;
     mapping(uint256 requestId => mapping(address oracle => Vote)) private _votes;
+    /// @notice Per task: bit i set = owner i is flagged in the payout table the oracles commit.
+    mapping(uint256 taskId => uint256) private _flagBits;
 
     /// @notice Ghosts: tokens received by winners and by the requester (refunds, cancellations).
     mapping(uint256 requestId => uint256) public ghostPaid;
     mapping(uint256 requestId => uint256) public ghostRefunded;
+    /// @notice Tokens paid to winners the final payout table flags (must stay 0).
+    uint256 public ghostFlaggedPaid;
     uint256 public calls;
-    /// @notice Successful actions (coverage: request, selection final, register, claim, refund, cancel).
-    uint256[6] public succeeded;
+    /// @notice Successful actions (coverage: request, selection final, register, claim, refund,
+    ///         cancel, task scored, flagged claim refused).
+    uint256[8] public succeeded;
 
     constructor(RewardToken token_, TaskMarket taskMarket_, DataSourcing sourcing_) {
         token = token_;
@@ -106,7 +114,7 @@ contract DataSourcingHandler {
         p.revealDeadline = now_ + 2 hours;
         p.selectCommitDeadline = now_ + 3 hours;
         p.selectRevealDeadline = now_ + 4 hours;
-        p.claimDeadline = now_ + 12 hours;
+        p.claimDeadline = now_ + 24 hours;
         vm.prank(requester);
         requests.push(sourcing.createRequest(p));
         succeeded[0]++;
@@ -239,16 +247,56 @@ contract DataSourcingHandler {
         try taskMarket.advance(taskId) {} catch {}
     }
 
+    /// @notice The task's committee scores it: each oracle commits (unless scoring is to fail)
+    ///         the payout table that flags the owners of a random bit set; then reveals; each
+    ///         step may revert (wrong phase, too early) and is retried by later calls.
+    function score(uint256 seed) external {
+        calls++;
+        uint256 taskId = _taskOf(_request(seed >> 8));
+        if (taskId == 0) return;
+        ITaskMarket.TaskInfo memory t = taskMarket.task(taskId);
+        if (t.phase == ITaskMarket.Phase.Committing && t.committedCount == 0 && seed % 5 != 0) {
+            _flagBits[taskId] = (seed >> 16) % 16;
+        }
+        bytes32 root = _payoutRoot(taskId);
+        bool fail = seed % 5 == 0 && t.committedCount == 0;
+        for (uint256 k; k < 3 && !fail; ++k) {
+            bytes32 c = keccak256(abi.encode(taskId, oracles[k], root, keccak256(bytes("r")), bytes32(k + 1)));
+            vm.prank(oracles[k]);
+            try taskMarket.commitScore(taskId, c) {} catch {}
+        }
+        try taskMarket.advance(taskId) {} catch {}
+        for (uint256 k; k < 3; ++k) {
+            vm.prank(oracles[k]);
+            try taskMarket.revealScore(taskId, root, "r", bytes32(k + 1)) {} catch {}
+        }
+        try taskMarket.advance(taskId) {
+            if (taskMarket.task(taskId).outcome != ITaskMarket.Outcome.None) succeeded[6]++;
+        } catch {}
+    }
+
+    /// @notice A winner claims with its row of the task's payout table (leaf arguments ignored if
+    ///         scoring failed); now and then a flagged owner forges its flags to 0.
     function claimPayment(uint256 seed) external {
         calls++;
         uint256 id = _request(seed >> 8);
-        address owner = owners[seed % OWNERS];
+        uint256 i = seed % OWNERS;
+        address owner = owners[i];
+        uint256 taskId = _taskOf(id);
+        bool flagged = (_flagBits[taskId] >> i) & 1 == 1;
+        uint256 flags = flagged && (seed >> 4) % 4 != 0 ? PayoutLeaf.FLAG_FREE_RIDER : 0;
+        bytes32[] memory proof = _payoutProof(taskId, i);
+        bool scored = taskId != 0 && taskMarket.task(taskId).outcome == ITaskMarket.Outcome.Scored;
         uint256 before = token.balanceOf(owner);
         vm.prank(owner);
-        try sourcing.claimPayment(id) {
+        try sourcing.claimPayment(id, i, 0, 0, flags, proof) {
             succeeded[3]++;
-            ghostPaid[id] += token.balanceOf(owner) - before;
-        } catch {}
+            uint256 got = token.balanceOf(owner) - before;
+            ghostPaid[id] += got;
+            if (scored && flagged) ghostFlaggedPaid += got;
+        } catch (bytes memory reason) {
+            if (bytes4(reason) == IDataSourcing.DataSourcingWinnerFlagged.selector) succeeded[7]++;
+        }
     }
 
     function refund(uint256 seed) external {
@@ -339,6 +387,29 @@ contract DataSourcingHandler {
 
     function _pair(bytes32 a, bytes32 b) private pure returns (bytes32) {
         return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
+    }
+
+    // --- the payout table -------------------------------------------------------------------
+
+    /// @dev One row per owner (amount and score 0: only the flags matter here).
+    function _payoutLeaves(uint256 taskId) private view returns (bytes32[OWNERS] memory leaves) {
+        uint256 bits = _flagBits[taskId];
+        for (uint256 i; i < OWNERS; ++i) {
+            uint256 flags = (bits >> i) & 1 == 1 ? PayoutLeaf.FLAG_FREE_RIDER : 0;
+            leaves[i] = PayoutLeaf.hash(block.chainid, address(taskMarket), taskId, i, owners[i], 0, 0, flags);
+        }
+    }
+
+    function _payoutRoot(uint256 taskId) private view returns (bytes32) {
+        bytes32[OWNERS] memory l = _payoutLeaves(taskId);
+        return _pair(_pair(l[0], l[1]), _pair(l[2], l[3]));
+    }
+
+    function _payoutProof(uint256 taskId, uint256 i) private view returns (bytes32[] memory p) {
+        bytes32[OWNERS] memory l = _payoutLeaves(taskId);
+        p = new bytes32[](2);
+        p[0] = l[i ^ 1];
+        p[1] = i < 2 ? _pair(l[2], l[3]) : _pair(l[0], l[1]);
     }
 
     // --- helpers --------------------------------------------------------------------------------

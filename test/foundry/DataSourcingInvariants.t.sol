@@ -37,7 +37,7 @@ contract DataSourcingInvariants is Test {
 
     /// @notice The handler's actions (not its one-off setUp).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory s = new bytes4[](13);
+        bytes4[] memory s = new bytes4[](14);
         s[0] = handler.createRequest.selector;
         s[1] = handler.acceptSeat.selector;
         s[2] = handler.commitOffer.selector;
@@ -51,6 +51,7 @@ contract DataSourcingInvariants is Test {
         s[10] = handler.cancel.selector;
         s[11] = handler.warp.selector;
         s[12] = handler.commitOffer.selector; // offers twice as often: every selection needs some
+        s[13] = handler.score.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector(address(handler), s);
     }
@@ -58,13 +59,68 @@ contract DataSourcingInvariants is Test {
     /// @notice Coverage, printed with `forge test -vv`: how many of each action went through.
     function afterInvariant() public view {
         string memory m = "successful actions:";
-        for (uint256 i; i < 6; ++i) m = string.concat(m, " ", vm.toString(handler.succeeded(i)));
+        for (uint256 i; i < 8; ++i) m = string.concat(m, " ", vm.toString(handler.succeeded(i)));
         _log(m);
+    }
+
+    /// @notice The handler's own path to both claim outcomes, scripted (the campaign's random
+    ///         order reaches them rarely): a request selects all four owners, they train, the
+    ///         committee flags owner 1; owner 0 is paid, owner 1 is refused (true or forged
+    ///         flags), and after the claim deadline its payment is refunded.
+    function test_handlerPaysTheUnflaggedAndRefusesTheFlagged() public {
+        handler.createRequest(5);
+        uint256 id = handler.requests(0);
+        // Absolute warps from the request's own clock (via-IR re-reads a cached block.timestamp).
+        uint256 t0 = sourcing.request(id).offerDeadline - 1 hours;
+        handler.acceptSeat(0);
+        for (uint256 i; i < 4; ++i) {
+            handler.commitOffer(i); // ask 0.1 token each: all four fit the budget
+        }
+        vm.warp(t0 + 1 hours + 1);
+        handler.revealOffer(_seed(0)); // (the handler hashes its seed per request) nobody stays sealed
+        vm.warp(t0 + 2 hours + 1);
+        handler.commitSelection(_seed(1)); // every oracle the honest selection
+        vm.warp(t0 + 3 hours + 1);
+        handler.revealSelection(_seed(2)); // every oracle reveals
+        assertEq(handler.succeeded(1) > 0 ? 1 : 0, 1, "selection not final");
+        for (uint256 i; i < 4; ++i) {
+            handler.registerWinner(i);
+        }
+        handler.train(0);
+        handler.score((2 << 16) | 1); // flag bits 0b0010: owner 1 is flagged
+        assertEq(handler.succeeded(6), 1, "task not scored");
+        vm.warp(handler.taskMarket().task(sourcing.request(id).taskId).claimsOpenAt); // disputes over
+        handler.claimPayment(1); // owner 1 with its forged flags 0: bad leaf
+        handler.claimPayment(17); // owner 1 with its true flags: refused
+        handler.claimPayment(0); // owner 0, unflagged: paid
+        assertEq(handler.succeeded(3), 1, "claims paid");
+        assertEq(handler.succeeded(7), 1, "flagged claims refused");
+        vm.warp(sourcing.request(id).claimDeadline + 1);
+        handler.refund(0);
+        IDataSourcing.RequestInfo memory r = sourcing.request(id);
+        assertEq(r.paid + r.refunded, r.budget, "paid + refunded != budget");
+        (uint256 withheld, bool claimed) = sourcing.winner(id, handler.owners(1));
+        assertTrue(withheld > 0 && !claimed, "owner 1 won and was not paid");
+        (uint256 honest,) = sourcing.winner(id, handler.owners(0));
+        assertEq(r.paid, honest, "only owner 0 was paid");
+        invariant_sourcingBudgetConservation();
+    }
+
+    /// @dev A seed whose hash (as the handler hashes it for request 0) makes every owner reveal
+    ///      (`what` 0), every oracle commit the honest selection (1), or every oracle reveal (2).
+    function _seed(uint256 what) private pure returns (uint256 seed) {
+        for (;; ++seed) {
+            uint256 h = uint256(keccak256(abi.encode(seed, uint256(0))));
+            if (what == 0 && h % 8 >= 4) return seed;
+            if (what == 2 && h % 6 >= 3) return seed;
+            if (what == 1 && (h >> 4) % 8 < 5 && (h >> 7) % 8 < 5 && (h >> 10) % 8 < 5) return seed;
+        }
     }
 
     /// Per request: paid ≤ selected total ≤ budget, paid + refunded ≤ budget, the tokens the
     /// winners and the requester received = paid and refunded; the contract's balance =
-    /// Σ (budget − paid − refunded).
+    /// Σ (budget − paid − refunded); no winner flagged in its task's final payout table was
+    /// ever paid (its payment is refunded instead).
     function invariant_sourcingBudgetConservation() public view {
         uint256 books;
         uint256 n = handler.requestCount();
@@ -79,5 +135,6 @@ contract DataSourcingInvariants is Test {
             books += r.budget - r.paid - r.refunded;
         }
         assertEq(token.balanceOf(address(sourcing)), books, "DataSourcing balance != its books");
+        assertEq(handler.ghostFlaggedPaid(), 0, "a flagged winner was paid");
     }
 }

@@ -1,14 +1,25 @@
 """DataSourcing on Anvil: sealed offers, the committee's selection by quorum, the join gate,
-threshold payment claims after the rounds, refunds, and budget conservation at every step."""
+threshold payment claims (an unflagged row of the task's final payout table, or trained rounds if
+scoring failed), refunds, and budget conservation at every step."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from chainkit import E18, Chain, Market, TaskSpec
+from chainkit import (
+    E18,
+    Chain,
+    Market,
+    TaskSpec,
+    Vote,
+    payout_tree,
+    proof_bytes,
+    root_bytes,
+)
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
@@ -23,12 +34,15 @@ from marketplace.chain.sourcing_client import (
 )
 from marketplace.errors import TransactionRevertedError
 from marketplace.sourcing import select
+from marketplace.valuation.flags import Flag
+from marketplace.valuation.merkle import PayoutTree
 
 MAX = 2**256 - 1
 BUDGET = 300 * E18
 ASKS = (60 * E18, 50 * E18, 90 * E18, 40 * E18)  # four data owners: three win, one is too dear
 VALUES = (300_000, 300_000, 300_000, 200_000)  # predicted values (ppm) the committee computed
 CID = "bafy-sketch-{}"
+NO_LEAF = (0, 0, 0, 0, [])  # claimPayment's leaf arguments when scoring failed (ignored)
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +129,34 @@ def _vote(
 
 def _escrow(mkt: Market, ds: Contract) -> int:
     return mkt.balance(ds.address)
+
+
+def _score(mkt: Market, task_id: int, rows: list[tuple[str, int, int, int]]) -> PayoutTree:
+    """All three oracles reveal the payout table ``rows``: the task is Finalized (dispute window
+    open)."""
+    tree = payout_tree(rows, mkt.domain(task_id))
+    vote = Vote(root_bytes(tree), "bafy-report", b"\x01" * 32)
+    mkt.score(task_id, {k: replace(vote, salt=bytes([k + 1]) * 32) for k in range(3)})
+    return tree
+
+
+def _claim(ds: Contract, rid: int, tree: PayoutTree, index: int, **forged):
+    """``claimPayment`` with row ``index`` of ``tree`` and its proof (fields overridable)."""
+    e = replace(tree.entries[index], **forged)
+    return ds.functions.claimPayment(
+        rid, e.index, e.amount, e.score_ppm, e.flags, proof_bytes(tree, index)
+    )
+
+
+def _registered(chain: Chain, mkt: Market, ds: Contract):
+    """A final selection whose three winners registered and whose unspent budget was refunded."""
+    task_id, rid, when, owners, tree = _selected(chain, mkt, ds)
+    winners = [o for o in owners if o.address in {w for w, _ in tree.rows}]
+    for w in winners:
+        payment, proof = tree.proof_of(w.address)
+        chain.tx(ds.functions.registerWinner(rid, payment, proof), w)
+    chain.tx(ds.functions.refund(rid), mkt.actors.outsiders[0])
+    return task_id, rid, when, owners, winners, tree
 
 
 def _selected(chain: Chain, mkt: Market, ds: Contract):
@@ -347,7 +389,7 @@ def test_winners_are_paid_their_threshold_after_the_rounds_and_budget_is_conserv
     )
     # no payment before the rounds are done
     chain.expect_revert(
-        ds.functions.claimPayment(rid),
+        ds.functions.claimPayment(rid, *NO_LEAF),
         winners[0],
         "DataSourcingRoundsNotCompleted",
         rid,
@@ -357,27 +399,51 @@ def test_winners_are_paid_their_threshold_after_the_rounds_and_budget_is_conserv
     # test_oracle_sourcing.py and the multi-process run)
     mkt.start(task_id, winners)
     chain.expect_revert(
-        ds.functions.claimPayment(rid), winners[0], "DataSourcingRoundsNotCompleted"
+        ds.functions.claimPayment(rid, *NO_LEAF), winners[0], "DataSourcingRoundsNotCompleted"
     )
     mkt.train(task_id, winners)
+    # trained, but not paid before the task's payout table is final
+    chain.expect_revert(
+        ds.functions.claimPayment(rid, *NO_LEAF),
+        winners[0],
+        "DataSourcingPayoutNotFinal",
+        rid,
+        task_id,
+    )
+    table = _score(mkt, task_id, [(w.address, 300 * E18, 333_333, 0) for w in winners])
+    chain.expect_revert(  # Finalized, but the dispute window is open: the root may change
+        _claim(ds, rid, table, 0), winners[0], "DataSourcingPayoutNotFinal", rid, task_id
+    )
+    mkt.open_claims(task_id)
+    # a row is the caller's own: another winner's row (or an altered one) does not verify
+    chain.expect_revert(
+        _claim(ds, rid, table, 0), winners[1], "DataSourcingBadPayoutLeaf", rid, winners[1].address
+    )
+    chain.expect_revert(
+        _claim(ds, rid, table, 0, amount=1), winners[0], "DataSourcingBadPayoutLeaf"
+    )
     paid = 0
-    for w in winners[:2]:  # the third never claims
+    for i, w in enumerate(winners[:2]):  # the third never claims
         payment, _ = tree.proof_of(w.address)
         bal = mkt.balance(w.address)
-        receipt = chain.tx(ds.functions.claimPayment(rid), w)
+        receipt = chain.tx(_claim(ds, rid, table, i), w)
         assert chain.events(ds, receipt, "PaymentClaimed")[0]["amount"] == payment
         assert mkt.balance(w.address) == bal + payment
         assert payment >= ASKS[owners.index(w)]  # threshold >= ask: a winner never loses
         paid += payment
-    chain.expect_revert(ds.functions.claimPayment(rid), winners[0], "DataSourcingNothingToClaim")
+    chain.expect_revert(_claim(ds, rid, table, 0), winners[0], "DataSourcingNothingToClaim")
     loser = owners[2]
     chain.expect_revert(
-        ds.functions.claimPayment(rid), loser, "DataSourcingNothingToClaim", rid, loser.address
+        ds.functions.claimPayment(rid, *NO_LEAF),
+        loser,
+        "DataSourcingNothingToClaim",
+        rid,
+        loser.address,
     )
     assert _escrow(mkt, ds) == tree.total - paid
     # after the claim deadline the unclaimed payment returns to the requester
     chain.warp_past(when["claim"])
-    chain.expect_revert(ds.functions.claimPayment(rid), winners[2], "DataSourcingWrongTime")
+    chain.expect_revert(_claim(ds, rid, table, 2), winners[2], "DataSourcingWrongTime")
     payment, proof = tree.proof_of(winners[2].address)
     chain.expect_revert(
         ds.functions.registerWinner(rid, payment, proof), winners[2], "DataSourcingWrongTime"
@@ -388,6 +454,91 @@ def test_winners_are_paid_their_threshold_after_the_rounds_and_budget_is_conserv
     assert _escrow(mkt, ds) == 0
     info = ds.functions.request(rid).call()
     assert info[4] + info[5] == BUDGET  # paid + refunded == budget
+
+
+def test_a_flagged_winner_is_not_paid_and_its_payment_returns_to_the_requester(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    """Money follows contribution: a winner the committee flagged in the task's final payout
+    table (here a free rider and a poisoner) cannot claim its threshold payment; it returns to
+    the requester, once, with the refund after the claim deadline."""
+    task_id, rid, when, _, winners, tree = _registered(chain, mkt, ds)
+    requester = mkt.actors.requester.address
+    mkt.start(task_id, winners)
+    mkt.train(task_id, winners)
+    flags = (0, int(Flag.FREE_RIDER), int(Flag.POISONER))
+    rows = [
+        (w.address, (300 if f == 0 else 0) * E18, 500_000, f)
+        for w, f in zip(winners, flags, strict=True)
+    ]
+    table = _score(mkt, task_id, rows)
+    mkt.open_claims(task_id)
+    for i in (1, 2):
+        w = winners[i]
+        chain.expect_revert(
+            _claim(ds, rid, table, i),
+            w,
+            "DataSourcingWinnerFlagged",
+            rid,
+            w.address,
+            flags[i],
+        )
+        # the flag cannot be dropped: the unflagged row is not in the final table
+        chain.expect_revert(_claim(ds, rid, table, i, flags=0), w, "DataSourcingBadPayoutLeaf")
+    honest_payment, _ = tree.proof_of(winners[0].address)
+    chain.tx(_claim(ds, rid, table, 0), winners[0])
+    assert ds.functions.winner(rid, winners[1].address).call() == [
+        tree.proof_of(winners[1].address)[0],
+        False,
+    ]
+    # withheld, not yet refundable (a claim could still come until the deadline) ...
+    chain.expect_revert(
+        ds.functions.refund(rid), mkt.actors.outsiders[0], "DataSourcingNothingToRefund", rid
+    )
+    # ... then it returns to the requester, exactly once
+    chain.warp_past(when["claim"])
+    before = mkt.balance(requester)
+    chain.tx(ds.functions.refund(rid), mkt.actors.outsiders[0])
+    assert mkt.balance(requester) == before + tree.total - honest_payment
+    chain.expect_revert(
+        ds.functions.refund(rid), mkt.actors.outsiders[0], "DataSourcingNothingToRefund", rid
+    )
+    info = ds.functions.request(rid).call()
+    assert (info[4], info[5]) == (honest_payment, BUDGET - honest_payment)  # paid, refunded
+    assert _escrow(mkt, ds) == 0
+
+
+def test_if_scoring_fails_winners_that_trained_the_last_round_are_paid(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    """No payout root (no oracle revealed): as TaskMarket's fallback pays trainers, a winner that
+    committed the last round's update is paid (the failure is not its fault); one that skipped
+    it is not. The leaf arguments are ignored."""
+    task_id, rid, _, _, winners, tree = _registered(chain, mkt, ds)
+    deployer = mkt.actors.deployer
+    mkt.start(task_id, winners)
+    for r in (1, 2):
+        committers = winners if r == 1 else winners[:2]  # the third skips the last round
+        for i, t in enumerate(committers):
+            digest = Web3.keccak(text=f"update {task_id} {r} {i}")
+            chain.tx(mkt.fn.commitUpdate(task_id, r, f"bafy-update-{r}-{i}", digest, 100 + i), t)
+        if r == 2:
+            chain.warp_past(mkt.task(task_id)["phaseDeadline"])
+        chain.tx(mkt.fn.advance(task_id), deployer)
+    mkt.score(task_id, {}, {})  # nobody commits nor reveals: scoring fails
+    assert mkt.task(task_id)["scoringFailed"]
+    payment, _ = tree.proof_of(winners[0].address)
+    bal = mkt.balance(winners[0].address)
+    chain.tx(ds.functions.claimPayment(rid, *NO_LEAF), winners[0])
+    assert mkt.balance(winners[0].address) == bal + payment
+    chain.tx(ds.functions.claimPayment(rid, 7, 1, 2, 3, [b"\x01" * 32]), winners[1])  # ignored
+    chain.expect_revert(
+        ds.functions.claimPayment(rid, *NO_LEAF),
+        winners[2],
+        "DataSourcingRoundsNotCompleted",
+        rid,
+        winners[2].address,
+    )
 
 
 def test_client_runs_the_request_and_offer_flow(chain: Chain, mkt: Market, ds: Contract) -> None:
