@@ -297,7 +297,8 @@ def _fetch_all(
     """``fetch(0..n-1)`` on a pool of ``workers`` threads within ``budget`` seconds of ``clock``:
     for each, (its bytes or ``None``, the last error, the number of attempts started). A
     :class:`StorageError` other than a digest mismatch is retried (not before ``retry_after``
-    seconds since the attempt began), fewest attempts first; a :class:`CryptoError` or digest
+    seconds since the attempt began; every first attempt is due at the start, so before any
+    retry); a :class:`CryptoError` or digest
     mismatch is final. Attempts still running at the deadline are abandoned (not waited for)."""
     start = clock()
     deadline = start + budget
