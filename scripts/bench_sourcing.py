@@ -36,7 +36,14 @@ directions (9 of 64 features), 16 quantiles per direction.
   the scaling law and the validation sketch, once per task) is timed apart. The owner's own
   sketching time is reported as ``sketch_seconds_per_candidate``.
 
-Usage: ``.venv/bin/python scripts/bench_sourcing.py [--quick]`` (2 seeds, 100 instances).
+* ``--scaling`` (alone, seconds): ``selection_seconds`` of the committee's whole
+  :func:`~marketplace.sourcing.run_sourcing` (parse, calibrate, value by Monte Carlo Shapley, the
+  mechanism with its threshold payments) at 50, 100 and 200 offers of 30..200 training rows (every
+  fifth with 40% flipped labels), asks 1..49 tokens, budget 150 tokens; with each size's
+  selection digest, so a speed-up that changed a selection would show.
+
+Usage: ``.venv/bin/python scripts/bench_sourcing.py [--quick | --scaling]`` (--quick: 2 seeds,
+100 instances).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ sys.path.insert(0, str(REPO))
 
 from marketplace import fl  # noqa: E402
 from marketplace.sourcing import (  # noqa: E402
+    Offer,
     Predictor,
     SketchSpec,
     allocate,
@@ -66,6 +74,7 @@ from marketplace.sourcing import (  # noqa: E402
     calibrate,
     discriminant_basis,
     parse_sketch,
+    run_sourcing,
     select,
     threshold,
 )
@@ -328,11 +337,43 @@ def mechanism_setting(instances: int) -> dict[str, object]:
     }
 
 
+def scaling_setting(sizes: tuple[int, ...] = (50, 100, 200)) -> dict[str, object]:
+    """Seconds of one committee selection (:func:`run_sourcing`) by number of offers."""
+    splits = fl.split_dataset(fl.load_dataset("digits"), val_fraction=0.15, test_fraction=0.15)
+    val, train = splits.validation, splits.train
+    basis = discriminant_basis(val.x, val.y, num_classes=K, num_directions=9, seed=3)
+    spec = SketchSpec(task_seed=3, input_dim=64, num_classes=K, num_directions=9, basis=basis)
+    rng = np.random.default_rng(0)
+    seconds, digests = {}, {}
+    for n in sizes:
+        offers = []
+        for i in range(n):
+            rows = rng.choice(len(train.x), size=int(rng.integers(30, 200)), replace=False)
+            y = train.y[rows].copy()
+            if i % 5 == 0:
+                flip = rng.random(len(y)) < 0.4
+                y[flip] = rng.integers(0, K, int(flip.sum()))
+            sketch = build_sketch(train.x[rows], y, spec)
+            ask = int(rng.integers(1, 50)) * 10**18
+            offers.append(Offer(f"0x{i:040x}", ask, sketch.num_samples, sketch.to_json()))
+        t0 = time.perf_counter()
+        result = run_sourcing(spec=spec, x_val=val.x, y_val=val.y, budget=150 * 10**18,
+                              offers=offers)  # fmt: skip
+        seconds[str(n)] = round(time.perf_counter() - t0, 2)
+        digests[str(n)] = result.digest()
+        log(f"{n} offers: {seconds[str(n)]} s, {len(result.winners)} winners")
+    return {"selection_seconds": seconds, "selection_digests": digests}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, 100 instances")
+    parser.add_argument("--scaling", action="store_true", help="selection time by offer count")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.scaling:
+        print(json.dumps(scaling_setting()))
+        return
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     t0 = time.perf_counter()
     out: dict[str, object] = {}

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +33,14 @@ from marketplace.chain.sourcing_client import (
     selection_commitment,
 )
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
-from marketplace.errors import ConfigError, CryptoError, SourcingError, StorageError
+from marketplace.errors import (
+    ConfigError,
+    CryptoError,
+    DigestMismatchError,
+    SourcingError,
+    StorageError,
+    StoreUnreachableError,
+)
 from marketplace.jsonlimits import shallow_json
 from marketplace.sourcing import Offer, SketchSpec, SourcingResult, build_sketch, run_sourcing
 from marketplace.sourcing.sketch import MAX_SKETCH_BYTES, check_basis
@@ -186,6 +195,28 @@ def prepare_offer(
     return PreparedOffer(request_id, ask, sketch.num_samples, str(cid), secrets.token_bytes(32))
 
 
+SKETCH_FETCH_WORKERS = 8
+"""Sketches fetched at once by :func:`collect_offers` (a bounded pool)."""
+SKETCH_FETCH_TIMEOUT = 10.0
+"""Seconds one fetch of a sketch may take (the store is told so: Kubo gives up on a CID nobody
+serves after 8 s, instead of ~48 s with the store's default 60 s). A sketch is at most 2 MiB
+sealed, so a served one arrives well within it."""
+COLLECTION_MARGIN_SECONDS = 60
+"""The committee stops fetching sketches this many chain seconds before the selection-commit
+deadline, as the training oracle stops waiting for updates ``COMMIT_MARGIN_SECONDS`` (60) before
+its commit deadline: the rest is for the selection itself (~4 s for 200 offers, docs/benchmarks.md),
+storing the report and the commit transaction."""
+
+
+def collection_budget(select_commit_deadline: int, now: int) -> float:
+    """Seconds :func:`collect_offers` may spend fetching sketches at chain time ``now``: up to
+    :data:`COLLECTION_MARGIN_SECONDS` before the selection-commit deadline, and at least one
+    fetch timeout (an oracle that starts late still tries every sketch once)."""
+    return float(
+        max(select_commit_deadline - now - COLLECTION_MARGIN_SECONDS, SKETCH_FETCH_TIMEOUT)
+    )
+
+
 def collect_offers(
     client: DataSourcingClient,
     store: ContentStore,
@@ -196,28 +227,115 @@ def collect_offers(
     oracle: str,
     x25519_private: X25519PrivateKey,
     from_block: int = 0,
+    budget_seconds: float | None = None,
+    fetch_timeout: float = SKETCH_FETCH_TIMEOUT,
+    workers: int = SKETCH_FETCH_WORKERS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Offer]:
-    """Every revealed offer of ``request_id`` with its opened sketch (or the problem opening it)."""
+    """Every revealed offer of ``request_id`` with its opened sketch (or the problem opening it).
+
+    Sketches are fetched ``workers`` at a time, each fetch bounded by ``fetch_timeout``
+    (:meth:`ContentStore.with_timeout`), the whole collection by ``budget_seconds`` (default:
+    :func:`collection_budget` of the request's selection-commit deadline at the chain's time).
+    A sketch that is not served is retried — every offer's first attempt comes before anyone's
+    retry, and one offer at most once per ``fetch_timeout`` — until the budget is spent; then the
+    offer is rejected as ``unreachable``. A sketch that arrives but cannot be opened (wrong
+    digest, not sealed to this oracle) is rejected at once: its content will not change.
+    """
     logs = client.contract.events.OfferRevealed().get_logs(
         from_block=from_block, argument_filters={"requestId": request_id}
     )
+    if budget_seconds is None:
+        deadline = client.request(request_id).select_commit_deadline
+        budget_seconds = collection_budget(
+            deadline, int(client.w3.eth.get_block("latest")["timestamp"])
+        )
+    bounded = store.with_timeout(fetch_timeout)
+    revealed = [(Web3.to_checksum_address(log["args"]["owner"]), log["args"]) for log in logs]
+
+    def fetch(i: int) -> bytes:
+        owner, args = revealed[i]
+        sealed = bounded.get(args["sketchCid"], max_size=2 * MAX_SKETCH_BYTES)
+        return open_envelope(
+            sealed,
+            recipient_address=oracle,
+            x25519_private=x25519_private,
+            expected_context=EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner),
+        )
+
+    fetched = _fetch_all(fetch, len(revealed), budget=budget_seconds, retry_after=fetch_timeout,
+                         workers=workers, clock=clock, sleep=sleep)  # fmt: skip
+    if fetched and all(isinstance(exc, StoreUnreachableError) for _, exc, _ in fetched):
+        # Not one sketch, and this oracle's own store never answered: its daemon is down, which
+        # is no owner's fault — raised (retried by the node) rather than rejecting every offer.
+        raise next(exc for _, exc, _ in fetched if exc is not None)
     offers = []
-    for log in logs:
-        args = log["args"]
-        owner = Web3.to_checksum_address(args["owner"])
-        sketch, problem = b"", None
-        try:
-            sealed = store.get(args["sketchCid"], max_size=2 * MAX_SKETCH_BYTES)
-            sketch = open_envelope(
-                sealed,
-                recipient_address=oracle,
-                x25519_private=x25519_private,
-                expected_context=EnvelopeContext(chain_id, task_id, SOURCING_ROUND, owner),
+    for (owner, args), (sketch, exc, attempts) in zip(revealed, fetched, strict=True):
+        cid, problem = args["sketchCid"], None
+        if sketch is None and isinstance(exc, (CryptoError, DigestMismatchError)):
+            problem = f"sketch {cid} could not be read: {exc}"
+        elif sketch is None:
+            problem = (
+                f"unreachable: sketch {cid} was not fetched within the committee's "
+                f"{budget_seconds:.0f} s ({attempts} attempts; last: {exc or 'still running'})"
             )
-        except (StorageError, CryptoError) as exc:
-            problem = f"sketch {args['sketchCid']} could not be read: {exc}"
-        offers.append(Offer(owner, int(args["ask"]), int(args["samples"]), sketch, problem))
+        offers.append(Offer(owner, int(args["ask"]), int(args["samples"]), sketch or b"", problem))
     return offers
+
+
+def _fetch_all(
+    fetch: Callable[[int], bytes],
+    n: int,
+    *,
+    budget: float,
+    retry_after: float,
+    workers: int,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> list[tuple[bytes | None, BaseException | None, int]]:
+    """``fetch(0..n-1)`` on a pool of ``workers`` threads within ``budget`` seconds of ``clock``:
+    for each, (its bytes or ``None``, the last error, the number of attempts started). A
+    :class:`StorageError` other than a digest mismatch is retried (not before ``retry_after``
+    seconds since the attempt began; every first attempt is due at the start, so before any
+    retry); a :class:`CryptoError` or digest
+    mismatch is final. Attempts still running at the deadline are abandoned (not waited for)."""
+    start = clock()
+    deadline = start + budget
+    got: list[bytes | None] = [None] * n
+    errors: list[BaseException | None] = [None] * n
+    attempts = [0] * n
+    started = [start] * n
+    due = [(start, 0, i) for i in range(n)]  # (not before, attempts so far, index): a heap
+    running: dict[Future[bytes], int] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sketch-fetch")
+    try:
+        while due or running:
+            now = clock()
+            if now >= deadline:
+                break
+            while due and due[0][0] <= now and len(running) < workers:
+                _, _, i = heapq.heappop(due)
+                attempts[i] += 1
+                started[i] = now
+                running[pool.submit(fetch, i)] = i
+            if not running:
+                sleep(min(due[0][0], deadline) - now)
+                continue
+            wake = deadline if not due or len(running) >= workers else min(due[0][0], deadline)
+            done, _ = wait(running, timeout=max(0.0, wake - now), return_when=FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                try:
+                    got[i] = future.result()
+                except (CryptoError, DigestMismatchError) as exc:
+                    errors[i] = exc  # the content is what its CID says: it will not change
+                except StorageError as exc:
+                    errors[i] = exc
+                    heapq.heappush(due, (started[i] + retry_after, attempts[i], i))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [(got[i], errors[i], attempts[i]) for i in range(n)]
 
 
 def committee_selection(
@@ -249,12 +367,14 @@ def oracle_selection(
     x_val: np.ndarray,
     y_val: np.ndarray,
     budget: int,
+    budget_seconds: float | None = None,
 ) -> tuple[SourcingResult, SelectionTree | None, str | None]:
-    """What one oracle decides: open the revealed offers (:func:`collect_offers`), value and
-    select them (:func:`committee_selection`) and store the report. Returns the result, the tree
-    and the report's CID (both ``None`` when nobody wins)."""
+    """What one oracle decides: open the revealed offers (:func:`collect_offers`, within
+    ``budget_seconds``), value and select them (:func:`committee_selection`) and store the
+    report. Returns the result, the tree and the report's CID (both ``None`` when nobody wins)."""
     offers = collect_offers(client, store, request_id, task_id=task_id, chain_id=chain_id,
-                            oracle=oracle, x25519_private=x25519_private)  # fmt: skip
+                            oracle=oracle, x25519_private=x25519_private,
+                            budget_seconds=budget_seconds)  # fmt: skip
     result, tree = committee_selection(offers, request_id=request_id, spec=spec, x_val=x_val,
                                        y_val=y_val, budget=budget)  # fmt: skip
     if tree is None:

@@ -37,6 +37,7 @@ same integers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -83,12 +84,20 @@ def _check(values: Sequence[int], asks: Sequence[int], budget: int) -> None:
         raise SourcingError("budget, values and asks must be non-negative integers")
 
 
+def _by_ask_per_value(
+    indices: Sequence[int], values: Sequence[int], asks: Sequence[int]
+) -> list[int]:
+    """``indices`` (each with ``values[i] > 0``) sorted by ``asks[i] / values[i]`` ascending, ties
+    by lower index: exactly the order of the key ``(Fraction(asks[i], values[i]), i)``, but on
+    integers ``asks[i] * (L // values[i])`` with ``L`` the values' least common multiple, which
+    scale every ratio by the same ``L`` (Fraction comparisons made 200 offers' payments ~15 s)."""
+    common = math.lcm(*(values[i] for i in indices)) if indices else 1
+    return sorted(indices, key=lambda i: (asks[i] * (common // values[i]), i))
+
+
 def fractional_optimum(values: Sequence[int], asks: Sequence[int], budget: int) -> Fraction:
     """The fractional-knapsack optimum: most value with offers taken in fractions, cost <= B."""
-    order = sorted(
-        (i for i in range(len(values)) if values[i] > 0),
-        key=lambda i: (Fraction(asks[i], values[i]), i),
-    )
+    order = _by_ask_per_value([i for i in range(len(values)) if values[i] > 0], values, asks)
     left = Fraction(budget)
     total = Fraction(0)
     for i in order:
@@ -114,10 +123,11 @@ def allocate(
     if not eligible:
         return set(), "none"
     top = min(eligible, key=lambda i: (-values[i], i))
-    others_v = [values[i] if i != top and i in eligible else 0 for i in range(len(values))]
+    allowed = set(eligible)
+    others_v = [values[i] if i != top and i in allowed else 0 for i in range(len(values))]
     if large_item_factor * values[top] >= fractional_optimum(others_v, asks, budget):
         return {top}, "large_item"
-    order = sorted(eligible, key=lambda i: (Fraction(asks[i], values[i]), i))
+    order = _by_ask_per_value(eligible, values, asks)
     winners: set[int] = set()
     prefix_value = 0
     for i in order:

@@ -106,6 +106,12 @@ class ContentStore(ABC):
         :class:`StorageError` as soon as more than ``max_size`` bytes arrive.
         """
 
+    def with_timeout(self, seconds: float) -> ContentStore:
+        """This store with each of its network calls bounded by ``seconds`` (for a caller that
+        must not wait the default on content nobody serves); a store without network calls
+        returns itself."""
+        return self
+
     def get(
         self, cid: str, *, expected_sha256: bytes | None = None, max_size: int | None = None
     ) -> bytes:

@@ -16,6 +16,10 @@ Everything chosen is journaled *before* it is sent — keyed by the task's scope
 task) and the request id — so a restarted oracle reveals what it committed and never commits
 twice. An offer whose sketch cannot be fetched, opened or parsed is rejected with its reason and
 counts as non-selected (:func:`marketplace.sourcing.run_sourcing`); it never stops the oracle.
+Sketches are fetched 8 at a time, each fetch bounded by 10 s, and the whole collection ends
+``COLLECTION_MARGIN_SECONDS`` (60) before the selection-commit deadline (a sketch nobody served by
+then is rejected as ``unreachable``): offers revealed with CIDs nobody serves cannot push the
+oracle past its commit window (:func:`marketplace.protocol.sourcing.collect_offers`).
 Returns ``None`` when there is nothing (more) to do: no request, not on its committee, a request
 document that cannot be read as one (logged), or done.
 """
@@ -37,6 +41,7 @@ from marketplace.fl.data import canonical_digest
 from marketplace.protocol.session import open_validation_set
 from marketplace.protocol.sourcing import (
     RequestDocument,
+    collection_budget,
     commit_selection,
     load_request_document,
     oracle_selection,
@@ -172,6 +177,7 @@ class SourcingDuty:
             oracle=self.peer.me, x25519_private=s.identity.x25519_private,
             spec=self._document(client, request_id).spec, x_val=x_val, y_val=y_val,
             budget=view.budget,
+            budget_seconds=collection_budget(view.select_commit_deadline, s.market.now()),
         )  # fmt: skip
         for outcome in result.outcomes:
             if outcome.rejected is not None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from marketplace.errors import SourcingError
 from marketplace.sourcing import allocate, select, threshold
-from marketplace.sourcing.mechanism import LARGE_ITEM_FACTOR, SQRT2_PLUS_1
+from marketplace.sourcing.mechanism import LARGE_ITEM_FACTOR, SQRT2_PLUS_1, _by_ask_per_value
 
 instances = st.integers(min_value=1, max_value=7).flatmap(
     lambda n: st.tuples(
@@ -118,3 +118,23 @@ def test_selected_value_is_within_the_stated_ratio(inst) -> None:
     values, costs, budget = inst
     sel = select(values, costs, budget)
     assert sum(values[i] for i in sel.winners) * 6 >= _best_value(values, costs, budget)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 12), st.integers(0, 40))
+        | st.tuples(st.integers(1, 10**6), st.integers(0, 10**20)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_integer_ratio_order_is_the_fraction_order(pairs) -> None:
+    # The order by ask/value on integers (no Fraction: 200 offers' payments took ~15 s with
+    # Fraction keys) must be exactly the order of the key (Fraction(ask, value), index), ties
+    # included (small values and asks make many equal ratios), or selections would change.
+    values = [v for v, _ in pairs]
+    asks = [c for _, c in pairs]
+    indices = list(range(len(pairs)))
+    expected = sorted(indices, key=lambda i: (Fraction(asks[i], values[i]), i))
+    assert _by_ask_per_value(indices, values, asks) == expected
