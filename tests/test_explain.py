@@ -171,7 +171,7 @@ def test_an_error_without_a_sentence_still_shows_dates_and_tokens():
 
 _TIMES = {"deadline", "notBefore", "notAfter", "expiry", "unlockAt", "releaseAt", "joinDeadline"}
 _COUNTS = {"taskId", "requestId", "listingId", "saleId", "offerId", "index", "version", "words",
-           "size", "length", "max", "currentNonce", "duration", "cap"}  # fmt: skip
+           "size", "length", "max", "currentNonce", "duration", "cap", "flags"}  # fmt: skip
 _NOT_AMOUNTS = _COUNTS | _TIMES
 
 
@@ -194,7 +194,7 @@ def _plausible(inputs: list[dict], now: int, enum: int) -> tuple[object, ...]:
         elif kind == "uint256" and name not in _NOT_AMOUNTS:
             out.append(5 * TOKEN)
         else:
-            out.append(7 * 86400 if name in ("duration", "cap") else 3)
+            out.append(7 * 86400 if name in ("duration", "cap") else 6 if name == "flags" else 3)
     return tuple(out)
 
 

@@ -5,8 +5,8 @@ The contracts revert with custom errors (``ParticipantRegistryUnbondingNotReleas
 amounts in tokens, times as dates with "in 12 min", phases and roles by name, and what to do next.
 The sentences live per contract in this package (:mod:`.task_market`, :mod:`.registry` — with the
 token's and the OpenZeppelin libraries' errors —, :mod:`.data_sourcing`, :mod:`.model_market`,
-:mod:`.model_versions`, :mod:`.efficacy_market`); every custom error in a deployable contract's ABI has
-one (``tests/test_explain.py`` checks it against the packaged ABIs).
+:mod:`.model_versions`, :mod:`.efficacy_market`); every custom error in a deployable contract's
+ABI has one (``tests/test_explain.py`` checks it against the packaged ABIs).
 
 The convention a test checks: a sentence is one line, names the cause, then after ": " or "; "
 the fix, which contains one of :data:`FIX_MARKERS` — a ``fedmarket`` command to run, "wait" for a

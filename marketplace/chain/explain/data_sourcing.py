@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marketplace.chain.explain._words import Template, at, tok
+from marketplace.valuation.flags import Flag
 
 _SHOW = "see `fedmarket sourcing show --task TASK`"
+
+
+def _flags(value: Any) -> str:
+    """A payout leaf's flag bits in words (``poisoner, free rider``)."""
+    bits = int(value)
+    words = [str(f.name).lower().replace("_", " ") for f in Flag if f and bits & f]
+    unknown = bits & ~sum(Flag)
+    return ", ".join(words + ([f"unknown bits {unknown:#x}"] if unknown else [])) or "no flag"
+
 
 TEMPLATES: dict[str, Template] = {
     "DataSourcingUnknownRequest": lambda a: (
@@ -91,6 +103,21 @@ TEMPLATES: dict[str, Template] = {
     "DataSourcingNothingToClaim": lambda a: (
         f"{a[1]} has nothing to claim from request {a[0]} (not a registered winner, or paid "
         "already): register first with `fedmarket sourcing register --task TASK`"
+    ),
+    "DataSourcingPayoutNotFinal": lambda a: (
+        f"task {a[1]}'s payout table is not final yet (scoring or its dispute window is still "
+        f"open), so request {a[0]}'s data payments cannot be checked against it: wait, then "
+        "claim with `fedmarket sourcing claim --task TASK`"
+    ),
+    "DataSourcingBadPayoutLeaf": lambda a: (
+        f"the payout row {a[1]} sent for request {a[0]} is not in its task's final payout "
+        "table: claim with `fedmarket sourcing claim --task TASK`, which reads your row from "
+        "the committee's published report"
+    ),
+    "DataSourcingWinnerFlagged": lambda a: (
+        f"{a[1]} was flagged by the committee ({_flags(a[2])}), so its data payment for "
+        f"request {a[0]} is withheld and returns to the requester: nothing to do "
+        "(`fedmarket sourcing show --task TASK` says why)"
     ),
     "DataSourcingNotCancellable": lambda a: (
         f"request {a[0]} cannot be cancelled now (its selection is final, a window is still "
