@@ -45,6 +45,24 @@ contract MarketInvariants is Test {
         senders[1] = handler.trainer(5);
     }
 
+    /// @notice Printed with -vv after each run (the last run's is shown): successful calls per
+    ///         handler action, then how many tasks end the run in each phase and outcome.
+    function afterInvariant() public view {
+        string memory m = "accept join commitUpdate commitScore reveal claim fallback deposit slash dispute"
+            " resolve sweep withdrawBond releaseStake advance cancel:";
+        for (uint256 i; i < 16; ++i) m = string.concat(m, " ", vm.toString(handler.succeeded(i)));
+        uint256[13] memory count;
+        uint256 n = market.taskCount();
+        for (uint256 id = 1; id <= n; ++id) {
+            ITaskMarket.TaskInfo memory t = market.task(id);
+            count[uint8(t.phase)]++;
+            count[9 + uint8(t.outcome)]++;
+        }
+        m = string.concat(m, " | tasks by phase (Open..Forming) and outcome (None..Mismatch):");
+        for (uint256 i; i < 13; ++i) m = string.concat(m, " ", vm.toString(count[i]));
+        _log(m);
+    }
+
     /// market balance = Σ (budget − paid − refunded) + bonds + deposits + the dispute bond held.
     function invariant_marketBalanceEqualsItsBooks() public view {
         uint256 books;
