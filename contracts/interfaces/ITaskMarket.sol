@@ -48,7 +48,8 @@ interface ITaskMarket {
     ///      open joining) is asked `canJoin` on every join. `requesterDeposit` (task token) is paid
     ///      to the committee if the sealed validation set (digest `sealedValidationDigest`) turns
     ///      out not to match `validationCommitment`. `oracleSlash` is each seat's reserved stake:
-    ///      its vote weight and what it risks. Strings are emitted, not stored.
+    ///      its vote weight and what it risks. `minStake` and `oracleSlash` are at least
+    ///      `MIN_STAKE`, `trainerBond` at least `MIN_TRAINER_BOND`. Strings are emitted, not stored.
     struct TaskParams {
         IERC20 token;
         uint256 budget;
@@ -156,6 +157,10 @@ interface ITaskMarket {
     /// @param amount The amount given.
     /// @param minimum The protocol minimum.
     error TaskMarketStakeBelowMinimum(uint256 amount, uint256 minimum);
+    /// @notice Thrown when a task's trainer bond is below the protocol minimum (`MIN_TRAINER_BOND`).
+    /// @param amount The bond given.
+    /// @param minimum The protocol minimum.
+    error TaskMarketBondBelowMinimum(uint256 amount, uint256 minimum);
     /// @notice Thrown when an oracle accepts a seat it already accepted.
     /// @param taskId The task.
     /// @param oracle The oracle.

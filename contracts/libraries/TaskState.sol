@@ -21,6 +21,10 @@ library TaskState {
     uint64 internal constant MAX_CLAIM_DURATION = 180 days;
     /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake.
     uint256 internal constant MIN_STAKE = 1e18;
+    /// @notice Protocol minimum of a task's `trainerBond` (task token units: 1 token of an
+    ///         18-decimal token): every trainer that takes a seat posts a bond it loses if flagged
+    ///         or if it closes a batch with a forged leaf, besides its reserved stake.
+    uint256 internal constant MIN_TRAINER_BOND = 1e18;
 
     // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
     // commitUpdate and commitRound, slots 2-4 for claim's accounting.
@@ -218,6 +222,9 @@ library TaskState {
         if (p.quorumBps <= 5000 || p.quorumBps > 10_000) revert ITaskMarket.TaskMarketInvalidQuorum(p.quorumBps);
         if (p.minStake < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.minStake, MIN_STAKE);
         if (p.oracleSlash < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.oracleSlash, MIN_STAKE);
+        if (p.trainerBond < MIN_TRAINER_BOND) {
+            revert ITaskMarket.TaskMarketBondBelowMinimum(p.trainerBond, MIN_TRAINER_BOND);
+        }
     }
 
     function _checkDuration(uint64 duration, uint64 cap) private pure {

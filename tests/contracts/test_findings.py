@@ -55,7 +55,7 @@ def test_f1_stranger_naming_oracles_reserves_nothing_and_cancels_at_once(mkt):
     # the longest claim window it may ask for
     attacker = mkt.actors.outsiders[0]
     junk = _worthless_token(mkt, attacker)
-    spec = TaskSpec(token=junk.address, budget=1, trainer_bond=0, dispute_bond=0)
+    spec = TaskSpec(token=junk.address, budget=1, trainer_bond=E18, dispute_bond=0)
     spec = spec.with_(claim_duration=180 * 86400)
     # Execute
     task_id = mkt.create(spec, requester=attacker, accept=False)
@@ -349,7 +349,7 @@ def test_f8_stake_reserved_by_one_task_cannot_back_another(mkt):
     )
 
 
-# --- F9: protocol minimum stake -----------------------------------------------------------------
+# --- F9: protocol minimum stake and trainer bond ---------------------------------------------
 
 
 def test_f9_zero_stake_accounts_cannot_fill_seats(mkt):
@@ -368,6 +368,21 @@ def test_f9_zero_stake_accounts_cannot_fill_seats(mkt):
     mkt.chain.expect_revert(
         mkt.fn.join(task_id), empty, "TaskMarketStakeTooLow", empty.address, 0, E18
     )
+
+
+def test_f9_task_without_the_minimum_trainer_bond_is_refused(mkt):
+    # A bond of 0 (or 1 wei short of the minimum) would let a staked account take a trainer's
+    # seat with nothing of its own to lose in the task's token.
+    for bond in (0, E18 - 1):
+        mkt.chain.expect_revert(
+            mkt.fn.createTask(mkt.params(TaskSpec(trainer_bond=bond))),
+            mkt.actors.requester,
+            "TaskMarketBondBelowMinimum",
+            bond,
+            E18,
+        )
+    assert mkt.fn.MIN_TRAINER_BOND().call() == E18
+    assert mkt.create(TaskSpec(trainer_bond=E18))
 
 
 # --- F10: slashOracle has a window inside the reservation ---------------------------------------
