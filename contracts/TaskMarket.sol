@@ -41,6 +41,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake
     ///         (registry token units): empty accounts cannot fill seats.
     uint256 public constant MIN_STAKE = TaskState.MIN_STAKE;
+    /// @notice Protocol minimum of a task's `trainerBond` (task token units): every trainer
+    ///         posts a bond it can lose, so an empty account cannot fill a seat at no risk.
+    uint256 public constant MIN_TRAINER_BOND = TaskState.MIN_TRAINER_BOND;
     /// @notice Reserved stake at which a task moves reputation by the full EMA step; less stake at
     ///         risk moves it proportionally less.
     uint256 public constant REPUTATION_FULL_STAKE = 100e18;
@@ -79,6 +82,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     IParticipantRegistry private immutable _registry;
     address private immutable _arbiter;
+    // EIP-712 domain separator, computed once for the deployment's chain id and address; rebuilt
+    // per call on any other chain (a fork) or address (a delegatecall).
+    bytes32 private immutable _domainSeparator;
+    uint256 private immutable _domainChainId;
+    address private immutable _domainThis;
 
     uint256 private _taskCount;
     mapping(uint256 taskId => TaskState.Task) private _tasks;
@@ -96,6 +104,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         if (address(registry_) == address(0) || arbiter_ == address(0)) revert TaskMarketZeroAddress();
         _registry = registry_;
         _arbiter = arbiter_;
+        _domainSeparator = _buildDomainSeparator();
+        _domainChainId = block.chainid;
+        _domainThis = address(this);
     }
 
     // --- requester ------------------------------------------------------------------------------
@@ -123,10 +134,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ITaskMarket
-    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes calldata signature) external {
+    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes32 r, bytes32 vs) external {
         if (block.timestamp > deadline) revert TaskMarketSignatureExpired(deadline);
+        // EIP-2098 compact signature: OpenZeppelin rebuilds (v, s) and rejects a high s.
         (address signer, ECDSA.RecoverError err,) =
-            ECDSA.tryRecover(seatAcceptanceDigest(taskId, oracle, deadline), signature);
+            ECDSA.tryRecover(seatAcceptanceDigest(taskId, oracle, deadline), r, vs);
         if (err != ECDSA.RecoverError.NoError || signer != oracle) revert TaskMarketInvalidSignature(taskId, oracle);
         _acceptSeat(taskId, oracle);
     }
@@ -136,6 +148,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function join(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
+        _open(t); // the first join stores the Open phase the last seat started
         if (t.phase != Phase.Open) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         if (msg.sender == t.requester || t.committee.seats[msg.sender].number != 0) {
@@ -178,7 +191,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         external
     {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Training) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Training) _wrongPhase(taskId, t);
         if (round != t.currentRound) revert TaskMarketWrongRound(taskId, round, t.currentRound);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         Trainer storage tr = _trainers[taskId][msg.sender];
@@ -309,7 +322,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function withdrawBond(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Cancelled || t.outcome != Outcome.None) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Cancelled || t.outcome != Outcome.None) _wrongPhase(taskId, t);
         Trainer storage tr = _trainers[taskId][msg.sender];
         if (tr.status != TrainerStatus.Joined) revert TaskMarketNoBond(taskId, msg.sender);
 
@@ -327,6 +340,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function advance(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
+        _open(t); // a completed committee opened the task: its join deadline applies
         Phase phase = t.phase;
         uint64 deadline = t.phaseDeadline;
         bool expired = block.timestamp > deadline;
@@ -433,7 +447,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function claimFallback(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Cancelled || t.outcome < Outcome.Failed) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Cancelled || t.outcome < Outcome.Failed) _wrongPhase(taskId, t);
         uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
         if (block.timestamp >= claimDeadline) revert TaskMarketDeadlinePassed(taskId, claimDeadline);
         Trainer storage tr = _trainers[taskId][msg.sender];
@@ -455,7 +469,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     function claimDeposit(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
         if (t.outcome != Outcome.ValidationMismatch || t.phase != Phase.Cancelled) {
-            revert TaskMarketWrongPhase(taskId, t.phase);
+            _wrongPhase(taskId, t);
         }
         CommitteeVote.State storage c = t.committee;
         CommitteeVote.Seat storage seat = c.seats[msg.sender];
@@ -474,7 +488,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function releaseStake(uint256 taskId) external {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Closed) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Closed) _wrongPhase(taskId, t);
         Trainer storage tr = _trainers[taskId][msg.sender];
         if (tr.status != TrainerStatus.Joined) revert TaskMarketNothingToClaim(taskId, msg.sender);
         tr.status = TrainerStatus.Settled;
@@ -487,7 +501,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function commitScore(uint256 taskId, bytes32 commitment) external {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Committing) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Committing) _wrongPhase(taskId, t);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         t.committee.commit(taskId, msg.sender, commitment);
         emit ScoreCommitted(taskId, msg.sender, commitment);
@@ -496,7 +510,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function revealScore(uint256 taskId, bytes32 payoutRoot, string calldata reportCid, bytes32 salt) external {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Revealing) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Revealing) _wrongPhase(taskId, t);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         t.committee.reveal(taskId, msg.sender, payoutRoot, reportCid, salt);
         emit ScoreRevealed(taskId, msg.sender, payoutRoot, reportCid);
@@ -511,7 +525,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
             // The root is final only once the dispute window is over.
             if (block.timestamp < opensAt) revert TaskMarketTooEarly(taskId, opensAt);
         } else if (!(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
-            revert TaskMarketWrongPhase(taskId, phase);
+            _wrongPhase(taskId, t);
         }
         // The slash window closes with the claim window: the reservation is released at sweep.
         uint64 windowEnd = opensAt + t.claimDuration;
@@ -528,7 +542,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function dispute(uint256 taskId) external nonReentrant {
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Finalized) _wrongPhase(taskId, t);
         if (block.timestamp >= t.claimsOpenAt) revert TaskMarketDeadlinePassed(taskId, t.claimsOpenAt);
         if (!t.committee.accepted(msg.sender) && _trainers[taskId][msg.sender].status == TrainerStatus.None) {
             revert TaskMarketNotParticipant(taskId, msg.sender);
@@ -546,7 +560,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     function resolveDispute(uint256 taskId, bytes32 root) external nonReentrant {
         if (msg.sender != _arbiter) revert TaskMarketNotArbiter(msg.sender);
         TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Disputed) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Disputed) _wrongPhase(taskId, t);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
         uint256 stake = t.committee.rootStakes[root];
         if (stake == 0) revert TaskMarketRootNotRevealed(taskId, root);
@@ -659,12 +673,16 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function seatAcceptanceDigest(uint256 taskId, address oracle, uint256 deadline) public view returns (bytes32) {
-        // EIP-712 with the domain computed per call: bound to this chain id and this market.
-        bytes32 domain = keccak256(
-            abi.encode(_EIP712_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this))
-        );
+        // EIP-712, bound to this chain id and this market.
+        bytes32 domain = block.chainid == _domainChainId && address(this) == _domainThis
+            ? _domainSeparator
+            : _buildDomainSeparator();
         bytes32 structHash = keccak256(abi.encode(SEAT_ACCEPTANCE_TYPEHASH, taskId, oracle, deadline));
         return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
+    }
+
+    function _buildDomainSeparator() private view returns (bytes32) {
+        return keccak256(abi.encode(_EIP712_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
     }
 
     /// @inheritdoc ITaskMarket
@@ -685,19 +703,19 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     // --- internals: creation --------------------------------------------------------------------
 
     /// @dev Moves no token and calls only the registry (trusted): no reentrancy guard needed.
+    ///      The last seat opens the task at this block's time: `accept` records it beside the
+    ///      acceptance mask (the slot it writes anyway) and `TaskState.phaseOf` reads the task as
+    ///      Open, join deadline `now + joinDuration`, from then on; the first join or advance
+    ///      stores it (`TaskState.open`). Keeps every consent, the last included, under 50,000 gas.
     function _acceptSeat(uint256 taskId, address oracle) private {
         TaskState.Task storage t = _task(taskId);
+        // Stored Forming; accept reverts if the committee completed (the task is Open then).
         if (t.phase != Phase.Forming) revert TaskMarketWrongPhase(taskId, t.phase);
         if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        bool complete = t.committee.accept(taskId, oracle);
-        uint128 amount = t.committee.weight; // = oracleSlash, in the slot accept just touched
+        (bool complete, uint96 amount) = t.committee.accept(taskId, oracle); // amount = oracleSlash
         emit SeatAccepted(taskId, oracle, amount);
-        if (complete) {
-            uint64 joinDeadline = uint64(block.timestamp) + t.joinDuration;
-            t.phaseDeadline = joinDeadline;
-            t.joinDeadline = joinDeadline;
-            _setPhase(taskId, t, Phase.Open);
-        }
+        // No round before training: round 0.
+        if (complete) emit PhaseAdvanced(taskId, Phase.Forming, Phase.Open, 0);
         _registry.reserve(oracle, amount);
     }
 
@@ -808,8 +826,24 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         }
     }
 
+    /// @dev Stores the Open phase of a task whose committee completed since (TaskState.phaseOf).
+    function _open(TaskState.Task storage t) private {
+        TaskState.open(t);
+    }
+
+    /// @dev Reverts with the phase task `t` is in: Open for a committee that completed before any
+    ///      join or advance stored it (TaskState.phaseOf).
+    function _wrongPhase(uint256 taskId, TaskState.Task storage t) private view {
+        Phase phase = t.phase;
+        if (phase == Phase.Forming && t.committee.completedAt != 0) phase = Phase.Open;
+        revert TaskMarketWrongPhase(taskId, phase);
+    }
+
     function _setPhase(uint256 taskId, TaskState.Task storage t, Phase to) private {
+        // A task whose committee completed is Open even while storage still says Forming (a
+        // cancel before any join or advance): TaskState.phaseOf.
         Phase from = t.phase;
+        if (from == Phase.Forming && t.committee.completedAt != 0) from = Phase.Open;
         t.phase = to;
         emit PhaseAdvanced(taskId, from, to, t.currentRound);
     }
@@ -819,7 +853,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @dev The task, if its claim window is open: Finalized, dispute window over, before the deadline.
     function _claimableTask(uint256 taskId) private view returns (TaskState.Task storage t) {
         t = _task(taskId);
-        if (t.phase != Phase.Finalized) revert TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != Phase.Finalized) _wrongPhase(taskId, t);
         uint64 opensAt = t.claimsOpenAt;
         if (block.timestamp < opensAt) revert TaskMarketTooEarly(taskId, opensAt);
         uint64 claimDeadline = opensAt + t.claimDuration;

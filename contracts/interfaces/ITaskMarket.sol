@@ -48,7 +48,8 @@ interface ITaskMarket {
     ///      open joining) is asked `canJoin` on every join. `requesterDeposit` (task token) is paid
     ///      to the committee if the sealed validation set (digest `sealedValidationDigest`) turns
     ///      out not to match `validationCommitment`. `oracleSlash` is each seat's reserved stake:
-    ///      its vote weight and what it risks. Strings are emitted, not stored.
+    ///      its vote weight and what it risks. `minStake` and `oracleSlash` are at least
+    ///      `MIN_STAKE`, `trainerBond` at least `MIN_TRAINER_BOND`. Strings are emitted, not stored.
     struct TaskParams {
         IERC20 token;
         uint256 budget;
@@ -156,6 +157,10 @@ interface ITaskMarket {
     /// @param amount The amount given.
     /// @param minimum The protocol minimum.
     error TaskMarketStakeBelowMinimum(uint256 amount, uint256 minimum);
+    /// @notice Thrown when a task's trainer bond is below the protocol minimum (`MIN_TRAINER_BOND`).
+    /// @param amount The bond given.
+    /// @param minimum The protocol minimum.
+    error TaskMarketBondBelowMinimum(uint256 amount, uint256 minimum);
     /// @notice Thrown when an oracle accepts a seat it already accepted.
     /// @param taskId The task.
     /// @param oracle The oracle.
@@ -607,18 +612,26 @@ interface ITaskMarket {
 
     /// @notice Take the caller's seat on a Forming task's committee, before the acceptance
     ///         deadline: reserves `oracleSlash` of its stake for this task. When the last seat is
-    ///         taken the task opens for joining.
+    ///         taken the task opens for joining (`PhaseAdvanced` Forming → Open, join deadline
+    ///         `now + joinDuration`). That consent only records the committee's completion time:
+    ///         `task` reports the task Open from then on, and the first `join` or `advance`
+    ///         stores the phase. Once the committee is complete, a further acceptance reverts
+    ///         (`TaskMarketSeatAlreadyAccepted`, or `TaskMarketWrongPhase` once stored).
     /// @param taskId The task.
     function acceptSeat(uint256 taskId) external;
 
     /// @notice Take `oracle`'s seat with its EIP-712 signature of
     ///         `SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)` (domain
     ///         "FedMarket TaskMarket", version "1", this chain and market). Anyone may submit it.
+    ///         The signature is EIP-2098 compact (64 bytes as `r` and `vs`: `vs` is `s` with the
+    ///         recovery bit `v − 27` in its top bit); a high `s` is rejected. A signature cannot be
+    ///         replayed: a seat is taken once, and the digest binds the task, oracle, chain and market.
     /// @param taskId The task.
     /// @param oracle The oracle that signed.
     /// @param deadline The signature's expiry (unix time).
-    /// @param signature The 65-byte signature.
-    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes calldata signature) external;
+    /// @param r The signature's `r`.
+    /// @param vs The signature's `s`, with `v − 27` in bit 255.
+    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes32 r, bytes32 vs) external;
 
     // --- failure paths --------------------------------------------------------------------------
 

@@ -34,9 +34,10 @@ library CommitteeVote {
         // Commitment until the member reveals, then its revealed root.
         mapping(address oracle => bytes32) votes;
         mapping(bytes32 root => uint256) rootStakes;
-        // One slot: everything accept, commit and reveal read and write (32 bytes).
+        // One slot: everything accept, commit and reveal read and write (29 bytes).
         uint96 weight; // each accepted seat's reserved stake and vote weight
-        uint96 leadingStake; // <= size * weight, checked to fit at creation
+        uint8 leadingVotes; // seats behind the leading root (its stake is leadingVotes * weight)
+        uint64 completedAt; // when the last seat was accepted (the task opened then); 0 before
         uint8 size;
         uint8 committedCount;
         uint8 revealedCount;
@@ -71,16 +72,21 @@ library CommitteeVote {
     /// @param s The committee.
     /// @param taskId The task (for errors).
     /// @param oracle The member.
-    /// @return complete Whether every seat is now accepted.
-    function accept(State storage s, uint256 taskId, address oracle) internal returns (bool complete) {
+    /// @return complete Whether every seat is now accepted (the committee completed now).
+    /// @return weight The seat's stake to reserve.
+    function accept(State storage s, uint256 taskId, address oracle) internal returns (bool complete, uint96 weight) {
         uint8 number = s.seats[oracle].number;
         if (number == 0) revert ITaskMarket.TaskMarketNotCommitteeMember(taskId, oracle);
         uint16 bit = uint16(1 << (number - 1));
-        if (s.acceptedMask & bit != 0) revert ITaskMarket.TaskMarketSeatAlreadyAccepted(taskId, oracle);
-        // One slot written: the mask lives beside the weight.
-        uint16 mask = s.acceptedMask | bit;
-        s.acceptedMask = mask;
+        uint16 mask = s.acceptedMask;
+        // Also once the committee completed (every bit set): no seat is taken twice.
+        if (mask & bit != 0) revert ITaskMarket.TaskMarketSeatAlreadyAccepted(taskId, oracle);
+        // One slot written: the mask and the completion time live beside the weight.
+        mask |= bit;
         complete = mask == (1 << s.size) - 1;
+        if (complete) s.completedAt = uint64(block.timestamp);
+        s.acceptedMask = mask;
+        weight = s.weight;
     }
 
     /// @notice Record `oracle`'s commitment.
@@ -125,17 +131,18 @@ library CommitteeVote {
             revert ITaskMarket.TaskMarketCommitmentMismatch(taskId, oracle);
         }
         s.votes[oracle] = root;
-        uint256 tally = s.rootStakes[root] + s.weight;
+        uint96 weight = s.weight;
+        uint256 tally = s.rootStakes[root] + weight;
         s.rootStakes[root] = tally;
         s.revealedMask |= bit;
         // At most one reveal per member, and at most 16 members.
         unchecked {
             s.revealedCount += 1;
         }
-        // Strictly greater: on a tie the root revealed first keeps the lead. The tally is at most
-        // the committee's stake (size × weight), checked at creation to fit a uint96.
-        if (tally > s.leadingStake) {
-            s.leadingStake = uint96(tally);
+        // Strictly greater: on a tie the root revealed first keeps the lead. Every seat weighs
+        // `weight` (> 0), so a tally is a whole number of seats, at most size <= 16.
+        if (tally > uint256(s.leadingVotes) * weight) {
+            s.leadingVotes = uint8(tally / weight);
             s.leader = number;
         }
     }
@@ -153,7 +160,14 @@ library CommitteeVote {
     /// @return True on quorum.
     function hasQuorum(State storage s, uint16 quorumBps) external view returns (bool) {
         // leadingStake < 2^128 and quorumBps < 2^14: no overflow in uint256.
-        return uint256(s.leadingStake) * 10_000 >= uint256(quorumBps) * totalStake(s);
+        return leadingStake(s) * 10_000 >= uint256(quorumBps) * totalStake(s);
+    }
+
+    /// @notice The stake behind the leading root.
+    /// @param s The committee.
+    /// @return The stake (leadingVotes × weight).
+    function leadingStake(State storage s) internal view returns (uint256) {
+        return uint256(s.leadingVotes) * s.weight;
     }
 
     /// @notice The root with the most stake (first revealed on a tie); zero if none.

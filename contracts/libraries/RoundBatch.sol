@@ -59,7 +59,10 @@ library RoundBatch {
         bytes32 modelDigest,
         string calldata modelCid
     ) external {
-        if (t.phase != ITaskMarket.Phase.Training) revert ITaskMarket.TaskMarketWrongPhase(taskId, t.phase);
+        if (t.phase != ITaskMarket.Phase.Training) {
+            (ITaskMarket.Phase phase,) = TaskState.phaseOf(t);
+            revert ITaskMarket.TaskMarketWrongPhase(taskId, phase);
+        }
         if (round != t.currentRound) revert ITaskMarket.TaskMarketWrongRound(taskId, round, t.currentRound);
         uint64 deadline = t.phaseDeadline;
         if (block.timestamp > deadline) revert ITaskMarket.TaskMarketDeadlinePassed(taskId, deadline);

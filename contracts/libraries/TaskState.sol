@@ -21,6 +21,10 @@ library TaskState {
     uint64 internal constant MAX_CLAIM_DURATION = 180 days;
     /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake.
     uint256 internal constant MIN_STAKE = 1e18;
+    /// @notice Protocol minimum of a task's `trainerBond` (task token units: 1 token of an
+    ///         18-decimal token): every trainer that takes a seat posts a bond it loses if flagged
+    ///         or if it closes a batch with a forged leaf, besides its reserved stake.
+    uint256 internal constant MIN_TRAINER_BOND = 1e18;
 
     // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
     // commitUpdate and commitRound, slots 2-4 for claim's accounting.
@@ -60,7 +64,6 @@ library TaskState {
         uint64 acceptDuration;
         // slot 8
         uint64 totalSamples;
-        uint64 joinDeadline; // set when the committee is complete
         uint32 minTrainers;
         uint32 maxTrainers;
         uint32 minReputationPpm;
@@ -135,6 +138,46 @@ library TaskState {
         );
     }
 
+    /// @notice Task `t`'s phase and phase deadline as they stand. The last seat's acceptance
+    ///         opens the task (it emits `PhaseAdvanced` Forming → Open) but, to keep consent
+    ///         cheap, writes only the committee's completion time, in the slot the acceptance
+    ///         writes anyway: a task whose committee completed is Open from that moment, with the
+    ///         join window `joinDuration` counted from it (as if written then), until `open`
+    ///         stores it (the first join or advance) or the task leaves Open.
+    /// @param t The task.
+    /// @return phase The phase in force.
+    /// @return deadline Its deadline.
+    function phaseOf(Task storage t) internal view returns (ITaskMarket.Phase phase, uint64 deadline) {
+        phase = t.phase;
+        deadline = t.phaseDeadline;
+        if (phase == ITaskMarket.Phase.Forming) {
+            uint64 completedAt = t.committee.completedAt;
+            if (completedAt != 0) {
+                phase = ITaskMarket.Phase.Open;
+                deadline = completedAt + t.joinDuration;
+            }
+        }
+    }
+
+    /// @notice Store the Open phase of task `t` if its committee completed since (see `phaseOf`).
+    /// @param t The task.
+    function open(Task storage t) internal {
+        if (t.phase != ITaskMarket.Phase.Forming) return;
+        uint64 completedAt = t.committee.completedAt;
+        if (completedAt == 0) return;
+        t.phase = ITaskMarket.Phase.Open;
+        t.phaseDeadline = completedAt + t.joinDuration;
+    }
+
+    /// @notice Task `t`'s join deadline: the committee's completion plus the join window; 0 while
+    ///         the committee is incomplete.
+    /// @param t The task.
+    /// @return The deadline.
+    function joinDeadlineOf(Task storage t) internal view returns (uint64) {
+        uint64 completedAt = t.committee.completedAt;
+        return completedAt == 0 ? 0 : completedAt + t.joinDuration;
+    }
+
     /// @notice The ABI encoding of task `t`'s `ITaskMarket.TaskInfo` (TaskMarket.task returns it).
     /// @param t The task.
     /// @return The encoded struct.
@@ -146,7 +189,6 @@ library TaskState {
         ITaskMarket.TaskInfo memory info;
         info.requester = t.requester;
         info.token = t.token;
-        info.phase = t.phase;
         info.currentRound = t.currentRound;
         info.rounds = t.rounds;
         info.budget = t.budget;
@@ -161,8 +203,8 @@ library TaskState {
         info.maxTrainers = t.maxTrainers;
         info.trainerCount = t.trainerCount;
         info.roundCommits = t.roundCommits;
-        info.joinDeadline = t.joinDeadline;
-        info.phaseDeadline = t.phaseDeadline;
+        (info.phase, info.phaseDeadline) = phaseOf(t);
+        info.joinDeadline = joinDeadlineOf(t);
         info.claimsOpenAt = t.claimsOpenAt;
         info.claimDeadline = t.claimsOpenAt == 0 ? 0 : t.claimsOpenAt + t.claimDuration;
         info.roundDuration = t.roundDuration;
@@ -174,7 +216,7 @@ library TaskState {
         info.validationCommitment = t.validationCommitment;
         info.payoutRoot = t.payoutRoot;
         info.leadingRoot = leader == 0 ? bytes32(0) : c.votes[c.members[leader - 1]];
-        info.leadingStake = c.leadingStake;
+        info.leadingStake = CommitteeVote.leadingStake(c);
         info.committeeStake = CommitteeVote.totalStake(c);
         info.quorumBps = t.quorumBps;
         info.committeeSize = c.size;
@@ -218,6 +260,9 @@ library TaskState {
         if (p.quorumBps <= 5000 || p.quorumBps > 10_000) revert ITaskMarket.TaskMarketInvalidQuorum(p.quorumBps);
         if (p.minStake < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.minStake, MIN_STAKE);
         if (p.oracleSlash < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.oracleSlash, MIN_STAKE);
+        if (p.trainerBond < MIN_TRAINER_BOND) {
+            revert ITaskMarket.TaskMarketBondBelowMinimum(p.trainerBond, MIN_TRAINER_BOND);
+        }
     }
 
     function _checkDuration(uint64 duration, uint64 cap) private pure {

@@ -53,10 +53,31 @@ __all__ = [
     "TaskParams",
     "TaskView",
     "Wei",
+    "compact_signature",
 ]
 
 Wei = NewType("Wei", int)
 TaskId = NewType("TaskId", int)
+
+_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
+def compact_signature(signature: bytes) -> tuple[bytes, bytes]:
+    """A 65-byte ``r || s || v`` signature as EIP-2098 ``(r, vs)``: ``vs`` is ``s`` with
+    ``v - 27`` in its top bit (``TaskMarket.acceptSeatFor`` takes it). A 64-byte signature is
+    taken as already compact."""
+    if len(signature) == 64:
+        return signature[:32], signature[32:]
+    if len(signature) != 65:
+        raise ValueError(f"a signature has 65 bytes (or 64 compact), not {len(signature)}")
+    s = int.from_bytes(signature[32:64], "big")
+    v = signature[64]
+    v = v + 27 if v < 27 else v
+    if v not in (27, 28) or s > _SECP256K1_HALF_N:
+        raise ValueError("not a low-s signature with v 27 or 28: no compact form")
+    vs = s | ((v - 27) << 255)
+    return signature[:32], vs.to_bytes(32, "big")
+
 
 BPS = 10_000  # basis points in one
 QUORUM_MIN_BPS = 5_000  # a quorum must be a strict majority of the committee's stake
@@ -347,9 +368,11 @@ class Marketplace:
     def accept_seat_for(
         self, sender: LocalAccount, task_id: int, oracle: str, deadline: int, signature: bytes
     ) -> TxReceipt:
-        """Submit an oracle's signed seat acceptance (e.g. the requester batching them)."""
+        """Submit an oracle's signed seat acceptance (e.g. the requester batching them); the
+        65-byte signature goes on chain in its 64-byte compact form (:func:`compact_signature`)."""
+        r, vs = compact_signature(signature)
         fn = self.market.functions.acceptSeatFor(
-            task_id, Web3.to_checksum_address(oracle), deadline, signature
+            task_id, Web3.to_checksum_address(oracle), deadline, r, vs
         )
         return self.send(fn, sender)
 

@@ -304,7 +304,7 @@ class TaskParams(StructView):
     oracles: tuple[str, ...]
     token: str | None = None
     min_reputation_ppm: int = 0
-    trainer_bond: int = 0
+    trainer_bond: int = 10**18  # the protocol minimum (TaskMarket.MIN_TRAINER_BOND)
     dispute_bond: int = 0
     round_duration: int = 3600
     commit_duration: int = 3600

@@ -58,7 +58,7 @@ class TaskPlan:
     valuation: ValuationConfig = ValuationConfig()
     dataset: dict[str, Any] = field(default_factory=dict)
     public_model: bool = False
-    trainer_bond: int = 0
+    trainer_bond: int = 10**18  # at least the protocol minimum (TaskMarket.MIN_TRAINER_BOND)
     dispute_bond: int = 0
     min_reputation_ppm: int = 0
     join_window: int = 3600

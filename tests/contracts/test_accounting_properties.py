@@ -74,7 +74,7 @@ class MarketMachine(RuleBasedStateMachine):
     # --- rules ----------------------------------------------------------------------------
     @rule(
         budget=st.integers(1, 1000),
-        bond=st.integers(0, 30),
+        bond=st.integers(1, 30),  # at least MIN_TRAINER_BOND (1 token)
         dispute_bond=st.integers(0, 30),
         min_trainers=st.integers(1, 3),
     )

@@ -26,6 +26,7 @@ from conftest import STAKE, UNBONDING_DELAY
 from eth_account import Account
 from web3 import Web3
 
+from marketplace.chain.clients import compact_signature
 from marketplace.valuation.merkle import LeafDomain
 
 VOTE_A = Vote(bytes(Web3.keccak(text="root A")), "bafy-a", b"\x01" * 32)
@@ -55,7 +56,7 @@ def test_f1_stranger_naming_oracles_reserves_nothing_and_cancels_at_once(mkt):
     # the longest claim window it may ask for
     attacker = mkt.actors.outsiders[0]
     junk = _worthless_token(mkt, attacker)
-    spec = TaskSpec(token=junk.address, budget=1, trainer_bond=0, dispute_bond=0)
+    spec = TaskSpec(token=junk.address, budget=1, trainer_bond=E18, dispute_bond=0)
     spec = spec.with_(claim_duration=180 * 86400)
     # Execute
     task_id = mkt.create(spec, requester=attacker, accept=False)
@@ -115,18 +116,18 @@ def test_f1_seat_accepted_by_eip712_signature_submitted_by_the_requester(mkt):
     sig = Account._sign_hash(digest, o0.key).signature
     forged = Account._sign_hash(digest, mkt.actors.oracles[1].key).signature
     mkt.chain.expect_revert(
-        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, forged),
+        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(forged)),
         req,
         "TaskMarketInvalidSignature",
         task_id,
         o0.address,
     )
-    mkt.chain.tx(mkt.fn.acceptSeatFor(task_id, o0.address, deadline, sig), req)
+    mkt.chain.tx(mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(sig)), req)
     assert mkt.fn.hasAccepted(task_id, o0.address).call() is True
     assert mkt.reserved(o0.address) == TaskSpec().oracle_slash
     mkt.chain.warp_past(deadline)
     mkt.chain.expect_revert(
-        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, sig),
+        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(sig)),
         req,
         "TaskMarketSignatureExpired",
         deadline,
@@ -322,6 +323,86 @@ def test_f7_late_advance_gives_the_next_phase_its_full_window(mkt):
     assert info["phaseDeadline"] == mkt.chain.now() + TaskSpec().reveal_duration
 
 
+def _last_seat(mkt, task_id: int):
+    """Every oracle but the last accepts; the last one's receipt (it completes the committee)."""
+    *first, last = mkt.actors.oracles
+    for o in first:
+        mkt.chain.tx(mkt.fn.acceptSeat(task_id), o)
+    return mkt.chain.tx(mkt.fn.acceptSeat(task_id), last)
+
+
+def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
+    # Prepare: the committee completes late in its acceptance window
+    spec = TaskSpec()
+    task_id = mkt.create(spec, accept=False)
+    mkt.chain.warp(600)
+    # Execute: the last seat (it stores only the completion time, beside the acceptance mask)
+    receipt = _last_seat(mkt, task_id)
+    opened = mkt.chain.now()
+    # Assert: Open at once, for every reader, with the join window counted from completion
+    (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
+    assert (event["from"], event["to"]) == (Phase.FORMING, Phase.OPEN)
+    info = mkt.task(task_id)
+    assert info["phase"] == Phase.OPEN and info["acceptedCount"] == 3
+    assert info["phaseDeadline"] == info["joinDeadline"] == opened + spec.join_in
+    mkt.chain.expect_revert(
+        mkt.fn.acceptSeat(task_id),
+        mkt.actors.oracles[0],
+        "TaskMarketSeatAlreadyAccepted",
+        task_id,
+        mkt.actors.oracles[0].address,
+    )
+    # A join much later, still inside the window, is accepted and stores the same deadline
+    mkt.chain.warp(spec.join_in - 100)
+    mkt.join(task_id, mkt.actors.trainers[:1])
+    info = mkt.task(task_id)
+    assert info["phase"] == Phase.OPEN and info["phaseDeadline"] == opened + spec.join_in
+    mkt.chain.expect_revert(
+        mkt.fn.acceptSeat(task_id),
+        mkt.actors.oracles[0],
+        "TaskMarketWrongPhase",
+        task_id,
+        Phase.OPEN,
+    )
+    # Past the window: a join is refused at the deadline kept since completion
+    mkt.chain.warp_past(opened + spec.join_in)
+    mkt.chain.expect_revert(
+        mkt.fn.join(task_id),
+        mkt.actors.trainers[1],
+        "TaskMarketDeadlinePassed",
+        task_id,
+        opened + spec.join_in,
+    )
+
+
+def test_f7_completed_committee_is_open_for_advance_and_cancel_before_any_join(mkt):
+    # Prepare: two committees complete; nobody joins either
+    spec = TaskSpec()
+    idle, cancelled = mkt.create(spec, accept=False), mkt.create(spec, accept=False)
+    _last_seat(mkt, idle)
+    opened = mkt.chain.now()
+    _last_seat(mkt, cancelled)
+    # Execute / Assert: advance before the join deadline is too early (the Open phase's rule,
+    # not Forming's acceptance deadline) ...
+    mkt.chain.expect_revert(
+        mkt.fn.advance(idle),
+        mkt.actors.outsiders[0],
+        "TaskMarketTooEarly",
+        idle,
+        opened + spec.join_in + 1,
+    )
+    # ... the requester's cancel leaves Open (the event says so), releasing the committee
+    receipt = mkt.chain.tx(mkt.fn.cancel(cancelled), mkt.actors.requester)
+    (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
+    assert (event["from"], event["to"]) == (Phase.OPEN, Phase.CANCELLED)
+    # ... and past the join deadline with too few trainers, advance cancels from Open
+    mkt.chain.warp_past(opened + spec.join_in)
+    receipt = mkt.chain.tx(mkt.fn.advance(idle), mkt.actors.outsiders[0])
+    (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
+    assert (event["from"], event["to"]) == (Phase.OPEN, Phase.CANCELLED)
+    assert mkt.reserved(mkt.actors.oracles[0].address) == 0
+
+
 # --- F8: one stake cannot back several tasks ----------------------------------------------------
 
 
@@ -349,7 +430,7 @@ def test_f8_stake_reserved_by_one_task_cannot_back_another(mkt):
     )
 
 
-# --- F9: protocol minimum stake -----------------------------------------------------------------
+# --- F9: protocol minimum stake and trainer bond ---------------------------------------------
 
 
 def test_f9_zero_stake_accounts_cannot_fill_seats(mkt):
@@ -368,6 +449,21 @@ def test_f9_zero_stake_accounts_cannot_fill_seats(mkt):
     mkt.chain.expect_revert(
         mkt.fn.join(task_id), empty, "TaskMarketStakeTooLow", empty.address, 0, E18
     )
+
+
+def test_f9_task_without_the_minimum_trainer_bond_is_refused(mkt):
+    # A bond of 0 (or 1 wei short of the minimum) would let a staked account take a trainer's
+    # seat with nothing of its own to lose in the task's token.
+    for bond in (0, E18 - 1):
+        mkt.chain.expect_revert(
+            mkt.fn.createTask(mkt.params(TaskSpec(trainer_bond=bond))),
+            mkt.actors.requester,
+            "TaskMarketBondBelowMinimum",
+            bond,
+            E18,
+        )
+    assert mkt.fn.MIN_TRAINER_BOND().call() == E18
+    assert mkt.create(TaskSpec(trainer_bond=E18))
 
 
 # --- F10: slashOracle has a window inside the reservation ---------------------------------------

@@ -30,6 +30,9 @@ def test_gas_does_not_grow_and_meets_the_targets(chain):
     # Assert
     assert set(measured) == set(committed), "scenario keys changed: rerun scripts/gas_snapshot.py"
     assert gas.compare(measured, committed) == []
+    # Consent (issue 10): every seat, the last one (it opens the task) included.
+    assert measured["TaskMarket.acceptSeat"] <= 50_000
+    assert measured["TaskMarket.acceptSeat[last]"] <= 50_000
     assert measured["TaskMarket.claim"] <= 90_000
     assert measured["TaskMarket.commitUpdate"] <= 100_000
     # A batched round costs the same for 8 trainers as for 100 (one bitmap word; only its
