@@ -50,6 +50,14 @@ EFFICACY_LEAF_TYPES: tuple[str, ...] = (
 )
 
 
+_WITHDRAWAL_OF_ABI = [{
+    "type": "function", "name": "withdrawalOf", "stateMutability": "view",
+    "inputs": [{"name": "taskId", "type": "uint256"}, {"name": "trainer", "type": "address"}],
+    "outputs": [{"name": "", "type": "uint32"}],
+}]  # fmt: skip
+"""ModelVersions' one view the royalty claim needs (the listing names its versions contract)."""
+
+
 class ProductRole(IntEnum):
     """ModelMarket's own roles (the registry has no Developer or Auditor)."""
 
@@ -443,6 +451,12 @@ class ModelMarketClient:
     def now(self) -> int:
         """The chain's clock: the latest block's timestamp (what the contracts compare with)."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def withdrawal_of(self, versions: str, task_id: int, trainer: str) -> int:
+        """The withdrawal number of ``trainer``'s consent in ``task_id`` at the listing's
+        versions contract (``0``: it never withdrew)."""
+        v = self.w3.eth.contract(address=Web3.to_checksum_address(versions), abi=_WITHDRAWAL_OF_ABI)
+        return int(self.call(v.functions.withdrawalOf(task_id, Web3.to_checksum_address(trainer))))
 
     def _token(self, address: str) -> Contract:
         return self.w3.eth.contract(

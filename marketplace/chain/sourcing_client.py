@@ -203,6 +203,10 @@ class DataSourcingClient:
                 raise revert_error(exc, self.decoder, action=fn.fn_name) from None
         return send(self.w3, fn, account, decoder=self.decoder, gas=gas)
 
+    def now(self) -> int:
+        """The chain's clock: the latest block's timestamp (what the contracts compare with)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
     def _call(self, fn: Any) -> Any:
         return call(fn, decoder=self.decoder)
 

@@ -248,9 +248,7 @@ def collect_offers(
     )
     if budget_seconds is None:
         deadline = client.request(request_id).select_commit_deadline
-        budget_seconds = collection_budget(
-            deadline, int(client.w3.eth.get_block("latest")["timestamp"])
-        )
+        budget_seconds = collection_budget(deadline, client.now())
     bounded = store.with_timeout(fetch_timeout)
     revealed = [(Web3.to_checksum_address(log["args"]["owner"]), log["args"]) for log in logs]
 

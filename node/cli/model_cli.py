@@ -358,13 +358,6 @@ def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> Non
 
 
 # --- money out: refunds, royalties, shares, bounty, escrow, sweep ------------------------------
-_WITHDRAWAL_OF_ABI = [{
-    "type": "function", "name": "withdrawalOf", "stateMutability": "view",
-    "inputs": [{"name": "taskId", "type": "uint256"}, {"name": "trainer", "type": "address"}],
-    "outputs": [{"name": "", "type": "uint32"}],
-}]  # fmt: skip
-
-
 def _paid(
     as_json: bool, client: ModelMarketClient, receipt: Any, event: str, field: str,
     data: dict[str, Any], title: str,
@@ -435,14 +428,12 @@ def model_claim(c: CliContext, listing_id: int, as_json: bool) -> None:
     accrued, paid = client.royalty_of(listing_id, entry.index, entry.score_ppm)
     if accrued <= paid:
         versions = Web3.to_checksum_address(info.versions)
-        if int(versions, 16) != 0:
-            v = c.w3.eth.contract(address=versions, abi=_WITHDRAWAL_OF_ABI)
-            if int(client.call(v.functions.withdrawalOf(task_id, me.address))) != 0:
-                raise ConfigError(
-                    f"{me.address} withdrew its data from task {task_id}: its royalties on "
-                    f"listing {listing_id} stopped there and {format_amount(paid)} tokens are "
-                    "claimed; nothing more is due"
-                )
+        if int(versions, 16) != 0 and client.withdrawal_of(versions, task_id, me.address) != 0:
+            raise ConfigError(
+                f"{me.address} withdrew its data from task {task_id}: its royalties on "
+                f"listing {listing_id} stopped there and {format_amount(paid)} tokens are "
+                "claimed; nothing more is due"
+            )
         if paid:
             raise ConfigError(
                 f"{me.address} already claimed its {format_amount(paid)} tokens of royalties on "
