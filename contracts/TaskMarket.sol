@@ -41,8 +41,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake
     ///         (registry token units): empty accounts cannot fill seats.
     uint256 public constant MIN_STAKE = TaskState.MIN_STAKE;
-    /// @notice Protocol minimum of a task's `trainerBond` (task token units): every trainer
-    ///         posts a bond it can lose, so an empty account cannot fill a seat at no risk.
+    /// @notice Protocol minimum of a task's `trainerBond` for an 18-decimal token (one whole token:
+    ///         `10 ** decimals()` of the task's token in general): every trainer posts a bond it
+    ///         can lose, so an empty account cannot fill a seat at no risk.
     uint256 public constant MIN_TRAINER_BOND = TaskState.MIN_TRAINER_BOND;
     /// @notice Reserved stake at which a task moves reputation by the full EMA step; less stake at
     ///         risk moves it proportionally less.

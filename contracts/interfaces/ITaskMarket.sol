@@ -49,7 +49,7 @@ interface ITaskMarket {
     ///      to the committee if the sealed validation set (digest `sealedValidationDigest`) turns
     ///      out not to match `validationCommitment`. `oracleSlash` is each seat's reserved stake:
     ///      its vote weight and what it risks. `minStake` and `oracleSlash` are at least
-    ///      `MIN_STAKE`, `trainerBond` at least `MIN_TRAINER_BOND`. Strings are emitted, not stored.
+    ///      `MIN_STAKE`, `trainerBond` at least one whole token (`10 ** decimals()`). Strings are emitted, not stored.
     struct TaskParams {
         IERC20 token;
         uint256 budget;
@@ -157,7 +157,7 @@ interface ITaskMarket {
     /// @param amount The amount given.
     /// @param minimum The protocol minimum.
     error TaskMarketStakeBelowMinimum(uint256 amount, uint256 minimum);
-    /// @notice Thrown when a task's trainer bond is below the protocol minimum (`MIN_TRAINER_BOND`).
+    /// @notice Thrown when a task's trainer bond is below the protocol minimum (one whole token).
     /// @param amount The bond given.
     /// @param minimum The protocol minimum.
     error TaskMarketBondBelowMinimum(uint256 amount, uint256 minimum);

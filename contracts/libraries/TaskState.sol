@@ -21,10 +21,13 @@ library TaskState {
     uint64 internal constant MAX_CLAIM_DURATION = 180 days;
     /// @notice Protocol minimum of a trainer's `minStake` and of an oracle seat's reserved stake.
     uint256 internal constant MIN_STAKE = 1e18;
-    /// @notice Protocol minimum of a task's `trainerBond` (task token units: 1 token of an
-    ///         18-decimal token): every trainer that takes a seat posts a bond it loses if flagged
-    ///         or if it closes a batch with a forged leaf, besides its reserved stake.
+    /// @notice Protocol minimum of a task's `trainerBond` for an 18-decimal token: one whole
+    ///         token, `10 ** decimals()` of the task's token in general (`minTrainerBond`). Every
+    ///         trainer that takes a seat posts a bond it loses if flagged or if it closes a batch
+    ///         with a forged leaf, besides its reserved stake.
     uint256 internal constant MIN_TRAINER_BOND = 1e18;
+    /// @dev Above this a `decimals()` answer is not believed (10**36 still fits any budget check).
+    uint256 private constant MAX_DECIMALS = 36;
 
     // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
     // commitUpdate and commitRound, slots 2-4 for claim's accounting.
@@ -260,9 +263,21 @@ library TaskState {
         if (p.quorumBps <= 5000 || p.quorumBps > 10_000) revert ITaskMarket.TaskMarketInvalidQuorum(p.quorumBps);
         if (p.minStake < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.minStake, MIN_STAKE);
         if (p.oracleSlash < MIN_STAKE) revert ITaskMarket.TaskMarketStakeBelowMinimum(p.oracleSlash, MIN_STAKE);
-        if (p.trainerBond < MIN_TRAINER_BOND) {
-            revert ITaskMarket.TaskMarketBondBelowMinimum(p.trainerBond, MIN_TRAINER_BOND);
-        }
+        uint256 minBond = minTrainerBond(address(p.token));
+        if (p.trainerBond < minBond) revert ITaskMarket.TaskMarketBondBelowMinimum(p.trainerBond, minBond);
+    }
+
+    /// @notice The protocol minimum trainer bond in `token`: one whole token, `10 ** decimals()`
+    ///         (a 6-decimal stablecoin: 1e6), or `MIN_TRAINER_BOND` when the token does not say.
+    /// @param token The task's token.
+    /// @return The minimum `trainerBond`, in the token's smallest units.
+    function minTrainerBond(address token) internal view returns (uint256) {
+        // A bounded static call: a token without `decimals()` (optional in ERC-20) or with an
+        // absurd answer gets the 18-decimal minimum; only 32 bytes of return data are read.
+        (bool ok, bytes memory data) = token.staticcall{gas: 30_000}(abi.encodeWithSignature("decimals()"));
+        if (!ok || data.length != 32) return MIN_TRAINER_BOND;
+        uint256 decimals = abi.decode(data, (uint256));
+        return decimals > MAX_DECIMALS ? MIN_TRAINER_BOND : 10 ** decimals;
     }
 
     function _checkDuration(uint64 duration, uint64 cap) private pure {

@@ -466,6 +466,19 @@ def test_f9_task_without_the_minimum_trainer_bond_is_refused(mkt):
     assert mkt.create(TaskSpec(trainer_bond=E18))
 
 
+def test_f9_the_minimum_bond_is_one_whole_token_of_the_tasks_own_decimals(mkt):
+    # A 6-decimal stablecoin's whole token is 1e6 units: asking 1e18 of them would bar it.
+    six = mkt.chain.deploy("SixDecimalToken", mkt.actors.deployer)
+    req = mkt.actors.requester
+    mkt.chain.tx(six.functions.mint(req.address, 10_000 * E18), req)
+    mkt.chain.tx(six.functions.approve(mkt.market.address, 2**256 - 1), req)
+    short = TaskSpec(token=six.address, trainer_bond=10**6 - 1)
+    mkt.chain.expect_revert(
+        mkt.fn.createTask(mkt.params(short)), req, "TaskMarketBondBelowMinimum", 10**6 - 1, 10**6
+    )
+    assert mkt.create(TaskSpec(token=six.address, trainer_bond=10**6))
+
+
 # --- F10: slashOracle has a window inside the reservation ---------------------------------------
 
 

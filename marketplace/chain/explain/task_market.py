@@ -60,6 +60,10 @@ TEMPLATES: dict[str, Template] = {
         f"{tok(a[1])}: run `fedmarket task create` again with --min-stake/--oracle-slash of at "
         f"least {format_amount(int(a[1]))}"
     ),
+    "TaskMarketBondBelowMinimum": lambda a: (
+        f"a trainer bond of {tok(a[0])} is below the protocol minimum of {tok(a[1])} (one whole "
+        "token of the task's token): run `fedmarket task create` again with a larger --bond"
+    ),
     "TaskMarketSeatAlreadyAccepted": lambda a: (
         f"{a[1]} already accepted its seat on task {a[0]}: nothing to do; score it with "
         f"{_ORACLE.format(a[0])}"
