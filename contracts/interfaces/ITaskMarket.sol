@@ -507,7 +507,8 @@ interface ITaskMarket {
     /// @param claimsOpenAt When claims open (the dispute window ends).
     /// @param claimDeadline When claims close and `sweep` becomes possible.
     event TaskFinalized(uint256 indexed taskId, bytes32 payoutRoot, uint64 claimsOpenAt, uint64 claimDeadline);
-    /// @notice Emitted when escrowed budget went back to the requester (cancel, failed scoring, sweep).
+    /// @notice Emitted when escrowed budget went back to the requester (cancel, failed scoring, sweep),
+    ///         or became owed to it if the token refused the transfer (then `PaymentDeferred`).
     /// @param taskId The task.
     /// @param requester The requester.
     /// @param amount Tokens refunded.
