@@ -24,8 +24,12 @@ import {RoundBatch} from "./libraries/RoundBatch.sol";
 ///      the committee at once). Every phase's deadline is `now + duration` when the phase starts,
 ///      so a late `advance` never eats the next phase's window; durations are capped, and since
 ///      anyone may advance, every staker can drive its task to its end within the caps.
+///      No token transfer to a third party (requester, disputer, burn address) can block a phase
+///      transition or a reservation release: those are pushed with a try and, if the token
+///      refuses, owed (`owedTo`, `sendOwed`), after every state change and registry release.
 ///      Invariant: this contract's balance of a token equals Σ over its tasks of
-///      (budget − paid − refunded) + bondsHeld + depositHeld + the dispute bond held while Disputed.
+///      (budget − paid − refunded) + bondsHeld + depositHeld + the dispute bond held while Disputed
+///      + Σ owed.
 contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using CommitteeVote for CommitteeVote.State;
@@ -98,6 +102,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     mapping(uint256 taskId => mapping(uint16 round => bytes32)) private _models;
     mapping(uint256 taskId => mapping(uint256 word => uint256)) private _claimedBitmap;
     mapping(uint256 taskId => RoundBatch.Batches) private _batches;
+    // Payments to third parties (requester, disputer, burn address) and bonds the token refused
+    // to push; paid by `sendOwed` (see `_push`).
+    mapping(uint256 taskId => mapping(address account => uint256)) private _owed;
 
     /// @param registry_ The participant registry (must authorize this market).
     /// @param arbiter_ Resolves disputes by picking a revealed root; a multisig or DAO in production.
@@ -276,7 +283,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         emit LeafChallenged(taskId, round, closer, leaf.trainer, msg.sender, evidence);
         if (bond > 0) emit BondsBurned(taskId, bond);
         _registry.slash(closer, reserved, reserved, taskId, evidence);
-        if (bond > 0) t.token.safeTransfer(BURN_ADDRESS, bond);
+        if (bond > 0) _push(taskId, t.token, BURN_ADDRESS, bond, true);
     }
 
     /// @inheritdoc ITaskMarket
@@ -333,7 +340,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         emit BondWithdrawn(taskId, msg.sender, bond);
         emit StakeReleased(taskId, msg.sender, t.minStake);
         _registry.release(msg.sender, t.minStake);
-        if (bond > 0) t.token.safeTransfer(msg.sender, bond);
+        // Tried, not required: a trainer the token refuses still gets its reservation back.
+        if (bond > 0) _push(taskId, t.token, msg.sender, bond, true);
     }
 
     // --- anyone: phases -------------------------------------------------------------------------
@@ -390,7 +398,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         TaskState.Task storage t = _task(taskId);
         Phase phase = t.phase;
         if (phase != Phase.Finalized && !(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
-            revert TaskMarketWrongPhase(taskId, phase);
+            _wrongPhase(taskId, t);
         }
         uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
         if (block.timestamp < claimDeadline) revert TaskMarketTooEarly(taskId, claimDeadline);
@@ -407,19 +415,22 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     }
 
     /// @dev Sweep's transfers: the refund (and the deposit unless the requester was at fault) to
-    ///      the requester; unclaimed bonds (and an unclaimed mismatch deposit) burned.
+    ///      the requester; unclaimed bonds (and an unclaimed mismatch deposit) burned. Both pushed
+    ///      (`_push`); once one failed the other is owed without a second try.
     function _payOut(uint256 taskId, TaskState.Task storage t, uint256 refund, uint256 burned) private {
         uint256 deposit = t.depositHeld;
         t.depositHeld = 0;
         if (t.outcome == Outcome.ValidationMismatch) burned += deposit;
         else refund += deposit;
+        IERC20 token = t.token;
+        bool attempt = true;
         if (refund > 0) {
             emit Refunded(taskId, t.requester, refund);
-            t.token.safeTransfer(t.requester, refund);
+            attempt = _push(taskId, token, t.requester, refund, true);
         }
         if (burned > 0) {
             emit BondsBurned(taskId, burned);
-            t.token.safeTransfer(BURN_ADDRESS, burned);
+            _push(taskId, token, BURN_ADDRESS, burned, attempt);
         }
     }
 
@@ -468,22 +479,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function claimDeposit(uint256 taskId) external nonReentrant {
-        TaskState.Task storage t = _task(taskId);
-        if (t.outcome != Outcome.ValidationMismatch || t.phase != Phase.Cancelled) {
-            _wrongPhase(taskId, t);
-        }
-        CommitteeVote.State storage c = t.committee;
-        CommitteeVote.Seat storage seat = c.seats[msg.sender];
-        if (!c.revealed(msg.sender) || c.votes[msg.sender] != VALIDATION_MISMATCH || seat.depositClaimed) {
-            revert TaskMarketNothingToClaim(taskId, msg.sender);
-        }
-        // Equal weights: the number of members that proved the mismatch.
-        uint256 provers = c.rootStakes[VALIDATION_MISMATCH] / c.weight;
-        uint128 share = uint128(t.requesterDeposit / provers); // <= requesterDeposit, a uint128
-        seat.depositClaimed = true;
-        t.depositHeld -= share;
-        emit DepositClaimed(taskId, msg.sender, share);
-        if (share > 0) t.token.safeTransfer(msg.sender, share);
+        TaskState.claimDeposit(_task(taskId), taskId);
     }
 
     /// @inheritdoc ITaskMarket
@@ -495,6 +491,15 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         tr.status = TrainerStatus.Settled;
         emit StakeReleased(taskId, msg.sender, t.minStake);
         _registry.release(msg.sender, t.minStake);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function sendOwed(uint256 taskId, address account) external nonReentrant {
+        uint256 amount = _owed[taskId][account];
+        if (amount == 0) revert TaskMarketNothingToClaim(taskId, account);
+        _owed[taskId][account] = 0;
+        emit OwedPaid(taskId, account, amount);
+        _tasks[taskId].token.safeTransfer(account, amount);
     }
 
     // --- oracles --------------------------------------------------------------------------------
@@ -519,23 +524,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function slashOracle(uint256 taskId, address oracle) external nonReentrant {
-        TaskState.Task storage t = _task(taskId);
-        Phase phase = t.phase;
-        uint64 opensAt = t.claimsOpenAt;
-        if (phase == Phase.Finalized) {
-            // The root is final only once the dispute window is over.
-            if (block.timestamp < opensAt) revert TaskMarketTooEarly(taskId, opensAt);
-        } else if (!(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
-            _wrongPhase(taskId, t);
-        }
-        // The slash window closes with the claim window: the reservation is released at sweep.
-        uint64 windowEnd = opensAt + t.claimDuration;
-        if (block.timestamp >= windowEnd) revert TaskMarketDeadlinePassed(taskId, windowEnd);
-        bytes32 finalRoot = t.payoutRoot;
-        t.committee.markSlashed(taskId, oracle, finalRoot, t.arbiterRuled);
-        uint128 amount = t.oracleSlash;
-        uint256 slashed = _registry.slash(oracle, amount, amount, taskId, finalRoot);
-        emit OracleSlashed(taskId, oracle, slashed);
+        TaskState.slashOracle(_task(taskId), taskId, oracle, _registry);
     }
 
     // --- disputes -------------------------------------------------------------------------------
@@ -687,6 +676,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ITaskMarket
+    function owedTo(uint256 taskId, address account) external view returns (uint256) {
+        return _owed[taskId][account];
+    }
+
+    /// @inheritdoc ITaskMarket
     function isClaimed(uint256 taskId, uint256 index) external view returns (bool) {
         return _claimedBitmap[taskId][index >> 8] & (1 << (index & 0xff)) != 0;
     }
@@ -731,7 +725,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         t.depositHeld = 0;
         _releaseCommittee(taskId, t);
         emit Refunded(taskId, t.requester, refund + deposit);
-        t.token.safeTransfer(t.requester, uint256(refund) + deposit);
+        _push(taskId, t.token, t.requester, uint256(refund) + deposit, true);
     }
 
     /// @dev Releases every accepted, unslashed seat (at most MAX_COMMITTEE registry calls).
@@ -785,7 +779,8 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     ///      fallback pool (pro rata by committed samples, pulled with `claimFallback`), or returns
     ///      to the requester if nobody committed a sample. The requester's deposit returns at sweep
     ///      unless the validation set was found mismatched (then the provers claim it).
-    function _fail(uint256 taskId, TaskState.Task storage t, Outcome outcome) private {
+    ///      Returns false if that refund was owed instead of paid (see `_push`).
+    function _fail(uint256 taskId, TaskState.Task storage t, Outcome outcome) private returns (bool pushed) {
         Phase from = t.phase;
         t.phase = Phase.Cancelled;
         t.outcome = outcome;
@@ -796,34 +791,35 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         uint128 pool = t.totalSamples == 0 ? 0 : t.budget;
         emit PhaseAdvanced(taskId, from, Phase.Cancelled, t.currentRound);
         emit ScoringFailed(taskId, outcome, pool, opensAt + t.claimDuration);
+        pushed = true;
         if (pool == 0) {
             uint128 refund = t.budget - t.paid - t.refunded;
             t.refunded += refund;
             emit Refunded(taskId, t.requester, refund);
-            t.token.safeTransfer(t.requester, refund);
+            pushed = _push(taskId, t.token, t.requester, refund, true);
         }
     }
 
     /// @dev Disputed → Finalized with `root` (or the mismatch failure); settles the dispute bond
-    ///      (returned if the root changed, burned otherwise).
+    ///      (returned if the root changed, burned otherwise; pushed, see `_push`).
     function _endDispute(uint256 taskId, TaskState.Task storage t, bytes32 root, bool byArbiter) private {
         bool changed = root != t.payoutRoot;
         t.payoutRoot = root;
         address disputer = t.disputer;
         uint128 bond = disputer == address(0) ? 0 : t.disputeBond;
         emit DisputeResolved(taskId, root, changed, byArbiter);
+        bool attempt = true;
         if (root == VALIDATION_MISMATCH) {
-            _fail(taskId, t, Outcome.ValidationMismatch);
+            attempt = _fail(taskId, t, Outcome.ValidationMismatch);
         } else {
             _finalize(taskId, t, Phase.Disputed, uint64(block.timestamp));
         }
         if (bond > 0) {
-            if (changed) {
-                t.token.safeTransfer(disputer, bond);
-            } else {
+            if (!changed) {
                 emit BondsBurned(taskId, bond);
-                t.token.safeTransfer(BURN_ADDRESS, bond);
+                disputer = BURN_ADDRESS;
             }
+            _push(taskId, t.token, disputer, bond, attempt);
         }
     }
 
@@ -936,6 +932,42 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         if (phase == Phase.Training) return t.currentRound > round;
         if (phase == Phase.Open || phase == Phase.Forming) return false;
         return t.currentRound > 0 && !(phase == Phase.Cancelled && t.outcome == Outcome.None);
+    }
+
+    /// @dev Pays `amount` of a task's token to `to` without letting the token block the caller:
+    ///      tried only if `attempt` (no earlier push of this transaction failed) and, when the
+    ///      token refuses, reverts, returns false or runs out of gas, owed to `to` instead
+    ///      (`sendOwed`). Callers change every state and release every reservation first. The try
+    ///      copies at most 32 bytes of returndata; after a failed one only an SSTORE and an event
+    ///      run, so a token that burns its whole 63/64 of the gas needs the caller to supply about
+    ///      64 × 25,000 gas at the call (`advance`, `sweep`: ~1.7M, ~3.4M at most). Returns
+    ///      whether the tokens moved.
+    function _push(uint256 taskId, IERC20 token, address to, uint256 amount, bool attempt)
+        private
+        returns (bool pushed)
+    {
+        if (attempt && _tryTransfer(token, to, amount)) return true;
+        _owed[taskId][to] += amount;
+        emit PaymentDeferred(taskId, to, amount);
+    }
+
+    /// @dev OpenZeppelin's `SafeERC20.trySafeTransfer` (5.x) check, here so the library's strict
+    ///      transfer stays specialised (claim's gas): true iff the call succeeded and returned
+    ///      `true`, or returned nothing from an address with code. At most 32 bytes of returndata
+    ///      are copied, so a token cannot make the caller pay for a huge revert reason.
+    function _tryTransfer(IERC20 token, address to, uint256 amount) private returns (bool ok) {
+        bytes4 selector = IERC20.transfer.selector;
+        assembly ("memory-safe") {
+            let fmp := mload(0x40)
+            mstore(0x00, selector)
+            mstore(0x04, and(to, shr(96, not(0))))
+            mstore(0x24, amount)
+            ok := call(gas(), token, 0, 0x00, 0x44, 0x00, 0x20)
+            if iszero(and(ok, eq(mload(0x00), 1))) {
+                ok := and(ok, and(iszero(returndatasize()), gt(extcodesize(token), 0)))
+            }
+            mstore(0x40, fmp)
+        }
     }
 
     /// @dev Pulls `amount` of `token` and insists the balance grew by exactly that much.

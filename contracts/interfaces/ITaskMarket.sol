@@ -19,6 +19,12 @@ import {IParticipantRegistry} from "./IParticipantRegistry.sol";
 ///      trainers that committed updates claim a fallback pay from the escrow). Every phase's
 ///      deadline runs from the moment the phase actually starts. No function loops over trainers;
 ///      only committee-sized loops (at most 16) exist.
+///      The task's token cannot block a phase or a stake release: every transfer to a third party
+///      (a refund to the requester, a dispute bond to its disputer, a burn) and a trainer's bond
+///      from `withdrawBond` are tried after the task's state and reservations have changed and,
+///      if the token refuses, recorded as owed (`PaymentDeferred`, `owedTo`) for anyone to retry
+///      with `sendOwed`. A token that burns all the gas it is given makes such a call cost about
+///      64 times its bookkeeping (up to ~3.5M gas for `sweep`): callers supply headroom.
 interface ITaskMarket {
     /// @notice Where a task is in its life.
     enum Phase {
@@ -506,7 +512,8 @@ interface ITaskMarket {
     /// @param claimsOpenAt When claims open (the dispute window ends).
     /// @param claimDeadline When claims close and `sweep` becomes possible.
     event TaskFinalized(uint256 indexed taskId, bytes32 payoutRoot, uint64 claimsOpenAt, uint64 claimDeadline);
-    /// @notice Emitted when escrowed budget went back to the requester (cancel, failed scoring, sweep).
+    /// @notice Emitted when escrowed budget went back to the requester (cancel, failed scoring, sweep),
+    ///         or became owed to it if the token refused the transfer (then `PaymentDeferred`).
     /// @param taskId The task.
     /// @param requester The requester.
     /// @param amount Tokens refunded.
@@ -592,6 +599,18 @@ interface ITaskMarket {
     /// @param refund Unclaimed budget returned to the requester.
     /// @param bondsBurned Bonds of trainers that never claimed, burned.
     event TaskSwept(uint256 indexed taskId, uint256 refund, uint256 bondsBurned);
+    /// @notice Emitted when the task's token refused a payment pushed to `account` (a refund, a
+    ///         dispute bond, a burn to `BURN_ADDRESS`, a withdrawn bond): the amount is owed to
+    ///         it instead, for `sendOwed`. The transition that made the payment went through.
+    /// @param taskId The task.
+    /// @param account The payee.
+    /// @param amount Tokens added to what the task owes it.
+    event PaymentDeferred(uint256 indexed taskId, address indexed account, uint256 amount);
+    /// @notice Emitted when an owed amount was paid by `sendOwed`.
+    /// @param taskId The task.
+    /// @param account The payee.
+    /// @param amount Tokens paid (all that was owed).
+    event OwedPaid(uint256 indexed taskId, address indexed account, uint256 amount);
 
     // --- requester ------------------------------------------------------------------------------
 
@@ -602,8 +621,8 @@ interface ITaskMarket {
     /// @return taskId The new task's id (ids start at 1).
     function createTask(TaskParams calldata p) external returns (uint256 taskId);
 
-    /// @notice Cancel a Forming or Open task (requester only): budget and deposit are refunded and
-    ///         the committee's reservations released at once. Trainers then take their bonds back
+    /// @notice Cancel a Forming or Open task (requester only): budget and deposit are refunded (or
+    ///         owed, if the token refuses) and the committee's reservations released at once. Trainers then take their bonds back
     ///         (and their reservations released) with `withdrawBond`.
     /// @param taskId The task.
     function cancel(uint256 taskId) external;
@@ -648,6 +667,13 @@ interface ITaskMarket {
     /// @notice After a task closed: a trainer that never claimed releases its stake reservation.
     /// @param taskId The task.
     function releaseStake(uint256 taskId) external;
+
+    /// @notice Pay `account` everything the task owes it (payments its token once refused, see
+    ///         `PaymentDeferred`). Anyone may call; the transfer is strict (reverts if the token
+    ///         still refuses), so it succeeds once the token lets the payment through.
+    /// @param taskId The task.
+    /// @param account The payee.
+    function sendOwed(uint256 taskId, address account) external;
 
     // --- trainers -------------------------------------------------------------------------------
 
@@ -741,7 +767,9 @@ interface ITaskMarket {
         bytes32[] calldata proof
     ) external;
 
-    /// @notice Take back the bond of a cancelled task (each trainer once).
+    /// @notice Take back the bond of a cancelled task (each trainer once) and release the
+    ///         trainer's stake reservation. The bond is tried: if the token refuses it, it is
+    ///         owed (`sendOwed`) and the reservation is released all the same.
     /// @param taskId The task.
     function withdrawBond(uint256 taskId) external;
 
@@ -749,6 +777,9 @@ interface ITaskMarket {
 
     /// @notice Move the task to its next phase when its deadline has passed or everyone it waits
     ///         for has acted (see the contract's documentation for each transition).
+    /// @dev A refund it makes (cancel in Forming/Open, failed scoring with no sample, a dispute's
+    ///      end) cannot make it revert: the refund is owed if the token refuses. Supply gas
+    ///      headroom (~2M) when the token may burn all the gas of the transfer.
     /// @param taskId The task.
     function advance(uint256 taskId) external;
 
@@ -774,7 +805,10 @@ interface ITaskMarket {
     ) external;
 
     /// @notice After the claim deadline: refund unclaimed budget to the requester, burn the bonds
-    ///         no trainer claimed back, and close the task.
+    ///         no trainer claimed back, release the committee's reservations, and close the task.
+    /// @dev The refund and the burn cannot make it revert: whichever the token refuses is owed
+    ///      (`sendOwed`). Supply gas headroom (~3.5M) when the token may burn all the gas of the
+    ///      transfer.
     /// @param taskId The task.
     function sweep(uint256 taskId) external;
 
@@ -918,6 +952,12 @@ interface ITaskMarket {
     /// @param deadline The signature's expiry.
     /// @return The digest.
     function seatAcceptanceDigest(uint256 taskId, address oracle, uint256 deadline) external view returns (bytes32);
+
+    /// @notice Tokens the task owes `account`: pushed payments its token refused, for `sendOwed`.
+    /// @param taskId The task.
+    /// @param account The payee (the requester, a disputer, a trainer, or `BURN_ADDRESS`).
+    /// @return The amount owed.
+    function owedTo(uint256 taskId, address account) external view returns (uint256);
 
     /// @notice Whether the payout leaf `index` was claimed.
     /// @param taskId The task.

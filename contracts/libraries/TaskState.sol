@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
 import {IParticipantRegistry} from "../interfaces/IParticipantRegistry.sol";
 import {ITaskMarket} from "../interfaces/ITaskMarket.sol";
@@ -13,6 +14,8 @@ import {ReputationMath} from "./ReputationMath.sol";
 ///         here, once, and the committee is proposed (no stake is touched until members accept).
 /// @dev An external library (linked into TaskMarket) so the market stays under the 24 KiB limit.
 library TaskState {
+    using SafeERC20 for IERC20;
+
     /// @notice The most training rounds a task may have.
     uint16 internal constant MAX_ROUNDS = 1000;
     /// @notice Cap on every phase duration (accept, join, round, commit, reveal, dispute).
@@ -239,6 +242,62 @@ library TaskState {
         info.depositHeld = t.depositHeld;
         info.sealedValidationDigest = t.sealedValidationDigest;
         return abi.encode(info);
+    }
+
+    /// @notice `TaskMarket.claimDeposit` (run by delegatecall from the market): after a
+    ///         validation mismatch, the caller, an oracle that revealed `VALIDATION_MISMATCH`,
+    ///         takes its equal share of the requester's deposit.
+    /// @dev Here, not in the market, for the 24 KiB limit. The market holds the reentrancy lock.
+    /// @param t The task.
+    /// @param taskId Its id.
+    function claimDeposit(Task storage t, uint256 taskId) external {
+        if (t.outcome != ITaskMarket.Outcome.ValidationMismatch || t.phase != ITaskMarket.Phase.Cancelled) {
+            (ITaskMarket.Phase inForce,) = phaseOf(t);
+            revert ITaskMarket.TaskMarketWrongPhase(taskId, inForce);
+        }
+        CommitteeVote.State storage c = t.committee;
+        CommitteeVote.Seat storage seat = c.seats[msg.sender];
+        if (
+            !CommitteeVote.revealed(c, msg.sender) || c.votes[msg.sender] != CommitteeVote.VALIDATION_MISMATCH
+                || seat.depositClaimed
+        ) {
+            revert ITaskMarket.TaskMarketNothingToClaim(taskId, msg.sender);
+        }
+        // Equal weights: the number of members that proved the mismatch.
+        uint256 provers = c.rootStakes[CommitteeVote.VALIDATION_MISMATCH] / c.weight;
+        uint128 share = uint128(t.requesterDeposit / provers); // <= requesterDeposit, a uint128
+        seat.depositClaimed = true;
+        t.depositHeld -= share;
+        emit ITaskMarket.DepositClaimed(taskId, msg.sender, share);
+        if (share > 0) t.token.safeTransfer(msg.sender, share);
+    }
+
+    /// @notice `TaskMarket.slashOracle` (run by delegatecall from the market): slash `oracle`'s
+    ///         reserved seat stake if it did not reveal the final root, between the end of the
+    ///         dispute window and the claim deadline (the reservation is released at sweep).
+    /// @dev Here, not in the market, for the 24 KiB limit. The market holds the reentrancy lock.
+    /// @param t The task.
+    /// @param taskId Its id.
+    /// @param oracle The oracle to slash.
+    /// @param registry The registry holding the reservation.
+    function slashOracle(Task storage t, uint256 taskId, address oracle, IParticipantRegistry registry) external {
+        ITaskMarket.Phase phase = t.phase;
+        uint64 opensAt = t.claimsOpenAt;
+        if (phase == ITaskMarket.Phase.Finalized) {
+            // The root is final only once the dispute window is over.
+            if (block.timestamp < opensAt) revert ITaskMarket.TaskMarketTooEarly(taskId, opensAt);
+        } else if (!(phase == ITaskMarket.Phase.Cancelled && t.outcome != ITaskMarket.Outcome.None)) {
+            (ITaskMarket.Phase inForce,) = phaseOf(t);
+            revert ITaskMarket.TaskMarketWrongPhase(taskId, inForce);
+        }
+        // The slash window closes with the claim window: the reservation is released at sweep.
+        uint64 windowEnd = opensAt + t.claimDuration;
+        if (block.timestamp >= windowEnd) revert ITaskMarket.TaskMarketDeadlinePassed(taskId, windowEnd);
+        bytes32 finalRoot = t.payoutRoot;
+        CommitteeVote.markSlashed(t.committee, taskId, oracle, finalRoot, t.arbiterRuled);
+        uint128 amount = t.oracleSlash;
+        uint256 slashed = registry.slash(oracle, amount, amount, taskId, finalRoot);
+        emit ITaskMarket.OracleSlashed(taskId, oracle, slashed);
     }
 
     function _check(ITaskMarket.TaskParams calldata p) private view {

@@ -468,6 +468,18 @@ class Marketplace:
     def withdraw_bond(self, trainer: LocalAccount, task_id: int) -> TxReceipt:
         return self.send(self.market.functions.withdrawBond(task_id), trainer)
 
+    def owed_to(self, task_id: int, account: str) -> int:
+        """Tokens task ``task_id`` owes ``account``: payments the task's token refused when they
+        were pushed (a refund, a dispute bond, a burn, a withdrawn bond), for :meth:`send_owed`."""
+        checksum = Web3.to_checksum_address(account)
+        return int(self.call(self.market.functions.owedTo(task_id, checksum)))
+
+    def send_owed(self, sender: LocalAccount, task_id: int, account: str) -> TxReceipt:
+        """Pay ``account`` everything task ``task_id`` owes it (anyone may send this; it reverts
+        while the token still refuses the transfer)."""
+        fn = self.market.functions.sendOwed(task_id, Web3.to_checksum_address(account))
+        return self.send(fn, sender)
+
     def task(self, task_id: int) -> TaskInfo:
         """The task's on-chain state (the ``task(taskId)`` view)."""
         fn = self.market.functions.task(task_id)

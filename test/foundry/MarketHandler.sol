@@ -11,15 +11,22 @@ import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
 import {PayoutLeaf} from "../../contracts/libraries/PayoutLeaf.sol";
 import {RoundBatch} from "../../contracts/libraries/RoundBatch.sol";
 import {ScoreCommitment} from "../../contracts/libraries/ScoreCommitment.sol";
+import {SwitchableToken} from "../../contracts/test/SwitchableToken.sol";
 import {Vm} from "./Vm.sol";
 
 /// @notice Drives every phase of the market with random actors. Every action is a real call that
 ///         may revert (a revert is a no-op for the invariants). Oracle 3 never accepts a seat and
-///         trainer 5 never joins: their stake must never be reserved or slashed.
+///         trainer 5 never joins: their stake must never be reserved or slashed. Half the tasks
+///         escrow a `SwitchableToken` whose transfers to any actor (the requester, a disputer,
+///         a trainer, the burn address) the `flipToken` action switches to revert, return false
+///         or burn all their gas, and back.
 contract MarketHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
     RewardToken public immutable token;
+    SwitchableToken public immutable switchable = new SwitchableToken();
+    address public immutable tester = msg.sender;
+    address public constant BURN = 0x000000000000000000000000000000000000dEaD;
     ParticipantRegistry public immutable registry;
     TaskMarket public immutable market;
     address public immutable requester = address(0xAA01);
@@ -34,6 +41,9 @@ contract MarketHandler {
     ///         claimDeposit, slashOracle, dispute, resolveDispute, sweep, withdrawBond,
     ///         releaseStake, advance, cancel.
     uint256[16] public succeeded;
+    /// @notice Successful `sendOwed` calls and `flipToken` switches to a refusing mode.
+    uint256 public owedSent;
+    uint256 public flips;
 
     constructor(RewardToken token_, ParticipantRegistry registry_) {
         token = token_;
@@ -58,10 +68,22 @@ contract MarketHandler {
 
     function _fund(address who) private {
         token.mint(who, 1_000_000e18);
+        switchable.mint(who, 1_000_000e18);
         vm.startPrank(who);
         token.approve(address(market), type(uint256).max);
         token.approve(address(registry), type(uint256).max);
+        switchable.approve(address(market), type(uint256).max);
         vm.stopPrank();
+    }
+
+    /// @notice Every address the market may owe (payee of a push): the requester, the oracles
+    ///         and trainers (disputers, withdrawn bonds) and the burn address.
+    function payees() public view returns (address[] memory all) {
+        all = new address[](12);
+        all[0] = requester;
+        all[1] = BURN;
+        for (uint256 i; i < 4; ++i) all[2 + i] = oracles[i];
+        for (uint256 i; i < 6; ++i) all[6 + i] = trainers[i];
     }
 
     // --- the fuzzed actions ------------------------------------------------------------------
@@ -77,7 +99,7 @@ contract MarketHandler {
             if (i != skip) committee[k++] = oracles[i];
         }
         ITaskMarket.TaskParams memory p;
-        p.token = IERC20(address(token));
+        p.token = (seed >> 32) % 2 == 0 ? IERC20(address(token)) : IERC20(address(switchable));
         p.budget = 100e18;
         p.modelSpecCid = "spec";
         p.initialModelCid = "m0";
@@ -164,7 +186,7 @@ contract MarketHandler {
         SentBatch memory b = _sent[id];
         bytes memory signature = abi.encodePacked(bytes32(seed), bytes32(seed >> 1), uint8(27));
         vm.prank(trainers[seed % 6]);
-        try market.challengeLeaf(id, b.round, b.closer, b.root, b.leaf, signature, new bytes32[](0)) {} catch {}
+        try market.challengeLeaf{gas: G}(id, b.round, b.closer, b.root, b.leaf, signature, new bytes32[](0)) {} catch {}
     }
 
     function _leafDigest(uint256 id, uint16 round, ITaskMarket.UpdateLeaf memory leaf)
@@ -220,7 +242,7 @@ contract MarketHandler {
 
     function advance(uint256 seed) external {
         calls++;
-        try market.advance(_task(seed)) { succeeded[14]++; } catch {}
+        try market.advance{gas: G}(_task(seed)) { succeeded[14]++; } catch {}
     }
 
     function warp(uint256 seed) external {
@@ -233,28 +255,28 @@ contract MarketHandler {
         uint256 id = _task(seed >> 8);
         uint256 which = seed % 2;
         bytes32[] memory proof = new bytes32[](0);
-        try market.claim(id, 0, trainers[which], (which + 1) * 10e18, 500_000, which, proof) { succeeded[5]++; } catch {}
+        try market.claim{gas: G}(id, 0, trainers[which], (which + 1) * 10e18, 500_000, which, proof) { succeeded[5]++; } catch {}
     }
 
     function claimFallback(uint256 seed) external {
         calls++;
         uint256 id = _task(seed >> 8); // before the prank: _task calls the market
         vm.prank(trainers[seed % 5]);
-        try market.claimFallback(id) { succeeded[6]++; } catch {}
+        try market.claimFallback{gas: G}(id) { succeeded[6]++; } catch {}
     }
 
     function claimDeposit(uint256 seed) external {
         calls++;
         uint256 id = _task(seed >> 8); // before the prank: _task calls the market
         vm.prank(oracles[seed % 3]);
-        try market.claimDeposit(id) { succeeded[7]++; } catch {}
+        try market.claimDeposit{gas: G}(id) { succeeded[7]++; } catch {}
     }
 
     function withdrawBond(uint256 seed) external {
         calls++;
         uint256 id = _task(seed >> 8); // before the prank: _task calls the market
         vm.prank(trainers[seed % 5]);
-        try market.withdrawBond(id) { succeeded[12]++; } catch {}
+        try market.withdrawBond{gas: G}(id) { succeeded[12]++; } catch {}
     }
 
     function releaseStake(uint256 seed) external {
@@ -279,12 +301,80 @@ contract MarketHandler {
     function resolveDispute(uint256 seed) external {
         calls++;
         uint256 id = _task(seed >> 8);
-        try market.resolveDispute(id, _root(seed, id)) { succeeded[10]++; } catch {}
+        try market.resolveDispute{gas: G}(id, _root(seed, id)) { succeeded[10]++; } catch {}
     }
 
     function sweep(uint256 seed) external {
         calls++;
-        try market.sweep(_task(seed)) { succeeded[11]++; } catch {}
+        try market.sweep{gas: G}(_task(seed)) { succeeded[11]++; } catch {}
+    }
+
+    /// @notice Switch how the switchable token's transfers to one payee behave (Normal, Revert,
+    ///         ReturnFalse, BurnGas): a blacklist, a pause, or a hostile token, at any time.
+    function flipToken(uint256 seed) external {
+        calls++;
+        address[] memory all = payees();
+        SwitchableToken.Mode mode = SwitchableToken.Mode(seed % 4);
+        switchable.setMode(all[(seed >> 8) % all.length], mode);
+        if (mode != SwitchableToken.Mode.Normal) flips++;
+    }
+
+    /// @notice Anyone pays a payee what a task owes it (reverts while the token still refuses).
+    function sendOwed(uint256 seed) external {
+        calls++;
+        address[] memory all = payees();
+        try market.sendOwed{gas: G}(_task(seed >> 8), all[seed % all.length]) { owedSent++; } catch {}
+    }
+
+    /// @notice After a run (MarketInvariants.afterInvariant): with the switchable token refusing
+    ///         the requester and the burn address (reverting) and burning all gas for trainer 0,
+    ///         every task is driven to its end, every trainer settles, and then nobody may hold a
+    ///         reservation. Returns the number of tasks left neither Closed nor Cancelled.
+    function drainAll() external returns (uint256 unfinished) {
+        if (msg.sender != tester) return 0; // not a fuzzed action: the test calls it after a run
+        switchable.setMode(requester, SwitchableToken.Mode.Revert);
+        switchable.setMode(BURN, SwitchableToken.Mode.Revert);
+        switchable.setMode(trainers[0], SwitchableToken.Mode.BurnGas);
+        uint256 n = market.taskCount();
+        // Kept here: via-IR treats block.timestamp as constant within a transaction, so reading
+        // it after a warp in the same call may give the old value.
+        uint256 clock = block.timestamp;
+        for (uint256 id = 1; id <= n; ++id) {
+            for (uint256 k; k < 16 && !_ended(id); ++k) {
+                clock += 200 days;
+                vm.warp(clock);
+                // Each call gets G gas, as a transaction would: a token burning all it is given
+                // takes 63/64 of G, never the rest of this loop's gas.
+                try market.advance{gas: G}(id) {} catch {}
+                try market.sweep{gas: G}(id) {} catch (bytes memory err) { lastSweepError = err; }
+                for (uint256 i; i < 5; ++i) {
+                    vm.prank(trainers[i]);
+                    try market.withdrawBond{gas: G}(id) {} catch {}
+                    vm.prank(trainers[i]);
+                    try market.claimFallback{gas: G}(id) {} catch {}
+                }
+            }
+            for (uint256 i; i < 5; ++i) {
+                vm.prank(trainers[i]);
+                try market.releaseStake{gas: G}(id) {} catch {}
+            }
+            if (!_ended(id)) {
+                unfinished++;
+                lastUnfinished = id;
+            }
+        }
+    }
+
+    /// @notice Gas of each call in `drainAll` (a transaction's worth).
+    uint256 internal constant G = 5_000_000;
+    /// @notice The last task `drainAll` could not end (0: none), for the failure message.
+    uint256 public lastUnfinished;
+    bytes public lastSweepError;
+
+    function _ended(uint256 id) private view returns (bool) {
+        ITaskMarket.TaskInfo memory t = market.task(id);
+        return t.phase == ITaskMarket.Phase.Closed
+            || (t.phase == ITaskMarket.Phase.Cancelled && t.outcome == ITaskMarket.Outcome.None);
     }
 
     function requestUnstake(uint256 seed) external {
@@ -332,7 +422,7 @@ contract MarketHandler {
             }
             if ((seed >> 20) % 8 == 0) {
                 vm.prank(requester); // the requester withdraws the task: joined trainers' bonds back
-                try market.cancel(id) { succeeded[15]++; } catch {}
+                try market.cancel{gas: G}(id) { succeeded[15]++; } catch {}
             }
         } else if (phase == ITaskMarket.Phase.Training) {
             for (uint256 i; i < 5; ++i) {
@@ -369,25 +459,25 @@ contract MarketHandler {
                 try market.dispute(id) { succeeded[9]++; } catch {}
             }
             for (uint256 which; which < 2; ++which) {
-                try market.claim(id, 0, trainers[which], (which + 1) * 10e18, 500_000, which, new bytes32[](0)) {
+                try market.claim{gas: G}(id, 0, trainers[which], (which + 1) * 10e18, 500_000, which, new bytes32[](0)) {
                     succeeded[5]++;
                 } catch {}
             }
             try market.slashOracle(id, oracles[(seed >> 16) % 4]) { succeeded[8]++; } catch {}
         } else if (phase == ITaskMarket.Phase.Disputed) {
             if ((seed >> 8) % 2 == 0) {
-                try market.resolveDispute(id, _root(seed >> 12, id)) { succeeded[10]++; } catch {}
+                try market.resolveDispute{gas: G}(id, _root(seed >> 12, id)) { succeeded[10]++; } catch {}
             }
         } else if (phase == ITaskMarket.Phase.Cancelled) {
             for (uint256 i; i < 5; ++i) {
                 vm.prank(trainers[i]);
-                try market.claimFallback(id) { succeeded[6]++; } catch {}
+                try market.claimFallback{gas: G}(id) { succeeded[6]++; } catch {}
                 vm.prank(trainers[i]);
-                try market.withdrawBond(id) { succeeded[12]++; } catch {}
+                try market.withdrawBond{gas: G}(id) { succeeded[12]++; } catch {}
             }
             for (uint256 i; i < 3; ++i) {
                 vm.prank(oracles[i]);
-                try market.claimDeposit(id) { succeeded[7]++; } catch {}
+                try market.claimDeposit{gas: G}(id) { succeeded[7]++; } catch {}
             }
             try market.slashOracle(id, oracles[(seed >> 16) % 4]) { succeeded[8]++; } catch {}
         } else if (phase == ITaskMarket.Phase.Closed) {
@@ -396,9 +486,9 @@ contract MarketHandler {
                 try market.releaseStake(id) { succeeded[13]++; } catch {}
             }
         }
-        try market.sweep(id) { succeeded[11]++; } catch {}
+        try market.sweep{gas: G}(id) { succeeded[11]++; } catch {}
         if ((seed >> 40) % 4 == 0) vm.warp(block.timestamp + 1 + (seed >> 44) % 90 minutes);
-        try market.advance(id) { succeeded[14]++; } catch {}
+        try market.advance{gas: G}(id) { succeeded[14]++; } catch {}
     }
 
     // --- helpers --------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ contract MarketInvariants is Test {
 
     /// @notice Printed with -vv after each run (the last run's is shown): successful calls per
     ///         handler action, then how many tasks end the run in each phase and outcome.
-    function afterInvariant() public view {
+    function logCoverage() public view {
         string memory m = "accept join commitUpdate commitScore reveal claim fallback deposit slash dispute"
             " resolve sweep withdrawBond releaseStake advance cancel:";
         for (uint256 i; i < 16; ++i) m = string.concat(m, " ", vm.toString(handler.succeeded(i)));
@@ -60,19 +60,43 @@ contract MarketInvariants is Test {
         }
         m = string.concat(m, " | tasks by phase (Open..Forming) and outcome (None..Mismatch):");
         for (uint256 i; i < 13; ++i) m = string.concat(m, " ", vm.toString(count[i]));
+        m = string.concat(m, " | flips ", vm.toString(handler.flips()), " sendOwed ", vm.toString(handler.owedSent()));
         _log(m);
     }
 
-    /// market balance = Σ (budget − paid − refunded) + bonds + deposits + the dispute bond held.
+    /// @notice After every run, a hostile switchable token (reverting for the requester and the
+    ///         burn address, burning all gas for trainer 0): every task still ends, and then no
+    ///         oracle or trainer holds a reservation (issue-10 audit: a task's token could strand
+    ///         the stake its committee and trainers reserved).
+    function afterInvariant() public {
+        logCoverage();
+        uint256 unfinished = handler.drainAll();
+        if (unfinished != 0) {
+            ITaskMarket.TaskInfo memory t = market.task(handler.lastUnfinished());
+            _log(string.concat("unfinished task ", vm.toString(handler.lastUnfinished()), " phase ",
+                vm.toString(uint8(t.phase)), " outcome ", vm.toString(uint8(t.outcome)), " sweep error ",
+                vm.toString(handler.lastSweepError())));
+        }
+        assertEq(unfinished, 0, "a task did not end");
+        for (uint256 i; i < 4; ++i) assertEq(registry.reservedOf(handler.oracle(i)), 0, "oracle reservation left");
+        for (uint256 i; i < 6; ++i) assertEq(registry.reservedOf(handler.trainer(i)), 0, "trainer reservation left");
+    }
+
+    /// market balance of each token = Σ over its tasks of (budget − paid − refunded) + bonds +
+    /// deposits + the dispute bond held + Σ owed (payments the token refused, for sendOwed).
     function invariant_marketBalanceEqualsItsBooks() public view {
-        uint256 books;
+        uint256[2] memory books;
         uint256 n = market.taskCount();
+        address[] memory payees = handler.payees();
         for (uint256 id = 1; id <= n; ++id) {
             ITaskMarket.TaskInfo memory t = market.task(id);
-            books += t.budget - t.paid - t.refunded + t.bondsHeld + t.depositHeld;
-            if (t.phase == ITaskMarket.Phase.Disputed && t.disputer != address(0)) books += t.disputeBond;
+            uint256 k = address(t.token) == address(token) ? 0 : 1;
+            books[k] += t.budget - t.paid - t.refunded + t.bondsHeld + t.depositHeld;
+            if (t.phase == ITaskMarket.Phase.Disputed && t.disputer != address(0)) books[k] += t.disputeBond;
+            for (uint256 j; j < payees.length; ++j) books[k] += market.owedTo(id, payees[j]);
         }
-        assertEq(token.balanceOf(address(market)), books, "market balance");
+        assertEq(token.balanceOf(address(market)), books[0], "market balance");
+        assertEq(handler.switchable().balanceOf(address(market)), books[1], "market balance (switchable)");
     }
 
     /// registry balance = Σ (stake + unbonding batches); reserved <= stake.

@@ -126,11 +126,10 @@ def test_claims_wait_for_the_dispute_window_and_close_at_the_deadline(mkt):
     mkt.chain.expect_revert(
         mkt.claim_fn(other, tree, 0), d, "TaskMarketWrongPhase", other, Phase.OPEN
     )
-    # sweep's error still names the stored phase, Forming, until the first join or advance stores
-    # the Open phase the last seat started (every other reader says Open; sweep is being changed
-    # on another branch and will report it with _wrongPhase then).
+    # Stored Forming until the first join or advance, but Open since the last seat: every
+    # reader, sweep's error included, names the phase in force.
     assert mkt.task(other)["phase"] == Phase.OPEN
-    mkt.chain.expect_revert(mkt.fn.sweep(other), d, "TaskMarketWrongPhase", other, Phase.FORMING)
+    mkt.chain.expect_revert(mkt.fn.sweep(other), d, "TaskMarketWrongPhase", other, Phase.OPEN)
 
 
 def test_expiry_sweep_refunds_unclaimed_budget_and_burns_unclaimed_bonds(mkt):
