@@ -107,7 +107,7 @@ def model_register(c: CliContext, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xDEV model register
+      fedmarket --dev-account 8 model register
     """
     from marketplace.chain.model_market_client import ProductRole
 
@@ -137,8 +137,8 @@ def model_configure(
 
     \b
     Example:
-      fedmarket model configure --task 1 --validation-submissions 3 --threshold 0.85 \\
-          --auditors 2 --bounty 50 --auditor-fee 5
+      fedmarket --dev-account 1 model configure --task 2 --validation-submissions 3 \\
+          --threshold 0.85 --auditors 2 --bounty 50 --auditor-fee 5
     """
     if not 0 <= threshold <= 1:
         raise ConfigError("--threshold is an accuracy between 0 and 1")
@@ -165,7 +165,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
 
     \b
     Example:
-      fedmarket --account 0xDEV model submit --task 1 --model revised.safetensors
+      fedmarket --dev-account 8 model submit --task 1 --model revised.safetensors
     """
     client = _client(c)
     me = c.identity()
@@ -262,7 +262,8 @@ def model_sell(
 
     \b
     Example:
-      fedmarket model sell --task 1 --model final.safetensors --price 10 --license-cid bafy…
+      fedmarket --dev-account 1 model sell --task 1 --model final.safetensors --price 10 \\
+          --license-cid QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
     """
     client = _client(c)
     me = c.identity()
@@ -296,7 +297,7 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket model deliver --listing 1
+      fedmarket --dev-account 1 model deliver --listing 1
     """
     client = _client(c)
     keys = _load_keys(_keys_path(c, client)).get(str(listing_id))
@@ -325,7 +326,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xBUYER model buy 1
+      fedmarket --dev-account 11 model buy 1
     """
     me = c.identity()
     sale_id = buy_model(_client(c), me.eth, listing_id, me.x25519_public)
@@ -342,7 +343,7 @@ def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> Non
 
     \b
     Example:
-      fedmarket --account 0xBUYER model download 1 --out model.safetensors
+      fedmarket --dev-account 11 model download 1 --out model.safetensors
     """
     me = c.identity()
     blob = download_model(
@@ -373,7 +374,8 @@ def audit_attest(
 
     \b
     Example:
-      fedmarket --account 0xAUDITOR audit attest --task 1 --submission 1 --report-cid bafy…
+      fedmarket --dev-account 9 audit attest --task 1 --submission 1 \\
+          --report-cid QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
     """
     client = _client(c)
     me = c.signer()
@@ -392,7 +394,7 @@ def audit_register(c: CliContext, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xAUDITOR audit register
+      fedmarket --dev-account 9 audit register
     """
     from marketplace.chain.model_market_client import ProductRole
 
