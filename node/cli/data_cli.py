@@ -34,7 +34,7 @@ def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xYou data withdraw --task 1
+      fedmarket --dev-account 2 data withdraw --task 1
     """
     versions = VersionsClient(c.market)
     w = versions.request_withdrawal(c.signer(), task_id)
@@ -70,7 +70,7 @@ def data_unlearn(
 
     \b
     Example:
-      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 data unlearn --task 1 --data my.npz
+      fedmarket --dev-account 2 data unlearn --task 1 --data digits
     """
     from marketplace.protocol.session import TaskSession
     from node.cli.peer_cli import _peer_keeper, _step_printer, _trainer_data
@@ -115,7 +115,8 @@ def data_register(
 
     \b
     Example:
-      fedmarket data register --task 1 --retention-days 365 --quorum 2 --deposit 50 --penalty 10
+      fedmarket --dev-account 1 data register --task 1 --retention-days 365 --quorum 2 \\
+          --deposit 50 --penalty 10
     """
     now = c.market.now()
     terms = RetentionTerms(

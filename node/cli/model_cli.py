@@ -112,7 +112,7 @@ def model_register(c: CliContext, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xDEV model register
+      fedmarket --dev-account 8 model register
     """
     from marketplace.chain.model_market_client import ProductRole
 
@@ -142,8 +142,8 @@ def model_configure(
 
     \b
     Example:
-      fedmarket model configure --task 1 --validation-submissions 3 --threshold 0.85 \\
-          --auditors 2 --bounty 50 --auditor-fee 5
+      fedmarket --dev-account 1 model configure --task 2 --validation-submissions 3 \\
+          --threshold 0.85 --auditors 2 --bounty 50 --auditor-fee 5
     """
     if not 0 <= threshold <= 1:
         raise ConfigError("--threshold is an accuracy between 0 and 1")
@@ -170,7 +170,7 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
 
     \b
     Example:
-      fedmarket --account 0xDEV model submit --task 1 --model revised.safetensors
+      fedmarket --dev-account 8 model submit --task 1 --model revised.safetensors
     """
     client = _client(c)
     me = c.identity()
@@ -262,7 +262,8 @@ def model_sell(
 
     \b
     Example:
-      fedmarket model sell --task 1 --model final.safetensors --price 10 --license-cid bafy…
+      fedmarket --dev-account 1 model sell --task 1 --model final.safetensors --price 10 \\
+          --license-cid QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
     """
     client = _client(c)
     me = c.identity()
@@ -299,7 +300,7 @@ def model_deliver(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket model deliver --listing 1
+      fedmarket --dev-account 1 model deliver --listing 1
     """
     client = _client(c)
     keys = _load_keys(_keys_path(c, client)).get(str(listing_id))
@@ -329,7 +330,7 @@ def model_buy(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xBUYER model buy 1
+      fedmarket --dev-account 11 model buy 1
     """
     me = c.identity()
     sale_id = buy_model(_client(c), me.eth, listing_id, me.x25519_public)
@@ -346,7 +347,7 @@ def model_download(c: CliContext, sale_id: int, out: Path, as_json: bool) -> Non
 
     \b
     Example:
-      fedmarket --account 0xBUYER model download 1 --out model.safetensors
+      fedmarket --dev-account 11 model download 1 --out model.safetensors
     """
     me = c.identity()
     blob = download_model(
@@ -379,7 +380,7 @@ def model_refund(c: CliContext, sale_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xBUYER model refund 1
+      fedmarket --dev-account 11 model refund 1
     """
     client = _client(c)
     receipt = client.refund(c.signer(), sale_id)
@@ -398,7 +399,7 @@ def model_claim(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xTRAINER model claim --listing 1
+      fedmarket --dev-account 2 model claim --listing 1
     """
     from marketplace.protocol.published_report import claim_args, final_report_of
     from marketplace.units import describe_time
@@ -458,7 +459,7 @@ def model_claim_share(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket model claim-share --listing 1
+      fedmarket --dev-account 1 model claim-share --listing 1
     """
     client = _client(c)
     receipt = client.claim_share(c.signer(), listing_id)
@@ -475,7 +476,7 @@ def model_claim_bounty(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xDEV model claim-bounty --task 1
+      fedmarket --dev-account 8 model claim-bounty --task 1
     """
     client = _client(c)
     receipt = client.claim_bounty(c.signer(), task_id)
@@ -495,7 +496,7 @@ def model_reclaim(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket model reclaim --task 1
+      fedmarket --dev-account 1 model reclaim --task 1
     """
     client = _client(c)
     receipt = client.reclaim(c.signer(), task_id)
@@ -512,7 +513,7 @@ def model_sweep(c: CliContext, listing_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket model sweep --listing 1
+      fedmarket --dev-account 1 model sweep --listing 1
     """
     client = _client(c)
     receipt = client.sweep_royalties(c.signer(), listing_id)
@@ -545,8 +546,9 @@ def audit_package(
 
     \b
     Example:
-      fedmarket audit package --task 1 --submission 1 --model final.safetensors \\
-          --validation digits --auditor 0xA1… --auditor 0xA2…
+      fedmarket --dev-account 1 audit package --task 1 --submission 1 --model final.safetensors \\
+          --validation digits --auditor 0xa0Ee7A142d267C1f36714E4a8F75612F20a79720 \\
+          --auditor 0xBcd4042DE499D14e55001CcbB24a551F3b954096
     """
     from marketplace.fl import canonical_bytes, load_dataset, split_dataset
     from marketplace.protocol.audit import AuditPackage, audit_context, seal_audit_package
@@ -594,8 +596,9 @@ def audit_attest(
 
     \b
     Example:
-      fedmarket --account 0xAUDITOR audit attest --task 1 --submission 1 --package bafy… \\
-          --report-cid bafy…
+      fedmarket --dev-account 9 audit attest --task 1 --submission 1 \\
+          --package QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn \\
+          --report-cid QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
     """
     from marketplace.protocol.audit import audit_context, open_audit_package
 
@@ -623,7 +626,7 @@ def audit_register(c: CliContext, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --account 0xAUDITOR audit register
+      fedmarket --dev-account 9 audit register
     """
     from marketplace.chain.model_market_client import ProductRole
 

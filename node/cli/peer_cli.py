@@ -112,7 +112,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
 
     \b
     Example:
-      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node run --task 1 --data my.npz
+      fedmarket --dev-account 2 node run --task 1 --data digits
     """
     from marketplace.fl import get_behaviour
     from marketplace.gossip.membership import (
@@ -227,7 +227,7 @@ def node_average(c: CliContext, task_id: int, data: str, part: str | None, parti
 
     \b
     Example:
-      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 node average --task 1 --data my.npz --k 2
+      fedmarket --dev-account 2 node average --task 1 --data digits --k 2
     """
     from marketplace.fl.gossip_averaging import StepReport, consensus_report
     from marketplace.gossip.snapshot_exchange import open_gossip_averaging
@@ -303,7 +303,7 @@ def oracle_accept(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket oracle accept --task 1
+      fedmarket --dev-account 5 oracle accept --task 1
     """
     from marketplace.protocol.committee import accept_seat
 
@@ -327,7 +327,7 @@ def oracle_run(
 
     \b
     Example:
-      fedmarket --ipfs-api /ip4/127.0.0.1/tcp/5001 oracle run --task 1
+      fedmarket --dev-account 5 oracle run --task 1
     """
     from marketplace.protocol.session import TaskSession
     from node.peers.oracle import SCORE_STEP, OracleNode

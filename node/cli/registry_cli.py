@@ -31,7 +31,7 @@ def register(
 
     \b
     Example:
-      fedmarket register trainer --stake 100
+      fedmarket --dev-account 2 register trainer --stake 100
     """
     signer = c.signer()
     key = _encryption_key(c, signer.address, encryption_key)

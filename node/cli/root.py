@@ -66,14 +66,20 @@ def cli(
 ) -> None:
     """FedMarket: a decentralized marketplace for federated learning.
 
+    Examples sign with the devnet's public test keys (--dev-account N: 0 deploys, 1 requests,
+    2-4 train and own data, 5-7 are oracles, 8 develops, 9-10 audit, 11 buys) and name the first
+    task, listing and sale a fresh devnet makes, 1 (`model configure` names task 2: task 1 is
+    configured at creation). The chain and Kubo addresses come from FEDMARKET_CHAIN_RPC and
+    FEDMARKET_IPFS_API (else 127.0.0.1:8545 and the embedded store).
+
     \b
-    Quick start on a local devnet:
+    Quick start on a local devnet, with an account of your own:
       fedmarket devnet up
       fedmarket --dev-account 0 deploy
-      fedmarket account new
-      fedmarket --dev-account 0 faucet 1000 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
-      fedmarket register trainer --stake 100
-      fedmarket status
+      ME=$(fedmarket account new --json | jq -r .address)
+      fedmarket --dev-account 0 faucet 1000 --to $ME
+      fedmarket --account $ME register trainer --stake 100
+      fedmarket --account $ME status
     """
     level = logging.WARNING - 10 * verbose
     # A library (opacus, at import) may have configured the root logger already, which makes

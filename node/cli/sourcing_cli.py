@@ -65,10 +65,10 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
 
     \b
     Example:
-      fedmarket task request 1 --budget 300 \\
-        --oracle 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\
-        --oracle 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 \\
-        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
+      fedmarket --dev-account 1 task request 1 --budget 300 \\
+        --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
+        --oracle 0x976EA74026E726554dB657fA54763abd0C3a0aa9 \\
+        --oracle 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955
     """
     from marketplace.fl import load_dataset, split_dataset
     from marketplace.fl.data import canonical_digest
@@ -115,7 +115,7 @@ def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool
 
     \b
     Example:
-      fedmarket offer submit --task 1 --data hospital.npz --ask 40
+      fedmarket --dev-account 2 offer submit --task 1 --data hospital.npz --ask 40
     """
     from marketplace.fl import load_dataset
     from marketplace.protocol.sourcing import load_request_document, prepare_offer
@@ -152,7 +152,7 @@ def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket offer reveal --task 1
+      fedmarket --dev-account 2 offer reveal --task 1
     """
     from marketplace.protocol.sourcing import PreparedOffer
 
@@ -194,7 +194,7 @@ def sourcing_accept(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket sourcing accept --task 1
+      fedmarket --dev-account 5 sourcing accept --task 1
     """
     client = _client(c)
     request_id = _request_id(client, task_id)
@@ -221,7 +221,7 @@ def sourcing_select(c: CliContext, task_id: int, validation: str, seed: int,
 
     \b
     Example:
-      fedmarket sourcing select --task 1 --validation digits
+      fedmarket --dev-account 5 sourcing select --task 1 --validation digits
     """
     import secrets
 
@@ -274,7 +274,7 @@ def sourcing_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket sourcing reveal --task 1
+      fedmarket --dev-account 5 sourcing reveal --task 1
     """
     from marketplace.chain.sourcing_client import SelectionTree
     from marketplace.protocol.sourcing import reveal_selection
@@ -305,7 +305,7 @@ def sourcing_register(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket sourcing register --task 1
+      fedmarket --dev-account 2 sourcing register --task 1
     """
     from marketplace.protocol.sourcing import load_selection
 
@@ -335,7 +335,7 @@ def sourcing_claim(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket sourcing claim --task 1
+      fedmarket --dev-account 2 sourcing claim --task 1
     """
     from marketplace.protocol.published_report import sourcing_claim_args
     from marketplace.protocol.session import TaskSession
@@ -364,7 +364,7 @@ def sourcing_refund(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket sourcing refund --task 1
+      fedmarket --dev-account 1 sourcing refund --task 1
     """
     client = _client(c)
     request_id = _request_id(client, task_id)

@@ -177,10 +177,10 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
 
     \b
     Example:
-      fedmarket task create --budget 1000 \\
-        --oracle 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\
-        --oracle 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 \\
+      fedmarket --dev-account 1 task create --budget 1000 \\
         --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
+        --oracle 0x976EA74026E726554dB657fA54763abd0C3a0aa9 \\
+        --oracle 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955 \\
         --validation-submissions 3 --auditors 2
     """
     from marketplace.fl.privacy import DPTerms

@@ -122,4 +122,9 @@ TEMPLATES: dict[str, Template] = {
     "FinishedTaskStubNotHandler": lambda a: (
         f"{a[0]} is not the test handler of this test stub (a test-only contract): report it"
     ),
+    "SwitchableTokenBlocked": lambda a: (
+        f"the test token refuses transfers to {a[0]} (a test-only contract switched to refuse "
+        "them): switch it back, then `fedmarket task show` lists what is owed; report it if "
+        "this is not a test"
+    ),
 }
