@@ -124,7 +124,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "SwitchableTokenBlocked": lambda a: (
         f"the test token refuses transfers to {a[0]} (a test-only contract switched to refuse "
-        "them): switch it back, then `fedmarket task show` lists what is owed; report it if "
-        "this is not a test"
+        "them): switch it back, then pay what the market deferred with `TaskMarket.sendOwed`; "
+        "report it if this is not a test"
     ),
 }
