@@ -63,6 +63,8 @@ contract DataSourcingHandler {
     ///         owner k paid; and 1 + the variant of the final selection once it is known.
     mapping(uint256 requestId => uint256) private _done;
     mapping(uint256 requestId => uint8) private _finalVariant;
+    /// @notice 1 + a task's outcome once it is Closed or Cancelled (nothing changes after).
+    mapping(uint256 taskId => uint8) private _taskEnd;
 
     /// @notice Ghosts: tokens received by winners and by the requester (refunds, cancellations).
     struct Ghost {
@@ -243,6 +245,7 @@ contract DataSourcingHandler {
     /// @dev One step of request `id` in the phase `now_` puts it in; returns the instant its next
     ///      phase (or its task's) starts, 0 if nothing is left to wait for.
     function _driveRequest(uint256 id, uint256 s, uint256 now_) private returns (uint256) {
+        if (_settled[id]) return 0;
         IDataSourcing.RequestInfo memory q = sourcing.request(id);
         if (q.cancelled) {
             _settled[id] = true;
@@ -298,6 +301,8 @@ contract DataSourcingHandler {
     /// @dev One step of task `taskId`; returns when its next step is due (0: nothing to wait for)
     ///      and, once its owners may claim (payout root final, or scoring failed), its outcome.
     function _driveTask(uint256 taskId, uint256 s, uint256 now_) private returns (uint256, ITaskMarket.Outcome) {
+        uint8 ended = _taskEnd[taskId];
+        if (ended != 0) return (0, ITaskMarket.Outcome(ended - 1));
         ITaskMarket.Phase phase = taskMarket.task(taskId).phase;
         if (phase == ITaskMarket.Phase.Open || phase == ITaskMarket.Phase.Training) {
             _train(taskId, s);
@@ -313,7 +318,10 @@ contract DataSourcingHandler {
             return (t.claimDeadline, t.outcome);
         }
         if (uint8(phase) <= uint8(ITaskMarket.Phase.Revealing)) return (t.phaseDeadline + 1, ITaskMarket.Outcome.None);
-        return (0, t.outcome); // Closed (Scored), Cancelled (Failed, or None: never trained)
+        if (phase == ITaskMarket.Phase.Closed || phase == ITaskMarket.Phase.Cancelled) {
+            _taskEnd[taskId] = uint8(t.outcome) + 1; // Scored; Failed, or None (never trained)
+        }
+        return (0, t.outcome);
     }
 
     // --- the actions' bodies -------------------------------------------------------------------
