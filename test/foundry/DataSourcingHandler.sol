@@ -20,11 +20,17 @@ import {Vm} from "./Vm.sol";
 ///         threshold payment claims (with the owner's row, sometimes with its flags forged to 0),
 ///         refunds, cancellations and time. Every action is a real call that may
 ///         revert (a revert is a no-op for the invariants); the ghosts record only what moved.
+///         `drive` walks the live requests through every phase (the single random actions
+///         rarely line up into a whole request: seats, offers and both commit-reveals must each
+///         fall in their one-hour window, then registration, training, scoring and claims).
 contract DataSourcingHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
     uint256 public constant OWNERS = 4;
-    uint256 public constant MAX_REQUESTS = 4;
+    /// @notice Requests per run; the random actions and `drive` act on the latest LIVE, and a new
+    ///         one opens only once the oldest of those is settled.
+    uint256 public constant MAX_REQUESTS = 8;
+    uint256 public constant LIVE = 4;
 
     RewardToken public immutable token;
     TaskMarket public immutable taskMarket;
@@ -50,16 +56,43 @@ contract DataSourcingHandler {
     mapping(uint256 requestId => mapping(address oracle => Vote)) private _votes;
     /// @notice Per task: bit i set = owner i is flagged in the payout table the oracles commit.
     mapping(uint256 taskId => uint256) private _flagBits;
+    /// @notice Requests `drive` has seen cancelled or refunded after their claim deadline: the
+    ///         oldest of the latest LIVE must be, before a new request is opened.
+    mapping(uint256 requestId => bool) private _settled;
+    /// @notice Per request, what `drive` need not retry: bit k = owner k registered; bit 4 + k =
+    ///         owner k paid; and 1 + the variant of the final selection once it is known.
+    mapping(uint256 requestId => uint256) private _done;
+    mapping(uint256 requestId => uint8) private _finalVariant;
+    /// @notice 1 + a task's outcome once it is Closed or Cancelled (nothing changes after).
+    mapping(uint256 taskId => uint8) private _taskEnd;
 
     /// @notice Ghosts: tokens received by winners and by the requester (refunds, cancellations).
-    mapping(uint256 requestId => uint256) public ghostPaid;
-    mapping(uint256 requestId => uint256) public ghostRefunded;
+    struct Ghost {
+        uint256 paid;
+        uint256 refunded;
+    }
+
+    mapping(uint256 requestId => Ghost) public ghost; // one getter: the invariant reads it per call
     /// @notice Tokens paid to winners the final payout table flags (must stay 0).
     uint256 public ghostFlaggedPaid;
     uint256 public calls;
-    /// @notice Successful actions (coverage: request, selection final, register, claim, refund,
-    ///         cancel, task scored, flagged claim refused).
-    uint256[8] public succeeded;
+    /// @notice Successful actions in this run (coverage, `COVERAGE` names them).
+    uint256 public constant COUNTERS = 11;
+    uint256[COUNTERS] public succeeded;
+    string public constant COVERAGE = "requests selections registrations paid(scored) paid(failed)"
+        " refused(flagged) refused(forged) refunds cancels scored failed";
+
+    uint256 internal constant REQUESTS = 0;
+    uint256 internal constant SELECTIONS = 1;
+    uint256 internal constant REGISTRATIONS = 2;
+    uint256 internal constant PAID_SCORED = 3;
+    uint256 internal constant PAID_FAILED = 4;
+    uint256 internal constant REFUSED_FLAGGED = 5;
+    uint256 internal constant REFUSED_FORGED = 6;
+    uint256 internal constant REFUNDS = 7;
+    uint256 internal constant CANCELS = 8;
+    uint256 internal constant TASKS_SCORED = 9;
+    uint256 internal constant TASKS_FAILED = 10;
 
     constructor(RewardToken token_, TaskMarket taskMarket_, DataSourcing sourcing_) {
         token = token_;
@@ -67,18 +100,20 @@ contract DataSourcingHandler {
         sourcing = sourcing_;
     }
 
-    /// @notice Fund and register the committee and the data owners (once, by the test).
+    /// @notice Fund and register the committee and the data owners (once, by the test). Stakes
+    ///         of 1,000 tokens: every task reserves 10 of each seat's and each joiner's, and
+    ///         nothing releases them within a run (MAX_REQUESTS tasks).
     function setUp(IParticipantRegistry registry) external {
         _fund(requester, address(registry));
         for (uint256 i; i < 3; ++i) {
             _fund(oracles[i], address(registry));
             vm.prank(oracles[i]);
-            registry.register(IParticipantRegistry.Role.Oracle, bytes32(uint256(i + 1)), 100e18);
+            registry.register(IParticipantRegistry.Role.Oracle, bytes32(uint256(i + 1)), 1000e18);
         }
         for (uint256 i; i < OWNERS; ++i) {
             _fund(owners[i], address(registry));
             vm.prank(owners[i]);
-            registry.register(IParticipantRegistry.Role.Trainer, bytes32(uint256(i + 11)), 100e18);
+            registry.register(IParticipantRegistry.Role.Trainer, bytes32(uint256(i + 11)), 1000e18);
         }
     }
 
@@ -96,8 +131,205 @@ contract DataSourcingHandler {
     /// @notice A new task gated by DataSourcing (committee accepted) and its data request.
     function createRequest(uint256 seed) external {
         calls++;
-        if (requests.length >= MAX_REQUESTS) return;
-        uint256 taskId = _createTask();
+        _createRequest(seed, block.timestamp);
+    }
+
+    /// @notice Every member still offered a seat on the request accepts it.
+    function acceptSeat(uint256 seed) external {
+        calls++;
+        _acceptSeats(_request(seed >> 8), 3);
+    }
+
+    /// @notice A data owner seals an ask (0.1 .. 8 tokens) and a sample count.
+    function commitOffer(uint256 seed) external {
+        calls++;
+        _commitOffer(_request(seed >> 8), seed % OWNERS, seed);
+    }
+
+    /// @notice Every owner that committed reveals, except (sometimes) one that stays sealed.
+    function revealOffer(uint256 seed) external {
+        calls++;
+        for (uint256 j = _first(); j < requests.length; ++j) {
+            _revealOffers(requests[j], uint256(keccak256(abi.encode(seed, j))));
+        }
+    }
+
+    /// @notice An oracle commits the honest selection (variant 0), the same leaves with a total
+    ///         declared one wei short (variant 1), or the honest leaves without the first winner
+    ///         (variant 2, a split vote).
+    function commitSelection(uint256 seed) external {
+        calls++;
+        // Every live request at once: the selection windows are an hour each, and one random
+        // request per call let most windows pass with no vote at all.
+        for (uint256 j = _first(); j < requests.length; ++j) {
+            _commitSelection(requests[j], uint256(keccak256(abi.encode(seed, j))));
+        }
+    }
+
+    /// @notice Committed members reveal (one of them, sometimes, does not).
+    function revealSelection(uint256 seed) external {
+        calls++;
+        for (uint256 j = _first(); j < requests.length; ++j) {
+            _revealSelection(requests[j], uint256(keccak256(abi.encode(seed, j))));
+        }
+    }
+
+    /// @notice A data owner proves its leaf in the finalized selection.
+    function registerWinner(uint256 seed) external {
+        calls++;
+        _registerWinner(_request(seed >> 8), seed % OWNERS);
+    }
+
+    /// @notice The request's task: registered winners join through the gate, the round is
+    ///         trained (one update each) and training ends; each step may revert.
+    function train(uint256 seed) external {
+        calls++;
+        _train(_taskOf(_request(seed)), type(uint256).max);
+    }
+
+    /// @notice The task's committee scores it (see `_score`).
+    function score(uint256 seed) external {
+        calls++;
+        _score(_taskOf(_request(seed >> 8)), seed);
+    }
+
+    /// @notice A winner claims with its row of the task's payout table (see `_claimPayment`).
+    function claimPayment(uint256 seed) external {
+        calls++;
+        _claimPayment(_request(seed >> 8), seed % OWNERS, seed >> 4);
+    }
+
+    function refund(uint256 seed) external {
+        calls++;
+        _refund(_request(seed));
+    }
+
+    /// @notice The requester cancels, rarely: a cancel is accepted until a selection is final,
+    ///         so at the fuzzer's even odds every request died before its selection window.
+    function cancel(uint256 seed) external {
+        calls++;
+        if (uint256(keccak256(abi.encode(seed))) % 64 != 0) return;
+        _cancel(_request(seed));
+    }
+
+    function warp(uint256 seed) external {
+        calls++;
+        // Mostly short steps, so each one-hour window (offers, reveals, selection commit and
+        // reveal) sees a dozen steps of actions; now and then a jump past a whole window.
+        // (Hashed: the fuzzer favours edge values such as 0, which would always pick the jump.)
+        uint256 r = uint256(keccak256(abi.encode("warp", seed)));
+        vm.warp(block.timestamp + (r % 32 == 0 ? 3 hours : 1 + (r >> 8) % 20 minutes));
+    }
+
+    /// @notice Takes every live request one step along its life with random choices (which
+    ///         seats, offers, asks, votes and reveals; which owners register, train and are
+    ///         flagged; whether scoring fails, a flagged owner forges its row, the requester takes
+    ///         its unspent budget early or cancels), opens a new request when fewer than LIVE are
+    ///         live, then warps once: to the nearest deadline of any live request or its task (so
+    ///         no window is skipped), or now and then a shorter step inside the window; at most
+    ///         3 hours.
+    function drive(uint256 seed) external {
+        calls++;
+        uint256 now_ = block.timestamp; // read once: via-IR reuses it after a warp anyway
+        uint256 r = uint256(keccak256(abi.encode("drive", seed, calls)));
+        uint256 next = now_ + 3 hours;
+        for (uint256 j = _first(); j < requests.length; ++j) {
+            uint256 at = _driveRequest(requests[j], uint256(keccak256(abi.encode(r, j))), now_);
+            if (at > now_ && at < next) next = at;
+        }
+        if (_createRequest(r, now_)) next = now_ + 1 + (r >> 216) % 20 minutes; // its offer window
+        if ((r >> 200) % 3 == 0) next = now_ + 1 + (r >> 208) % (next - now_);
+        vm.warp(next);
+    }
+
+    /// @dev One step of request `id` in the phase `now_` puts it in; returns the instant its next
+    ///      phase (or its task's) starts, 0 if nothing is left to wait for.
+    function _driveRequest(uint256 id, uint256 s, uint256 now_) private returns (uint256) {
+        if (_settled[id]) return 0;
+        IDataSourcing.RequestInfo memory q = sourcing.request(id);
+        if (q.cancelled) {
+            _settled[id] = true;
+            return 0;
+        }
+        if (now_ < q.offerDeadline) {
+            _acceptSeats(id, s % 8 == 0 ? (s >> 3) % 3 : 3); // now and then a seat stays empty
+            for (uint256 k; k < OWNERS; ++k) {
+                if ((s >> (8 + k)) % 4 != 0) _commitOffer(id, k, uint256(keccak256(abi.encode(s, k))));
+            }
+            return q.offerDeadline;
+        }
+        if (now_ < q.revealDeadline) {
+            _revealOffers(id, s);
+            return q.revealDeadline;
+        }
+        if (now_ < q.selectCommitDeadline) {
+            _commitSelection(id, s);
+            return q.selectCommitDeadline;
+        }
+        if (now_ < q.selectRevealDeadline) {
+            _revealSelection(id, s);
+            return q.selectRevealDeadline;
+        }
+        if (q.selectionRoot == bytes32(0)) {
+            if (s % 4 == 0) _cancel(id); // no selection: the requester takes the budget back
+            return 0;
+        }
+        if (now_ > q.claimDeadline) {
+            _refund(id); // withheld and unclaimed payments
+            _settled[id] = true;
+            return 0;
+        }
+        if (s % 8 == 0) _refund(id); // the unspent budget, early
+        uint256 done = _done[id];
+        for (uint256 k; k < OWNERS; ++k) {
+            // now and then an owner does not register (yet: the join window may close first)
+            if ((done >> k) & 1 == 0 && (s >> (12 + k)) % 4 != 0) _registerWinner(id, k);
+        }
+        (uint256 at, ITaskMarket.Outcome outcome) = _driveTask(q.taskId, s >> 16, now_);
+        if (outcome != ITaskMarket.Outcome.None) {
+            done = _done[id];
+            for (uint256 k; k < OWNERS; ++k) {
+                // registered, unpaid owners, each now and then (a refused one retries later)
+                if ((done >> k) & 1 == 1 && (done >> (4 + k)) & 1 == 0 && (s >> (40 + 4 * k)) % 4 == 0) {
+                    _claimPayment(id, q.taskId, outcome == ITaskMarket.Outcome.Scored, k, s >> (42 + 4 * k));
+                }
+            }
+        }
+        return at == 0 || at > q.claimDeadline ? q.claimDeadline + 1 : at;
+    }
+
+    /// @dev One step of task `taskId`; returns when its next step is due (0: nothing to wait for)
+    ///      and, once its owners may claim (payout root final, or scoring failed), its outcome.
+    function _driveTask(uint256 taskId, uint256 s, uint256 now_) private returns (uint256, ITaskMarket.Outcome) {
+        uint8 ended = _taskEnd[taskId];
+        if (ended != 0) return (0, ITaskMarket.Outcome(ended - 1));
+        ITaskMarket.Phase phase = taskMarket.task(taskId).phase;
+        if (phase == ITaskMarket.Phase.Open || phase == ITaskMarket.Phase.Training) {
+            _train(taskId, s);
+        } else if (phase == ITaskMarket.Phase.Committing || phase == ITaskMarket.Phase.Revealing) {
+            _score(taskId, s >> 12);
+        } else if (phase == ITaskMarket.Phase.Finalized) {
+            try taskMarket.sweep(taskId) {} catch {} // after the task's claim window: Closed
+        }
+        ITaskMarket.TaskInfo memory t = taskMarket.task(taskId); // where that step left it
+        phase = t.phase;
+        if (phase == ITaskMarket.Phase.Finalized) {
+            if (now_ < t.claimsOpenAt) return (t.claimsOpenAt, ITaskMarket.Outcome.None);
+            return (t.claimDeadline, t.outcome);
+        }
+        if (uint8(phase) <= uint8(ITaskMarket.Phase.Revealing)) return (t.phaseDeadline + 1, ITaskMarket.Outcome.None);
+        if (phase == ITaskMarket.Phase.Closed || phase == ITaskMarket.Phase.Cancelled) {
+            _taskEnd[taskId] = uint8(t.outcome) + 1; // Scored; Failed, or None (never trained)
+        }
+        return (0, t.outcome);
+    }
+
+    // --- the actions' bodies -------------------------------------------------------------------
+
+    function _createRequest(uint256 seed, uint256 now_) private returns (bool) {
+        uint256 n = requests.length;
+        if (n >= MAX_REQUESTS || (n >= LIVE && !_settled[requests[n - LIVE]])) return false;
+        uint256 taskId = _createTask(now_);
         IDataSourcing.RequestParams memory p;
         p.taskId = taskId;
         p.token = IERC20(address(token));
@@ -109,32 +341,29 @@ contract DataSourcingHandler {
             p.oracles[i] = oracles[i];
         }
         p.quorum = 2;
-        uint64 now_ = uint64(block.timestamp);
-        p.offerDeadline = now_ + 1 hours;
-        p.revealDeadline = now_ + 2 hours;
-        p.selectCommitDeadline = now_ + 3 hours;
-        p.selectRevealDeadline = now_ + 4 hours;
-        p.claimDeadline = now_ + 24 hours;
+        uint64 t = uint64(now_);
+        p.offerDeadline = t + 1 hours;
+        p.revealDeadline = t + 2 hours;
+        p.selectCommitDeadline = t + 3 hours;
+        p.selectRevealDeadline = t + 4 hours;
+        p.claimDeadline = t + 24 hours;
         vm.prank(requester);
         requests.push(sourcing.createRequest(p));
-        succeeded[0]++;
+        succeeded[REQUESTS]++;
+        return true;
     }
 
-    /// @notice Every member still offered a seat on the request accepts it.
-    function acceptSeat(uint256 seed) external {
-        calls++;
-        uint256 id = _request(seed >> 8);
+    /// @dev Every member but `skip` (3: none skipped) still offered a seat accepts it.
+    function _acceptSeats(uint256 id, uint256 skip) private {
         for (uint256 k; k < 3; ++k) {
+            if (k == skip) continue;
             vm.prank(oracles[k]);
             try sourcing.acceptSeat(id) {} catch {}
         }
     }
 
-    /// @notice A data owner seals an ask (0.1 .. 8 tokens) and a sample count.
-    function commitOffer(uint256 seed) external {
-        calls++;
-        uint256 id = _request(seed >> 8);
-        address owner = owners[seed % OWNERS];
+    function _commitOffer(uint256 id, uint256 k, uint256 seed) private {
+        address owner = owners[k];
         uint256 ask = 1e17 + (seed >> 16) % 8e18;
         bytes32 salt = keccak256(abi.encode(seed));
         bytes32 commitment = sourcing.offerCommitment(id, owner, ask, 100, "sketch", salt);
@@ -142,14 +371,6 @@ contract DataSourcingHandler {
         try sourcing.commitOffer(id, commitment) {
             _offers[id][owner] = Offer(ask, salt);
         } catch {}
-    }
-
-    /// @notice Every owner that committed reveals, except (sometimes) one that stays sealed.
-    function revealOffer(uint256 seed) external {
-        calls++;
-        for (uint256 j; j < requests.length; ++j) {
-            _revealOffers(requests[j], uint256(keccak256(abi.encode(seed, j))));
-        }
     }
 
     function _revealOffers(uint256 id, uint256 seed) private {
@@ -162,26 +383,15 @@ contract DataSourcingHandler {
         }
     }
 
-    /// @notice An oracle commits the honest selection (variant 0), the same leaves with a total
-    ///         declared one wei short (variant 1), or the honest leaves without the first winner
-    ///         (variant 2, a split vote).
-    function commitSelection(uint256 seed) external {
-        calls++;
-        // Every request at once: the selection windows are an hour each, and one random request
-        // per call let most windows pass with no vote at all.
-        for (uint256 j; j < requests.length; ++j) {
-            _commitSelection(requests[j], uint256(keccak256(abi.encode(seed, j))));
-        }
-    }
-
     function _commitSelection(uint256 id, uint256 seed) private {
+        (bytes32[3] memory roots, uint256[3] memory totals) = _selections(id);
         for (uint256 k; k < 3; ++k) {
             address oracle = oracles[k];
             uint256 pick = (seed >> (4 + 3 * k)) % 8;
             uint8 variant = pick < 5 ? 0 : pick < 7 ? 1 : 2;
             bytes32 salt = keccak256(abi.encode("selection", seed, k));
-            (bytes32 root, uint256 total) = selection(id, variant);
-            bytes32 commitment = sourcing.selectionCommitment(id, oracle, root, total, "report", salt);
+            bytes32 commitment =
+                sourcing.selectionCommitment(id, oracle, roots[variant], totals[variant], "report", salt);
             vm.prank(oracle);
             try sourcing.commitSelection(id, commitment) {
                 _votes[id][oracle] = Vote(variant, salt);
@@ -189,51 +399,43 @@ contract DataSourcingHandler {
         }
     }
 
-    /// @notice Committed members reveal (one of them, sometimes, does not).
-    function revealSelection(uint256 seed) external {
-        calls++;
-        for (uint256 j; j < requests.length; ++j) {
-            _revealSelection(requests[j], uint256(keccak256(abi.encode(seed, j))));
-        }
-    }
-
     function _revealSelection(uint256 id, uint256 seed) private {
+        (bytes32[3] memory roots, uint256[3] memory totals) = _selections(id);
         for (uint256 k; k < 3; ++k) {
             if (seed % 6 == k) continue;
             address oracle = oracles[k];
             Vote memory v = _votes[id][oracle];
-            (bytes32 root, uint256 total) = selection(id, v.variant);
             vm.prank(oracle);
-            try sourcing.revealSelection(id, root, total, "report", v.salt) {
-                if (sourcing.request(id).selectionRoot != bytes32(0)) succeeded[1]++;
+            try sourcing.revealSelection(id, roots[v.variant], totals[v.variant], "report", v.salt) {
+                if (sourcing.request(id).selectionRoot != bytes32(0)) succeeded[SELECTIONS]++;
             } catch {}
         }
     }
 
-    /// @notice A data owner proves its leaf in the finalized selection.
-    function registerWinner(uint256 seed) external {
-        calls++;
-        uint256 id = _request(seed >> 8);
-        uint256 i = seed % OWNERS;
-        bytes32 finalRoot = _selectionRoot(id);
-        uint8 variant = 0;
-        for (uint8 k = 1; k < 3; ++k) {
-            (bytes32 root,) = selection(id, k);
-            if (root == finalRoot) variant = k;
+    function _registerWinner(uint256 id, uint256 i) private {
+        uint8 known = _finalVariant[id];
+        if (known == 0) {
+            bytes32 finalRoot = _selectionRoot(id);
+            if (finalRoot == bytes32(0)) return;
+            known = 1;
+            for (uint8 k = 1; k < 3; ++k) {
+                (bytes32 root,) = selection(id, k);
+                if (root == finalRoot) known = k + 1;
+            }
+            _finalVariant[id] = known; // the offers are final once a selection is
         }
-        uint256[OWNERS] memory pay = _payments(id, variant);
-        bytes32[] memory proof = _proof(id, variant, i); // view calls: before the prank
+        uint256[OWNERS] memory pay = _payments(id, known - 1);
+        bytes32[] memory proof = _proof(id, pay, i); // view calls: before the prank
         vm.prank(owners[i]);
         try sourcing.registerWinner(id, pay[i], proof) {
-            succeeded[2]++;
+            succeeded[REGISTRATIONS]++;
+            _done[id] |= 1 << i;
         } catch {}
     }
 
-    /// @notice The request's task: registered winners join through the gate, the round is
-    ///         trained (one update each) and training ends; each step may revert.
-    function train(uint256 seed) external {
-        calls++;
-        uint256 taskId = _taskOf(_request(seed));
+    /// @dev Registered winners join through the gate, the task's round is trained (one update
+    ///      per joined owner, except those whose bit in `miss` is 0 mod 8) and training ends.
+    function _train(uint256 taskId, uint256 miss) private {
         if (taskId == 0) return;
         for (uint256 i; i < OWNERS; ++i) {
             vm.prank(owners[i]);
@@ -241,18 +443,17 @@ contract DataSourcingHandler {
         }
         try taskMarket.advance(taskId) {} catch {}
         for (uint256 i; i < OWNERS; ++i) {
+            if (miss != type(uint256).max && (miss >> (3 * i)) % 8 == 0) continue;
             vm.prank(owners[i]);
             try taskMarket.commitUpdate(taskId, 1, "u", keccak256(abi.encode(taskId, i)), 100) {} catch {}
         }
         try taskMarket.advance(taskId) {} catch {}
     }
 
-    /// @notice The task's committee scores it: each oracle commits (unless scoring is to fail)
-    ///         the payout table that flags the owners of a random bit set; then reveals; each
-    ///         step may revert (wrong phase, too early) and is retried by later calls.
-    function score(uint256 seed) external {
-        calls++;
-        uint256 taskId = _taskOf(_request(seed >> 8));
+    /// @dev Each oracle commits (unless scoring is to fail) the payout table that flags the
+    ///      owners of a random bit set; then reveals; each step may revert (wrong phase, too
+    ///      early) and is retried by later calls.
+    function _score(uint256 taskId, uint256 seed) private {
         if (taskId == 0) return;
         ITaskMarket.TaskInfo memory t = taskMarket.task(taskId);
         if (t.phase == ITaskMarket.Phase.Committing && t.committedCount == 0 && seed % 5 != 0) {
@@ -271,64 +472,54 @@ contract DataSourcingHandler {
             try taskMarket.revealScore(taskId, root, "r", bytes32(k + 1)) {} catch {}
         }
         try taskMarket.advance(taskId) {
-            if (taskMarket.task(taskId).outcome != ITaskMarket.Outcome.None) succeeded[6]++;
+            ITaskMarket.Outcome outcome = taskMarket.task(taskId).outcome;
+            if (outcome == ITaskMarket.Outcome.Scored) succeeded[TASKS_SCORED]++;
+            else if (outcome != ITaskMarket.Outcome.None) succeeded[TASKS_FAILED]++;
         } catch {}
     }
 
-    /// @notice A winner claims with its row of the task's payout table (leaf arguments ignored if
-    ///         scoring failed); now and then a flagged owner forges its flags to 0.
-    function claimPayment(uint256 seed) external {
-        calls++;
-        uint256 id = _request(seed >> 8);
-        uint256 i = seed % OWNERS;
-        address owner = owners[i];
+    /// @dev Owner `i` claims with its row of the task's payout table (leaf arguments ignored if
+    ///      scoring failed); a flagged owner forges its flags to 0 one time in four.
+    function _claimPayment(uint256 id, uint256 i, uint256 seed) private {
+        if (id == 0) return;
         uint256 taskId = _taskOf(id);
+        _claimPayment(id, taskId, taskMarket.task(taskId).outcome == ITaskMarket.Outcome.Scored, i, seed);
+    }
+
+    function _claimPayment(uint256 id, uint256 taskId, bool scored, uint256 i, uint256 seed) private {
+        address owner = owners[i];
         bool flagged = (_flagBits[taskId] >> i) & 1 == 1;
-        uint256 flags = flagged && (seed >> 4) % 4 != 0 ? PayoutLeaf.FLAG_FREE_RIDER : 0;
-        bytes32[] memory proof = _payoutProof(taskId, i);
-        bool scored = taskId != 0 && taskMarket.task(taskId).outcome == ITaskMarket.Outcome.Scored;
+        uint256 flags = flagged && seed % 4 != 0 ? PayoutLeaf.FLAG_FREE_RIDER : 0;
+        bytes32[] memory proof = _payoutProof(taskId, i); // view calls: before the prank
         uint256 before = token.balanceOf(owner);
         vm.prank(owner);
         try sourcing.claimPayment(id, i, 0, 0, flags, proof) {
-            succeeded[3]++;
+            succeeded[scored ? PAID_SCORED : PAID_FAILED]++;
+            _done[id] |= 1 << (4 + i);
             uint256 got = token.balanceOf(owner) - before;
-            ghostPaid[id] += got;
+            ghost[id].paid += got;
             if (scored && flagged) ghostFlaggedPaid += got;
         } catch (bytes memory reason) {
-            if (bytes4(reason) == IDataSourcing.DataSourcingWinnerFlagged.selector) succeeded[7]++;
+            bytes4 err = bytes4(reason);
+            if (err == IDataSourcing.DataSourcingWinnerFlagged.selector) succeeded[REFUSED_FLAGGED]++;
+            if (err == IDataSourcing.DataSourcingBadPayoutLeaf.selector && flagged) succeeded[REFUSED_FORGED]++;
         }
     }
 
-    function refund(uint256 seed) external {
-        calls++;
-        uint256 id = _request(seed);
+    function _refund(uint256 id) private {
         uint256 before = token.balanceOf(requester);
         try sourcing.refund(id) {
-            succeeded[4]++;
-            ghostRefunded[id] += token.balanceOf(requester) - before;
+            succeeded[REFUNDS]++;
+            ghost[id].refunded += token.balanceOf(requester) - before;
         } catch {}
     }
 
-    /// @notice The requester cancels, rarely: a cancel is accepted until a selection is final,
-    ///         so at the fuzzer's even odds every request died before its selection window.
-    function cancel(uint256 seed) external {
-        calls++;
-        if (uint256(keccak256(abi.encode(seed))) % 64 != 0) return;
-        uint256 id = _request(seed);
+    function _cancel(uint256 id) private {
         uint256 before = token.balanceOf(requester);
         try sourcing.cancel(id) {
-            succeeded[5]++;
-            ghostRefunded[id] += token.balanceOf(requester) - before;
+            succeeded[CANCELS]++;
+            ghost[id].refunded += token.balanceOf(requester) - before;
         } catch {}
-    }
-
-    function warp(uint256 seed) external {
-        calls++;
-        // Mostly short steps, so each one-hour window (offers, reveals, selection commit and
-        // reveal) sees a dozen steps of actions; now and then a jump past a whole window.
-        // (Hashed: the fuzzer favours edge values such as 0, which would always pick the jump.)
-        uint256 r = uint256(keccak256(abi.encode("warp", seed)));
-        vm.warp(block.timestamp + (r % 32 == 0 ? 3 hours : 1 + (r >> 8) % 20 minutes));
     }
 
     // --- the selection ----------------------------------------------------------------------
@@ -345,6 +536,14 @@ contract DataSourcingHandler {
         }
         root = _pair(_pair(leaves[0], leaves[1]), _pair(leaves[2], leaves[3]));
         if (variant == 1 && total != 0) total -= 1;
+    }
+
+    /// @dev All three variants (variant 1 is variant 0's root with its total one wei short).
+    function _selections(uint256 id) private view returns (bytes32[3] memory roots, uint256[3] memory totals) {
+        (roots[0], totals[0]) = selection(id, 0);
+        (roots[2], totals[2]) = selection(id, 2);
+        roots[1] = roots[0];
+        totals[1] = totals[0] == 0 ? 0 : totals[0] - 1;
     }
 
     function _payments(uint256 id, uint8 variant) private view returns (uint256[OWNERS] memory pay) {
@@ -369,8 +568,7 @@ contract DataSourcingHandler {
         }
     }
 
-    function _proof(uint256 id, uint8 variant, uint256 i) private view returns (bytes32[] memory p) {
-        uint256[OWNERS] memory pay = _payments(id, variant);
+    function _proof(uint256 id, uint256[OWNERS] memory pay, uint256 i) private view returns (bytes32[] memory p) {
         bytes32[OWNERS] memory leaves;
         for (uint256 k; k < OWNERS; ++k) {
             leaves[k] = _leaf(id, owners[k], pay[k]);
@@ -414,7 +612,7 @@ contract DataSourcingHandler {
 
     // --- helpers --------------------------------------------------------------------------------
 
-    function _createTask() private returns (uint256 id) {
+    function _createTask(uint256 now_) private returns (uint256 id) {
         ITaskMarket.TaskParams memory p;
         p.token = IERC20(address(token));
         p.budget = 10e18;
@@ -429,7 +627,7 @@ contract DataSourcingHandler {
         p.minStake = 10e18;
         p.trainerBond = 1e18;
         p.disputeBond = 2e18;
-        p.joinDeadline = uint64(block.timestamp + 6 hours);
+        p.joinDeadline = uint64(now_ + 6 hours);
         p.roundDuration = 1 hours;
         p.commitDuration = 1 hours;
         p.revealDuration = 1 hours;
@@ -452,9 +650,15 @@ contract DataSourcingHandler {
         }
     }
 
+    /// @dev One of the latest LIVE requests (0: none yet).
     function _request(uint256 seed) private view returns (uint256) {
         uint256 n = requests.length;
-        return n == 0 ? 0 : requests[seed % n];
+        return n == 0 ? 0 : requests[n - 1 - seed % (n < LIVE ? n : LIVE)];
+    }
+
+    /// @dev The index of the oldest of the latest LIVE requests.
+    function _first() private view returns (uint256) {
+        return requests.length > LIVE ? requests.length - LIVE : 0;
     }
 
     function _taskOf(uint256 id) private view returns (uint256) {
@@ -467,5 +671,10 @@ contract DataSourcingHandler {
 
     function requestCount() external view returns (uint256) {
         return requests.length;
+    }
+
+    /// @notice Every request of this run (one call: the invariant reads them after every call).
+    function requestIds() external view returns (uint256[] memory) {
+        return requests;
     }
 }
