@@ -6,8 +6,8 @@ in an order that meets its preconditions, as a ``bash`` script of the lines exac
 (``fedmarket`` is this worktree's CLI; the node-wide settings come from the environment, as the
 root help says: FEDMARKET_CHAIN_RPC, FEDMARKET_IPFS_API, FEDMARKET_HOME, FEDMARKET_PASSWORD).
 The world's other actors (more trainers and oracles, a second task) are set up in-process between
-the examples. The model product path runs on a second market whose task 1 is trained, finalized
-and approved in-process (as the contract tests do). A command whose examples the world does not
+the examples. The model product path runs on markets of its own whose task 1 is trained and
+finalized in-process (as the contract tests do). A command whose examples the world does not
 run fails the test, but for the ones in NEEDS_A_TRAINED_TASK, which are only parsed.
 """
 
@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -42,16 +43,14 @@ from node.cli import cli
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "help-examples"
 T0 = time.monotonic()
-# Commands whose examples are only parsed. The product world (`_product`) has a trained, approved
-# task 1 but no live training: `node run|average` and `oracle run` (a multi-process training run),
-# `data withdraw|unlearn` and `sourcing claim` (a sourcing task that trained) are not reached;
-# `audit attest` names a placeholder package CID (the auditors attest the real one in-process);
-# `model refund 1` needs sale 1 undelivered but `model download 1` needs it delivered;
-# `model claim-bounty` (dev 8) and `model reclaim` need dev 8's submission approved, or
-# unpaid auditor fees, and the approved submission 1 is the requester's with both fees paid.
+# Commands whose examples are only parsed. The product markets (`_trained_market`) have a task 1
+# trained in-process but no live training: `node run|average` and `oracle run` (a multi-process
+# training run), `data withdraw|unlearn` and `sourcing claim` (a sourcing task that trained) are
+# not reached; `audit attest` names a placeholder package CID (the auditors attest the real one,
+# which `audit package` prints, in-process).
 NEEDS_A_TRAINED_TASK = {
     "node run", "node average", "oracle run", "data withdraw", "data unlearn", "audit attest",
-    "sourcing claim", "model refund", "model claim-bounty", "model reclaim",
+    "sourcing claim",
 }  # fmt: skip
 
 
@@ -246,6 +245,8 @@ def test_every_help_example_runs_as_printed(
     _sandboxed(w)
     _world(w)
     _product(w)
+    _bounty_and_refund(w)
+    _reclaim(w)
     # Every command with examples was run, but those the world cannot reach yet.
     assert set(BLOCKS) - NEEDS_A_TRAINED_TASK == w.covered, set(BLOCKS) ^ w.covered
     assert set(BLOCKS) >= NEEDS_A_TRAINED_TASK
@@ -340,11 +341,14 @@ def _world(w: World) -> None:
     w.run("sourcing refund")
 
 
-def _product(w: World) -> None:
-    """The model product path on a second market (same devnet and Kubo, fresh contracts) whose
-    task 1 is trained and finalized in-process as the contract tests do (chainkit/productkit),
-    with the examples' actors: requester dev 1, trainers 2-3, oracles 5-7, developer 8,
-    auditors 9-10, buyer 11. Then the examples run against it, as printed."""
+def _trained_market(
+    w: World, name: str, params: Any = None
+) -> tuple[Any, dict[str, str], Path, bytes]:
+    """A market of its own (same devnet and Kubo, fresh contracts) whose task 1 is trained,
+    finalized and configured for the model product in-process as the contract tests do
+    (chainkit/productkit), with the examples' actors: requester dev 1, trainers 2-3, oracles 5-7,
+    developer 8, auditors 9-10, buyer 11. Its Product, the examples' env and folder, the final
+    model."""
     sys.path.insert(0, str(REPO / "tests" / "contracts"))
     from chainkit import E18, Actors, Chain, Market, Vote, payout_tree, root_bytes
     from productkit import DEVELOPER, MAX, Product, deployment_of, key
@@ -380,7 +384,7 @@ def _product(w: World) -> None:
             chain.tx(registry.functions.register(role, key(f"r{role}-{i}"), 100 * E18), who)
     chain.tx(mm.functions.register(DEVELOPER, key("dev8")), k[8])
     pm = Product(Market(chain, actors, token, registry, market), mm, mm, [k[8]], [], [k[11]])
-    deployments, cwd = w.tmp / "product-deployments", w.tmp / "product"
+    deployments, cwd = w.tmp / f"{name}-deployments", w.tmp / name
     write_deployment(deployment_of(pm), deployments)
     cwd.mkdir()
     env = {**w.env, "FEDMARKET_DEPLOYMENTS": str(deployments), "FEDMARKET_HOME": str(cwd / "home")}
@@ -415,7 +419,14 @@ def _product(w: World) -> None:
     digest = hashlib.sha256(final).digest()
     pm.tx(market.functions.postModel(task, rounds + 1, "bafy-final", digest), trainers[0])
     pm.mkt.open_claims(task)
-    pm.configure(task)
+    pm.configure(task, params)
+    return pm, env, cwd, final
+
+
+def _product(w: World) -> None:
+    """The model product path, its examples as printed, on a trained market."""
+    pm, env, cwd, final = _trained_market(w, "product")
+    chain, mm, task = pm.chain, pm.mm, 1
     pm.submit_final(task)  # submission 1: the requester's final aggregate
     w.run("model submit", env=env, cwd=cwd)  # submission 2: developer dev 8's revision
     pm.evaluate(task, 1, 900_000)
@@ -427,7 +438,7 @@ def _product(w: World) -> None:
     for a in (9, 10):  # `audit attest`'s example names a placeholder package: the real one here
         w.harness("--dev-account", str(a), "audit", "attest", "--task", "1", "--submission", "1",
                   "--package", package, "--report-cid", f"report-{a}", env=env)  # fmt: skip
-    pm.tx(mm.functions.approve(task, 1), actors.requester)
+    pm.tx(mm.functions.approve(task, 1), pm.requester)
     for command in ("model sell", "model show", "model buy", "model deliver", "model download"):
         w.run(command, env=env, cwd=cwd)
     assert (cwd / "model.safetensors").read_bytes() == final
@@ -437,3 +448,44 @@ def _product(w: World) -> None:
     w.run("model claim-share", env=env, cwd=cwd)
     chain.warp_past(pm.listing(1)["royaltyDeadline"])
     w.run("model sweep", env=env, cwd=cwd)
+
+
+def _bounty_and_refund(w: World) -> None:
+    """On another trained market: developer dev 8's revision (submission 2) passes where the final
+    aggregate failed, is approved, and dev 8 claims the bounty; a sale nobody delivers is
+    refunded after its delivery deadline."""
+    pm, env, cwd, _ = _trained_market(w, "bounty")  # puts productkit on the path
+    from productkit import AUDITOR, key
+
+    from marketplace.chain.devnet import DEV_PRIVATE_KEYS
+
+    k = [Account.from_key(x) for x in DEV_PRIVATE_KEYS]
+    task = 1
+    pm.submit_final(task)
+    assert pm.submit(task, k[8], "revision") == 2
+    pm.evaluate(task, 1, 100_000)  # below the threshold
+    pm.evaluate(task, 2, 900_000)
+    pm.fix_total(task, 1_000_000)
+    for a in (9, 10):
+        pm.tx(pm.mm.functions.register(AUDITOR, key(f"aud{a}")), k[a])
+        pm.tx(pm.attest_fn(task, 2, k[a]), k[8])
+    pm.tx(pm.mm.functions.approve(task, 2), pm.requester)
+    w.run("model claim-bounty", env=env, cwd=cwd)
+    sale = pm.buy(pm.list(task, submission=2), k[11])
+    assert sale == 1
+    pm.chain.warp_past(pm.sale(sale)["deliverBy"])
+    w.run("model refund", env=env, cwd=cwd)
+
+
+def _reclaim(w: World) -> None:
+    """On a third trained market that takes one submission: it fails, and the requester reclaims
+    the bounty and the auditor fees."""
+    from marketplace.chain.model_market_client import ProductParams
+
+    one = ProductParams(max_submissions=1, threshold_ppm=800_000, bounty=50 * 10**18,
+                        required_attestations=2, auditor_fee=5 * 10**18,
+                        eval_commit_duration=600, eval_reveal_duration=600)  # fmt: skip
+    pm, env, cwd, _ = _trained_market(w, "reclaim", one)
+    pm.submit_final(1)
+    pm.evaluate(1, 1, 100_000)  # below the threshold: no submission left
+    w.run("model reclaim", env=env, cwd=cwd)
