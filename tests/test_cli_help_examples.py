@@ -6,12 +6,14 @@ in an order that meets its preconditions, as a ``bash`` script of the lines exac
 (``fedmarket`` is this worktree's CLI; the node-wide settings come from the environment, as the
 root help says: FEDMARKET_CHAIN_RPC, FEDMARKET_IPFS_API, FEDMARKET_HOME, FEDMARKET_PASSWORD).
 The world's other actors (more trainers and oracles, a second task) are set up in-process between
-the examples. A command whose examples the world does not run fails the test, but for the ones in
-NEEDS_A_TRAINED_TASK, which are only parsed (a gap: the world has no training run yet).
+the examples. The model product path runs on markets of its own whose task 1 is trained and
+finalized in-process (as the contract tests do). A command whose examples the world does not
+run fails the test, but for the ones in NEEDS_A_TRAINED_TASK, which are only parsed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,11 +25,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from eth_account import Account
 
 from marketplace.chain.backend import connect
 from marketplace.chain.devnet import DevnetProcess, advance_chain_time, free_port
@@ -39,13 +43,14 @@ from node.cli import cli
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "help-examples"
 T0 = time.monotonic()
-# Commands whose examples need a task trained to the end (a multi-process training run, its
-# committee evaluating submissions, an approved model): the world below does not train yet.
+# Commands whose examples are only parsed. The product markets (`_trained_market`) have a task 1
+# trained in-process but no live training: `node run|average` and `oracle run` (a multi-process
+# training run), `data withdraw|unlearn` and `sourcing claim` (a sourcing task that trained) are
+# not reached; `audit attest` names a placeholder package CID (the auditors attest the real one,
+# which `audit package` prints, in-process).
 NEEDS_A_TRAINED_TASK = {
-    "node run", "node average", "oracle run", "data withdraw", "data unlearn", "model submit",
-    "audit attest", "model sell", "model show", "model buy", "model deliver", "model download",
-    "sourcing claim", "audit package", "model refund", "model claim", "model claim-share",
-    "model claim-bounty", "model reclaim", "model sweep",
+    "node run", "node average", "oracle run", "data withdraw", "data unlearn", "audit attest",
+    "sourcing claim",
 }  # fmt: skip
 
 
@@ -169,9 +174,9 @@ class World:
         print(f"{time.monotonic() - T0:7.1f}s {command or 'fedmarket'}")
         return done.stdout
 
-    def harness(self, *args: str) -> str:
+    def harness(self, *args: str, env: dict[str, str] | None = None) -> str:
         """A step of the world's other actors (not an example), in-process."""
-        env = {**self.env, "FEDMARKET_DEPLOYMENTS": str(self.cwd / "deployments")}
+        env = env or {**self.env, "FEDMARKET_DEPLOYMENTS": str(self.cwd / "deployments")}
         result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
         assert result.exit_code == 0, f"{args}: {result.output}"
         return result.output
@@ -239,6 +244,12 @@ def test_every_help_example_runs_as_printed(
     w = World(tmp_path, module_chain, kubo)
     _sandboxed(w)
     _world(w)
+    _product(w)
+    _bounty_and_refund(w)
+    _reclaim(w)
+    # Every command with examples was run, but those the world cannot reach yet.
+    assert set(BLOCKS) - NEEDS_A_TRAINED_TASK == w.covered, set(BLOCKS) ^ w.covered
+    assert set(BLOCKS) >= NEEDS_A_TRAINED_TASK
 
 
 def _sandboxed(w: World) -> None:
@@ -329,6 +340,152 @@ def _world(w: World) -> None:
     w.advance(8 * 24 * 3600)
     w.run("sourcing refund")
 
-    # Every command with examples was run, but those the world cannot reach yet.
-    assert set(BLOCKS) - NEEDS_A_TRAINED_TASK == w.covered, set(BLOCKS) ^ w.covered
-    assert set(BLOCKS) >= NEEDS_A_TRAINED_TASK
+
+def _trained_market(
+    w: World, name: str, params: Any = None
+) -> tuple[Any, dict[str, str], Path, bytes]:
+    """A market of its own (same devnet and Kubo, fresh contracts) whose task 1 is trained,
+    finalized and configured for the model product in-process as the contract tests do
+    (chainkit/productkit), with the examples' actors: requester dev 1, trainers 2-3, oracles 5-7,
+    developer 8, auditors 9-10, buyer 11. Its Product, the examples' env and folder, the final
+    model."""
+    sys.path.insert(0, str(REPO / "tests" / "contracts"))
+    from chainkit import E18, Actors, Chain, Market, Vote, payout_tree, root_bytes
+    from productkit import DEVELOPER, MAX, Product, deployment_of, key
+
+    from marketplace.chain.compiler import compile_contracts
+    from marketplace.chain.deploy import write_deployment
+    from marketplace.chain.devnet import DEV_PRIVATE_KEYS
+    from marketplace.crypto.envelope import EnvelopeContext, seal
+    from marketplace.fl.data import canonical_digest
+    from marketplace.fl.models import ModelSpec, build_model
+    from marketplace.fl.serialization import dump_weights
+    from marketplace.fl.weights import get_weights
+    from marketplace.protocol.published_report import REPORT_ROUND
+    from marketplace.storage.kubo import KuboStore
+
+    k = [Account.from_key(x) for x in DEV_PRIVATE_KEYS]
+    actors = Actors(deployer=k[0], arbiter=k[12], requester=k[1], oracles=k[5:8],
+                    trainers=k[2:5], outsiders=[k[8], k[9], k[10], k[11], k[13]])  # fmt: skip
+    chain, d = Chain(w.w3, compile_contracts()), k[0]
+    token = chain.deploy("RewardToken", d, "FedMarket Reward", "FMR", d.address)
+    registry = chain.deploy("ParticipantRegistry", d, token.address, 7 * 24 * 3600, d.address)
+    market = chain.deploy("TaskMarket", d, registry.address, actors.arbiter.address)
+    chain.tx(registry.functions.setMarket(market.address, True), d)
+    mm = chain.deploy("ModelMarket", d, market.address)
+    chain.tx(registry.functions.setMarket(mm.address, True), d)
+    for who in [actors.arbiter, actors.requester, *actors.oracles, *actors.trainers,
+                *actors.outsiders]:  # fmt: skip
+        chain.tx(token.functions.mint(who.address, 1_000_000 * E18), d)
+        for spender in (market, registry, mm):
+            chain.tx(token.functions.approve(spender.address, MAX), who)
+    for role, group in ((2, actors.oracles), (1, actors.trainers)):
+        for i, who in enumerate(group):
+            chain.tx(registry.functions.register(role, key(f"r{role}-{i}"), 100 * E18), who)
+    chain.tx(mm.functions.register(DEVELOPER, key("dev8")), k[8])
+    pm = Product(Market(chain, actors, token, registry, market), mm, mm, [k[8]], [], [k[11]])
+    deployments, cwd = w.tmp / f"{name}-deployments", w.tmp / name
+    write_deployment(deployment_of(pm), deployments)
+    cwd.mkdir()
+    env = {**w.env, "FEDMARKET_DEPLOYMENTS": str(deployments), "FEDMARKET_HOME": str(cwd / "home")}
+    # The files the examples name: the final model and developer dev 8's revision.
+    final = dump_weights(get_weights(build_model(ModelSpec("logreg", 64, 10, seed=3))))
+    (cwd / "final.safetensors").write_bytes(final)
+    (cwd / "revised.safetensors").write_bytes(
+        dump_weights(get_weights(build_model(ModelSpec("logreg", 64, 10, seed=4))))
+    )
+    # Task 1: trained by dev 2 and 3 on the committed validation set, finalized on a report
+    # sealed to them and stored in Kubo (as the oracles publish it), its final model posted.
+    val = split_dataset(load_dataset("digits"), seed=0).validation
+    spec = pm.mkt_spec(2).with_(validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)))
+    task, trainers = pm.mkt.create(spec), actors.trainers[:2]
+    assert task == 1
+    pm.mkt.start(task, trainers)
+    pm.mkt.train(task, trainers)
+    tree = payout_tree([(t.address, 100 * E18, 500_000, 0) for t in trainers], pm.mkt.domain(task))
+    payouts = [{"index": e.index, "account": e.account, "amount": str(e.amount),
+                "score_ppm": e.score_ppm, "flags": e.flags} for e in tree.entries]  # fmt: skip
+    report = json.dumps({"merkle_root": tree.root, "payouts": payouts}).encode()
+    sealed_to = {Identity.dev(i).address: Identity.dev(i).x25519_public for i in (2, 3)}
+    store, votes = KuboStore(w.env["FEDMARKET_IPFS_API"], timeout=30.0), {}
+    for i, oracle in enumerate(actors.oracles):
+        ctx = EnvelopeContext(chain_id=chain.chain_id, task_id=task, round=REPORT_ROUND,
+                              sender=oracle.address)  # fmt: skip
+        cid = str(store.put(seal(report, recipients=sealed_to, context=ctx)))
+        votes[i] = Vote(root_bytes(tree), cid, bytes([i + 1]) * 32)
+    store.close()
+    pm.mkt.score(task, votes)
+    rounds = pm.mkt.task(task)["rounds"]
+    digest = hashlib.sha256(final).digest()
+    pm.tx(market.functions.postModel(task, rounds + 1, "bafy-final", digest), trainers[0])
+    pm.mkt.open_claims(task)
+    pm.configure(task, params)
+    return pm, env, cwd, final
+
+
+def _product(w: World) -> None:
+    """The model product path, its examples as printed, on a trained market."""
+    pm, env, cwd, final = _trained_market(w, "product")
+    chain, mm, task = pm.chain, pm.mm, 1
+    pm.submit_final(task)  # submission 1: the requester's final aggregate
+    w.run("model submit", env=env, cwd=cwd)  # submission 2: developer dev 8's revision
+    pm.evaluate(task, 1, 900_000)
+    pm.fix_total(task, 1_000_000)
+    for a in (9, 10):
+        w.harness("--dev-account", str(a), "audit", "register", env=env)
+    out = w.run("audit package", env=env, cwd=cwd)
+    (package,) = re.findall(r"│ package +│ (\w+)", out)
+    for a in (9, 10):  # `audit attest`'s example names a placeholder package: the real one here
+        w.harness("--dev-account", str(a), "audit", "attest", "--task", "1", "--submission", "1",
+                  "--package", package, "--report-cid", f"report-{a}", env=env)  # fmt: skip
+    pm.tx(mm.functions.approve(task, 1), pm.requester)
+    for command in ("model sell", "model show", "model buy", "model deliver", "model download"):
+        w.run(command, env=env, cwd=cwd)
+    assert (cwd / "model.safetensors").read_bytes() == final
+    # The sale's royalties: trainer dev 2 and the requester claim theirs; after the royalty
+    # window, the requester sweeps what trainer dev 3 left unclaimed.
+    w.run("model claim", env=env, cwd=cwd)
+    w.run("model claim-share", env=env, cwd=cwd)
+    chain.warp_past(pm.listing(1)["royaltyDeadline"])
+    w.run("model sweep", env=env, cwd=cwd)
+
+
+def _bounty_and_refund(w: World) -> None:
+    """On another trained market: developer dev 8's revision (submission 2) passes where the final
+    aggregate failed, is approved, and dev 8 claims the bounty; a sale nobody delivers is
+    refunded after its delivery deadline."""
+    pm, env, cwd, _ = _trained_market(w, "bounty")  # puts productkit on the path
+    from productkit import AUDITOR, key
+
+    from marketplace.chain.devnet import DEV_PRIVATE_KEYS
+
+    k = [Account.from_key(x) for x in DEV_PRIVATE_KEYS]
+    task = 1
+    pm.submit_final(task)
+    assert pm.submit(task, k[8], "revision") == 2
+    pm.evaluate(task, 1, 100_000)  # below the threshold
+    pm.evaluate(task, 2, 900_000)
+    pm.fix_total(task, 1_000_000)
+    for a in (9, 10):
+        pm.tx(pm.mm.functions.register(AUDITOR, key(f"aud{a}")), k[a])
+        pm.tx(pm.attest_fn(task, 2, k[a]), k[8])
+    pm.tx(pm.mm.functions.approve(task, 2), pm.requester)
+    w.run("model claim-bounty", env=env, cwd=cwd)
+    sale = pm.buy(pm.list(task, submission=2), k[11])
+    assert sale == 1
+    pm.chain.warp_past(pm.sale(sale)["deliverBy"])
+    w.run("model refund", env=env, cwd=cwd)
+
+
+def _reclaim(w: World) -> None:
+    """On a third trained market that takes one submission: it fails, and the requester reclaims
+    the bounty and the auditor fees."""
+    from marketplace.chain.model_market_client import ProductParams
+
+    one = ProductParams(max_submissions=1, threshold_ppm=800_000, bounty=50 * 10**18,
+                        required_attestations=2, auditor_fee=5 * 10**18,
+                        eval_commit_duration=600, eval_reveal_duration=600)  # fmt: skip
+    pm, env, cwd, _ = _trained_market(w, "reclaim", one)
+    pm.submit_final(1)
+    pm.evaluate(1, 1, 100_000)  # below the threshold: no submission left
+    w.run("model reclaim", env=env, cwd=cwd)
