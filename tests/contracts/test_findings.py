@@ -331,6 +331,11 @@ def _last_seat(mkt, task_id: int):
     return mkt.chain.tx(mkt.fn.acceptSeat(task_id), last)
 
 
+def _block_time(mkt, receipt) -> int:
+    """The timestamp of the block that mined ``receipt`` (a devnet may mine more blocks since)."""
+    return int(mkt.chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+
 def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
     # Prepare: the committee completes late in its acceptance window
     spec = TaskSpec()
@@ -338,13 +343,16 @@ def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
     mkt.chain.warp(600)
     # Execute: the last seat (it stores only the completion time, beside the acceptance mask)
     receipt = _last_seat(mkt, task_id)
-    opened = mkt.chain.now()
+    opened = _block_time(mkt, receipt)
     # Assert: Open at once, for every reader, with the join window counted from completion
     (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
     assert (event["from"], event["to"]) == (Phase.FORMING, Phase.OPEN)
     info = mkt.task(task_id)
+    # the window the task fixed at creation (spec.join_in, less any block a devnet mined since)
+    join_in = info["joinDuration"]
+    assert spec.join_in - 5 <= join_in <= spec.join_in
     assert info["phase"] == Phase.OPEN and info["acceptedCount"] == 3
-    assert info["phaseDeadline"] == info["joinDeadline"] == opened + spec.join_in
+    assert info["phaseDeadline"] == info["joinDeadline"] == opened + join_in
     mkt.chain.expect_revert(
         mkt.fn.acceptSeat(task_id),
         mkt.actors.oracles[0],
@@ -353,10 +361,10 @@ def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
         mkt.actors.oracles[0].address,
     )
     # A join much later, still inside the window, is accepted and stores the same deadline
-    mkt.chain.warp(spec.join_in - 100)
+    mkt.chain.warp(join_in - 100)
     mkt.join(task_id, mkt.actors.trainers[:1])
     info = mkt.task(task_id)
-    assert info["phase"] == Phase.OPEN and info["phaseDeadline"] == opened + spec.join_in
+    assert info["phase"] == Phase.OPEN and info["phaseDeadline"] == opened + join_in
     mkt.chain.expect_revert(
         mkt.fn.acceptSeat(task_id),
         mkt.actors.oracles[0],
@@ -365,13 +373,13 @@ def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
         Phase.OPEN,
     )
     # Past the window: a join is refused at the deadline kept since completion
-    mkt.chain.warp_past(opened + spec.join_in)
+    mkt.chain.warp_past(opened + join_in)
     mkt.chain.expect_revert(
         mkt.fn.join(task_id),
         mkt.actors.trainers[1],
         "TaskMarketDeadlinePassed",
         task_id,
-        opened + spec.join_in,
+        opened + join_in,
     )
 
 
@@ -379,8 +387,8 @@ def test_f7_completed_committee_is_open_for_advance_and_cancel_before_any_join(m
     # Prepare: two committees complete; nobody joins either
     spec = TaskSpec()
     idle, cancelled = mkt.create(spec, accept=False), mkt.create(spec, accept=False)
-    _last_seat(mkt, idle)
-    opened = mkt.chain.now()
+    opened = _block_time(mkt, _last_seat(mkt, idle))
+    join_in = mkt.task(idle)["joinDuration"]  # spec.join_in, less any block mined since params
     _last_seat(mkt, cancelled)
     # Execute / Assert: advance before the join deadline is too early (the Open phase's rule,
     # not Forming's acceptance deadline) ...
@@ -389,14 +397,14 @@ def test_f7_completed_committee_is_open_for_advance_and_cancel_before_any_join(m
         mkt.actors.outsiders[0],
         "TaskMarketTooEarly",
         idle,
-        opened + spec.join_in + 1,
+        opened + join_in + 1,
     )
     # ... the requester's cancel leaves Open (the event says so), releasing the committee
     receipt = mkt.chain.tx(mkt.fn.cancel(cancelled), mkt.actors.requester)
     (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
     assert (event["from"], event["to"]) == (Phase.OPEN, Phase.CANCELLED)
     # ... and past the join deadline with too few trainers, advance cancels from Open
-    mkt.chain.warp_past(opened + spec.join_in)
+    mkt.chain.warp_past(opened + join_in)
     receipt = mkt.chain.tx(mkt.fn.advance(idle), mkt.actors.outsiders[0])
     (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
     assert (event["from"], event["to"]) == (Phase.OPEN, Phase.CANCELLED)
