@@ -27,6 +27,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
+from marketplace.chain.build import contract_artifacts
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.tx import RevertDecoder, call, send
 from marketplace.crypto.announce import EIP712_DOMAIN_TYPE
@@ -48,14 +49,6 @@ EFFICACY_LEAF_TYPES: tuple[str, ...] = (
     "uint32",  # Shapley share of the improvement, ppm
     "uint256",  # amount
 )
-
-
-_WITHDRAWAL_OF_ABI = [{
-    "type": "function", "name": "withdrawalOf", "stateMutability": "view",
-    "inputs": [{"name": "taskId", "type": "uint256"}, {"name": "trainer", "type": "address"}],
-    "outputs": [{"name": "", "type": "uint32"}],
-}]  # fmt: skip
-"""ModelVersions' one view the royalty claim needs (the listing names its versions contract)."""
 
 
 class ProductRole(IntEnum):
@@ -455,7 +448,8 @@ class ModelMarketClient:
     def withdrawal_of(self, versions: str, task_id: int, trainer: str) -> int:
         """The withdrawal number of ``trainer``'s consent in ``task_id`` at the listing's
         versions contract (``0``: it never withdrew)."""
-        v = self.w3.eth.contract(address=Web3.to_checksum_address(versions), abi=_WITHDRAWAL_OF_ABI)
+        abi = contract_artifacts()["ModelVersions"].abi  # the packaged ABI (once per CLI claim)
+        v = self.w3.eth.contract(address=Web3.to_checksum_address(versions), abi=abi)
         return int(self.call(v.functions.withdrawalOf(task_id, Web3.to_checksum_address(trainer))))
 
     def _token(self, address: str) -> Contract:
