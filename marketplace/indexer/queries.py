@@ -16,7 +16,7 @@ from marketplace.chain.clients import Phase
 from marketplace.indexer import schema
 from marketplace.indexer.reports import PUBLIC
 from marketplace.jsonlimits import shallow_json
-from marketplace.valuation.flags import Flag
+from marketplace.valuation.flags import flag_words
 
 # Events the task page shows in their own sections; any other event is listed generically.
 TASK_SECTIONS = frozenset({
@@ -55,13 +55,6 @@ SOURCING_EVENTS = (
 )  # fmt: skip
 VERSION_REASONS = ("trained", "unlearned", "renewed")  # IModelVersionRegistry.Reason
 
-FLAG_WORDS = {
-    Flag.INVALID: "invalid update",
-    Flag.POISONER: "poisoner",
-    Flag.FREE_RIDER: "free rider",
-    Flag.COPIER: "copier",
-}
-
 
 def phase_name(value: Any) -> str:
     """The phase's name in words (``"phase 9"`` for a value this version does not know)."""
@@ -69,15 +62,6 @@ def phase_name(value: Any) -> str:
         return Phase(int(value)).name.lower()
     except (ValueError, TypeError):
         return f"phase {value}"
-
-
-def flag_words(flags: int) -> list[str]:
-    """Each set bit of a payout leaf's flags in words."""
-    words = [w for bit, w in FLAG_WORDS.items() if flags & int(bit)]
-    known = sum(int(b) for b in FLAG_WORDS)
-    rest = flags & ~known
-    words += [f"bit {i}" for i in range(rest.bit_length()) if rest >> i & 1]
-    return words
 
 
 def _int(value: Any) -> int:

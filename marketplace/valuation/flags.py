@@ -41,6 +41,22 @@ class Flag(enum.IntFlag):
     COPIER = 8
 
 
+FLAG_WORDS = {
+    Flag.INVALID: "invalid update",
+    Flag.POISONER: "poisoner",
+    Flag.FREE_RIDER: "free rider",
+    Flag.COPIER: "copier",
+}
+
+
+def flag_words(flags: int) -> list[str]:
+    """Each set bit of a payout leaf's flags in words (an unknown bit as ``bit N``)."""
+    words = [w for bit, w in FLAG_WORDS.items() if flags & int(bit)]
+    rest = flags & ~sum(int(b) for b in FLAG_WORDS)
+    words += [f"bit {i}" for i in range(rest.bit_length()) if rest >> i & 1]
+    return words
+
+
 @dataclass(frozen=True)
 class FlagConfig:
     """Thresholds of the detectors.

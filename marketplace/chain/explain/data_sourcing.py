@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from marketplace.chain.explain._words import Template, at, tok
-from marketplace.valuation.flags import Flag
+from marketplace.valuation.flags import flag_words
 
 _SHOW = "see `fedmarket sourcing show --task TASK`"
 
 
 def _flags(value: Any) -> str:
     """A payout leaf's flag bits in words (``poisoner, free rider``)."""
-    bits = int(value)
-    words = [str(f.name).lower().replace("_", " ") for f in Flag if f and bits & f]
-    unknown = bits & ~sum(Flag)
-    return ", ".join(words + ([f"unknown bits {unknown:#x}"] if unknown else [])) or "no flag"
+    return ", ".join(flag_words(int(value))) or "no flag"
 
 
 TEMPLATES: dict[str, Template] = {
