@@ -12,6 +12,8 @@ import {ReputationMath} from "./ReputationMath.sol";
 /// @title TaskState
 /// @notice A task's stored state and its creation: the protocol's caps and minimums are checked
 ///         here, once, and the committee is proposed (no stake is touched until members accept).
+///         Also the market's cold paths: the views' encoding, deposit claims, oracle slashing,
+///         cancellation before training, disputes' end and sweep.
 /// @dev An external library (linked into TaskMarket) so the market stays under the 24 KiB limit.
 library TaskState {
     using SafeERC20 for IERC20;
