@@ -53,11 +53,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     ///         risk moves it proportionally less.
     uint256 public constant REPUTATION_FULL_STAKE = 100e18;
     /// @notice The arbiter may only pick a root revealed by at least this share of committee stake.
-    uint16 public constant ARBITER_MIN_ROOT_BPS = 2500;
+    uint16 public constant ARBITER_MIN_ROOT_BPS = TaskState.ARBITER_MIN_ROOT_BPS;
     /// @notice The root that declares the sealed validation set not matching its commitment.
     bytes32 public constant VALIDATION_MISMATCH = CommitteeVote.VALIDATION_MISMATCH;
     /// @notice Where burned tokens go: OpenZeppelin's ERC20 refuses transfers to address(0).
-    address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
+    address public constant BURN_ADDRESS = TaskState.BURN_ADDRESS;
     /// @notice EIP-712 type of a seat acceptance signed by an oracle.
     bytes32 public constant SEAT_ACCEPTANCE_TYPEHASH =
         keccak256("SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)");
@@ -131,7 +131,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         TaskState.Task storage t = _task(taskId);
         if (msg.sender != t.requester) revert TaskMarketNotRequester(taskId, msg.sender);
         if (t.phase != Phase.Open && t.phase != Phase.Forming) revert TaskMarketWrongPhase(taskId, t.phase);
-        _cancelBeforeTraining(taskId, t);
+        TaskState.cancelBeforeTraining(t, taskId, _owed[taskId], _registry);
     }
 
     // --- committee consent ----------------------------------------------------------------------
@@ -142,13 +142,22 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ITaskMarket
-    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes32 r, bytes32 vs) external {
-        if (block.timestamp > deadline) revert TaskMarketSignatureExpired(deadline);
-        // EIP-2098 compact signature: OpenZeppelin rebuilds (v, s) and rejects a high s.
-        (address signer, ECDSA.RecoverError err,) =
-            ECDSA.tryRecover(seatAcceptanceDigest(taskId, oracle, deadline), r, vs);
-        if (err != ECDSA.RecoverError.NoError || signer != oracle) revert TaskMarketInvalidSignature(taskId, oracle);
-        _acceptSeat(taskId, oracle);
+    function acceptSeatsFor(uint256 taskId, SeatSignature[] calldata signatures) external {
+        uint256 n = signatures.length;
+        if (n == 0) revert TaskMarketNoSignatures(taskId);
+        // One transaction for several seats: its base cost is paid once (docs/benchmarks.md).
+        for (uint256 i; i < n; ++i) {
+            SeatSignature calldata s = signatures[i];
+            address oracle = s.oracle;
+            uint256 deadline = s.deadline;
+            if (block.timestamp > deadline) revert TaskMarketSignatureExpired(deadline);
+            // EIP-2098 compact signature: OpenZeppelin rebuilds (v, s) and rejects a high s.
+            (address signer, ECDSA.RecoverError err,) =
+                ECDSA.tryRecover(seatAcceptanceDigest(taskId, oracle, deadline), s.r, s.vs);
+            if (err != ECDSA.RecoverError.NoError || signer != oracle) revert TaskMarketInvalidSignature(taskId, oracle);
+            // A second signature of the same oracle reverts here (TaskMarketSeatAlreadyAccepted).
+            _acceptSeat(taskId, oracle);
+        }
     }
 
     // --- trainers -------------------------------------------------------------------------------
@@ -356,14 +365,14 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         uint64 now_ = uint64(block.timestamp);
         if (phase == Phase.Forming) {
             if (!expired) revert TaskMarketTooEarly(taskId, deadline + 1);
-            _cancelBeforeTraining(taskId, t);
+            TaskState.cancelBeforeTraining(t, taskId, _owed[taskId], _registry);
         } else if (phase == Phase.Open) {
             if (t.trainerCount == t.maxTrainers || (expired && t.trainerCount >= t.minTrainers)) {
                 t.currentRound = 1;
                 t.phaseDeadline = now_ + t.roundDuration;
                 _setPhase(taskId, t, Phase.Training);
             } else if (expired) {
-                _cancelBeforeTraining(taskId, t);
+                TaskState.cancelBeforeTraining(t, taskId, _owed[taskId], _registry);
             } else {
                 revert TaskMarketTooEarly(taskId, deadline + 1);
             }
@@ -386,7 +395,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
                 _fail(taskId, t, Outcome.Failed);
             } else {
                 // A quorum root was disputed and the arbiter did not act: the quorum root stands.
-                _endDispute(taskId, t, t.payoutRoot, false);
+                TaskState.endDispute(t, taskId, _owed[taskId], t.payoutRoot, false);
             }
         } else {
             revert TaskMarketWrongPhase(taskId, phase);
@@ -395,43 +404,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskMarket
     function sweep(uint256 taskId) external nonReentrant {
-        TaskState.Task storage t = _task(taskId);
-        Phase phase = t.phase;
-        if (phase != Phase.Finalized && !(phase == Phase.Cancelled && t.outcome != Outcome.None)) {
-            _wrongPhase(taskId, t);
-        }
-        uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
-        if (block.timestamp < claimDeadline) revert TaskMarketTooEarly(taskId, claimDeadline);
-
-        // paid + refunded <= budget is enforced by every claim and refund.
-        uint128 refund = t.budget - t.paid - t.refunded;
-        uint128 unclaimedBonds = t.bondsHeld;
-        t.refunded += refund;
-        t.bondsHeld = 0;
-        _setPhase(taskId, t, Phase.Closed);
-        emit TaskSwept(taskId, refund, unclaimedBonds);
-        _releaseCommittee(taskId, t);
-        _payOut(taskId, t, refund, unclaimedBonds);
-    }
-
-    /// @dev Sweep's transfers: the refund (and the deposit unless the requester was at fault) to
-    ///      the requester; unclaimed bonds (and an unclaimed mismatch deposit) burned. Both pushed
-    ///      (`_push`); once one failed the other is owed without a second try.
-    function _payOut(uint256 taskId, TaskState.Task storage t, uint256 refund, uint256 burned) private {
-        uint256 deposit = t.depositHeld;
-        t.depositHeld = 0;
-        if (t.outcome == Outcome.ValidationMismatch) burned += deposit;
-        else refund += deposit;
-        IERC20 token = t.token;
-        bool attempt = true;
-        if (refund > 0) {
-            emit Refunded(taskId, t.requester, refund);
-            attempt = _push(taskId, token, t.requester, refund, true);
-        }
-        if (burned > 0) {
-            emit BondsBurned(taskId, burned);
-            _push(taskId, token, BURN_ADDRESS, burned, attempt);
-        }
+        TaskState.sweep(_task(taskId), taskId, _owed[taskId], _registry);
     }
 
     // --- anyone: claims -------------------------------------------------------------------------
@@ -549,15 +522,7 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @inheritdoc ITaskMarket
     function resolveDispute(uint256 taskId, bytes32 root) external nonReentrant {
         if (msg.sender != _arbiter) revert TaskMarketNotArbiter(msg.sender);
-        TaskState.Task storage t = _task(taskId);
-        if (t.phase != Phase.Disputed) _wrongPhase(taskId, t);
-        if (block.timestamp > t.phaseDeadline) revert TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
-        uint256 stake = t.committee.rootStakes[root];
-        if (stake == 0) revert TaskMarketRootNotRevealed(taskId, root);
-        uint256 required = CommitteeVote.totalStake(t.committee) * ARBITER_MIN_ROOT_BPS / 10_000;
-        if (stake < required) revert TaskMarketRootStakeTooLow(taskId, root, stake, required);
-        t.arbiterRuled = true;
-        _endDispute(taskId, t, root, true);
+        TaskState.resolveDispute(_task(taskId), taskId, _owed[taskId], root);
     }
 
     // --- views ----------------------------------------------------------------------------------
@@ -716,34 +681,6 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
 
     // --- internals: phases ----------------------------------------------------------------------
 
-    /// @dev Forming/Open → Cancelled: budget and deposit back to the requester, committee released.
-    function _cancelBeforeTraining(uint256 taskId, TaskState.Task storage t) private {
-        _setPhase(taskId, t, Phase.Cancelled);
-        uint128 refund = t.budget - t.paid - t.refunded;
-        uint128 deposit = t.depositHeld;
-        t.refunded += refund;
-        t.depositHeld = 0;
-        _releaseCommittee(taskId, t);
-        emit Refunded(taskId, t.requester, refund + deposit);
-        _push(taskId, t.token, t.requester, uint256(refund) + deposit, true);
-    }
-
-    /// @dev Releases every accepted, unslashed seat (at most MAX_COMMITTEE registry calls).
-    function _releaseCommittee(uint256 taskId, TaskState.Task storage t) private {
-        CommitteeVote.State storage c = t.committee;
-        uint256 n = c.size;
-        uint128 amount = t.oracleSlash;
-        for (uint256 i; i < n; ++i) {
-            address oracle = c.members[i];
-            CommitteeVote.Seat storage seat = c.seats[oracle];
-            if (c.accepted(oracle) && !seat.released) {
-                seat.released = true;
-                emit StakeReleased(taskId, oracle, amount);
-                _registry.release(oracle, amount);
-            }
-        }
-    }
-
     /// @dev Revealing → Finalized (quorum), Disputed (revealed roots, no quorum: the arbiter
     ///      decides or scoring fails) or a failure (nothing revealed, or a quorum of mismatch).
     function _closeScoring(uint256 taskId, TaskState.Task storage t) private {
@@ -778,9 +715,9 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
     /// @dev Scoring failed: the task is Cancelled with an outcome; the budget becomes the trainers'
     ///      fallback pool (pro rata by committed samples, pulled with `claimFallback`), or returns
     ///      to the requester if nobody committed a sample. The requester's deposit returns at sweep
-    ///      unless the validation set was found mismatched (then the provers claim it).
-    ///      Returns false if that refund was owed instead of paid (see `_push`).
-    function _fail(uint256 taskId, TaskState.Task storage t, Outcome outcome) private returns (bool pushed) {
+    ///      unless the validation set was found mismatched (then the provers claim it). (A dispute
+    ///      that ends in the mismatch fails in TaskState.endDispute.)
+    function _fail(uint256 taskId, TaskState.Task storage t, Outcome outcome) private {
         Phase from = t.phase;
         t.phase = Phase.Cancelled;
         t.outcome = outcome;
@@ -791,35 +728,11 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         uint128 pool = t.totalSamples == 0 ? 0 : t.budget;
         emit PhaseAdvanced(taskId, from, Phase.Cancelled, t.currentRound);
         emit ScoringFailed(taskId, outcome, pool, opensAt + t.claimDuration);
-        pushed = true;
         if (pool == 0) {
             uint128 refund = t.budget - t.paid - t.refunded;
             t.refunded += refund;
             emit Refunded(taskId, t.requester, refund);
-            pushed = _push(taskId, t.token, t.requester, refund, true);
-        }
-    }
-
-    /// @dev Disputed → Finalized with `root` (or the mismatch failure); settles the dispute bond
-    ///      (returned if the root changed, burned otherwise; pushed, see `_push`).
-    function _endDispute(uint256 taskId, TaskState.Task storage t, bytes32 root, bool byArbiter) private {
-        bool changed = root != t.payoutRoot;
-        t.payoutRoot = root;
-        address disputer = t.disputer;
-        uint128 bond = disputer == address(0) ? 0 : t.disputeBond;
-        emit DisputeResolved(taskId, root, changed, byArbiter);
-        bool attempt = true;
-        if (root == VALIDATION_MISMATCH) {
-            attempt = _fail(taskId, t, Outcome.ValidationMismatch);
-        } else {
-            _finalize(taskId, t, Phase.Disputed, uint64(block.timestamp));
-        }
-        if (bond > 0) {
-            if (!changed) {
-                emit BondsBurned(taskId, bond);
-                disputer = BURN_ADDRESS;
-            }
-            _push(taskId, t.token, disputer, bond, attempt);
+            _push(taskId, t.token, t.requester, refund, true);
         }
     }
 

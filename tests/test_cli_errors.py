@@ -75,6 +75,27 @@ CASES = {
         ["--dev-account", "2", "node", "run", "--task", "1", "--data", "digits", "--fanout", "-1"],
         None,
     ),
+    "malformed seat signature": (
+        ["--dev-account", "1", "task", "seat", "1", "1:0xabc:5:0x00"],
+        None,
+    ),
+    "seat signature for another task": (
+        ["--dev-account", "1", "task", "seat", "1", f"2:{GOOD}:99999999999:0x{'11' * 64}"],
+        None,
+    ),
+    "expired seat signature": (
+        ["--dev-account", "1", "task", "seat", "1", f"1:{GOOD}:1:0x{'11' * 64}"],
+        None,
+    ),
+    "seat signature of no oracle": (["--dev-account", "1", "task", "seat", "1"], None),
+    "sign-seat --valid-for 0": (
+        ["--dev-account", "5", "oracle", "sign-seat", "--task", "1", "--valid-for", "0"],
+        None,
+    ),
+    "sign-seat by an unregistered account": (
+        ["--dev-account", "5", "oracle", "sign-seat", "--task", "1"],
+        None,
+    ),
     "foreign JSON as keystore": (["status"], '{"version": "other program", "data": 1}'),
     "a [1,2] keystore": (["status"], "[1, 2]"),
 }
@@ -98,6 +119,12 @@ FIXES = {
     "read-only --home (devnet up)": "writable --home DIR",
     "empty .npz": "numpy.savez",
     "negative --fanout": "x>=0",
+    "malformed seat signature": "pass the string `fedmarket oracle sign-seat` printed",
+    "seat signature for another task": "`fedmarket oracle sign-seat --task 1`",
+    "expired seat signature": "a longer --valid-for",
+    "seat signature of no oracle": "Missing argument 'SIGNATURES...'",
+    "sign-seat --valid-for 0": "x>=1",
+    "sign-seat by an unregistered account": "`fedmarket register oracle --stake N`",
     "foreign JSON as keystore": "move it out of the keystore",
     "a [1,2] keystore": "move it out of the keystore",
 }

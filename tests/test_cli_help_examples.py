@@ -244,6 +244,7 @@ def test_every_help_example_runs_as_printed(
     w = World(tmp_path, module_chain, kubo)
     _sandboxed(w)
     _world(w)
+    _signed_seats(w)
     _product(w)
     _bounty_and_refund(w)
     _reclaim(w)
@@ -339,6 +340,33 @@ def _world(w: World) -> None:
     # to the requester once the claim window (7 days after the last deadline) is over.
     w.advance(8 * 24 * 3600)
     w.run("sourcing refund")
+
+
+def _signed_seats(w: World) -> None:
+    """Committee consent by signatures, on a market of its own (same devnet) whose task 1 is
+    Forming with oracles dev 5 and 6: each signs its seat offline (`oracle sign-seat`), the
+    requester (dev 1) seats both in one transaction (`task seat`), which opens the task."""
+    cwd = w.tmp / "seats"
+    cwd.mkdir()
+    env = {**w.env, "FEDMARKET_DEPLOYMENTS": str(cwd / "deployments"),
+           "FEDMARKET_HOME": str(cwd / "home")}  # fmt: skip
+    w.harness("--dev-account", "0", "deploy", env=env)
+    dev = {i: Identity.dev(i).address for i in (1, 5, 6)}
+    for i in (1, 5, 6):
+        w.harness("--dev-account", "0", "faucet", "2000", "--to", dev[i], env=env)
+    w.harness("--dev-account", "1", "register", "requester", env=env)
+    for i in (5, 6):
+        w.harness("--dev-account", str(i), "register", "oracle", "--stake", "100", env=env)
+    w.harness("--dev-account", "1", "task", "create", "--budget", "100", "--oracle", dev[5],
+              "--oracle", dev[6], env=env)  # fmt: skip
+    bare, as_json = w.run("oracle sign-seat", env=env, cwd=cwd).strip().split("\n", 1)
+    assert bare.startswith(f"1:{dev[5]}:") and json.loads(as_json)["oracle"] == dev[6]
+    w.run("task seat", env=env, cwd=cwd)
+    from marketplace.chain.clients import Phase
+
+    shown = json.loads(w.harness("task", "show", "1", "--json", env=env))
+    assert shown["acceptedCount"] == shown["committeeSize"] == 2, shown
+    assert shown["phase"] == Phase.OPEN, shown
 
 
 def _trained_market(

@@ -101,6 +101,16 @@ interface ITaskMarket {
         uint64 numSamples; // training samples of this round's update
     }
 
+    /// @notice One oracle's consent to its seat, signed off-chain for `acceptSeatsFor`: its EIP-712
+    ///         `SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)` signature in the
+    ///         EIP-2098 compact form (`vs` is `s` with the recovery bit `v − 27` in bit 255).
+    struct SeatSignature {
+        address oracle; // the oracle that signed
+        uint256 deadline; // the signature's expiry (unix time)
+        bytes32 r;
+        bytes32 vs;
+    }
+
     struct TaskInfo {
         address requester;
         IERC20 token;
@@ -178,6 +188,9 @@ interface ITaskMarket {
     /// @notice Thrown when a seat-acceptance signature's deadline passed.
     /// @param deadline The signature's deadline.
     error TaskMarketSignatureExpired(uint256 deadline);
+    /// @notice Thrown when `acceptSeatsFor` is given no signature.
+    /// @param taskId The task.
+    error TaskMarketNoSignatures(uint256 taskId);
     /// @notice Thrown when the task's join gate refuses the trainer.
     /// @param taskId The task.
     /// @param trainer The trainer.
@@ -639,18 +652,20 @@ interface ITaskMarket {
     /// @param taskId The task.
     function acceptSeat(uint256 taskId) external;
 
-    /// @notice Take `oracle`'s seat with its EIP-712 signature of
+    /// @notice Take the seats of the oracles that signed `signatures` (several in one
+    ///         transaction: the requester seats its committee and pays the base cost once). Each
+    ///         is an oracle's EIP-712 signature of
     ///         `SeatAcceptance(uint256 taskId,address oracle,uint256 deadline)` (domain
-    ///         "FedMarket TaskMarket", version "1", this chain and market). Anyone may submit it.
-    ///         The signature is EIP-2098 compact (64 bytes as `r` and `vs`: `vs` is `s` with the
-    ///         recovery bit `v − 27` in its top bit); a high `s` is rejected. A signature cannot be
+    ///         "FedMarket TaskMarket", version "1", this chain and market), EIP-2098 compact; a
+    ///         high `s` is rejected. Anyone may submit them. Each seat is taken as by `acceptSeat`
+    ///         (`SeatAccepted`, and `PhaseAdvanced` when the last seat completes the committee).
+    ///         All or nothing: one expired (`TaskMarketSignatureExpired`), invalid
+    ///         (`TaskMarketInvalidSignature`) or already taken seat (`TaskMarketSeatAlreadyAccepted`,
+    ///         also for an oracle named twice) reverts the whole batch. A signature cannot be
     ///         replayed: a seat is taken once, and the digest binds the task, oracle, chain and market.
     /// @param taskId The task.
-    /// @param oracle The oracle that signed.
-    /// @param deadline The signature's expiry (unix time).
-    /// @param r The signature's `r`.
-    /// @param vs The signature's `s`, with `v − 27` in bit 255.
-    function acceptSeatFor(uint256 taskId, address oracle, uint256 deadline, bytes32 r, bytes32 vs) external;
+    /// @param signatures The oracles' signatures (at least one, else `TaskMarketNoSignatures`).
+    function acceptSeatsFor(uint256 taskId, SeatSignature[] calldata signatures) external;
 
     // --- failure paths --------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ import {ReputationMath} from "./ReputationMath.sol";
 /// @title TaskState
 /// @notice A task's stored state and its creation: the protocol's caps and minimums are checked
 ///         here, once, and the committee is proposed (no stake is touched until members accept).
+///         Also the market's cold paths: the views' encoding, deposit claims, oracle slashing,
+///         cancellation before training, disputes' end and sweep.
 /// @dev An external library (linked into TaskMarket) so the market stays under the 24 KiB limit.
 library TaskState {
     using SafeERC20 for IERC20;
@@ -31,6 +33,10 @@ library TaskState {
     uint256 internal constant MIN_TRAINER_BOND = 1e18;
     /// @dev Above this a `decimals()` answer is not believed (10**36 still fits any budget check).
     uint256 private constant MAX_DECIMALS = 36;
+    /// @notice The arbiter may only pick a root revealed by at least this share of committee stake.
+    uint16 internal constant ARBITER_MIN_ROOT_BPS = 2500;
+    /// @notice Where burned tokens go: OpenZeppelin's ERC20 refuses transfers to address(0).
+    address internal constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
 
     // Packed so that hot paths touch few slots: slot 0 for every phase check, slots 1 and 8 for
     // commitUpdate and commitRound, slots 2-4 for claim's accounting.
@@ -298,6 +304,223 @@ library TaskState {
         uint128 amount = t.oracleSlash;
         uint256 slashed = registry.slash(oracle, amount, amount, taskId, finalRoot);
         emit ITaskMarket.OracleSlashed(taskId, oracle, slashed);
+    }
+
+    // --- cold paths of the market (run by delegatecall, for the 24 KiB limit) -------------------
+    // The market holds the reentrancy lock around each; `owed` is the task's `owedTo` mapping.
+
+    /// @notice Forming/Open → Cancelled (`TaskMarket.cancel`, or `advance` once the acceptance
+    ///         or join window passed): budget and deposit back to the requester, the committee's
+    ///         reservations released at once.
+    /// @param t The task.
+    /// @param taskId Its id.
+    /// @param owed The task's owed payments (the refund is owed if the token refuses it).
+    /// @param registry The registry holding the reservations.
+    function cancelBeforeTraining(
+        Task storage t,
+        uint256 taskId,
+        mapping(address account => uint256) storage owed,
+        IParticipantRegistry registry
+    ) external {
+        _setPhase(t, taskId, ITaskMarket.Phase.Cancelled);
+        uint128 refund = t.budget - t.paid - t.refunded;
+        uint128 deposit = t.depositHeld;
+        t.refunded += refund;
+        t.depositHeld = 0;
+        _releaseCommittee(t, taskId, registry);
+        emit ITaskMarket.Refunded(taskId, t.requester, refund + deposit);
+        _push(owed, taskId, t.token, t.requester, uint256(refund) + deposit, true);
+    }
+
+    /// @notice `TaskMarket.sweep`: after the claim window, close a finalized (or failed) task:
+    ///         the unclaimed budget (and the deposit unless the requester was at fault) back to
+    ///         the requester, unclaimed bonds (and an unclaimed mismatch deposit) burned, the
+    ///         committee's reservations released.
+    /// @param t The task.
+    /// @param taskId Its id.
+    /// @param owed The task's owed payments.
+    /// @param registry The registry holding the reservations.
+    function sweep(
+        Task storage t,
+        uint256 taskId,
+        mapping(address account => uint256) storage owed,
+        IParticipantRegistry registry
+    ) external {
+        (ITaskMarket.Phase phase,) = phaseOf(t);
+        if (
+            phase != ITaskMarket.Phase.Finalized
+                && !(phase == ITaskMarket.Phase.Cancelled && t.outcome != ITaskMarket.Outcome.None)
+        ) {
+            revert ITaskMarket.TaskMarketWrongPhase(taskId, phase);
+        }
+        uint64 claimDeadline = t.claimsOpenAt + t.claimDuration;
+        if (block.timestamp < claimDeadline) revert ITaskMarket.TaskMarketTooEarly(taskId, claimDeadline);
+
+        // paid + refunded <= budget is enforced by every claim and refund.
+        uint128 refund = t.budget - t.paid - t.refunded;
+        uint128 unclaimedBonds = t.bondsHeld;
+        t.refunded += refund;
+        t.bondsHeld = 0;
+        _setPhase(t, taskId, ITaskMarket.Phase.Closed);
+        emit ITaskMarket.TaskSwept(taskId, refund, unclaimedBonds);
+        _releaseCommittee(t, taskId, registry);
+        // The refund (and the deposit unless the requester was at fault) to the requester;
+        // unclaimed bonds (and an unclaimed mismatch deposit) burned. Both pushed; once one
+        // failed the other is owed without a second try.
+        uint256 deposit = t.depositHeld;
+        t.depositHeld = 0;
+        uint256 toRequester = refund;
+        uint256 burned = unclaimedBonds;
+        if (t.outcome == ITaskMarket.Outcome.ValidationMismatch) burned += deposit;
+        else toRequester += deposit;
+        IERC20 token = t.token;
+        bool attempt = true;
+        if (toRequester > 0) {
+            emit ITaskMarket.Refunded(taskId, t.requester, toRequester);
+            attempt = _push(owed, taskId, token, t.requester, toRequester, true);
+        }
+        if (burned > 0) {
+            emit ITaskMarket.BondsBurned(taskId, burned);
+            _push(owed, taskId, token, BURN_ADDRESS, burned, attempt);
+        }
+    }
+
+    /// @notice `TaskMarket.resolveDispute` (the market checked the caller is the arbiter): a
+    ///         Disputed task ends with `root`, which must have been revealed by at least
+    ///         `ARBITER_MIN_ROOT_BPS` of the committee's stake.
+    /// @param t The task.
+    /// @param taskId Its id.
+    /// @param owed The task's owed payments.
+    /// @param root The root the arbiter picks.
+    function resolveDispute(
+        Task storage t,
+        uint256 taskId,
+        mapping(address account => uint256) storage owed,
+        bytes32 root
+    ) external {
+        if (t.phase != ITaskMarket.Phase.Disputed) {
+            (ITaskMarket.Phase inForce,) = phaseOf(t);
+            revert ITaskMarket.TaskMarketWrongPhase(taskId, inForce);
+        }
+        if (block.timestamp > t.phaseDeadline) revert ITaskMarket.TaskMarketDeadlinePassed(taskId, t.phaseDeadline);
+        uint256 stake = t.committee.rootStakes[root];
+        if (stake == 0) revert ITaskMarket.TaskMarketRootNotRevealed(taskId, root);
+        uint256 required = CommitteeVote.totalStake(t.committee) * ARBITER_MIN_ROOT_BPS / 10_000;
+        if (stake < required) revert ITaskMarket.TaskMarketRootStakeTooLow(taskId, root, stake, required);
+        t.arbiterRuled = true;
+        endDispute(t, taskId, owed, root, true);
+    }
+
+    /// @notice Disputed → Finalized with `root` (or the mismatch failure); settles the dispute
+    ///         bond (returned if the root changed, burned otherwise; pushed, else owed). Run by
+    ///         `resolveDispute`, and by `TaskMarket.advance` when a disputed quorum root's
+    ///         arbiter window passed (the quorum root stands).
+    /// @param t The task.
+    /// @param taskId Its id.
+    /// @param owed The task's owed payments.
+    /// @param root The final root.
+    /// @param byArbiter Whether the arbiter ruled.
+    function endDispute(
+        Task storage t,
+        uint256 taskId,
+        mapping(address account => uint256) storage owed,
+        bytes32 root,
+        bool byArbiter
+    ) public {
+        bool changed = root != t.payoutRoot;
+        t.payoutRoot = root;
+        address disputer = t.disputer;
+        uint128 bond = disputer == address(0) ? 0 : t.disputeBond;
+        emit ITaskMarket.DisputeResolved(taskId, root, changed, byArbiter);
+        bool attempt = true;
+        uint64 now_ = uint64(block.timestamp);
+        if (root == CommitteeVote.VALIDATION_MISMATCH) {
+            // Scoring failed with the requester at fault: the budget is the trainers' fallback
+            // pool (or back to the requester if nobody committed a sample); the provers claim
+            // the deposit. Mirrors TaskMarket._fail.
+            t.phase = ITaskMarket.Phase.Cancelled;
+            t.outcome = ITaskMarket.Outcome.ValidationMismatch;
+            t.claimsOpenAt = now_;
+            t.phaseDeadline = now_ + t.claimDuration;
+            uint128 pool = t.totalSamples == 0 ? 0 : t.budget;
+            emit ITaskMarket.PhaseAdvanced(taskId, ITaskMarket.Phase.Disputed, ITaskMarket.Phase.Cancelled, t.currentRound);
+            emit ITaskMarket.ScoringFailed(taskId, ITaskMarket.Outcome.ValidationMismatch, pool, now_ + t.claimDuration);
+            if (pool == 0) {
+                uint128 refund = t.budget - t.paid - t.refunded;
+                t.refunded += refund;
+                emit ITaskMarket.Refunded(taskId, t.requester, refund);
+                attempt = _push(owed, taskId, t.token, t.requester, refund, true);
+            }
+        } else {
+            t.phase = ITaskMarket.Phase.Finalized;
+            t.outcome = ITaskMarket.Outcome.Scored;
+            t.phaseDeadline = now_;
+            t.claimsOpenAt = now_;
+            emit ITaskMarket.PhaseAdvanced(taskId, ITaskMarket.Phase.Disputed, ITaskMarket.Phase.Finalized, t.currentRound);
+            emit ITaskMarket.TaskFinalized(taskId, root, now_, now_ + t.claimDuration);
+        }
+        if (bond > 0) {
+            if (!changed) {
+                emit ITaskMarket.BondsBurned(taskId, bond);
+                disputer = BURN_ADDRESS;
+            }
+            _push(owed, taskId, t.token, disputer, bond, attempt);
+        }
+    }
+
+    /// @dev Releases every accepted, unslashed seat (at most MAX_COMMITTEE registry calls).
+    function _releaseCommittee(Task storage t, uint256 taskId, IParticipantRegistry registry) private {
+        CommitteeVote.State storage c = t.committee;
+        uint256 n = c.size;
+        uint128 amount = t.oracleSlash;
+        for (uint256 i; i < n; ++i) {
+            address oracle = c.members[i];
+            CommitteeVote.Seat storage seat = c.seats[oracle];
+            if (CommitteeVote.accepted(c, oracle) && !seat.released) {
+                seat.released = true;
+                emit ITaskMarket.StakeReleased(taskId, oracle, amount);
+                registry.release(oracle, amount);
+            }
+        }
+    }
+
+    /// @dev The phase in force (`phaseOf`) → `to`, with its event.
+    function _setPhase(Task storage t, uint256 taskId, ITaskMarket.Phase to) private {
+        (ITaskMarket.Phase from,) = phaseOf(t);
+        t.phase = to;
+        emit ITaskMarket.PhaseAdvanced(taskId, from, to, t.currentRound);
+    }
+
+    /// @dev TaskMarket._push: pays `amount` to `to` if `attempt` and the token accepts, else owes
+    ///      it (`sendOwed`). Returns whether the tokens moved.
+    function _push(
+        mapping(address account => uint256) storage owed,
+        uint256 taskId,
+        IERC20 token,
+        address to,
+        uint256 amount,
+        bool attempt
+    ) private returns (bool pushed) {
+        if (attempt && _tryTransfer(token, to, amount)) return true;
+        owed[to] += amount;
+        emit ITaskMarket.PaymentDeferred(taskId, to, amount);
+    }
+
+    /// @dev TaskMarket._tryTransfer: true iff `transfer` succeeded and returned `true`, or
+    ///      returned nothing from an address with code; at most 32 bytes of returndata copied.
+    function _tryTransfer(IERC20 token, address to, uint256 amount) private returns (bool ok) {
+        bytes4 selector = IERC20.transfer.selector;
+        assembly ("memory-safe") {
+            let fmp := mload(0x40)
+            mstore(0x00, selector)
+            mstore(0x04, and(to, shr(96, not(0))))
+            mstore(0x24, amount)
+            ok := call(gas(), token, 0, 0x00, 0x44, 0x00, 0x20)
+            if iszero(and(ok, eq(mload(0x00), 1))) {
+                ok := and(ok, and(iszero(returndatasize()), gt(extcodesize(token), 0)))
+            }
+            mstore(0x40, fmp)
+        }
     }
 
     function _check(ITaskMarket.TaskParams calldata p) private view {

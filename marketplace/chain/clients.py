@@ -48,6 +48,7 @@ __all__ = [
     "Participant",
     "Phase",
     "Role",
+    "SeatSignature",
     "TaskId",
     "TaskInfo",
     "TaskParams",
@@ -64,7 +65,7 @@ _SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F4668
 
 def compact_signature(signature: bytes) -> tuple[bytes, bytes]:
     """A 65-byte ``r || s || v`` signature as EIP-2098 ``(r, vs)``: ``vs`` is ``s`` with
-    ``v - 27`` in its top bit (``TaskMarket.acceptSeatFor`` takes it). A 64-byte signature is
+    ``v - 27`` in its top bit (``TaskMarket.acceptSeatsFor`` takes it). A 64-byte signature is
     taken as already compact."""
     if len(signature) == 64:
         return signature[:32], signature[32:]
@@ -77,6 +78,55 @@ def compact_signature(signature: bytes) -> tuple[bytes, bytes]:
         raise ValueError("not a low-s signature with v 27 or 28: no compact form")
     vs = s | ((v - 27) << 255)
     return signature[:32], vs.to_bytes(32, "big")
+
+
+@dataclass(frozen=True)
+class SeatSignature:
+    """An oracle's consent to its seat on a task, signed off-chain (EIP-712 ``SeatAcceptance``,
+    see :meth:`Marketplace.sign_seat`) for anyone to submit with
+    :meth:`Marketplace.accept_seats_for`.
+
+    Its text form, :meth:`to_text`, is ``TASK:ORACLE:DEADLINE:0xSIG`` (the signature in its
+    64-byte EIP-2098 compact form), one shell word that :meth:`from_text` reads back.
+    """
+
+    task_id: int
+    oracle: str
+    deadline: int
+    signature: bytes  # 65 bytes r || s || v, or 64 compact
+
+    def contract_args(self) -> tuple[str, int, bytes, bytes]:
+        """The ``ITaskMarket.SeatSignature`` tuple ``(oracle, deadline, r, vs)``."""
+        r, vs = compact_signature(self.signature)
+        return Web3.to_checksum_address(self.oracle), self.deadline, r, vs
+
+    def to_text(self) -> str:
+        """``TASK:ORACLE:DEADLINE:0x`` + the 64-byte compact signature in hex."""
+        r, vs = compact_signature(self.signature)
+        oracle = Web3.to_checksum_address(self.oracle)
+        return f"{self.task_id}:{oracle}:{self.deadline}:0x{(r + vs).hex()}"
+
+    @classmethod
+    def from_text(cls, text: str) -> SeatSignature:
+        """Read :meth:`to_text`'s form; a ``ValueError`` says what is wrong with ``text``."""
+        parts = text.strip().split(":")
+        if len(parts) != 4:
+            raise ValueError(
+                "expected TASK:ORACLE:DEADLINE:0xSIGNATURE (4 fields separated by ':')"
+            )
+        task, oracle, deadline, sig = parts
+        if not task.isdigit() or not deadline.isdigit():
+            raise ValueError("its task id and deadline must be whole numbers")
+        if not Web3.is_address(oracle):
+            raise ValueError(f"{oracle!r} is not an address")
+        hexsig = sig.removeprefix("0x")
+        if len(hexsig) != 128:
+            raise ValueError("its signature must be 0x followed by 128 hex digits (64 bytes)")
+        try:
+            raw = bytes.fromhex(hexsig)
+        except ValueError:
+            raise ValueError("its signature must be hex digits") from None
+        return cls(int(task), Web3.to_checksum_address(oracle), int(deadline), raw)
 
 
 BPS = 10_000  # basis points in one
@@ -365,15 +415,24 @@ class Marketplace:
         signed = oracle.unsafe_sign_hash(Hash32(digest))
         return bytes(signed.signature)
 
-    def accept_seat_for(
-        self, sender: LocalAccount, task_id: int, oracle: str, deadline: int, signature: bytes
-    ) -> TxReceipt:
-        """Submit an oracle's signed seat acceptance (e.g. the requester batching them); the
-        65-byte signature goes on chain in its 64-byte compact form (:func:`compact_signature`)."""
-        r, vs = compact_signature(signature)
-        fn = self.market.functions.acceptSeatFor(
-            task_id, Web3.to_checksum_address(oracle), deadline, r, vs
+    def sign_seat(self, oracle: LocalAccount, task_id: int, deadline: int) -> SeatSignature:
+        """``oracle``'s consent to its seat on ``task_id`` until ``deadline`` (unix time, chain
+        clock), signed off-chain: no transaction, no gas. The digest comes from the market's
+        ``seatAcceptanceDigest`` (EIP-712, bound to this chain and market)."""
+        return SeatSignature(
+            task_id,
+            oracle.address,
+            deadline,
+            self.seat_acceptance_signature(oracle, task_id, deadline),
         )
+
+    def accept_seats_for(
+        self, sender: LocalAccount, task_id: int, signatures: Sequence[SeatSignature]
+    ) -> TxReceipt:
+        """Seat every oracle that signed ``signatures`` in one transaction (the requester
+        typically sends it, paying the base cost once): all or nothing, each signature checked
+        on-chain (expired, invalid or already seated reverts the whole batch)."""
+        fn = self.market.functions.acceptSeatsFor(task_id, [s.contract_args() for s in signatures])
         return self.send(fn, sender)
 
     def has_accepted(self, task_id: int, oracle: str) -> bool:

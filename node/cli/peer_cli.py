@@ -314,6 +314,33 @@ def oracle_accept(c: CliContext, task_id: int, as_json: bool) -> None:
     emit(as_json, out, lambda: console.print(what))
 
 
+@oracle_group.command("sign-seat")
+@task_option
+@click.option("--valid-for", "valid_for", type=click.IntRange(min=1), default=86_400,
+              show_default=True, help="Seconds (chain time) it stays valid.")  # fmt: skip
+@json_option
+@pass_ctx
+def oracle_sign_seat(c: CliContext, task_id: int, valid_for: int, as_json: bool) -> None:
+    """Sign your consent to your seat on a task's proposed committee, offline (no transaction,
+    no gas): print a seat signature for the requester to submit with `task seat`, which seats
+    several oracles in one transaction. Your stake is reserved when it is submitted.
+
+    \b
+    Examples:
+      fedmarket --dev-account 5 oracle sign-seat --task 1
+      fedmarket --dev-account 6 oracle sign-seat --task 1 --valid-for 3600 --json
+    """
+    from marketplace.protocol.committee import sign_seat
+
+    signer = c.signer()
+    _check_registered(c, signer.address, Role.ORACLE, 0)
+    seat = sign_seat(c.market, signer, task_id, valid_for)
+    out = {"taskId": task_id, "oracle": seat.oracle, "deadline": seat.deadline,
+           "signature": seat.to_text()}  # fmt: skip
+    # The bare string on stdout, so that `SIG=$(fedmarket ... oracle sign-seat ...)` works.
+    emit(as_json, out, lambda: click.echo(out["signature"]))
+
+
 @oracle_group.command("run")
 @task_option
 @poll_options

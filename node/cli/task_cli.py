@@ -1,4 +1,4 @@
-"""``fedmarket task create|list|show|join|advance|cancel``: a task's life on the market."""
+"""``fedmarket task create|list|show|seat|join|advance|cancel``: a task's life on the market."""
 
 from __future__ import annotations
 
@@ -279,6 +279,36 @@ def task_show(c: CliContext, task_id: int, as_json: bool) -> None:
             print_sourcing(out["sourcing"])
 
     emit(as_json, out, human)
+
+
+@task.command("seat")
+@click.argument("task_id", type=TASK_ID)
+@click.argument("signatures", nargs=-1, required=True)
+@json_option
+@pass_ctx
+def task_seat(c: CliContext, task_id: int, signatures: tuple[str, ...], as_json: bool) -> None:
+    """Seat oracles of a Forming task with the signatures they made with `oracle sign-seat`,
+    all in one transaction (its base cost paid once; anyone may send it, the requester
+    usually does). All or nothing: one expired, forged or already seated signature refuses
+    the whole batch. The last seat opens the task for trainers.
+
+    \b
+    Example:
+      S5=$(fedmarket --dev-account 5 oracle sign-seat --task 1)
+      S6=$(fedmarket --dev-account 6 oracle sign-seat --task 1 --json | jq -r .signature)
+      fedmarket --dev-account 1 task seat 1 "$S5" "$S6"
+    """
+    from marketplace.protocol.committee import parse_seat_signature, seat_signed
+
+    seats = [parse_seat_signature(text) for text in signatures]
+    receipt = seat_signed(c.market, c.signer(), task_id, seats)
+    info = c.market.task(task_id)
+    out = {"taskId": task_id, "seated": [s.oracle for s in seats], "tx":
+           receipt["transactionHash"].hex(), "accepted": info.accepted_count,
+           "committee": info.committee_size, "phase": info.phase_enum.name.lower()}  # fmt: skip
+    emit(as_json, out, lambda: console.print(
+        f"task {task_id}: seated {len(seats)} oracle(s), {out['accepted']}/{out['committee']} "
+        f"seats taken; {out['phase']}"))  # fmt: skip
 
 
 @task.command("join")

@@ -30,7 +30,9 @@ contract MarketHandler {
     ParticipantRegistry public immutable registry;
     TaskMarket public immutable market;
     address public immutable requester = address(0xAA01);
-    address[4] public oracles = [address(0xB001), address(0xB002), address(0xB003), address(0xB004)];
+    // Oracles have keys (0xB001..0xB004) so that they can sign seat acceptances; oracle 3's key
+    // never signs.
+    address[4] public oracles = [vm.addr(0xB001), vm.addr(0xB002), vm.addr(0xB003), vm.addr(0xB004)];
     address[6] public trainers =
         [address(0xC001), address(0xC002), address(0xC003), address(0xC004), address(0xC005), address(0xC006)];
 
@@ -44,6 +46,8 @@ contract MarketHandler {
     /// @notice Successful `sendOwed` calls and `flipToken` switches to a refusing mode.
     uint256 public owedSent;
     uint256 public flips;
+    /// @notice Successful `acceptSeatsFor` batches.
+    uint256 public seatBatches;
 
     constructor(RewardToken token_, ParticipantRegistry registry_) {
         token = token_;
@@ -133,6 +137,28 @@ contract MarketHandler {
         uint256 id = _task(seed >> 8); // before the prank: _task calls the market
         vm.prank(oracles[seed % 3]);
         try market.acceptSeat(id) { succeeded[0]++; } catch {}
+    }
+
+    /// @notice The requester submits 1-3 signed seat acceptances of oracles 0-2 in one batch (never
+    ///         oracle 3's: it never consents); now and then one is expired, or signed by another
+    ///         oracle's key (a forgery), or names an oracle twice: the market refuses the batch.
+    function acceptSeatsFor(uint256 seed) external {
+        calls++;
+        uint256 id = _task(seed >> 8);
+        uint256 n = 1 + seed % 3;
+        ITaskMarket.SeatSignature[] memory sigs = new ITaskMarket.SeatSignature[](n);
+        for (uint256 i; i < n; ++i) {
+            uint256 bits = seed >> (16 + 8 * i);
+            uint256 who = bits % 3;
+            uint256 signer = (bits >> 2) % 8 == 0 ? (who + 1) % 3 : who;
+            uint256 deadline = (bits >> 5) % 8 == 0 ? block.timestamp - 1 : block.timestamp + 1 hours;
+            bytes32 digest = market.seatAcceptanceDigest(id, oracles[who], deadline);
+            (uint8 v, bytes32 r, bytes32 s) = vm.sign(0xB001 + signer, digest);
+            bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255)); // EIP-2098
+            sigs[i] = ITaskMarket.SeatSignature(oracles[who], deadline, r, vs);
+        }
+        vm.prank(requester);
+        try market.acceptSeatsFor(id, sigs) { seatBatches++; } catch {}
     }
 
     function join(uint256 seed) external {

@@ -60,7 +60,8 @@ contract MarketInvariants is Test {
         }
         m = string.concat(m, " | tasks by phase (Open..Forming) and outcome (None..Mismatch):");
         for (uint256 i; i < 13; ++i) m = string.concat(m, " ", vm.toString(count[i]));
-        m = string.concat(m, " | flips ", vm.toString(handler.flips()), " sendOwed ", vm.toString(handler.owedSent()));
+        m = string.concat(m, " | flips ", vm.toString(handler.flips()), " sendOwed ", vm.toString(handler.owedSent()),
+            " seat batches ", vm.toString(handler.seatBatches()));
         _log(m);
     }
 

@@ -26,8 +26,11 @@ from conftest import STAKE, UNBONDING_DELAY
 from eth_account import Account
 from web3 import Web3
 
-from marketplace.chain.clients import compact_signature
+from marketplace.chain.clients import SeatSignature
 from marketplace.valuation.merkle import LeafDomain
+
+# The order of secp256k1: a signature's s must be at most half of it (EIP-2).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 VOTE_A = Vote(bytes(Web3.keccak(text="root A")), "bafy-a", b"\x01" * 32)
 VOTE_B = Vote(bytes(Web3.keccak(text="root B")), "bafy-b", b"\x02" * 32)
@@ -107,31 +110,110 @@ def test_f1_unaccepted_committee_lets_anyone_cancel_with_full_refund_and_release
     assert mkt.reserved(o0.address) == 0 and mkt.reserved(o1.address) == 0
 
 
-def test_f1_seat_accepted_by_eip712_signature_submitted_by_the_requester(mkt):
+def _seat_sig(mkt, task_id, oracle, deadline=None, *, signer=None):
+    """``oracle``'s SeatSignature tuple for ``acceptSeatsFor`` (signed by ``signer``, default
+    the oracle itself: another key forges it)."""
+    deadline = mkt.chain.now() + 600 if deadline is None else deadline
+    digest = mkt.fn.seatAcceptanceDigest(task_id, oracle.address, deadline).call()
+    raw = bytes(Account._sign_hash(digest, (signer or oracle).key).signature)
+    return SeatSignature(task_id, oracle.address, deadline, raw).contract_args()
+
+
+def test_f1_seats_accepted_by_eip712_signatures_the_requester_batches(mkt):
+    # Prepare: two Forming tasks with the same committee
     req = mkt.actors.requester
-    task_id = mkt.create(accept=False)
-    o0 = mkt.actors.oracles[0]
-    deadline = mkt.chain.now() + 600
-    digest = mkt.fn.seatAcceptanceDigest(task_id, o0.address, deadline).call()
-    sig = Account._sign_hash(digest, o0.key).signature
-    forged = Account._sign_hash(digest, mkt.actors.oracles[1].key).signature
+    task_id, other = mkt.create(accept=False), mkt.create(accept=False)
+    o0, o1, o2 = mkt.actors.oracles
+    good0 = _seat_sig(mkt, task_id, o0)
+    accept = mkt.fn.acceptSeatsFor
+    # Execute / Assert: every bad batch reverts with a named error, and seats nobody
+    mkt.chain.expect_revert(accept(task_id, []), req, "TaskMarketNoSignatures", task_id)
+    forged = _seat_sig(mkt, task_id, o1, signer=o2)
     mkt.chain.expect_revert(
-        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(forged)),
+        accept(task_id, [forged]), req, "TaskMarketInvalidSignature", task_id, o1.address
+    )
+    # One bad signature refuses the whole batch, the valid one before it included.
+    mkt.chain.expect_revert(
+        accept(task_id, [good0, forged]), req, "TaskMarketInvalidSignature", task_id, o1.address
+    )
+    past = mkt.chain.now() - 1
+    mkt.chain.expect_revert(
+        accept(task_id, [good0, _seat_sig(mkt, task_id, o1, past)]),
+        req,
+        "TaskMarketSignatureExpired",
+        past,
+    )
+    # Signed for the other task: its digest names that task, so the signer does not match.
+    mkt.chain.expect_revert(
+        accept(task_id, [_seat_sig(mkt, other, o1)]),
+        req,
+        "TaskMarketInvalidSignature",
+        task_id,
+        o1.address,
+    )
+    # A compact s above n/2 (the malleable twin of a valid signature) is refused.
+    oracle, deadline, r, _vs = good0
+    high = (SECP256K1_N // 2 + 1).to_bytes(32, "big")
+    mkt.chain.expect_revert(
+        accept(task_id, [(oracle, deadline, r, high)]),
         req,
         "TaskMarketInvalidSignature",
         task_id,
         o0.address,
     )
-    mkt.chain.tx(mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(sig)), req)
+    mkt.chain.expect_revert(
+        accept(task_id, [good0, good0]),
+        req,
+        "TaskMarketSeatAlreadyAccepted",
+        task_id,
+        o0.address,
+    )
+    assert all(mkt.reserved(o.address) == 0 for o in (o0, o1, o2))
+    # Execute: one signature alone, then the other two in one batch (the last seat)
+    mkt.chain.tx(accept(task_id, [good0]), req)
     assert mkt.fn.hasAccepted(task_id, o0.address).call() is True
     assert mkt.reserved(o0.address) == TaskSpec().oracle_slash
-    mkt.chain.warp_past(deadline)
     mkt.chain.expect_revert(
-        mkt.fn.acceptSeatFor(task_id, o0.address, deadline, *compact_signature(sig)),
-        req,
-        "TaskMarketSignatureExpired",
-        deadline,
+        accept(task_id, [good0]), req, "TaskMarketSeatAlreadyAccepted", task_id, o0.address
     )
+    receipt = mkt.chain.tx(
+        accept(task_id, [_seat_sig(mkt, task_id, o1), _seat_sig(mkt, task_id, o2)]), req
+    )
+    # Assert: a SeatAccepted per seat, the task opened once, every seat reserved
+    seated = mkt.chain.events(mkt.market, receipt, "SeatAccepted")
+    assert [e["oracle"] for e in seated] == [o1.address, o2.address]
+    (opened,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
+    assert (opened["from"], opened["to"]) == (Phase.FORMING, Phase.OPEN)
+    assert mkt.task(task_id)["phase"] == Phase.OPEN
+    assert all(mkt.reserved(o.address) == TaskSpec().oracle_slash for o in (o0, o1, o2))
+    # The other task's committee seated in one transaction, after the first task's signature
+    # for it was refused; nothing left to take afterwards
+    whole = [_seat_sig(mkt, other, o) for o in (o0, o1, o2)]
+    receipt = mkt.chain.tx(accept(other, whole), req)
+    assert len(mkt.chain.events(mkt.market, receipt, "SeatAccepted")) == 3
+    assert mkt.task(other)["phase"] == Phase.OPEN
+    mkt.chain.expect_revert(
+        accept(other, whole[:1]), req, "TaskMarketSeatAlreadyAccepted", other, o0.address
+    )
+
+
+def test_seat_signature_text_round_trips_and_refuses_malformed_strings():
+    # Prepare: a low-s signature (65 bytes) of an arbitrary digest
+    oracle = Account.from_key(b"\x05" * 32)
+    raw = bytes(Account._sign_hash(b"\x11" * 32, oracle.key).signature)
+    seat = SeatSignature(7, oracle.address, 1_900_000_000, raw)
+    # Execute
+    text = seat.to_text()
+    back = SeatSignature.from_text(text)
+    # Assert: one shell word; the compact form round-trips to the same contract arguments
+    assert text.startswith(f"7:{oracle.address}:1900000000:0x") and " " not in text
+    assert back.contract_args() == seat.contract_args()
+    a = oracle.address
+    bad = ("", "7:0xabc:1:0x00", f"x:{a}:1:0x{'11' * 64}", f"7:{a}:1:0x{'11' * 63}",
+           f"7:{a}:1:0x{'zz' * 64}")  # fmt: skip
+    for text in bad:
+        with pytest.raises(ValueError):
+            SeatSignature.from_text(text)
 
 
 # --- F2: dissent alone is not slashable; a root the arbiter rules against is -------------------

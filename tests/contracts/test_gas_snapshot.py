@@ -33,6 +33,15 @@ def test_gas_does_not_grow_and_meets_the_targets(chain):
     # Consent (issue 10): every seat, the last one (it opens the task) included.
     assert measured["TaskMarket.acceptSeat"] <= 50_000
     assert measured["TaskMarket.acceptSeat[last]"] <= 50_000
+    # ... and by signatures the requester submits in one transaction: per oracle (the
+    # transaction's gas over its seats) in any batch of 2 or more, the opening seat included.
+    for n, variant in ((2, "2"), (2, "2,last"), (3, "3,last")):
+        total = measured[f"TaskMarket.acceptSeatsFor[{variant}]"]
+        assert measured[f"TaskMarket.acceptSeatsFor[{variant}]/oracle"] == total // n
+        assert total // n <= 50_000
+    # A batch amortises the base cost: a second seat costs less than a transaction of its own.
+    one = measured["TaskMarket.acceptSeatsFor[1]"]
+    assert measured["TaskMarket.acceptSeatsFor[2]"] - one < measured["TaskMarket.acceptSeat"]
     assert measured["TaskMarket.claim"] <= 90_000
     assert measured["TaskMarket.commitUpdate"] <= 100_000
     # A batched round costs the same for 8 trainers as for 100 (one bitmap word; only its

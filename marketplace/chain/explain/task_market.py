@@ -73,8 +73,13 @@ TEMPLATES: dict[str, Template] = {
         f"trainer's signed update leaf): sign with that account and try again, or report it"
     ),
     "TaskMarketSignatureExpired": lambda a: (
-        f"the seat-acceptance signature expired at {at(a[0])}: sign a new one with "
-        "`fedmarket oracle accept --task N` and try again"
+        f"a seat signature expired at {at(a[0])}: the oracle signs a new one with "
+        "`fedmarket oracle sign-seat --task N` (or takes its seat with `fedmarket oracle accept "
+        "--task N`) and the batch is sent again"
+    ),
+    "TaskMarketNoSignatures": lambda a: (
+        f"no seat signature was given for task {a[0]}: pass the strings the oracles printed with "
+        f"`fedmarket oracle sign-seat --task {a[0]}` to `fedmarket task seat {a[0]} SIG...`"
     ),
     "TaskMarketJoinRefused": lambda a: (
         f"task {a[0]}'s join gate refused {a[1]}: the task is sourced, only winners of its data "
