@@ -79,6 +79,11 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     out = run(env, "--dev-account", "8", "offer", "submit", "--task", task_id, "--data",
               str(data), "--ask", "1", ok=False)  # fmt: skip
     assert "DataSourcingNotTrainer" in out and "register trainer" in out
+    # registered and staked, it may offer; it never reveals, so its bond goes to the requester
+    run(env, "--dev-account", "0", "faucet", "500", "--to", Identity.dev(8).address)
+    run(env, "--dev-account", "8", "register", "trainer", "--stake", "100")
+    run(env, "--dev-account", "8", "offer", "submit", "--task", task_id, "--data", str(data),
+        "--ask", "1")  # fmt: skip
     w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
     token = reward_token(env, w3)
     before = token.functions.balanceOf(Identity.dev(2).address).call()
@@ -115,6 +120,11 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     for i in (3, 4):
         run(env, "--dev-account", str(i), "offer", "reveal", "--task", task_id)
     warp(600)
+    requester = Identity.dev(1).address
+    before_forfeit = token.functions.balanceOf(requester).call()
+    out = run(env, "--dev-account", "1", "sourcing", "refund", "--task", task_id, "--json")
+    assert out["bondsForfeited"] == str(2 * 10**18)  # dev 8's, the only offer not revealed
+    assert token.functions.balanceOf(requester).call() == before_forfeit + 2 * 10**18
     reports = [
         run(env, "--dev-account", str(i), "sourcing", "select", "--task", task_id, "--json")
         for i in (5, 6)
