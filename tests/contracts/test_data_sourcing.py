@@ -383,9 +383,11 @@ def test_a_request_takes_at_most_max_offers(chain: Chain, mkt: Market, ds: Contr
     collection budget fetches in time. Every capped offer holds its bond."""
     assert ds.functions.MAX_OFFERS().call() == MAX_OFFERS == 64
     assert ds.functions.MIN_SELECTION_WINDOW().call() == MIN_SELECTION_WINDOW
-    _, rid, _ = _request(chain, mkt, ds)
     owners = list(mkt.actors.trainers)
     owners += [_trainer(chain, mkt, ds, 100 + k, 50 * E18) for k in range(MAX_OFFERS + 1 - 8)]
+    # the request after the ~300 set-up transactions: the Hardhat node moves its clock a second
+    # per block, which would close a 100 s offer window first
+    _, rid, _ = _request(chain, mkt, ds)
     escrow = _escrow(mkt, ds)
     for k, owner in enumerate(owners[:MAX_OFFERS]):
         chain.tx(ds.functions.commitOffer(rid, Web3.keccak(text=f"offer {k}")), owner)
