@@ -8,8 +8,10 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 
 import {IDataSourcing} from "./interfaces/IDataSourcing.sol";
 import {IJoinGate} from "./interfaces/IJoinGate.sol";
+import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ITaskMarket} from "./interfaces/ITaskMarket.sol";
 import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
+import {TaskState} from "./libraries/TaskState.sol";
 
 /// @title DataSourcing
 /// @notice Data requests, sealed offers, the committee's selection by commit-reveal quorum, the
@@ -21,12 +23,29 @@ import {PayoutLeaf} from "./libraries/PayoutLeaf.sol";
 ///      exceed the revealed total, which can never exceed the escrowed budget. A winner is paid
 ///      only if the task's final payout leaf of its account has no flag (or scoring failed and it
 ///      committed the last round); a withheld payment returns to the requester with `refund`
-///      after the claim deadline.
+///      after the claim deadline. Offers cost the offerer something and are bounded (issue 10's
+///      F9 for data owners): only a registered trainer with the task's `minStake` unreserved
+///      and its minimum reputation (an account that could join if it won) may offer, at most
+///      `MAX_OFFERS` per request, each with a bond returned at its reveal and forfeited to the
+///      requester if never revealed — so a Sybil flood of junk sketches costs stake and bonds,
+///      and can never exceed what the committee's collection budget fetches in time.
 contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice The largest committee; bounds the only loop (in `createRequest`).
     uint256 public constant MAX_COMMITTEE = 16;
+
+    /// @notice The most offers one request takes. Sized for the committee's off-chain collection
+    ///         (`marketplace/protocol/sourcing.py`): 8 fetches at a time, each bounded by 10 s
+    ///         (≤ 20 s for a sketch whose root block alone is served), so every capped offer is
+    ///         tried at least once in 64 · 20 / 8 = 160 s, within `MIN_SELECTION_WINDOW` less
+    ///         the committee's 60 s margin.
+    uint256 public constant MAX_OFFERS = 64;
+
+    /// @notice Shortest selection-commit window (`selectCommitDeadline − revealDeadline`, seconds):
+    ///         160 s to fetch `MAX_OFFERS` unserved sketches, 60 s kept for the selection and the
+    ///         commit, and 80 s for an oracle that starts late.
+    uint64 public constant MIN_SELECTION_WINDOW = 300;
 
     uint8 private constant SEAT_NONE = 0;
     uint8 private constant SEAT_OFFERED = 1;
@@ -58,9 +77,16 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
         uint64 selectRevealDeadline;
         // slot 6
         uint64 claimDeadline;
+        uint32 minReputationPpm;
+        uint16 offerCount;
         // slots 7-8
         bytes32 validationCommitment;
         bytes32 selectionRoot;
+        // slot 9
+        uint128 offerBond;
+        uint128 bondsHeld;
+        // slot 10
+        uint128 minStake;
     }
 
     struct OfferState {
@@ -77,6 +103,8 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
 
     /// @inheritdoc IDataSourcing
     ITaskMarket public immutable market;
+    /// @notice The market's participant registry (who may offer).
+    IParticipantRegistry public immutable registry;
 
     uint256 private _requestCount;
     mapping(uint256 requestId => Request) private _requests;
@@ -92,17 +120,23 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     /// @param market_ The TaskMarket whose tasks this contract sources data for.
     constructor(ITaskMarket market_) {
         market = market_;
+        registry = market_.registry();
     }
 
     // --- requester --------------------------------------------------------------------------
 
     /// @inheritdoc IDataSourcing
     function createRequest(RequestParams calldata p) external nonReentrant returns (uint256 requestId) {
-        if (market.task(p.taskId).requester != msg.sender) {
+        ITaskMarket.TaskInfo memory task = market.task(p.taskId);
+        if (task.requester != msg.sender) {
             revert DataSourcingNotTaskRequester(p.taskId, msg.sender);
         }
         if (_requestOfTask[p.taskId] != 0) revert DataSourcingTaskAlreadySourced(p.taskId);
         if (p.budget == 0 || p.budget > type(uint128).max) revert DataSourcingBadBudget(p.budget);
+        uint256 minBond = minOfferBond(p.token);
+        if (p.offerBond < minBond || p.offerBond > type(uint128).max) {
+            revert DataSourcingBondBelowMinimum(p.offerBond, minBond);
+        }
         uint256 n = p.oracles.length;
         if (n == 0 || n > MAX_COMMITTEE || p.quorum == 0 || p.quorum > n) revert DataSourcingBadCommittee();
         if (
@@ -110,6 +144,7 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
                     && p.revealDeadline < p.selectCommitDeadline
                     && p.selectCommitDeadline < p.selectRevealDeadline
                     && p.selectRevealDeadline < p.claimDeadline)
+                || p.selectCommitDeadline - p.revealDeadline < MIN_SELECTION_WINDOW
         ) revert DataSourcingBadSchedule();
 
         requestId = ++_requestCount;
@@ -131,10 +166,14 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
         r.selectRevealDeadline = p.selectRevealDeadline;
         r.claimDeadline = p.claimDeadline;
         r.validationCommitment = p.validationCommitment;
+        r.offerBond = uint128(p.offerBond); // checked above
+        // The task fixed these at its creation: what joining it will ask of a winner.
+        r.minStake = uint128(task.minStake); // TaskMarket stores it in 128 bits
+        r.minReputationPpm = task.minReputationPpm;
         _requestOfTask[p.taskId] = requestId;
         emit RequestCreated(requestId, p.taskId, msg.sender, p.budget, p.schemaCid);
 
-        p.token.safeTransferFrom(msg.sender, address(this), p.budget);
+        _pull(p.token, msg.sender, p.budget);
     }
 
     // --- committee --------------------------------------------------------------------------
@@ -199,20 +238,37 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     // --- data owners ------------------------------------------------------------------------
 
     /// @inheritdoc IDataSourcing
-    function commitOffer(uint256 requestId, bytes32 commitment) external {
+    function commitOffer(uint256 requestId, bytes32 commitment) external nonReentrant {
         Request storage r = _existing(requestId);
         if (block.timestamp >= r.offerDeadline) revert DataSourcingWrongTime(requestId, r.offerDeadline);
         if (commitment == bytes32(0)) revert DataSourcingEmptyCommitment();
         if (_offerCommits[requestId][msg.sender] != bytes32(0)) {
             revert DataSourcingAlreadyCommitted(requestId, msg.sender);
         }
+        uint16 count = r.offerCount;
+        if (count >= MAX_OFFERS) revert DataSourcingOffersFull(requestId, MAX_OFFERS);
+        // Only an account that could join the task if it won (TaskMarket.join's checks, bar the
+        // gate): the stake is checked, not reserved — joining reserves it.
+        IParticipantRegistry.Participant memory p = registry.participant(msg.sender);
+        if (p.role != IParticipantRegistry.Role.Trainer) revert DataSourcingNotTrainer(requestId, msg.sender);
+        uint256 free = p.stake - p.reserved;
+        if (free < r.minStake) revert DataSourcingStakeTooLow(requestId, msg.sender, free, r.minStake);
+        if (p.reputationPpm < r.minReputationPpm) {
+            revert DataSourcingReputationTooLow(requestId, msg.sender, p.reputationPpm, r.minReputationPpm);
+        }
+        uint128 bond = r.offerBond;
         _offerCommits[requestId][msg.sender] = commitment;
+        r.offerCount = count + 1; // count < MAX_OFFERS
+        r.bondsHeld += bond;
         emit OfferCommitted(requestId, msg.sender, commitment);
+
+        _pull(r.token, msg.sender, bond);
     }
 
     /// @inheritdoc IDataSourcing
     function revealOffer(uint256 requestId, uint256 ask, uint64 samples, string calldata sketchCid, bytes32 salt)
         external
+        nonReentrant
     {
         Request storage r = _existing(requestId);
         if (block.timestamp < r.offerDeadline) revert DataSourcingWrongTime(requestId, r.offerDeadline);
@@ -227,7 +283,12 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
         o.ask = ask;
         o.samples = samples;
         o.revealed = true;
+        uint128 bond = r.offerBond;
+        r.bondsHeld -= bond; // this offer's bond was held since its commit
         emit OfferRevealed(requestId, msg.sender, ask, samples, sketchCid);
+        emit OfferBondReturned(requestId, msg.sender, bond);
+
+        r.token.safeTransfer(msg.sender, bond);
     }
 
     /// @inheritdoc IDataSourcing
@@ -316,6 +377,19 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IDataSourcing
+    function forfeitBonds(uint256 requestId) external nonReentrant {
+        Request storage r = _existing(requestId);
+        // After the reveal deadline no offer can be revealed: every bond still held is forfeit.
+        if (block.timestamp < r.revealDeadline) revert DataSourcingWrongTime(requestId, r.revealDeadline);
+        uint256 amount = r.bondsHeld;
+        if (amount == 0) revert DataSourcingNoBondsToForfeit(requestId);
+        r.bondsHeld = 0;
+        emit OfferBondsForfeited(requestId, amount / r.offerBond, amount);
+
+        r.token.safeTransfer(r.requester, amount);
+    }
+
+    /// @inheritdoc IDataSourcing
     function cancel(uint256 requestId) external nonReentrant {
         Request storage r = _existing(requestId);
         if (r.cancelled || r.selectionRoot != bytes32(0) || block.timestamp < r.selectRevealDeadline) {
@@ -361,8 +435,18 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
             committeeSize: r.committeeSize,
             accepted: r.accepted,
             quorum: r.quorum,
-            cancelled: r.cancelled
+            cancelled: r.cancelled,
+            offerBond: r.offerBond,
+            minStake: r.minStake,
+            minReputationPpm: r.minReputationPpm,
+            offerCount: r.offerCount,
+            bondsHeld: r.bondsHeld
         });
+    }
+
+    /// @inheritdoc IDataSourcing
+    function minOfferBond(IERC20 token) public view returns (uint256) {
+        return TaskState.minTrainerBond(address(token)); // one whole token, as a trainer's bond
     }
 
     /// @inheritdoc IDataSourcing
@@ -416,5 +500,14 @@ contract DataSourcing is IDataSourcing, ReentrancyGuardTransient {
     function _selected(uint256 requestId) private view returns (Request storage r) {
         r = _existing(requestId);
         if (r.selectionRoot == bytes32(0) || r.cancelled) revert DataSourcingNotSelected(requestId);
+    }
+
+    /// @dev Pulls `amount` of `token` and insists the balance grew by exactly that much, so the
+    ///      books (budgets and bonds) always equal the balance.
+    function _pull(IERC20 token, address from, uint256 amount) private {
+        uint256 before = token.balanceOf(address(this));
+        token.safeTransferFrom(from, address(this), amount);
+        uint256 received = token.balanceOf(address(this)) - before;
+        if (received != amount) revert DataSourcingFeeOnTransfer(amount, received);
     }
 }

@@ -1,8 +1,10 @@
-"""`task request`, `offer submit` and `offer reveal` end to end on a real Anvil (embedded store)."""
+"""`task request`, `offer submit` and `offer reveal` end to end on a real Anvil (embedded store):
+the offer bond posted and returned, an unregistered account's offer refused in words."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,14 @@ def env(chain, tmp_path_factory):
         "FEDMARKET_CHAIN_RPC": chain.rpc_url,
         "FEDMARKET_DEPLOYMENTS": str(home / "deployments"),
     }
+
+
+def reward_token(env, w3: Web3):
+    """The deployment's token (the request's: `task request` escrows in it), from the
+    deployments file `deploy` wrote."""
+    (path,) = Path(env["FEDMARKET_DEPLOYMENTS"]).glob("*.json")
+    rec = json.loads(path.read_text())["contracts"]["RewardToken"]
+    return w3.eth.contract(address=rec["address"], abi=rec["abi"])
 
 
 def run(env, *args: str, ok: bool = True):
@@ -59,12 +69,29 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     out = run(env, "--dev-account", "2", "offer", "submit", "--task", task_id, "--data", str(data),
               "--ask", "40", ok=False)  # fmt: skip
     assert "has no data request" in out and "Traceback" not in out
+    out = run(env, "--dev-account", "1", "task", "request", task_id, "--budget", "150", *oracles,
+              "--window", "120", ok=False)  # fmt: skip
+    assert "too short" in out and "--window 300" in out  # the committee could not fetch 64 offers
     req = run(env, "--dev-account", "1", "task", "request", task_id, "--budget", "150", *oracles,
-              "--window", "600", "--json")  # fmt: skip
-    assert req["budget"] == str(150 * 10**18)
+              "--window", "600", "--offer-bond", "2", "--json")  # fmt: skip
+    assert req["budget"] == str(150 * 10**18) and req["offerBond"] == str(2 * 10**18)
+    # the Sybil flood's first step: an account that is no trainer cannot offer (and pays no bond)
+    out = run(env, "--dev-account", "8", "offer", "submit", "--task", task_id, "--data",
+              str(data), "--ask", "1", ok=False)  # fmt: skip
+    assert "DataSourcingNotTrainer" in out and "register trainer" in out
+    # registered and staked, it may offer; it never reveals, so its bond goes to the requester
+    run(env, "--dev-account", "0", "faucet", "500", "--to", Identity.dev(8).address)
+    run(env, "--dev-account", "8", "register", "trainer", "--stake", "100")
+    run(env, "--dev-account", "8", "offer", "submit", "--task", task_id, "--data", str(data),
+        "--ask", "1")  # fmt: skip
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    token = reward_token(env, w3)
+    before = token.functions.balanceOf(Identity.dev(2).address).call()
     sub = run(env, "--dev-account", "2", "offer", "submit", "--task", task_id, "--data", str(data),
               "--ask", "40", "--json")  # fmt: skip
     assert sub["requestId"] == req["requestId"] and sub["samples"] == 300
+    assert sub["bond"] == str(2 * 10**18)
+    assert token.functions.balanceOf(Identity.dev(2).address).call() == before - 2 * 10**18
     out = run(env, "--dev-account", "2", "offer", "reveal", "--task", task_id, ok=False)
     assert "DataSourcingWrongTime" in out and "Traceback" not in out
     for i in (5, 6):  # two of the three oracles accept their seats (the quorum is 2)
@@ -80,7 +107,6 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
         np.savez(path, x=train.x[rows], y=y)
         run(env, "--dev-account", str(i), "offer", "submit", "--task", task_id, "--data",
             str(path), "--ask", "50" if not noisy else "60")  # fmt: skip
-    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
 
     def warp(seconds: int) -> None:
         w3.provider.make_request("evm_increaseTime", [seconds])
@@ -88,10 +114,17 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
 
     warp(601)
     rev = run(env, "--dev-account", "2", "offer", "reveal", "--task", task_id, "--json")
-    assert rev == {"requestId": req["requestId"], "ask": str(40 * 10**18), "samples": 300}
+    assert rev == {"requestId": req["requestId"], "ask": str(40 * 10**18), "samples": 300,
+                   "bondReturned": str(2 * 10**18)}  # fmt: skip
+    assert token.functions.balanceOf(Identity.dev(2).address).call() == before
     for i in (3, 4):
         run(env, "--dev-account", str(i), "offer", "reveal", "--task", task_id)
     warp(600)
+    requester = Identity.dev(1).address
+    before_forfeit = token.functions.balanceOf(requester).call()
+    out = run(env, "--dev-account", "1", "sourcing", "refund", "--task", task_id, "--json")
+    assert out["bondsForfeited"] == str(2 * 10**18)  # dev 8's, the only offer not revealed
+    assert token.functions.balanceOf(requester).call() == before_forfeit + 2 * 10**18
     reports = [
         run(env, "--dev-account", str(i), "sourcing", "select", "--task", task_id, "--json")
         for i in (5, 6)
@@ -109,6 +142,7 @@ def test_request_offer_submit_and_reveal(env, chain, tmp_path) -> None:
     shown = run(env, "sourcing", "show", "--task", task_id, "--json")
     total = int(shown["selection"]["total"])
     assert len(shown["offers"]) == 3 and 90 * 10**18 <= total <= 150 * 10**18  # thresholds >= asks
+    assert shown["offerBond"] == str(2 * 10**18) and shown["bondsHeld"] == "0"  # all revealed
     # `task show` carries the same section: every offer with its value, and the selection
     task_shown = run(env, "task", "show", task_id, "--json")
     assert task_shown["sourcing"] == shown

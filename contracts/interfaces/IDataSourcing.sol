@@ -16,14 +16,22 @@ import {ITaskMarket} from "./ITaskMarket.sol";
 /// @dev The schedule is fixed at creation (offer, reveal, selection commit and reveal deadlines;
 ///      the claim deadline), so phases follow the clock and nobody has to advance them. No
 ///      function loops over offers or winners; only `createRequest` loops over the committee
-///      (at most `MAX_COMMITTEE`). Invariant: this contract's balance of a token is
-///      Σ over its requests of (budget − paid − refunded).
+///      (at most `MAX_COMMITTEE`). Offers are bounded and paid for: only a registered trainer
+///      whose unreserved registry stake covers the task's `minStake` (and whose reputation meets
+///      its `minReputationPpm`) — an account that could win and then join — may commit one, at
+///      most `MAX_OFFERS` are committed per request, and each posts the request's `offerBond`,
+///      returned at its reveal and forfeited to the requester if it is never revealed.
+///      Invariant: this contract's balance of a token is Σ over its requests of
+///      (budget − paid − refunded + bondsHeld).
 interface IDataSourcing is IJoinGate {
     /// @notice What a requester fixes when creating a data request.
     /// @param taskId The TaskMarket task this request sources data for (the caller must be its
     ///        requester; the task should name this contract as its join gate).
     /// @param token The ERC-20 the budget is escrowed in (the task's token).
     /// @param budget The procurement budget: the most all winners are paid together.
+    /// @param offerBond What each offer posts in `token` at `commitOffer` (at least
+    ///        `minOfferBond(token)`, one whole token): returned at its reveal, forfeited to the
+    ///        requester if it is never revealed.
     /// @param schemaCid CID of the request document (model and feature schema, label set, sketch
     ///        spec); emitted, not stored.
     /// @param validationCommitment The requester's commitment to its validation set.
@@ -31,13 +39,15 @@ interface IDataSourcing is IJoinGate {
     /// @param quorum Number of identical revealed selections that finalize it.
     /// @param offerDeadline Unix time: offers are committed before it.
     /// @param revealDeadline Unix time: offers are revealed before it.
-    /// @param selectCommitDeadline Unix time: oracles commit their selection before it.
+    /// @param selectCommitDeadline Unix time: oracles commit their selection before it, at least
+    ///        `MIN_SELECTION_WINDOW` after `revealDeadline` (time to fetch every capped offer).
     /// @param selectRevealDeadline Unix time: oracles reveal their selection before it.
     /// @param claimDeadline Unix time: winners claim before it; the rest returns to the requester.
     struct RequestParams {
         uint256 taskId;
         IERC20 token;
         uint256 budget;
+        uint256 offerBond;
         string schemaCid;
         bytes32 validationCommitment;
         address[] oracles;
@@ -49,7 +59,10 @@ interface IDataSourcing is IJoinGate {
         uint64 claimDeadline;
     }
 
-    /// @notice A request's state, as returned by `request`.
+    /// @notice A request's state, as returned by `request`. `minStake` and `minReputationPpm`
+    ///         are the task's, read at creation (what an offer's owner must meet); `offerCount`
+    ///         counts committed offers (at most `MAX_OFFERS`); `bondsHeld` is the offer bonds in
+    ///         escrow (committed, not revealed, not forfeited).
     struct RequestInfo {
         address requester;
         IERC20 token;
@@ -69,6 +82,11 @@ interface IDataSourcing is IJoinGate {
         uint8 accepted;
         uint8 quorum;
         bool cancelled;
+        uint256 offerBond;
+        uint256 minStake;
+        uint32 minReputationPpm;
+        uint16 offerCount;
+        uint256 bondsHeld;
     }
 
     // --- errors ---------------------------------------------------------------------------------
@@ -89,8 +107,43 @@ interface IDataSourcing is IJoinGate {
     /// @notice Thrown when the committee is empty, too large, has a duplicate or zero address, or
     ///         the quorum is zero or larger than the committee.
     error DataSourcingBadCommittee();
-    /// @notice Thrown when the deadlines are not strictly increasing from now.
+    /// @notice Thrown when the deadlines are not strictly increasing from now, or the selection
+    ///         commit window (`selectCommitDeadline − revealDeadline`) is shorter than
+    ///         `MIN_SELECTION_WINDOW`.
     error DataSourcingBadSchedule();
+    /// @notice Thrown when a request's offer bond is below the protocol minimum (one whole token).
+    /// @param bond The bond given.
+    /// @param minimum The minimum (`minOfferBond(token)`).
+    error DataSourcingBondBelowMinimum(uint256 bond, uint256 minimum);
+    /// @notice Thrown when this contract received fewer tokens than it pulled (fee-on-transfer).
+    /// @param expected The amount pulled.
+    /// @param received The balance increase observed.
+    error DataSourcingFeeOnTransfer(uint256 expected, uint256 received);
+    /// @notice Thrown when an offer comes from an account not registered as a trainer: only an
+    ///         account that could join the task if it won may offer.
+    /// @param requestId The request.
+    /// @param account The caller.
+    error DataSourcingNotTrainer(uint256 requestId, address account);
+    /// @notice Thrown when an offer's owner has less unreserved registry stake than the task's
+    ///         `minStake` (what joining the task would reserve).
+    /// @param requestId The request.
+    /// @param account The caller.
+    /// @param free Its stake that is not reserved.
+    /// @param required The task's `minStake`.
+    error DataSourcingStakeTooLow(uint256 requestId, address account, uint256 free, uint256 required);
+    /// @notice Thrown when an offer's owner's reputation is below the task's `minReputationPpm`.
+    /// @param requestId The request.
+    /// @param account The caller.
+    /// @param reputationPpm Its reputation.
+    /// @param required The task's minimum.
+    error DataSourcingReputationTooLow(uint256 requestId, address account, uint32 reputationPpm, uint32 required);
+    /// @notice Thrown when a request already holds `MAX_OFFERS` committed offers.
+    /// @param requestId The request.
+    /// @param max The cap.
+    error DataSourcingOffersFull(uint256 requestId, uint256 max);
+    /// @notice Thrown when there are no unrevealed offer bonds to forfeit (none held, or forfeited).
+    /// @param requestId The request.
+    error DataSourcingNoBondsToForfeit(uint256 requestId);
     /// @notice Thrown when the action is not allowed at this time of the request's schedule.
     /// @param requestId The request.
     /// @param deadline The deadline that decides (passed or not yet reached).
@@ -193,6 +246,16 @@ interface IDataSourcing is IJoinGate {
     /// @param owner The data owner.
     /// @param commitment `offerCommitment(requestId, owner, ask, samples, sketchCid, salt)`.
     event OfferCommitted(uint256 indexed requestId, address indexed owner, bytes32 commitment);
+    /// @notice Emitted when an offer's bond returns to its owner at the reveal.
+    /// @param requestId The request.
+    /// @param owner The data owner.
+    /// @param amount The bond.
+    event OfferBondReturned(uint256 indexed requestId, address indexed owner, uint256 amount);
+    /// @notice Emitted when the bonds of offers never revealed go to the requester.
+    /// @param requestId The request.
+    /// @param offers How many offers were never revealed.
+    /// @param amount The bonds forfeited.
+    event OfferBondsForfeited(uint256 indexed requestId, uint256 offers, uint256 amount);
     /// @notice Emitted when a data owner reveals its offer.
     /// @param requestId The request.
     /// @param owner The data owner.
@@ -247,12 +310,16 @@ interface IDataSourcing is IJoinGate {
     /// @param requestId The request.
     function acceptSeat(uint256 requestId) external;
 
-    /// @notice Commit a sealed offer (before the offer deadline).
+    /// @notice Commit a sealed offer (before the offer deadline) and post the request's offer
+    ///         bond (approve it first). The caller must be a registered trainer whose unreserved
+    ///         stake covers the task's `minStake` and whose reputation meets its
+    ///         `minReputationPpm`; at most `MAX_OFFERS` offers per request.
     /// @param requestId The request.
     /// @param commitment `offerCommitment(requestId, msg.sender, ask, samples, sketchCid, salt)`.
     function commitOffer(uint256 requestId, bytes32 commitment) external;
 
-    /// @notice Reveal the caller's offer (after the offer deadline, before the reveal deadline).
+    /// @notice Reveal the caller's offer (after the offer deadline, before the reveal deadline);
+    ///         its offer bond is returned.
     /// @param requestId The request.
     /// @param ask The asking price.
     /// @param samples The declared sample count.
@@ -317,6 +384,17 @@ interface IDataSourcing is IJoinGate {
     ///         deadline, returning the whole budget to the requester. Anyone may call it.
     /// @param requestId The request.
     function cancel(uint256 requestId) external;
+
+    /// @notice Send the bonds of offers never revealed to the requester (after the reveal
+    ///         deadline, once: no offer can be revealed any more). Anyone may call it.
+    /// @param requestId The request.
+    function forfeitBonds(uint256 requestId) external;
+
+    /// @notice The protocol minimum offer bond in `token`: one whole token, `10 ** decimals()`,
+    ///         or 1e18 when the token does not say.
+    /// @param token The request's token.
+    /// @return The minimum `offerBond`.
+    function minOfferBond(IERC20 token) external view returns (uint256);
 
     /// @notice A request's state.
     /// @param requestId The request.

@@ -115,13 +115,23 @@ class SelectionTree(StandardMerkleTree):
         raise SourcingError(f"{owner} is not a winner of request {self.request_id}")
 
 
+MAX_OFFERS = 64
+"""``DataSourcing.MAX_OFFERS``: the most offers one request takes (``DataSourcingOffersFull``)."""
+
+MIN_SELECTION_WINDOW = 300
+"""``DataSourcing.MIN_SELECTION_WINDOW``: the shortest selection-commit window (seconds), enough
+for the committee to try every one of ``MAX_OFFERS`` sketches before its collection margin."""
+
+
 @dataclass(frozen=True)
 class RequestParams:
-    """``IDataSourcing.RequestParams`` (deadlines are unix times)."""
+    """``IDataSourcing.RequestParams`` (deadlines are unix times). ``offer_bond`` is what each
+    offer posts (at least :meth:`DataSourcingClient.min_offer_bond`, one whole token)."""
 
     task_id: int
     token: str
     budget: int
+    offer_bond: int
     schema_cid: str
     validation_commitment: bytes
     oracles: tuple[str, ...]
@@ -138,6 +148,7 @@ class RequestParams:
             self.task_id,
             Web3.to_checksum_address(self.token),
             self.budget,
+            self.offer_bond,
             self.schema_cid,
             self.validation_commitment,
             [Web3.to_checksum_address(o) for o in self.oracles],
@@ -172,6 +183,11 @@ class RequestView:
     accepted: int
     quorum: int
     cancelled: bool
+    offer_bond: int
+    min_stake: int
+    min_reputation_ppm: int
+    offer_count: int
+    bonds_held: int
 
     @property
     def selected(self) -> bool:
@@ -192,6 +208,7 @@ class DataSourcingClient:
         self.w3 = w3
         self.contract: Contract = w3.eth.contract(address=rec.address, abi=rec.abi)  # type: ignore[call-overload]
         self.address: str = rec.address
+        self._deployment = deployment
         self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
 
     def _send(self, fn: Any, account: LocalAccount, *, extra_gas: int = 0) -> TxReceipt:
@@ -224,8 +241,26 @@ class DataSourcingClient:
         return self._send(self.contract.functions.acceptSeat(request_id), oracle)
 
     def commit_offer(self, owner: LocalAccount, request_id: int, commitment: bytes) -> TxReceipt:
-        """Commit a sealed offer (see :func:`offer_commitment`)."""
+        """Commit a sealed offer (see :func:`offer_commitment`) and post the request's offer
+        bond: the owner must have approved it (:meth:`approve_offer_bond`)."""
         return self._send(self.contract.functions.commitOffer(request_id, commitment), owner)
+
+    def approve_offer_bond(self, owner: LocalAccount, request_id: int) -> int:
+        """Approve this contract for the request's offer bond in the request's token (unless
+        the allowance covers it already); returns the bond."""
+        view = self.request(request_id)
+        # Any ERC-20: the packaged RewardToken ABI's ERC-20 part is the standard one.
+        abi = self._deployment.contracts["RewardToken"].abi
+        token = self.w3.eth.contract(address=Web3.to_checksum_address(view.token), abi=abi)
+        current = int(self._call(token.functions.allowance(owner.address, self.address)))
+        if current < view.offer_bond:
+            send(self.w3, token.functions.approve(self.address, view.offer_bond), owner,
+                 decoder=self.decoder)  # fmt: skip
+        return view.offer_bond
+
+    def forfeit_bonds(self, account: LocalAccount, request_id: int) -> TxReceipt:
+        """After the reveal deadline: send the bonds of offers never revealed to the requester."""
+        return self._send(self.contract.functions.forfeitBonds(request_id), account)
 
     def reveal_offer(
         self,
@@ -303,6 +338,11 @@ class DataSourcingClient:
         """The request's state."""
         raw = self._call(self.contract.functions.request(request_id))
         return RequestView(*raw)
+
+    def min_offer_bond(self, token: str) -> int:
+        """The protocol minimum offer bond in ``token`` (one whole token)."""
+        fn = self.contract.functions.minOfferBond(Web3.to_checksum_address(token))
+        return int(self._call(fn))
 
     def request_of_task(self, task_id: int) -> int:
         """The request sourcing ``task_id`` (0 when none)."""

@@ -1,8 +1,10 @@
 """The sourcing steps of each party, over the chain client and the content store.
 
-* a data owner sketches its data, seals the sketch to the committee (X25519 envelopes bound to
+* a data owner — a registered trainer with the task's minimum stake free, as the contract
+  insists — sketches its data, seals the sketch to the committee (X25519 envelopes bound to
   chain, task and round 0 — sourcing precedes round 1 — and the owner), stores it, and commits
-  its offer (:func:`prepare_offer`, then ``commit_offer`` / ``reveal_offer`` of the client);
+  its offer with the request's offer bond (:func:`prepare_offer`, then :func:`commit_offer`,
+  then ``reveal_offer`` of the client, which returns the bond);
 * every oracle collects the revealed offers from the chain's events, opens each sketch (a sketch
   it cannot fetch or open is rejected with the reason), runs the deterministic
   :func:`~marketplace.sourcing.run_sourcing`, and commits the selection's Merkle root
@@ -26,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from marketplace.chain.sourcing_client import (
+    MIN_SELECTION_WINDOW,
     DataSourcingClient,
     RequestParams,
     SelectionTree,
@@ -98,18 +101,30 @@ def publish_request(
     window: int,
     claim_window: int,
     now: int | None = None,
+    offer_bond: int | None = None,
 ) -> tuple[int, str]:
     """Store the request document and create the request (budget approved beforehand).
 
-    Each phase (offers, reveals, selection commit, selection reveal) lasts ``window`` seconds;
-    winners may claim for ``claim_window`` seconds after that. Returns (request id, document CID).
+    Each phase (offers, reveals, selection commit, selection reveal) lasts ``window`` seconds
+    (at least ``MIN_SELECTION_WINDOW``: the committee must be able to try every offer);
+    winners may claim for ``claim_window`` seconds after that. Each offer posts ``offer_bond``
+    (default: the protocol minimum, one whole token), returned at its reveal. Returns (request
+    id, document CID).
     """
+    if window < MIN_SELECTION_WINDOW:
+        raise ConfigError(
+            f"a sourcing window of {window} s is too short: the committee needs "
+            f"{MIN_SELECTION_WINDOW} s to fetch every offer's sketch; use --window "
+            f"{MIN_SELECTION_WINDOW} or more"
+        )
+    bond = client.min_offer_bond(token) if offer_bond is None else offer_bond
     cid = str(store.put(RequestDocument(spec, oracles).to_json()))
     start = int(time.time()) if now is None else now
     params = RequestParams(
         task_id=task_id,
         token=token,
         budget=budget,
+        offer_bond=bond,
         schema_cid=cid,
         validation_commitment=validation_commitment,
         oracles=oracles,
@@ -193,6 +208,14 @@ def prepare_offer(
     sealed = seal(sketch.to_json(), recipients=committee_keys, context=context)
     cid = store.put(sealed)
     return PreparedOffer(request_id, ask, sketch.num_samples, str(cid), secrets.token_bytes(32))
+
+
+def commit_offer(client: DataSourcingClient, owner: LocalAccount, prepared: PreparedOffer) -> int:
+    """Approve the request's offer bond and commit ``prepared``; returns the bond posted (it
+    comes back at the reveal, and goes to the requester if the offer is never revealed)."""
+    bond = client.approve_offer_bond(owner, prepared.request_id)
+    client.commit_offer(owner, prepared.request_id, prepared.commitment(owner.address))
+    return bond
 
 
 SKETCH_FETCH_WORKERS = 8

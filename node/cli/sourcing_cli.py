@@ -12,9 +12,9 @@ from typing import Any
 import click
 from web3 import Web3
 
-from marketplace.errors import SourcingError
+from marketplace.errors import SourcingError, TransactionRevertedError
 from marketplace.jsonlimits import shallow_json
-from node.cli.context import CliContext, parse_amount
+from node.cli.context import CliContext, format_amount, parse_amount
 from node.cli.output import emit, json_option, pass_ctx
 
 
@@ -53,15 +53,22 @@ def _offer_file(c: CliContext, chain_id: int, request_id: int, owner: str) -> Pa
     help="Seconds of each phase: offers, reveals, selection commit, selection reveal.",
 )
 @click.option("--claim-window", type=int, default=7 * 24 * 3600, show_default=True)
+@click.option(
+    "--offer-bond",
+    default=None,
+    help="Tokens each offer posts, returned at its reveal and yours if it is never revealed "
+    "[default: the protocol minimum, one token].",
+)
 @json_option
 @pass_ctx
 def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, ...], quorum: int,
                  validation: str, seed: int, directions: int, window: int, claim_window: int,
-                 as_json: bool) -> None:  # fmt: skip
+                 offer_bond: str | None, as_json: bool) -> None:  # fmt: skip
     """Publish a data request for TASK_ID and escrow its procurement budget.
 
     The request document fixes the sketch spec (the validation set's discriminant directions)
-    and the committee the owners seal their sketches to.
+    and the committee the owners seal their sketches to. Only registered trainers with the
+    task's minimum stake free may offer, at most 64, each posting the offer bond.
 
     \b
     Example:
@@ -88,10 +95,12 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
         client, c.store, requester, task_id=task_id, token=c.market.token.address,
         budget=amount, spec=spec, oracles=tuple(Web3.to_checksum_address(o) for o in oracles),
         quorum=quorum, validation_commitment=bytes.fromhex(canonical_digest(val.x, val.y)),
-        window=window, claim_window=claim_window,
-        now=c.market.now(),
+        window=window, claim_window=claim_window, now=c.market.now(),
+        offer_bond=None if offer_bond is None else parse_amount(offer_bond),
     )  # fmt: skip
-    out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount)}
+    bond = client.request(request_id).offer_bond
+    out = {"requestId": request_id, "taskId": task_id, "schemaCid": cid, "budget": str(amount),
+           "offerBond": str(bond)}  # fmt: skip
     _emit(as_json, out, f"data request {request_id} for task {task_id} ({budget} escrowed)")
 
 
@@ -111,14 +120,17 @@ def offer() -> None:
 def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool) -> None:
     """Sketch your data, seal the sketch to the committee and commit a sealed offer.
 
-    The salt is kept in your node's home until `fedmarket offer reveal`.
+    You must be a registered trainer whose free stake covers the task's minimum stake (as
+    joining it would need). The request's offer bond is approved and posted with the offer: it
+    comes back when you reveal, and goes to the requester if you never do. The salt is kept in
+    your node's home until `fedmarket offer reveal`.
 
     \b
     Example:
       fedmarket --dev-account 2 offer submit --task 1 --data hospital.npz --ask 40
     """
     from marketplace.fl import load_dataset
-    from marketplace.protocol.sourcing import load_request_document, prepare_offer
+    from marketplace.protocol.sourcing import commit_offer, load_request_document, prepare_offer
 
     client = _client(c)
     request_id = client.request_of_task(task_id)
@@ -136,9 +148,14 @@ def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool
     path = _offer_file(c, c.w3.eth.chain_id, request_id, me.address)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(prepared.to_json())
-    client.commit_offer(me.eth, request_id, prepared.commitment(me.address))
-    out = {"requestId": request_id, "samples": prepared.samples, "sketchCid": prepared.sketch_cid}
-    _emit(as_json, out, f"offer committed to request {request_id} ({prepared.samples} rows)")
+    bond = commit_offer(client, me.eth, prepared)
+    out = {"requestId": request_id, "samples": prepared.samples, "sketchCid": prepared.sketch_cid,
+           "bond": str(bond)}  # fmt: skip
+    text = (
+        f"offer committed to request {request_id} ({prepared.samples} rows; bond "
+        f"{format_amount(bond)} posted, returned when you run `fedmarket offer reveal`)"
+    )
+    _emit(as_json, out, text)
 
 
 @offer.command("reveal")
@@ -149,6 +166,9 @@ def offer_submit(c: CliContext, task_id: int, data: str, ask: str, as_json: bool
 @pass_ctx
 def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
     """Reveal the offer you committed with `fedmarket offer submit` (after the offer deadline).
+
+    Its offer bond comes back with the reveal; an offer not revealed by the reveal deadline
+    forfeits it to the requester.
 
     \b
     Example:
@@ -165,8 +185,11 @@ def offer_reveal(c: CliContext, task_id: int, as_json: bool) -> None:
     p = PreparedOffer.from_json(path.read_text())
     client.reveal_offer(me.eth, request_id, ask=p.ask, samples=p.samples,
                         sketch_cid=p.sketch_cid, salt=p.salt)  # fmt: skip
-    out = {"requestId": request_id, "ask": str(p.ask), "samples": p.samples}
-    _emit(as_json, out, f"offer revealed to request {request_id}")
+    bond = client.request(request_id).offer_bond
+    out = {"requestId": request_id, "ask": str(p.ask), "samples": p.samples,
+           "bondReturned": str(bond)}  # fmt: skip
+    _emit(as_json, out, f"offer revealed to request {request_id}; bond {format_amount(bond)} "
+          "returned")  # fmt: skip
 
 
 @click.group("sourcing")
@@ -360,7 +383,8 @@ def sourcing_claim(c: CliContext, task_id: int, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def sourcing_refund(c: CliContext, task_id: int, as_json: bool) -> None:
-    """Return the unspent (or, after the claim deadline, unclaimed) budget to the requester.
+    """Return the unspent (or, after the claim deadline, unclaimed) budget to the requester,
+    with the bonds of offers never revealed (forfeited once the reveal deadline is past).
 
     \b
     Example:
@@ -368,10 +392,26 @@ def sourcing_refund(c: CliContext, task_id: int, as_json: bool) -> None:
     """
     client = _client(c)
     request_id = _request_id(client, task_id)
-    client.refund(c.identity().eth, request_id)
+    me = c.identity().eth
+    before = client.request(request_id)
+    forfeited = 0
+    if before.bonds_held and c.market.now() >= before.reveal_deadline:
+        client.forfeit_bonds(me, request_id)  # no reveal can come any more
+        forfeited = before.bonds_held
+    try:
+        client.refund(me, request_id)
+    except TransactionRevertedError as exc:
+        # Having sent the forfeited bonds is enough: the budget may have nothing due yet.
+        nothing = ("DataSourcingNothingToRefund", "DataSourcingNotSelected")
+        if not forfeited or exc.error_name not in nothing:
+            raise
     view = client.request(request_id)
-    _emit(as_json, {"requestId": request_id, "refunded": str(view.refunded)},
-          f"refunded; request {request_id} has returned {view.refunded} in total")  # fmt: skip
+    out = {"requestId": request_id, "refunded": str(view.refunded),
+           "bondsForfeited": str(forfeited)}  # fmt: skip
+    text = f"refunded; request {request_id} has returned {view.refunded} in total"
+    if forfeited:
+        text += f" and {format_amount(forfeited)} of unrevealed offers' bonds"
+    _emit(as_json, out, text)
 
 
 @sourcing.command("show")

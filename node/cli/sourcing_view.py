@@ -54,6 +54,8 @@ def sourcing_section(c: CliContext, task_id: int) -> dict[str, Any] | None:
         },
         "cancelled": view.cancelled,
         "offersCommitted": len(committed),
+        "offerBond": str(view.offer_bond),
+        "bondsHeld": str(view.bonds_held),
         "selection": None,
     }
     if view.selected:
@@ -85,7 +87,9 @@ def print_sourcing(section: dict[str, Any]) -> None:
         "paid / refunded": f"{format_amount(int(section['paid']))} / "
         f"{format_amount(int(section['refunded']))}",
         "committee": f"{seats['accepted']}/{seats['of']} seats taken, quorum {seats['quorum']}",
-        "offers": f"{section['offersCommitted']} committed, {len(section['offers'])} revealed",
+        "offers": f"{section['offersCommitted']} committed, {len(section['offers'])} revealed "
+        f"(bond {format_amount(int(section['offerBond']))} each, "
+        f"{format_amount(int(section['bondsHeld']))} held)",
         "selection": "cancelled"
         if section["cancelled"]
         else "pending"

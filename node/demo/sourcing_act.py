@@ -29,6 +29,7 @@ from marketplace.fl.data import canonical_digest
 from marketplace.protocol.identity import Identity
 from marketplace.protocol.sourcing import (
     collect_offers,
+    commit_offer,
     commit_selection,
     committee_selection,
     load_selection,
@@ -189,7 +190,7 @@ def run_sourcing_act(
         offer = prepare_offer(store=store, spec=spec, x=c.data.x, y=c.data.y, ask=c.ask,
                               request_id=request_id, task_id=task_id, chain_id=chain_id,
                               owner=c.identity.address, committee_keys=keys)  # fmt: skip
-        client.commit_offer(c.identity.eth, request_id, offer.commitment(c.identity.address))
+        commit_offer(client, c.identity.eth, offer)  # approves and posts the offer bond
         prepared.append(offer)
     warp_past(view.offer_deadline)
     for c, offer in zip(candidates, prepared, strict=True):

@@ -18,7 +18,8 @@ import {Vm} from "./Vm.sol";
 ///         leaf registration, the task's training (joins through the gate, one round), its
 ///         scoring (a payout table flagging random owners, or no reveal: scoring fails),
 ///         threshold payment claims (with the owner's row, sometimes with its flags forged to 0),
-///         refunds, cancellations and time. Every action is a real call that may
+///         refunds, cancellations, offer bonds (posted at commit, returned at reveal, forfeited
+///         to the requester when never revealed) and time. Every action is a real call that may
 ///         revert (a revert is a no-op for the invariants); the ghosts record only what moved.
 ///         `drive` walks the live requests through every phase (the single random actions
 ///         rarely line up into a whole request: seats, offers and both commit-reveals must each
@@ -63,13 +64,20 @@ contract DataSourcingHandler {
     ///         owner k paid; and 1 + the variant of the final selection once it is known.
     mapping(uint256 requestId => uint256) private _done;
     mapping(uint256 requestId => uint8) private _finalVariant;
+    /// @notice Per request, the owner that never reveals (4..7: none), so that bonds are
+    ///         forfeited in about half the requests (a skip per call alone is retried later).
+    mapping(uint256 requestId => uint256) private _sealedOwner;
     /// @notice 1 + a task's outcome once it is Closed or Cancelled (nothing changes after).
     mapping(uint256 taskId => uint8) private _taskEnd;
 
-    /// @notice Ghosts: tokens received by winners and by the requester (refunds, cancellations).
+    /// @notice Ghosts: tokens received by winners and by the requester (refunds, cancellations);
+    ///         offer bonds posted by owners, returned to them, and forfeited to the requester.
     struct Ghost {
         uint256 paid;
         uint256 refunded;
+        uint256 bondsPosted;
+        uint256 bondsReturned;
+        uint256 bondsForfeited;
     }
 
     mapping(uint256 requestId => Ghost) public ghost; // one getter: the invariant reads it per call
@@ -77,10 +85,10 @@ contract DataSourcingHandler {
     uint256 public ghostFlaggedPaid;
     uint256 public calls;
     /// @notice Successful actions in this run (coverage, `COVERAGE` names them).
-    uint256 public constant COUNTERS = 11;
+    uint256 public constant COUNTERS = 12;
     uint256[COUNTERS] public succeeded;
     string public constant COVERAGE = "requests selections registrations paid(scored) paid(failed)"
-        " refused(flagged) refused(forged) refunds cancels scored failed";
+        " refused(flagged) refused(forged) refunds cancels scored failed forfeits";
 
     uint256 internal constant REQUESTS = 0;
     uint256 internal constant SELECTIONS = 1;
@@ -93,6 +101,7 @@ contract DataSourcingHandler {
     uint256 internal constant CANCELS = 8;
     uint256 internal constant TASKS_SCORED = 9;
     uint256 internal constant TASKS_FAILED = 10;
+    uint256 internal constant FORFEITS = 11;
 
     constructor(RewardToken token_, TaskMarket taskMarket_, DataSourcing sourcing_) {
         token = token_;
@@ -204,6 +213,12 @@ contract DataSourcingHandler {
         _refund(_request(seed));
     }
 
+    /// @notice Anyone sends the bonds of never-revealed offers to the requester.
+    function forfeitBonds(uint256 seed) external {
+        calls++;
+        _forfeit(_request(seed));
+    }
+
     /// @notice The requester cancels, rarely: a cancel is accepted until a selection is final,
     ///         so at the fuzzer's even odds every request died before its selection window.
     function cancel(uint256 seed) external {
@@ -262,6 +277,7 @@ contract DataSourcingHandler {
             _revealOffers(id, s);
             return q.revealDeadline;
         }
+        if (q.bondsHeld != 0 && s % 2 == 0) _forfeit(id); // past the reveal deadline
         if (now_ < q.selectCommitDeadline) {
             _commitSelection(id, s);
             return q.selectCommitDeadline;
@@ -334,6 +350,7 @@ contract DataSourcingHandler {
         p.taskId = taskId;
         p.token = IERC20(address(token));
         p.budget = 1e18 + seed % 20e18;
+        p.offerBond = 1e18 + (seed >> 64) % 2e18;
         p.schemaCid = "schema";
         p.validationCommitment = keccak256("val");
         p.oracles = new address[](3);
@@ -348,7 +365,9 @@ contract DataSourcingHandler {
         p.selectRevealDeadline = t + 4 hours;
         p.claimDeadline = t + 24 hours;
         vm.prank(requester);
-        requests.push(sourcing.createRequest(p));
+        uint256 id = sourcing.createRequest(p);
+        requests.push(id);
+        _sealedOwner[id] = 7 - (seed >> 128) % 8; // the scripted test's seed 5 seals nobody
         succeeded[REQUESTS]++;
         return true;
     }
@@ -367,19 +386,24 @@ contract DataSourcingHandler {
         uint256 ask = 1e17 + (seed >> 16) % 8e18;
         bytes32 salt = keccak256(abi.encode(seed));
         bytes32 commitment = sourcing.offerCommitment(id, owner, ask, 100, "sketch", salt);
-        vm.prank(owner); // after the view call above: a prank applies to the next call only
+        uint256 before = token.balanceOf(owner);
+        vm.prank(owner); // after the view calls above: a prank applies to the next call only
         try sourcing.commitOffer(id, commitment) {
             _offers[id][owner] = Offer(ask, salt);
+            ghost[id].bondsPosted += before - token.balanceOf(owner);
         } catch {}
     }
 
     function _revealOffers(uint256 id, uint256 seed) private {
         for (uint256 k; k < OWNERS; ++k) {
-            if (seed % 8 == k) continue;
+            if (seed % 8 == k || _sealedOwner[id] == k) continue;
             address owner = owners[k];
             Offer memory o = _offers[id][owner];
+            uint256 before = token.balanceOf(owner);
             vm.prank(owner);
-            try sourcing.revealOffer(id, o.ask, 100, "sketch", o.salt) {} catch {}
+            try sourcing.revealOffer(id, o.ask, 100, "sketch", o.salt) {
+                ghost[id].bondsReturned += token.balanceOf(owner) - before;
+            } catch {}
         }
     }
 
@@ -511,6 +535,15 @@ contract DataSourcingHandler {
         try sourcing.refund(id) {
             succeeded[REFUNDS]++;
             ghost[id].refunded += token.balanceOf(requester) - before;
+        } catch {}
+    }
+
+    function _forfeit(uint256 id) private {
+        if (id == 0) return;
+        uint256 before = token.balanceOf(requester);
+        try sourcing.forfeitBonds(id) {
+            succeeded[FORFEITS]++;
+            ghost[id].bondsForfeited += token.balanceOf(requester) - before;
         } catch {}
     }
 

@@ -37,7 +37,7 @@ contract DataSourcingInvariants is Test {
 
     /// @notice The handler's actions (not its one-off setUp).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory s = new bytes4[](16);
+        bytes4[] memory s = new bytes4[](17);
         s[0] = handler.createRequest.selector;
         s[1] = handler.acceptSeat.selector;
         s[2] = handler.commitOffer.selector;
@@ -54,6 +54,7 @@ contract DataSourcingInvariants is Test {
         s[13] = handler.score.selector;
         s[14] = handler.drive.selector; // 2 of 16 calls: every request's whole life, every run
         s[15] = handler.drive.selector;
+        s[16] = handler.forfeitBonds.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector(address(handler), s);
     }
@@ -137,9 +138,10 @@ contract DataSourcingInvariants is Test {
     }
 
     /// Per request: paid ≤ selected total ≤ budget, paid + refunded ≤ budget, the tokens the
-    /// winners and the requester received = paid and refunded; the contract's balance =
-    /// Σ (budget − paid − refunded); no winner flagged in its task's final payout table was
-    /// ever paid (its payment is refunded instead).
+    /// winners and the requester received = paid and refunded; offers ≤ MAX_OFFERS and the
+    /// bonds held = bonds posted − returned at reveals − forfeited to the requester; the
+    /// contract's balance = Σ (budget − paid − refunded + bonds held); no winner flagged in its
+    /// task's final payout table was ever paid (its payment is refunded instead).
     function invariant_sourcingBudgetConservation() public view {
         uint256 books;
         uint256[] memory ids = handler.requestIds();
@@ -149,10 +151,14 @@ contract DataSourcingInvariants is Test {
             assertTrue(r.selectedTotal <= r.budget, "selected total > budget");
             assertTrue(r.paid <= r.selectedTotal, "paid > selected total");
             assertTrue(r.paid + r.refunded <= r.budget, "paid + refunded > budget");
-            (uint256 paid, uint256 refunded) = handler.ghost(id);
+            (uint256 paid, uint256 refunded, uint256 posted, uint256 returned, uint256 forfeited) =
+                handler.ghost(id);
             assertEq(r.paid, paid, "paid != tokens the winners received");
             assertEq(r.refunded, refunded, "refunded != tokens the requester received");
-            books += r.budget - r.paid - r.refunded;
+            assertTrue(r.offerCount <= sourcing.MAX_OFFERS(), "more offers than the cap");
+            assertEq(r.bondsHeld, posted - returned - forfeited, "bonds held != posted - returned - forfeited");
+            assertEq(posted, uint256(r.offerCount) * r.offerBond, "bonds posted != offers x bond");
+            books += r.budget - r.paid - r.refunded + r.bondsHeld;
         }
         assertEq(token.balanceOf(address(sourcing)), books, "DataSourcing balance != its books");
         assertEq(handler.ghostFlaggedPaid(), 0, "a flagged winner was paid");

@@ -1,6 +1,7 @@
-"""DataSourcing on Anvil: sealed offers, the committee's selection by quorum, the join gate,
-threshold payment claims (an unflagged row of the task's final payout table, or trained rounds if
-scoring failed), refunds, and budget conservation at every step."""
+"""DataSourcing on Anvil: sealed offers (from eligible trainers only, capped, bonded), the
+committee's selection by quorum, the join gate, threshold payment claims (an unflagged row of the
+task's final payout table, or trained rounds if scoring failed), refunds, and budget and bond
+conservation at every step."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from chainkit import (
     Market,
     TaskSpec,
     Vote,
+    new_account,
     payout_tree,
     proof_bytes,
     root_bytes,
@@ -26,6 +28,8 @@ from web3.contract import Contract
 
 from marketplace.chain.deploy import ContractRecord, Deployment
 from marketplace.chain.sourcing_client import (
+    MAX_OFFERS,
+    MIN_SELECTION_WINDOW,
     DataSourcingClient,
     RequestParams,
     SelectionTree,
@@ -39,6 +43,7 @@ from marketplace.valuation.merkle import PayoutTree
 
 MAX = 2**256 - 1
 BUDGET = 300 * E18
+BOND = 2 * E18  # each offer's bond (the protocol minimum is one token)
 ASKS = (60 * E18, 50 * E18, 90 * E18, 40 * E18)  # four data owners: three win, one is too dear
 VALUES = (300_000, 300_000, 300_000, 200_000)  # predicted values (ppm) the committee computed
 CID = "bafy-sketch-{}"
@@ -47,9 +52,11 @@ NO_LEAF = (0, 0, 0, 0, [])  # claimPayment's leaf arguments when scoring failed 
 
 @pytest.fixture(scope="session")
 def ds(chain: Chain, mkt: Market) -> Contract:
-    """DataSourcing deployed over the session's market; the requester approved it."""
+    """DataSourcing deployed over the session's market; the requester (its budgets) and every
+    trainer and outsider (their offer bonds) approved it."""
     contract = chain.deploy("DataSourcing", mkt.actors.deployer, mkt.market.address)
-    chain.tx(mkt.token.functions.approve(contract.address, MAX), mkt.actors.requester)
+    for who in (mkt.actors.requester, *mkt.actors.trainers, *mkt.actors.outsiders):
+        chain.tx(mkt.token.functions.approve(contract.address, MAX), who)
     return contract
 
 
@@ -58,8 +65,8 @@ def _schedule(chain: Chain) -> dict[str, int]:
     return {
         "offer": now + 100,
         "reveal": now + 200,
-        "commit": now + 300,
-        "sreveal": now + 400,
+        "commit": now + 200 + MIN_SELECTION_WINDOW,  # the shortest selection window allowed
+        "sreveal": now + 300 + MIN_SELECTION_WINDOW,
         "claim": now + 100_000,
     }
 
@@ -69,6 +76,7 @@ def _params(mkt: Market, task_id: int, when: dict[str, int], **over) -> tuple:
         "task_id": task_id,
         "token": mkt.token.address,
         "budget": BUDGET,
+        "offer_bond": BOND,
         "schema_cid": "bafy-request",
         "validation_commitment": Web3.keccak(text="validation set"),
         "oracles": tuple(o.address for o in mkt.actors.oracles),
@@ -129,6 +137,12 @@ def _vote(
 
 def _escrow(mkt: Market, ds: Contract) -> int:
     return mkt.balance(ds.address)
+
+
+def _info(ds: Contract, rid: int) -> dict:
+    """``request(rid)`` by field name."""
+    names = [o["name"] for o in ds.functions.request(rid).abi["outputs"][0]["components"]]
+    return dict(zip(names, ds.functions.request(rid).call(), strict=True))
 
 
 def _score(mkt: Market, task_id: int, rows: list[tuple[str, int, int, int]]) -> PayoutTree:
@@ -228,6 +242,35 @@ def test_createRequest_escrows_budget_and_checks_inputs(
         req,
         "DataSourcingBadSchedule",
     )
+    # a selection window too short for the committee to try MAX_OFFERS sketches
+    short = when["reveal"] + MIN_SELECTION_WINDOW - 1
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, select_commit_deadline=short)),
+        req,
+        "DataSourcingBadSchedule",
+    )
+    # an offer bond under one whole token of the request's token
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, offer_bond=E18 - 1)),
+        req,
+        "DataSourcingBondBelowMinimum",
+        E18 - 1,
+        E18,
+    )
+    six = chain.deploy("SixDecimalToken", mkt.actors.deployer)
+    assert ds.functions.minOfferBond(six.address).call() == 10**6  # one whole token
+    assert ds.functions.minOfferBond(mkt.token.address).call() == E18
+    # a token that keeps a fee would leave the books above the balance: refused
+    fot = chain.deploy("FeeOnTransferToken", mkt.actors.deployer)
+    chain.tx(fot.functions.mint(req.address, BUDGET), mkt.actors.deployer)
+    chain.tx(fot.functions.approve(ds.address, MAX), req)
+    chain.expect_revert(
+        ds.functions.createRequest(_params(mkt, task_id, when, token=fot.address)),
+        req,
+        "DataSourcingFeeOnTransfer",
+        BUDGET,
+        BUDGET - BUDGET // 100,
+    )
     before = mkt.balance(req.address)
     chain.tx(ds.functions.createRequest(_params(mkt, task_id, when)), req)
     assert mkt.balance(req.address) == before - BUDGET
@@ -266,6 +309,147 @@ def test_offers_are_sealed_until_revealed_and_bound_to_their_commitment(
     chain.tx(reveal, owner)
     assert ds.functions.offer(rid, owner.address).call() == [ASKS[0], 100]
     chain.expect_revert(reveal, owner, "DataSourcingAlreadyRevealed", rid, owner.address)
+
+
+def _trainer(chain: Chain, mkt: Market, ds: Contract, seed: int, stake: int) -> LocalAccount:
+    """A fresh account with gas and tokens, registered as a trainer with ``stake``, that
+    approved the registry and DataSourcing."""
+    acct = new_account(seed)
+    d = mkt.actors.deployer
+    tx = {"to": acct.address, "value": E18, "gas": 21_000, "chainId": chain.chain_id,
+          "nonce": chain.w3.eth.get_transaction_count(d.address, "pending"),
+          "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}  # fmt: skip
+    chain.w3.eth.wait_for_transaction_receipt(
+        chain.w3.eth.send_raw_transaction(d.sign_transaction(tx).raw_transaction)
+    )
+    chain.tx(mkt.token.functions.mint(acct.address, 1_000 * E18), d)
+    chain.tx(mkt.token.functions.approve(mkt.registry.address, MAX), acct)
+    chain.tx(mkt.token.functions.approve(ds.address, MAX), acct)
+    key = Web3.keccak(text=f"x25519 extra {seed}")
+    chain.tx(mkt.registry.functions.register(1, key, stake), acct)
+    return acct
+
+
+def test_only_a_trainer_that_could_join_may_offer(chain: Chain, mkt: Market, ds: Contract) -> None:
+    """The Sybil flood replayed: an unregistered account, an account of another role, a trainer
+    with no stake, one whose stake is reserved by another task and one below the task's
+    reputation floor are each refused with a named error; nothing moves."""
+    spec = TaskSpec(rounds=2, min_trainers=2, max_trainers=3, min_reputation_ppm=400_000)
+    task_id, rid, _ = _request(chain, mkt, ds, spec)
+    c = b"\x01" * 32
+    escrow = _escrow(mkt, ds)
+    stranger = mkt.actors.outsiders[0]  # funded, approved, never registered
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, c), stranger, "DataSourcingNotTrainer", rid, stranger.address
+    )
+    oracle = mkt.actors.oracles[0]  # registered, but as an oracle: it cannot join as a trainer
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, c), oracle, "DataSourcingNotTrainer", rid, oracle.address
+    )
+    broke = _trainer(chain, mkt, ds, 1, 0)  # a zero-stake trainer
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, c), broke, "DataSourcingStakeTooLow", rid, broke.address,
+        0, 50 * E18,
+    )  # fmt: skip
+    # a task asking 51 tokens of stake and more reputation than a newcomer's 50 %: a trainer
+    # whose stake another task holds (100 staked, 50 reserved by joining the first task) ...
+    busy = mkt.actors.trainers[7]
+    mkt.join(task_id, [busy])
+    _, rid2, _ = _request(chain, mkt, ds, TaskSpec(min_stake=51 * E18, min_reputation_ppm=600_000))
+    chain.expect_revert(
+        ds.functions.commitOffer(rid2, c), busy, "DataSourcingStakeTooLow", rid2, busy.address,
+        50 * E18, 51 * E18,
+    )  # fmt: skip
+    # ... and a newcomer with its stake free
+    owner = mkt.actors.trainers[0]
+    chain.expect_revert(
+        ds.functions.commitOffer(rid2, c), owner, "DataSourcingReputationTooLow", rid2,
+        owner.address, 500_000, 600_000,
+    )  # fmt: skip
+    assert _escrow(mkt, ds) == escrow + BUDGET  # the new budget, no bond
+    assert [_info(ds, r)["offerCount"] for r in (rid, rid2)] == [0, 0]
+    # an eligible trainer offers, and its bond is pulled
+    bal = mkt.balance(owner.address)
+    chain.tx(ds.functions.commitOffer(rid, c), owner)
+    assert mkt.balance(owner.address) == bal - BOND
+    assert _escrow(mkt, ds) == escrow + BUDGET + BOND
+    info = _info(ds, rid)
+    assert (info["offerCount"], info["bondsHeld"], info["offerBond"]) == (1, BOND, BOND)
+    assert (info["minStake"], info["minReputationPpm"]) == (50 * E18, 400_000)
+
+
+def test_a_request_takes_at_most_max_offers(chain: Chain, mkt: Market, ds: Contract) -> None:
+    """The (MAX_OFFERS + 1)-th offer is refused: a flood cannot outgrow what the committee's
+    collection budget fetches in time. Every capped offer holds its bond."""
+    assert ds.functions.MAX_OFFERS().call() == MAX_OFFERS == 64
+    assert ds.functions.MIN_SELECTION_WINDOW().call() == MIN_SELECTION_WINDOW
+    owners = list(mkt.actors.trainers)
+    owners += [_trainer(chain, mkt, ds, 100 + k, 50 * E18) for k in range(MAX_OFFERS + 1 - 8)]
+    # the request after the ~300 set-up transactions: the Hardhat node moves its clock a second
+    # per block, which would close a 100 s offer window first
+    _, rid, _ = _request(chain, mkt, ds)
+    escrow = _escrow(mkt, ds)
+    for k, owner in enumerate(owners[:MAX_OFFERS]):
+        chain.tx(ds.functions.commitOffer(rid, Web3.keccak(text=f"offer {k}")), owner)
+    last = owners[MAX_OFFERS]
+    chain.expect_revert(
+        ds.functions.commitOffer(rid, Web3.keccak(text="one too many")), last,
+        "DataSourcingOffersFull", rid, MAX_OFFERS,
+    )  # fmt: skip
+    info = _info(ds, rid)
+    assert (info["offerCount"], info["bondsHeld"]) == (MAX_OFFERS, MAX_OFFERS * BOND)
+    assert _escrow(mkt, ds) == escrow + MAX_OFFERS * BOND
+
+
+def test_a_revealed_offer_gets_its_bond_back_and_an_unrevealed_one_forfeits_it(
+    chain: Chain, mkt: Market, ds: Contract
+) -> None:
+    """Commits that never reveal cannot fill the cap for free: their bonds go to the requester
+    once the reveal deadline has passed; a revealed offer's bond returns at its reveal. The
+    escrow is budget + bonds held at every step."""
+    _, rid, when = _request(chain, mkt, ds)
+    honest, ghost1, ghost2 = mkt.actors.trainers[:3]
+    requester = mkt.actors.requester.address
+    for i, owner in enumerate((honest, ghost1, ghost2)):
+        _offer(chain, ds, rid, owner, i)
+    assert _escrow(mkt, ds) == BUDGET + 3 * BOND
+    chain.expect_revert(  # reveals may still come: nothing is forfeit yet
+        ds.functions.forfeitBonds(rid), mkt.actors.outsiders[0], "DataSourcingWrongTime", rid,
+        when["reveal"],
+    )  # fmt: skip
+    chain.warp_past(when["offer"])
+    bal = mkt.balance(honest.address)
+    receipt = chain.tx(
+        ds.functions.revealOffer(rid, ASKS[0], 100, CID.format(0), Web3.keccak(text="salt 0")),
+        honest,
+    )
+    assert chain.events(ds, receipt, "OfferBondReturned") == [
+        {"requestId": rid, "owner": honest.address, "amount": BOND}
+    ]
+    assert mkt.balance(honest.address) == bal + BOND
+    assert _escrow(mkt, ds) == BUDGET + 2 * BOND
+    assert _info(ds, rid)["bondsHeld"] == 2 * BOND
+    chain.warp_past(when["reveal"])
+    chain.expect_revert(  # too late to reveal now
+        ds.functions.revealOffer(rid, ASKS[1], 101, CID.format(1), Web3.keccak(text="salt 1")),
+        ghost1, "DataSourcingWrongTime", rid, when["reveal"],
+    )  # fmt: skip
+    before = mkt.balance(requester)
+    receipt = chain.tx(ds.functions.forfeitBonds(rid), mkt.actors.outsiders[0])  # anyone
+    assert chain.events(ds, receipt, "OfferBondsForfeited") == [
+        {"requestId": rid, "offers": 2, "amount": 2 * BOND}
+    ]
+    assert mkt.balance(requester) == before + 2 * BOND
+    assert _escrow(mkt, ds) == BUDGET
+    assert _info(ds, rid)["bondsHeld"] == 0
+    chain.expect_revert(
+        ds.functions.forfeitBonds(rid), mkt.actors.outsiders[0], "DataSourcingNoBondsToForfeit",
+        rid,
+    )  # fmt: skip
+    # the budget is untouched by the bonds: a request without quorum still refunds it whole
+    chain.warp_past(when["sreveal"])
+    chain.tx(ds.functions.cancel(rid), mkt.actors.outsiders[0])
+    assert _escrow(mkt, ds) == 0
 
 
 def test_zero_sample_offer_is_refused(chain: Chain, mkt: Market, ds: Contract) -> None:
@@ -555,17 +739,23 @@ def test_client_runs_the_request_and_offer_flow(chain: Chain, mkt: Market, ds: C
     assert client.request_of_task(task_id) == rid
     view = client.request(rid)
     assert view.budget == BUDGET and view.committee_size == 3 and not view.selected
+    assert (view.offer_bond, view.offer_count, view.bonds_held) == (BOND, 0, 0)
+    assert client.min_offer_bond(mkt.token.address) == E18
     owner = mkt.actors.trainers[0]
+    chain.tx(mkt.token.functions.approve(ds.address, 0), owner)  # the client approves the bond
+    assert client.approve_offer_bond(owner, rid) == BOND
     salt = b"\x11" * 32
     client.commit_offer(
         owner, rid, offer_commitment(rid, owner.address, 7 * E18, 120, "bafy-s", salt)
     )
+    assert client.request(rid).bonds_held == BOND
     with pytest.raises(TransactionRevertedError) as err:
         client.reveal_offer(owner, rid, ask=7 * E18, samples=120, sketch_cid="bafy-s", salt=salt)
     assert err.value.error_name == "DataSourcingWrongTime"
     chain.warp_past(when["offer"])
     client.reveal_offer(owner, rid, ask=7 * E18, samples=120, sketch_cid="bafy-s", salt=salt)
     assert client.offer(rid, owner.address) == (7 * E18, 120)
+    assert client.request(rid).bonds_held == 0  # returned at the reveal
     assert not client.can_join(task_id, owner.address)
 
 

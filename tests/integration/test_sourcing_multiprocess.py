@@ -32,7 +32,12 @@ from web3 import Web3
 from marketplace.chain.devnet import DEV_PRIVATE_KEYS, advance_chain_time
 from marketplace.chain.sourcing_client import DataSourcingClient
 from marketplace.fl import load_dataset, split_dataset
-from marketplace.protocol.sourcing import PreparedOffer, load_request_document, prepare_offer
+from marketplace.protocol.sourcing import (
+    PreparedOffer,
+    commit_offer,
+    load_request_document,
+    prepare_offer,
+)
 from marketplace.storage.kubo import KuboStore
 
 from .conftest import CLI_TIMEOUT, TOKEN, Cluster, NodeProcess
@@ -97,7 +102,7 @@ def submit_malformed_offer(cluster: Cluster, client: DataSourcingClient, task_id
         owner=owner.address, committee_keys=keys,
     )  # fmt: skip
     lying = dataclasses.replace(prepared, samples=prepared.samples + 1)
-    client.commit_offer(owner, request_id, lying.commitment(owner.address))
+    commit_offer(client, owner, lying)  # a registered, staked trainer: it posts the bond
     (cluster.tmp / "malformed-offer.json").write_text(lying.to_json())
     return str(owner.address)
 
@@ -145,9 +150,11 @@ def sourced(cluster: Cluster) -> SourcedRun:
     ])  # fmt: skip
     submit_malformed_offer(cluster, client, task_id)
     view = client.request(request_id)
+    assert (view.offer_count, view.bonds_held) == (4, 4 * view.offer_bond)  # one bond per offer
     advance_chain_time(market.w3, view.offer_deadline - market.now() + 1)
     cli.run_all([(o, ("offer", "reveal", "--task", str(task_id))) for o in owners])
     reveal_malformed_offer(cluster, client)
+    assert client.request(request_id).bonds_held == 0  # every offer revealed: every bond back
     advance_chain_time(market.w3, view.reveal_deadline - market.now() + 1)
 
     def commits() -> int:

@@ -30,6 +30,7 @@ from marketplace.protocol.session import TaskSession
 from marketplace.protocol.sourcing import (
     SOURCING_ROUND,
     PreparedOffer,
+    commit_offer,
     load_selection,
     prepare_offer,
     publish_request,
@@ -87,7 +88,7 @@ def sourced_task(world, *, document: bytes | None = None) -> tuple[int, int, Ske
     if document is not None:
         now, oracles = market.now(), tuple(o.address for o in world["oracles"])
         params = RequestParams(
-            task_id, market.token.address, 150 * TOKEN, str(store.put(document)),
+            task_id, market.token.address, 150 * TOKEN, TOKEN, str(store.put(document)),
             bytes.fromhex(canonical_digest(val.x, val.y)), oracles, 2,
             *(now + k * WINDOW for k in range(1, 6)),
         )  # fmt: skip
@@ -146,7 +147,7 @@ def test_oracles_select_from_revealed_offers_reject_malformed_ones_and_resume_af
     prepared[lying.address] = dataclasses.replace(true, samples=true.samples + 1)
     owners = {o.address: o for o in world["owners"]}
     for address, p in prepared.items():
-        client.commit_offer(owners[address].eth, request_id, p.commitment(address))
+        commit_offer(client, owners[address].eth, p)  # approves and posts the offer bond
     view = client.request(request_id)
     warp_past(world, view.offer_deadline)
     for address, p in prepared.items():

@@ -1,11 +1,12 @@
 """The committee's collection of revealed offers under a flood of sketch CIDs nobody serves.
 
-``commitOffer`` needs no stake, so a stranger can reveal many offers whose sketches nobody serves;
-fetched one after another (~48 s each with Kubo's default), they pushed an oracle past its
-selection-commit window. :func:`collect_offers` fetches on a bounded pool, each fetch with a short
-timeout, the whole within a time budget: these tests count the store's calls on a fake clock (no
-wall-clock assertion) and check that honest offers are still valued and the others rejected as
-``unreachable``.
+``commitOffer`` once needed no stake, so a stranger could reveal many offers whose sketches
+nobody serves; fetched one after another (~48 s each with Kubo's default), they pushed an oracle
+past its selection-commit window. :func:`collect_offers` fetches on a bounded pool, each fetch
+with a short timeout, the whole within a time budget: these tests count the store's calls on a
+fake clock (no wall-clock assertion) and check that honest offers are still valued and the others
+rejected as ``unreachable``. The contract now also caps a request's offers (``MAX_OFFERS``) and
+its selection window from below (``MIN_SELECTION_WINDOW``) so that every capped offer is tried.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 from web3 import Web3
 
+from marketplace.chain.sourcing_client import MAX_OFFERS, MIN_SELECTION_WINDOW
 from marketplace.crypto.envelope import EnvelopeContext, seal
 from marketplace.errors import ContentNotFoundError, StoreUnreachableError
 from marketplace.fl.data import DataSplits
@@ -24,6 +26,7 @@ from marketplace.protocol.identity import Identity
 from marketplace.protocol.sourcing import (
     COLLECTION_MARGIN_SECONDS,
     SKETCH_FETCH_TIMEOUT,
+    SKETCH_FETCH_WORKERS,
     SOURCING_ROUND,
     collect_offers,
     collection_budget,
@@ -192,6 +195,27 @@ def test_the_budget_ends_the_margin_before_the_selection_commit_deadline() -> No
     assert COLLECTION_MARGIN_SECONDS == 60
     assert collection_budget(10_000, 10_000 - 600) == 540.0  # a 600 s selection-commit window
     assert collection_budget(10_000, 9_990) == SKETCH_FETCH_TIMEOUT  # late: one try each
+
+
+def test_every_capped_offer_gets_a_fetch_within_the_shortest_selection_window(digits, spec) -> None:
+    """The contract's cap and shortest selection window fit this collector: MAX_OFFERS sketches
+    nobody serves, each attempt as long as a bounded ``stat`` and a bounded ``cat`` (2 fetch
+    timeouts), all get a first attempt within the budget of an oracle that starts at the reveal
+    deadline; and on the fake clock a full cap of unserved offers and an honest one revealed
+    last are all attempted, the honest one valued."""
+    worst = MAX_OFFERS * 2 * SKETCH_FETCH_TIMEOUT / SKETCH_FETCH_WORKERS
+    reveal = 50_000
+    budget = collection_budget(reveal + MIN_SELECTION_WINDOW, reveal)
+    assert budget == MIN_SELECTION_WINDOW - COLLECTION_MARGIN_SECONDS
+    assert worst <= budget, (worst, budget)
+    offers = [(owner(300 + i), f"bafkreiflood{i}") for i in range(MAX_OFFERS - 1)]
+    served = {"bafkreilast": sealed_sketch(digits, spec, owner(1), 0, ORACLE)}
+    offers.append((owner(1), "bafkreilast"))
+    store, clock = StubStore(served), FakeClock()
+    result = collect(chain_of(offers), store, budget_seconds=budget, clock=clock,
+                     sleep=clock.sleep)  # fmt: skip
+    assert all(store.calls[cid] >= 1 for _, cid in offers)
+    assert {o.owner: o.problem for o in result}[owner(1)] is None
 
 
 def test_kubo_view_with_a_shorter_timeout_leaves_the_store_alone() -> None:

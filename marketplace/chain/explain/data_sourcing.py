@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketplace.chain.explain._words import Template, at, tok
+from marketplace.units import format_amount
 from marketplace.valuation.flags import flag_words
 
 _SHOW = "see `fedmarket sourcing show --task TASK`"
@@ -38,8 +39,42 @@ TEMPLATES: dict[str, Template] = {
         "--quorum <= their number"
     ),
     "DataSourcingBadSchedule": lambda a: (
-        "the request's deadlines do not increase from now: run `fedmarket task request` again "
-        "with --window and --claim-window above 0"
+        "the request's deadlines do not increase from now, or its selection window is under "
+        "300 s (the committee needs that long to fetch up to 64 offers): run `fedmarket task "
+        "request` again with --window 300 or more and --claim-window above 0"
+    ),
+    "DataSourcingBondBelowMinimum": lambda a: (
+        f"an offer bond of {tok(a[0])} is below the protocol minimum of {tok(a[1])} (one whole "
+        "token): run `fedmarket task request` again with a larger --offer-bond, or leave it out"
+    ),
+    "DataSourcingFeeOnTransfer": lambda a: (
+        f"the token delivered {tok(a[1])} of the {tok(a[0])} pulled (it charges a fee on "
+        "transfers), so the escrow would not add up: publish the request in a token without "
+        "transfer fees and try again"
+    ),
+    "DataSourcingNotTrainer": lambda a: (
+        f"{a[1]} is not registered as a trainer, and only an account that could join request "
+        f"{a[0]}'s task if it won may offer data: run `fedmarket register trainer --stake N` "
+        "first (with the task's minimum stake)"
+    ),
+    "DataSourcingStakeTooLow": lambda a: (
+        f"{a[1]} has {tok(a[2])} of stake free, request {a[0]}'s task needs {tok(a[3])} of its "
+        "trainers, so it could not join if it won: run `fedmarket stake "
+        f"{format_amount(max(0, int(a[3]) - int(a[2])))}` (or wait for a task to release its "
+        "reservation), then offer again"
+    ),
+    "DataSourcingReputationTooLow": lambda a: (
+        f"{a[1]} has a reputation of {int(a[2]) / 10_000:g}%, request {a[0]}'s task needs "
+        f"{int(a[3]) / 10_000:g}% of its trainers, so it could not join if it won: pick another "
+        "task from `fedmarket task list`"
+    ),
+    "DataSourcingOffersFull": lambda a: (
+        f"request {a[0]} already holds its maximum of {a[1]} offers: no more can be committed; "
+        f"{_SHOW}"
+    ),
+    "DataSourcingNoBondsToForfeit": lambda a: (
+        f"request {a[0]} holds no bond of an unrevealed offer (every offer was revealed, or the "
+        "bonds were forfeited already): nothing to do"
     ),
     "DataSourcingWrongTime": lambda a: (
         f"request {a[0]}: this step's window turns at {at(a[1])}: wait until then if it is "
