@@ -34,7 +34,7 @@ def data_withdraw(c: CliContext, task_id: int, as_json: bool) -> None:
 
     \b
     Example:
-      fedmarket --dev-account 2 data withdraw --task 1
+      fedmarket --dev-account 3 data withdraw --task 1
     """
     versions = VersionsClient(c.market)
     w = versions.request_withdrawal(c.signer(), task_id)
@@ -70,7 +70,7 @@ def data_unlearn(
 
     \b
     Example:
-      fedmarket --dev-account 2 data unlearn --task 1 --data digits
+      fedmarket --dev-account 2 data unlearn --task 1 --data hospital.npz
     """
     from marketplace.protocol.session import TaskSession
     from node.cli.peer_cli import _peer_keeper, _step_printer, _trainer_data

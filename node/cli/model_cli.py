@@ -583,25 +583,35 @@ def audit_package(
 @click.option("--submission", type=int, required=True)
 @click.option("--package", "package_cid", required=True,
               help="CID of the package the requester sealed to you (`audit package`).")  # fmt: skip
-@click.option("--report-cid", required=True, help="CID of your audit report.")
+@click.option("--report", "report_path", type=_FILE, default=None,
+              help="Your audit report (any file): stored in IPFS, its CID attested.")  # fmt: skip
+@click.option("--report-cid", default=None,
+              help="Instead of --report: the CID of your report, stored already.")  # fmt: skip
 @click.option("--approve/--reject", "approved", default=True, show_default=True)
 @json_option
 @pass_ctx
 def audit_attest(
-    c: CliContext, task_id: int, submission: int, package_cid: str, report_cid: str,
-    approved: bool, as_json: bool,
+    c: CliContext, task_id: int, submission: int, package_cid: str, report_path: Path | None,
+    report_cid: str | None, approved: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Open your audit package, check the model against the submission's digest and the
     validation set against the task's commitment, then sign an attestation and post it.
 
+    The package is the CID the requester's `audit package` printed (and sent you).
+
     \b
     Example:
-      fedmarket --dev-account 9 audit attest --task 1 --submission 1 \\
-          --package QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn \\
-          --report-cid QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
+      PACKAGE=$(fedmarket --dev-account 1 audit package --task 1 --submission 1 \\
+          --model final.safetensors --validation digits \\
+          --auditor 0xa0Ee7A142d267C1f36714E4a8F75612F20a79720 \\
+          --auditor 0xBcd4042DE499D14e55001CcbB24a551F3b954096 --json | jq -r .package)
+      fedmarket --dev-account 9 audit attest --task 1 --submission 1 --package $PACKAGE \\
+          --report report.json
     """
     from marketplace.protocol.audit import audit_context, open_audit_package
 
+    if (report_path is None) == (report_cid is None):
+        raise ConfigError("give your audit report: --report FILE, or --report-cid CID")
     client = _client(c)
     me_keys = c.identity()
     digest = client.submission(task_id, submission).digest
@@ -611,11 +621,14 @@ def audit_attest(
         context=audit_context(client.chain_id, task_id, submission, requester),
         model_digest=digest, validation_commitment=client.validation_commitment(task_id),
     )  # fmt: skip
+    if report_path is not None:  # stored only once the package checked out
+        report_cid = str(c.store.put(report_path.read_bytes()))
+    assert report_cid is not None
     me = c.signer()
     sig = client.sign_attestation(me, task_id, digest, report_cid, approved)
     client.attest(me, task_id, submission, digest, report_cid, approved, sig)
     _emit(as_json, {"task": task_id, "submission": submission, "approved": approved,
-                    "signature": sig}, "Attested")  # fmt: skip
+                    "reportCid": report_cid, "signature": sig}, "Attested")  # fmt: skip
 
 
 @audit.command("register")

@@ -112,7 +112,7 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
 
     \b
     Example:
-      fedmarket --dev-account 2 node run --task 1 --data digits
+      fedmarket --dev-account 2 node run --task 1 --data hospital.npz
     """
     from marketplace.fl import get_behaviour
     from marketplace.gossip.membership import (
@@ -227,7 +227,7 @@ def node_average(c: CliContext, task_id: int, data: str, part: str | None, parti
 
     \b
     Example:
-      fedmarket --dev-account 2 node average --task 1 --data digits --k 2
+      fedmarket --dev-account 2 node average --task 1 --data hospital.npz --k 2
     """
     from marketplace.fl.gossip_averaging import StepReport, consensus_report
     from marketplace.gossip.snapshot_exchange import open_gossip_averaging

@@ -68,14 +68,17 @@ def task_request(c: CliContext, task_id: int, budget: str, oracles: tuple[str, .
 
     The request document fixes the sketch spec (the validation set's discriminant directions)
     and the committee the owners seal their sketches to. Only registered trainers with the
-    task's minimum stake free may offer, at most 64, each posting the offer bond.
+    task's minimum stake free may offer, at most 64, each posting the offer bond. The winners can
+    join the task only once the selection is final (the committee reveals it after three --window
+    periods), so the task's join window (`task create --join-window`, counted from its committee's
+    last seat) must still be open then.
 
     \b
     Example:
       fedmarket --dev-account 1 task request 1 --budget 300 \\
         --oracle 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\
         --oracle 0x976EA74026E726554dB657fA54763abd0C3a0aa9 \\
-        --oracle 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955
+        --oracle 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955 --window 600
     """
     from marketplace.fl import load_dataset, split_dataset
     from marketplace.fl.data import canonical_digest

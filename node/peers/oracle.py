@@ -13,7 +13,9 @@ missing — the oracle commits with what it could verify rather than miss the co
 
 After finalization the oracle enforces the result: it slashes committee members
 that revealed another root or did not reveal, and settles flagged trainers' leaves (which slashes
-their stake), since a flagged trainer has no reason to claim.
+their stake), since a flagged trainer has no reason to claim. Then it evaluates the task's model
+submissions, and in a task registered for retention records and attests the trained model as
+version 1 and re-validates unlearned versions (:mod:`node.peers.oracle_versions`).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class OracleNode(Peer):
         self.sourcing = SourcingDuty(self)  # the task's data request, before training
         # The committee takes turns closing phases (node/peers/turns.py).
         self.turns = ChoreTurns(self.me, session.market.now)
-        self.unlearning = VersionDuty(self)  # re-validating unlearned versions, after withdrawals
+        # The trained model as version 1; re-validating unlearned versions, after withdrawals.
+        self.unlearning = VersionDuty(self, self.turns)
 
     # --- the state machine ----------------------------------------------------------------
     def step(self) -> Step:
@@ -135,6 +138,8 @@ class OracleNode(Peer):
             owed = after(self)
             if owed is not None:
                 return owed
+        if (owed := self.unlearning.root_step()) is not None:
+            return owed
         if (owed := self.unlearning.step()) is not None:
             return owed
         return Step.done("task finalized")

@@ -1,4 +1,12 @@
-"""The oracle's duty after a consent withdrawal: re-validate the unlearned version.
+"""The oracle's duties over a task's model versions: the trained model as version 1, and after a
+consent withdrawal the re-validation of the unlearned version.
+
+Once the task's final model is posted and the task is registered for retention (`fedmarket data
+register`), the committee records that model as the root version (``Trained``, parent 0: the
+contract takes no other digest than the task market's final model) unless one is recorded, and
+each member attests it until the quorum validates it, so an unlearned version has a validated
+parent. The member first in address order records at once, the others only when it has not
+after a grace (:class:`~node.peers.turns.ChoreTurns`).
 
 While a withdrawal of the task is not yet excluded by a validated version and its deadline has
 not passed, a committee member waits for the remaining trainers' unlearned version. It derives
@@ -22,6 +30,7 @@ from marketplace.protocol.session import open_validation_set
 from marketplace.protocol.withdrawal import revalidate
 from marketplace.resilience import is_transient
 from node.peers.base import Peer, Step
+from node.peers.turns import ChoreTurns
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +38,62 @@ VERSION_STEP = "version"  # journal step; its round is the version number
 
 
 class VersionDuty:
-    """One committee member's re-validation of its task's unlearned versions."""
+    """One committee member's duties over its task's versions: the trained model as the root
+    (:meth:`root_step`), then the re-validation of unlearned versions (:meth:`step`)."""
 
-    def __init__(self, peer: Peer) -> None:
+    def __init__(self, peer: Peer, turns: ChoreTurns | None = None) -> None:
         self.peer = peer
+        self.turns = turns or ChoreTurns(peer.me, peer.session.market.now)
         self._run: NetworkUnlearning | None = None
+
+    def _registered(self) -> VersionsClient | None:
+        """The deployment's ``ModelVersions`` when the task is registered there, else ``None``."""
+        s = self.peer.session
+        if "ModelVersions" not in s.market.deployment.contracts:
+            return None
+        versions = VersionsClient(s.market)
+        try:
+            versions.state(s.task_id)
+        except TransactionRevertedError as exc:
+            if exc.error_name == "ModelVersionsUnknownTask":
+                return None
+            raise
+        return versions
+
+    def root_step(self) -> Step | None:
+        """Record the trained model as the task's root version (if nobody has) and attest it,
+        until a version is validated; ``None`` when nothing is owed."""
+        versions = self._registered()
+        if versions is None:
+            return None
+        s, tid, me = self.peer.session, self.peer.session.task_id, self.peer.me
+        recorded = versions.versions(tid)
+        if any(v.validated for v in recorded):
+            return None
+        final_round = int(s.info().rounds) + 1
+        digest = s.market.model_digest(tid, final_round)
+        if digest == bytes(32):
+            return None  # not trained (yet): no root to record
+        roots = [v for v in recorded if v.reason == Reason.TRAINED and v.parent == 0]
+        if not roots:
+            if not self.turns.my_turn(("root-version",), s.market.oracles(tid), 0):
+                return Step.waiting("waiting for the trained model to be recorded as version 1")
+            cid = _posted_cid(self.peer, final_round, digest)
+            number = versions.record_version(
+                self.peer.account, tid, parent=0, reason=Reason.TRAINED, excludes=0,
+                digest=digest, cid=cid,
+            )  # fmt: skip
+            return Step.acted(f"recorded the trained model as version {number}", detail=cid)
+        # The contract refused any other digest for a root: it is the task's final model.
+        root = roots[0]
+        if versions.attested_by(tid, root.number, me):
+            return None  # our part is done; the rest of the quorum is the others'
+        try:
+            versions.attest_version(self.peer.account, tid, root.number)
+        except TransactionRevertedError as exc:
+            if exc.error_name != "ModelVersionsAlreadyAttested":
+                raise
+        return Step.acted(f"attested version {root.number}, the trained model")
 
     def _versions(self) -> VersionsClient | None:
         """The deployment's ``ModelVersions`` when the task has a withdrawal (so it is
@@ -96,3 +156,12 @@ class VersionDuty:
         log.error("task %d: refusing version %d: %s", s.task_id, number, reason)
         self.peer.journal.record(s.task_id, number, VERSION_STEP, {"refused": reason})
         return Step.acted(f"refused version {number}: {reason}")
+
+
+def _posted_cid(peer: Peer, round_: int, digest: bytes) -> str:
+    """The CID the task's model of ``round_`` was posted with (its ``ModelPosted`` event)."""
+    m, tid = peer.session.market, peer.session.task_id
+    for ev in m.events(m.market, "ModelPosted", filters={"taskId": tid}):
+        if int(ev["args"]["round"]) == round_ and bytes(ev["args"]["digest"]) == digest:
+            return str(ev["args"]["cid"])
+    raise FedMarketError(f"task {tid}: no ModelPosted event for round {round_}'s model")

@@ -156,6 +156,12 @@ class UnlearningNode(Peer):
                     "0x%s… from the committed calibration updates; recording ours",
                     other.number, other.digest.hex()[:12], result.digest.hex()[:12],
                 )  # fmt: skip
+            if not any(ver.validated for ver in v.versions(tid)):
+                # The unlearned version's parent: the committee (`oracle run`) records and
+                # attests the trained model as version 1 in a task registered for retention.
+                return Step.waiting(
+                    "waiting for the committee to validate the trained model as version 1"
+                )
             last = statuses[-1].participants or statuses[-1].expected
             if not self._my_turn(("record", k), last):
                 return Step.waiting(f"waiting for the unlearned version of withdrawals 1..{k}")

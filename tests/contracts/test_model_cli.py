@@ -14,6 +14,7 @@ from marketplace.fl.data import canonical_digest, load_dataset, split_dataset
 from marketplace.fl.models import ModelSpec, build_model
 from marketplace.fl.serialization import dump_weights
 from marketplace.fl.weights import get_weights
+from marketplace.storage.kubo import KuboStore
 from node.cli import cli
 
 # chainkit's actors are the dev keys in this order; 8 and 9 are trainers of no task here, so they
@@ -68,10 +69,18 @@ def test_a_model_is_attested_listed_bought_delivered_and_downloaded_from_the_cli
     )
     assert bad.exit_code == 1 and "not a recipient" in bad.output
     assert bad.output.startswith("Error: ") and "Traceback" not in bad.output
-    for a in AUDITORS:
-        out = run(a, "audit", "attest", "--task", str(task_id), "--submission", "1",
-                  "--package", cid, "--report-cid", f"bafy-report-{a}")  # fmt: skip
-        assert out["approved"] is True
+    # a report is given once: a file (stored) or a stored CID, not neither nor both
+    report = tmp_path / "report.json"
+    report.write_text('{"finding": "digest and validation set match"}')
+    for extra in ([], ["--report", str(report), "--report-cid", "r"]):
+        bad = runner.invoke(cli, [*common(AUDITORS[0]), *attest, "--package", cid, *extra])
+        assert bad.exit_code == 1 and "--report FILE, or --report-cid" in bad.output
+    # the first auditor's report file is stored and its CID attested; the second names a CID
+    by_file = run(AUDITORS[0], *attest, "--package", cid, "--report", str(report))
+    by_cid = run(AUDITORS[1], *attest, "--package", cid, "--report-cid", "bafy-report-9")
+    assert by_file["approved"] is True and by_cid["approved"] is True
+    stored = KuboStore(kubo.api_multiaddr).get(by_file["reportCid"])
+    assert stored == report.read_bytes() and by_cid["reportCid"] == "bafy-report-9"
     pm.tx(pm.fn.approve(task_id, 1), pm.requester)
     sold = run(REQUESTER, "model", "sell", "--task", str(task_id), "--model", str(path),
                "--price", "10", "--license-cid", "bafy-lic", "--auditor-bps", "500")  # fmt: skip

@@ -5,9 +5,10 @@ part of the data — while the oracles run ``oracle run`` again. The calibration
 the chain and IPFS only; every trainer process must print the digest of the recorded version,
 which the committee attests.
 
-The test process watches the chain, moves the devnet clock past the dispute window, and records
-the trained model as version 1 with the requester's and two oracles' keys (there is no CLI for
-that step yet).
+The task is registered for retention only after training, when the oracles' first `oracle run`
+has ended: their second run records the trained model as version 1 and attests it (the unlearned
+version's parent) before re-validating. The test process only watches the chain and moves the
+devnet clock past the dispute window.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest
 from marketplace.chain.clients import Phase
 from marketplace.chain.devnet import advance_chain_time
 from marketplace.chain.versions_client import Reason, VersionsClient
-from marketplace.protocol.identity import Identity
 
 from .conftest import Cluster, NodeProcess, wait_all
 
@@ -50,7 +50,7 @@ def _run_all(cluster: Cluster, procs: list[NodeProcess], task_id: int) -> None:
 
 
 def test_remaining_trainer_processes_unlearn_and_oracle_processes_attest(cluster: Cluster) -> None:
-    # Prepare: a task trained by 4 `node run` and 3 `oracle run` processes, version 1 recorded.
+    # Prepare: a task trained by 4 `node run` and 3 `oracle run` processes, then registered.
     cli, market = cluster.cli, cluster.market
     task_id = _task(cluster)
     parts = {t.name: f"{k}/4" for k, t in enumerate(cluster.trainers)}
@@ -67,17 +67,7 @@ def test_remaining_trainer_processes_unlearn_and_oracle_processes_attest(cluster
     cli.run(cluster.requester, "data", "register", "--task", str(task_id), "--retention-days",
             "30", "--quorum", "2")  # fmt: skip
     versions = VersionsClient(market)
-    (final,) = [
-        e["args"] for e in market.events(market.market, "ModelPosted", filters={"taskId": task_id})
-        if int(e["args"]["round"]) == ROUNDS + 1
-    ]  # fmt: skip
-    requester = Identity.dev(cluster.requester.dev)
-    v1 = versions.record_version(
-        requester.eth, task_id, parent=0, reason=Reason.TRAINED, excludes=0,
-        digest=bytes(final["digest"]), cid=str(final["cid"]),
-    )  # fmt: skip
-    for o in cluster.oracles[:2]:
-        versions.attest_version(Identity.dev(o.dev).eth, task_id, v1)
+    assert versions.versions(task_id) == []
     leaver, remaining = cluster.trainers[3], cluster.trainers[:3]
     cli.run(leaver, "data", "withdraw", "--task", str(task_id))
 
@@ -94,9 +84,15 @@ def test_remaining_trainer_processes_unlearn_and_oracle_processes_attest(cluster
     ]  # fmt: skip
     _run_all(cluster, [*unlearners, *oracles], task_id)
 
-    # Assert: one unlearned version, validated, and every trainer process derived its digest.
+    # Assert: the committee's root version (the final model), one unlearned version, validated,
+    # and every trainer process derived its digest.
+    # (A root another member recorded in the same moment stays unattested: one is validated.)
+    (root,) = [v for v in versions.versions(task_id) if v.reason == Reason.TRAINED and v.validated]
     (version,) = [v for v in versions.versions(task_id) if v.reason == Reason.UNLEARNED]
-    assert version.validated and version.parent == v1 and version.excludes == 1
+    assert root.parent == 0
+    assert root.digest == market.model_digest(task_id, ROUNDS + 1)
+    assert version.reason == Reason.UNLEARNED and version.validated
+    assert version.parent == root.number and version.excludes == 1
     outputs = [p.output_json() for p in unlearners]
     assert {o["derivedDigest"] for o in outputs} == {"0x" + version.digest.hex()}
     commits = versions.calibrations(task_id, 1)

@@ -103,9 +103,10 @@ def step_until(world, nodes: list[Peer], done, *, advance: bool, limit: int = 40
     raise AssertionError("the nodes did not finish")
 
 
-def trained_task(world) -> tuple[int, VersionsClient, int]:
+def trained_task(world, *, record: bool = True) -> tuple[int, VersionsClient, int]:
     """A task trained and scored by real nodes, registered for retention, its model recorded as
-    version 1 and validated by 2 of 3 oracles; returns (task id, versions client, version)."""
+    version 1 and validated by 2 of 3 oracles (``record``; else no version: 0); returns (task id,
+    versions client, version)."""
     market, store, splits = world["market"], world["store"], world["splits"]
     plan = TaskPlan(
         model=SPEC, train=TRAIN, budget=100 * TOKEN, rounds=ROUNDS,
@@ -138,6 +139,8 @@ def trained_task(world) -> tuple[int, VersionsClient, int]:
         e["args"] for e in market.events(market.market, "ModelPosted", filters={"taskId": task_id})
         if int(e["args"]["round"]) == ROUNDS + 1
     ]  # fmt: skip
+    if not record:
+        return task_id, versions, 0
     v1 = versions.record_version(
         world["requester"].eth, task_id, parent=0, reason=Reason.TRAINED, excludes=0,
         digest=bytes(final["digest"]), cid=str(final["cid"]),
@@ -180,6 +183,34 @@ def test_remaining_trainers_unlearn_over_the_network_and_the_committee_attests(w
     trained = evaluate(SPEC, nodes[0].session.global_weights(ROUNDS + 1), test.x, test.y).accuracy
     assert unlearned > 0.6 and unlearned > trained - 0.05  # 2 short rounds: ~0.7 either way
     # Every node's run is over for this task once the version is validated.
+    assert all(n.step().is_done for n in [*nodes, *oracles])
+
+
+def test_the_committee_records_and_attests_the_trained_model_as_the_unlearned_versions_parent(
+    world,
+) -> None:
+    # Prepare: a trained task registered for retention with no version recorded (nobody ran a
+    # step outside the CLI's nodes); the last trainer withdraws consent.
+    task_id, versions, _ = trained_task(world, record=False)
+    trainers = world["trainers"]
+    assert versions.versions(task_id) == []
+    versions.request_withdrawal(trainers[3].eth, task_id)
+    nodes = [unlearner(world, task_id, t) for t in trainers[:3]]
+    oracles = oracle_nodes(world, task_id)
+
+    # Execute: the nodes alone, no clock moves.
+    step_until(world, [*nodes, *oracles], advance=False,
+               done=lambda: versions.state(task_id).excluded_count == 1)  # fmt: skip
+
+    # Assert: version 1 is the final model, recorded by the first oracle in address order and
+    # validated by the quorum; the unlearned version is its child.
+    root, unlearned = versions.versions(task_id)
+    final = world["market"].model_digest(task_id, ROUNDS + 1)
+    first = min((o.address for o in world["oracles"]), key=str.lower)
+    assert (root.reason, root.parent, root.excludes, root.digest) == (Reason.TRAINED, 0, 0, final)
+    assert root.proposer == first and root.validated and root.attestations >= 2
+    assert unlearned.reason == Reason.UNLEARNED and unlearned.parent == root.number
+    assert unlearned.validated and unlearned.excludes == 1
     assert all(n.step().is_done for n in [*nodes, *oracles])
 
 
