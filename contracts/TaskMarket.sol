@@ -847,40 +847,13 @@ contract TaskMarket is ITaskMarket, ReentrancyGuardTransient {
         return t.currentRound > 0 && !(phase == Phase.Cancelled && t.outcome == Outcome.None);
     }
 
-    /// @dev Pays `amount` of a task's token to `to` without letting the token block the caller:
-    ///      tried only if `attempt` (no earlier push of this transaction failed) and, when the
-    ///      token refuses, reverts, returns false or runs out of gas, owed to `to` instead
-    ///      (`sendOwed`). Callers change every state and release every reservation first. The try
-    ///      copies at most 32 bytes of returndata; after a failed one only an SSTORE and an event
-    ///      run, so a token that burns its whole 63/64 of the gas needs the caller to supply about
-    ///      64 × 25,000 gas at the call (`advance`, `sweep`: ~1.7M, ~3.4M at most). Returns
-    ///      whether the tokens moved.
+    /// @dev `TaskState.push` on this task's owed ledger: pays `to` unless the token refuses (or
+    ///      `attempt` is false), then owes it (`sendOwed`). Returns whether the tokens moved.
     function _push(uint256 taskId, IERC20 token, address to, uint256 amount, bool attempt)
         private
         returns (bool pushed)
     {
-        if (attempt && _tryTransfer(token, to, amount)) return true;
-        _owed[taskId][to] += amount;
-        emit PaymentDeferred(taskId, to, amount);
-    }
-
-    /// @dev OpenZeppelin's `SafeERC20.trySafeTransfer` (5.x) check, here so the library's strict
-    ///      transfer stays specialised (claim's gas): true iff the call succeeded and returned
-    ///      `true`, or returned nothing from an address with code. At most 32 bytes of returndata
-    ///      are copied, so a token cannot make the caller pay for a huge revert reason.
-    function _tryTransfer(IERC20 token, address to, uint256 amount) private returns (bool ok) {
-        bytes4 selector = IERC20.transfer.selector;
-        assembly ("memory-safe") {
-            let fmp := mload(0x40)
-            mstore(0x00, selector)
-            mstore(0x04, and(to, shr(96, not(0))))
-            mstore(0x24, amount)
-            ok := call(gas(), token, 0, 0x00, 0x44, 0x00, 0x20)
-            if iszero(and(ok, eq(mload(0x00), 1))) {
-                ok := and(ok, and(iszero(returndatasize()), gt(extcodesize(token), 0)))
-            }
-            mstore(0x40, fmp)
-        }
+        return TaskState.push(_owed[taskId], taskId, token, to, amount, attempt);
     }
 
     /// @dev Pulls `amount` of `token` and insists the balance grew by exactly that much.

@@ -329,7 +329,7 @@ library TaskState {
         t.depositHeld = 0;
         _releaseCommittee(t, taskId, registry);
         emit ITaskMarket.Refunded(taskId, t.requester, refund + deposit);
-        _push(owed, taskId, t.token, t.requester, uint256(refund) + deposit, true);
+        push(owed, taskId, t.token, t.requester, uint256(refund) + deposit, true);
     }
 
     /// @notice `TaskMarket.sweep`: after the claim window, close a finalized (or failed) task:
@@ -377,11 +377,11 @@ library TaskState {
         bool attempt = true;
         if (toRequester > 0) {
             emit ITaskMarket.Refunded(taskId, t.requester, toRequester);
-            attempt = _push(owed, taskId, token, t.requester, toRequester, true);
+            attempt = push(owed, taskId, token, t.requester, toRequester, true);
         }
         if (burned > 0) {
             emit ITaskMarket.BondsBurned(taskId, burned);
-            _push(owed, taskId, token, BURN_ADDRESS, burned, attempt);
+            push(owed, taskId, token, BURN_ADDRESS, burned, attempt);
         }
     }
 
@@ -449,7 +449,7 @@ library TaskState {
                 uint128 refund = t.budget - t.paid - t.refunded;
                 t.refunded += refund;
                 emit ITaskMarket.Refunded(taskId, t.requester, refund);
-                attempt = _push(owed, taskId, t.token, t.requester, refund, true);
+                attempt = push(owed, taskId, t.token, t.requester, refund, true);
             }
         } else {
             t.phase = ITaskMarket.Phase.Finalized;
@@ -464,7 +464,7 @@ library TaskState {
                 emit ITaskMarket.BondsBurned(taskId, bond);
                 disputer = BURN_ADDRESS;
             }
-            _push(owed, taskId, t.token, disputer, bond, attempt);
+            push(owed, taskId, t.token, disputer, bond, attempt);
         }
     }
 
@@ -491,23 +491,31 @@ library TaskState {
         emit ITaskMarket.PhaseAdvanced(taskId, from, to, t.currentRound);
     }
 
-    /// @dev TaskMarket._push: pays `amount` to `to` if `attempt` and the token accepts, else owes
-    ///      it (`sendOwed`). Returns whether the tokens moved.
-    function _push(
+    /// @dev Pays `amount` of a task's token to `to` without letting the token block the caller:
+    ///      tried only if `attempt` (no earlier push of this transaction failed) and, when the
+    ///      token refuses, reverts, returns false or runs out of gas, owed to `to` instead
+    ///      (`sendOwed`). Callers change every state and release every reservation first. The try
+    ///      copies at most 32 bytes of returndata; after a failed one only an SSTORE and an event
+    ///      run, so a token that burns its whole 63/64 of the gas needs the caller to supply about
+    ///      64 × 25,000 gas at the call (`advance`, `sweep`: ~1.7M, ~3.4M at most). Returns
+    ///      whether the tokens moved. Internal: TaskMarket's own pushes inline the same code.
+    function push(
         mapping(address account => uint256) storage owed,
         uint256 taskId,
         IERC20 token,
         address to,
         uint256 amount,
         bool attempt
-    ) private returns (bool pushed) {
+    ) internal returns (bool pushed) {
         if (attempt && _tryTransfer(token, to, amount)) return true;
         owed[to] += amount;
         emit ITaskMarket.PaymentDeferred(taskId, to, amount);
     }
 
-    /// @dev TaskMarket._tryTransfer: true iff `transfer` succeeded and returned `true`, or
-    ///      returned nothing from an address with code; at most 32 bytes of returndata copied.
+    /// @dev OpenZeppelin's `SafeERC20.trySafeTransfer` (5.x) check, here so the strict transfer
+    ///      stays specialised (claim's gas): true iff the call succeeded and returned `true`, or
+    ///      returned nothing from an address with code. At most 32 bytes of returndata are
+    ///      copied, so a token cannot make the caller pay for a huge revert reason.
     function _tryTransfer(IERC20 token, address to, uint256 amount) private returns (bool ok) {
         bytes4 selector = IERC20.transfer.selector;
         assembly ("memory-safe") {
