@@ -376,15 +376,23 @@ def _precheck_in_process(w3: Web3, fn: ContractFunction, params: Mapping[str, An
             "latest",
         )  # fmt: skip
     except TransactionFailed as exc:
-        raw = exc.args[0] if exc.args else b""
-        if isinstance(raw, Exception):
-            raw = raw.args[0] if raw.args else b""
-        if isinstance(raw, str) and raw.startswith(("b'", 'b"')):
-            import ast
+        raise _tester_revert(exc) from None
 
-            raw = ast.literal_eval(raw)  # eth-tester passes the revert bytes as their repr
-        data = "0x" + bytes(raw).hex() if isinstance(raw, bytes | bytearray) else None
-        raise ContractLogicError(f"execution reverted: {raw!r}", data=data) from None
+
+def _tester_revert(exc: BaseException) -> ContractLogicError:
+    """eth-tester's ``TransactionFailed`` as the ContractLogicError a node's revert raises, with
+    the raw revert data (so custom errors decode the same on the in-process EVM)."""
+    raw = exc.args[0] if exc.args else b""
+    if isinstance(raw, Exception):
+        raw = raw.args[0] if raw.args else b""
+    if isinstance(raw, str):
+        raw = raw.removeprefix("execution reverted: ")  # web3's eth-tester provider adds it
+    if isinstance(raw, str) and raw.startswith(("b'", 'b"')):
+        import ast
+
+        raw = ast.literal_eval(raw)  # eth-tester passes the revert bytes as their repr
+    data = "0x" + bytes(raw).hex() if isinstance(raw, bytes | bytearray) else None
+    return ContractLogicError(f"execution reverted: {raw!r}", data=data)
 
 
 def call(
@@ -394,13 +402,21 @@ def call(
     block_identifier: int | str = "latest",
     **kwargs: Any,
 ) -> Any:
-    """``fn.call()`` at ``block_identifier`` with reverts decoded like :func:`send`."""
+    """``fn.call()`` at ``block_identifier`` with reverts decoded like :func:`send` (on a node
+    and on the in-process EVM alike)."""
     try:
         return fn.call(kwargs or None, block_identifier)  # type: ignore[arg-type]
     except ContractLogicError as exc:
         raise revert_error(exc, decoder, action=fn.fn_name) from None
     except (ConnectionError, OSError) as exc:
         raise call_unreachable(fn.fn_name, exc) from None
+    except Exception as exc:
+        # eth-tester raises its own TransactionFailed from a reverting view (the demo's EVM).
+        from eth_tester.exceptions import TransactionFailed
+
+        if not isinstance(exc, TransactionFailed):
+            raise
+        raise revert_error(_tester_revert(exc), decoder, action=fn.fn_name) from None
 
 
 def call_unreachable(name: str, exc: BaseException) -> RpcUnreachableError:
