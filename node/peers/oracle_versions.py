@@ -45,6 +45,7 @@ class VersionDuty:
         self.peer = peer
         self.turns = turns or ChoreTurns(peer.me, peer.session.market.now)
         self._run: NetworkUnlearning | None = None
+        self._root_validated = False  # once seen, never undone: stop reading the versions
 
     def _registered(self) -> VersionsClient | None:
         """The deployment's ``ModelVersions`` when the task is registered there, else ``None``."""
@@ -63,12 +64,15 @@ class VersionDuty:
     def root_step(self) -> Step | None:
         """Record the trained model as the task's root version (if nobody has) and attest it,
         until a version is validated; ``None`` when nothing is owed."""
+        if self._root_validated:
+            return None
         versions = self._registered()
         if versions is None:
             return None
         s, tid, me = self.peer.session, self.peer.session.task_id, self.peer.me
         recorded = versions.versions(tid)
         if any(v.validated for v in recorded):
+            self._root_validated = True
             return None
         final_round = int(s.info().rounds) + 1
         digest = s.market.model_digest(tid, final_round)
