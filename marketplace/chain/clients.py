@@ -558,6 +558,14 @@ class Marketplace:
     def model_digest(self, task_id: int, round_: int) -> bytes:
         return bytes(self.call(self.market.functions.modelDigest(task_id, round_)))
 
+    def final_model_post(self, task_id: int, rounds: int) -> tuple[str, bytes]:
+        """(CID, plaintext digest) of the final model as posted on-chain (round ``rounds + 1``;
+        the contract keeps a round's first post)."""
+        for e in self.events(self.market, "ModelPosted", filters={"taskId": task_id}):
+            if int(e["args"]["round"]) == rounds + 1:
+                return str(e["args"]["cid"]), bytes(e["args"]["digest"])
+        raise ChainError(f"task {task_id}: no final model posted")
+
     def oracles(self, task_id: int) -> tuple[str, ...]:
         """The task's oracle committee."""
         return tuple(

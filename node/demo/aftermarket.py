@@ -48,14 +48,6 @@ def party(identity: Identity) -> Party:
     return Party(eth=identity.eth, x25519_private=identity.x25519_private)
 
 
-def final_model_post(market: Marketplace, task_id: int, rounds: int) -> tuple[str, bytes]:
-    """(CID, plaintext digest) of the final model as posted on-chain (round ``rounds + 1``)."""
-    for e in market.events(market.market, "ModelPosted", filters={"taskId": task_id}):
-        if int(e["args"]["round"]) == rounds + 1:
-            return str(e["args"]["cid"]), bytes(e["args"]["digest"])
-    raise RuntimeError(f"task {task_id}: no final model posted")
-
-
 def record_trained_version(
     market: Marketplace, versions: VersionsClient, *, task_id: int, rounds: int,
     requester: Identity, oracles: Sequence[Identity],
@@ -66,7 +58,7 @@ def record_trained_version(
         retention_expiry=market.now() + 365 * 86400, quorum=2, unlearn_window=UNLEARN_WINDOW,
         deposit=10 * TOKEN, miss_penalty=5 * TOKEN,
     ))  # fmt: skip
-    cid, digest = final_model_post(market, task_id, rounds)
+    cid, digest = market.final_model_post(task_id, rounds)
     number = versions.record_version(requester.eth, task_id, parent=0, reason=Reason.TRAINED,
                                      excludes=0, digest=digest, cid=cid)  # fmt: skip
     for o in oracles[:2]:

@@ -82,7 +82,7 @@ class VersionDuty:
         if not roots:
             if not self.turns.my_turn(("root-version",), s.market.oracles(tid), 0):
                 return Step.waiting("waiting for the trained model to be recorded as version 1")
-            cid = _posted_cid(self.peer, final_round, digest)
+            cid, _ = s.market.final_model_post(tid, final_round - 1)
             number = versions.record_version(
                 self.peer.account, tid, parent=0, reason=Reason.TRAINED, excludes=0,
                 digest=digest, cid=cid,
@@ -160,12 +160,3 @@ class VersionDuty:
         log.error("task %d: refusing version %d: %s", s.task_id, number, reason)
         self.peer.journal.record(s.task_id, number, VERSION_STEP, {"refused": reason})
         return Step.acted(f"refused version {number}: {reason}")
-
-
-def _posted_cid(peer: Peer, round_: int, digest: bytes) -> str:
-    """The CID the task's model of ``round_`` was posted with (its ``ModelPosted`` event)."""
-    m, tid = peer.session.market, peer.session.task_id
-    for ev in m.events(m.market, "ModelPosted", filters={"taskId": tid}):
-        if int(ev["args"]["round"]) == round_ and bytes(ev["args"]["digest"]) == digest:
-            return str(ev["args"]["cid"])
-    raise FedMarketError(f"task {tid}: no ModelPosted event for round {round_}'s model")
