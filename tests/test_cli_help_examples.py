@@ -43,6 +43,7 @@ from marketplace.fl import load_dataset, split_dataset
 from marketplace.protocol.identity import Identity
 from marketplace.storage.kubo_daemon import KuboDaemon
 from node.cli import cli
+from node.cli.root import command_at, walk
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "help-examples"
@@ -50,19 +51,12 @@ T0 = time.monotonic()
 LIVE_TIMEOUT = 600.0  # bounds one live run of processes (a hang); no assertion is about time
 
 
-def _commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    yield path
-    if isinstance(group, click.Group):
-        for name, sub in group.commands.items():
-            yield from _commands(sub, (*path, name))
+def _commands() -> Iterator[tuple[str, ...]]:
+    return (path for path, _ in walk())
 
 
 def _help(path: tuple[str, ...]) -> str:
-    cmd: click.Command = cli
-    for name in path:
-        assert isinstance(cmd, click.Group)
-        cmd = cmd.commands[name]
-    return cmd.help or ""
+    return command_at(path).help or ""
 
 
 def _examples(text: str) -> list[str]:
@@ -111,7 +105,7 @@ def _parses(args: list[str]) -> None:
         rest = ctx.protected_args + ctx.args if isinstance(sub, click.Group) else []
 
 
-BLOCKS = {" ".join(p): ex for p in _commands(cli) if (ex := _examples(_help(p)))}
+BLOCKS = {" ".join(p): ex for p in _commands() if (ex := _examples(_help(p)))}
 EXAMPLES = sorted({(c, e) for c, ex in BLOCKS.items() for e in ex if "fedmarket" in e})
 
 

@@ -18,7 +18,7 @@ from marketplace.fl.partition import PARTITIONERS
 from marketplace.fl.privacy import DP_MODES
 from marketplace.fl.strategy import STRATEGIES
 from marketplace.valuation.config import METHODS
-from node.cli import cli
+from node.cli.root import walk
 
 CLI = Path(__file__).resolve().parents[1] / "node" / "cli"
 
@@ -35,21 +35,17 @@ EXPECTED = {
 }
 
 
-def choices(
-    cmd: click.Command, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, str], list]]:
-    if isinstance(cmd, click.Group):
-        for name, sub in cmd.commands.items():
-            yield from choices(sub, (*path, name))
-    for param in cmd.params:
-        if isinstance(param.type, click.Choice):
-            yield (" ".join(path), param.opts[0]), list(param.type.choices)
+def choices() -> Iterator[tuple[tuple[str, str], list]]:
+    for path, cmd in walk():
+        for param in cmd.params:
+            if isinstance(param.type, click.Choice):
+                yield (" ".join(path), param.opts[0]), list(param.type.choices)
 
 
 def test_every_cli_choice_is_the_librarys_constant():
     # Every Choice in the command tree is listed here (a new one must say where its names
     # come from) and equals that constant.
-    assert dict(choices(cli)) == EXPECTED
+    assert dict(choices()) == EXPECTED
 
 
 def literal_choices(source: str) -> list[int]:

@@ -13,24 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from marketplace.chain.devnet import start_devnet
-from node.cli.root import cli
+from node.cli.root import cli, command_at, walk
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    out = []
-    for name, cmd in group.commands.items():
-        path = (*prefix, name)
-        if isinstance(cmd, click.Group):
-            out += all_commands(cmd, path)
-        else:
-            out.append(path)
-    return out
-
-
-COMMANDS = all_commands(cli)
+COMMANDS = [path for path, cmd in walk() if not isinstance(cmd, click.Group)]
 
 
 def test_the_cli_has_the_commands_the_issues_ask_for():
@@ -48,9 +37,7 @@ def test_every_command_has_help_and_is_in_the_readme(command):
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert len(result.output.splitlines()) > 3
-    cmd = cli
-    for part in command:
-        cmd = cmd.commands[part]  # type: ignore[attr-defined]
+    cmd = command_at(command)
     assert (cmd.help or "").strip(), f"{' '.join(command)} has no docstring"
     # "task create" may appear as `fedmarket task create` or in a `task join ID` / `task …` row
     assert re.search(r"fedmarket[^`\n]*\b" + r"\s+".join(command) + r"\b", README) or re.search(

@@ -1,6 +1,7 @@
-"""The ``fedmarket`` command line (click): :mod:`.root` is the root group and registers one module
-per command group (``*_cli.py``); :mod:`.output` holds what they share (console, ``--json``,
-tables, option decorators, parameter types); :mod:`.context` resolves the node's settings."""
+"""The ``fedmarket`` command line (click): :mod:`.root` is the root group and names one module
+per command group (``*_cli.py``), each imported when its command runs; :mod:`.output` holds what
+they share (console, ``--json``, tables, option decorators, parameter types); :mod:`.context`
+resolves the node's settings."""
 
 from node.cli.root import cli, main
 

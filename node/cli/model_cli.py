@@ -27,7 +27,6 @@ from marketplace.chain.model_market_client import (
     SaleStatus,
 )
 from marketplace.errors import ConfigError
-from marketplace.protocol.model_evaluation import seal_submission
 from marketplace.protocol.model_sale import (
     buy_model,
     deliver_sale,
@@ -177,6 +176,8 @@ def model_submit(c: CliContext, task_id: int, model_path: Path, final: bool, as_
     blob = model_path.read_bytes()
     digest = hashlib.sha256(blob).digest()
     recipients = {o: c.market.participant(o).encryption_key for o in c.market.oracles(task_id)}
+    from marketplace.protocol.model_evaluation import seal_submission  # torch is under it
+
     sealed = seal_submission(
         blob, recipients=recipients, chain_id=client.chain_id, task_id=task_id,
         developer=me.address,

@@ -7,9 +7,10 @@ otherwise; library errors become one-line ``Error: …`` messages in :class:`Fed
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -29,7 +30,30 @@ pass_ctx = click.make_pass_decorator(CliContext)
 class FedMarketGroup(click.Group):
     """Turns library errors, bad parameter values and file-system refusals into one-line
     ``Error: …`` messages (exit 1); under ``--json``, into one JSON document
-    ``{"error": {"type": …, "message": …}}`` on stdout (and the line on stderr), exit 1."""
+    ``{"error": {"type": …, "message": …}}`` on stdout (and the line on stderr), exit 1.
+
+    ``lazy_commands`` maps a command name to ``"module:attribute"``, imported only when that
+    command is used (or listed): `fedmarket task show` does not pay for torch and scikit-learn,
+    which only the commands that train need."""
+
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            module, attribute = target.split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):  # a wrong entry is a bug, said at once
+                raise TypeError(f"{target} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         pending = (*getattr(ctx, "_protected_args", ()), *ctx.args)  # the subcommand line
@@ -94,9 +118,35 @@ def log_step(action: str, *, waiting: bool = False) -> None:
         console.print(f"[dim]·[/] {action}")
 
 
-def choice(values: Iterable[str]) -> click.Choice[str]:
-    """A case-sensitive :class:`click.Choice` of the library's own names (help lists them)."""
-    return click.Choice(list(values))
+def choice(values: Iterable[str] | str, *, before: Iterable[str] = ()) -> click.Choice[str]:
+    """A case-sensitive :class:`click.Choice` of the library's own names (help lists them),
+    after ``before``. ``values`` may name them as ``"module:ATTRIBUTE"``: then they are read
+    when the option is first used, so a command without the option never imports that module
+    (the training ones import torch)."""
+    if isinstance(values, str):
+        return LazyChoice(values, tuple(before))
+    return click.Choice([*before, *values])
+
+
+class LazyChoice(click.Choice[str]):
+    """A :class:`click.Choice` of ``module:ATTRIBUTE``'s names, imported on first use."""
+
+    def __init__(self, target: str, before: tuple[str, ...] = ()) -> None:
+        self._target, self._before = target, before
+        self._names: list[str] | None = None
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        if self._names is None:
+            module, attribute = self._target.split(":")
+            names = getattr(importlib.import_module(module), attribute)
+            self._names = [*self._before, *names]
+        return self._names
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click.Choice.__init__ sets it; the names are lazy
+        pass
 
 
 # --- shared options ------------------------------------------------------------------------

@@ -7,15 +7,12 @@ Each command opens the task's session and hands it to a peer of :mod:`node.peers
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from marketplace.chain.clients import Phase, Role
 from marketplace.errors import ConfigError
-from marketplace.fl.attacks import BEHAVIOURS
-from marketplace.fl.data import Dataset
-from marketplace.fl.gossip_averaging import MIXING_RULES, MixingRule
 from marketplace.fl.partition import PARTITIONERS
 from node.cli.context import CliContext, format_amount
 from node.cli.output import (
@@ -30,7 +27,11 @@ from node.cli.output import (
     task_option,
 )
 from node.cli.params import ADDRESS
-from node.peers.base import Step
+
+if TYPE_CHECKING:  # imported by the commands that run: torch is under them
+    from marketplace.fl.data import Dataset
+    from marketplace.fl.gossip_averaging import MixingRule
+    from node.peers.base import Step
 
 
 def data_options(fn: F) -> F:
@@ -67,8 +68,8 @@ def node_group() -> None:
 @node_group.command("run")
 @task_option
 @data_options
-@click.option("--behaviour", type=choice(BEHAVIOURS), default="honest", show_default=True,
-              help="For evaluation only: how this trainer behaves.")  # fmt: skip
+@click.option("--behaviour", type=choice("marketplace.fl.attacks:BEHAVIOURS"), default="honest",
+              show_default=True, help="For evaluation only: how this trainer behaves.")  # fmt: skip
 @poll_options
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Torch threads for training.")  # fmt: skip
@@ -203,8 +204,9 @@ def node_run(c: CliContext, task_id: int, data: str, part: str | None, partition
 @click.option("--rounds", type=int, default=None, help="Local rounds to run (default: the task's).")
 @click.option("--k", "k", type=int, default=2, show_default=True,
               help="Neighbours mixed per round (0: train alone).")  # fmt: skip
-@click.option("--mixing", type=choice(MIXING_RULES), default="uniform",
-              show_default=True, help="Equal weights, or weights by sample count.")  # fmt: skip
+@click.option("--mixing", type=choice("marketplace.fl.gossip_averaging:MIXING_RULES"),
+              default="uniform", show_default=True,
+              help="Equal weights, or weights by sample count.")  # fmt: skip
 @click.option("--staleness-exponent", type=float, default=0.0, show_default=True,
               help="Down-weight a snapshot s versions behind by (1+s)^-x.")  # fmt: skip
 @click.option(
@@ -250,7 +252,7 @@ def node_average(c: CliContext, task_id: int, data: str, part: str | None, parti
     if not session.members().is_trainer(identity.address):
         raise ConfigError(f"{identity.address} is not a trainer of task {task_id}")
     node = open_gossip_averaging(
-        session, PubsubClient(c.ipfs_api), dataset, k=k, mixing=cast(MixingRule, mixing),
+        session, PubsubClient(c.ipfs_api), dataset, k=k, mixing=cast("MixingRule", mixing),
         staleness_exponent=staleness_exponent, seed=seed,
     )  # fmt: skip
     records: list[dict[str, Any]] = []

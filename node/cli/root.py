@@ -10,6 +10,7 @@ one line (``Error: …``, exit 1) naming the cause and the fix, never a tracebac
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -17,8 +18,37 @@ import click
 from node.cli.context import DEFAULT_RPC, CliContext
 from node.cli.output import FedMarketGroup
 
+# Each command is imported when it is used (FedMarketGroup.lazy_commands), so a command that
+# trains nothing starts without torch and scikit-learn.
+COMMANDS = {
+    "devnet": "node.cli.devnet_cli:devnet",
+    "deploy": "node.cli.chain_cli:deploy",
+    "faucet": "node.cli.chain_cli:faucet",
+    "account": "node.cli.account_cli:account",
+    "register": "node.cli.registry_cli:register",
+    "stake": "node.cli.registry_cli:stake",
+    "unstake": "node.cli.registry_cli:unstake",
+    "withdraw": "node.cli.registry_cli:withdraw",
+    "status": "node.cli.registry_cli:status",
+    "task": "node.cli.task_cli:task",
+    "node": "node.cli.peer_cli:node_group",
+    "oracle": "node.cli.peer_cli:oracle_group",
+    "rewards": "node.cli.rewards_cli:rewards",
+    "demo": "node.cli.demo_cli:demo",
+    "dashboard": "node.cli.dashboard_cli:dashboard",
+    "data": "node.cli.data_cli:data",
+    "model": "node.cli.model_cli:model",
+    "audit": "node.cli.model_cli:audit",
+    "offer": "node.cli.sourcing_cli:offer",
+    "sourcing": "node.cli.sourcing_cli:sourcing",
+}
 
-@click.group(cls=FedMarketGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=FedMarketGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), envvar="FEDMARKET_HOME",
     default=Path.home() / ".fedmarket", show_default=True,
@@ -103,30 +133,30 @@ def cli(
     )
 
 
-def _register() -> None:
-    """Add every command group to the root group (one line each)."""
-    from node.cli.account_cli import account
-    from node.cli.chain_cli import deploy, faucet
-    from node.cli.dashboard_cli import dashboard
-    from node.cli.data_cli import data
-    from node.cli.demo_cli import demo
-    from node.cli.devnet_cli import devnet
-    from node.cli.model_cli import audit, model
-    from node.cli.peer_cli import node_group, oracle_group
-    from node.cli.registry_cli import register, stake, status, unstake, withdraw
-    from node.cli.rewards_cli import rewards
-    from node.cli.task_cli import task
-
-    for command in (devnet, deploy, faucet, account, register, stake, unstake, withdraw, status,
-                    task, node_group, oracle_group, rewards, demo, dashboard, data, model,
-                    audit):  # fmt: skip
-        cli.add_command(command)
-    from node.cli.sourcing_cli import register as register_sourcing
-
-    register_sourcing(cli)  # offer, sourcing, and `task request`
+def walk(
+    group: click.Command = cli, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """``(path, command)`` for ``group`` and every command under it, importing the lazy ones
+    (``group.commands`` alone lists only those already used)."""
+    yield path, group
+    if isinstance(group, click.Group):
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            if sub is not None:
+                yield from walk(sub, (*path, name))
 
 
-_register()
+def command_at(path: Sequence[str]) -> click.Command:
+    """The command at ``path`` (``("task", "create")``), imported if it is lazy."""
+    command: click.Command = cli
+    for name in path:
+        sub = command.get_command(click.Context(command), name) if isinstance(
+            command, click.Group) else None  # fmt: skip
+        if sub is None:
+            raise KeyError(" ".join(path))
+        command = sub
+    return command
 
 
 def main() -> None:

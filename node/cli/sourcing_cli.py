@@ -434,12 +434,3 @@ def sourcing_show(c: CliContext, task_id: int, as_json: bool) -> None:
     if section is None:
         raise SourcingError(f"task {task_id} has no data request: ask its requester")
     emit(as_json, section, lambda: print_sourcing(section))
-
-
-def register(root: click.Group) -> None:
-    """Add ``offer`` and ``sourcing`` to the root group and ``request`` to its ``task`` group."""
-    root.add_command(offer)
-    root.add_command(sourcing)
-    task = root.commands.get("task")
-    if isinstance(task, click.Group):
-        task.add_command(task_request)

@@ -10,8 +10,6 @@ from rich.table import Table
 
 from marketplace.chain.clients import Phase
 from marketplace.errors import ConfigError
-from marketplace.fl.privacy import DP_MODES, DPMode
-from marketplace.fl.strategy import STRATEGIES
 from marketplace.protocol.round_batch import DEFAULT_TURN_SECONDS, BatchTerms
 from marketplace.valuation.config import METHODS, ValuationConfig, ValuationMethod
 from node.cli.context import CliContext, format_amount
@@ -23,6 +21,7 @@ from node.cli.sourcing_view import print_sourcing, sourcing_section
 
 if TYPE_CHECKING:
     from marketplace.fl.models import ModelSpec
+    from marketplace.fl.privacy import DPMode
     from marketplace.fl.train import TrainConfig
 
 
@@ -104,8 +103,8 @@ def task() -> None:
               help="Bond each trainer posts to join (tokens).")  # fmt: skip
 @click.option("--oracle-slash", type=AMOUNT, default="10", show_default=True,
               help="Stake an oracle loses for dissent.")  # fmt: skip
-@click.option("--aggregator", type=choice(STRATEGIES), default="fedavg", show_default=True,
-              help="How each round's updates are combined.")  # fmt: skip
+@click.option("--aggregator", type=choice("marketplace.fl.strategy:STRATEGIES"), default="fedavg",
+              show_default=True, help="How each round's updates are combined.")  # fmt: skip
 @click.option("--epochs", type=int, default=None,
               help="Local epochs a round [default: 2; 5 with --dp dpsgd].")  # fmt: skip
 @click.option("--lr", type=float, default=None, help="Local SGD learning rate [default: 0.1].")
@@ -135,7 +134,7 @@ def task() -> None:
 @click.option(
     "--dp",
     "dp_mode",
-    type=choice(("none", *DP_MODES)),
+    type=choice("marketplace.fl.privacy:DP_MODES", before=("none",)),
     default="none",
     show_default=True,
     help="Differential privacy: record-level DP-SGD on each trainer's data, or "
@@ -210,7 +209,7 @@ def task_create(c: CliContext, validation: str, model: str | None, budget: int, 
         bounty=bounty, auditor_fee=auditor_fee,
         join_gate=_sourcing_gate(c) if sourced else None,
         privacy=None if dp_mode == "none" else DPTerms(
-            mode=cast(DPMode, dp_mode), epsilon=dp_epsilon, delta=dp_delta, clip_norm=dp_clip
+            mode=cast("DPMode", dp_mode), epsilon=dp_epsilon, delta=dp_delta, clip_norm=dp_clip
         ),
         secagg=secagg_terms(secure_aggregation, secagg_clip, secagg_threshold),
         batches=BatchTerms(turn_seconds=batch_turn) if batch_commits else None,
@@ -347,3 +346,13 @@ def task_cancel(c: CliContext, task_id: int, as_json: bool) -> None:
     c.market.cancel(c.signer(), task_id)
     emit(as_json, {"taskId": task_id, "phase": Phase.CANCELLED.name.lower()},
           lambda: console.print(f"task {task_id} cancelled; budget refunded"))  # fmt: skip
+
+
+def _add_request() -> None:
+    """`task request` (a data request, before training) lives with the sourcing commands."""
+    from node.cli.sourcing_cli import task_request
+
+    task.add_command(task_request)
+
+
+_add_request()
