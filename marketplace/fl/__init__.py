@@ -14,137 +14,57 @@ Example
 
 from __future__ import annotations
 
-# Imported on first use (PEP 562): `from marketplace.fl.privacy import DP_MODES` must not pay
-# for torch, scikit-learn and opacus, which a CLI command that trains nothing never needs.
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from marketplace.fl.attacks import BEHAVIOURS, Behaviour, RoundContext, get_behaviour
-    from marketplace.fl.data import (
-        Dataset,
-        DatasetCard,
-        DataSplits,
-        canonical_bytes,
-        canonical_digest,
-        load_dataset,
-        split_dataset,
-    )
-    from marketplace.fl.dpsgd import DPSGDAccountant, DPSGDResult, train_dpsgd
-    from marketplace.fl.models import (
-        ModelSpec,
-        build_model,
-        count_parameters,
-        register_model,
-        registered_models,
-    )
-    from marketplace.fl.partition import (
-        LabelSkew,
-        Partition,
-        add_label_noise,
-        dirichlet_partition,
-        iid_partition,
-        label_skew,
-        partition,
-        quantity_skew_partition,
-        shard_partition,
-    )
-    from marketplace.fl.privacy import (
-        DPTerms,
-        PrivacyAccountant,
-        PrivacyConfig,
-        add_gaussian_noise,
-        clip_update,
-        noise_multiplier_for_epsilon,
-        privatize,
-    )
-    from marketplace.fl.simulate import RoundMetrics, RoundRecord, SimulationResult, simulate
-    from marketplace.fl.strategy import STRATEGIES, Strategy, get_strategy
-    from marketplace.fl.train import (
-        EvalResult,
-        LocalResult,
-        TrainConfig,
-        evaluate,
-        predict_logits,
-        train_centralized,
-        train_local,
-    )
-    from marketplace.fl.updates import AggregateResult, ClientUpdate, validate_updates
-    from marketplace.fl.weights import Weights, apply_delta, get_weights, set_weights, weight_delta
-
-_EXPORTS: dict[str, str] = {  # public name -> the submodule that defines it
-    "BEHAVIOURS": "attacks",
-    "STRATEGIES": "strategy",
-    "AggregateResult": "updates",
-    "Behaviour": "attacks",
-    "ClientUpdate": "updates",
-    "DPSGDAccountant": "dpsgd",
-    "DPSGDResult": "dpsgd",
-    "DPTerms": "privacy",
-    "DataSplits": "data",
-    "Dataset": "data",
-    "DatasetCard": "data",
-    "EvalResult": "train",
-    "LabelSkew": "partition",
-    "LocalResult": "train",
-    "ModelSpec": "models",
-    "Partition": "partition",
-    "PrivacyAccountant": "privacy",
-    "PrivacyConfig": "privacy",
-    "RoundContext": "attacks",
-    "RoundMetrics": "simulate",
-    "RoundRecord": "simulate",
-    "SimulationResult": "simulate",
-    "Strategy": "strategy",
-    "TrainConfig": "train",
-    "Weights": "weights",
-    "add_gaussian_noise": "privacy",
-    "add_label_noise": "partition",
-    "apply_delta": "weights",
-    "build_model": "models",
-    "canonical_bytes": "data",
-    "canonical_digest": "data",
-    "clip_update": "privacy",
-    "count_parameters": "models",
-    "dirichlet_partition": "partition",
-    "evaluate": "train",
-    "get_behaviour": "attacks",
-    "get_strategy": "strategy",
-    "get_weights": "weights",
-    "iid_partition": "partition",
-    "label_skew": "partition",
-    "load_dataset": "data",
-    "noise_multiplier_for_epsilon": "privacy",
-    "partition": "partition",
-    "predict_logits": "train",
-    "privatize": "privacy",
-    "quantity_skew_partition": "partition",
-    "register_model": "models",
-    "registered_models": "models",
-    "set_weights": "weights",
-    "shard_partition": "partition",
-    "simulate": "simulate",
-    "split_dataset": "data",
-    "train_centralized": "train",
-    "train_dpsgd": "dpsgd",
-    "train_local": "train",
-    "validate_updates": "updates",
-    "weight_delta": "weights",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+from marketplace.fl.attacks import BEHAVIOURS, Behaviour, RoundContext, get_behaviour
+from marketplace.fl.data import (
+    Dataset,
+    DatasetCard,
+    DataSplits,
+    canonical_bytes,
+    canonical_digest,
+    load_dataset,
+    split_dataset,
+)
+from marketplace.fl.dpsgd import DPSGDAccountant, DPSGDResult, train_dpsgd
+from marketplace.fl.models import (
+    ModelSpec,
+    build_model,
+    count_parameters,
+    register_model,
+    registered_models,
+)
+from marketplace.fl.partition import (
+    LabelSkew,
+    Partition,
+    add_label_noise,
+    dirichlet_partition,
+    iid_partition,
+    label_skew,
+    partition,
+    quantity_skew_partition,
+    shard_partition,
+)
+from marketplace.fl.privacy import (
+    DPTerms,
+    PrivacyAccountant,
+    PrivacyConfig,
+    add_gaussian_noise,
+    clip_update,
+    noise_multiplier_for_epsilon,
+    privatize,
+)
+from marketplace.fl.simulate import RoundMetrics, RoundRecord, SimulationResult, simulate
+from marketplace.fl.strategy import STRATEGIES, Strategy, get_strategy
+from marketplace.fl.train import (
+    EvalResult,
+    LocalResult,
+    TrainConfig,
+    evaluate,
+    predict_logits,
+    train_centralized,
+    train_local,
+)
+from marketplace.fl.updates import AggregateResult, ClientUpdate, validate_updates
+from marketplace.fl.weights import Weights, apply_delta, get_weights, set_weights, weight_delta
 
 __all__ = [
     "BEHAVIOURS",

@@ -13,7 +13,6 @@ import click
 
 from marketplace.chain.clients import Phase, Role
 from marketplace.errors import ConfigError
-from marketplace.fl.partition import PARTITIONERS
 from node.cli.context import CliContext, format_amount
 from node.cli.output import (
     F,
@@ -47,8 +46,8 @@ def data_options(fn: F) -> F:
                 help="Use part K of N of the data's train split, as K/N (tests, demos).",
             ),
             click.option(
-                "--partition", type=choice(PARTITIONERS), default="iid", show_default=True,
-                help="How --part splits the data.",
+                "--partition", type=choice("marketplace.fl.partition:PARTITIONERS"),
+                default="iid", show_default=True, help="How --part splits the data.",
             ),
             click.option(
                 "--alpha", type=float, default=0.5, show_default=True,
