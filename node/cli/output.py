@@ -7,8 +7,8 @@ otherwise; library errors become one-line ``Error: …`` messages in :class:`Fed
 
 from __future__ import annotations
 
-import importlib
 import json
+import pkgutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -48,8 +48,7 @@ class FedMarketGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = self.lazy_commands.get(cmd_name)
         if target is not None and cmd_name not in self.commands:
-            module, attribute = target.split(":")
-            command = getattr(importlib.import_module(module), attribute)
+            command = pkgutil.resolve_name(target)
             if not isinstance(command, click.Command):  # a wrong entry is a bug, said at once
                 raise TypeError(f"{target} is not a click command")
             self.add_command(command, cmd_name)
@@ -139,9 +138,7 @@ class LazyChoice(click.Choice[str]):
     @property  # type: ignore[override]
     def choices(self) -> list[str]:
         if self._names is None:
-            module, attribute = self._target.split(":")
-            names = getattr(importlib.import_module(module), attribute)
-            self._names = [*self._before, *names]
+            self._names = [*self._before, *pkgutil.resolve_name(self._target)]
         return self._names
 
     @choices.setter
