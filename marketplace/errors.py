@@ -29,6 +29,11 @@ class RpcUnreachableError(ChainError):
     """The JSON-RPC endpoint did not answer."""
 
 
+class ChainLagError(ChainError):
+    """The node's event logs do not yet show what its state already does (a view answered at
+    the head counts a block whose logs are not indexed yet): retry shortly."""
+
+
 class TransactionRevertedError(ChainError):
     """A transaction or call reverted; ``error_name`` and ``args`` decode its custom error."""
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import requests
 
 from marketplace.errors import (
+    ChainLagError,
     ContentUnavailableError,
     FedMarketError,
     RpcUnreachableError,
@@ -28,6 +29,7 @@ from marketplace.errors import (
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     RpcUnreachableError,
+    ChainLagError,
     StoreUnreachableError,
     ContentUnavailableError,
     requests.ConnectionError,
@@ -46,6 +48,8 @@ def describe(exc: BaseException) -> str:
     """A short one-line cause for a retry message."""
     if isinstance(exc, RpcUnreachableError | requests.RequestException):
         what = "chain RPC unreachable"
+    elif isinstance(exc, ChainLagError):
+        what = "chain logs behind its state"
     elif isinstance(exc, StoreUnreachableError):
         what = "IPFS daemon unreachable"
     elif isinstance(exc, ContentUnavailableError):

@@ -104,9 +104,7 @@ class BatchCommits:
 
     def join_order(self, task_id: int) -> list[str]:
         """The task's trainers in join order (a trainer's position is its bit in a bitmap)."""
-        logs = self.market.events(self.market.market, "TrainerJoined", filters={"taskId": task_id})
-        ordered = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
-        return [str(e["args"]["trainer"]) for e in ordered]
+        return self.market.joined_trainers(task_id)
 
     def batches(self, task_id: int) -> dict[int, RecordedBatch]:
         """The task's committed batches by round."""

@@ -36,7 +36,7 @@ from marketplace.chain.views import (
     decode,
     encode,
 )
-from marketplace.errors import ChainError, TransactionRevertedError
+from marketplace.errors import ChainError, ChainLagError, TransactionRevertedError
 
 __all__ = [
     "BPS",
@@ -544,6 +544,30 @@ class Marketplace:
         fn = self.market.functions.task(task_id)
         (output,) = fn.abi["outputs"]
         return decode(TaskInfo, output["components"], self.call(fn), task_id=task_id)
+
+    def joined_trainers(self, task_id: int) -> list[str]:
+        """The task's trainers in join order (its ``TrainerJoined`` logs), checksummed.
+
+        Never fewer than the task's ``trainerCount``: a node can answer a view at the head with
+        state whose logs it has not indexed yet (Anvil does, while it mines the next block), and
+        a short list would leave a trainer out of every envelope and every batch bitmap. A short
+        scan is read again up to the latest block; still short, it raises
+        :class:`~marketplace.errors.ChainLagError`, which a peer's step retries.
+        """
+        expected = self.task(task_id).trainer_count
+        filters = {"taskId": task_id}
+        logs = self.events(self.market, "TrainerJoined", filters=filters)
+        if len(logs) < expected:
+            logs = self.events(
+                self.market, "TrainerJoined", from_block=self.deployment.block, filters=filters
+            )
+        if len(logs) < expected:
+            raise ChainLagError(
+                f"task {task_id} has {expected} trainers but the chain's logs show "
+                f"{len(logs)} joins so far (its logs lag its state): retrying"
+            )
+        ordered = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return list(dict.fromkeys(Web3.to_checksum_address(e["args"]["trainer"]) for e in ordered))
 
     def is_trainer(self, task_id: int, address: str) -> bool:
         checksum = Web3.to_checksum_address(address)

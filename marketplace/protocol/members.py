@@ -29,10 +29,10 @@ class TaskMembers:
 
 
 def load_members(market: Marketplace, task_id: int) -> TaskMembers:
-    """Read the task's members and their keys from the chain (events + registry views)."""
+    """Read the task's members and their keys from the chain (events + registry views); never
+    fewer trainers than the task counts (:meth:`Marketplace.joined_trainers`)."""
     info = market.task(task_id)
-    joined = market.events(market.market, "TrainerJoined", filters={"taskId": task_id})
-    trainers = tuple(sorted({checksum_address(e["args"]["trainer"]) for e in joined}))
+    trainers = tuple(sorted(market.joined_trainers(task_id)))
     oracles = tuple(sorted(market.oracles(task_id)))
     keys: dict[str, bytes] = {}
     for addr in (*trainers, *oracles):

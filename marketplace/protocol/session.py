@@ -158,10 +158,21 @@ class TaskSession:
         return self.market.task(self.task_id)
 
     def members(self, *, refresh: bool = False) -> TaskMembers:
-        """The task's members (cached once training has started: the set is final then)."""
-        if self._members is None or refresh:
-            self._members = load_members(self.market, self.task_id)
-        return self._members
+        """The task's members; cached once the trainer set is final (training has started or
+        the task was cancelled), read afresh while trainers may still join."""
+        if self._members is not None and not refresh:
+            return self._members
+        final = self._trainers_final()  # read before the logs: a set read after is complete
+        members = load_members(self.market, self.task_id)
+        if final:
+            self._members = members
+        return members
+
+    def _trainers_final(self) -> bool:
+        """Whether no trainer can join any more (the task has left its join phase)."""
+        from marketplace.chain.clients import Phase
+
+        return self.info().phase_enum not in (Phase.FORMING, Phase.OPEN)
 
     def weight_spec(self) -> WeightSpec:
         """Names, shapes and dtypes of the task's model (built once)."""
@@ -377,11 +388,9 @@ class TaskSession:
         critical path)."""
         if self._join_order is not None:
             return self._join_order
-        from marketplace.chain.batch_client import BatchCommits
-        from marketplace.chain.clients import Phase
-
-        order = BatchCommits(self.market).join_order(self.task_id)
-        if self.info().phase_enum not in (Phase.FORMING, Phase.OPEN):
+        final = self._trainers_final()  # read before the logs, as in members()
+        order = self.market.joined_trainers(self.task_id)
+        if final:
             self._join_order = order
         return order
 

@@ -142,11 +142,9 @@ class TrainerNode(Peer):
                 s.market.join(self.account, tid)
                 return Step.acted("joined")
             full = info.trainer_count >= info.max_trainers
-            if full or s.market.now() > info.join_deadline:
-                if len(s.members().trainers) != info.trainer_count:
-                    s.members(refresh=True)  # the set grew since we last looked
-                if self._my_turn(("start",), 0) and self.try_advance():
-                    return Step.acted("advanced to training")
+            joined = full or s.market.now() > info.join_deadline
+            if joined and self._my_turn(("start",), 0) and self.try_advance():
+                return Step.acted("advanced to training")
             return Step.waiting("waiting for the task to start")
         if phase == Phase.CANCELLED:
             return self._after_cancel()

@@ -37,7 +37,7 @@ from eth_utils.address import to_checksum_address
 from marketplace.chain.batch_client import BatchCommits, RecordedBatch
 from marketplace.chain.views import TaskInfo
 from marketplace.crypto.update_leaf import UpdateLeaf, sign_update_leaf
-from marketplace.errors import BatchError, TransactionRevertedError
+from marketplace.errors import BatchError, ChainLagError, TransactionRevertedError
 from marketplace.protocol.round_batch import FALLBACK_TURNS, BatchTerms, bitmap_members, closer_for
 from marketplace.protocol.round_closer import NO_MODEL, close_round, prove_own_leaves
 from marketplace.protocol.session import TaskSession
@@ -147,6 +147,13 @@ class BatchDuty:
         first = self._first_leaf.setdefault(r, now)
         self._send(r, leaf, published, now)
         if info.round_commits > 0:  # direct commits and no batch: no batch can follow
+            if not self._direct_commits_logged(r):
+                # The count is state the logs do not show yet: a batch or a direct commit in
+                # the block being mined. Deciding now could leave out a batched update.
+                raise ChainLagError(
+                    f"round {r}: {info.round_commits} updates counted but no batch or direct "
+                    "commit in the chain's logs yet: retrying"
+                )
             return self._leave_out(r, "other trainers committed directly")
         order = self.join_order()
         turn = self.terms.turn_seconds
@@ -188,6 +195,12 @@ class BatchDuty:
             )
             return Step.acted(f"round {r}: my update is in the batch of {recorded.closer}")
         return self._leave_out(r, f"left out of the batch of {recorded.closer}")
+
+    def _direct_commits_logged(self, r: int) -> bool:
+        """Whether the chain's logs show a direct commit of round ``r``."""
+        s = self.node.session
+        logs = s.market.events(s.market.market, "UpdateCommitted", filters={"taskId": s.task_id})
+        return any(int(e["args"]["round"]) == r for e in logs)
 
     def _leave_out(self, r: int, why: str) -> Step:
         self._settled.add(r)

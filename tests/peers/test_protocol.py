@@ -356,3 +356,68 @@ def test_when_the_elected_poster_is_silent_another_trainer_posts_after_the_grace
     now[0] += 10.0
     assert other.step().action == "posted the model of round 2"
     assert market.model_digest(task_id, 2) == other.session.model_digest(2)
+
+
+# --- the member set: every trainer in every envelope ------------------------------------------
+def _hide_joins_of(market, hidden, monkeypatch, *, also_on_rescan):
+    """Make ``market``'s TrainerJoined logs leave out ``hidden`` (as a node whose state is ahead
+    of its logs answers: Anvil, while it mines the block of that join); the rescan up to the
+    latest block shows it unless ``also_on_rescan``."""
+    real = market.events
+
+    def lagging(contract, event, *, from_block=None, **kwargs):
+        logs = real(contract, event, from_block=from_block, **kwargs)
+        if event != "TrainerJoined" or (from_block is not None and not also_on_rescan):
+            return logs
+        return [e for e in logs if e["args"]["trainer"] != hidden]
+
+    monkeypatch.setattr(market, "events", lagging)
+
+
+def test_members_read_while_trainers_join_are_not_kept_past_the_join_phase(world):
+    market, trainers = world["market"], world["trainers"]
+    task_id = new_task(world, n_trainers=3)
+    for t in trainers[:2]:
+        market.join(t.eth, task_id)
+    session = TaskSession.open(market, world["store"], task_id, trainers[0])
+    assert session.members().trainers == tuple(sorted(t.address for t in trainers[:2]))
+    market.join(trainers[2].eth, task_id)
+    # Read during the join phase, the set was not kept: the third trainer is a recipient.
+    everyone = tuple(sorted(t.address for t in trainers[:3]))
+    assert session.members().trainers == everyone
+    assert trainers[2].address in session.members().recipients()
+    assert session.join_order() == [t.address for t in trainers[:3]]
+    market.advance(trainers[0].eth, task_id)
+    assert session.members() is session.members()  # final now: read once
+    assert session.members().trainers == everyone
+
+
+def test_a_join_the_logs_do_not_show_yet_is_read_again_or_retried_never_left_out(
+    world, monkeypatch
+):
+    from marketplace.errors import ChainLagError
+    from marketplace.protocol.members import load_members
+    from marketplace.resilience import is_transient
+
+    market, trainers = world["market"], world["trainers"]
+    task_id = new_task(world, n_trainers=3)
+    for t in trainers[:3]:
+        market.join(t.eth, task_id)
+    market.advance(trainers[0].eth, task_id)
+    last = trainers[2].address
+    everyone = tuple(sorted(t.address for t in trainers[:3]))
+    with monkeypatch.context() as m:  # the cached scan lags; the rescan shows the join
+        _hide_joins_of(market, last, m, also_on_rescan=False)
+        assert load_members(market, task_id).trainers == everyone
+        assert market.joined_trainers(task_id)[-1] == last
+    with monkeypatch.context() as m:  # both lag: a transient error, retried by the run loop
+        _hide_joins_of(market, last, m, also_on_rescan=True)
+        session = TaskSession.open(market, world["store"], task_id, trainers[0])
+        with pytest.raises(ChainLagError, match="3 trainers but the chain's logs show 2") as err:
+            session.members()
+        assert is_transient(err.value)
+        with pytest.raises(ChainLagError):
+            session.join_order()
+    # Once the logs catch up, the whole set is read (nothing partial was kept).
+    assert session.members().trainers == everyone
+    assert session.join_order() == [t.address for t in trainers[:3]]
