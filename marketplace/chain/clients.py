@@ -579,6 +579,11 @@ class Marketplace:
         )
         return bytes(digest), int(n)
 
+    def update_count(self, task_id: int, round_: int) -> int:
+        """How many updates ``round_`` holds on-chain (direct and batched; 0 for a round not
+        started)."""
+        return int(self.call(self.market.functions.updateCount(task_id, round_)))
+
     def model_digest(self, task_id: int, round_: int) -> bytes:
         return bytes(self.call(self.market.functions.modelDigest(task_id, round_)))
 

@@ -29,6 +29,7 @@ from marketplace.chain.clients import Marketplace, TaskView
 from marketplace.crypto.envelope import EnvelopeContext, open_envelope, seal
 from marketplace.crypto.update_leaf import UpdateLeaf
 from marketplace.errors import (
+    ChainLagError,
     ConfigError,
     ContentNotFoundError,
     ContentUnavailableError,
@@ -463,7 +464,10 @@ class TaskSession:
         if round_ in self._rounds:
             return self._rounds[round_]
         template = self.global_weights(round_)
+        closed = self._round_closed(round_)  # read before the logs, as members() does
         committed = self.committed(round_)
+        if closed:
+            self._check_logged(round_)
         valid: list[ClientUpdate] = []
         invalid: dict[str, str] = {}
 
@@ -518,9 +522,29 @@ class TaskSession:
             valid=tuple(sorted(valid, key=lambda u: u.sender)),
             invalid=invalid,
         )
-        if self._round_closed(round_):
+        if closed:
             self._rounds[round_] = result
         return result
+
+    def _check_logged(self, round_: int) -> None:
+        """Raise :class:`ChainLagError` when the logs show fewer of the closed round's updates
+        than the chain counts: a batch that closes its round changes state and logs in one
+        transaction, and a view at the head can show the close before the batch's log is
+        readable — an aggregate of what the logs show then would leave the batch out."""
+        from marketplace.chain.batch_client import BatchCommits
+
+        counted = self.market.update_count(self.task_id, round_)
+        events = self.market.events(
+            self.market.market, "UpdateCommitted", filters={"taskId": self.task_id}
+        )
+        direct = sum(1 for e in events if int(e["args"]["round"]) == round_)
+        recorded = BatchCommits(self.market).batches(self.task_id).get(round_)
+        logged = direct + (recorded.count if recorded is not None else 0)
+        if logged < counted:
+            raise ChainLagError(
+                f"round {round_}: the chain counts {counted} updates but its logs show "
+                f"{logged} so far: retrying"
+            )
 
     def _still_waiting(self, cid: str) -> bool:
         """Whether content no provider served yet is still waited for (retried): not seen

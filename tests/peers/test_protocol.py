@@ -421,3 +421,24 @@ def test_a_join_the_logs_do_not_show_yet_is_read_again_or_retried_never_left_out
     # Once the logs catch up, the whole set is read (nothing partial was kept).
     assert session.members().trainers == everyone
     assert session.join_order() == [t.address for t in trainers[:3]]
+
+
+def test_a_closed_round_whose_logs_lag_its_count_is_retried_not_aggregated_short(
+    world, monkeypatch
+):
+    from marketplace.errors import ChainLagError
+
+    market = world["market"]
+    task_id = new_task(world, n_trainers=2)
+    nodes = trainer_nodes(world, task_id, n=2)
+    join_all(world, task_id, nodes)
+    drive(world, task_id, nodes, until=lambda i: i.phase_enum == Phase.COMMITTING)
+    session = TaskSession.open(market, world["store"], task_id, world["trainers"][0])
+    real = market.update_count
+    # A batch that closed the round, counted in state, its log not readable yet: one more.
+    with monkeypatch.context() as m:
+        m.setattr(market, "update_count", lambda t, r: real(t, r) + 1)
+        with pytest.raises(ChainLagError, match="counts 3 updates but its logs show 2"):
+            session.round_updates(1)
+    # Nothing short was kept: read again once the logs show every update.
+    assert len(session.round_updates(1).valid) == 2
