@@ -41,7 +41,9 @@ def world(kubo, module_chain, tmp_path_factory):
     requester = Identity.dev(1)
     trainers = [Identity.dev(i) for i in range(2, 6)]
     oracles = [Identity.dev(i) for i in range(6, 9)]
-    peer = {"stake": 100 * TOKEN, "tokens": 1_000 * TOKEN}
+    # Each task reserves 10 tokens of every seated oracle's and joined trainer's stake until it
+    # ends, and several tasks here stop mid-way: room for all of them at once.
+    peer = {"stake": 300 * TOKEN, "tokens": 1_000 * TOKEN}
     market = market_with(w3, Identity.dev(0).eth, [
         Member.of(requester, Role.REQUESTER, tokens=10_000 * TOKEN),
         *(Member.of(t, Role.TRAINER, **peer) for t in trainers),
