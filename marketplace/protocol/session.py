@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -361,15 +361,19 @@ class TaskSession:
         held = self._own_envelopes.get(round_)
         return held[1] if held is not None and held[0] == digest else None
 
-    def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
-        """The round's ``UpdateCommitted`` events, in chain order, then the round's batched
-        updates (:func:`~marketplace.protocol.batched_round.usable_leaves`: only leaves signed by
-        a trainer of the task, bits set), sorted by sender."""
+    def direct_commit_logs(self, round_: int) -> list[Any]:
+        """The round's ``UpdateCommitted`` logs (direct commits), in chain order."""
         events = self.market.events(
             self.market.market, "UpdateCommitted", filters={"taskId": self.task_id}
         )
         picked = [e for e in events if int(e["args"]["round"]) == round_]
-        picked.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return sorted(picked, key=lambda e: (e["blockNumber"], e["logIndex"]))
+
+    def committed(self, round_: int) -> tuple[CommittedUpdate, ...]:
+        """The round's ``UpdateCommitted`` events, in chain order, then the round's batched
+        updates (:func:`~marketplace.protocol.batched_round.usable_leaves`: only leaves signed by
+        a trainer of the task, bits set), sorted by sender."""
+        picked = self.direct_commit_logs(round_)
         direct = [
             CommittedUpdate(
                 sender=checksum_address(e["args"]["trainer"]),
@@ -534,10 +538,7 @@ class TaskSession:
         from marketplace.chain.batch_client import BatchCommits
 
         counted = self.market.update_count(self.task_id, round_)
-        events = self.market.events(
-            self.market.market, "UpdateCommitted", filters={"taskId": self.task_id}
-        )
-        direct = sum(1 for e in events if int(e["args"]["round"]) == round_)
+        direct = len(self.direct_commit_logs(round_))
         recorded = BatchCommits(self.market).batches(self.task_id).get(round_)
         logged = direct + (recorded.count if recorded is not None else 0)
         if logged < counted:

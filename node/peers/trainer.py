@@ -142,8 +142,8 @@ class TrainerNode(Peer):
                 s.market.join(self.account, tid)
                 return Step.acted("joined")
             full = info.trainer_count >= info.max_trainers
-            joined = full or s.market.now() > info.join_deadline
-            if joined and self._my_turn(("start",), 0) and self.try_advance():
+            join_over = full or s.market.now() > info.join_deadline
+            if join_over and self._my_turn(("start",), 0) and self.try_advance():
                 return Step.acted("advanced to training")
             return Step.waiting("waiting for the task to start")
         if phase == Phase.CANCELLED:

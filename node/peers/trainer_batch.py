@@ -147,7 +147,7 @@ class BatchDuty:
         first = self._first_leaf.setdefault(r, now)
         self._send(r, leaf, published, now)
         if info.round_commits > 0:  # direct commits and no batch: no batch can follow
-            if not self._direct_commits_logged(r):
+            if not s.direct_commit_logs(r):
                 # The count is state the logs do not show yet: a batch or a direct commit in
                 # the block being mined. Deciding now could leave out a batched update.
                 raise ChainLagError(
@@ -195,12 +195,6 @@ class BatchDuty:
             )
             return Step.acted(f"round {r}: my update is in the batch of {recorded.closer}")
         return self._leave_out(r, f"left out of the batch of {recorded.closer}")
-
-    def _direct_commits_logged(self, r: int) -> bool:
-        """Whether the chain's logs show a direct commit of round ``r``."""
-        s = self.node.session
-        logs = s.market.events(s.market.market, "UpdateCommitted", filters={"taskId": s.task_id})
-        return any(int(e["args"]["round"]) == r for e in logs)
 
     def _leave_out(self, r: int, why: str) -> Step:
         self._settled.add(r)

@@ -26,9 +26,13 @@ def _duty(tmp_path, logs: dict[str, list[dict[str, Any]]]) -> BatchDuty:
         events=lambda contract, event, **kw: logs.get(event, []),
         update_of=lambda task_id, round_, trainer: (bytes(32), 0),
     )
+    session = SimpleNamespace(task_id=TASK, chain_id=31337, market=market, gossiped_leaves={})
+    session.direct_commit_logs = lambda r: [  # TaskSession.direct_commit_logs over ``logs``
+        e for e in logs.get("UpdateCommitted", []) if e["args"]["round"] == r
+    ]
     account = Account.create()
     node = SimpleNamespace(
-        session=SimpleNamespace(task_id=TASK, chain_id=31337, market=market, gossiped_leaves={}),
+        session=session,
         me=account.address,
         account=account,
         journal=Journal(tmp_path / "journal.sqlite"),
